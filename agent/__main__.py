@@ -1,0 +1,7 @@
+"""python -m fleetvisor.agent"""
+
+import sys
+
+from .main import main
+
+sys.exit(main())

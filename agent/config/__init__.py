@@ -1,0 +1,1 @@
+"""Config: supervisord.conf parsing and the typed model it produces."""

@@ -1,0 +1,680 @@
+"""Reading supervisord.conf into the typed model.
+
+Two stages. `read_ini` turns one file into sections of values that remember their file and
+line, following the line rules of the configparser supervisord uses (inline comments need
+whitespace before them, indented lines continue a value, `=` or `:` separate, option names
+are lowercased, a repeated section or option merges/overrides), so a file means the same
+thing to both. `_Builder` then turns the merged sections into a `Config` with supervisord
+4.3's defaults, `%(name)s` expansions and checks. Every problem is a ConfigError naming the
+file, section, option and line; nothing else escapes for bad input.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import platform
+import re
+import socket
+import tempfile
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from . import datatypes as dt
+from .errors import ConfigError
+from .model import (
+    AUTO, Config, CtlConfig, FcgiSocketConfig, FleetvisorConfig, GroupConfig,
+    GroupKind, HttpServerConfig, LogConfig, ProcessConfig, RpcInterfaceConfig,
+    SupervisordConfig,
+)
+
+__all__ = ["load", "read_ini"]
+
+# Sections a fleet-pushed file may hold: everything that defines process groups.
+PROGRAM_SECTION_PREFIXES = ("program:", "group:", "eventlistener:", "fcgi-program:")
+DEFAULT_RESULT_HANDLER = "supervisor.dispatchers:default_handler"
+RPC_FACTORY_KEY = "supervisor.rpcinterface_factory"
+FLEETVISOR_OPTIONS = frozenset(
+    {"node", "labels", "grpc_listen", "controllers", "tls_cert", "tls_key", "tls_ca",
+     "state_dir"})
+
+
+def load(path: str, *, environ: Mapping[str, str] | None = None,
+         extra_files: Sequence[str] = (), host_node_name: str | None = None) -> Config:
+    """Parse the file named by -c, everything it includes, then `extra_files` (program-level
+    sections only, as if included last). Raises ConfigError for anything wrong."""
+    environ = os.environ if environ is None else environ
+    node = platform.node() if host_node_name is None else host_node_name
+    names: dict[str, object] = {f"ENV_{k}": v for k, v in environ.items()}
+    names["host_node_name"] = node
+    loader = _Loader(names)
+    main = os.path.abspath(path)
+    loader.read_main(main)
+    for extra in extra_files:
+        loader.read_extra(os.path.abspath(extra))
+    return _Builder(main, loader, names).build()
+
+
+# -- stage 1: lines to located values -----------------------------------------------------
+
+@dataclass
+class Value:
+    text: str
+    file: str
+    line: int
+
+
+@dataclass
+class Section:
+    name: str
+    file: str
+    line: int
+    options: dict[str, Value] = field(default_factory=dict)
+
+
+_SECTION_HEADER = re.compile(r"\[(?P<name>.+)\]")
+_OPTION_LINE = re.compile(r"(?P<key>.*?)\s*[=:]\s*(?P<value>.*)$")
+_COMMENT_PREFIXES = (";", "#")
+
+
+def _comment_start(line: str) -> int | None:
+    """Index where a comment starts, if any.
+
+    A line whose first non-blank is ; or # is all comment. Otherwise a prefix counts only
+    after whitespace (so `url=http://h/#x` and `a;b` keep their text), found the way
+    configparser finds it: round n looks at the n-th occurrence of each prefix and the first
+    round with a valid one wins. Mirrored so that odd lines read the same.
+    """
+    if line.strip().startswith(_COMMENT_PREFIXES):
+        return 0
+    after = {prefix: -1 for prefix in _COMMENT_PREFIXES}
+    while after:
+        found: list[int] = []
+        for prefix, start in list(after.items()):
+            index = line.find(prefix, start + 1)
+            if index == -1:
+                del after[prefix]
+                continue
+            after[prefix] = index
+            if index == 0 or line[index - 1].isspace():
+                found.append(index)
+        if found:
+            return min(found)
+    return None
+
+
+def read_ini(text: str, path: str) -> dict[str, Section]:
+    """One file's sections, in order of first appearance; [DEFAULT] is kept as a section."""
+    sections: dict[str, Section] = {}
+    current: Section | None = None
+    value: Value | None = None  # the option that indented lines continue
+    parts: list[str] = []
+    indent = 0
+
+    def finish() -> None:
+        if value is not None:
+            value.text = "\n".join(parts).rstrip()
+
+    for lineno, line in enumerate(text.split("\n"), start=1):
+        cut = _comment_start(line)
+        stripped = line[:cut].strip()
+        if not stripped:
+            # A blank line belongs to a multi-line value; a comment line does not.
+            if cut is None and value is not None:
+                parts.append("")
+            continue
+        line_indent = len(line) - len(line.lstrip())
+        if value is not None and line_indent > indent:
+            parts.append(stripped)
+            continue
+        indent = line_indent
+        finish()
+        value = None
+        header = _SECTION_HEADER.match(stripped)
+        if header:
+            name = header["name"]
+            current = sections.get(name) or sections.setdefault(name, Section(name, path, lineno))
+            continue
+        if current is None:
+            raise ConfigError(f"text before the first [section] header: {line.strip()!r}",
+                              file=path, line=lineno)
+        option = _OPTION_LINE.match(stripped)
+        if not option or not option["key"]:
+            raise ConfigError(f"cannot parse line {line.strip()!r} (expected name=value)",
+                              file=path, section=current.name, line=lineno)
+        key = option["key"].rstrip().lower()
+        value = current.options[key] = Value("", path, lineno)
+        parts = [option["value"].strip()]
+    finish()
+    return sections
+
+
+def _read_text(path: str) -> str:
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read()
+    except FileNotFoundError:
+        raise ConfigError(f"could not find config file {path}", file=path) from None
+    except IsADirectoryError:
+        raise ConfigError(f"config file {path} is a directory", file=path) from None
+    except (OSError, ValueError) as exc:
+        reason = getattr(exc, "strerror", None) or str(exc)
+        raise ConfigError(f"could not read config file {path}: {reason}", file=path) from None
+    try:
+        text = data.decode("utf-8-sig")  # an editor's byte order mark is not content
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"config file is not UTF-8 text (bad byte at offset {exc.start})",
+                          file=path) from None
+    return text.replace("\r\n", "\n").replace("\r", "\n")
+
+
+def _expand(text: str, names: Mapping[str, object]) -> str:
+    """supervisord's expansion: Python %-formatting against a dict of names."""
+    if "%" not in text:
+        return text
+    try:
+        return text % names
+    except KeyError as exc:
+        known = ", ".join(sorted(k for k in names if not k.startswith("ENV_")))
+        raise ValueError(f"format string {text!r} contains names ({exc}) which cannot be "
+                         f"expanded; available: {known} and ENV_X for environment "
+                         f"variables") from None
+    except (ValueError, TypeError, OverflowError) as exc:
+        raise ValueError(f"format string {text!r} is badly formatted: {exc}") from None
+
+
+# -- includes -----------------------------------------------------------------------------
+
+class _Loader:
+    """Reads the main file and its includes into one merged set of sections."""
+
+    def __init__(self, names: Mapping[str, object]) -> None:
+        self.names = names
+        self.sections: dict[str, Section] = {}
+        self.defaults: dict[str, Value] = {}
+        self.files: list[str] = []  # included and extra files, in read order
+        self.warnings: list[str] = []
+        self._seen: set[str] = set()
+
+    def read_main(self, path: str) -> None:
+        self._read(path)
+
+    def read_extra(self, path: str) -> None:
+        """A fleet-pushed file: program-level sections only, none already defined."""
+        parsed = read_ini(_read_text(path), path)
+        for section in parsed.values():
+            if not section.name.startswith(PROGRAM_SECTION_PREFIXES):
+                raise ConfigError("only [program:x], [group:x], [eventlistener:x] and "
+                                  "[fcgi-program:x] sections may be pushed", file=path,
+                                  section=section.name, line=section.line)
+            if section.name in self.sections:
+                raise ConfigError(f"section is already defined in "
+                                  f"{self.sections[section.name].file}", file=path,
+                                  section=section.name, line=section.line)
+        self.files.append(path)
+        self._merge(parsed)
+
+    def _read(self, path: str) -> None:
+        self._seen.add(_real(path))
+        parsed = read_ini(_read_text(path), path)
+        include = parsed.pop("include", None)
+        self._merge(parsed)
+        if include is not None:
+            self._include(include)
+
+    def _merge(self, parsed: dict[str, Section]) -> None:
+        for section in parsed.values():
+            if section.name == "DEFAULT":
+                self.defaults.update(section.options)
+            elif section.name in self.sections:
+                self.sections[section.name].options.update(section.options)
+            else:
+                self.sections[section.name] = section
+
+    def _include(self, include: Section) -> None:
+        """Globs relative to the including file, each sorted. Includes may include; a file
+        already read is not read again, which also ends include cycles."""
+        files = include.options.get("files")
+        if files is None:
+            raise ConfigError("[include] section has no files option", file=include.file,
+                              section="include", line=include.line)
+        base = _here(include.file)
+        try:
+            patterns = _expand(files.text, {**self.names, "here": base}).split()
+        except ValueError as exc:
+            raise ConfigError(str(exc), file=files.file, section="include", option="files",
+                              line=files.line) from None
+        for pattern in patterns:
+            pattern = os.path.join(base, pattern)
+            matches = sorted(glob.glob(pattern))
+            if not matches:
+                self.warnings.append(f'No file matches via include "{pattern}"')
+            for match in matches:
+                # supervisord's reader silently skips what it cannot open, like a directory
+                # that a glob such as conf.d/* happens to match.
+                if os.path.isdir(match) or _real(match) in self._seen:
+                    continue
+                self.files.append(match)
+                self._read(match)
+
+
+def _here(path: str) -> str:
+    """%(here)s: the directory of the file a value was written in."""
+    return os.path.abspath(os.path.dirname(path))
+
+
+def _real(path: str) -> str:
+    try:
+        return os.path.realpath(path)
+    except ValueError:  # embedded NUL: cannot be opened either, _read_text will say so
+        return path
+
+
+# -- stage 2: sections to the model -------------------------------------------------------
+
+class _Options:
+    """One section's options as the builder reads them: looked up with [DEFAULT] as the
+    fallback, %-expanded with `names` plus the `here` of the file each value came from,
+    converted, and every failure turned into a ConfigError pointing at the value."""
+
+    def __init__(self, section: Section, defaults: Mapping[str, Value],
+                 names: Mapping[str, object]) -> None:
+        self.section = section
+        self.defaults = defaults
+        self.names = names
+
+    def with_names(self, names: Mapping[str, object]) -> _Options:
+        return _Options(self.section, self.defaults, names)
+
+    def value(self, option: str) -> Value | None:
+        return self.section.options.get(option) or self.defaults.get(option)
+
+    def get(self, option: str, default: Any = None, convert: Callable[[str], Any] | None = None,
+            *, expand: int = 1) -> Any:
+        """The option's value: expanded `expand` times (supervisord expands some options
+        twice, so `%%` there needs doubling again), then converted. A string default is
+        expanded and converted too; any other default is returned as is."""
+        value = self.value(option)
+        if value is None and not isinstance(default, str):
+            return default
+        text = value.text if value is not None else default
+        names = {**self.names, "here": _here((value or self.section).file)}
+        for _ in range(expand):
+            text = self.convert(option, _expand, text, names)
+        return self.convert(option, convert, text) if convert else text
+
+    def convert(self, option: str | None, func: Callable[..., Any], *args: Any) -> Any:
+        try:
+            return func(*args)
+        except ValueError as exc:
+            raise self.error(str(exc), option) from None
+
+    def error(self, message: str, option: str | None = None) -> ConfigError:
+        where = (self.value(option) if option else None) or self.section
+        return ConfigError(message, file=where.file, section=self.section.name,
+                           option=option, line=where.line)
+
+
+class _Builder:
+    def __init__(self, path: str, loader: _Loader, names: dict[str, object]) -> None:
+        self.path = path
+        self.sections = loader.sections
+        self.defaults = loader.defaults
+        self.files = loader.files
+        self.warnings = loader.warnings
+        self.names = names
+
+    def options(self, section: Section) -> _Options:
+        return _Options(section, self.defaults, self.names)
+
+    def with_prefix(self, prefix: str) -> list[Section]:
+        return [s for name, s in self.sections.items() if name.startswith(prefix)]
+
+    def build(self) -> Config:
+        if "supervisord" not in self.sections:
+            raise ConfigError("the config has no [supervisord] section", file=self.path)
+        supervisord = self.supervisord(self.sections["supervisord"])
+        # Like supervisord, its own environment is usable as ENV_X in every later section.
+        self.names.update({f"ENV_{k}": v for k, v in supervisord.environment})
+        return Config(
+            path=self.path,
+            supervisord=supervisord,
+            rpcinterfaces=tuple(self.rpcinterface(s) for s in self.with_prefix("rpcinterface:")),
+            groups=self.groups(dict(supervisord.environment)),
+            http_servers=self.http_servers(),
+            ctl=self.ctl(self.sections.get("supervisorctl")),
+            fleetvisor=self.fleetvisor(self.sections.get("fleetvisor")),
+            included_files=tuple(self.files),
+            warnings=tuple(dict.fromkeys(self.warnings)),
+        )
+
+    # [supervisord] and the other singletons
+
+    def supervisord(self, section: Section) -> SupervisordConfig:
+        o = self.options(section)
+        return SupervisordConfig(
+            logfile=o.get("logfile", "supervisord.log", dt.main_logfile),
+            logfile_maxbytes=o.get("logfile_maxbytes", "50MB", dt.byte_size),
+            logfile_backups=o.get("logfile_backups", "10", dt.integer),
+            loglevel=o.get("loglevel", "info", dt.logging_level),
+            pidfile=o.get("pidfile", "supervisord.pid", dt.absolute_dirpath),
+            umask=o.get("umask", "022", dt.octal),
+            nodaemon=o.get("nodaemon", "false", dt.boolean),
+            silent=o.get("silent", "false", dt.boolean),
+            minfds=o.get("minfds", "1024", dt.integer),
+            minprocs=o.get("minprocs", "200", dt.integer),
+            nocleanup=o.get("nocleanup", "false", dt.boolean),
+            childlogdir=o.get("childlogdir", tempfile.gettempdir(), dt.existing_directory),
+            user=o.get("user", None, dt.checked_user),
+            directory=o.get("directory", None, dt.existing_directory),
+            strip_ansi=o.get("strip_ansi", "false", dt.boolean),
+            # Expanded twice, as supervisord does for this option.
+            environment=o.get("environment", "", dt.key_value_pairs, expand=2),
+            identifier=o.get("identifier", "supervisor"),
+        )
+
+    def rpcinterface(self, section: Section) -> RpcInterfaceConfig:
+        o = self.options(section)
+        factory = o.get(RPC_FACTORY_KEY)
+        if factory is None:
+            raise o.error(f"section [{section.name}] does not specify a {RPC_FACTORY_KEY}")
+        keys = dict.fromkeys([*section.options, *self.defaults])
+        return RpcInterfaceConfig(
+            name=section.name.split(":", 1)[1],
+            factory=o.convert(RPC_FACTORY_KEY, dt.is_spec, factory),
+            options=tuple((k, o.get(k)) for k in keys if k != RPC_FACTORY_KEY),
+        )
+
+    def http_servers(self) -> tuple[HttpServerConfig, ...]:
+        servers = []
+        for section in self.with_prefix("inet_http_server"):
+            o = self.options(section)
+            username, password = self.credentials(o)
+            port = o.get("port")
+            if port is None:
+                raise o.error(f"section [{section.name}] has no port value", "port")
+            host, number = o.convert("port", dt.inet_address, port)
+            servers.append(HttpServerConfig(kind="inet", host=host, port=number,
+                                            username=username, password=password))
+        for section in self.with_prefix("unix_http_server"):
+            o = self.options(section)
+            path = o.get("file")
+            if path is None:
+                raise o.error(f"section [{section.name}] has no file value", "file")
+            username, password = self.credentials(o)
+            servers.append(HttpServerConfig(
+                kind="unix",
+                file=o.convert("file", dt.normalize_path, path.strip()),
+                chmod=o.get("chmod", "0700", dt.octal),
+                chown=o.get("chown", None, dt.user_and_group),
+                username=username, password=password))
+        return tuple(servers)
+
+    @staticmethod
+    def credentials(o: _Options) -> tuple[str | None, str | None]:
+        username, password = o.get("username"), o.get("password")
+        if (username is None) != (password is None):
+            missing = "password" if password is None else "username"
+            raise o.error(f"section [{o.section.name}] has incomplete authentication: a "
+                          f"username and a password must be given together", missing)
+        return username, password
+
+    def ctl(self, section: Section | None) -> CtlConfig:
+        """[supervisorctl] is only read by clients, so supervisord never rejects a file for
+        it; keep what cannot be expanded as written rather than fail."""
+        if section is None:
+            return CtlConfig()
+        o = self.options(section)
+
+        def get(option: str, default: str | None = None) -> str | None:
+            try:
+                return o.get(option, default)
+            except ConfigError:
+                return o.value(option).text  # type: ignore[union-attr]
+
+        def path(text: str | None) -> str | None:
+            try:
+                return dt.normalize_path(text) if text else None
+            except ValueError:
+                return text
+
+        url = get("serverurl", CtlConfig.serverurl) or ""
+        if url.startswith("unix://"):
+            url = "unix://" + (path(url[len("unix://"):]) or "")
+        return CtlConfig(serverurl=url, username=get("username"), password=get("password"),
+                         prompt=get("prompt", CtlConfig.prompt) or "",
+                         history_file=path(get("history_file")))
+
+    def fleetvisor(self, section: Section | None) -> FleetvisorConfig | None:
+        """Our own section: unlike supervisord's, unknown options are errors, so that a
+        typo cannot silently leave a node out of its fleet."""
+        if section is None:
+            return None
+        o = self.options(section)
+        for option in section.options:
+            if option not in FLEETVISOR_OPTIONS:
+                raise o.error(f"unknown option (known: {', '.join(sorted(FLEETVISOR_OPTIONS))})",
+                              option)
+        tls = {k: o.get(k, None, dt.existing_file) for k in ("tls_cert", "tls_key", "tls_ca")}
+        given = [k for k, v in tls.items() if v is not None]
+        if given and len(given) != len(tls):
+            missing = next(k for k, v in tls.items() if v is None)
+            raise o.error("tls_cert, tls_key and tls_ca must be set together", missing)
+        return FleetvisorConfig(
+            node=o.get("node", socket.gethostname(), dt.name),
+            labels=o.get("labels", (), dt.labels),
+            grpc_listen=o.get("grpc_listen", None, dt.host_port),
+            controllers=o.get("controllers", (), dt.host_port_list),
+            state_dir=o.get("state_dir", None, dt.normalize_path),
+            **tls,
+        )
+
+    # process groups
+
+    def groups(self, base_env: dict[str, str]) -> tuple[GroupConfig, ...]:
+        built: list[tuple[GroupConfig, Section]] = []
+        grouped: set[str] = set()
+        for section in self.with_prefix("group:"):
+            built.append((self.heterogeneous_group(section, grouped), section))
+        for section in self.with_prefix("program:"):
+            if section.name not in grouped:
+                built.append((self.program_group(section, GroupKind.PROGRAM), section))
+        for section in self.with_prefix("eventlistener:"):
+            built.append((self.listener_group(section), section))
+        for section in self.with_prefix("fcgi-program:"):
+            if section.name not in grouped:
+                built.append((self.fcgi_group(section), section))
+
+        seen: dict[str, Section] = {}
+        for group, section in built:
+            if group.name in seen:
+                raise self.options(section).error(
+                    f"group name {group.name!r} is already used by [{seen[group.name].name}] "
+                    f"in {seen[group.name].file}")
+            seen[group.name] = section
+        groups = [self.with_base_env(g, base_env) for g, _ in built]
+        groups.sort(key=lambda g: (g.priority, g.name))
+        return tuple(groups)
+
+    @staticmethod
+    def with_base_env(group: GroupConfig, base_env: dict[str, str]) -> GroupConfig:
+        """[supervisord] environment= goes to every process, under its own settings."""
+        if not base_env:
+            return group
+        procs = []
+        for proc in group.processes:
+            merged = {**base_env, **proc.env}
+            procs.append(replace(proc, environment=tuple(merged.items())))
+        return replace(group, processes=tuple(procs))
+
+    def heterogeneous_group(self, section: Section, grouped: set[str]) -> GroupConfig:
+        o = self.options(section)
+        name = self.section_name(o)
+        priority = o.get("priority", "999", dt.integer)
+        processes: list[ProcessConfig] = []
+        for program in o.get("programs", "", dt.list_of_strings):
+            found = [s for s in (f"program:{program}", f"fcgi-program:{program}")
+                     if s in self.sections]
+            if not found:
+                raise o.error(f"[{section.name}] names unknown program or fcgi-program "
+                              f"{program!r}", "programs")
+            if len(found) > 1:
+                raise o.error(f"[{section.name}] name {program!r} is ambiguous (exists as "
+                              f"program and fcgi-program)", "programs")
+            grouped.add(found[0])
+            # As in supervisord 4.3, an fcgi-program listed in a group runs as a plain
+            # program: it gets no socket.
+            processes += self.processes(self.sections[found[0]], name, GroupKind.PROGRAM)
+        return self.group(o, name, priority, processes, GroupKind.PROGRAM)
+
+    def program_group(self, section: Section, kind: GroupKind, **extra: Any) -> GroupConfig:
+        o = self.options(section)
+        name = self.section_name(o)
+        default_priority = "-1" if kind is GroupKind.EVENTLISTENER else "999"
+        priority = o.get("priority", default_priority, dt.integer)
+        return self.group(o, name, priority, self.processes(section, name, kind), kind,
+                          **extra)
+
+    def listener_group(self, section: Section) -> GroupConfig:
+        o = self.options(section)
+        buffer_size = o.get("buffer_size", "10", dt.integer)
+        if buffer_size < 1:
+            raise o.error(f"[{section.name}] section sets invalid buffer_size ({buffer_size})",
+                          "buffer_size")
+        result_handler = o.get("result_handler", DEFAULT_RESULT_HANDLER, dt.is_spec)
+        events = o.get("events", "", dt.event_names)
+        if not events:
+            raise o.error(f'[{section.name}] section requires an "events" line', "events")
+        if o.get("redirect_stderr", "false", dt.boolean):
+            raise o.error(f"[{section.name}] section sets redirect_stderr=true but this is not "
+                          f"allowed because it would interfere with the eventlistener "
+                          f"protocol", "redirect_stderr")
+        return self.program_group(section, GroupKind.EVENTLISTENER, buffer_size=buffer_size,
+                                  events=events, result_handler=result_handler)
+
+    def fcgi_group(self, section: Section) -> GroupConfig:
+        o = self.options(section)
+        name = self.section_name(o)
+        user = o.get("user", None, dt.checked_user)
+        backlog = o.get("socket_backlog", None, dt.integer)
+        if backlog is not None and not 1 <= backlog <= 65535:
+            raise o.error(f"invalid socket_backlog value {backlog} (1-65535)", "socket_backlog")
+        owner = o.get("socket_owner", None, dt.user_and_group)
+        mode = o.get("socket_mode", None, dt.octal)
+        url = o.with_names({**self.names, "program_name": name}).get("socket")
+        if not url:
+            raise o.error(f'[{section.name}] section requires a "socket" line', "socket")
+        url = o.convert("socket", dt.fcgi_socket_url, url)
+        if url.startswith("unix://"):
+            mode = 0o700 if mode is None else mode
+            if owner is None and user is not None:
+                uid = dt.user_id(user)
+                if uid != os.getuid():
+                    owner = (uid, dt.primary_gid(uid))
+        elif owner is not None or mode is not None:
+            raise o.error("socket_owner and socket_mode may only be used with a unix domain "
+                          "socket", "socket_owner" if owner is not None else "socket_mode")
+        sock = FcgiSocketConfig(url=url, backlog=backlog, owner=owner, mode=mode)
+        return self.program_group(section, GroupKind.FCGI, socket=sock)
+
+    def group(self, o: _Options, name: str, priority: int, processes: Iterable[ProcessConfig],
+              kind: GroupKind, **extra: Any) -> GroupConfig:
+        procs = tuple(processes)
+        seen: set[str] = set()
+        for proc in procs:
+            if proc.name in seen:
+                raise o.error(f"duplicate process name {proc.name!r} in group {name!r}")
+            seen.add(proc.name)
+        return GroupConfig(name=name, priority=priority, processes=procs, kind=kind, **extra)
+
+    def section_name(self, o: _Options) -> str:
+        name = o.convert(None, dt.name, o.section.name.split(":", 1)[1])
+        if not name:
+            raise o.error(f"section [{o.section.name}] has an empty name")
+        return name
+
+    def processes(self, section: Section, group: str, kind: GroupKind) -> list[ProcessConfig]:
+        """The processes of one [program:x]-like section, sorted as supervisord sorts them.
+
+        Names follow supervisord: here, program_name, group_name, host_node_name and ENV_X
+        everywhere; process_num, numprocs and the section's own environment= keys (as ENV_X)
+        only in the options read per process: command, process_name, directory and the
+        stdout/stderr log options."""
+        o = self.options(section)
+        program = self.section_name(o)
+        names = {**self.names, "program_name": program, "group_name": group}
+        o = o.with_names(names)
+        stopasgroup = o.get("stopasgroup", "false", dt.boolean)
+        killasgroup = o.get("killasgroup", stopasgroup, dt.boolean)
+        numprocs = o.get("numprocs", "1", dt.integer)
+        start = o.get("numprocs_start", "0", dt.integer)
+        process_name = o.get("process_name", "%(program_name)s", dt.name, expand=0)
+        if numprocs > 1 and "%(process_num)" not in process_name:
+            raise o.error("%(process_num) must be present within process_name when "
+                          "numprocs > 1", "process_name")
+        if stopasgroup and not killasgroup:
+            raise o.error("cannot set stopasgroup=true and killasgroup=false", "killasgroup")
+        serverurl = o.get("serverurl")
+        common = dict(
+            group=group, program_name=program, kind=kind,
+            priority=o.get("priority", "999", dt.integer),
+            autostart=o.get("autostart", "true", dt.boolean),
+            autorestart=o.get("autorestart", "unexpected", dt.auto_restart),
+            startsecs=o.get("startsecs", "1", dt.integer),
+            startretries=o.get("startretries", "3", dt.integer),
+            exitcodes=o.get("exitcodes", "0", dt.exit_codes),
+            stopsignal=o.get("stopsignal", "TERM", dt.signal_number),
+            stopwaitsecs=o.get("stopwaitsecs", "10", dt.integer),
+            stopasgroup=stopasgroup,
+            killasgroup=killasgroup,
+            user=o.get("user", None, dt.checked_user),
+            umask=o.get("umask", None, dt.octal),
+            redirect_stderr=o.get("redirect_stderr", "false", dt.boolean),
+            serverurl=AUTO if not serverurl or serverurl.strip().upper() == AUTO else serverurl,
+        )
+        captures = {ch: (o.get(f"{ch}_capture_maxbytes", "0", dt.byte_size),
+                         o.get(f"{ch}_events_enabled", "false", dt.boolean))
+                    for ch in ("stdout", "stderr")}
+
+        procs = []
+        for num in range(start, start + numprocs):
+            per = o.with_names({**names, "process_num": num, "numprocs": numprocs})
+            env = per.get("environment", "", dt.key_value_pairs)
+            per = per.with_names({**per.names, **{f"ENV_{k}": v for k, v in env}})
+            stdout, stderr = (self.channel(per, ch, *captures[ch]) for ch in ("stdout", "stderr"))
+            if common["redirect_stderr"]:
+                if stderr.logfile not in (AUTO, None):
+                    self.warnings.append(
+                        f"For [{section.name}], redirect_stderr=true but stderr_logfile is "
+                        f"also set; the stderr_logfile is ignored")
+                stderr = replace(stderr, logfile=None)
+            command = per.get("command")
+            if command is None:
+                raise o.error(f"program section [{section.name}] does not specify a command",
+                              "command")
+            procs.append(ProcessConfig(
+                name=per.convert("process_name", _expand, process_name, per.names),
+                command=command, process_num=num, directory=per.get("directory"),
+                environment=env, stdout=stdout, stderr=stderr, **common))
+        procs.sort(key=lambda p: (p.priority, p.name))
+        return procs
+
+    def channel(self, o: _Options, ch: str, capture_maxbytes: int,
+                events_enabled: bool) -> LogConfig:
+        # The log file name is expanded twice, as supervisord does.
+        logfile = o.get(f"{ch}_logfile", AUTO, dt.logfile_name, expand=2)
+        maxbytes = o.get(f"{ch}_logfile_maxbytes", "50MB", dt.byte_size)
+        syslog = o.get(f"{ch}_syslog", "false", dt.boolean)
+        section = o.section.name
+        if logfile is dt.Syslog:
+            self.warnings.append(f"For [{section}], {ch}_logfile=syslog is deprecated and will "
+                                 f"be removed; use {ch}_syslog=true instead")
+            logfile, syslog = None, True
+        if logfile == AUTO and not maxbytes:
+            self.warnings.append(f"For [{section}], AUTO logging is used for {ch}_logfile "
+                                 f"without rollover; set {ch}_logfile_maxbytes > 0 so that "
+                                 f"it cannot fill the filesystem")
+        return LogConfig(logfile=logfile, maxbytes=maxbytes, syslog=syslog,
+                         backups=o.get(f"{ch}_logfile_backups", "10", dt.integer),
+                         capture_maxbytes=capture_maxbytes, events_enabled=events_enabled)

@@ -1,0 +1,220 @@
+"""Pieces shared by the main log and the child logs.
+
+`RotatingFile` is the one writer behind both: it writes through a raw file descriptor (one
+`write` per call, no Python buffering to flush) and decides when to rotate by counting the
+bytes it wrote, so the hot path never calls `stat` or `tell`.
+
+`read_log` and `tail_log` are the readers behind supervisord's `readLog`/`readProcess*Log`
+and `tailProcess*Log` RPCs, with the same offset/length arithmetic.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import sys
+
+__all__ = [
+    "BadArguments",
+    "Failed",
+    "LogReadError",
+    "NoFile",
+    "RotatingFile",
+    "read_log",
+    "report_error",
+    "tail_log",
+]
+
+# O_APPEND on every open: a file shared with other writers, or truncated under us by
+# `logrotate copytruncate`, keeps being written at its end. It is harmless on ttys and
+# pipes, so /dev/stdout needs no special case (Python's `open(..., 'ab')` seeks and fails
+# there with ESPIPE, which is why supervisord retries in 'wb').
+_APPEND = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC
+
+
+def report_error(path: str | None, exc: BaseException) -> None:
+    """Say on stderr that a log write failed; like supervisord, carry on afterwards."""
+    try:
+        sys.stderr.write(f"fleetvisor: cannot write log {path}: {exc}\n")
+        sys.stderr.flush()
+    except (OSError, ValueError):
+        pass
+
+
+class RotatingFile:
+    """An append-only log file that rotates to `path.1` ... `path.N` at `maxbytes`.
+
+    Rotation only applies to regular files with `maxbytes > 0`; anything else (a FIFO, a
+    tty, anything under /dev or /proc, `maxbytes == 0`) just grows and is never measured.
+    Write errors are reported on stderr and the data is dropped: a full disk must not take
+    the event loop down. After a failed reopen the file stays closed until the next
+    `reopen()` (SIGUSR2).
+    """
+
+    __slots__ = ("path", "maxbytes", "backups", "_fd", "_size", "_rotates")
+
+    def __init__(self, path: str, *, maxbytes: int, backups: int) -> None:
+        self.path = path
+        self.maxbytes = maxbytes
+        self.backups = backups
+        self._fd = -1
+        self._size = 0  # bytes in the current file, kept by counting
+        self._rotates = False
+        self._open(truncate=False)
+
+    @property
+    def fd(self) -> int:
+        """The current descriptor (-1 when closed). It changes on rotation and reopen."""
+        return self._fd
+
+    def write(self, data: bytes) -> None:
+        if self._fd < 0 or not data:
+            return
+        try:
+            view = memoryview(data)
+            while view:  # a signal can cut a write to a pipe short
+                view = view[os.write(self._fd, view) :]
+        except OSError as exc:
+            report_error(self.path, exc)
+            return
+        self.account(len(data))
+
+    def account(self, nbytes: int) -> None:
+        """Book `nbytes` written to `fd` by someone else (e.g. `os.splice`); may rotate."""
+        if not self._rotates:
+            return
+        self._size += nbytes
+        if self._size >= self.maxbytes:
+            try:
+                self._rotate()
+            except OSError as exc:
+                report_error(self.path, exc)
+
+    def reopen(self) -> None:
+        """Close and open `path` again: after logrotate moved it, a new file is made."""
+        self.close()
+        self._open(truncate=False)
+
+    def clear(self) -> None:
+        """Remove the file and start a new, empty one (clearLog / clearProcessLogs)."""
+        self.close()
+        try:
+            os.remove(self.path)
+        except FileNotFoundError:
+            pass
+        self._open(truncate=False)
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            fd, self._fd = self._fd, -1
+            os.close(fd)
+
+    def _open(self, *, truncate: bool) -> None:
+        fd = os.open(self.path, _APPEND | (os.O_TRUNC if truncate else 0), 0o666)
+        st = os.fstat(fd)
+        self._fd = fd
+        self._rotates = (
+            self.maxbytes > 0 and stat.S_ISREG(st.st_mode) and not _is_special(self.path)
+        )
+        self._size = st.st_size if self._rotates else 0
+
+    def _rotate(self) -> None:
+        # Same names and order as supervisord: .N-1 -> .N, ..., .1 -> .2, file -> .1.
+        # backups == 0 keeps no history: the file is simply truncated.
+        self.close()
+        if self.backups > 0:
+            for i in range(self.backups - 1, 0, -1):
+                _replace(f"{self.path}.{i}", f"{self.path}.{i + 1}")
+            _replace(self.path, f"{self.path}.1")
+        self._open(truncate=True)
+
+
+def _is_special(path: str) -> bool:
+    # /dev/stdout is a regular file when our stdout is redirected to one; "rotating" it
+    # would rename the /dev/stdout link itself.
+    return os.path.abspath(path).startswith(("/dev/", "/proc/"))
+
+
+def _replace(src: str, dst: str) -> None:
+    try:
+        os.replace(src, dst)
+    except FileNotFoundError:  # a gap in the chain, or a cleanup script got there first
+        pass
+
+
+# --- reading ---------------------------------------------------------------------------
+
+
+class LogReadError(ValueError):
+    """A read the RPC layer turns into a fault; `fault` is the supervisord fault name."""
+
+    fault = "FAILED"
+
+
+class BadArguments(LogReadError):
+    fault = "BAD_ARGUMENTS"
+
+
+class NoFile(LogReadError):
+    fault = "NO_FILE"
+
+
+class Failed(LogReadError):
+    fault = "FAILED"
+
+
+def read_log(path: str | None, offset: int, length: int) -> bytes:
+    """`length` bytes of `path` from `offset`, as supervisord's readLog.
+
+    offset >= 0: read from there, `length` bytes, or to the end when `length` is 0.
+    offset < 0: the last `-offset` bytes; `length` must then be 0.
+    A negative length is BAD_ARGUMENTS; a missing file NO_FILE; an unreadable one FAILED.
+    """
+    if path is None or not os.path.exists(path):
+        raise NoFile(path)
+    if (offset < 0 and length != 0) or length < 0:
+        raise BadArguments()
+    try:
+        with open(path, "rb") as f:
+            if offset < 0:
+                size = f.seek(0, os.SEEK_END)
+                f.seek(max(size + offset, 0))
+                return f.read(-offset)
+            f.seek(offset)
+            return f.read(length or -1)
+    except OSError as exc:
+        raise Failed(str(exc)) from exc
+
+
+def tail_log(path: str | None, offset: int, length: int) -> tuple[bytes, int, bool]:
+    """(data, next offset, overflow) as supervisord's tailProcessStdoutLog.
+
+    Returns up to `length` bytes from `offset`; when the file has grown past
+    `offset + length` the window jumps to the end of the file and `overflow` is set.
+    The next offset is always the file's size. A missing file reads as (b'', 0, False).
+    """
+    if path is None or not os.path.exists(path):
+        return b"", 0, False
+    try:
+        with open(path, "rb") as f:
+            size = f.seek(0, os.SEEK_END)
+            start, count, overflow = _tail_window(size, offset, length)
+            if count == 0:
+                return b"", size, overflow
+            f.seek(start)
+            return f.read(count), size, overflow
+    except OSError:
+        return b"", offset, False
+
+
+def _tail_window(size: int, offset: int, length: int) -> tuple[int, int, bool]:
+    # Kept step for step with supervisord's tailFile so that odd inputs (negative or
+    # past-the-end offsets, length 0) give the very same windows.
+    overflow = size > offset + length
+    if overflow:
+        offset = size - 1
+    if offset + length > size:
+        if offset > size - 1:
+            length = 0
+        offset = size - length
+    return max(offset, 0), max(length, 0), overflow

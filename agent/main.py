@@ -1,0 +1,208 @@
+"""`fleetvisor-agent`: supervisord's command line, startup sequence and restart loop."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import getopt
+import os
+import signal
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from .config import datatypes
+from .config.errors import ConfigError
+from .config.model import Config
+from .config.parser import load
+from .config.search import find_config_file
+from .daemon import (StartupError, daemonize, drop_privileges, raise_rlimits,
+                     remove_quietly, write_pidfile)
+from .mainlog import BootLog, MainLog, level_from_name
+from .states import SupervisorState
+from .supervisor import Supervisor, clear_auto_logs
+
+SUPERVISOR_VERSION = "4.3.0"  # the API level the agent implements, as clients see it
+
+USAGE = """fleetvisor-agent -- run a set of applications as daemons (a drop-in supervisord).
+
+Usage: %s [options]
+
+Options:
+-c/--configuration FILENAME -- configuration file path (searches if not given)
+-n/--nodaemon -- run in the foreground (same as 'nodaemon=true' in config file)
+-s/--silent -- no logs to stdout (maps to 'silent=true' in config file)
+-h/--help -- print this usage message and exit
+-v/--version -- print the supervisord version implemented and exit
+-u/--user USER -- run as this user (or numeric uid)
+-m/--umask UMASK -- use this umask for daemon subprocess (default is 022)
+-d/--directory DIRECTORY -- directory to chdir to when daemonized
+-l/--logfile FILENAME -- use FILENAME as logfile path
+-y/--logfile_maxbytes BYTES -- use BYTES to limit the max size of logfile
+-z/--logfile_backups NUM -- number of backups to keep when max bytes reached
+-e/--loglevel LEVEL -- use LEVEL as log level (debug,info,warn,error,critical)
+-j/--pidfile FILENAME -- write a pid file for the daemon process to FILENAME
+-i/--identifier STR -- identifier used for this instance
+-q/--childlogdir DIRECTORY -- the log directory for child process logs
+-k/--nocleanup --  prevent the removal of old automatic child log files at startup
+-a/--minfds NUM -- the minimum number of file descriptors for start success
+-t/--strip_ansi -- strip ansi escape codes from process output
+--minprocs NUM  -- the minimum number of processes available for start success
+"""
+
+SHORT_OPTS = "c:nshvu:m:d:l:y:z:e:j:i:q:ka:t?"
+LONG_OPTS = ["configuration=", "nodaemon", "silent", "help", "version", "user=", "umask=",
+             "directory=", "logfile=", "logfile_maxbytes=", "logfile_backups=", "loglevel=",
+             "pidfile=", "identifier=", "childlogdir=", "nocleanup", "minfds=", "strip_ansi",
+             "minprocs=", "profile_options="]
+
+# flag -> ([supervisord] field, converter); flags without a value set the field to True.
+_OVERRIDES: dict[str, tuple[str, Callable[[str], object] | None]] = {
+    "-n": ("nodaemon", None), "--nodaemon": ("nodaemon", None),
+    "-s": ("silent", None), "--silent": ("silent", None),
+    "-k": ("nocleanup", None), "--nocleanup": ("nocleanup", None),
+    "-t": ("strip_ansi", None), "--strip_ansi": ("strip_ansi", None),
+    "-u": ("user", str), "--user": ("user", str),
+    "-m": ("umask", datatypes.octal), "--umask": ("umask", datatypes.octal),
+    "-d": ("directory", datatypes.existing_directory), "--directory": ("directory", datatypes.existing_directory),
+    "-l": ("logfile", datatypes.main_logfile), "--logfile": ("logfile", datatypes.main_logfile),
+    "-y": ("logfile_maxbytes", datatypes.byte_size), "--logfile_maxbytes": ("logfile_maxbytes", datatypes.byte_size),
+    "-z": ("logfile_backups", int), "--logfile_backups": ("logfile_backups", int),
+    "-e": ("loglevel", datatypes.logging_level), "--loglevel": ("loglevel", datatypes.logging_level),
+    "-j": ("pidfile", datatypes.absolute_dirpath), "--pidfile": ("pidfile", datatypes.absolute_dirpath),
+    "-i": ("identifier", str), "--identifier": ("identifier", str),
+    "-q": ("childlogdir", datatypes.existing_directory), "--childlogdir": ("childlogdir", datatypes.existing_directory),
+    "-a": ("minfds", int), "--minfds": ("minfds", int),
+    "--minprocs": ("minprocs", int),
+}
+
+
+class UsageError(Exception):
+    pass
+
+
+@dataclass
+class Options:
+    configfile: str | None = None
+    overrides: dict[str, object] = field(default_factory=dict)
+
+
+def parse_args(argv: Sequence[str]) -> Options | str:
+    """Options, or the text to print and exit 0 with (help, version)."""
+    try:
+        pairs, args = getopt.gnu_getopt(list(argv), SHORT_OPTS, LONG_OPTS)
+    except getopt.GetoptError as exc:
+        raise UsageError(str(exc)) from None
+    if args:
+        raise UsageError(f"positional arguments are not supported: {args}")
+    opts = Options()
+    for flag, value in pairs:
+        if flag in ("-h", "-?", "--help"):
+            return USAGE % "fleetvisor-agent"
+        if flag in ("-v", "--version"):
+            return SUPERVISOR_VERSION + "\n"
+        if flag in ("-c", "--configuration"):
+            opts.configfile = value
+            continue
+        if flag == "--profile_options":
+            continue  # accepted for compatibility; profiling is done with external tools here
+        name, convert = _OVERRIDES[flag]
+        if name in opts.overrides:
+            raise UsageError(f"conflicting command line option {flag!r}")
+        try:
+            opts.overrides[name] = True if convert is None else convert(value)
+        except ValueError as exc:
+            raise UsageError(f"invalid value for {flag} {value!r}: {exc}") from None
+    return opts
+
+
+def load_config(opts: Options) -> Config:
+    path = opts.configfile or find_config_file()
+    config = load(path)
+    if opts.overrides:
+        config = dataclasses.replace(
+            config, supervisord=dataclasses.replace(config.supervisord, **opts.overrides))
+    return config
+
+
+def make_log(config: Config) -> MainLog:
+    sd = config.supervisord
+    return MainLog(sd.logfile, maxbytes=sd.logfile_maxbytes, backups=sd.logfile_backups,
+                   level=level_from_name(sd.loglevel), echo_stdout=sd.nodaemon and not sd.silent)
+
+
+async def serve(core: Supervisor) -> SupervisorState:
+    """Run the core on this loop until it shuts down or restarts."""
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGHUP, signal.SIGUSR2):
+        loop.add_signal_handler(sig, core.handle_signal, sig)
+    try:
+        return await core.run()
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGHUP, signal.SIGUSR2):
+            loop.remove_signal_handler(sig)
+
+
+def run(opts: Options) -> int:
+    first = True
+    config = load_config(opts)
+    while True:
+        sd = config.supervisord
+        boot = BootLog()
+        for message in config.warnings:
+            boot.warn(message)
+        for path in config.included_files:
+            boot.info(f'Included extra file "{path}" during parsing')
+        drop_privileges(sd.user, boot)
+        if first:
+            raise_rlimits(sd.minfds, sd.minprocs, boot)
+        log = make_log(config)
+        log.replay(boot.records)
+        if not sd.nocleanup:
+            clear_auto_logs(sd.childlogdir, sd.identifier, log)
+        if first and not sd.nodaemon:
+            daemonize(sd.directory, sd.umask, log)
+        wrote_pid = write_pidfile(sd.pidfile, log)
+        reloader = _Reloader(opts)
+        mood = asyncio.run(_serve_config(config, log, reloader))
+        if wrote_pid:
+            remove_quietly(sd.pidfile)
+        log.close()
+        if mood != SupervisorState.RESTARTING:
+            return 0
+        config = reloader.config or config
+        first = False
+
+
+class _Reloader:
+    """Parses the config again for a SIGHUP restart; a bad file keeps the running state."""
+
+    def __init__(self, opts: Options) -> None:
+        self.opts = opts
+        self.config: Config | None = None
+
+    def __call__(self) -> Config:
+        self.config = load_config(self.opts)
+        return self.config
+
+
+async def _serve_config(config: Config, log: MainLog, reloader: Callable[[], Config]) -> SupervisorState:
+    core = Supervisor(config, log, reloader=reloader)
+    return await serve(core)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    try:
+        opts = parse_args(args)
+        if isinstance(opts, str):
+            sys.stdout.write(opts)
+            return 0
+        return run(opts)
+    except (UsageError, ConfigError, StartupError) as exc:
+        sys.stderr.write(f"Error: {exc}\nFor help, use {os.path.basename(sys.argv[0] or 'fleetvisor-agent')} -h\n")
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

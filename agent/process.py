@@ -1,0 +1,317 @@
+"""One supervised OS process on the agent's event loop.
+
+`Process` is the runtime half of a process: it forks/execs, reads the child's pipes, learns of
+its exit through a pidfd and runs the timers. Every decision is made by its `Lifecycle`; this
+class only performs what the lifecycle asks for and feeds it what happened.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import grp
+import os
+import pwd
+import shlex
+import stat
+import subprocess
+import time
+from typing import TYPE_CHECKING
+
+from .childlog import ChildLog, debug_line
+from .config.model import AUTO, GroupKind, ProcessConfig
+from .lifecycle import Lifecycle, SpawnError
+from .mainlog import Level
+from .states import ProcessState
+
+if TYPE_CHECKING:
+    from .supervisor import ProcessGroup, Supervisor
+
+DEFAULT_PATH = ["/bin", "/usr/bin", "/usr/local/bin"]
+READ_CHUNK = 1 << 16
+# Loop timers may fire a hair early; startsecs needs "strictly more than".
+TIMER_SLACK = 0.001
+
+
+def errno_name(exc: OSError) -> str:
+    return errno.errorcode.get(exc.errno or 0, str(exc.errno))
+
+
+def resolve_command(config: ProcessConfig) -> tuple[str, list[str]]:
+    """(filename, argv) for the command, looked up on the program's PATH like supervisord."""
+    try:
+        argv = shlex.split(config.command)
+    except ValueError as exc:
+        raise SpawnError(f"can't parse command {config.command!r}: {exc}") from None
+    if not argv:
+        raise SpawnError("command is empty")
+    program = argv[0]
+    filename, st = program, None
+    if "/" in program:
+        st = _stat(program)
+    else:
+        path = config.env.get("PATH") or os.environ.get("PATH")
+        for directory in path.split(os.pathsep) if path else DEFAULT_PATH:
+            candidate = os.path.join(directory, program)
+            st = _stat(candidate)
+            if st is not None:
+                filename = candidate
+                break
+    if st is None:
+        raise SpawnError(f"can't find command {filename!r}")
+    if stat.S_ISDIR(st.st_mode):
+        raise SpawnError(f"command at {filename!r} is a directory")
+    if not stat.S_IMODE(st.st_mode) & 0o111:
+        raise SpawnError(f"command at {filename!r} is not executable")
+    if not os.access(filename, os.X_OK):
+        raise SpawnError(f"no permission to run command {filename!r}")
+    return filename, argv
+
+
+def _close(*fds: int) -> None:
+    for fd in set(fds):
+        if fd >= 0:
+            os.close(fd)
+
+
+def _stat(path: str) -> os.stat_result | None:
+    try:
+        return os.stat(path)
+    except OSError:
+        return None
+
+
+def user_credentials(user: str) -> tuple[int, int, list[int]]:
+    """(uid, gid, supplementary gids) for a user name or uid, as a spawn switches to them."""
+    try:
+        record = pwd.getpwuid(int(user)) if user.isdigit() else pwd.getpwnam(user)
+    except KeyError:
+        raise SpawnError(f"couldn't setuid to {user}: Can't find username {user!r}") from None
+    groups = [g.gr_gid for g in grp.getgrall() if record.pw_name in g.gr_mem]
+    return record.pw_uid, record.pw_gid, [record.pw_gid, *groups]
+
+
+class OutputChannel:
+    """The parent end of a child's stdout or stderr pipe and where its bytes go."""
+
+    def __init__(self, process: Process, name: str, fd: int, log: ChildLog) -> None:
+        self.process = process
+        self.name = name
+        self.fd = fd
+        self.log = log
+        os.set_blocking(fd, False)
+        asyncio.get_running_loop().add_reader(fd, self.drain)
+
+    def drain(self) -> None:
+        """Read everything the pipe holds now."""
+        while self.fd >= 0:
+            try:
+                data = os.read(self.fd, READ_CHUNK)
+            except BlockingIOError:
+                return
+            except OSError:
+                data = b""
+            if not data:
+                self.close()
+                return
+            self.log.write(data)
+            mainlog = self.process.core.log
+            if mainlog.is_enabled(Level.DEBG):
+                mainlog.debug(debug_line(self.process.name, self.name, data))
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            asyncio.get_running_loop().remove_reader(self.fd)
+            os.close(self.fd)
+            self.fd = -1
+        self.log.close()
+
+
+class Process:
+    """A configured process: its lifecycle plus the OS resources of its current run."""
+
+    def __init__(self, config: ProcessConfig, group: ProcessGroup, core: Supervisor) -> None:
+        self.config = config
+        self.group = group
+        self.core = core
+        self.lifecycle = Lifecycle(config, self)
+        self.stdout_logfile = self._log_path(config.stdout.logfile, "stdout")
+        self.stderr_logfile = (None if config.redirect_stderr and config.kind != GroupKind.EVENTLISTENER
+                               else self._log_path(config.stderr.logfile, "stderr"))
+        self._popen: subprocess.Popen | None = None
+        self._pidfd = -1
+        self._channels: list[OutputChannel] = []
+        self.stdin_fd = -1
+        self._timer: asyncio.TimerHandle | None = None
+
+    def _log_path(self, value: str | None, channel: str) -> str | None:
+        if value != AUTO:
+            return value
+        return self.core.auto_log_path(self.config.name, channel)
+
+    # -- facts ---------------------------------------------------------------------------------
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    @property
+    def namespec(self) -> str:
+        return f"{self.group.name}:{self.name}"
+
+    @property
+    def state(self) -> ProcessState:
+        return self.lifecycle.state
+
+    @property
+    def pid(self) -> int:
+        return self.lifecycle.pid
+
+    # -- ProcessHost: what the lifecycle asks for ----------------------------------------------
+
+    def spawn(self) -> int:
+        filename, argv = resolve_command(self.config)
+        kwargs: dict = {}
+        if self.config.user is not None:
+            uid, gid, groups = user_credentials(self.config.user)
+            if uid != os.getuid():
+                if os.getuid() != 0:
+                    raise SpawnError(f"couldn't setuid to {uid}: Can't drop privilege as nonroot user")
+                kwargs.update(user=uid, group=gid, extra_groups=groups)
+        separate_stderr = self.stderr_logfile is not None or self.config.kind == GroupKind.EVENTLISTENER
+        try:
+            stdin_r, stdin_w = os.pipe()
+            out_r, out_w = os.pipe()
+            err_r, err_w = os.pipe() if separate_stderr else (-1, out_w)
+        except OSError as exc:
+            if exc.errno == errno.EMFILE:
+                raise SpawnError(f"too many open files to spawn '{self.name}'") from None
+            raise SpawnError(f"unknown error making dispatchers for '{self.name}': {errno_name(exc)}") from None
+        try:
+            self._popen = subprocess.Popen(
+                argv, executable=filename, stdin=stdin_r, stdout=out_w, stderr=err_w,
+                cwd=self.config.directory, env=self.core.child_environment(self),
+                process_group=0,  # keep a Ctrl-C at supervisord's terminal away from children
+                umask=-1 if self.config.umask is None else self.config.umask,
+                close_fds=True, **kwargs)
+        except OSError as exc:
+            _close(stdin_w, out_r, err_r)
+            raise SpawnError(self._spawn_failure(exc, argv[0])) from None
+        finally:
+            _close(stdin_r, out_w, err_w)
+        pid = self._popen.pid
+        self.stdin_fd = stdin_w
+        os.set_blocking(stdin_w, False)
+        self._channels = [OutputChannel(self, "stdout", out_r, self._open_log(self.config.stdout, self.stdout_logfile))]
+        if err_r >= 0:
+            self._channels.append(OutputChannel(self, "stderr", err_r,
+                                                self._open_log(self.config.stderr, self.stderr_logfile)))
+        self._pidfd = os.pidfd_open(pid)
+        asyncio.get_running_loop().add_reader(self._pidfd, self._on_exit)
+        return pid
+
+    def _spawn_failure(self, exc: OSError, program: str) -> str:
+        if exc.errno == errno.EAGAIN:
+            return f"Too many processes in process table to spawn '{self.name}'"
+        if self.config.directory is not None and exc.filename == self.config.directory:
+            return f"couldn't chdir to {self.config.directory}: {errno_name(exc)}"
+        if isinstance(exc, PermissionError) and exc.filename is None:
+            return f"couldn't setuid to {self.config.user}: {exc.strerror}"
+        return f"couldn't exec {program}: {errno_name(exc)}"
+
+    def _open_log(self, cfg, path: str | None) -> ChildLog:
+        syslog_tag = self.name if cfg.syslog else None
+        return ChildLog(path, maxbytes=cfg.maxbytes, backups=cfg.backups, syslog_tag=syslog_tag,
+                        strip_ansi=self.core.config.supervisord.strip_ansi)
+
+    def kill(self, pid: int, sig: int) -> None:
+        os.kill(pid, sig)
+
+    def log(self, level: str, message: str) -> None:
+        getattr(self.core.log, level)(message)
+
+    def state_changed(self, old: ProcessState, new: ProcessState, expected: bool | None) -> None:
+        self.core.process_state_changed(self, old, new, expected)
+
+    # -- driving the lifecycle -----------------------------------------------------------------
+
+    def advance(self) -> None:
+        """Run due transitions and arm the timer for the next one."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        mood = self.core.mood
+        while True:
+            before = self.state
+            now = time.time()
+            self.lifecycle.tick(now, mood)
+            due = self.lifecycle.next_tick(mood)
+            if due is None:
+                return
+            # A transition can make the next one due at once (a failed spawn, then FATAL).
+            if due > now or self.state == before:
+                delay = max(0.0, due - time.time()) + TIMER_SLACK
+                self._timer = asyncio.get_running_loop().call_later(delay, self.advance)
+                return
+
+    def start(self) -> None:
+        self.lifecycle.spawn(time.time())
+        self.advance()
+
+    def stop(self) -> str | None:
+        msg = self.lifecycle.stop(time.time())
+        self.advance()
+        return msg
+
+    def give_up(self) -> None:
+        self.lifecycle.give_up(time.time())
+        self.advance()
+
+    def signal(self, sig: int) -> str | None:
+        msg = self.lifecycle.signal(sig, time.time())
+        self.advance()
+        return msg
+
+    def _on_exit(self) -> None:
+        try:
+            pid, status = os.waitpid(self.pid, os.WNOHANG)
+        except ChildProcessError:
+            pid, status = self.pid, 0
+        if pid == 0:
+            return
+        self._release()
+        if self._popen is not None:
+            self._popen.returncode = os.waitstatus_to_exitcode(status)
+            self._popen = None
+        self.lifecycle.exited(status, time.time())
+        self.advance()
+
+    def _release(self) -> None:
+        """Close everything of the finished run; output still in the pipes goes to the logs."""
+        loop = asyncio.get_running_loop()
+        if self._pidfd >= 0:
+            loop.remove_reader(self._pidfd)
+            os.close(self._pidfd)
+            self._pidfd = -1
+        for channel in self._channels:
+            channel.drain()
+            channel.close()
+        self._channels = []
+        if self.stdin_fd >= 0:
+            os.close(self.stdin_fd)
+            self.stdin_fd = -1
+
+    def reopen_logs(self) -> None:
+        for channel in self._channels:
+            channel.log.reopen()
+
+    def write_stdin(self, data: bytes) -> None:
+        if self.stdin_fd < 0:
+            raise OSError(errno.EPIPE, "Process' stdin channel is closed")
+        os.write(self.stdin_fd, data)
+
+    def close(self) -> None:
+        """Forget the process (its group is being removed); it must not be running."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None

@@ -1,0 +1,108 @@
+"""Run a real agent (or stock supervisord) as a subprocess and watch what it says.
+
+Tests wait for conditions with a deadline; nothing here sleeps and hopes.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+AGENT = [sys.executable, "-m", "fleetvisor.agent"]
+SUPERVISORD = [str(Path(sys.executable).parent / "supervisord")]
+TIMESTAMP = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} ")
+
+
+def wait_for(condition: Callable[[], object], timeout: float = 10.0, what: str = "condition") -> object:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(0.02)
+
+
+def write_config(directory: Path, body: str, name: str = "supervisord.conf") -> Path:
+    path = directory / name
+    path.write_text(body.lstrip())
+    return path
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # a zombie is dead for our purposes
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(") ", 1)[1][0] != "Z"
+    except OSError:
+        return False
+
+
+class Daemon:
+    """A supervisord-compatible daemon in the foreground (-n); its stdout is the main log."""
+
+    def __init__(self, config: Path, command: list[str] | None = None, extra_args: tuple[str, ...] = (),
+                 env: dict[str, str] | None = None) -> None:
+        self.config = config
+        argv = [*(command or AGENT), "-c", str(config), "-n", *extra_args]
+        self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                     cwd=config.parent, env=env)
+        self.lines: list[str] = []
+        self._lock = threading.Lock()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for raw in self.proc.stdout:
+            line = raw.decode(errors="replace").rstrip("\n")
+            with self._lock:
+                self.lines.append(line)
+
+    def messages(self) -> list[str]:
+        """Main-log messages without the timestamp, e.g. 'INFO spawned: 'x' with pid 12'."""
+        with self._lock:
+            return [TIMESTAMP.sub("", line) for line in self.lines]
+
+    def wait_line(self, pattern: str, timeout: float = 10.0, count: int = 1) -> list[re.Match]:
+        regex = re.compile(pattern)
+
+        def found():
+            matches = [m for m in (regex.search(line) for line in self.messages()) if m]
+            return matches if len(matches) >= count else None
+        try:
+            return wait_for(found, timeout, f"{count} line(s) matching {pattern!r}")  # type: ignore[return-value]
+        except AssertionError:
+            raise AssertionError(f"no line matching {pattern!r}; the log was:\n" + "\n".join(self.messages()))
+
+    def pid_of(self, name: str, timeout: float = 10.0) -> int:
+        m = self.wait_line(rf"spawned: '{re.escape(name)}' with pid (\d+)", timeout)[-1]
+        return int(m.group(1))
+
+    def signal(self, sig: int) -> None:
+        self.proc.send_signal(sig)
+
+    def stop(self, timeout: float = 30.0) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout)
+        finally:
+            self._reader.join(5)
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
