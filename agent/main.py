@@ -98,7 +98,7 @@ def parse_args(argv: Sequence[str]) -> Options | str:
     opts = Options()
     for flag, value in pairs:
         if flag in ("-h", "-?", "--help"):
-            return USAGE % "fleetvisor-agent"
+            return USAGE % _progname()
         if flag in ("-v", "--version"):
             return SUPERVISOR_VERSION + "\n"
         if flag in ("-c", "--configuration"):
@@ -191,6 +191,11 @@ async def _serve_config(config: Config, log: MainLog, reloader: Callable[[], Con
     return await serve(core)
 
 
+def _progname() -> str:
+    name = os.path.basename(sys.argv[0] or "")
+    return "fleetvisor-agent" if name in ("", "__main__.py", "-c") else name
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     try:
@@ -200,7 +205,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         return run(opts)
     except (UsageError, ConfigError, StartupError) as exc:
-        sys.stderr.write(f"Error: {exc}\nFor help, use {os.path.basename(sys.argv[0] or 'fleetvisor-agent')} -h\n")
+        sys.stderr.write(f"Error: {exc}\nFor help, use {_progname()} -h\n")
         return 2
 
 
