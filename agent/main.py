@@ -18,11 +18,15 @@ from .config.parser import load
 from .config.search import find_config_file
 from .daemon import (StartupError, daemonize, drop_privileges, raise_rlimits,
                      remove_quietly, write_pidfile)
+from .fleetconfig import FleetConfig, RevisionStore, state_dir_of
+from .grpcapi.server import GrpcFace
 from .mainlog import BootLog, MainLog, level_from_name
+from .http.listeners import Listener, close_listeners, open_listeners
+from .http.server import HttpFace
+from .operations import SUPERVISOR_VERSION  # the version clients see
 from .states import SupervisorState
 from .supervisor import Supervisor, clear_auto_logs
 
-SUPERVISOR_VERSION = "4.3.0"  # the API level the agent implements, as clients see it
 
 USAGE = """fleetvisor-agent -- run a set of applications as daemons (a drop-in supervisord).
 
@@ -116,9 +120,13 @@ def parse_args(argv: Sequence[str]) -> Options | str:
     return opts
 
 
-def load_config(opts: Options) -> Config:
+def load_config(opts: Options, fleet_file: str | None = None) -> Config:
+    """The node's config with the fleet's applied revision (or `fleet_file`) included."""
     path = opts.configfile or find_config_file()
     config = load(path)
+    fleet_file = fleet_file or RevisionStore(state_dir_of(config)).fleet_file()
+    if fleet_file:
+        config = load(path, extra_files=[fleet_file])
     if opts.overrides:
         config = dataclasses.replace(
             config, supervisord=dataclasses.replace(config.supervisord, **opts.overrides))
@@ -160,11 +168,17 @@ def run(opts: Options) -> int:
         log.replay(boot.records)
         if not sd.nocleanup:
             clear_auto_logs(sd.childlogdir, sd.identifier, log)
-        if first and not sd.nodaemon:
-            daemonize(sd.directory, sd.umask, log)
-        wrote_pid = write_pidfile(sd.pidfile, log)
-        reloader = _Reloader(opts)
-        mood = asyncio.run(_serve_config(config, log, reloader))
+        # Bound before the fork: "port in use" must reach the terminal, and the loop that
+        # serves them does not exist yet.
+        listeners = open_listeners(config, log)
+        try:
+            if first and not sd.nodaemon:
+                daemonize(sd.directory, sd.umask, log)
+            wrote_pid = write_pidfile(sd.pidfile, log)
+            reloader = _Reloader(opts)
+            mood = asyncio.run(_serve_config(config, log, reloader, listeners))
+        finally:
+            close_listeners(listeners)
         if wrote_pid:
             remove_quietly(sd.pidfile)
         log.close()
@@ -185,10 +199,27 @@ class _Reloader:
         self.config = load_config(self.opts)
         return self.config
 
+    def with_fleet_file(self, fleet_file: str) -> Config:
+        """A candidate revision checked together with the node's file; not kept for restarts."""
+        return load_config(self.opts, fleet_file)
 
-async def _serve_config(config: Config, log: MainLog, reloader: Callable[[], Config]) -> SupervisorState:
+
+async def _serve_config(config: Config, log: MainLog, reloader: _Reloader,
+                        listeners: list[Listener]) -> SupervisorState:
     core = Supervisor(config, log, reloader=reloader)
-    return await serve(core)
+    http = HttpFace(core, listeners)
+    await http.start()
+    grpc_face = None
+    try:
+        if config.fleetvisor is not None and config.fleetvisor.grpc_listen is not None:
+            fleet = FleetConfig(core, RevisionStore(state_dir_of(config)), reloader.with_fleet_file)
+            grpc_face = GrpcFace(core, fleet, config.fleetvisor, log)
+            await grpc_face.start()
+        return await serve(core)
+    finally:
+        if grpc_face is not None:
+            await grpc_face.close()
+        await http.close()
 
 
 def _progname() -> str:

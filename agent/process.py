@@ -20,11 +20,13 @@ from typing import TYPE_CHECKING
 
 from .childlog import ChildLog, debug_line
 from .config.model import AUTO, GroupKind, ProcessConfig
+from .events import OutputEvents, OutputTap
 from .lifecycle import Lifecycle, SpawnError
 from .mainlog import Level
 from .states import ProcessState
 
 if TYPE_CHECKING:
+    from .listener import Listener
     from .supervisor import ProcessGroup, Supervisor
 
 DEFAULT_PATH = ["/bin", "/usr/bin", "/usr/local/bin"]
@@ -35,6 +37,10 @@ TIMER_SLACK = 0.001
 
 def errno_name(exc: OSError) -> str:
     return errno.errorcode.get(exc.errno or 0, str(exc.errno))
+
+
+class CommandNotFound(SpawnError):
+    """The command's file does not exist (startProcess answers NO_FILE, not NOT_EXECUTABLE)."""
 
 
 def resolve_command(config: ProcessConfig) -> tuple[str, list[str]]:
@@ -58,7 +64,7 @@ def resolve_command(config: ProcessConfig) -> tuple[str, list[str]]:
                 filename = candidate
                 break
     if st is None:
-        raise SpawnError(f"can't find command {filename!r}")
+        raise CommandNotFound(f"can't find command {filename!r}")
     if stat.S_ISDIR(st.st_mode):
         raise SpawnError(f"command at {filename!r} is a directory")
     if not stat.S_IMODE(st.st_mode) & 0o111:
@@ -91,6 +97,16 @@ def user_credentials(user: str) -> tuple[int, int, list[int]]:
     return record.pw_uid, record.pw_gid, [record.pw_gid, *groups]
 
 
+def _output_tap(process: Process, channel: str, log: ChildLog) -> OutputTap | None:
+    if channel == "stdout" and process.listener is not None:
+        return process.listener.stdout_tap(log)
+    cfg = process.config.stdout if channel == "stdout" else process.config.stderr
+    if cfg.capture_maxbytes or cfg.events_enabled:
+        return OutputEvents(process, channel, log, capture_maxbytes=cfg.capture_maxbytes,
+                            events_enabled=cfg.events_enabled)
+    return None
+
+
 class OutputChannel:
     """The parent end of a child's stdout or stderr pipe and where its bytes go."""
 
@@ -99,6 +115,9 @@ class OutputChannel:
         self.name = name
         self.fd = fd
         self.log = log
+        # None unless something besides the log wants the bytes (listener protocol, capture
+        # mode, log events): then it gets them instead, and the plain path below is skipped.
+        self.tap = _output_tap(process, name, log)
         os.set_blocking(fd, False)
         asyncio.get_running_loop().add_reader(fd, self.drain)
 
@@ -114,6 +133,9 @@ class OutputChannel:
             if not data:
                 self.close()
                 return
+            if self.tap is not None:
+                self.tap.feed(data)
+                continue
             self.log.write(data)
             mainlog = self.process.core.log
             if mainlog.is_enabled(Level.DEBG):
@@ -124,6 +146,8 @@ class OutputChannel:
             asyncio.get_running_loop().remove_reader(self.fd)
             os.close(self.fd)
             self.fd = -1
+            if self.tap is not None:
+                self.tap.close()
         self.log.close()
 
 
@@ -142,7 +166,11 @@ class Process:
         self._pidfd = -1
         self._channels: list[OutputChannel] = []
         self.stdin_fd = -1
+        self._stdin_pending = bytearray()  # written to stdin when the pipe takes it
+        self._stdin_waiting = False
         self._timer: asyncio.TimerHandle | None = None
+        # Set by the pool when this process is an event listener.
+        self.listener: Listener | None = None
 
     def _log_path(self, value: str | None, channel: str) -> str | None:
         if value != AUTO:
@@ -200,6 +228,8 @@ class Process:
         finally:
             _close(stdin_r, out_w, err_w)
         pid = self._popen.pid
+        if self.listener is not None:
+            self.listener.spawned()
         self.stdin_fd = stdin_w
         os.set_blocking(stdin_w, False)
         self._channels = [OutputChannel(self, "stdout", out_r, self._open_log(self.config.stdout, self.stdout_logfile))]
@@ -232,6 +262,8 @@ class Process:
 
     def state_changed(self, old: ProcessState, new: ProcessState, expected: bool | None) -> None:
         self.core.process_state_changed(self, old, new, expected)
+        if self.listener is not None and new == ProcessState.RUNNING:
+            self.listener.running()
 
     # -- driving the lifecycle -----------------------------------------------------------------
 
@@ -284,6 +316,8 @@ class Process:
             self._popen.returncode = os.waitstatus_to_exitcode(status)
             self._popen = None
         self.lifecycle.exited(status, time.time())
+        if self.listener is not None:
+            self.listener.exited()
         self.advance()
 
     def _release(self) -> None:
@@ -297,18 +331,63 @@ class Process:
             channel.drain()
             channel.close()
         self._channels = []
-        if self.stdin_fd >= 0:
-            os.close(self.stdin_fd)
-            self.stdin_fd = -1
+        self._close_stdin()
 
     def reopen_logs(self) -> None:
         for channel in self._channels:
             channel.log.reopen()
 
+    def clear_logs(self) -> None:
+        """clearProcessLogs: remove the log files and start empty ones (open logs are
+        reopened at once). Raises OSError."""
+        open_paths = set()
+        for channel in self._channels:
+            channel.log.clear()
+            open_paths.add(channel.log.path)
+        for path in {self.stdout_logfile, self.stderr_logfile} - open_paths - {None}:
+            if os.path.exists(path):
+                os.remove(path)
+                os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o666))
+
     def write_stdin(self, data: bytes) -> None:
+        """Queue bytes for the child's stdin and write what the pipe takes now; the rest
+        follows when it is writable. Raises EPIPE if the child closed its end."""
         if self.stdin_fd < 0:
             raise OSError(errno.EPIPE, "Process' stdin channel is closed")
-        os.write(self.stdin_fd, data)
+        self._stdin_pending += data
+        self._flush_stdin()
+
+    def _flush_stdin(self) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            while self._stdin_pending:
+                del self._stdin_pending[:os.write(self.stdin_fd, self._stdin_pending)]
+        except BlockingIOError:
+            if not self._stdin_waiting:
+                loop.add_writer(self.stdin_fd, self._stdin_writable)
+                self._stdin_waiting = True
+            return
+        except BrokenPipeError:
+            self._close_stdin()
+            raise
+        if self._stdin_waiting:
+            loop.remove_writer(self.stdin_fd)
+            self._stdin_waiting = False
+
+    def _stdin_writable(self) -> None:
+        try:
+            self._flush_stdin()
+        except OSError:  # the child closed its stdin: what was queued is dropped
+            self._close_stdin()
+
+    def _close_stdin(self) -> None:
+        if self.stdin_fd >= 0:
+            if self._stdin_waiting:
+                asyncio.get_running_loop().remove_writer(self.stdin_fd)
+                self._stdin_waiting = False
+            os.close(self.stdin_fd)
+            self.stdin_fd = -1
+        self._stdin_pending.clear()
 
     def close(self) -> None:
         """Forget the process (its group is being removed); it must not be running."""

@@ -16,9 +16,11 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
+from . import events
 from .config.errors import ConfigError
-from .config.model import Config, GroupConfig
+from .config.model import Config, GroupConfig, GroupKind
 from .lifecycle import signame
+from .listener import ListenerPool
 from .mainlog import MainLog
 from .process import Process
 from .states import STOPPED_STATES, ProcessState, SupervisorState
@@ -55,6 +57,7 @@ class ProcessGroup:
         self.config = config
         ordered = sorted(config.processes, key=lambda p: p.priority)
         self.processes: dict[str, Process] = {p.name: Process(p, self, core) for p in ordered}
+        self.pool = ListenerPool(self, core) if config.kind == GroupKind.EVENTLISTENER else None
 
     @property
     def name(self) -> str:
@@ -82,10 +85,17 @@ class Supervisor:
         self.reloader = reloader
         self.mood = SupervisorState.RUNNING
         self.groups: dict[str, ProcessGroup] = {}
+        # The groups of the last read of the config file: what addProcessGroup can add.
+        self.group_configs: tuple[GroupConfig, ...] = config.groups
         self.serverurl = _server_url(config)
         self._subscribers: list[Callable[[Change], None]] = []
         self._changed = asyncio.Event()
         self._stop_requested = asyncio.Event()
+        # supervisord's events, for listener pools; fed from changes (first subscriber, so
+        # before anything that reacts to a change publishes more) and by producers directly.
+        self.events = events.EventBus()
+        self.subscribe(self._publish_event)
+        self._ticker = events.Ticker(self.events.publish)
         for group_config in config.groups:
             self.add_group(group_config)
 
@@ -109,9 +119,19 @@ class Supervisor:
             return False
         for proc in group.processes.values():
             proc.close()
+        if group.pool is not None:
+            group.pool.close()
         del self.groups[name]
         self._publish(GroupChange(name, added=False))
         return True
+
+    def reread(self) -> tuple[list[str], list[str], list[str]]:
+        """Parse the config file again and keep its groups for addProcessGroup; returns the
+        (added, changed, removed) group names against the running groups. Nothing running
+        changes. Raises ConfigError for a bad file."""
+        config = self.reloader() if self.reloader is not None else self.config
+        self.group_configs = config.groups
+        return diff_groups(config.groups, [g.config for g in self.groups.values()])
 
     def all_processes(self) -> Iterable[Process]:
         for group in self.ordered_groups():
@@ -143,6 +163,28 @@ class Supervisor:
     def process_state_changed(self, proc: Process, old: ProcessState, new: ProcessState,
                               expected: bool | None) -> None:
         self._publish(ProcessStateChange(proc, old, new, expected, time.time()))
+
+    def publish_remote_comm(self, type: str, data: str) -> None:
+        """sendRemoteCommEvent: a REMOTE_COMMUNICATION event for listeners."""
+        self.events.publish(events.remote_communication(type, data))
+
+    def _publish_event(self, change: Change) -> None:
+        """The supervisord event, if any, for a change, made only if a pool would get it."""
+        bus = self.events
+        if isinstance(change, ProcessStateChange):
+            name = f"PROCESS_STATE_{change.new.name}"
+            if bus.wants(name):
+                proc = change.process
+                extras = events.process_state_extras(change.new.name, proc.pid, proc.lifecycle.backoff,
+                                                     change.expected)
+                bus.publish(events.process_state(name, proc.name, proc.group.name, change.old.name,
+                                                 extras))
+        elif isinstance(change, SupervisorStateChange):
+            # RUNNING is announced by run(); STOPPING once, when a shutdown or restart begins.
+            if change.old >= SupervisorState.RUNNING > change.new:
+                bus.publish(events.supervisor_state(running=False))
+        elif isinstance(change, GroupChange):
+            bus.publish(events.process_group(change.added, change.name))
 
     # -- subscribers ---------------------------------------------------------------------------
 
@@ -183,10 +225,15 @@ class Supervisor:
 
         Returns SHUTDOWN or RESTARTING so the caller knows whether to come back up.
         """
-        for proc in self.all_processes():
-            proc.advance()
-        await self._stop_requested.wait()
-        await self.stop_all_groups()
+        self.events.publish(events.supervisor_state(running=True))
+        self._ticker.start()
+        try:
+            for proc in self.all_processes():
+                proc.advance()
+            await self._stop_requested.wait()
+            await self.stop_all_groups()
+        finally:
+            self._ticker.stop()
         return self.mood
 
     def handle_signal(self, sig: int) -> None:
@@ -236,6 +283,9 @@ class Supervisor:
         loop = asyncio.get_running_loop()
         next_report = 0.0
         for group in reversed(self.ordered_groups()):
+            # Let pools dispatch what the groups stopped so far caused before the next group
+            # (the listeners come last) is stopped; supervisord's one group per loop pass does too.
+            await asyncio.sleep(0)
             group.stop_all()
             while group.unstopped():
                 if loop.time() >= next_report:
@@ -250,6 +300,19 @@ class Supervisor:
             self.log.info(f"waiting for {', '.join(p.name for p in unstopped)} to die")
             for proc in unstopped:
                 self.log.blather(f"{proc.name} state: {proc.state.name}")
+
+
+def diff_groups(new: Iterable[GroupConfig], current: Iterable[GroupConfig]
+                ) -> tuple[list[str], list[str], list[str]]:
+    """(added, changed, removed) names: new ones and changed ones in the new file's order,
+    removed ones in running order. A change is any difference in the group's config."""
+    new, current = list(new), list(current)
+    running = {g.name: g for g in current}
+    names = {g.name for g in new}
+    added = [g.name for g in new if g.name not in running]
+    changed = [g.name for g in new if g.name in running and g != running[g.name]]
+    removed = [g.name for g in current if g.name not in names]
+    return added, changed, removed
 
 
 def _server_url(config: Config) -> str | None:

@@ -1,9 +1,14 @@
 #!/usr/bin/env bash
 # Prepare a fresh machine: system packages (only those missing) and the Python environment in .venv.
+#   bash deploy/setup.sh          what running fleetvisor needs
+#   bash deploy/setup.sh --test   also what the test suite needs (a browser for the web page tests)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(python3-venv)
+if [ "${1:-}" = "--test" ]; then
+    APT_PACKAGES+=(chromium chromium-driver)
+fi
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

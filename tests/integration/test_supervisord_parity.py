@@ -33,6 +33,7 @@ autorestart=unexpected
 ; stopwaitsecs > 1: stock reaps up to 1 s late (its poll timeout) and would log a second SIGKILL
 command=/bin/sh -c "trap '' TERM; sleep 1000 & wait; sleep 1000"
 stopwaitsecs=2
+killasgroup=true
 startsecs=0
 
 [program:pair]

@@ -1,0 +1,149 @@
+"""Fleet config revisions on one node: kept on disk, validated whole, applied as reread + update.
+
+The node's own file keeps the daemon-level sections (and may keep local programs). The fleet
+owns the program-level sections it pushes; the applied revision lives in the state dir as
+`fleet.conf` (+ `fleet.json` with its id) and every load of the config includes it, so an
+agent restarted without its controller comes back with it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from . import operations
+from .config.errors import ConfigError
+from .config.model import Config
+from .supervisor import Supervisor, diff_groups
+
+FLEET_FILE = "fleet.conf"
+META_FILE = "fleet.json"
+
+
+def default_state_dir(identifier: str) -> str:
+    if os.getuid() == 0:
+        return os.path.join("/var/lib/fleetvisor", identifier)
+    base = os.environ.get("XDG_STATE_HOME") or os.path.expanduser("~/.local/state")
+    return os.path.join(base, "fleetvisor", identifier)
+
+
+def state_dir_of(config: Config) -> str:
+    fv = config.fleetvisor
+    if fv is not None and fv.state_dir:
+        return fv.state_dir
+    return default_state_dir(config.supervisord.identifier)
+
+
+@dataclass(frozen=True)
+class Applied:
+    revision: str
+    text: str
+    applied_at: float
+
+
+class RevisionStore:
+    """The applied revision in a state dir. Writes are atomic (temp file + rename)."""
+
+    def __init__(self, state_dir: str) -> None:
+        self.state_dir = state_dir
+        self.fleet_path = os.path.join(state_dir, FLEET_FILE)
+        self.meta_path = os.path.join(state_dir, META_FILE)
+
+    def current(self) -> Applied | None:
+        try:
+            with open(self.meta_path) as f:
+                meta = json.load(f)
+            with open(self.fleet_path) as f:
+                text = f.read()
+        except (OSError, ValueError):
+            return None
+        return Applied(str(meta.get("revision", "")), text, float(meta.get("applied_at", 0)))
+
+    def fleet_file(self) -> str | None:
+        return self.fleet_path if os.path.exists(self.fleet_path) else None
+
+    def stage(self, text: str) -> str:
+        """Write a candidate revision next to the applied one; returns its path."""
+        os.makedirs(self.state_dir, mode=0o700, exist_ok=True)
+        fd, path = tempfile.mkstemp(prefix=".staged-", suffix=".conf", dir=self.state_dir)
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        return path
+
+    def commit(self, revision: str, staged: str) -> None:
+        meta = json.dumps({"revision": revision, "applied_at": time.time(),
+                           "sha256": hashlib.sha256(open(staged, "rb").read()).hexdigest()})
+        fd, tmp = tempfile.mkstemp(prefix=".meta-", dir=self.state_dir)
+        with os.fdopen(fd, "w") as f:
+            f.write(meta)
+        os.replace(staged, self.fleet_path)
+        os.replace(tmp, self.meta_path)
+
+
+@dataclass(frozen=True)
+class Plan:
+    added: list[str] = field(default_factory=list)
+    changed: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+
+
+def file_fingerprints(config: Config, fleet_file: str | None) -> dict[str, str]:
+    """Content hashes of the node's own files (not the fleet file): to notice hand edits."""
+    prints = {}
+    for path in (config.path, *config.included_files):
+        if path == fleet_file:
+            continue
+        try:
+            with open(path, "rb") as f:
+                prints[path] = hashlib.sha256(f.read()).hexdigest()
+        except OSError:
+            prints[path] = "missing"
+    return prints
+
+
+class FleetConfig:
+    """Applies revisions to a running core. `loader(fleet_file)` parses the node's config with
+    that fleet file included (the same path and flags the daemon started with)."""
+
+    def __init__(self, core: Supervisor, store: RevisionStore, loader: Callable[[str | None], Config]) -> None:
+        self.core = core
+        self.store = store
+        self.loader = loader
+        self.fingerprints = file_fingerprints(core.config, store.fleet_file())
+
+    def edited_by_hand(self) -> bool:
+        return file_fingerprints(self.core.config, self.store.fleet_file()) != self.fingerprints
+
+    async def apply(self, revision: str, text: str, *, dry_run: bool) -> Plan:
+        """Validate the revision with the node's file; unless dry_run, persist it, then stop
+        removed groups, restart changed ones and add new ones. Raises ConfigError; on error
+        nothing is changed, on disk or in the running state."""
+        staged = self.store.stage(text)
+        try:
+            new = self.loader(staged)
+            running = [g.config for g in self.core.groups.values()]
+            plan = Plan(*diff_groups(new.groups, running))
+            if dry_run:
+                return plan
+            self.store.commit(revision, staged)
+        finally:
+            if os.path.exists(staged):
+                os.unlink(staged)
+        await self._update(new, plan)
+        self.fingerprints = file_fingerprints(self.core.config, self.store.fleet_file())
+        return plan
+
+    async def _update(self, new: Config, plan: Plan) -> None:
+        core = self.core
+        core.group_configs = new.groups
+        for name in plan.removed + plan.changed:
+            await operations.stop_group(core, name, wait=True)
+            core.remove_group(name)
+        for name in plan.changed + plan.added:
+            operations.add_group(core, name)
+

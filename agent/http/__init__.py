@@ -1,0 +1,1 @@
+"""The agent's HTTP face: supervisord's [unix_http_server] and [inet_http_server]."""

@@ -1,0 +1,135 @@
+"""The HTTP face: supervisord's HTTP servers, served by aiohttp on the agent's loop.
+
+Each configured server (already bound, see `listeners`) gets its own aiohttp application,
+because each has its own credentials. Every path is behind the server's basic auth when it
+has a username: /RPC2 (XML-RPC), /logtail and /mainlogtail (log streams) and the web page.
+
+A wrong or missing password is a bare 401 with a Basic challenge; nothing else is revealed.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import logging
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+
+from ..config.model import HttpServerConfig
+from ..rpc.supervisor_api import SupervisorNamespace
+from ..rpc.xmlrpc import Dispatcher
+from . import logtail
+from . import web as web_page
+from .listeners import Listener, rpc_namespaces
+
+if TYPE_CHECKING:
+    from ..supervisor import Supervisor
+
+CORE = web.AppKey("core", object)
+# XML-RPC bodies (sendProcessStdin) may be large; supervisord sets no limit at all.
+MAX_BODY = 64 * 1024 * 1024
+# How long in-flight requests get to finish once the daemon stops serving. Requests waiting
+# on processes settle while the core stops them, before the servers close.
+SHUTDOWN_TIMEOUT = 2.0
+REALM = "default"
+
+_REASONS = {400: "Bad Request", 401: "Unauthorized", 404: "Not Found", 500: "Internal Server Error"}
+
+
+def error_response(status: int) -> web.Response:
+    return web.Response(status=status, text=f"{status} {_REASONS.get(status, '')}\n")
+
+
+# -- authentication ----------------------------------------------------------------------------
+
+def password_matches(stored: str, given: str) -> bool:
+    """supervisord's rule: a stored ``{SHA}<hex>`` is the SHA-1 of the password."""
+    if stored.startswith("{SHA}"):
+        digest = hashlib.sha1(given.encode("utf-8")).hexdigest()
+        return hmac.compare_digest(stored[5:].lower(), digest)
+    return hmac.compare_digest(stored.encode("utf-8"), given.encode("utf-8"))
+
+
+def _unauthorized() -> web.Response:
+    response = error_response(401)
+    response.headers["WWW-Authenticate"] = f'Basic realm="{REALM}"'
+    response.force_close()
+    return response
+
+
+def auth_middleware(username: str, password: str) -> Callable[..., Awaitable[web.StreamResponse]]:
+    @web.middleware
+    async def authenticate(request: web.Request,
+                           handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+                           ) -> web.StreamResponse:
+        scheme, _, credentials = request.headers.get("Authorization", "").strip().partition(" ")
+        if scheme.lower() != "basic":
+            return _unauthorized()
+        try:
+            decoded = base64.b64decode(credentials.strip(), validate=True).decode("utf-8")
+        except (binascii.Error, UnicodeDecodeError):
+            return error_response(400)
+        user, _, given = decoded.partition(":")
+        user_ok = hmac.compare_digest(user.encode("utf-8"), username.encode("utf-8"))
+        if not (password_matches(password, given) and user_ok):
+            return _unauthorized()
+        return await handler(request)
+
+    return authenticate
+
+
+# -- the application ---------------------------------------------------------------------------
+
+def make_app(core: Supervisor, server: HttpServerConfig) -> web.Application:
+    middlewares = []
+    if server.username is not None and server.password is not None:
+        middlewares.append(auth_middleware(server.username, server.password))
+    app = web.Application(middlewares=middlewares, client_max_size=MAX_BODY)
+    app[CORE] = core
+    namespaces = {name: SupervisorNamespace(core) for name in rpc_namespaces(core.config)}
+    dispatcher = Dispatcher(namespaces, core.log)
+
+    async def rpc(request: web.Request) -> web.StreamResponse:
+        if request.method != "POST":
+            return error_response(400)
+        reply = await dispatcher.handle(await request.read())
+        if reply.status != 200:
+            return error_response(reply.status)
+        return web.Response(body=reply.body, content_type="text/xml")
+
+    # supervisord matches on the prefix: /RPC2 and anything under it.
+    app.router.add_route("*", "/RPC2", rpc)
+    app.router.add_route("*", "/RPC2{rest:.*}", rpc)
+    logtail.install(app, core)
+    web_page.install(app, core)
+    return app
+
+
+class HttpFace:
+    """The HTTP servers of one run of the daemon, on the running loop."""
+
+    def __init__(self, core: Supervisor, listeners: list[Listener]) -> None:
+        self.core = core
+        self.listeners = listeners
+        self._runners: list[web.AppRunner] = []
+
+    async def start(self) -> None:
+        # aiohttp reports through `logging`; with no handler configured Python would print
+        # tracebacks of dropped connections on our stderr. The main log is our log.
+        logging.getLogger("aiohttp").addHandler(logging.NullHandler())
+        for listener in self.listeners:
+            runner = web.AppRunner(make_app(self.core, listener.config), handle_signals=False,
+                                   access_log=None, handler_cancellation=True,
+                                   shutdown_timeout=SHUTDOWN_TIMEOUT)
+            await runner.setup()
+            self._runners.append(runner)
+            await web.SockSite(runner, listener.sock).start()
+
+    async def close(self) -> None:
+        runners, self._runners = self._runners, []
+        for runner in runners:
+            await runner.cleanup()

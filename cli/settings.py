@@ -1,0 +1,83 @@
+"""Where fleetctl's connection settings come from: flags, then environment, then a config file.
+
+The file is TOML, by default ~/.config/fleetvisor/fleetctl.toml (or $FLEETCTL_CONFIG):
+
+    node = "10.0.0.5:7400"        # default target for per-node commands
+    tls_cert = "/etc/fleetvisor/admin.pem"
+    tls_key = "/etc/fleetvisor/admin.key"
+    tls_ca = "/etc/fleetvisor/ca.pem"
+    timeout = 30
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+KEYS = ("node", "controller", "tls_cert", "tls_key", "tls_ca", "timeout")
+
+
+class SettingsError(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class Settings:
+    node: str | None = None
+    controller: str | None = None
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    tls_ca: str | None = None
+    timeout: float = 30.0
+
+    @property
+    def tls(self) -> bool:
+        return bool(self.tls_cert or self.tls_key or self.tls_ca)
+
+
+def default_path() -> Path:
+    if os.environ.get("FLEETCTL_CONFIG"):
+        return Path(os.environ["FLEETCTL_CONFIG"])
+    base = os.environ.get("XDG_CONFIG_HOME") or os.path.expanduser("~/.config")
+    return Path(base) / "fleetvisor" / "fleetctl.toml"
+
+
+def read_file(path: Path, required: bool) -> dict[str, object]:
+    try:
+        with open(path, "rb") as f:
+            data = tomllib.load(f)
+    except FileNotFoundError:
+        if required:
+            raise SettingsError(f"config file {path} does not exist") from None
+        return {}
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise SettingsError(f"cannot read config file {path}: {exc}") from None
+    unknown = sorted(set(data) - set(KEYS))
+    if unknown:
+        raise SettingsError(f"config file {path}: unknown setting(s) {', '.join(unknown)} "
+                            f"(known: {', '.join(KEYS)})")
+    return data
+
+
+def resolve(flags: dict[str, object], config_path: str | None) -> Settings:
+    """Each setting from its flag if given, else FLEETCTL_<NAME>, else the config file."""
+    path = Path(config_path) if config_path else default_path()
+    from_file = read_file(path, required=config_path is not None)
+    values: dict[str, object] = {}
+    for key in KEYS:
+        value = flags.get(key)
+        if value is None:
+            value = os.environ.get(f"FLEETCTL_{key.upper()}") or from_file.get(key)
+        if value is not None:
+            values[key] = value
+    if "timeout" in values:
+        try:
+            values["timeout"] = float(values["timeout"])  # type: ignore[arg-type]
+        except ValueError:
+            raise SettingsError(f"timeout must be a number of seconds, not {values['timeout']!r}") from None
+    settings = Settings(**values)  # type: ignore[arg-type]
+    if settings.tls and not (settings.tls_cert and settings.tls_key and settings.tls_ca):
+        raise SettingsError("TLS needs all three of --tls-cert, --tls-key and --tls-ca")
+    return settings

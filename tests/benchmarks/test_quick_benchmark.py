@@ -1,0 +1,25 @@
+"""The benchmark's quick mode runs end to end so it cannot rot. Targets are not asserted here."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_quick_benchmark_produces_table_json_and_chart(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "benchmarks.compare", "--quick", "--out", str(tmp_path)],
+                            cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    report = json.loads((tmp_path / "results.json").read_text())
+    assert report["machine"]["cores"] and report["quick"] is True
+    from benchmarks.scenarios import SCENARIOS
+    assert set(report["scenarios"]) == {s.name for s in SCENARIOS}
+    for name, scenario in report["scenarios"].items():
+        assert not scenario["errors"], name
+        for metric, entry in scenario["metrics"].items():
+            assert entry["supervisord"]["median"] >= 0 and entry["agent"]["median"] >= 0, (name, metric)
+            assert "ratio" in entry
+    assert (tmp_path / "ratios.png").stat().st_size > 1000
+    assert "agent / supervisord" in result.stdout
