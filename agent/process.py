@@ -166,6 +166,7 @@ class Process:
         self._pidfd = -1
         self._channels: list[OutputChannel] = []
         self.stdin_fd = -1
+        self._holds_fcgi_socket = False
         self._stdin_pending = bytearray()  # written to stdin when the pipe takes it
         self._stdin_waiting = False
         self._timer: asyncio.TimerHandle | None = None
@@ -207,23 +208,26 @@ class Process:
                     raise SpawnError(f"couldn't setuid to {uid}: Can't drop privilege as nonroot user")
                 kwargs.update(user=uid, group=gid, extra_groups=groups)
         separate_stderr = self.stderr_logfile is not None or self.config.kind == GroupKind.EVENTLISTENER
+        fcgi_fd = self._acquire_fcgi_socket()  # an fcgi-program's stdin is its listening socket
         try:
-            stdin_r, stdin_w = os.pipe()
+            stdin_r, stdin_w = os.pipe() if fcgi_fd < 0 else (-1, -1)
             out_r, out_w = os.pipe()
             err_r, err_w = os.pipe() if separate_stderr else (-1, out_w)
         except OSError as exc:
+            self._release_fcgi_socket()
             if exc.errno == errno.EMFILE:
                 raise SpawnError(f"too many open files to spawn '{self.name}'") from None
             raise SpawnError(f"unknown error making dispatchers for '{self.name}': {errno_name(exc)}") from None
         try:
             self._popen = subprocess.Popen(
-                argv, executable=filename, stdin=stdin_r, stdout=out_w, stderr=err_w,
+                argv, executable=filename, stdin=stdin_r if fcgi_fd < 0 else fcgi_fd, stdout=out_w, stderr=err_w,
                 cwd=self.config.directory, env=self.core.child_environment(self),
                 process_group=0,  # keep a Ctrl-C at supervisord's terminal away from children
                 umask=-1 if self.config.umask is None else self.config.umask,
                 close_fds=True, **kwargs)
         except OSError as exc:
             _close(stdin_w, out_r, err_r)
+            self._release_fcgi_socket()
             raise SpawnError(self._spawn_failure(exc, argv[0])) from None
         finally:
             _close(stdin_r, out_w, err_w)
@@ -231,7 +235,8 @@ class Process:
         if self.listener is not None:
             self.listener.spawned()
         self.stdin_fd = stdin_w
-        os.set_blocking(stdin_w, False)
+        if stdin_w >= 0:
+            os.set_blocking(stdin_w, False)
         self._channels = [OutputChannel(self, "stdout", out_r, self._open_log(self.config.stdout, self.stdout_logfile))]
         if err_r >= 0:
             self._channels.append(OutputChannel(self, "stderr", err_r,
@@ -239,6 +244,22 @@ class Process:
         self._pidfd = os.pidfd_open(pid)
         asyncio.get_running_loop().add_reader(self._pidfd, self._on_exit)
         return pid
+
+    def _acquire_fcgi_socket(self) -> int:
+        sock = self.group.fcgi_socket
+        if sock is None:
+            return -1
+        try:
+            fd = sock.acquire()
+        except OSError as exc:
+            raise SpawnError(f"Could not create FastCGI socket {sock.config.url}: {exc.strerror}") from None
+        self._holds_fcgi_socket = True
+        return fd
+
+    def _release_fcgi_socket(self) -> None:
+        if self._holds_fcgi_socket:
+            self._holds_fcgi_socket = False
+            self.group.fcgi_socket.release()
 
     def _spawn_failure(self, exc: OSError, program: str) -> str:
         if exc.errno == errno.EAGAIN:
@@ -332,6 +353,7 @@ class Process:
             channel.close()
         self._channels = []
         self._close_stdin()
+        self._release_fcgi_socket()
 
     def reopen_logs(self) -> None:
         for channel in self._channels:

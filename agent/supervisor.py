@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from . import events
 from .config.errors import ConfigError
 from .config.model import Config, GroupConfig, GroupKind
+from .fcgisocket import FcgiSocket
 from .lifecycle import signame
 from .listener import ListenerPool
 from .mainlog import MainLog
@@ -58,6 +59,7 @@ class ProcessGroup:
         ordered = sorted(config.processes, key=lambda p: p.priority)
         self.processes: dict[str, Process] = {p.name: Process(p, self, core) for p in ordered}
         self.pool = ListenerPool(self, core) if config.kind == GroupKind.EVENTLISTENER else None
+        self.fcgi_socket = FcgiSocket(config.socket) if config.socket is not None else None
 
     @property
     def name(self) -> str:
@@ -121,6 +123,8 @@ class Supervisor:
             proc.close()
         if group.pool is not None:
             group.pool.close()
+        if group.fcgi_socket is not None:
+            group.fcgi_socket.close()
         del self.groups[name]
         self._publish(GroupChange(name, added=False))
         return True
