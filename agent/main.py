@@ -19,7 +19,6 @@ from .config.search import find_config_file
 from .daemon import (StartupError, daemonize, drop_privileges, raise_rlimits,
                      remove_quietly, write_pidfile)
 from .fleetconfig import FleetConfig, RevisionStore, state_dir_of
-from .grpcapi.server import GrpcFace
 from .mainlog import BootLog, MainLog, level_from_name
 from .http.listeners import Listener, close_listeners, open_listeners
 from .http.server import HttpFace
@@ -212,6 +211,7 @@ async def _serve_config(config: Config, log: MainLog, reloader: _Reloader,
     grpc_face = None
     try:
         if config.fleetvisor is not None and config.fleetvisor.grpc_listen is not None:
+            from .grpcapi.server import GrpcFace  # grpc costs ~20 MB of RSS: only when served
             fleet = FleetConfig(core, RevisionStore(state_dir_of(config)), reloader.with_fleet_file)
             grpc_face = GrpcFace(core, fleet, config.fleetvisor, log)
             await grpc_face.start()
