@@ -2,8 +2,9 @@
 
 The event loop hands `ChildLog.write` each chunk read from the child's pipe. The chunk is
 written as-is (supervisord adds no prefix or timestamp to child logs) with one `write`
-call; rotation is decided by counting bytes. For a future `os.splice` fast path, `fd`
-exposes the current descriptor and `account()` books bytes written to it by the caller.
+call; rotation is decided by counting bytes. When only the file wants the bytes, the loop
+calls `splice_from` instead and the kernel moves them from the pipe to the file. `fd` and
+`account()` let a caller write to the current descriptor itself.
 
 Also here: `strip_ansi` and `debug_line`, the two transformations supervisord applies to
 child output on its way to the logs, and the log readers used by the RPC layer.
@@ -97,6 +98,14 @@ class ChildLog:
         """Rotation bookkeeping for `nbytes` the caller wrote to `fd` itself."""
         if self._file is not None:
             self._file.account(nbytes)
+
+    def splice_from(self, pipe: int, count: int) -> int | None:
+        """Move up to `count` bytes from the child's pipe straight into the file (see
+        `RotatingFile.splice_from`); None when they must be read and `write`n instead: no
+        file, or strip_ansi or syslog needing the bytes."""
+        if self._file is None or self.strip_ansi or self._syslog is not None:
+            return None
+        return self._file.splice_from(pipe, count)
 
     def write(self, data: bytes) -> None:
         if self.strip_ansi:

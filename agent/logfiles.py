@@ -2,7 +2,8 @@
 
 `RotatingFile` is the one writer behind both: it writes through a raw file descriptor (one
 `write` per call, no Python buffering to flush) and decides when to rotate by counting the
-bytes it wrote, so the hot path never calls `stat` or `tell`.
+bytes it wrote, so the hot path never calls `stat` or `tell`. `splice_from` is the other
+way in: bytes moved from a pipe by the kernel (`os.splice`), booked the same way.
 
 `read_log` and `tail_log` are the readers behind supervisord's `readLog`/`readProcess*Log`
 and `tailProcess*Log` RPCs, with the same offset/length arithmetic.
@@ -10,6 +11,8 @@ and `tailProcess*Log` RPCs, with the same offset/length arithmetic.
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import os
 import stat
 import sys
@@ -31,6 +34,13 @@ __all__ = [
 # there with ESPIPE, which is why supervisord retries in 'wb').
 _APPEND = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC
 
+# An empty pipe raises BlockingIOError rather than waiting (the file side of a splice into
+# a regular file never blocks on it).
+_SPLICE_FLAGS = os.SPLICE_F_NONBLOCK
+# What a file that cannot take a splice answers (no splice_write in its filesystem, as in
+# /proc; an append-only inode refusing to drop O_APPEND). It is then only ever written.
+_NO_SPLICE = frozenset({errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.EPERM, errno.EXDEV})
+
 
 def report_error(path: str | None, exc: BaseException) -> None:
     """Say on stderr that a log write failed; like supervisord, carry on afterwards."""
@@ -51,7 +61,8 @@ class RotatingFile:
     `reopen()` (SIGUSR2).
     """
 
-    __slots__ = ("path", "maxbytes", "backups", "_fd", "_size", "_rotates")
+    __slots__ = ("path", "maxbytes", "backups", "_fd", "_size", "_rotates", "_regular", "_append",
+                 "_no_splice")
 
     def __init__(self, path: str, *, maxbytes: int, backups: int) -> None:
         self.path = path
@@ -60,6 +71,9 @@ class RotatingFile:
         self._fd = -1
         self._size = 0  # bytes in the current file, kept by counting
         self._rotates = False
+        self._regular = False  # only regular files are spliced into
+        self._append = True  # O_APPEND is set on _fd (see splice_from)
+        self._no_splice = False  # splice failed as unsupported: write from now on
         self._open(truncate=False)
 
     @property
@@ -71,6 +85,8 @@ class RotatingFile:
         if self._fd < 0 or not data:
             return
         try:
+            if not self._append:
+                self._set_append(True)
             view = memoryview(data)
             while view:  # a signal can cut a write to a pipe short
                 view = view[os.write(self._fd, view) :]
@@ -78,6 +94,40 @@ class RotatingFile:
             report_error(self.path, exc)
             return
         self.account(len(data))
+
+    def splice_from(self, pipe: int, count: int) -> int | None:
+        """Move up to `count` bytes from the non-blocking pipe `pipe` into the file in the
+        kernel, so they never enter Python; rotate as `write` would.
+
+        Returns the bytes moved (0: the pipe is at EOF), or None when this file cannot take
+        them that way (closed, not a regular file, splice unsupported, a write error): the
+        caller then reads and `write`s them, which also reports errors. Raises
+        BlockingIOError when the pipe is empty.
+        """
+        if self._fd < 0 or not self._regular or self._no_splice:
+            return None
+        if self._rotates and self._size < self.maxbytes:
+            count = min(count, self.maxbytes - self._size)  # the file ends at exactly maxbytes
+        try:
+            # splice() refuses a descriptor with O_APPEND (EINVAL). So the flag is dropped
+            # from ours and every splice first seeks to the end, which keeps what O_APPEND is
+            # here for: this agent's other writers to the same path (stdout and stderr, or
+            # two programs, sharing a file) run on this loop, never between the seek and the
+            # splice; a file cut by `logrotate copytruncate` goes on at its new end, where a
+            # kept offset would leave a hole. Rotation, reopen and clear open a fresh
+            # descriptor (with O_APPEND) and `write` sets the flag again before writing.
+            if self._append:
+                self._set_append(False)
+            os.lseek(self._fd, 0, os.SEEK_END)
+            moved = os.splice(pipe, self._fd, count, flags=_SPLICE_FLAGS)
+        except BlockingIOError:
+            raise
+        except OSError as exc:
+            if exc.errno in _NO_SPLICE:
+                self._no_splice = True
+            return None
+        self.account(moved)
+        return moved
 
     def account(self, nbytes: int) -> None:
         """Book `nbytes` written to `fd` by someone else (e.g. `os.splice`); may rotate."""
@@ -113,10 +163,17 @@ class RotatingFile:
         fd = os.open(self.path, _APPEND | (os.O_TRUNC if truncate else 0), 0o666)
         st = os.fstat(fd)
         self._fd = fd
+        self._append = True
+        self._regular = stat.S_ISREG(st.st_mode)
         self._rotates = (
             self.maxbytes > 0 and stat.S_ISREG(st.st_mode) and not _is_special(self.path)
         )
         self._size = st.st_size if self._rotates else 0
+
+    def _set_append(self, on: bool) -> None:
+        flags = fcntl.fcntl(self._fd, fcntl.F_GETFL)
+        fcntl.fcntl(self._fd, fcntl.F_SETFL, flags | os.O_APPEND if on else flags & ~os.O_APPEND)
+        self._append = on
 
     def _rotate(self) -> None:
         # Same names and order as supervisord: .N-1 -> .N, ..., .1 -> .2, file -> .1.

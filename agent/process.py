@@ -119,10 +119,13 @@ class OutputChannel:
         # mode, log events): then it gets them instead, and the plain path below is skipped.
         self.tap = _output_tap(process, name, log)
         os.set_blocking(fd, False)
-        asyncio.get_running_loop().add_reader(fd, self.drain)
+        asyncio.get_running_loop().add_reader(fd, self.drain, False)
 
-    def drain(self) -> None:
-        """Read everything the pipe holds now."""
+    def drain(self, whole: bool = True) -> None:
+        """Move what the pipe holds now to where it goes: all of it, or when called as the
+        reader, maybe one pipeful (the loop calls again while there is more)."""
+        if self.tap is None and not self.process.core.log.is_enabled(Level.DEBG) and self._splice(whole):
+            return
         while self.fd >= 0:
             try:
                 data = os.read(self.fd, READ_CHUNK)
@@ -140,6 +143,29 @@ class OutputChannel:
             mainlog = self.process.core.log
             if mainlog.is_enabled(Level.DEBG):
                 mainlog.debug(debug_line(self.process.name, self.name, data))
+
+    def _splice(self, whole: bool) -> bool:
+        """Splice the pipe into the log file: only the file wants the bytes, so they need not
+        enter Python. False when the log cannot take them that way: read them instead.
+
+        Unless `whole`, one splice and back to the loop: a splice holds the pipe's lock while
+        it copies into the file, so the child cannot write meanwhile, and splicing again at
+        once would find only what it wrote in the gap (measured: ~20 KB a call instead of a
+        full 64 KB, and more CPU per GB than reading). Back in the loop, the pipe refills
+        while the other channels are served.
+        """
+        while self.fd >= 0:
+            try:
+                moved = self.log.splice_from(self.fd, READ_CHUNK)
+            except BlockingIOError:
+                return True
+            if moved is None:
+                return False
+            if moved == 0:
+                self.close()
+            elif not whole:
+                return True
+        return True
 
     def close(self) -> None:
         if self.fd >= 0:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
+import random
 import re
 import signal
 import subprocess
+import sys
 import textwrap
 from pathlib import Path
 
@@ -254,6 +257,44 @@ def test_child_log_rotation(tmp_path, daemons):
     assert files[0].exists() and files[1].exists()
     assert not (tmp_path / "chatty.log.3").exists()  # backups=2
     assert all(p.stat().st_size >= 4096 for p in files[:2])
+
+
+CHATTY = """
+import random, sys
+rng = random.Random(7)
+data = rng.randbytes(3_000_000)
+i = 0
+while i < len(data):  # odd-sized writes, so reads would not line up with maxbytes
+    n = rng.randint(1, 20_000)
+    sys.stdout.buffer.write(data[i:i + n])
+    sys.stdout.buffer.flush()
+    i += n
+"""
+
+
+def test_chatty_output_lands_intact_through_rotation(tmp_path, daemons):
+    # Nothing but the file wants these bytes: they are spliced from pipe to file, each move
+    # capped at maxbytes, so every rotated file is exactly maxbytes and the files joined in
+    # order are the stream. The child exits at once: what is left in the pipe is drained.
+    (tmp_path / "chatty.py").write_text(CHATTY)
+    config = conf(tmp_path, f"""
+        [program:chatty]
+        command={sys.executable} %(here)s/chatty.py
+        stdout_logfile=%(here)s/chatty.log
+        stdout_logfile_maxbytes=256KB
+        stdout_logfile_backups=20
+        startsecs=0
+        autorestart=false
+    """)
+    d = daemons(config)
+    d.wait_line(r"exited: chatty \(exit status 0; expected\)", timeout=30)
+    stream = random.Random(7).randbytes(3_000_000)
+    count = len(stream) // (256 * 1024)
+    rotated = [tmp_path / f"chatty.log.{i}" for i in range(count, 0, -1)]
+    assert [p.stat().st_size for p in rotated] == [256 * 1024] * count
+    assert not (tmp_path / f"chatty.log.{count + 1}").exists()
+    joined = b"".join(p.read_bytes() for p in [*rotated, tmp_path / "chatty.log"])
+    assert hashlib.sha256(joined).hexdigest() == hashlib.sha256(stream).hexdigest()
 
 
 def test_auto_logs_in_childlogdir_and_cleanup(tmp_path, daemons):
