@@ -138,11 +138,13 @@ class OutputChannel:
                 return
             if self.tap is not None:
                 self.tap.feed(data)
-                continue
-            self.log.write(data)
-            mainlog = self.process.core.log
-            if mainlog.is_enabled(Level.DEBG):
-                mainlog.debug(debug_line(self.process.name, self.name, data))
+            else:
+                self.log.write(data)
+                mainlog = self.process.core.log
+                if mainlog.is_enabled(Level.DEBG):
+                    mainlog.debug(debug_line(self.process.name, self.name, data))
+            if not whole:
+                return  # one chunk per wake: a flooding child must not starve the other fds
 
     def _splice(self, whole: bool) -> bool:
         """Splice the pipe into the log file: only the file wants the bytes, so they need not
