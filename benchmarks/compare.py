@@ -127,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
     report = {"machine": machine(), "quick": args.quick, "runs": runs, "scenarios": results}
     (args.out / "results.json").write_text(json.dumps(report, indent=2))
     chart(results, args.out / "ratios.png")
-    Console().print(table(results))
+    Console(width=150).print(table(results))
     Console().print(f"machine: {report['machine']}\nwrote {args.out / 'results.json'} and {args.out / 'ratios.png'}")
     failed = any(r["errors"] for r in results.values())
     return 1 if failed else 0
