@@ -209,14 +209,23 @@ async def _serve_config(config: Config, log: MainLog, reloader: _Reloader,
     http = HttpFace(core, listeners)
     await http.start()
     grpc_face = None
+    heartbeat = None
     try:
-        if config.fleetvisor is not None and config.fleetvisor.grpc_listen is not None:
+        fv = config.fleetvisor
+        if fv is not None and fv.grpc_listen is not None:
             from .grpcapi.server import GrpcFace  # grpc costs ~20 MB of RSS: only when served
             fleet = FleetConfig(core, RevisionStore(state_dir_of(config)), reloader.with_fleet_file)
-            grpc_face = GrpcFace(core, fleet, config.fleetvisor, log)
+            grpc_face = GrpcFace(core, fleet, fv, log)
             await grpc_face.start()
+            if fv.controllers:  # the parser refuses controllers without grpc_listen
+                from .heartbeat import Heartbeat, agent_describer
+                heartbeat = Heartbeat(fv, agent_describer(fv, grpc_face), log)
+                grpc_face.servicer.on_applied.append(heartbeat.poke)
+                heartbeat.start()
         return await serve(core)
     finally:
+        if heartbeat is not None:
+            await heartbeat.stop()
         if grpc_face is not None:
             await grpc_face.close()
         await http.close()

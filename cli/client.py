@@ -1,10 +1,26 @@
-"""gRPC channels for fleetctl, and turning transport failures into one clear line."""
+"""gRPC channels for fleetctl, and turning transport failures into one clear line.
+
+Also the controller side of the wire: every call names the local user (unverified; the
+controller prefers the certificate CN under mTLS) and a write refused by a follower is sent
+once more to the leader the follower names, so operators never need to know who leads.
+"""
 
 from __future__ import annotations
 
+import getpass
+import os
+import socket
+from collections.abc import Iterator, Sequence
+from typing import Any
+
 import grpc
 
+from fleetvisor.v1 import controller_pb2_grpc as cpb_grpc
+
 from .settings import Settings
+
+USER_KEY = "fleetvisor-user"
+LEADER_KEY = "fleetvisor-leader"
 
 
 class CommandError(Exception):
@@ -34,27 +50,124 @@ def channel(target: str, settings: Settings) -> grpc.Channel:
     return grpc.insecure_channel(target)
 
 
-def describe_rpc_error(exc: grpc.RpcError, target: str) -> CommandError:
-    """The message an operator needs, without gRPC's internals."""
+def describe_rpc_error(exc: grpc.RpcError, target: str, role: str = "") -> CommandError:
+    """The message an operator needs, without gRPC's internals.
+
+    `role` ("controller") goes before the address so the line says which part is missing.
+    """
+    peer = f"{role} {target}" if role else target
     code = exc.code() if hasattr(exc, "code") else None
     details = (exc.details() if hasattr(exc, "details") else "") or ""
     if code == grpc.StatusCode.UNAVAILABLE:
         lowered = details.lower()
-        if "ssl" in lowered or "handshake" in lowered or "certificate" in lowered or "tls" in lowered:
-            return CommandError(f"TLS handshake with {target} failed: check the certificates "
-                                "(the agent requires a client certificate signed by its CA)")
         if "shutdown" in lowered.replace("_", ""):
-            return CommandError(f"{target} is shutting down")
+            return CommandError(f"{peer} is shutting down")
+        if not _from_transport(lowered):  # the server said it (e.g. "etcd is unavailable"): it was reached
+            return CommandError(f"{peer}: {_first_line(details)}")
+        if "ssl" in lowered or "handshake" in lowered or "certificate" in lowered or "tls" in lowered:
+            return CommandError(f"TLS handshake with {peer} failed: check the certificates "
+                                f"(the {role or 'agent'} requires a client certificate signed by its CA)")
         reason = _first_line(details).rsplit(": ", 1)[-1] or "unavailable"
-        return CommandError(f"cannot reach {target}: {reason}")
+        return CommandError(f"cannot reach {peer}: {reason}")
     if code == grpc.StatusCode.DEADLINE_EXCEEDED:
-        return CommandError(f"{target} did not answer in time")
+        return CommandError(f"{peer} did not answer in time")
     if code == grpc.StatusCode.NOT_FOUND:
         return CommandError(_first_line(details), 4)
     if code == grpc.StatusCode.INVALID_ARGUMENT:
         return CommandError(_first_line(details), 2)
-    return CommandError(f"{target}: {_first_line(details) or code}")
+    if code == grpc.StatusCode.CANCELLED and not details:
+        return CommandError(f"{peer} cancelled the call")
+    return CommandError(f"{peer}: {_first_line(details) or (code.name if code else 'failed')}")
+
+
+# How gRPC's own transport failures begin; a server's abort(UNAVAILABLE, ...) text does not.
+TRANSPORT_PREFIXES = (
+    "failed to connect", "connect failed", "connection refused", "connection reset", "socket closed",
+    "stream removed", "broken pipe", "dns resolution", "name resolution", "empty address list", "goaway",
+    "keepalive", "transport closed", "endpoint", "recvmsg", "sendmsg", "ssl", "tls", "handshake", "unavailable",
+    "connections to all backends failing", "cancelling all calls", "no route to host", "network is unreachable",
+    "channel", "subchannel", "lame client", "unable to", "could not", "timeout", "timed out", "eof",
+)
+
+
+def _from_transport(lowered_details: str) -> bool:
+    """Whether an UNAVAILABLE came from the connection rather than from the server's own words."""
+    return not lowered_details.strip() or lowered_details.strip().startswith(TRANSPORT_PREFIXES)
 
 
 def _first_line(text: str) -> str:
     return text.strip().splitlines()[0] if text.strip() else ""
+
+
+def local_identity() -> str:
+    """`user@host` for the audit log; never fails, since a missing passwd entry must not stop a command."""
+    try:
+        user = getpass.getuser()
+    except (OSError, KeyError):
+        user = str(os.getuid())
+    return f"{user}@{socket.gethostname()}"
+
+
+def leader_redirect(code: grpc.StatusCode | None, metadata: Sequence[tuple[str, Any]] | None) -> str | None:
+    """The leader to retry at, when a follower refused a write; else None.
+
+    Only FAILED_PRECONDITION with a non-empty "fleetvisor-leader" trailer is a redirect: the
+    same code without it (no leader elected) is a real failure to report.
+    """
+    if code != grpc.StatusCode.FAILED_PRECONDITION:
+        return None
+    for key, value in metadata or ():
+        if key.lower() == LEADER_KEY:
+            address = value.decode() if isinstance(value, bytes) else str(value)
+            return address.strip() or None
+    return None
+
+
+class Controller:
+    """ControllerService calls with identity metadata, one leader redirect, and one-line errors."""
+
+    def __init__(self, address: str, settings: Settings) -> None:
+        self.address = address
+        self.settings = settings
+        self.metadata = ((USER_KEY, local_identity()),)
+
+    def call(self, method: str, request, *, timeout: float | None = None):
+        target = self.address
+        redirected = False
+        while True:
+            chan = channel(target, self.settings)
+            try:
+                stub = cpb_grpc.ControllerServiceStub(chan)
+                return getattr(stub, method)(request, timeout=timeout or self.settings.timeout,
+                                             metadata=self.metadata)
+            except grpc.RpcError as exc:
+                leader = None if redirected else leader_redirect(exc.code(), _trailers(exc))
+                if leader and leader != target:
+                    target, redirected = leader, True
+                    continue
+                error = describe_rpc_error(exc, target, "controller")
+                if redirected:  # say where the address came from: it was not typed by the operator
+                    error = CommandError(f"{error} (the leader, as named by {self.address})", error.exit_code)
+                raise error from None
+            finally:
+                chan.close()
+
+    def stream(self, method: str, request, *, timeout: float | None = None) -> Iterator[Any]:
+        """Messages of a server stream; closing the iterator cancels the call (Ctrl-C, --watch)."""
+        chan = channel(self.address, self.settings)
+        call = getattr(cpb_grpc.ControllerServiceStub(chan), method)(request, timeout=timeout,
+                                                                    metadata=self.metadata)
+        try:
+            yield from call
+        except grpc.RpcError as exc:
+            raise describe_rpc_error(exc, self.address, "controller") from None
+        finally:
+            call.cancel()
+            chan.close()
+
+
+def _trailers(exc: grpc.RpcError) -> Sequence[tuple[str, Any]]:
+    try:
+        return exc.trailing_metadata() or ()  # type: ignore[attr-defined]
+    except Exception:  # not a Call (a local error): nothing to read
+        return ()

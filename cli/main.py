@@ -1,132 +1,110 @@
 """fleetctl: the operator's terminal for a fleetvisor fleet.
 
-Per-node mode (`--node HOST:PORT`) talks straight to one agent over gRPC; it is what still
-works when the controller is down.
+Two modes, chosen in context.py: fleet mode talks to a controller (`--controller`), per-node
+mode (`--node HOST:PORT`) straight to one agent, which is what still works when the
+controller is down. The verbs both modes share are defined once here and branch on the mode;
+the fleet side lives in fleet.py.
 """
 
 from __future__ import annotations
 
 import hashlib
 import sys
-from collections.abc import Callable
-from dataclasses import dataclass
 
 import click
 import grpc
 
 from fleetvisor.v1 import agent_pb2 as pb
-from fleetvisor.v1 import agent_pb2_grpc as pb_grpc
 
-from . import render
+from . import fleet, fleetconfig, fleetrender, render
 from .certs import certs
-from .client import CommandError, channel, describe_rpc_error
-from .settings import Settings, SettingsError, resolve
+from .client import CommandError, describe_rpc_error
+from .context import Ctx, Mode, node_only, run_command
+from .exitcodes import STATUS_UNKNOWN, USAGE, processes_code, results_code
+from .settings import SettingsError, resolve
 
-# supervisorctl's exit statuses
-EXIT_GENERIC = 1
-EXIT_NOT_RUNNING = 7  # a start/stop left a process dead (spawn error, abnormal termination)
-STATUS_NOT_RUNNING = 3
-STATUS_UNKNOWN = 4
-DEAD_PROGRAM = {"SPAWN_ERROR", "ABNORMAL_TERMINATION", "NOT_RUNNING"}
-STOPPED_STATES = {"STOPPED", "EXITED", "FATAL", "UNKNOWN"}
+STATUS_HELP = """Process states: per node, or across the fleet with the controller.
 
+\b
+Fleet mode: NAMES are NODE, NODE:NAME, NODE:group:* (NODE may be a glob) or all.
+Per-node mode (--node): NAMES are name, group:name, group:*.
+Exit status: 0 all running, 3 some process not running (or a node down), 4 an unknown name.
 
-@dataclass
-class Ctx:
-    settings: Settings
-    output: str
-
-    @property
-    def json(self) -> bool:
-        return self.output == "json"
-
-    def node(self) -> str:
-        if not self.settings.node:
-            raise CommandError("no node given: use --node HOST:PORT (or FLEETCTL_NODE, or node= in the "
-                               "fleetctl config file)", 2)
-        return self.settings.node
-
-    def call(self, method: str, request, *, stream: bool = False, timeout: float | None = None):
-        """Call AgentService.method on the node; transport errors become CommandError."""
-        target = self.node()
-        chan = channel(target, self.settings)
-        stub = pb_grpc.AgentServiceStub(chan)
-        try:
-            result = getattr(stub, method)(request, timeout=timeout or self.settings.timeout)
-            return (result, chan) if stream else result
-        except grpc.RpcError as exc:
-            raise describe_rpc_error(exc, target) from None
-        finally:
-            if not stream:
-                chan.close()
-
-
-def run_command(fn: Callable[..., int | None]) -> Callable[..., None]:
-    """Every command: errors are one line on stderr and an exit status, never a traceback."""
-    import functools
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs) -> None:
-        try:
-            code = fn(*args, **kwargs) or 0
-        except CommandError as exc:
-            render.err.print(f"[red]error:[/] {exc}", markup=True)
-            code = exc.exit_code
-        except KeyboardInterrupt:
-            code = 130
-        sys.exit(code)
-    return wrapper
+\b
+Examples:
+  fleetctl status                       # the whole fleet
+  fleetctl status 'web-*:app' --label dc=east
+  fleetctl status --watch
+  fleetctl --node 10.0.0.5:7400 status app
+"""
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--node", metavar="HOST:PORT", help="Talk to this agent directly (env FLEETCTL_NODE).")
+@click.option("--controller", metavar="HOST:PORT", help="The fleet's controller (env FLEETCTL_CONTROLLER).")
+@click.option("--node", metavar="HOST:PORT", help="Talk to this agent directly (env FLEETCTL_NODE); "
+                                                 "beats the controller when given here.")
 @click.option("--output", "-o", type=click.Choice(["table", "json"]), default="table", show_default=True)
 @click.option("--tls-cert", metavar="FILE", help="Client certificate (env FLEETCTL_TLS_CERT).")
 @click.option("--tls-key", metavar="FILE", help="Client key (env FLEETCTL_TLS_KEY).")
-@click.option("--tls-ca", metavar="FILE", help="CA that signed the agent's certificate (env FLEETCTL_TLS_CA).")
+@click.option("--tls-ca", metavar="FILE", help="CA that signed the server's certificate (env FLEETCTL_TLS_CA).")
 @click.option("--timeout", type=float, help="Seconds to wait for an answer (default 30).")
 @click.option("--config", "config_path", metavar="FILE", help="fleetctl config file (TOML).")
 @click.pass_context
-def cli(ctx: click.Context, node, output, tls_cert, tls_key, tls_ca, timeout, config_path) -> None:
-    """Drive a fleetvisor fleet: status, start/stop, logs and config, per node or fleet-wide."""
+def cli(ctx: click.Context, controller, node, output, tls_cert, tls_key, tls_ca, timeout, config_path) -> None:
+    """Drive a fleetvisor fleet: status, start/stop, logs and config, fleet-wide or per node.
+
+    \b
+    Examples:
+      fleetctl --controller 10.0.0.1:7500 status
+      fleetctl --node 10.0.0.5:7400 restart app
+    """
     try:
-        settings = resolve({"node": node, "tls_cert": tls_cert, "tls_key": tls_key, "tls_ca": tls_ca,
-                            "timeout": timeout}, config_path)
+        settings = resolve({"node": node, "controller": controller, "tls_cert": tls_cert, "tls_key": tls_key,
+                            "tls_ca": tls_ca, "timeout": timeout}, config_path)
     except SettingsError as exc:
-        render.err.print(f"[red]error:[/] {exc}")
-        sys.exit(2)
-    ctx.obj = Ctx(settings, output)
+        render.err.print(f"[red]error:[/] {render.escape(str(exc))}")
+        sys.exit(USAGE)
+    ctx.obj = Ctx(settings, output, node_flag=node)
 
 
 # -- status and info ---------------------------------------------------------------------------
 
-@cli.command()
+@cli.command(help=STATUS_HELP)
 @click.argument("names", nargs=-1)
+@fleet.label_option("nodes", shared=True)
+@click.option("--watch", "-w", is_flag=True, help="Redraw whenever something changes (fleet mode; Ctrl-C stops).")
 @click.pass_obj
 @run_command
-def status(obj: Ctx, names: tuple[str, ...]) -> int:
-    """Process states on the node (all, or NAMES: name, group:name, group:*)."""
+def status(obj: Ctx, names: tuple[str, ...], labels: tuple[str, ...], watch: bool) -> int:
     try:
+        if obj.mode is Mode.FLEET:
+            return fleet.run_status(obj, names, labels, watch)
+        node_only(obj, "status", **{"--label": labels, "--watch": watch})
         info = obj.call("GetInfo", pb.GetInfoRequest())
         listing = obj.call("ListProcesses", pb.ListProcessesRequest(names=[n for n in names if n != "all"]))
     except CommandError as exc:
-        if exc.exit_code == 2:  # a usage problem stays one
+        if exc.exit_code == USAGE:  # a usage problem stays one
             raise
-        if exc.exit_code == 4:  # a bad name: supervisorctl's "no such process"
+        if exc.exit_code == STATUS_UNKNOWN and obj.mode is Mode.NODE:  # supervisorctl's "no such process"
             raise CommandError(f"{exc} (no such process or group)", STATUS_UNKNOWN) from None
         raise CommandError(str(exc), STATUS_UNKNOWN) from None  # status cannot tell: 4, as supervisorctl
     if obj.json:
         render.print_json({"node": info.node, "processes": [render.as_dict(p) for p in listing.processes]})
     else:
         render.out.print(render.process_table(info.node, listing.processes))
-    return STATUS_NOT_RUNNING if any(p.statename in STOPPED_STATES for p in listing.processes) else 0
+    return processes_code(listing.processes)
 
 
 @cli.command()
 @click.pass_obj
 @run_command
 def info(obj: Ctx) -> None:
-    """The agent: node name, labels, versions, applied revision, uptime."""
+    """One agent: node name, labels, versions, applied revision, uptime (needs a node).
+
+    \b
+    Example:
+      fleetctl --node 10.0.0.5:7400 info
+    """
     reply = obj.call("GetInfo", pb.GetInfoRequest())
     if obj.json:
         render.print_json(render.as_dict(reply))
@@ -137,75 +115,86 @@ def info(obj: Ctx) -> None:
                        ("applied revision", reply.applied_revision or "-"), ("pid", reply.pid),
                        ("uptime", f"{reply.uptime_seconds:.0f} s"),
                        ("state", pb.SupervisorState.Name(reply.state).removeprefix("SUPERVISOR_"))):
-        render.out.print(f"[bold]{key:>17}[/]  {value}")
+        render.out.print(f"[bold]{key:>17}[/]  {render.escape(str(value))}")
 
 
 # -- process control ---------------------------------------------------------------------------
 
-def _control(obj: Ctx, method: str, names: tuple[str, ...], wait: bool, verb: str, ignored: str) -> int:
+PER_NODE_METHOD = {"start": "Start", "stop": "Stop", "restart": "Restart"}
+CONTROL_EXAMPLES = """
+\b
+Fleet mode: NAMES are host-prefixed (web-1:app, *:worker, web-*:workers:*) or all.
+Per-node mode (--node): name, group:*, all. Exit 1 on a failure, 7 if a process ended dead.
+
+\b
+Examples:
+  fleetctl {verb} 'web-*:app' --label dc=east
+  fleetctl {verb} all
+  fleetctl --node 10.0.0.5:7400 {verb} app
+"""
+
+
+def _control(obj: Ctx, action: str, names: tuple[str, ...], labels: tuple[str, ...], wait: bool) -> int:
+    if obj.mode is Mode.FLEET:
+        return fleet.run_control(obj, action, names, labels, wait)
+    node_only(obj, action, **{"--label": labels})
     if not names:
-        raise CommandError(f"name required: give process names, group:*, or all", 2)
+        raise CommandError("name required: give process names, group:*, or all", USAGE)
     everything = "all" in names
     request = pb.ProcessCommand(names=[n for n in names if n != "all"], all=everything, wait=wait)
-    reply = obj.call(method, request, timeout=max(obj.settings.timeout, 600))
+    reply = obj.call(PER_NODE_METHOD[action], request, timeout=max(obj.settings.timeout, 600))
     if obj.json:
         render.print_json([render.as_dict(r) for r in reply.results])
     else:
-        render.command_results(reply.results, verb)
-    code = 0
-    for r in reply.results:
-        if not r.ok and r.status != ignored:
-            code = EXIT_NOT_RUNNING if r.status in DEAD_PROGRAM else max(code, EXIT_GENERIC)
-    return code
+        render.command_results(reply.results, fleetrender.VERBS[action])
+    return results_code(reply.results, action)
 
 
-@cli.command()
-@click.argument("names", nargs=-1)
-@click.option("--no-wait", is_flag=True, help="Do not wait for the processes to be RUNNING.")
-@click.pass_obj
-@run_command
-def start(obj: Ctx, names, no_wait) -> int:
-    """Start processes (name, group:*, all)."""
-    return _control(obj, "Start", names, not no_wait, "started", "ALREADY_STARTED")
+def _control_command(action: str, summary: str, wait_help: str):
+    @cli.command(action, help=summary + "\n" + CONTROL_EXAMPLES.format(verb=action))
+    @click.argument("names", nargs=-1)
+    @fleet.label_option("on nodes", shared=True)
+    @click.option("--no-wait", is_flag=True, help=wait_help)
+    @click.pass_obj
+    @run_command
+    def command(obj: Ctx, names, labels, no_wait) -> int:
+        return _control(obj, action, names, labels, not no_wait)
+    return command
 
 
-@cli.command()
-@click.argument("names", nargs=-1)
-@click.option("--no-wait", is_flag=True, help="Do not wait for the processes to stop.")
-@click.pass_obj
-@run_command
-def stop(obj: Ctx, names, no_wait) -> int:
-    """Stop processes (name, group:*, all)."""
-    return _control(obj, "Stop", names, not no_wait, "stopped", "NOT_RUNNING")
-
-
-@cli.command()
-@click.argument("names", nargs=-1)
-@click.option("--no-wait", is_flag=True, help="Do not wait for the processes to be RUNNING again.")
-@click.pass_obj
-@run_command
-def restart(obj: Ctx, names, no_wait) -> int:
-    """Stop then start processes (name, group:*, all)."""
-    return _control(obj, "Restart", names, not no_wait, "restarted", "")
+start = _control_command("start", "Start processes.", "Do not wait for the processes to be RUNNING.")
+stop = _control_command("stop", "Stop processes.", "Do not wait for the processes to stop.")
+restart = _control_command("restart", "Stop then start processes.",
+                           "Do not wait for the processes to be RUNNING again.")
 
 
 @cli.command("signal")
 @click.argument("sig")
 @click.argument("names", nargs=-1)
+@fleet.label_option("on nodes", shared=True)
 @click.pass_obj
 @run_command
-def signal_(obj: Ctx, sig: str, names) -> int:
-    """Send signal SIG (HUP, SIGUSR1, 15 ...) to processes."""
+def signal_(obj: Ctx, sig: str, names, labels) -> int:
+    """Send signal SIG (HUP, SIGUSR1, 15 ...) to processes.
+
+    \b
+    Examples:
+      fleetctl signal HUP '*:nginx'
+      fleetctl --node 10.0.0.5:7400 signal USR1 app
+    """
+    if obj.mode is Mode.FLEET:
+        return fleet.run_control(obj, "signal", names, labels, False, sig)
+    node_only(obj, "signal", **{"--label": labels})
     if not names:
-        raise CommandError("name required: give process names, group:*, or all", 2)
+        raise CommandError("name required: give process names, group:*, or all", USAGE)
     everything = "all" in names
     reply = obj.call("Signal", pb.SignalCommand(names=[n for n in names if n != "all"], all=everything,
                                                 signal=sig))
     if obj.json:
         render.print_json([render.as_dict(r) for r in reply.results])
     else:
-        render.command_results(reply.results, f"signalled")
-    return EXIT_GENERIC if any(not r.ok for r in reply.results) else 0
+        render.command_results(reply.results, "signalled")
+    return results_code(reply.results, "signal")
 
 
 # -- logs --------------------------------------------------------------------------------------
@@ -218,15 +207,23 @@ def signal_(obj: Ctx, sig: str, names) -> int:
 @click.pass_obj
 @run_command
 def tail(obj: Ctx, name: str, follow: bool, stderr: bool, nbytes: int) -> None:
-    """Print the end of a process's log; -f follows it (Ctrl-C to stop)."""
+    """Print the end of a process's log; -f follows it (Ctrl-C to stop).
+
+    NAME is NODE:NAME in fleet mode, the process name with --node.
+
+    \b
+    Examples:
+      fleetctl tail -f web-1:app
+      fleetctl tail --stderr -n 4000 web-2:workers:worker_01
+      fleetctl --node 10.0.0.5:7400 tail app
+    """
+    if obj.mode is Mode.FLEET:
+        return fleet.run_tail(obj, name, follow, stderr, nbytes)
     request = pb.TailLogRequest(name=name, stream=pb.STDERR if stderr else pb.STDOUT, last_bytes=nbytes,
                                 follow=follow)
     stream, chan = obj.call("TailLog", request, stream=True, timeout=None if follow else obj.settings.timeout)
-    out = sys.stdout.buffer
     try:
-        for chunk in stream:
-            out.write(chunk.data)
-            out.flush()
+        render.write_log(stream, obj.json)
     except grpc.RpcError as exc:
         raise describe_rpc_error(exc, obj.node()) from None
     finally:
@@ -237,19 +234,44 @@ def tail(obj: Ctx, name: str, follow: bool, stderr: bool, nbytes: int) -> None:
 
 @cli.group()
 def config() -> None:
-    """The fleet config revision applied on a node."""
+    """Config revisions: pushed to the fleet through the controller, or applied on one node.
+
+    \b
+    Examples:
+      fleetctl config push web.conf --name web --label role=web -m "4 workers"
+      fleetctl config history web
+      fleetctl --node 10.0.0.5:7400 config show
+    """
 
 
 @config.command("show")
+@click.argument("name", required=False)
+@click.option("--rev", type=int, metavar="N", help="This revision instead of the current one (fleet mode).")
 @click.pass_obj
 @run_command
-def config_show(obj: Ctx) -> None:
-    """The applied revision's text, id, and whether the node's own files were edited by hand."""
+def config_show(obj: Ctx, name: str | None, rev: int | None) -> None:
+    """Print a config's text exactly (what it is goes to stderr).
+
+    Fleet mode: revision N (default: current) of config NAME. Per-node mode (--node): the
+    revision applied on the node, and whether the node's own files were edited by hand.
+
+    \b
+    Examples:
+      fleetctl config show web --rev 3
+      fleetctl --node 10.0.0.5:7400 config show
+    """
+    if obj.mode is Mode.FLEET:
+        return fleetconfig.run_config_show(obj, name, rev)
+    if name:
+        raise CommandError(f"config show {name}: a NAME is for fleet mode; with a node, config show takes "
+                           "no NAME (it shows the node's applied revision)", USAGE)
+    node_only(obj, "config show", **{"--rev": rev})
     reply = obj.call("GetConfig", pb.GetConfigRequest())
     if obj.json:
         render.print_json(render.as_dict(reply))
         return
-    render.err.print(f"revision: {reply.revision or '(none applied)'}   node config: {reply.config_path}"
+    render.err.print(f"revision: {render.escape(reply.revision or '(none applied)')}   "
+                     f"node config: {render.escape(reply.config_path)}"
                      + ("   [yellow]node files edited by hand since load[/]" if reply.edited_by_hand else ""))
     sys.stdout.write(reply.config_text)
 
@@ -261,7 +283,14 @@ def config_show(obj: Ctx) -> None:
 @click.pass_obj
 @run_command
 def config_apply(obj: Ctx, file, dry_run: bool, revision: str | None) -> None:
-    """Apply program-level sections from FILE on the node (restarts only changed groups)."""
+    """Apply program-level sections from FILE on one node (restarts only changed groups).
+
+    For the fleet, use `fleetctl config push`.
+
+    \b
+    Example:
+      fleetctl --node 10.0.0.5:7400 config apply extra.conf --dry-run
+    """
     text = file.read()
     revision = revision or "local-" + hashlib.sha256(text.encode()).hexdigest()[:12]
     reply = obj.call("ApplyConfig", pb.ApplyConfigRequest(revision=revision, config_text=text, dry_run=dry_run),
@@ -272,18 +301,37 @@ def config_apply(obj: Ctx, file, dry_run: bool, revision: str | None) -> None:
     verb = "would be" if dry_run else ""
     for label, names in (("added", reply.added), ("changed", reply.changed), ("removed", reply.removed)):
         for name in names:
-            render.out.print(f"{name}: {verb} {label}".replace("  ", " "))
+            render.out.print(render.escape(f"{name}: {verb} {label}".replace("  ", " ")))
     if not (reply.added or reply.changed or reply.removed):
         render.out.print("no group changes")
     if not dry_run:
-        render.out.print(f"revision {reply.revision} applied")
+        render.out.print(f"revision {render.escape(reply.revision)} applied")
 
 
+for _command in fleetconfig.CONFIG_COMMANDS:
+    config.add_command(_command)
+for _command in fleet.TOP_COMMANDS:
+    cli.add_command(_command)
 cli.add_command(certs)
 
 
 def main() -> None:
-    cli(prog_name="fleetctl")
+    """Run fleetctl; click's usage errors become one line like every other error."""
+    try:
+        code = cli.main(prog_name="fleetctl", standalone_mode=False)
+    except click.UsageError as exc:
+        if type(exc).__name__ == "NoArgsIsHelpError":  # a bare group: its help is the answer, as click does
+            exc.show()
+            sys.exit(exc.exit_code)
+        hint = f" (see: {exc.ctx.command_path} --help)" if exc.ctx else ""
+        render.err.print(f"[red]error:[/] {render.escape(exc.format_message())}{render.escape(hint)}")
+        code = exc.exit_code
+    except click.ClickException as exc:
+        render.err.print(f"[red]error:[/] {render.escape(exc.format_message())}")
+        code = exc.exit_code
+    except click.Abort:
+        code = 130
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":

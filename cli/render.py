@@ -7,7 +7,11 @@ import sys
 
 from google.protobuf.json_format import MessageToDict
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
+
+__all__ = ["FAULT_TEXT", "STATE_STYLE", "as_dict", "command_results", "err", "escape", "fault_text", "out",
+           "print_json", "process_table", "state_text", "write_log"]
 
 STATE_STYLE = {
     "RUNNING": "green", "STARTING": "cyan", "STOPPING": "yellow", "BACKOFF": "bold yellow",
@@ -25,6 +29,21 @@ def as_dict(message) -> dict:
 def print_json(value: object) -> None:
     json.dump(value, sys.stdout, indent=2, sort_keys=True)
     sys.stdout.write("\n")
+
+
+def write_log(chunks, as_json: bool = False) -> None:
+    """LogChunks to stdout as they come: raw bytes, or one JSON object per chunk for programs."""
+    if as_json:
+        for chunk in chunks:
+            json.dump({"data": chunk.data.decode("utf-8", "replace"), "offset": chunk.offset,
+                       "truncated": chunk.truncated}, sys.stdout, sort_keys=True)
+            sys.stdout.write("\n")
+            sys.stdout.flush()
+        return
+    stream = sys.stdout.buffer
+    for chunk in chunks:
+        stream.write(chunk.data)
+        stream.flush()
 
 
 def state_text(statename: str) -> str:
@@ -47,11 +66,15 @@ FAULT_TEXT = {"BAD_NAME": "no such process", "NO_FILE": "no such file", "NOT_EXE
               "ABNORMAL_TERMINATION": "abnormal termination", "NOT_RUNNING": "not running"}
 
 
+def fault_text(status: str) -> str:
+    """supervisorctl's wording of a fault name: `SPAWN_ERROR` -> "spawn error"."""
+    return FAULT_TEXT.get(status, status.lower().replace("_", " "))
+
+
 def command_results(results, verb: str) -> None:
     """supervisorctl-style lines: `name: started` or `name: ERROR (already started)`."""
     for r in results:
         if r.ok:
             out.print(f"{r.name}: {verb}")
         else:
-            text = FAULT_TEXT.get(r.status, r.status.lower().replace("_", " "))
-            out.print(f"{r.name}: [red]ERROR[/] ({text})")
+            out.print(f"{r.name}: [red]ERROR[/] ({fault_text(r.status)})")

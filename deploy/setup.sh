@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(python3-venv)
+APT_PACKAGES=(python3-venv etcd-server)  # etcd-server: the embedded etcd of the controller
 if [ "${1:-}" = "--test" ]; then
     APT_PACKAGES+=(chromium chromium-driver)
 fi

@@ -461,11 +461,18 @@ class _Builder:
         if given and len(given) != len(tls):
             missing = next(k for k, v in tls.items() if v is None)
             raise o.error("tls_cert, tls_key and tls_ca must be set together", missing)
+        grpc_listen = o.get("grpc_listen", None, dt.host_port)
+        controllers = o.get("controllers", (), dt.host_port_list)
+        if controllers and grpc_listen is None:
+            # The controller dials the agent back on that address; without it the node would
+            # show up in the fleet but could never be driven.
+            raise o.error("controllers needs grpc_listen (the address controllers reach this "
+                          "agent on)", "controllers")
         return FleetvisorConfig(
             node=o.get("node", socket.gethostname(), dt.name),
             labels=o.get("labels", (), dt.labels),
-            grpc_listen=o.get("grpc_listen", None, dt.host_port),
-            controllers=o.get("controllers", (), dt.host_port_list),
+            grpc_listen=grpc_listen,
+            controllers=controllers,
             state_dir=o.get("state_dir", None, dt.normalize_path),
             **tls,
         )

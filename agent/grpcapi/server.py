@@ -16,12 +16,21 @@ from .service import AgentServicer
 from fleetvisor.v1 import agent_pb2_grpc as pb_grpc
 
 
+def _read(path: str) -> bytes:
+    with open(path, "rb") as f:
+        return f.read()
+
+
 def server_credentials(cert: str, key: str, ca: str) -> grpc.ServerCredentials:
-    def read(path: str) -> bytes:
-        with open(path, "rb") as f:
-            return f.read()
-    return grpc.ssl_server_credentials([(read(key), read(cert))], root_certificates=read(ca),
+    return grpc.ssl_server_credentials([(_read(key), _read(cert))], root_certificates=_read(ca),
                                        require_client_auth=True)
+
+
+def channel_credentials(cert: str, key: str, ca: str) -> grpc.ChannelCredentials:
+    """The same files the other way round: the agent dialing a controller shows its own
+    certificate and trusts only servers signed by the fleet's CA. Raises OSError."""
+    return grpc.ssl_channel_credentials(root_certificates=_read(ca), private_key=_read(key),
+                                        certificate_chain=_read(cert))
 
 
 class GrpcFace:
@@ -30,8 +39,12 @@ class GrpcFace:
         self.fv = fv
         self.log = log
         self.journal = Journal(core)
-        self.server = grpc.aio.server()
-        pb_grpc.add_AgentServiceServicer_to_server(AgentServicer(core, self.journal, fleet), self.server)
+        # Controllers ping every 2 s to notice a cut link; allow it (gRPC's default is 5 min).
+        self.server = grpc.aio.server(options=[("grpc.http2.min_recv_ping_interval_without_data_ms", 1000),
+                                               ("grpc.http2.max_ping_strikes", 0)])
+        self.servicer = AgentServicer(core, self.journal, fleet)
+        self.port = 0  # the bound port, once started (grpc_listen may name port 0)
+        pb_grpc.add_AgentServiceServicer_to_server(self.servicer, self.server)
 
     async def start(self) -> None:
         assert self.fv.grpc_listen is not None

@@ -58,6 +58,9 @@ class AgentServicer(pb_grpc.AgentServiceServicer):
         self.journal = journal
         self.fleet = fleet
         self.started_at = time.time()
+        # Called with the revision id after a revision was applied (not on dry runs): the
+        # heartbeat tells the controller at once instead of at its next interval.
+        self.on_applied: list[Callable[[str], None]] = []
 
     # -- helpers -------------------------------------------------------------------------------
 
@@ -155,7 +158,7 @@ class AgentServicer(pb_grpc.AgentServiceServicer):
 
     async def WatchEvents(self, request, context) -> AsyncIterator[pb.AgentEvent]:
         after = request.after_sequence
-        if not self.journal.can_resume(after):
+        if not self.journal.can_resume(after, request.agent_run_id):
             after = self.journal.last_sequence
             yield pb.AgentEvent(sequence=after, time=time.time(), agent_run_id=self.journal.run_id,
                                 snapshot=pb.Snapshot(processes=[process_info(p) for p in
@@ -211,6 +214,9 @@ class AgentServicer(pb_grpc.AgentServiceServicer):
         except OSError as exc:
             await context.abort(grpc.StatusCode.FAILED_PRECONDITION,
                                 f"cannot keep the revision in {self.fleet.store.state_dir}: {exc.strerror}")
+        if not request.dry_run:
+            for hook in self.on_applied:
+                hook(request.revision)
         return pb.ApplyConfigResponse(revision=request.revision, added=plan.added, changed=plan.changed,
                                       removed=plan.removed, applied=not request.dry_run)
 

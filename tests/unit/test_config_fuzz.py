@@ -24,6 +24,7 @@ supervisor.rpcinterface_factory=supervisor.rpcinterface:make_main_rpcinterface
 node=n1
 labels=a=b
 controllers=c:1
+grpc_listen=127.0.0.1:1
 [program:p]
 command=/bin/p %(process_num)s
 process_name=%(program_name)s_%(process_num)s

@@ -134,10 +134,12 @@ class ListProcessesResponse(_message.Message):
     def __init__(self, processes: _Optional[_Iterable[_Union[ProcessInfo, _Mapping]]] = ..., now: _Optional[float] = ...) -> None: ...
 
 class WatchEventsRequest(_message.Message):
-    __slots__ = ("after_sequence",)
+    __slots__ = ("after_sequence", "agent_run_id")
     AFTER_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    AGENT_RUN_ID_FIELD_NUMBER: _ClassVar[int]
     after_sequence: int
-    def __init__(self, after_sequence: _Optional[int] = ...) -> None: ...
+    agent_run_id: str
+    def __init__(self, after_sequence: _Optional[int] = ..., agent_run_id: _Optional[str] = ...) -> None: ...
 
 class ProcessStateEvent(_message.Message):
     __slots__ = ("process", "from_state", "expected")

@@ -1,0 +1,262 @@
+"""Fleet membership: the agent announces itself to a controller and keeps its lease alive.
+
+Heartbeats go to one controller of `[fleetvisor] controllers=` at the interval that controller
+answers. A failed call moves on to the next controller of the list at once; when every one has
+failed in a row the agent keeps its programs running (a controller is never needed to
+supervise), says so once in the main log and retries with capped exponential backoff. The
+choice of controller and the timing are in `Schedule`, which takes the clock and the random
+source as arguments so that it is tested without sleeping.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import random
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import grpc
+
+from .config.model import FleetvisorConfig
+from .daemon import StartupError
+from .mainlog import MainLog
+from fleetvisor.v1 import controller_pb2 as pb
+from fleetvisor.v1 import controller_pb2_grpc as pb_grpc
+
+DEFAULT_INTERVAL = 3.0   # until a controller says otherwise
+MIN_INTERVAL = 0.05      # a controller answering 0.001 must not turn this into a busy loop
+FIRST_BACKOFF = 1.0
+MAX_BACKOFF = 30.0
+JITTER = 0.25            # a delay is shortened by up to this fraction, so a fleet does not retry in step
+CALL_TIMEOUT = 5.0       # a blackholed controller must not hold the heartbeat longer than this
+_LAST_ERROR = re.compile(r"last error: [A-Z_]+: (?:ipv[46]:\S+: )?(.+)")
+
+
+class Transition(enum.Enum):
+    """What an attempt changed that the main log should say (once, not per attempt)."""
+
+    NONE = "none"
+    REGISTERED = "registered"      # first success, failover, or back after being cut off
+    UNREACHABLE = "unreachable"    # every controller of the list has just failed in a row
+
+
+def format_address(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+@dataclass
+class Schedule:
+    """Which controller to call next and when; sticks to the one that answers.
+
+    Times are in the units of `clock` (monotonic seconds). `rand` returns [0, 1).
+    """
+
+    controllers: tuple[str, ...]
+    clock: Callable[[], float] = time.monotonic
+    rand: Callable[[], float] = random.random
+    first_backoff: float = FIRST_BACKOFF
+    max_backoff: float = MAX_BACKOFF
+    jitter: float = JITTER
+    interval: float = DEFAULT_INTERVAL
+    index: int = 0
+    failures: int = 0                 # consecutive failed attempts, over all controllers
+    attempts: int = 0
+    registered: str | None = None     # who answered last, None while cut off
+    urgent: bool = False              # something to tell arrived during an attempt
+    next_at: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not self.controllers:
+            raise ValueError("no controllers to heartbeat to")
+        self.next_at = self.clock()
+
+    @property
+    def current(self) -> str:
+        return self.controllers[self.index]
+
+    @property
+    def unreachable(self) -> bool:
+        return self.failures >= len(self.controllers)
+
+    def due(self) -> float:
+        """Seconds until the next attempt (0: now)."""
+        return max(0.0, self.next_at - self.clock())
+
+    def hurry(self) -> None:
+        """Send now rather than at the next interval (a revision was applied). Also heard
+        while an attempt is in flight: that attempt carried the old news."""
+        self.urgent = True
+        self.next_at = min(self.next_at, self.clock())
+
+    def started(self) -> None:
+        """An attempt is being built now: it carries whatever `hurry` was for."""
+        self.urgent = False
+        self.attempts += 1
+
+    def succeeded(self, interval: float) -> Transition:
+        """`interval` is the controller's interval_seconds; 0 (unset) keeps the last one."""
+        if interval > 0:
+            self.interval = max(MIN_INTERVAL, interval)
+        previous, self.registered = self.registered, self.current
+        self.failures = 0
+        self._next(self.interval)
+        return Transition.REGISTERED if previous != self.current else Transition.NONE
+
+    def failed(self) -> Transition:
+        self.failures += 1
+        self.index = (self.index + 1) % len(self.controllers)
+        if self.failures % len(self.controllers):
+            self._next(0.0)  # others of the list are untried in this round: go on at once
+        else:
+            self._next(self.backoff(self.failures // len(self.controllers)))
+        if self.unreachable:
+            self.registered = None
+        return Transition.UNREACHABLE if self.failures == len(self.controllers) else Transition.NONE
+
+    def backoff(self, rounds: int) -> float:
+        """The wait after `rounds` full rounds of failures: first_backoff doubling up to
+        max_backoff, shortened by a random fraction of up to `jitter`."""
+        base = min(self.max_backoff, self.first_backoff * 2 ** min(rounds - 1, 32))
+        return base * (1.0 - self.jitter * self.rand())
+
+    def _next(self, delay: float) -> None:
+        self.next_at = self.clock() + (0.0 if self.urgent else delay)
+
+
+def describe_error(exc: BaseException) -> str:
+    """One line, no traceback: an unreachable controller is an expected condition."""
+    if isinstance(exc, grpc.aio.AioRpcError):
+        details = " ".join((exc.details() or "").split())
+        # "failed to connect to all addresses; last error: UNKNOWN: ipv4:10.0.0.1:7000: Failed
+        # to connect to remote host: Connection refused": the address is in the line already
+        inner = _LAST_ERROR.search(details)
+        details = inner.group(1) if inner else details
+        return f"{exc.code().name}: {details}" if details else exc.code().name
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+class Heartbeat:
+    """The task that sends `describe()` to the controllers, on the agent's loop.
+
+    One channel per controller, made on first use and dropped after a failure, so that each
+    retry is a fresh connection attempt on our schedule rather than gRPC's own reconnect
+    backoff (which would delay noticing that a controller is back by up to two minutes).
+    """
+
+    def __init__(self, fv: FleetvisorConfig, describe: Callable[[], pb.HeartbeatRequest], log: MainLog,
+                 *, schedule: Schedule | None = None, call_timeout: float = CALL_TIMEOUT) -> None:
+        self.fv = fv
+        self.describe = describe
+        self.log = log
+        self.call_timeout = call_timeout
+        self.schedule = schedule or Schedule(tuple(format_address(h, p) for h, p in fv.controllers))
+        self._channels: dict[str, grpc.aio.Channel] = {}
+        self._credentials: grpc.ChannelCredentials | None = None
+        self._poked = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        fv = self.fv
+        if fv.tls_cert and fv.tls_key and fv.tls_ca:
+            from .grpcapi.server import channel_credentials
+            try:
+                self._credentials = channel_credentials(fv.tls_cert, fv.tls_key, fv.tls_ca)
+            except OSError as exc:
+                raise StartupError(f"cannot read the TLS files for heartbeats: {exc}") from None
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="heartbeat")
+
+    def poke(self, revision: str = "") -> None:
+        """Heartbeat now, e.g. because a revision was applied and the controller waits to see it."""
+        self.schedule.hurry()
+        self._poked.set()
+
+    async def stop(self) -> None:
+        """Immediate: an in-flight call is cancelled, not waited for."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._task
+            self._task = None
+        for target in list(self._channels):
+            await self._drop(target)
+
+    async def _run(self) -> None:
+        while True:
+            delay = self.schedule.due()
+            if delay > 0:
+                self._poked.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._poked.wait(), delay)
+                continue  # a poke moved the next attempt forward: ask the schedule again
+            await self._beat()
+
+    async def _beat(self) -> None:
+        schedule = self.schedule
+        target = schedule.current
+        schedule.started()
+        attempt = schedule.attempts
+        try:
+            request = self.describe()
+            stub = pb_grpc.ControllerServiceStub(self._channel(target))
+            response = await stub.Heartbeat(request, timeout=self.call_timeout)
+        except (grpc.RpcError, OSError) as exc:
+            await self._failed(target, attempt, describe_error(exc))
+            return
+        except Exception as exc:  # noqa: BLE001 - a bug here must not end membership
+            self.log.error(f"heartbeat to controller {target} failed unexpectedly: {exc!r}")
+            await self._failed(target, attempt, describe_error(exc))
+            return
+        if schedule.succeeded(response.interval_seconds) is Transition.REGISTERED:
+            self.log.info(f"registered with controller {target}")
+        self.log.trace(f"heartbeat attempt {attempt} to controller {target} ok; "
+                       f"next in {schedule.due():.2f}s")
+
+    async def _failed(self, target: str, attempt: int, reason: str) -> None:
+        schedule = self.schedule
+        await self._drop(target)
+        transition = schedule.failed()
+        self.log.debug(f"heartbeat attempt {attempt} to controller {target} failed: {reason}; "
+                       f"next attempt in {schedule.due():.1f}s")
+        if transition is Transition.UNREACHABLE:
+            self.log.warn(f"cannot reach any controller ({', '.join(schedule.controllers)}): "
+                          f"{reason}; retrying")
+
+    def _channel(self, target: str) -> grpc.aio.Channel:
+        channel = self._channels.get(target)
+        if channel is None:
+            if self._credentials is not None:
+                channel = grpc.aio.secure_channel(target, self._credentials)
+            else:
+                channel = grpc.aio.insecure_channel(target)
+            self._channels[target] = channel
+        return channel
+
+    async def _drop(self, target: str) -> None:
+        channel = self._channels.pop(target, None)
+        if channel is not None:
+            await channel.close(grace=None)
+
+
+def agent_describer(fv: FleetvisorConfig, face) -> Callable[[], pb.HeartbeatRequest]:
+    """What the agent says about itself, read fresh for each heartbeat from the same places
+    its gRPC face answers GetInfo and GetConfig from. `face` is the started GrpcFace."""
+    from .grpcapi.service import AGENT_VERSION
+    assert fv.grpc_listen is not None
+    host, port = fv.grpc_listen
+    # As configured, with the port actually bound (grpc_listen may name port 0). An empty or
+    # wildcard host is for the controller to fill in from the heartbeat's peer address.
+    address = format_address(host, face.port or port)
+    servicer = face.servicer
+    labels = dict(fv.labels)
+
+    def describe() -> pb.HeartbeatRequest:
+        applied = servicer.fleet.store.current()
+        return pb.HeartbeatRequest(
+            node=fv.node, address=address, labels=labels, agent_version=AGENT_VERSION,
+            applied_revision=applied.revision if applied else "", agent_run_id=face.journal.run_id,
+            started_at=servicer.started_at, edited_by_hand=servicer.fleet.edited_by_hand())
+    return describe

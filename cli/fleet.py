@@ -1,0 +1,223 @@
+"""fleetctl's fleet mode: the same verbs as per-node mode, and the fleet-only commands, sent to
+the controller.
+
+The commands that exist in both modes are click commands in main.py that call the `run_*`
+functions here in fleet mode; the fleet-only commands (nodes, audit, leader) are click
+commands here, and the config revision commands live in fleetconfig.py; main.py registers them.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+
+import click
+from rich.console import Group
+from rich.live import Live
+from rich.text import Text
+
+from fleetvisor.v1 import agent_pb2 as pb
+from fleetvisor.v1 import controller_pb2 as cpb
+
+from . import fleetrender as view
+from . import render
+from .client import CommandError
+from .context import Ctx, run_command
+from .duration import DurationError, parse_since
+from .exitcodes import STATUS_UNKNOWN, USAGE, control_code, fleet_status_code
+from .patterns import parse_labels, parse_pattern, split_tail_target, status_patterns
+
+ACTIONS = {"start": cpb.START, "stop": cpb.STOP, "restart": cpb.RESTART, "signal": cpb.SIGNAL}
+WATCH_RETRY_CAP = 5.0
+PATTERN_HINT = "patterns are NODE, NODE:NAME or NODE:group:*, NODE a glob (e.g. *:app, web-*:workers:*), or all"
+
+
+def label_option(what: str, *, shared: bool = False):
+    """--label K=V, repeatable; `shared` commands also run per node, where it is refused."""
+    where = "; fleet mode" if shared else ""
+    return click.option("--label", "labels", multiple=True, metavar="K=V",
+                        help=f"Only {what} whose labels match (repeatable; all must match{where}).")
+
+
+# -- status ------------------------------------------------------------------------------------
+
+def run_status(obj: Ctx, names: Sequence[str], labels: Sequence[str], watch: bool) -> int:
+    """GetStatus (or WatchStatus) for the patterns; exit 0/3/4 as supervisorctl status."""
+    request = cpb.StatusRequest(patterns=status_patterns(names), labels=parse_labels(labels))
+    if watch:
+        return _watch(obj, request)
+    try:
+        reply = obj.controller().call("GetStatus", request)
+    except CommandError as exc:
+        if exc.exit_code == STATUS_UNKNOWN:  # "no such node: app" is often a bare process name
+            raise CommandError(f"{exc} ({PATTERN_HINT})", STATUS_UNKNOWN) from None
+        raise
+    if obj.json:
+        render.print_json(render.as_dict(reply))
+    else:
+        render.out.print(view.status_view(reply))
+    if request.labels and not reply.nodes:
+        render.err.print(f"[red]error:[/] no node has labels {render.escape(view.labels_text(request.labels))}")
+    return fleet_status_code(reply.nodes, bool(request.labels))
+
+
+def _watch(obj: Ctx, request: cpb.StatusRequest) -> int:
+    """Redraw on every WatchStatus message until Ctrl-C, which is a normal way to stop (exit 0).
+
+    Not on a terminal, each state is printed in turn (JSON: one object per line) so a pipe or
+    a log file sees every change rather than only the last screen. A controller lost after the
+    first answer (restart, failover) is retried with backoff while the last view stays up; one
+    that never answered is an error at once, so a wrong address fails fast.
+    """
+    try:
+        if obj.json:
+            for message in _watch_messages(obj, request, lambda note: render.err.print(note)):
+                sys.stdout.write(json.dumps(render.as_dict(message), sort_keys=True) + "\n")
+                sys.stdout.flush()
+        elif not render.out.is_terminal:
+            for message in _watch_messages(obj, request, lambda note: render.err.print(note)):
+                render.out.print(view.status_view(message))
+                render.out.print()
+                sys.stdout.flush()
+        else:
+            with Live(console=render.out, auto_refresh=False, screen=False) as live:
+                last: list = [Text("")]
+
+                def show_note(note: Text) -> None:
+                    live.update(Group(last[0], note), refresh=True)
+
+                for message in _watch_messages(obj, request, show_note):
+                    last[0] = view.status_view(message)
+                    live.update(last[0], refresh=True)
+    except KeyboardInterrupt:
+        return 0
+    raise AssertionError("unreachable: the watch loop only ends by Ctrl-C or an error")
+
+
+def _watch_messages(obj: Ctx, request: cpb.StatusRequest, note: Callable[[Text], None]) -> Iterator:
+    """WatchStatus messages across reconnects; `note` shows why the view is not moving."""
+    controller = obj.controller()
+    received = False
+    delay = 0.0
+    while True:
+        stream = controller.stream("WatchStatus", request, timeout=None)
+        try:
+            for message in stream:
+                received, delay = True, 0.0
+                yield message
+            problem = f"controller {controller.address} ended the status stream"
+            if not received:
+                raise CommandError(problem)
+        except CommandError as exc:
+            if not received:
+                raise
+            problem = str(exc)
+        finally:
+            stream.close()
+        delay = min(WATCH_RETRY_CAP, (delay * 2) or 0.5)
+        note(Text(f"{problem}; retrying in {delay:.1f}s (Ctrl-C to stop)", style="bold red"))
+        time.sleep(delay)
+
+
+# -- control -----------------------------------------------------------------------------------
+
+def run_control(obj: Ctx, action: str, names: Sequence[str], labels: Sequence[str], wait: bool,
+                sig: str = "") -> int:
+    """One Control call for every matching node; exit 1 if a node failed, 7 if a process ended dead."""
+    if not names:
+        raise CommandError(f"name required: {PATTERN_HINT}", USAGE)
+    for name in names:
+        parse_pattern(name)
+    request = cpb.ControlRequest(action=ACTIONS[action], patterns=list(names), labels=parse_labels(labels),
+                                 signal=sig, wait=wait)
+    reply = obj.controller().call("Control", request, timeout=max(obj.settings.timeout, 600))
+    if obj.json:
+        render.print_json(render.as_dict(reply))
+    elif reply.nodes:
+        render.out.print(view.control_table(reply.nodes, action))
+    if not reply.nodes:
+        where = f" with labels {view.labels_text(request.labels)}" if request.labels else ""
+        raise CommandError(f"no node matches {', '.join(names)}{where} ({PATTERN_HINT})")
+    return control_code(reply.nodes, action)
+
+
+# -- logs --------------------------------------------------------------------------------------
+
+def run_tail(obj: Ctx, target: str, follow: bool, stderr: bool, nbytes: int) -> None:
+    node, name = split_tail_target(target)
+    request = cpb.FleetTailRequest(node=node, request=pb.TailLogRequest(
+        name=name, stream=pb.STDERR if stderr else pb.STDOUT, last_bytes=nbytes, follow=follow))
+    stream = obj.controller().stream("TailLog", request, timeout=None if follow else obj.settings.timeout)
+    try:
+        render.write_log(stream, obj.json)
+    finally:
+        stream.close()
+
+
+# -- fleet-only top-level commands -------------------------------------------------------------
+
+@click.command()
+@label_option("nodes")
+@click.pass_obj
+@run_command
+def nodes(obj: Ctx, labels: tuple[str, ...]) -> None:
+    """The nodes the controller knows: address, up, labels, version, revisions, last heartbeat.
+
+    \b
+    Example:
+      fleetctl nodes --label role=web
+    """
+    reply = obj.controller("nodes").call("ListNodes", cpb.ListNodesRequest(labels=parse_labels(labels)))
+    if obj.json:
+        render.print_json(render.as_dict(reply))
+    else:
+        render.out.print(view.nodes_table(reply.nodes, time.time()))
+
+
+@click.command()
+@click.option("--since", metavar="DUR|TIME", help="Only entries newer than this: 30s, 10m, 2h, 1d, or an ISO time.")
+@click.option("--limit", type=click.IntRange(min=0), default=50, show_default=True,
+              help="The newest N entries (0: all).")
+@click.pass_obj
+@run_command
+def audit(obj: Ctx, since: str | None, limit: int) -> None:
+    """Who did what to the fleet, as the controller recorded it.
+
+    \b
+    Example:
+      fleetctl audit --since 2h --limit 20
+    """
+    controller = obj.controller("audit")
+    try:
+        since_time = parse_since(since, time.time()) if since else 0.0
+    except DurationError as exc:
+        raise CommandError(f"--since: {exc}", USAGE) from None
+    reply = controller.call("ListAudit", cpb.ListAuditRequest(since=since_time, limit=limit))
+    if obj.json:
+        render.print_json(render.as_dict(reply))
+    else:
+        render.out.print(view.audit_table(reply.entries))
+
+
+@click.command()
+@click.pass_obj
+@run_command
+def leader(obj: Ctx) -> int:
+    """Which controller leads (carries out writes); exit 1 while none does.
+
+    \b
+    Example:
+      fleetctl leader
+    """
+    reply = obj.controller("leader").call("GetLeader", cpb.GetLeaderRequest())
+    if obj.json:
+        render.print_json(render.as_dict(reply))
+    else:
+        render.out.print(view.leader_line(reply))
+    return 0 if reply.leader_id else 1
+
+
+TOP_COMMANDS = (nodes, audit, leader)
+__all__ = ["TOP_COMMANDS", "label_option", "run_control", "run_status", "run_tail"]

@@ -1,0 +1,185 @@
+"""fleetctl's config revision commands in fleet mode: push, rollback, history, diff, show,
+status, list.
+
+Kept apart from fleet.py because they share one concern (named configs and their numbered
+revisions in the controller) and none of the process-control plumbing.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+
+import click
+
+from fleetvisor.v1 import controller_pb2 as cpb
+
+from . import fleetrender as view
+from . import render
+from .client import CommandError
+from .context import Ctx, run_command
+from .exitcodes import USAGE
+from .fleet import label_option
+from .patterns import parse_labels, parse_node_list
+
+
+def run_config_show(obj: Ctx, name: str | None, rev: int | None) -> None:
+    """The revision's text exactly on stdout; what it is on stderr."""
+    if not name:
+        raise CommandError("config name required: fleetctl config show NAME [--rev N] "
+                           "(fleetctl config list shows the names)", USAGE)
+    reply = obj.controller().call("GetConfigRevision", cpb.GetConfigRevisionRequest(name=name, revision=rev or 0))
+    if obj.json:
+        render.print_json(render.as_dict(reply))
+        return
+    render.err.print(view.revision_line(reply))
+    sys.stdout.write(reply.config_text)
+    sys.stdout.flush()
+
+
+def read_config_file(path: str) -> str:
+    """The file to push, as text; `-` is stdin. Unreadable or non-UTF-8 is one clear line."""
+    try:
+        if path == "-":
+            return sys.stdin.read()
+        with open(path, encoding="utf-8") as f:
+            return f.read()
+    except OSError as exc:
+        raise CommandError(f"cannot read {path}: {exc.strerror or exc}", USAGE) from None
+    except UnicodeDecodeError as exc:
+        raise CommandError(f"cannot read {path}: not UTF-8 text (byte {exc.start})", USAGE) from None
+
+
+def _print_push(obj: Ctx, reply) -> None:
+    if obj.json:
+        render.print_json(render.as_dict(reply))
+    else:
+        render.out.print(view.push_line(reply))
+
+
+@click.command("push")
+@click.argument("file", metavar="FILE")
+@click.option("--name", required=True, help="The config's name (one name per set of programs).")
+@click.option("--nodes", metavar="A,B", help="Send it to these nodes (comma-separated).")
+@label_option("send it to the nodes")
+@click.option("-m", "--message", required=True, help="Why: recorded with the revision and in the audit log.")
+@click.pass_obj
+@run_command
+def config_push(obj: Ctx, file: str, name: str, nodes: str | None, labels: tuple[str, ...], message: str) -> None:
+    """Store FILE (program sections) as a new revision of config NAME and roll it out.
+
+    Without --nodes or --label the current assignment is kept (a new NAME needs one).
+    FILE may be - for stdin.
+
+    \b
+    Example:
+      fleetctl config push web.conf --name web --label role=web -m "raise numprocs to 4"
+    """
+    controller = obj.controller("config push")
+    node_list = parse_node_list(nodes)
+    label_map = parse_labels(labels)
+    if node_list and label_map:
+        raise CommandError("give either --nodes or --label, not both", USAGE)
+    text = read_config_file(file)
+    request = cpb.PushConfigRequest(name=name, config_text=text, message=message,
+                                    assignment=cpb.Assignment(nodes=node_list, labels=label_map))
+    _print_push(obj, controller.call("PushConfig", request))
+
+
+@click.command("rollback")
+@click.argument("name")
+@click.option("--to", "to_revision", type=int, required=True, metavar="N", help="The revision to go back to.")
+@click.option("-m", "--message", default="", help="Why (recorded with the new revision).")
+@click.pass_obj
+@run_command
+def config_rollback(obj: Ctx, name: str, to_revision: int, message: str) -> None:
+    """Store a copy of revision N of config NAME as its newest revision.
+
+    \b
+    Example:
+      fleetctl config rollback web --to 3 -m "4 workers overload the db"
+    """
+    reply = obj.controller("config rollback").call(
+        "RollbackConfig", cpb.RollbackConfigRequest(name=name, to_revision=to_revision, message=message))
+    _print_push(obj, reply)
+
+
+@click.command("history")
+@click.argument("name")
+@click.pass_obj
+@run_command
+def config_history(obj: Ctx, name: str) -> None:
+    """Every revision of config NAME, oldest first, with the current one marked.
+
+    \b
+    Example:
+      fleetctl config history web
+    """
+    reply = obj.controller("config history").call("ConfigHistory", cpb.ConfigHistoryRequest(name=name))
+    if obj.json:
+        render.print_json(render.as_dict(reply))
+    else:
+        render.out.print(view.history_table(reply))
+
+
+@click.command("diff")
+@click.argument("name")
+@click.argument("old", type=int, metavar="A")
+@click.argument("new", type=int, metavar="B")
+@click.pass_obj
+@run_command
+def config_diff(obj: Ctx, name: str, old: int, new: int) -> None:
+    """A unified diff from revision A to revision B of config NAME.
+
+    \b
+    Example:
+      fleetctl config diff web 3 4
+    """
+    controller = obj.controller("config diff")
+    texts = [controller.call("GetConfigRevision", cpb.GetConfigRevisionRequest(name=name, revision=rev)).config_text
+             for rev in (old, new)]
+    lines = view.diff_lines(texts[0], texts[1], f"{name}@{old}", f"{name}@{new}")
+    if obj.json:
+        render.print_json({"name": name, "from": old, "to": new, "diff": "\n".join(lines) + ("\n" if lines else "")})
+        return
+    if not lines:
+        render.err.print(f"{render.escape(name)}: revisions {old} and {new} have the same text")
+        return
+    render.out.print(view.diff_text(lines), end="")
+
+
+@click.command("status")
+@click.pass_obj
+@run_command
+def config_status(obj: Ctx) -> None:
+    """Per node: the desired and applied revisions, whether they agree, and the last error.
+
+    \b
+    Example:
+      fleetctl config status
+    """
+    reply = obj.controller("config status").call("ConfigStatus", cpb.ConfigStatusRequest())
+    if obj.json:
+        render.print_json(render.as_dict(reply))
+    else:
+        render.out.print(view.config_status_table(reply.nodes))
+
+
+@click.command("list")
+@click.pass_obj
+@run_command
+def config_list(obj: Ctx) -> None:
+    """Every config name with its current revision and where it goes.
+
+    \b
+    Example:
+      fleetctl config list
+    """
+    reply = obj.controller("config list").call("ListConfigs", cpb.ListConfigsRequest())
+    if obj.json:
+        render.print_json(render.as_dict(reply))
+    else:
+        render.out.print(view.configs_table(reply.configs, time.time()))
+
+
+CONFIG_COMMANDS = (config_push, config_rollback, config_history, config_diff, config_status, config_list)

@@ -1,0 +1,326 @@
+"""How fleet-mode answers look: rich renderables built from the controller's messages.
+
+Every function takes protobuf messages (and the time to measure ages against) and returns a
+renderable or plain values; nothing here calls the controller or prints, so the views are
+tested from hand-built messages and `--watch` redraws with the same code as one-shot status.
+User data (names, errors, config text) goes into `Text` objects, never into markup: a
+config's `[program:x]` is not a rich tag.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+from rich.console import Group, RenderableType
+from rich.padding import Padding
+from rich.table import Table
+from rich.text import Text
+
+from .duration import format_age, format_ago, format_time
+from .exitcodes import node_result_code
+from .render import STATE_STYLE, fault_text
+
+STATE_ORDER = ("RUNNING", "STARTING", "BACKOFF", "STOPPING", "STOPPED", "EXITED", "FATAL", "UNKNOWN")
+VERBS = {"start": "started", "stop": "stopped", "restart": "restarted", "signal": "signalled"}
+
+
+def _table(*columns: str, wrap: Sequence[str] = ()) -> Table:
+    table = Table(box=None, pad_edge=False, header_style="bold")
+    for column in columns:
+        table.add_column(column, no_wrap=column not in wrap, overflow="fold")
+    return table
+
+
+def state_cell(statename: str) -> Text:
+    return Text(statename, style=STATE_STYLE.get(statename, ""))
+
+
+def yes_no(value: bool, *, good: bool = True) -> Text:
+    """`yes`/`no`, green when the answer is the healthy one (`good`), red otherwise."""
+    healthy = value == good
+    return Text("yes" if value else "no", style="green" if healthy else "bold red")
+
+
+def labels_text(labels) -> str:
+    return ",".join(f"{k}={v}" for k, v in sorted(labels.items())) or "-"
+
+
+# -- status ------------------------------------------------------------------------------------
+
+def freshness(node, now: float) -> str:
+    """"live" while the controller's stream to the agent is connected; otherwise how old the
+    cached state is, since that is what an operator must discount."""
+    if node.reachable:
+        return "live"
+    if not node.state_as_of:
+        return "no data"
+    return f"stale {format_age(now - node.state_as_of)}"
+
+
+def node_header(node, now: float) -> Text:
+    """One line per node: name, address, up/down, reachable, freshness, revision."""
+    text = Text.assemble((node.name, "bold"), "  ", (node.address or "-", "dim"), "  ")
+    if node.up:
+        text.append("up", style="green")
+    else:
+        text.append(f"DOWN (last heartbeat {format_ago(node.last_heartbeat, now)})", style="bold red")
+    text.append("  ")
+    if node.reachable:
+        text.append("reachable", style="green")
+    else:
+        text.append("UNREACHABLE", style="bold red")
+    text.append("  ")
+    text.append(freshness(node, now), style="green" if node.reachable else "yellow")
+    text.append("  rev ")
+    text.append(node.applied_revision or "-", style=revision_style(node))
+    if node.desired_revision and node.desired_revision != node.applied_revision:
+        text.append(f" (desired {node.desired_revision})", style="yellow")
+    if node.edited_by_hand:
+        text.append("  edited by hand", style="yellow")
+    return text
+
+
+def revision_style(node) -> str:
+    return "bold yellow" if node.desired_revision and node.desired_revision != node.applied_revision else ""
+
+
+def status_view(status) -> RenderableType:
+    """The whole fleet: a header and process rows per node, then the summary line.
+
+    Columns line up across nodes (widths from the longest name) so the eye can run down one
+    STATE column; a node that is down or unreachable shows its last known processes dimmed.
+    """
+    now = status.now
+    name_width = max((len(p.namespec or p.name) for n in status.nodes for p in n.processes), default=4)
+    state_width = max((len(p.statename) for n in status.nodes for p in n.processes), default=5)
+    parts: list[RenderableType] = []
+    for entry in status.nodes:
+        node = entry.node
+        parts.append(node_header(node, now))
+        if node.error:
+            parts.append(Padding(Text(node.error, style="red"), (0, 0, 0, 2), expand=False))
+        table = Table(box=None, pad_edge=False, show_header=False)
+        table.add_column("NAME", min_width=name_width, no_wrap=True)
+        table.add_column("STATE", min_width=state_width, no_wrap=True)
+        table.add_column("DESCRIPTION", overflow="fold")
+        dim = "dim" if not (node.up and node.reachable) else ""
+        for p in entry.processes:
+            table.add_row(Text(p.namespec or p.name), state_cell(p.statename), Text(p.description), style=dim)
+        if not entry.processes:
+            table.add_row(Text("(no processes)", style="dim"), "", "")
+        parts.append(Padding(table, (0, 0, 0, 2), expand=False))
+    if not status.nodes:
+        parts.append(Text("no nodes match", style="yellow"))
+    parts.append(summary_text(summarize(status.nodes)))
+    return Group(*parts)
+
+
+@dataclass
+class Summary:
+    up: int = 0            # heartbeating and streaming: its state is live
+    unreachable: int = 0   # heartbeating, but this controller cannot stream from it
+    down: int = 0          # no heartbeat within the TTL
+    states: Counter = field(default_factory=Counter)
+
+    @property
+    def processes(self) -> int:
+        return sum(self.states.values())
+
+
+def summarize(nodes: Iterable) -> Summary:
+    """Counts for the summary line; the three node categories do not overlap."""
+    summary = Summary()
+    for entry in nodes:
+        if not entry.node.up:
+            summary.down += 1
+        elif not entry.node.reachable:
+            summary.unreachable += 1
+        else:
+            summary.up += 1
+        summary.states.update(p.statename for p in entry.processes)
+    return summary
+
+
+def summary_text(summary: Summary) -> Text:
+    text = Text.assemble(("nodes: ", "bold"), f"{summary.up} up, ")
+    text.append(f"{summary.down} down", style="bold red" if summary.down else "")
+    text.append(", ")
+    text.append(f"{summary.unreachable} unreachable", style="bold red" if summary.unreachable else "")
+    text.append("   ")
+    text.append("processes: ", style="bold")
+    text.append(str(summary.processes))
+    known = [s for s in STATE_ORDER if summary.states.get(s)]
+    others = sorted(s for s in summary.states if s not in STATE_ORDER)
+    for i, state in enumerate(known + others):
+        text.append(" (" if i == 0 else ", ")
+        text.append(f"{summary.states[state]} {state}", style=STATE_STYLE.get(state, ""))
+    if known or others:
+        text.append(")")
+    return text
+
+
+# -- nodes -------------------------------------------------------------------------------------
+
+def up_cell(node) -> Text:
+    if not node.up:
+        return Text("DOWN", style="bold red")
+    if not node.reachable:
+        return Text("unreachable", style="bold red")
+    return Text("up", style="green")
+
+
+def nodes_table(nodes: Iterable, now: float) -> Table:
+    table = _table("NAME", "ADDRESS", "UP", "LABELS", "AGENT", "APPLIED", "DESIRED", "HEARTBEAT",
+                   wrap=("LABELS",))
+    for node in nodes:
+        style = revision_style(node)
+        table.add_row(Text(node.name), Text(node.address or "-"), up_cell(node), Text(labels_text(node.labels)),
+                      Text(node.agent_version or "-"), Text(node.applied_revision or "-", style=style),
+                      Text(node.desired_revision or "-", style=style), Text(format_ago(node.last_heartbeat, now)))
+    return table
+
+
+# -- control -----------------------------------------------------------------------------------
+
+def process_outcome(result, action: str) -> Text:
+    if result.ok:
+        return Text(VERBS[action], style="green")
+    return Text.assemble(("ERROR", "red"), f" ({fault_text(result.status)})")
+
+
+def control_table(nodes: Iterable, action: str) -> Table:
+    """One row per process result (node columns on its first row), or one row with the
+    node's error when it could not be driven at all."""
+    table = _table("NODE", "RESULT", "TIME", "PROCESS", "OUTCOME", wrap=("OUTCOME",))
+    for node in nodes:
+        failed = node_result_code(node, action) != 0
+        result = Text("failed", style="bold red") if failed else Text("ok", style="green")
+        first = [Text(node.node, style="bold"), result, Text(f"{node.seconds:.1f}s")]
+        blank = [Text(""), Text(""), Text("")]
+        rows: list[tuple[Text, Text]] = [(Text(r.name), process_outcome(r, action)) for r in node.results]
+        if node.error:
+            rows.append((Text("-"), Text(node.error, style="red")))
+        if not rows:
+            rows.append((Text("-"), Text("nothing matched on this node", style="dim")))
+        for i, (name, outcome) in enumerate(rows):
+            table.add_row(*(first if i == 0 else blank), name, outcome)
+    return table
+
+
+# -- config ------------------------------------------------------------------------------------
+
+def assignment_text(assignment) -> str:
+    parts = []
+    if assignment.nodes:
+        parts.append("nodes " + ",".join(assignment.nodes))
+    if assignment.labels:
+        parts.append("labels " + labels_text(assignment.labels))
+    return "; ".join(parts) or "-"
+
+
+def push_line(reply) -> Text:
+    """`NAME revision N stored; targets: a, b`, or that nothing changed."""
+    rev = reply.revision
+    targets = ", ".join(reply.target_nodes) or "(none)"
+    if reply.unchanged:
+        return Text(f"{rev.name} unchanged (revision {rev.revision} is current); targets: {targets}")
+    rollback = f" (rollback to revision {rev.rollback_of})" if rev.rollback_of else ""
+    return Text(f"{rev.name} revision {rev.revision} stored{rollback}; targets: {targets}")
+
+
+def history_table(reply) -> Table:
+    table = _table("REV", "TIME", "AUTHOR", "MESSAGE", "NOTE", wrap=("MESSAGE",))
+    for rev in reply.revisions:
+        notes = []
+        if rev.rollback_of:
+            notes.append(Text(f"rollback to {rev.rollback_of}", style="yellow"))
+        if rev.revision == reply.current_revision:
+            notes.append(Text("current", style="bold green"))
+        table.add_row(Text(str(rev.revision), style="bold" if rev.revision == reply.current_revision else ""),
+                      Text(format_time(rev.created_at)), Text(rev.author or "-"), Text(rev.message),
+                      Text(", ").join(notes))
+    return table
+
+
+def configs_table(configs: Iterable, now: float) -> Table:
+    table = _table("NAME", "REV", "ASSIGNMENT", "TARGETS", "UPDATED", wrap=("TARGETS",))
+    for c in configs:
+        table.add_row(Text(c.name, style="bold"), Text(str(c.current_revision)), Text(assignment_text(c.assignment)),
+                      Text(", ".join(c.target_nodes) or "-"), Text(format_ago(c.updated_at, now)))
+    return table
+
+
+def config_status_table(nodes: Iterable) -> Table:
+    table = _table("NODE", "UP", "DESIRED", "APPLIED", "IN SYNC", "EDITED BY HAND", "LAST ERROR", wrap=("LAST ERROR",))
+    for n in nodes:
+        error = Text(n.last_error, style="red") if n.last_error else Text("-")
+        if n.last_error and n.attempts:
+            error.append(f" ({n.attempts} failed attempt{'s' if n.attempts != 1 else ''})", style="dim")
+        table.add_row(Text(n.node, style="bold"), yes_no(n.up), Text(n.desired_revision or "-"),
+                      Text(n.applied_revision or "-", style="" if n.in_sync else "bold yellow"), yes_no(n.in_sync),
+                      Text("yes", style="yellow") if n.edited_by_hand else Text("-"), error)
+    return table
+
+
+def revision_line(rev) -> Text:
+    """What `config show` says about a revision, on stderr, so stdout stays the exact text."""
+    text = Text(f"{rev.name} revision {rev.revision}  {format_time(rev.created_at)}  by {rev.author or '-'}")
+    if rev.rollback_of:
+        text.append(f"  (rollback to {rev.rollback_of})", style="yellow")
+    if rev.message:
+        text.append(f"  {rev.message}", style="dim")
+    return text
+
+
+# -- diff --------------------------------------------------------------------------------------
+
+def diff_lines(old: str, new: str, old_label: str, new_label: str) -> list[str]:
+    """A unified diff of two config texts, one string per line without line ends."""
+    return list(difflib.unified_diff(old.splitlines(), new.splitlines(), old_label, new_label, lineterm=""))
+
+
+def diff_style(line: str) -> str:
+    """git's colours: file headers bold, additions green, removals red, hunk headers cyan."""
+    if line.startswith(("+++", "---")):
+        return "bold"
+    if line.startswith("@@"):
+        return "cyan"
+    if line.startswith("+"):
+        return "green"
+    if line.startswith("-"):
+        return "red"
+    return ""
+
+
+def diff_text(lines: Iterable[str]) -> Text:
+    text = Text()
+    for line in lines:
+        text.append(line, style=diff_style(line))
+        text.append("\n")
+    return text
+
+
+# -- audit and leader --------------------------------------------------------------------------
+
+def audit_table(entries: Iterable) -> Table:
+    table = _table("TIME", "WHO", "ACTION", "DETAIL", "RESULT", wrap=("DETAIL", "RESULT"))
+    for e in entries:
+        result = Text("ok", style="green") if e.ok else Text("failed", style="bold red")
+        if e.result:
+            result.append(f" {e.result}", style="" if e.ok else "red")
+        table.add_row(Text(format_time(e.time)), Text(e.who or "-"), Text(e.action, style="bold"),
+                      Text(e.detail or "-"), result)
+    return table
+
+
+def leader_line(info) -> Text:
+    if not info.leader_id:
+        return Text(f"no controller leads right now (asked {info.controller_id or 'a controller'})",
+                    style="bold red")
+    text = Text.assemble("leader: ", (info.leader_id, "bold"), f" at {info.leader_address or '?'}")
+    answered = "the leader" if info.is_leader else f"follower {info.controller_id or '?'}"
+    text.append(f"  (answered by {answered})", style="dim")
+    return text

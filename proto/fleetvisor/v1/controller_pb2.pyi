@@ -1,0 +1,394 @@
+from fleetvisor.v1 import agent_pb2 as _agent_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class ControlAction(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    CONTROL_ACTION_UNSPECIFIED: _ClassVar[ControlAction]
+    START: _ClassVar[ControlAction]
+    STOP: _ClassVar[ControlAction]
+    RESTART: _ClassVar[ControlAction]
+    SIGNAL: _ClassVar[ControlAction]
+CONTROL_ACTION_UNSPECIFIED: ControlAction
+START: ControlAction
+STOP: ControlAction
+RESTART: ControlAction
+SIGNAL: ControlAction
+
+class HeartbeatRequest(_message.Message):
+    __slots__ = ("node", "address", "labels", "agent_version", "applied_revision", "agent_run_id", "started_at", "edited_by_hand")
+    class LabelsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    NODE_FIELD_NUMBER: _ClassVar[int]
+    ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    LABELS_FIELD_NUMBER: _ClassVar[int]
+    AGENT_VERSION_FIELD_NUMBER: _ClassVar[int]
+    APPLIED_REVISION_FIELD_NUMBER: _ClassVar[int]
+    AGENT_RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    STARTED_AT_FIELD_NUMBER: _ClassVar[int]
+    EDITED_BY_HAND_FIELD_NUMBER: _ClassVar[int]
+    node: str
+    address: str
+    labels: _containers.ScalarMap[str, str]
+    agent_version: str
+    applied_revision: str
+    agent_run_id: str
+    started_at: float
+    edited_by_hand: bool
+    def __init__(self, node: _Optional[str] = ..., address: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., agent_version: _Optional[str] = ..., applied_revision: _Optional[str] = ..., agent_run_id: _Optional[str] = ..., started_at: _Optional[float] = ..., edited_by_hand: _Optional[bool] = ...) -> None: ...
+
+class HeartbeatResponse(_message.Message):
+    __slots__ = ("interval_seconds", "ttl_seconds", "controller_id")
+    INTERVAL_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    TTL_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    CONTROLLER_ID_FIELD_NUMBER: _ClassVar[int]
+    interval_seconds: float
+    ttl_seconds: float
+    controller_id: str
+    def __init__(self, interval_seconds: _Optional[float] = ..., ttl_seconds: _Optional[float] = ..., controller_id: _Optional[str] = ...) -> None: ...
+
+class NodeInfo(_message.Message):
+    __slots__ = ("name", "address", "labels", "agent_version", "up", "reachable", "last_heartbeat", "state_as_of", "applied_revision", "desired_revision", "error", "started_at", "edited_by_hand")
+    class LabelsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    LABELS_FIELD_NUMBER: _ClassVar[int]
+    AGENT_VERSION_FIELD_NUMBER: _ClassVar[int]
+    UP_FIELD_NUMBER: _ClassVar[int]
+    REACHABLE_FIELD_NUMBER: _ClassVar[int]
+    LAST_HEARTBEAT_FIELD_NUMBER: _ClassVar[int]
+    STATE_AS_OF_FIELD_NUMBER: _ClassVar[int]
+    APPLIED_REVISION_FIELD_NUMBER: _ClassVar[int]
+    DESIRED_REVISION_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    STARTED_AT_FIELD_NUMBER: _ClassVar[int]
+    EDITED_BY_HAND_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    address: str
+    labels: _containers.ScalarMap[str, str]
+    agent_version: str
+    up: bool
+    reachable: bool
+    last_heartbeat: float
+    state_as_of: float
+    applied_revision: str
+    desired_revision: str
+    error: str
+    started_at: float
+    edited_by_hand: bool
+    def __init__(self, name: _Optional[str] = ..., address: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., agent_version: _Optional[str] = ..., up: _Optional[bool] = ..., reachable: _Optional[bool] = ..., last_heartbeat: _Optional[float] = ..., state_as_of: _Optional[float] = ..., applied_revision: _Optional[str] = ..., desired_revision: _Optional[str] = ..., error: _Optional[str] = ..., started_at: _Optional[float] = ..., edited_by_hand: _Optional[bool] = ...) -> None: ...
+
+class NodeProcesses(_message.Message):
+    __slots__ = ("node", "processes")
+    NODE_FIELD_NUMBER: _ClassVar[int]
+    PROCESSES_FIELD_NUMBER: _ClassVar[int]
+    node: NodeInfo
+    processes: _containers.RepeatedCompositeFieldContainer[_agent_pb2.ProcessInfo]
+    def __init__(self, node: _Optional[_Union[NodeInfo, _Mapping]] = ..., processes: _Optional[_Iterable[_Union[_agent_pb2.ProcessInfo, _Mapping]]] = ...) -> None: ...
+
+class StatusRequest(_message.Message):
+    __slots__ = ("patterns", "labels")
+    class LabelsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    PATTERNS_FIELD_NUMBER: _ClassVar[int]
+    LABELS_FIELD_NUMBER: _ClassVar[int]
+    patterns: _containers.RepeatedScalarFieldContainer[str]
+    labels: _containers.ScalarMap[str, str]
+    def __init__(self, patterns: _Optional[_Iterable[str]] = ..., labels: _Optional[_Mapping[str, str]] = ...) -> None: ...
+
+class FleetStatus(_message.Message):
+    __slots__ = ("nodes", "now", "controller_id")
+    NODES_FIELD_NUMBER: _ClassVar[int]
+    NOW_FIELD_NUMBER: _ClassVar[int]
+    CONTROLLER_ID_FIELD_NUMBER: _ClassVar[int]
+    nodes: _containers.RepeatedCompositeFieldContainer[NodeProcesses]
+    now: float
+    controller_id: str
+    def __init__(self, nodes: _Optional[_Iterable[_Union[NodeProcesses, _Mapping]]] = ..., now: _Optional[float] = ..., controller_id: _Optional[str] = ...) -> None: ...
+
+class ListNodesRequest(_message.Message):
+    __slots__ = ("labels",)
+    class LabelsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    LABELS_FIELD_NUMBER: _ClassVar[int]
+    labels: _containers.ScalarMap[str, str]
+    def __init__(self, labels: _Optional[_Mapping[str, str]] = ...) -> None: ...
+
+class ListNodesResponse(_message.Message):
+    __slots__ = ("nodes",)
+    NODES_FIELD_NUMBER: _ClassVar[int]
+    nodes: _containers.RepeatedCompositeFieldContainer[NodeInfo]
+    def __init__(self, nodes: _Optional[_Iterable[_Union[NodeInfo, _Mapping]]] = ...) -> None: ...
+
+class GetLeaderRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class LeaderInfo(_message.Message):
+    __slots__ = ("leader_id", "leader_address", "controller_id", "is_leader")
+    LEADER_ID_FIELD_NUMBER: _ClassVar[int]
+    LEADER_ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    CONTROLLER_ID_FIELD_NUMBER: _ClassVar[int]
+    IS_LEADER_FIELD_NUMBER: _ClassVar[int]
+    leader_id: str
+    leader_address: str
+    controller_id: str
+    is_leader: bool
+    def __init__(self, leader_id: _Optional[str] = ..., leader_address: _Optional[str] = ..., controller_id: _Optional[str] = ..., is_leader: _Optional[bool] = ...) -> None: ...
+
+class Assignment(_message.Message):
+    __slots__ = ("nodes", "labels")
+    class LabelsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    NODES_FIELD_NUMBER: _ClassVar[int]
+    LABELS_FIELD_NUMBER: _ClassVar[int]
+    nodes: _containers.RepeatedScalarFieldContainer[str]
+    labels: _containers.ScalarMap[str, str]
+    def __init__(self, nodes: _Optional[_Iterable[str]] = ..., labels: _Optional[_Mapping[str, str]] = ...) -> None: ...
+
+class ConfigRevision(_message.Message):
+    __slots__ = ("name", "revision", "config_text", "author", "message", "created_at", "rollback_of", "assignment", "sha256")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    REVISION_FIELD_NUMBER: _ClassVar[int]
+    CONFIG_TEXT_FIELD_NUMBER: _ClassVar[int]
+    AUTHOR_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    ROLLBACK_OF_FIELD_NUMBER: _ClassVar[int]
+    ASSIGNMENT_FIELD_NUMBER: _ClassVar[int]
+    SHA256_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    revision: int
+    config_text: str
+    author: str
+    message: str
+    created_at: float
+    rollback_of: int
+    assignment: Assignment
+    sha256: str
+    def __init__(self, name: _Optional[str] = ..., revision: _Optional[int] = ..., config_text: _Optional[str] = ..., author: _Optional[str] = ..., message: _Optional[str] = ..., created_at: _Optional[float] = ..., rollback_of: _Optional[int] = ..., assignment: _Optional[_Union[Assignment, _Mapping]] = ..., sha256: _Optional[str] = ...) -> None: ...
+
+class PushConfigRequest(_message.Message):
+    __slots__ = ("name", "config_text", "assignment", "message")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    CONFIG_TEXT_FIELD_NUMBER: _ClassVar[int]
+    ASSIGNMENT_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    config_text: str
+    assignment: Assignment
+    message: str
+    def __init__(self, name: _Optional[str] = ..., config_text: _Optional[str] = ..., assignment: _Optional[_Union[Assignment, _Mapping]] = ..., message: _Optional[str] = ...) -> None: ...
+
+class PushConfigResponse(_message.Message):
+    __slots__ = ("revision", "target_nodes", "unchanged")
+    REVISION_FIELD_NUMBER: _ClassVar[int]
+    TARGET_NODES_FIELD_NUMBER: _ClassVar[int]
+    UNCHANGED_FIELD_NUMBER: _ClassVar[int]
+    revision: ConfigRevision
+    target_nodes: _containers.RepeatedScalarFieldContainer[str]
+    unchanged: bool
+    def __init__(self, revision: _Optional[_Union[ConfigRevision, _Mapping]] = ..., target_nodes: _Optional[_Iterable[str]] = ..., unchanged: _Optional[bool] = ...) -> None: ...
+
+class RollbackConfigRequest(_message.Message):
+    __slots__ = ("name", "to_revision", "message")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    TO_REVISION_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    to_revision: int
+    message: str
+    def __init__(self, name: _Optional[str] = ..., to_revision: _Optional[int] = ..., message: _Optional[str] = ...) -> None: ...
+
+class ListConfigsRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ConfigSummary(_message.Message):
+    __slots__ = ("name", "current_revision", "assignment", "target_nodes", "updated_at")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    CURRENT_REVISION_FIELD_NUMBER: _ClassVar[int]
+    ASSIGNMENT_FIELD_NUMBER: _ClassVar[int]
+    TARGET_NODES_FIELD_NUMBER: _ClassVar[int]
+    UPDATED_AT_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    current_revision: int
+    assignment: Assignment
+    target_nodes: _containers.RepeatedScalarFieldContainer[str]
+    updated_at: float
+    def __init__(self, name: _Optional[str] = ..., current_revision: _Optional[int] = ..., assignment: _Optional[_Union[Assignment, _Mapping]] = ..., target_nodes: _Optional[_Iterable[str]] = ..., updated_at: _Optional[float] = ...) -> None: ...
+
+class ListConfigsResponse(_message.Message):
+    __slots__ = ("configs",)
+    CONFIGS_FIELD_NUMBER: _ClassVar[int]
+    configs: _containers.RepeatedCompositeFieldContainer[ConfigSummary]
+    def __init__(self, configs: _Optional[_Iterable[_Union[ConfigSummary, _Mapping]]] = ...) -> None: ...
+
+class ConfigHistoryRequest(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...
+
+class ConfigHistoryResponse(_message.Message):
+    __slots__ = ("revisions", "current_revision")
+    REVISIONS_FIELD_NUMBER: _ClassVar[int]
+    CURRENT_REVISION_FIELD_NUMBER: _ClassVar[int]
+    revisions: _containers.RepeatedCompositeFieldContainer[ConfigRevision]
+    current_revision: int
+    def __init__(self, revisions: _Optional[_Iterable[_Union[ConfigRevision, _Mapping]]] = ..., current_revision: _Optional[int] = ...) -> None: ...
+
+class GetConfigRevisionRequest(_message.Message):
+    __slots__ = ("name", "revision")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    REVISION_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    revision: int
+    def __init__(self, name: _Optional[str] = ..., revision: _Optional[int] = ...) -> None: ...
+
+class ConfigStatusRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class NodeConfigStatus(_message.Message):
+    __slots__ = ("node", "desired_revision", "applied_revision", "in_sync", "last_error", "last_attempt", "attempts", "edited_by_hand", "up")
+    NODE_FIELD_NUMBER: _ClassVar[int]
+    DESIRED_REVISION_FIELD_NUMBER: _ClassVar[int]
+    APPLIED_REVISION_FIELD_NUMBER: _ClassVar[int]
+    IN_SYNC_FIELD_NUMBER: _ClassVar[int]
+    LAST_ERROR_FIELD_NUMBER: _ClassVar[int]
+    LAST_ATTEMPT_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
+    EDITED_BY_HAND_FIELD_NUMBER: _ClassVar[int]
+    UP_FIELD_NUMBER: _ClassVar[int]
+    node: str
+    desired_revision: str
+    applied_revision: str
+    in_sync: bool
+    last_error: str
+    last_attempt: float
+    attempts: int
+    edited_by_hand: bool
+    up: bool
+    def __init__(self, node: _Optional[str] = ..., desired_revision: _Optional[str] = ..., applied_revision: _Optional[str] = ..., in_sync: _Optional[bool] = ..., last_error: _Optional[str] = ..., last_attempt: _Optional[float] = ..., attempts: _Optional[int] = ..., edited_by_hand: _Optional[bool] = ..., up: _Optional[bool] = ...) -> None: ...
+
+class ConfigStatusResponse(_message.Message):
+    __slots__ = ("nodes",)
+    NODES_FIELD_NUMBER: _ClassVar[int]
+    nodes: _containers.RepeatedCompositeFieldContainer[NodeConfigStatus]
+    def __init__(self, nodes: _Optional[_Iterable[_Union[NodeConfigStatus, _Mapping]]] = ...) -> None: ...
+
+class ControlRequest(_message.Message):
+    __slots__ = ("action", "patterns", "labels", "signal", "wait", "node_timeout_seconds")
+    class LabelsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    ACTION_FIELD_NUMBER: _ClassVar[int]
+    PATTERNS_FIELD_NUMBER: _ClassVar[int]
+    LABELS_FIELD_NUMBER: _ClassVar[int]
+    SIGNAL_FIELD_NUMBER: _ClassVar[int]
+    WAIT_FIELD_NUMBER: _ClassVar[int]
+    NODE_TIMEOUT_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    action: ControlAction
+    patterns: _containers.RepeatedScalarFieldContainer[str]
+    labels: _containers.ScalarMap[str, str]
+    signal: str
+    wait: bool
+    node_timeout_seconds: float
+    def __init__(self, action: _Optional[_Union[ControlAction, str]] = ..., patterns: _Optional[_Iterable[str]] = ..., labels: _Optional[_Mapping[str, str]] = ..., signal: _Optional[str] = ..., wait: _Optional[bool] = ..., node_timeout_seconds: _Optional[float] = ...) -> None: ...
+
+class NodeResult(_message.Message):
+    __slots__ = ("node", "ok", "error", "results", "seconds")
+    NODE_FIELD_NUMBER: _ClassVar[int]
+    OK_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    RESULTS_FIELD_NUMBER: _ClassVar[int]
+    SECONDS_FIELD_NUMBER: _ClassVar[int]
+    node: str
+    ok: bool
+    error: str
+    results: _containers.RepeatedCompositeFieldContainer[_agent_pb2.ProcessResult]
+    seconds: float
+    def __init__(self, node: _Optional[str] = ..., ok: _Optional[bool] = ..., error: _Optional[str] = ..., results: _Optional[_Iterable[_Union[_agent_pb2.ProcessResult, _Mapping]]] = ..., seconds: _Optional[float] = ...) -> None: ...
+
+class ControlResponse(_message.Message):
+    __slots__ = ("nodes",)
+    NODES_FIELD_NUMBER: _ClassVar[int]
+    nodes: _containers.RepeatedCompositeFieldContainer[NodeResult]
+    def __init__(self, nodes: _Optional[_Iterable[_Union[NodeResult, _Mapping]]] = ...) -> None: ...
+
+class FleetTailRequest(_message.Message):
+    __slots__ = ("node", "request")
+    NODE_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_FIELD_NUMBER: _ClassVar[int]
+    node: str
+    request: _agent_pb2.TailLogRequest
+    def __init__(self, node: _Optional[str] = ..., request: _Optional[_Union[_agent_pb2.TailLogRequest, _Mapping]] = ...) -> None: ...
+
+class ListAuditRequest(_message.Message):
+    __slots__ = ("since", "limit")
+    SINCE_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    since: float
+    limit: int
+    def __init__(self, since: _Optional[float] = ..., limit: _Optional[int] = ...) -> None: ...
+
+class AuditEntry(_message.Message):
+    __slots__ = ("time", "who", "action", "detail", "ok", "result", "controller_id")
+    TIME_FIELD_NUMBER: _ClassVar[int]
+    WHO_FIELD_NUMBER: _ClassVar[int]
+    ACTION_FIELD_NUMBER: _ClassVar[int]
+    DETAIL_FIELD_NUMBER: _ClassVar[int]
+    OK_FIELD_NUMBER: _ClassVar[int]
+    RESULT_FIELD_NUMBER: _ClassVar[int]
+    CONTROLLER_ID_FIELD_NUMBER: _ClassVar[int]
+    time: float
+    who: str
+    action: str
+    detail: str
+    ok: bool
+    result: str
+    controller_id: str
+    def __init__(self, time: _Optional[float] = ..., who: _Optional[str] = ..., action: _Optional[str] = ..., detail: _Optional[str] = ..., ok: _Optional[bool] = ..., result: _Optional[str] = ..., controller_id: _Optional[str] = ...) -> None: ...
+
+class ListAuditResponse(_message.Message):
+    __slots__ = ("entries",)
+    ENTRIES_FIELD_NUMBER: _ClassVar[int]
+    entries: _containers.RepeatedCompositeFieldContainer[AuditEntry]
+    def __init__(self, entries: _Optional[_Iterable[_Union[AuditEntry, _Mapping]]] = ...) -> None: ...
