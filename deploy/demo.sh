@@ -1,16 +1,105 @@
 #!/usr/bin/env bash
-# Set up (if needed) and run the demo: one agent in the foreground with example programs.
+# A local demo fleet on loopback: a controller with its embedded etcd and three agents.
+#   bash deploy/demo.sh          set up (if needed), start the fleet in the background, show its status
+#   bash deploy/demo.sh stop     stop the agents (and their programs), the controller and etcd
 set -euo pipefail
 cd "$(dirname "$0")/.."
+RUN=${FLEETVISOR_DEMO_DIR:-deploy/demo/run}  # where the demo keeps its state and logs
+CONTROLLER=127.0.0.1:7400
+NODES=(demo-1 demo-2 demo-3)
+LABELS=("role=web,zone=a" "role=web,zone=b" "role=batch,zone=a")
+
+alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
+
+stop_fleet() {
+    for node in "${NODES[@]}"; do
+        pidfile="$RUN/$node/supervisord.pid"
+        if alive "$pidfile"; then
+            kill "$(cat "$pidfile")"
+            echo "stopping agent $node"
+        fi
+    done
+    for node in "${NODES[@]}"; do
+        while alive "$RUN/$node/supervisord.pid"; do sleep 0.1; done
+    done
+    if alive "$RUN/controller.pid"; then
+        kill "$(cat "$RUN/controller.pid")"
+        echo "stopping the controller (and its etcd)"
+        while alive "$RUN/controller.pid"; do sleep 0.1; done
+    fi
+    rm -f "$RUN/controller.pid"
+}
+
+if [ "${1:-}" = "stop" ]; then
+    stop_fleet
+    echo "demo stopped (its state is kept in $RUN; delete that folder to start afresh)"
+    exit 0
+fi
+
 bash deploy/setup.sh
-mkdir -p deploy/demo/run
-cat <<'EOF'
-Starting an agent with deploy/demo/supervisord.conf: a web group (numprocs=3), a worker and a
-flaky program that backs off and goes FATAL. Ctrl-C stops it and its programs.
-From another terminal:
-  .venv/bin/supervisorctl -c deploy/demo/supervisord.conf status     # the stock client
-  .venv/bin/fleetctl --node 127.0.0.1:7401 status                    # gRPC
-  .venv/bin/fleetctl --node 127.0.0.1:7401 restart 'web:*'
-  web page: http://127.0.0.1:9001/
+if alive "$RUN/controller.pid"; then
+    echo "the demo is already running; stop it with: bash deploy/demo.sh stop" >&2
+    exit 1
+fi
+for port in 7400 7401 7402 7403 9001 9002 9003; do
+    if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+        echo "port $port on 127.0.0.1 is in use; the demo needs 7400-7403 and 9001-9003" >&2
+        exit 1
+    fi
+done
+mkdir -p "$RUN"
+trap 'echo "the demo did not come up; see $RUN/*.log and $RUN/*/supervisord.log" >&2; stop_fleet' ERR
+
+echo "starting the controller on $CONTROLLER (embedded etcd in $RUN/controller)"
+nohup .venv/bin/fleetvisor-controller --listen "$CONTROLLER" --cluster demo --state-dir "$RUN/controller" \
+    --node-ttl 6 > "$RUN/controller.log" 2>&1 &
+echo $! > "$RUN/controller.pid"
+
+for i in "${!NODES[@]}"; do
+    node=${NODES[$i]}
+    mkdir -p "$RUN/$node"
+    sed -e "s/@NODE@/$node/" -e "s/@LABELS@/${LABELS[$i]}/" -e "s/@HTTP_PORT@/900$((i + 1))/" \
+        -e "s/@GRPC_PORT@/740$((i + 1))/" deploy/demo/agent.conf > "$RUN/$node/supervisord.conf"
+    echo "starting agent $node (gRPC 127.0.0.1:740$((i + 1)), web page http://127.0.0.1:900$((i + 1))/)"
+    .venv/bin/fleetvisor-agent -c "$RUN/$node/supervisord.conf"   # daemonizes, as supervisord does
+done
+
+export FLEETCTL_CONTROLLER=$CONTROLLER
+fleetctl() { .venv/bin/fleetctl "$@"; }
+wait_until() {  # wait_until SECONDS WHAT COMMAND...
+    local deadline=$((SECONDS + $1)) what=$2; shift 2
+    until "$@" > /dev/null 2>&1; do
+        if [ $SECONDS -ge $deadline ]; then echo "timed out waiting for $what" >&2; return 1; fi
+        sleep 0.2
+    done
+}
+nodes_up() { [ "$(fleetctl -o json nodes | .venv/bin/python -c 'import json,sys; print(sum(n.get("up", False) for n in json.load(sys.stdin)["nodes"]))')" = 3 ]; }
+in_sync() { fleetctl -o json config status | .venv/bin/python -c 'import json,sys; sys.exit(not all(n.get("in_sync") for n in json.load(sys.stdin)["nodes"]))'; }
+
+wait_until 30 "the controller" fleetctl leader
+wait_until 30 "three agents to register" nodes_up
+fleetctl config push deploy/demo/web.conf --name web --label role=web -m "demo: web group and worker"
+fleetctl config push deploy/demo/batch.conf --name batch --label role=batch -m "demo: worker and a flaky program"
+wait_until 30 "the configs to be applied" in_sync
+sleep 1.5  # let web's startsecs=1 pass so the first status shows RUNNING
+trap - ERR
+
+fleetctl status || true
+cat <<EOF
+
+The demo fleet runs in the background: a controller on $CONTROLLER (with its own etcd) and
+three agents, demo-1 and demo-2 (role=web) and demo-3 (role=batch). Try:
+
+  export FLEETCTL_CONTROLLER=$CONTROLLER
+  .venv/bin/fleetctl status --watch                    # live view; Ctrl-C leaves it
+  .venv/bin/fleetctl nodes
+  .venv/bin/fleetctl restart '*:web:*' --label role=web # restart the web group on both web nodes
+  .venv/bin/fleetctl config history web
+  .venv/bin/fleetctl tail -f demo-1:web:web_00
+  .venv/bin/fleetctl audit
+  .venv/bin/fleetctl --node 127.0.0.1:7401 status      # one agent directly, without the controller
+  .venv/bin/supervisorctl -c $RUN/demo-1/supervisord.conf status   # the stock client
+  web pages: http://127.0.0.1:9001/ http://127.0.0.1:9002/ http://127.0.0.1:9003/
+
+Stop it with: bash deploy/demo.sh stop
 EOF
-exec .venv/bin/fleetvisor-agent -c deploy/demo/supervisord.conf

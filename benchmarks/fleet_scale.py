@@ -1,0 +1,199 @@
+"""Fleet scale: status across N real agents through one controller, against the stock
+supervisorctl asked about each agent in turn, and how fast a pushed revision reaches them all.
+
+    python -m benchmarks.fleet_scale [--sizes 10,50,100] [--samples 50] [--out DIR]
+
+Every agent is a real process on loopback with a few programs, an XML-RPC port (for the stock
+supervisorctl) and a gRPC port (for the controller). The controller runs its embedded etcd.
+Targets (issue 6): status p99 < 200 ms at 100 agents and >= 20x faster than the sequential
+supervisorctl loop; a pushed revision applied on all 100 agents in < 2 s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import grpc
+from rich.console import Console
+from rich.table import Table
+
+from fleetvisor.v1 import controller_pb2 as pb
+from fleetvisor.v1 import controller_pb2_grpc as pb_grpc
+
+from .scenarios import percentile
+
+VENV_BIN = Path(sys.executable).parent
+PROGRAMS_PER_AGENT = 3
+
+AGENT_CONFIG = """
+[inet_http_server]
+port=127.0.0.1:{http_port}
+
+[supervisord]
+logfile={dir}/main.log
+pidfile={dir}/agent.pid
+childlogdir={dir}
+identifier={node}
+
+[rpcinterface:supervisor]
+supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface
+
+[fleetvisor]
+node={node}
+labels=bench=yes
+grpc_listen=127.0.0.1:{grpc_port}
+controllers={controller}
+state_dir={dir}/state
+
+{programs}
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait(condition, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise RuntimeError(f"timed out after {timeout}s waiting for {what}")
+
+
+class Fleet:
+    def __init__(self, base: Path) -> None:
+        self.base = base
+        self.controller_port = free_port()
+        self.controller = subprocess.Popen(
+            [sys.executable, "-m", "fleetvisor.controller", "--etcd", "embedded", "--state-dir", str(base / "ctl"),
+             "--listen", f"127.0.0.1:{self.controller_port}", "--cluster", "bench"],
+            stdout=subprocess.DEVNULL, stderr=open(base / "controller.log", "wb"))
+        self.channel = grpc.insecure_channel(f"127.0.0.1:{self.controller_port}")
+        self.stub = pb_grpc.ControllerServiceStub(self.channel)
+        self.agents: list[tuple[subprocess.Popen, int]] = []
+
+    def add_agents(self, total: int) -> None:
+        programs = "".join(f"[program:p{i}]\ncommand=sleep 100000\nstartsecs=0\n\n" for i in range(PROGRAMS_PER_AGENT))
+        while len(self.agents) < total:
+            node = f"node-{len(self.agents) + 1:03d}"
+            directory = self.base / node
+            directory.mkdir()
+            http_port = free_port()
+            (directory / "supervisord.conf").write_text(AGENT_CONFIG.format(
+                http_port=http_port, dir=directory, node=node, grpc_port=free_port(),
+                controller=f"127.0.0.1:{self.controller_port}", programs=programs))
+            proc = subprocess.Popen([sys.executable, "-m", "fleetvisor.agent", "-n", "-c",
+                                     str(directory / "supervisord.conf")],
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            self.agents.append((proc, http_port))
+        wait(lambda: self._all_running(total), 120 + total, f"{total} agents live in the controller's status")
+
+    def _all_running(self, total: int) -> bool:
+        try:
+            status = self.stub.GetStatus(pb.StatusRequest(), timeout=5)
+        except grpc.RpcError:
+            return False
+        return (sum(1 for n in status.nodes if n.node.reachable) == total and
+                sum(1 for n in status.nodes for p in n.processes if p.statename == "RUNNING")
+                == total * PROGRAMS_PER_AGENT)
+
+    def close(self) -> None:
+        for proc, _ in self.agents:
+            proc.terminate()
+        for proc, _ in self.agents:
+            proc.wait(30)
+        self.controller.terminate()
+        self.controller.wait(30)
+        self.channel.close()
+
+
+def status_latency(fleet: Fleet, samples: int) -> list[float]:
+    times = []
+    for _ in range(samples):
+        began = time.perf_counter()
+        fleet.stub.GetStatus(pb.StatusRequest(), timeout=10)
+        times.append((time.perf_counter() - began) * 1000)
+    return times
+
+
+def supervisorctl_loop(fleet: Fleet) -> float:
+    """Seconds for the stock supervisorctl to print `status` of every agent, one after another."""
+    began = time.perf_counter()
+    for _, port in fleet.agents:
+        subprocess.run([str(VENV_BIN / "supervisorctl"), "-s", f"http://127.0.0.1:{port}", "status"],
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
+    return time.perf_counter() - began
+
+
+def propagation(fleet: Fleet, generation: int) -> float:
+    """Seconds from a push until every agent reports the new revision as applied."""
+    text = f"[program:pushed]\ncommand=sleep 100000\nstartsecs=0\nenvironment=GENERATION={generation}\n"
+    began = time.perf_counter()
+    answer = fleet.stub.PushConfig(pb.PushConfigRequest(name="bench", config_text=text, message="bench",
+                                                        assignment=pb.Assignment(labels={"bench": "yes"})),
+                                   timeout=30)
+    want = f"bench@{answer.revision.revision}"
+
+    def done() -> bool:
+        nodes = fleet.stub.ConfigStatus(pb.ConfigStatusRequest(), timeout=10).nodes
+        return all(n.applied_revision == want for n in nodes)
+    wait(done, 60, f"{want} applied everywhere")
+    return time.perf_counter() - began
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.fleet_scale", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", default="10,50,100")
+    parser.add_argument("--samples", type=int, default=50, help="status calls per size")
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
+    args = parser.parse_args(argv)
+    sizes = sorted(int(s) for s in args.sizes.split(","))
+    console = Console()
+    base = Path(tempfile.mkdtemp(prefix="fleetvisor-fleet-bench-"))
+    fleet = Fleet(base)
+    results = []
+    try:
+        for size in sizes:
+            console.print(f"[bold]{size} agents[/]: starting ...")
+            fleet.add_agents(size)
+            latencies = status_latency(fleet, args.samples)
+            loop = supervisorctl_loop(fleet)
+            pushes = [propagation(fleet, size * 10 + i) for i in range(3)]
+            p50, p99 = percentile(latencies, 0.5), percentile(latencies, 0.99)
+            results.append({"agents": size, "status_p50_ms": p50, "status_p99_ms": p99,
+                            "supervisorctl_loop_s": loop, "speedup": loop * 1000 / p99,
+                            "propagation_s": statistics.median(pushes), "propagation_max_s": max(pushes)})
+    finally:
+        fleet.close()
+        shutil.rmtree(base, ignore_errors=True)
+    table = Table(title="fleet scale (targets at 100 agents: p99 < 200 ms, >= 20x, propagation < 2 s)")
+    for column in ("agents", "status p50 ms", "status p99 ms", "supervisorctl loop s", "speedup (loop/p99)",
+                   "propagation s (median of 3)", "propagation max s"):
+        table.add_column(column, justify="right")
+    for r in results:
+        table.add_row(str(r["agents"]), f"{r['status_p50_ms']:.1f}", f"{r['status_p99_ms']:.1f}",
+                      f"{r['supervisorctl_loop_s']:.2f}", f"{r['speedup']:.0f}x", f"{r['propagation_s']:.2f}",
+                      f"{r['propagation_max_s']:.2f}")
+    console.print(table)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "fleet_scale.json").write_text(json.dumps(results, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

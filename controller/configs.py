@@ -1,0 +1,108 @@
+"""Config revisions: validated with the agent's own parser, stored immutably, composed per node.
+
+A node may be assigned several named configs; what it is sent is their current revisions
+joined into one fleet file, identified as `name@rev,name@rev` (sorted by name), so the
+agent's single applied revision says exactly which configs and revisions it runs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from fleetvisor.agent.config.errors import ConfigError
+from fleetvisor.agent.config.parser import load
+
+from .records import (AssignmentRecord, MemberRecord, RevisionRecord, Selector, decode, revisions_prefix,
+                      selector_from)
+
+NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.")
+
+
+class ConfigRejected(Exception):
+    """A config that must not be stored; the message names the problem in one line."""
+
+
+def check_name(name: str) -> None:
+    if not name or not set(name) <= NAME_CHARS or name.startswith("."):
+        raise ConfigRejected(f"config name {name!r} must be letters, digits, '-', '_' or '.'")
+
+
+def sha256(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def validate(named_texts: Mapping[str, str]) -> None:
+    """Parse the configs together as one node would include them, against an empty node file.
+    Raises ConfigRejected with the agent parser's message (file named after the config)."""
+    with tempfile.TemporaryDirectory(prefix="fleetvisor-validate-") as tmp:
+        main = os.path.join(tmp, "node.conf")
+        with open(main, "w") as f:
+            f.write("[supervisord]\n")
+        paths = []
+        for name, text in sorted(named_texts.items()):
+            path = os.path.join(tmp, f"{name}.conf")
+            with open(path, "w") as f:
+                f.write(text)
+            paths.append(path)
+        try:
+            load(main, extra_files=paths, host_node_name="node")
+        except ConfigError as exc:
+            raise ConfigRejected(str(exc).replace(tmp + os.sep, "")) from None
+
+
+@dataclass(frozen=True)
+class Current:
+    """One config's current revision as the fleet should run it."""
+
+    name: str
+    revision: int
+    selector: Selector
+    text: str
+
+
+def current_configs(entries: Mapping[str, bytes]) -> dict[str, Current]:
+    """From a mirror's `assignments/` and `configs/` keys: each config's current revision."""
+    result = {}
+    for key, raw in entries.items():
+        if not key.startswith("assignments/"):
+            continue
+        name = key[len("assignments/"):]
+        assignment = decode(AssignmentRecord, raw)
+        if assignment is None:
+            continue
+        rev = decode(RevisionRecord, entries.get(f"{revisions_prefix(name)}{assignment.revision:010d}"))
+        if rev is not None:
+            result[name] = Current(name, assignment.revision, assignment.target(), rev.text)
+    return result
+
+
+@dataclass(frozen=True)
+class Desired:
+    revision: str  # "" when nothing is assigned: the node's fleet file should be empty
+    text: str
+
+
+def desired_for(member: MemberRecord, configs: Iterable[Current]) -> Desired:
+    chosen = sorted((c for c in configs if c.selector.matches(member)), key=lambda c: c.name)
+    revision = ",".join(f"{c.name}@{c.revision}" for c in chosen)
+    text = "".join(f"; fleet config {c.name} revision {c.revision}\n{c.text.rstrip()}\n\n" for c in chosen)
+    return Desired(revision, text)
+
+
+def revisions_of(entries: Mapping[str, bytes], name: str) -> dict[int, RevisionRecord]:
+    prefix = revisions_prefix(name)
+    result = {}
+    for key, raw in entries.items():
+        if key.startswith(prefix):
+            rev = decode(RevisionRecord, raw)
+            if rev is not None:
+                result[int(key[len(prefix):])] = rev
+    return dict(sorted(result.items()))
+
+
+def selector_of(record: RevisionRecord) -> Selector:
+    return selector_from(record.selector)

@@ -1,0 +1,216 @@
+"""An etcd the controller starts itself, for a one-host setup or a demo.
+
+etcd runs as a child on free loopback ports with its data in `data_dir/etcd`, so a later
+start on the same directory finds the same data. It is spawned with plain `subprocess`
+(no `preexec_fn`, which is unsafe with threads such as gRPC's) and watched through a pidfd
+on the event loop, as the agent watches its children; asyncio's own subprocess support
+would add a waiter thread per child on Python 3.11.
+
+The child must not outlive a controller that is SIGKILLed, and `prctl(PR_SET_PDEATHSIG)`
+needs code between fork and exec. So the child first runs a few lines of Python
+(`die_with_parent`) that ask the kernel for SIGTERM when the controller dies and then exec
+etcd in place; the death signal survives exec. It also runs in its own process group, so a
+Ctrl-C at the controller's terminal reaches the controller, which can resign its leadership
+before it stops etcd.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+from aetcd import rpc
+
+from .etcd import Client, EtcdError, describe
+
+NOT_FOUND = "etcd not found: install Debian's etcd-server (apt-get install etcd-server) or pass --etcd HOST:PORT"
+NAME = "fleetvisor-embedded"
+
+# Runs in the child before etcd: SIGTERM us when the parent dies, unless it already has.
+_DEATH_SIGNAL_SHIM = """\
+import ctypes, os, signal, sys
+ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM, 0, 0, 0)  # PR_SET_PDEATHSIG
+if os.getppid() != int(sys.argv[1]):
+    sys.exit(0)
+os.execv(sys.argv[2], sys.argv[2:])
+"""
+
+
+_MARK = "--- fleetvisor:"
+
+
+def _readable(line: str) -> str:
+    """etcd logs JSON (zap); keep its level, message and error."""
+    try:
+        entry = json.loads(line)
+    except ValueError:
+        return line.strip()
+    if not isinstance(entry, dict):
+        return line.strip()
+    text = f"{entry.get('level', '?')}: {entry.get('msg', '')}"
+    return f"{text} ({entry['error']})" if "error" in entry else text
+
+
+def die_with_parent(argv: list[str]) -> list[str]:
+    """Wrap `argv` (argv[0] an absolute path) so the program gets SIGTERM when we die.
+
+    Linux ties the death signal to the thread that forked: call this from the thread that
+    runs the event loop, as everything in the controller does.
+    """
+    return [sys.executable, "-I", "-S", "-c", _DEATH_SIGNAL_SHIM, str(os.getpid()), *argv]
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on right now (etcd binds it a moment later)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class EmbeddedEtcd:
+    """One single-member etcd owned by this process; `start()` returns its client endpoint."""
+
+    def __init__(self, data_dir: Path, binary: str = "etcd", *, ready_timeout: float = 30.0,
+                 stop_timeout: float = 10.0) -> None:
+        self.data_dir = Path(data_dir)
+        self.binary = binary
+        self.ready_timeout = ready_timeout
+        self.stop_timeout = stop_timeout
+        self.endpoint: str | None = None
+        self._proc: subprocess.Popen | None = None
+        self._pidfd = -1
+        self._exited: asyncio.Future[int] | None = None
+
+    @property
+    def log_path(self) -> Path:
+        return self.data_dir / "etcd.log"
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc else None
+
+    @property
+    def running(self) -> bool:
+        return self._exited is not None and not self._exited.done()
+
+    def _argv(self, path: str, client_port: int, peer_port: int) -> list[str]:
+        client_url = f"http://127.0.0.1:{client_port}"
+        peer_url = f"http://127.0.0.1:{peer_port}"
+        return [path, "--name", NAME, "--data-dir", str(self.data_dir / "etcd"),
+                "--listen-client-urls", client_url, "--advertise-client-urls", client_url,
+                "--listen-peer-urls", peer_url, "--initial-advertise-peer-urls", peer_url,
+                "--initial-cluster", f"{NAME}={peer_url}", "--initial-cluster-state", "new",
+                # keep history bounded; the controller's mirror reloads when it falls behind
+                "--auto-compaction-mode", "periodic", "--auto-compaction-retention", "1h",
+                "--logger", "zap", "--log-outputs", "stderr"]
+
+    async def start(self) -> str:
+        """Start etcd and wait until it serves reads; returns "127.0.0.1:PORT"."""
+        if self.running:
+            return self.endpoint
+        path = shutil.which(self.binary)
+        if path is None:
+            raise EtcdError(NOT_FOUND)
+        try:
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise EtcdError(f"cannot create etcd data dir {self.data_dir}: {exc.strerror}") from None
+        for attempt in range(3):
+            try:
+                return await self._start_once(os.path.abspath(path))
+            except EtcdError as exc:
+                # another process took a port between our probe and etcd's bind: pick new ones
+                if "address already in use" not in str(exc) or attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
+
+    async def _start_once(self, path: str) -> str:
+        loop = asyncio.get_running_loop()
+        client_port, peer_port = free_port(), free_port()
+        endpoint = f"127.0.0.1:{client_port}"
+        with open(self.log_path, "ab") as log:
+            log.write(f"{_MARK} starting etcd on {endpoint} ---\n".encode())
+            log.flush()
+            try:
+                self._proc = subprocess.Popen(die_with_parent(self._argv(path, client_port, peer_port)),
+                                              stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                                              process_group=0, close_fds=True)
+            except OSError as exc:
+                raise EtcdError(f"cannot start etcd ({path}): {exc.strerror}") from None
+        self._exited = loop.create_future()
+        self._pidfd = os.pidfd_open(self._proc.pid)
+        loop.add_reader(self._pidfd, self._on_exit)
+        try:
+            await self._wait_ready(endpoint)
+        except BaseException:
+            await self.stop()
+            raise
+        self.endpoint = endpoint
+        return endpoint
+
+    def _on_exit(self) -> None:
+        asyncio.get_running_loop().remove_reader(self._pidfd)
+        os.close(self._pidfd)
+        self._pidfd = -1
+        code = self._proc.wait()  # already exited: reaps without blocking
+        if not self._exited.done():
+            self._exited.set_result(code)
+
+    async def _wait_ready(self, endpoint: str) -> None:
+        """Until a linearizable read succeeds, racing etcd's exit and a deadline."""
+        client = Client(endpoint, timeout=self.ready_timeout)
+        try:
+            await client.connect()
+            ready = asyncio.ensure_future(client.kvstub.Range(
+                rpc.RangeRequest(key=b"\0", count_only=True), wait_for_ready=True, timeout=self.ready_timeout))
+            done, _ = await asyncio.wait({ready, self._exited}, timeout=self.ready_timeout,
+                                         return_when=asyncio.FIRST_COMPLETED)
+            if self._exited in done:
+                ready.cancel()
+                raise EtcdError(f"etcd exited with status {self._exited.result()}: {self.log_tail()}")
+            if ready not in done:
+                ready.cancel()
+                raise EtcdError(f"etcd did not answer within {self.ready_timeout:g}s: {self.log_tail()}")
+            try:
+                ready.result()
+            except Exception as exc:
+                raise EtcdError(f"etcd did not answer ({describe(exc)}): {self.log_tail()}") from None
+        finally:
+            await client.close()
+
+    def log_tail(self, lines: int = 5) -> str:
+        """The last lines etcd wrote since our last start, on one line, for error messages."""
+        try:
+            text = self.log_path.read_text(errors="replace").splitlines()
+        except OSError:
+            return "(no log)"
+        marks = [i for i, line in enumerate(text) if line.startswith(_MARK)]
+        tail = [_readable(line) for line in text[marks[-1] + 1 if marks else 0:] if line.strip()]
+        return " | ".join(tail[-lines:]) or "(etcd wrote nothing)"
+
+    async def stop(self) -> None:
+        """SIGTERM, then SIGKILL after `stop_timeout`; the data stays for the next start."""
+        if self._proc is None:
+            return
+        if self.running:
+            self._kill(signal.SIGTERM)
+            try:
+                await asyncio.wait_for(asyncio.shield(self._exited), self.stop_timeout)
+            except asyncio.TimeoutError:
+                self._kill(signal.SIGKILL)
+                await self._exited
+        self._proc = None
+        self.endpoint = None
+
+    def _kill(self, sig: int) -> None:
+        try:
+            os.killpg(self._proc.pid, sig)
+        except ProcessLookupError:
+            pass

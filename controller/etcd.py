@@ -1,0 +1,377 @@
+"""Connecting to etcd: settings, a TLS- and token-aware aetcd client, and a raw watch stream.
+
+aetcd's own `Client.connect()` only makes an insecure channel, authenticates once (a token
+that etcd forgets when it restarts) and its watcher neither reconnects nor reports watch
+progress. The controller needs all three, so this module owns the channel: TLS credentials,
+a token that is renewed when etcd says it is stale, gRPC reconnect and keepalive settings
+suited to a long-lived controller, and `WatchStream`, one plain etcd watch per stream that
+callers re-open from the revision they last saw.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import aetcd
+import aetcd.watcher
+import grpc
+from aetcd import rpc
+from aetcd.utils import prefix_range_end
+
+__all__ = ["Backoff", "Client", "EtcdError", "EtcdSettings", "WatchCanceled", "WatchCompacted",
+           "WatchStream", "connect", "describe", "event_revision", "prefix_range_end", "recover"]
+
+
+class EtcdError(Exception):
+    """etcd could not be reached or refused us; the message is one line fit for a user."""
+
+
+class WatchCompacted(Exception):
+    """The revision a watch asked for was compacted away; the watcher must reload."""
+
+    def __init__(self, compact_revision: int) -> None:
+        super().__init__(f"etcd compacted history up to revision {compact_revision}")
+        self.compact_revision = compact_revision
+
+
+class WatchCanceled(Exception):
+    """etcd ended a watch for a reason other than compaction (e.g. permission denied)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason or "watch canceled by etcd")
+        self.reason = reason
+
+
+@dataclass
+class EtcdSettings:
+    """How to reach etcd. `ca` switches TLS on; `cert`/`key` add a client certificate."""
+
+    endpoints: list[str] = field(default_factory=lambda: ["127.0.0.1:2379"])
+    ca: Path | None = None
+    cert: Path | None = None
+    key: Path | None = None
+    user: str | None = None
+    password: str | None = field(default=None, repr=False)  # never in logs
+    timeout: float = 5.0
+
+
+# Reconnect fast after an etcd restart (gRPC's default backoff grows to two minutes), notice a
+# dead peer within seconds, and accept large range reads (gRPC's default cap is 4 MiB).
+# etcd refuses client pings more often than every 5 s, so keepalive stays at 10 s.
+CHANNEL_OPTIONS: dict[str, int] = {
+    "grpc.initial_reconnect_backoff_ms": 100,
+    "grpc.min_reconnect_backoff_ms": 100,
+    "grpc.max_reconnect_backoff_ms": 2000,
+    "grpc.keepalive_time_ms": 10_000,
+    "grpc.keepalive_timeout_ms": 5_000,
+    "grpc.keepalive_permit_without_calls": 1,
+    "grpc.http2.max_pings_without_data": 0,
+    "grpc.max_receive_message_length": 256 * 1024 * 1024,
+}
+
+# Tell etcd to fail a watch when its member has lost the raft leader, instead of leaving us
+# on a silent stream from a partitioned member (what etcd's own Go client does).
+REQUIRE_LEADER = (("hasleader", "true"),)
+
+_AUTH_METHOD = "/etcdserverpb.Auth/Authenticate"
+
+
+def _is_authenticate(details: grpc.aio.ClientCallDetails) -> bool:
+    method = details.method  # bytes inside grpc.aio interceptors
+    return (method.decode() if isinstance(method, bytes) else method) == _AUTH_METHOD
+_STALE_TOKEN_HINTS = ("invalid auth token", "auth store is old")
+
+
+def describe(exc: BaseException) -> str:
+    """One line about a failure: gRPC's details without the debug blob, never a traceback."""
+    if isinstance(exc, grpc.aio.AioRpcError):
+        text = exc.details() or exc.code().name
+    elif isinstance(exc, (asyncio.TimeoutError, aetcd.exceptions.ConnectionTimeoutError)):
+        text = "timed out"
+    else:
+        text = str(exc) or type(exc).__name__
+    # "failed to connect to all addresses; last error: UNKNOWN: ipv4:10.0.0.1:2379: <the reason>"
+    text = text.split("last error: ", 1)[-1]
+    text = re.sub(r"^[A-Z_]+: (ipv4|ipv6|unix|dns):\S+: ", "", text)
+    return " ".join(text.split())
+
+
+# What a failed TLS setup looks like from here, and what to check.
+_TLS_HINTS = (
+    ("Socket closed", "plaintext refused: does etcd need TLS (set its CA)?"),
+    ("TSI_DATA_CORRUPTED", "etcd refused our TLS client certificate (missing or from another CA?)"),
+    ("BAD_SIGNATURE", "etcd's certificate is not signed by the given CA"),
+    ("CERTIFICATE_VERIFY_FAILED", "etcd's certificate does not match the given CA or host name"),
+)
+
+
+def _with_hint(reason: str, tls: bool) -> str:
+    for needle, hint in _TLS_HINTS:
+        if needle in reason and (tls or needle == "Socket closed"):
+            return f"{reason}; {hint}"
+    return reason
+
+
+def is_stale_token(exc: BaseException) -> bool:
+    """True when etcd rejected our auth token (it forgets simple tokens on restart)."""
+    cause = exc.__cause__ if isinstance(exc, aetcd.exceptions.ClientError) and exc.__cause__ else exc
+    return isinstance(cause, grpc.aio.AioRpcError) and any(h in (cause.details() or "")
+                                                           for h in _STALE_TOKEN_HINTS)
+
+
+def split_endpoint(endpoint: str) -> tuple[str, int]:
+    """'host:port', '[v6]:port' or an http(s):// URL -> (host, port)."""
+    rest = endpoint.split("://", 1)[-1].rstrip("/")
+    host, sep, port = rest.rpartition(":")
+    if not sep or not port.isdigit() or not host:
+        raise EtcdError(f"bad etcd endpoint {endpoint!r}: expected HOST:PORT")
+    return host.strip("[]"), int(port)
+
+
+class _Token:
+    """The current auth token; renewed once when several calls find it stale together."""
+
+    def __init__(self, user: str, password: str, timeout: float) -> None:
+        self.user = user
+        self._password = password
+        self._timeout = timeout
+        self.value: str | None = None
+        self._lock = asyncio.Lock()
+        self.stub: rpc.AuthStub | None = None
+
+    async def renew(self, stale: str | None) -> None:
+        async with self._lock:
+            if self.value != stale:
+                return  # another call renewed it while we waited
+            request = rpc.AuthenticateRequest(name=self.user, password=self._password)
+            response = await self.stub.Authenticate(request, timeout=self._timeout)
+            self.value = response.token
+
+    def details(self, details: grpc.aio.ClientCallDetails) -> grpc.aio.ClientCallDetails:
+        if self.value is None or _is_authenticate(details):
+            return details
+        metadata = grpc.aio.Metadata(*[(k, v) for k, v in (details.metadata or ()) if k != "token"])
+        metadata.add("token", self.value)
+        return grpc.aio.ClientCallDetails(details.method, details.timeout, metadata,
+                                          details.credentials, details.wait_for_ready)
+
+
+class _UnaryAuth(grpc.aio.UnaryUnaryClientInterceptor):
+    """Adds the token to unary calls and retries once with a new token when etcd forgot it."""
+
+    def __init__(self, token: _Token) -> None:
+        self._token = token
+
+    async def intercept_unary_unary(self, continuation, details, request):
+        stale = self._token.value
+        call = await continuation(self._token.details(details), request)
+        if _is_authenticate(details):
+            return call
+        try:
+            return await call
+        except grpc.aio.AioRpcError as exc:
+            if not is_stale_token(exc):
+                raise
+        await self._token.renew(stale)
+        return await continuation(self._token.details(details), request)
+
+
+class _StreamAuth(grpc.aio.StreamStreamClientInterceptor):
+    """Adds the token to watch and keepalive streams; their owners renew it on failure."""
+
+    def __init__(self, token: _Token) -> None:
+        self._token = token
+
+    async def intercept_stream_stream(self, continuation, details, request_iterator):
+        return await continuation(self._token.details(details), request_iterator)
+
+
+class Client(aetcd.Client):
+    """aetcd's client on a channel we build: TLS when `credentials` is given, renewable auth."""
+
+    def __init__(self, endpoint: str, *, credentials: grpc.ChannelCredentials | None = None,
+                 user: str | None = None, password: str | None = None, timeout: float = 5.0) -> None:
+        host, port = split_endpoint(endpoint)
+        super().__init__(host=host, port=port, timeout=timeout, options=dict(CHANNEL_OPTIONS))
+        self.endpoint = endpoint
+        self._credentials = credentials
+        self._token = _Token(user, password or "", timeout) if user else None
+        self._connect_lock = asyncio.Lock()
+
+    async def connect(self) -> None:
+        """Open the channel and, with credentials, get a token. Safe to call repeatedly."""
+        if self._connected.is_set():
+            return
+        async with self._connect_lock:
+            if self._connected.is_set():
+                return
+            target = f"[{self._host}]:{self._port}" if ":" in self._host else f"{self._host}:{self._port}"
+            interceptors = [_UnaryAuth(self._token), _StreamAuth(self._token)] if self._token else None
+            options = list(self._options.items())
+            if self._credentials is not None:
+                channel = grpc.aio.secure_channel(target, self._credentials, options, interceptors=interceptors)
+            else:
+                channel = grpc.aio.insecure_channel(target, options, interceptors=interceptors)
+            try:
+                if self._token is not None:
+                    self._token.stub = rpc.AuthStub(channel)
+                    self._token.value = None
+                    await self._token.renew(None)
+            except BaseException:
+                await channel.close()
+                raise
+            self.channel = channel
+            self.auth_stub = self._token.stub if self._token else None
+            self.kvstub = rpc.KVStub(channel)
+            self.clusterstub = rpc.ClusterStub(channel)
+            self.leasestub = rpc.LeaseStub(channel)
+            self.maintenancestub = rpc.MaintenanceStub(channel)
+            self._watcher = aetcd.watcher.Watcher(rpc.WatchStub(channel), timeout=self._timeout)
+            self._connected.set()
+
+    async def renew_token(self, stale: BaseException | None = None) -> None:
+        """Get a fresh token if `stale` says etcd forgot ours (a no-op without credentials)."""
+        if self._token is not None and (stale is None or is_stale_token(stale)):
+            await self._token.renew(self._token.value)
+
+    async def probe(self, timeout: float | None = None) -> None:
+        """A cheap round trip that fails fast when nothing answers (maintenance Status)."""
+        await self.connect()
+        await self.maintenancestub.Status(rpc.StatusRequest(), timeout=timeout or self._timeout)
+
+
+async def recover(client: aetcd.Client, exc: BaseException) -> None:
+    """After a failed call: renew the token if that may be the cause. Never raises.
+
+    etcd refuses a watch made with a forgotten token as "permission denied" (a canceled
+    watch, not an auth error), so that counts too; renewing for a real lack of permission
+    only costs one Authenticate per retry.
+    """
+    denied = isinstance(exc, WatchCanceled) and "permission denied" in exc.reason
+    if isinstance(client, Client) and (denied or is_stale_token(exc)):
+        try:
+            await client.renew_token()
+        except Exception:
+            pass  # the caller's retry loop will see the failure again
+
+
+def _read(path: Path | None, what: str) -> bytes | None:
+    if path is None:
+        return None
+    try:
+        return Path(path).read_bytes()
+    except OSError as exc:
+        raise EtcdError(f"cannot read etcd {what} {path}: {exc.strerror or exc}") from None
+
+
+def channel_credentials(settings: EtcdSettings) -> grpc.ChannelCredentials | None:
+    """TLS credentials from the settings' files, or None for plaintext."""
+    if settings.ca is None:
+        if settings.cert or settings.key:
+            raise EtcdError("etcd client certificate given without a CA (set the etcd CA file too)")
+        return None
+    if bool(settings.cert) != bool(settings.key):
+        raise EtcdError("etcd client certificate and key must be given together")
+    return grpc.ssl_channel_credentials(root_certificates=_read(settings.ca, "CA file"),
+                                        private_key=_read(settings.key, "key file"),
+                                        certificate_chain=_read(settings.cert, "certificate file"))
+
+
+async def connect(settings: EtcdSettings) -> Client:
+    """A connected client on the first endpoint, in order, that answers a Status call."""
+    if not settings.endpoints:
+        raise EtcdError("no etcd endpoint given")
+    if bool(settings.user) != bool(settings.password):
+        raise EtcdError("etcd user and password must be given together")
+    credentials = channel_credentials(settings)
+    reasons: list[str] = []
+    for endpoint in settings.endpoints:
+        client = Client(endpoint, credentials=credentials, user=settings.user, password=settings.password,
+                        timeout=settings.timeout)
+        try:
+            await asyncio.wait_for(client.probe(), settings.timeout)
+            return client
+        except (Exception, asyncio.TimeoutError) as exc:
+            reasons.append(f"{endpoint}: {_with_hint(describe(exc), credentials is not None)}")
+            await client.close()
+    names = ", ".join(settings.endpoints)
+    raise EtcdError(f"cannot reach etcd at {names} ({'; '.join(reasons)})")
+
+
+@dataclass
+class Backoff:
+    """Capped exponential delay between reconnect attempts; reset once a watch is back."""
+
+    initial: float = 0.1
+    cap: float = 5.0
+    current: float = 0.0
+
+    def next(self) -> float:
+        self.current = self.initial if self.current == 0 else min(self.cap, self.current * 2)
+        return self.current
+
+    def reset(self) -> None:
+        self.current = 0.0
+
+
+class WatchStream:
+    """One etcd watch on its own gRPC stream, yielding raw `WatchResponse`s.
+
+    Unlike aetcd's watcher this keeps whole responses (so the events of one transaction stay
+    together and progress notifications are visible) and turns compaction and cancellation
+    into exceptions the caller handles by re-reading. It never reconnects: callers re-open it
+    from the last revision they applied.
+    """
+
+    def __init__(self, client: aetcd.Client, key: bytes, range_end: bytes | None = None,
+                 start_revision: int = 0, progress_notify: bool = False) -> None:
+        self._client = client
+        self._request = rpc.WatchRequest(create_request=rpc.WatchCreateRequest(
+            key=key, range_end=range_end or b"", start_revision=start_revision, progress_notify=progress_notify))
+        self._call: grpc.aio.StreamStreamCall | None = None
+
+    async def __aenter__(self) -> WatchStream:
+        await self._client.connect()
+        self._call = rpc.WatchStub(self._client.channel).Watch(metadata=REQUIRE_LEADER)
+        try:
+            await self._call.write(self._request)
+        except BaseException:
+            self._call.cancel()
+            raise
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        if self._call is not None:
+            self._call.cancel()
+
+    def __aiter__(self) -> WatchStream:
+        return self
+
+    async def __anext__(self) -> rpc.WatchResponse:
+        response = await self._call.read()
+        if response is grpc.aio.EOF:
+            raise EtcdError("etcd closed the watch stream")
+        if response.compact_revision:
+            raise WatchCompacted(response.compact_revision)
+        if response.canceled:
+            raise WatchCanceled(response.cancel_reason)
+        return response
+
+
+def event_revision(response: rpc.WatchResponse) -> int:
+    """The revision a response proves we have seen everything up to, or 0 if it proves nothing.
+
+    Events carry their own revision. A bare response (not `created`) is a progress
+    notification, which etcd only sends to a watcher that has caught up, so its header
+    revision is safe. The `created` response's header is the store's revision at creation,
+    which a watch starting in the past has not delivered yet.
+    """
+    if response.events:
+        return response.events[-1].kv.mod_revision
+    if response.created:
+        return 0
+    return response.header.revision
+

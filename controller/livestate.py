@@ -1,0 +1,181 @@
+"""This controller's live view of every registered agent.
+
+One `NodeLink` per node: a gRPC channel (reused for commands) and a follower of the agent's
+WatchEvents stream that keeps the node's processes current. After a lost connection the
+follower reconnects with capped backoff and resumes after the last event it saw; an agent
+that restarted (another run id) or whose journal moved on sends a fresh snapshot instead.
+HTTP/2 keepalive pings notice a silent network cut within a few seconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import grpc
+
+from fleetvisor.v1 import agent_pb2 as apb
+from fleetvisor.v1 import agent_pb2_grpc as apb_grpc
+
+# Ping an idle connection every 2 s and give up on it 3 s later: a cut link shows well
+# inside a node's lease TTL. The agent's server allows pings this frequent.
+CHANNEL_OPTIONS = [
+    ("grpc.keepalive_time_ms", 2000),
+    ("grpc.keepalive_timeout_ms", 3000),
+    ("grpc.keepalive_permit_without_calls", 1),
+    ("grpc.http2.max_pings_without_data", 0),
+    ("grpc.initial_reconnect_backoff_ms", 200),
+    ("grpc.max_reconnect_backoff_ms", 5000),
+]
+
+
+@dataclass
+class Backoff:
+    """Capped exponential backoff with jitter, for reconnects and retries."""
+
+    first: float = 0.2
+    cap: float = 5.0
+    current: float = 0.0
+
+    def next(self) -> float:
+        self.current = self.first if not self.current else min(self.cap, self.current * 2)
+        return self.current * random.uniform(0.8, 1.2)
+
+    def reset(self) -> None:
+        self.current = 0.0
+
+
+def rpc_reason(exc: grpc.aio.AioRpcError) -> str:
+    """One line about a failed call, without gRPC's debug string."""
+    details = (exc.details() or "").strip().splitlines()
+    text = details[0] if details else exc.code().name
+    if exc.code() == grpc.StatusCode.UNAVAILABLE:
+        return f"unreachable ({text.rsplit(': ', 1)[-1]})"
+    if exc.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
+        return "timed out"
+    return text
+
+
+def running_description(proc: apb.ProcessInfo, elapsed: float) -> str:
+    """supervisorctl's text for a RUNNING process, `elapsed` seconds after the agent said it."""
+    uptime = datetime.timedelta(seconds=max(0, int(proc.now - proc.start + elapsed)))
+    return f"pid {proc.pid}, uptime {uptime}"
+
+
+class NodeLink:
+    def __init__(self, name: str, address: str, credentials: grpc.ChannelCredentials | None,
+                 on_change: Callable[[NodeLink], None]) -> None:
+        self.name = name
+        self.address = address
+        self.on_change = on_change
+        self.channel = (grpc.aio.secure_channel(address, credentials, options=CHANNEL_OPTIONS)
+                        if credentials else grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS))
+        self.stub = apb_grpc.AgentServiceStub(self.channel)
+        self.processes: dict[str, apb.ProcessInfo] = {}
+        self.received: dict[str, float] = {}  # namespec -> monotonic time its info arrived
+        self.info: apb.AgentInfo | None = None
+        self.reachable = False
+        self.state_as_of = 0.0
+        self.error = "not connected yet"
+        self.run_id = ""
+        self.sequence = 0
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._follow(), name=f"follow {self.name}")
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+        await self.channel.close()
+
+    def snapshot(self) -> list[apb.ProcessInfo]:
+        """The processes with RUNNING descriptions brought up to date."""
+        now = time.monotonic()
+        result = []
+        for spec, proc in self.processes.items():
+            if proc.state == apb.RUNNING:
+                copy = apb.ProcessInfo()  # the cache keeps what the agent said
+                copy.CopyFrom(proc)
+                proc = copy
+                elapsed = now - self.received[spec]
+                proc.description = running_description(proc, elapsed)
+                proc.now += elapsed
+            result.append(proc)
+        return result
+
+    @property
+    def applied_revision(self) -> str | None:
+        return self.info.applied_revision if self.info is not None else None
+
+    async def _follow(self) -> None:
+        backoff = Backoff()
+        while True:
+            try:
+                call = self.stub.WatchEvents(apb.WatchEventsRequest(after_sequence=self.sequence,
+                                                                    agent_run_id=self.run_id))
+                async for event in call:
+                    self._apply(event)
+                    backoff.reset()
+                reason = "the agent ended its event stream"
+            except grpc.aio.AioRpcError as exc:
+                reason = rpc_reason(exc)
+            if self.reachable or self.error != reason:
+                self.reachable = False
+                self.error = reason
+                self.on_change(self)
+            await asyncio.sleep(backoff.next())
+
+    def _apply(self, event: apb.AgentEvent) -> None:
+        kind = event.WhichOneof("kind")
+        now = time.monotonic()
+        if kind == "snapshot":
+            self.processes = {p.namespec: p for p in event.snapshot.processes}
+            self.received = dict.fromkeys(self.processes, now)
+            self.info = event.snapshot.info
+        elif kind == "process_state":
+            proc = event.process_state.process
+            self.processes[proc.namespec] = proc
+            self.received[proc.namespec] = now
+        elif kind == "group":
+            if event.group.added:
+                asyncio.create_task(self._load_group(event.group.group))
+            else:
+                for spec in [s for s, p in self.processes.items() if p.group == event.group.group]:
+                    del self.processes[spec]
+                    del self.received[spec]
+        elif kind == "supervisor_state" and self.info is not None:
+            self.info.state = event.supervisor_state.state
+        elif kind == "config_applied" and self.info is not None:
+            self.info.applied_revision = event.config_applied.revision
+        self.run_id = event.agent_run_id
+        self.sequence = event.sequence
+        self.reachable = True
+        self.error = ""
+        self.state_as_of = time.time()
+        self.on_change(self)
+
+    async def _load_group(self, group: str) -> None:
+        """A group was added: its processes may not have changed state yet, so ask for them."""
+        try:
+            listing = await self.stub.ListProcesses(apb.ListProcessesRequest(names=[f"{group}:*"]), timeout=10)
+        except grpc.aio.AioRpcError:
+            return  # the group went again, or the link did: the next snapshot brings it
+        now = time.monotonic()
+        for proc in listing.processes:
+            self.processes.setdefault(proc.namespec, proc)
+            self.received.setdefault(proc.namespec, now)
+        self.on_change(self)
+
+    def note_applied(self, revision: str) -> None:
+        """The leader's ApplyConfig succeeded: the agent now holds `revision`."""
+        if self.info is not None:
+            self.info.applied_revision = revision

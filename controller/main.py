@@ -1,0 +1,182 @@
+"""`fleetvisor-controller`: the fleet's desired state in etcd, live state from every agent.
+
+    fleetvisor-controller [--etcd embedded | --etcd HOST:PORT[,HOST:PORT...]] [--listen HOST:PORT]
+                          [--cluster NAME] [--state-dir DIR] [--tls-cert F --tls-key F --tls-ca F]
+
+Stateless: everything durable is in etcd, so any number may run against one etcd; one leads.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import socket
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import grpc
+
+from fleetvisor.v1 import controller_pb2_grpc as pb_grpc
+
+from .election import Election
+from .embedded import EmbeddedEtcd
+from .etcd import EtcdError, EtcdSettings, connect
+from .fleet import Fleet
+from .leadership import Leadership, identity
+from .mirror import Mirror
+from .reconcile import Reconciler
+from .records import LEADER, prefix_of
+from .service import ControllerServicer
+
+log = logging.getLogger("fleetvisor.controller")
+
+
+class StartupError(Exception):
+    """Why the controller cannot start, in one line."""
+
+
+def default_state_dir() -> str:
+    if os.getuid() == 0:
+        return "/var/lib/fleetvisor/controller"
+    base = os.environ.get("XDG_STATE_HOME") or os.path.expanduser("~/.local/state")
+    return os.path.join(base, "fleetvisor", "controller")
+
+
+def parse_args(argv: Sequence[str]) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        prog="fleetvisor-controller",
+        description="Keep a fleetvisor fleet's desired state in etcd and drive its agents.",
+        epilog="examples:\n"
+               "  fleetvisor-controller                       # private etcd under the state dir\n"
+               "  fleetvisor-controller --etcd 10.0.0.1:2379,10.0.0.2:2379,10.0.0.3:2379 \\\n"
+               "      --listen 0.0.0.0:7400 --advertise ctl-1.example:7400 \\\n"
+               "      --tls-cert ctl.pem --tls-key ctl.key --tls-ca ca.pem",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--etcd", default="embedded", metavar="ENDPOINTS",
+                   help="'embedded' (default: start a private etcd under the state dir) or HOST:PORT,...")
+    p.add_argument("--etcd-ca", type=Path, metavar="FILE", help="CA of etcd's certificate (turns TLS on)")
+    p.add_argument("--etcd-cert", type=Path, metavar="FILE", help="client certificate for etcd")
+    p.add_argument("--etcd-key", type=Path, metavar="FILE", help="client key for etcd")
+    p.add_argument("--etcd-user", help="etcd user (password from $FLEETVISOR_ETCD_PASSWORD)")
+    p.add_argument("--listen", default="127.0.0.1:7400", metavar="HOST:PORT", help="gRPC address (default %(default)s)")
+    p.add_argument("--advertise", metavar="HOST:PORT",
+                   help="address other controllers and fleetctl reach this one at (default: --listen)")
+    p.add_argument("--tls-cert", metavar="FILE", help="certificate for gRPC (server and client to agents)")
+    p.add_argument("--tls-key", metavar="FILE")
+    p.add_argument("--tls-ca", metavar="FILE", help="CA that signs agents' and clients' certificates")
+    p.add_argument("--cluster", default="default", help="cluster name: the etcd key prefix /fleetvisor/NAME/")
+    p.add_argument("--state-dir", default=None, help="for the embedded etcd's data (default %s)" % default_state_dir())
+    p.add_argument("--node-ttl", type=int, default=10, metavar="SECONDS",
+                   help="a node is down this long after its last heartbeat (default %(default)s)")
+    p.add_argument("--leader-ttl", type=int, default=5, metavar="SECONDS",
+                   help="another controller leads this long after the leader dies (default %(default)s)")
+    p.add_argument("--command-timeout", type=float, default=30.0, metavar="SECONDS",
+                   help="per-node deadline of fanned-out commands (default %(default)s)")
+    p.add_argument("--id", help="this controller's name (default HOSTNAME:PORT)")
+    args = p.parse_args(argv)
+    if (args.tls_cert or args.tls_key or args.tls_ca) and not (args.tls_cert and args.tls_key and args.tls_ca):
+        p.error("TLS needs all three of --tls-cert, --tls-key and --tls-ca")
+    if args.node_ttl < 2 or args.leader_ttl < 2:
+        p.error("--node-ttl and --leader-ttl must be at least 2 seconds")
+    return args
+
+
+def _read(path: str) -> bytes:
+    try:
+        return Path(path).read_bytes()
+    except OSError as exc:
+        raise StartupError(f"cannot read {path}: {exc.strerror}") from None
+
+
+async def run(args: argparse.Namespace) -> None:
+    tls = (_read(args.tls_cert), _read(args.tls_key), _read(args.tls_ca)) if args.tls_cert else None
+    state_dir = Path(args.state_dir or default_state_dir())
+    embedded = None
+    if args.etcd == "embedded":
+        embedded = EmbeddedEtcd(state_dir / "etcd")
+        endpoints = [await embedded.start()]
+        log.info("embedded etcd at %s (data in %s)", endpoints[0], state_dir / "etcd")
+    else:
+        endpoints = [e.strip() for e in args.etcd.split(",") if e.strip()]
+    closers = []
+    try:
+        client = await connect(EtcdSettings(endpoints=endpoints, ca=args.etcd_ca, cert=args.etcd_cert,
+                                            key=args.etcd_key, user=args.etcd_user,
+                                            password=os.environ.get("FLEETVISOR_ETCD_PASSWORD")))
+        closers.append(client.close)
+        server = grpc.aio.server(options=[("grpc.http2.min_recv_ping_interval_without_data_ms", 1000),
+                                          ("grpc.http2.max_ping_strikes", 0)])
+        if tls:
+            port = server.add_secure_port(args.listen, grpc.ssl_server_credentials(
+                [(tls[1], tls[0])], root_certificates=tls[2], require_client_auth=True))
+        else:
+            port = server.add_insecure_port(args.listen)
+        if not port:
+            raise StartupError(f"cannot listen on {args.listen}: address in use or not available")
+        host = args.listen.rpartition(":")[0]
+        advertise = args.advertise or f"{host if host not in ('', '0.0.0.0', '[::]') else socket.getfqdn()}:{port}"
+        controller_id = args.id or f"{socket.gethostname()}:{port}"
+        prefix = prefix_of(args.cluster)
+
+        mirror = Mirror(client, prefix)
+        await mirror.start()
+        closers.append(mirror.close)
+        agent_creds = grpc.ssl_channel_credentials(root_certificates=tls[2], private_key=tls[1],
+                                                   certificate_chain=tls[0]) if tls else None
+        fleet = Fleet(client, mirror, controller_id, node_ttl=args.node_ttl, agent_credentials=agent_creds)
+        fleet.start()
+        closers.append(fleet.close)
+        reconciler = Reconciler(fleet)
+        election = Election(client, prefix + LEADER, identity(controller_id, advertise), args.leader_ttl)
+        leadership = Leadership(election, reconciler.run)
+        await election.start()
+        closers.append(election.close)
+        closers.append(leadership.close)
+        pb_grpc.add_ControllerServiceServicer_to_server(
+            ControllerServicer(fleet, leadership, node_ttl=args.node_ttl, command_timeout=args.command_timeout),
+            server)
+        await server.start()
+        closers.append(lambda: server.stop(grace=1.0))
+        log.info("controller %s serving on %s:%d (%s), cluster %r, etcd %s", controller_id, host, port,
+                 "mutual TLS" if tls else "plaintext", args.cluster, ",".join(endpoints))
+        if not tls and host not in ("127.0.0.1", "localhost", "::1", "[::1]"):
+            log.critical("gRPC on %s is not using TLS: pass --tls-cert, --tls-key and --tls-ca", args.listen)
+        await _until_signalled()
+        log.info("shutting down")
+    finally:
+        for close in reversed(closers):
+            try:
+                await close()
+            except Exception as exc:  # shutting down: report and go on closing the rest
+                log.warning("while shutting down: %s", exc)
+        if embedded is not None:
+            await embedded.stop()
+
+
+async def _until_signalled() -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(message)s")
+    logging.getLogger("aetcd").setLevel(logging.WARNING)
+    try:
+        asyncio.run(run(args))
+    except (StartupError, EtcdError) as exc:
+        log.error("%s", exc)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,178 @@
+"""What the controller keeps in etcd: the key layout and the records stored under it.
+
+Keys are relative to the cluster prefix (`/fleetvisor/<cluster>/`); values are JSON. Records
+are plain dataclasses so the logic that reads them never sees etcd or JSON.
+
+    members/<node>             MemberRecord: every node ever registered (no lease: a silent
+                               node is shown down, not forgotten)
+    nodes/<node>               NodeRecord: the live registration, attached to a lease renewed by
+                               the node's heartbeats
+    configs/<name>/revs/<n>    RevisionRecord: immutable
+    assignments/<name>         AssignmentRecord: the current revision of a config and where it goes
+    reconcile/<node>           ReconcileRecord: the leader's last push to the node and its outcome
+    audit/<time>-<id>          AuditRecord
+    leader                     the election key: JSON {"id", "address"}
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, TypeVar
+
+MEMBERS = "members/"
+NODES = "nodes/"
+CONFIGS = "configs/"
+ASSIGNMENTS = "assignments/"
+RECONCILE = "reconcile/"
+AUDIT = "audit/"
+LEADER = "leader"
+
+T = TypeVar("T")
+
+
+def prefix_of(cluster: str) -> str:
+    return f"/fleetvisor/{cluster}/"
+
+
+def member_key(node: str) -> str:
+    return MEMBERS + node
+
+
+def node_key(node: str) -> str:
+    return NODES + node
+
+
+def revision_key(name: str, revision: int) -> str:
+    # zero-padded so that etcd's byte order is revision order
+    return f"{CONFIGS}{name}/revs/{revision:010d}"
+
+
+def revisions_prefix(name: str) -> str:
+    return f"{CONFIGS}{name}/revs/"
+
+
+def assignment_key(name: str) -> str:
+    return ASSIGNMENTS + name
+
+
+def reconcile_key(node: str) -> str:
+    return RECONCILE + node
+
+
+def audit_key(when: float) -> str:
+    return f"{AUDIT}{int(when * 1e6):017d}-{uuid.uuid4().hex[:8]}"
+
+
+def encode(record: object) -> bytes:
+    return json.dumps(asdict(record), sort_keys=True).encode()  # type: ignore[call-overload]
+
+
+def decode(cls: type[T], raw: bytes | None) -> T | None:
+    """A record from its JSON; unknown fields (from a newer controller) are ignored."""
+    if raw is None:
+        return None
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        return None
+    known = {f.name for f in fields(cls)}  # type: ignore[arg-type]
+    try:
+        return cls(**{k: v for k, v in data.items() if k in known})
+    except TypeError:
+        return None
+
+
+@dataclass(frozen=True)
+class MemberRecord:
+    name: str
+    address: str
+    labels: dict[str, str] = field(default_factory=dict)
+    agent_version: str = ""
+    started_at: float = 0.0
+    run_id: str = ""
+    applied_revision: str = ""
+    edited_by_hand: bool = False
+    first_seen: float = 0.0
+
+
+@dataclass(frozen=True)
+class NodeRecord:
+    lease: int
+    last_heartbeat: float
+    controller_id: str = ""
+
+
+@dataclass(frozen=True)
+class Selector:
+    """Which nodes a config goes to: named ones, plus those whose labels all match."""
+
+    nodes: tuple[str, ...] = ()
+    labels: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "nodes", tuple(self.nodes))
+
+    @property
+    def empty(self) -> bool:
+        return not self.nodes and not self.labels
+
+    def matches(self, member: MemberRecord) -> bool:
+        if member.name in self.nodes:
+            return True
+        return bool(self.labels) and labels_match(member.labels, self.labels)
+
+
+def labels_match(have: dict[str, str], want: dict[str, str]) -> bool:
+    return all(have.get(k) == v for k, v in want.items())
+
+
+@dataclass(frozen=True)
+class RevisionRecord:
+    text: str
+    author: str
+    message: str
+    created_at: float
+    sha256: str
+    selector: dict[str, Any] = field(default_factory=dict)  # Selector as stored
+    rollback_of: int = 0
+
+
+@dataclass(frozen=True)
+class AssignmentRecord:
+    revision: int
+    selector: dict[str, Any] = field(default_factory=dict)
+    updated_at: float = 0.0
+
+    def target(self) -> Selector:
+        return selector_from(self.selector)
+
+
+def selector_from(data: dict[str, Any]) -> Selector:
+    return Selector(tuple(data.get("nodes", ())), dict(data.get("labels", {})))
+
+
+def selector_data(selector: Selector) -> dict[str, Any]:
+    return {"nodes": list(selector.nodes), "labels": dict(selector.labels)}
+
+
+@dataclass(frozen=True)
+class ReconcileRecord:
+    desired: str = ""
+    applied: str = ""
+    last_error: str = ""
+    attempts: int = 0
+    last_attempt: float = 0.0
+
+
+@dataclass(frozen=True)
+class AuditRecord:
+    time: float
+    who: str
+    action: str
+    detail: str
+    ok: bool
+    result: str
+    controller_id: str = ""
+
