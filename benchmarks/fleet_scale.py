@@ -163,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     args = parser.parse_args(argv)
     sizes = sorted(int(s) for s in args.sizes.split(","))
-    console = Console()
+    console = Console(width=150)
     base = Path(tempfile.mkdtemp(prefix="fleetvisor-fleet-bench-"))
     fleet = Fleet(base)
     results = []

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from fleetvisor.agent.config.errors import ConfigError
 from fleetvisor.agent.config.parser import load
 
-from .records import (AssignmentRecord, MemberRecord, RevisionRecord, Selector, decode, revisions_prefix,
-                      selector_from)
+from .records import (AssignmentRecord, MemberRecord, RevisionRecord, Rollout, Selector, decode, revision_key,
+                      revisions_prefix, selector_from)
 
 NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.")
 
@@ -62,6 +62,16 @@ class Current:
     revision: int
     selector: Selector
     text: str
+    rollout: Rollout | None = None
+    previous_text: str = ""  # the text of rollout.previous, for the nodes it has not reached
+
+    def for_node(self, node: str) -> tuple[int, str] | None:
+        """(revision, text) this node should run, or None for none at all."""
+        if self.rollout is None or node in self.rollout.done:
+            return self.revision, self.text
+        if not self.rollout.previous:
+            return None
+        return self.rollout.previous, self.previous_text
 
 
 def current_configs(entries: Mapping[str, bytes]) -> dict[str, Current]:
@@ -74,9 +84,13 @@ def current_configs(entries: Mapping[str, bytes]) -> dict[str, Current]:
         assignment = decode(AssignmentRecord, raw)
         if assignment is None:
             continue
-        rev = decode(RevisionRecord, entries.get(f"{revisions_prefix(name)}{assignment.revision:010d}"))
-        if rev is not None:
-            result[name] = Current(name, assignment.revision, assignment.target(), rev.text)
+        rev = decode(RevisionRecord, entries.get(revision_key(name, assignment.revision)))
+        if rev is None:
+            continue
+        rollout = assignment.active_rollout()
+        previous = decode(RevisionRecord, entries.get(revision_key(name, rollout.previous))) if rollout else None
+        result[name] = Current(name, assignment.revision, assignment.target(), rev.text, rollout,
+                               previous.text if previous else "")
     return result
 
 
@@ -87,9 +101,13 @@ class Desired:
 
 
 def desired_for(member: MemberRecord, configs: Iterable[Current]) -> Desired:
-    chosen = sorted((c for c in configs if c.selector.matches(member)), key=lambda c: c.name)
-    revision = ",".join(f"{c.name}@{c.revision}" for c in chosen)
-    text = "".join(f"; fleet config {c.name} revision {c.revision}\n{c.text.rstrip()}\n\n" for c in chosen)
+    chosen = []
+    for c in sorted(configs, key=lambda c: c.name):
+        wanted = c.for_node(member.name) if c.selector.matches(member) else None
+        if wanted is not None:
+            chosen.append((c.name, *wanted))
+    revision = ",".join(f"{name}@{rev}" for name, rev, _ in chosen)
+    text = "".join(f"; fleet config {name} revision {rev}\n{body.rstrip()}\n\n" for name, rev, body in chosen)
     return Desired(revision, text)
 
 

@@ -66,7 +66,8 @@ class Election:
         self._first_round = asyncio.get_running_loop().create_future()
         self._task = asyncio.create_task(self._run(), name=f"election {self.key}")
         try:
-            await asyncio.wait_for(asyncio.shield(self._first_round), self._timeout() * 2)
+            async with asyncio.timeout(self._timeout() * 2):
+                await asyncio.shield(self._first_round)
         except Exception as exc:
             await self.close(resign=True)
             raise EtcdError(f"cannot campaign for {self.key} in etcd: {describe(exc)}") from None
@@ -76,16 +77,14 @@ class Election:
         without it the lease is left to expire, as if this process had been killed."""
         if self._task is not None:
             self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
+            await asyncio.wait([self._task])  # unlike awaiting it, keeps a cancel of *us* intact
             self._task = None
         if resign:
             leases = self._stale_leases | ({self._lease} if self._lease else set())
             for lease in leases:
                 try:
-                    await asyncio.wait_for(self._client.revoke_lease(lease), self._timeout())
+                    async with asyncio.timeout(self._timeout()):
+                        await self._client.revoke_lease(lease)
                 except Exception as exc:
                     log.warning("could not resign %s (lease %x): %s", self.key, lease, describe(exc))
             self._stale_leases.clear()
@@ -187,14 +186,17 @@ class Election:
         call = self._client.leasestub.LeaseKeepAlive(metadata=self._client.metadata)
         try:
             while True:
-                await asyncio.wait_for(call.write(rpc.LeaseKeepAliveRequest(ID=lease)), interval)
-                response = await asyncio.wait_for(call.read(), interval)
+                # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation
+                # that lands as the reply arrives, and this loop would outlive close()
+                async with asyncio.timeout(interval):
+                    await call.write(rpc.LeaseKeepAliveRequest(ID=lease))
+                    response = await call.read()
                 if response is grpc.aio.EOF:
                     raise LeadershipLost("etcd closed the lease keepalive stream")
                 if response.TTL <= 0:
                     raise LeadershipLost(f"lease {lease:x} expired")
                 await asyncio.sleep(interval)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise LeadershipLost("lease renewal timed out") from None
         finally:
             call.cancel()

@@ -202,8 +202,9 @@ class EmbeddedEtcd:
         if self.running:
             self._kill(signal.SIGTERM)
             try:
-                await asyncio.wait_for(asyncio.shield(self._exited), self.stop_timeout)
-            except asyncio.TimeoutError:
+                async with asyncio.timeout(self.stop_timeout):
+                    await asyncio.shield(self._exited)
+            except TimeoutError:
                 self._kill(signal.SIGKILL)
                 await self._exited
         self._proc = None

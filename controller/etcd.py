@@ -292,7 +292,8 @@ async def connect(settings: EtcdSettings) -> Client:
         client = Client(endpoint, credentials=credentials, user=settings.user, password=settings.password,
                         timeout=settings.timeout)
         try:
-            await asyncio.wait_for(client.probe(), settings.timeout)
+            async with asyncio.timeout(settings.timeout):
+                await client.probe()
             return client
         except (Exception, asyncio.TimeoutError) as exc:
             reasons.append(f"{endpoint}: {_with_hint(describe(exc), credentials is not None)}")

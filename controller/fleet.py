@@ -11,9 +11,11 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import replace
 
 import aetcd
 import grpc
+from google.protobuf import json_format
 
 from fleetvisor.v1 import agent_pb2 as apb
 from fleetvisor.v1 import controller_pb2 as pb
@@ -26,6 +28,9 @@ from .records import (AssignmentRecord, MemberRecord, NodeRecord, ReconcileRecor
                       decode, encode)
 
 log = logging.getLogger("fleetvisor.controller")
+
+# Plans a rollout: (target nodes, new revision, previous revision) -> the Operation to store
+RolloutPlanner = Callable[[list[str], int, int], pb.Operation]
 
 NO_CONFIG = "none"  # the revision id of an empty fleet file, sent when a node's last config is unassigned
 
@@ -67,7 +72,7 @@ class Fleet:
 
     # -- bookkeeping -------------------------------------------------------------------------
 
-    def _key(self, relative: str) -> bytes:
+    def key(self, relative: str) -> bytes:
         return (self.prefix + relative).encode()
 
     def start(self) -> None:
@@ -151,6 +156,10 @@ class Fleet:
             return link.applied_revision
         return member.applied_revision
 
+    def applied_revision(self, name: str) -> str:
+        member = self.members().get(name)
+        return self.applied(member) if member is not None else ""
+
     def select_nodes(self, labels: dict[str, str]) -> dict[str, MemberRecord]:
         return {n: m for n, m in self.members().items() if records.labels_match(m.labels, labels)}
 
@@ -166,10 +175,10 @@ class Fleet:
             applied_revision=request.applied_revision, edited_by_hand=request.edited_by_hand,
             first_seen=old.first_seen if old else time.time())
         lease = await self._renew_lease(name)
-        ops = [self.client.transactions.put(self._key(records.node_key(name)),
+        ops = [self.client.transactions.put(self.key(records.node_key(name)),
                                             encode(NodeRecord(lease, time.time(), self.id)), lease=lease)]
         if member != old:
-            ops.append(self.client.transactions.put(self._key(records.member_key(name)), encode(member)))
+            ops.append(self.client.transactions.put(self.key(records.member_key(name)), encode(member)))
             if old is None:
                 log.info("node %s registered from %s", name, member.address)
         await self.client.transaction(compare=[], success=ops, failure=[])
@@ -266,12 +275,18 @@ class Fleet:
         return targets
 
     async def push(self, name: str, text: str, selector: Selector, message: str, author: str, *,
-                   rollback_of: int = 0) -> tuple[int, list[str], bool]:
+                   rollback_of: int = 0, rollout: RolloutPlanner | None = None) -> tuple[int, list[str], bool, str]:
         """Store `text` as the next revision of config `name` (or nothing, if it is the current one).
-        Returns (revision, target nodes, unchanged). Raises ConfigRejected."""
+        With `rollout`, the nodes keep the previous revision until the rollout operation it plans
+        (stored in the same transaction) reaches them. Returns (revision, target nodes, unchanged,
+        operation id). Raises ConfigRejected."""
         configs.check_name(name)
         assignment_raw = self.mirror.get(records.assignment_key(name))
         current = decode(AssignmentRecord, assignment_raw)
+        if current is not None and current.active_rollout() is not None:
+            op = current.active_rollout().op
+            raise ConfigRejected(f"a rollout of {name} is in progress (operation {op}): let it finish or "
+                                 f"abort it first (fleetctl ops abort {op})")
         if selector.empty:
             if current is None:
                 raise ConfigRejected(f"config {name} is new: say where it goes (--nodes or --label)")
@@ -281,20 +296,28 @@ class Fleet:
         history = configs.revisions_of(self.mirror.items(records.revisions_prefix(name)), name)
         if current is not None and current.target() == selector and history.get(current.revision) \
                 and history[current.revision].text == text and not rollback_of:
-            return current.revision, targets, True
+            return current.revision, targets, True, ""
         number = max(history, default=0) + 1
         now = time.time()
         revision = RevisionRecord(text=text, author=author, message=message, created_at=now,
                                   sha256=configs.sha256(text), selector=records.selector_data(selector),
                                   rollback_of=rollback_of)
-        assignment = AssignmentRecord(number, records.selector_data(selector), now)
-        akey = self._key(records.assignment_key(name))
+        pin: dict[str, object] = {}
         tx = self.client.transactions
+        extra = []
+        op_id = ""
+        if rollout is not None:
+            op = rollout(targets, number, current.revision if current else 0)
+            op_id = op.id
+            pin = {"op": op.id, "previous": current.revision if current else 0, "done": []}
+            extra.append(tx.put(self.key(records.op_key(op.id)), json_format.MessageToJson(op).encode()))
+        assignment = AssignmentRecord(number, records.selector_data(selector), now, pin)
+        akey = self.key(records.assignment_key(name))
         guard = tx.create(akey) == 0 if assignment_raw is None else tx.value(akey) == assignment_raw
         ok, responses = await self.client.transaction(
-            compare=[tx.create(self._key(records.revision_key(name, number))) == 0, guard],
-            success=[tx.put(self._key(records.revision_key(name, number)), encode(revision)),
-                     tx.put(akey, encode(assignment))],
+            compare=[tx.create(self.key(records.revision_key(name, number))) == 0, guard],
+            success=[tx.put(self.key(records.revision_key(name, number)), encode(revision)),
+                     tx.put(akey, encode(assignment)), *extra],
             failure=[])
         if not ok:
             raise ConfigRejected(f"config {name} was changed by someone else at the same time; try again")
@@ -302,8 +325,29 @@ class Fleet:
             await self.mirror.wait_revision(responses[-1].response_put.header.revision, timeout=10)
         except TimeoutError:
             log.warning("config %s revision %d is stored but not yet visible here", name, number)
-        log.info("config %s revision %d stored by %s: %s", name, number, author, message)
-        return number, targets, False
+        log.info("config %s revision %d stored by %s: %s%s", name, number, author, message,
+                 f" (rolled out by operation {op_id})" if op_id else "")
+        return number, targets, False, op_id
+
+    async def update_rollout(self, name: str, op_id: str, change: Callable[[list[str]], list[str] | None]) -> None:
+        """Change the set of nodes a rollout has reached (`change` returns the new list, or None to
+        end the rollout: every node then runs the new revision). A no-op once the rollout is gone."""
+        key = records.assignment_key(name)
+        while True:
+            raw = self.mirror.get(key)
+            assignment = decode(AssignmentRecord, raw)
+            rollout = assignment.active_rollout() if assignment else None
+            if rollout is None or rollout.op != op_id:
+                return
+            done = change(list(rollout.done))
+            pin = {} if done is None else {**assignment.rollout, "done": sorted(set(done))}
+            tx = self.client.transactions
+            ok, responses = await self.client.transaction(
+                compare=[tx.value(self.key(key)) == raw],
+                success=[tx.put(self.key(key), encode(replace(assignment, rollout=pin)))], failure=[])
+            if ok:
+                await self.mirror.wait_revision(responses[0].response_put.header.revision, timeout=10)
+                return
 
     def _validate_on_targets(self, name: str, text: str, targets: list[str]) -> None:
         """The config alone, and together with every other config each target node gets."""
@@ -316,7 +360,7 @@ class Fleet:
         for others in combinations:
             configs.validate({name: text, **{o: current[o].text for o in others}})
 
-    async def rollback(self, name: str, to: int, message: str, author: str) -> tuple[int, list[str], bool]:
+    async def rollback(self, name: str, to: int, message: str, author: str) -> tuple[int, list[str], bool, str]:
         history = configs.revisions_of(self.mirror.items(records.revisions_prefix(name)), name)
         if not history:
             raise NotFound(f"no such config: {name}")
@@ -356,7 +400,7 @@ class Fleet:
 
     async def record_reconcile(self, name: str, record: ReconcileRecord) -> None:
         if record != self.reconcile_record(name):
-            await self.client.put(self._key(records.reconcile_key(name)), encode(record))
+            await self.client.put(self.key(records.reconcile_key(name)), encode(record))
 
     def note_member_applied(self, name: str, revision: str) -> None:
         link = self.links.get(name)

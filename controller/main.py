@@ -28,6 +28,7 @@ from .etcd import EtcdError, EtcdSettings, connect
 from .fleet import Fleet
 from .leadership import Leadership, identity
 from .mirror import Mirror
+from .operations import Operations
 from .reconcile import Reconciler
 from .records import LEADER, prefix_of
 from .service import ControllerServicer
@@ -131,13 +132,19 @@ async def run(args: argparse.Namespace) -> None:
         fleet.start()
         closers.append(fleet.close)
         reconciler = Reconciler(fleet)
-        election = Election(client, prefix + LEADER, identity(controller_id, advertise), args.leader_ttl)
-        leadership = Leadership(election, reconciler.run)
+        me = identity(controller_id, advertise)
+        operations = Operations(fleet, me)
+        election = Election(client, prefix + LEADER, me, args.leader_ttl)
+
+        async def duties() -> None:
+            await asyncio.gather(reconciler.run(), operations.run())
+        leadership = Leadership(election, duties)
         await election.start()
         closers.append(election.close)
         closers.append(leadership.close)
         pb_grpc.add_ControllerServiceServicer_to_server(
-            ControllerServicer(fleet, leadership, node_ttl=args.node_ttl, command_timeout=args.command_timeout),
+            ControllerServicer(fleet, leadership, operations, node_ttl=args.node_ttl,
+                               command_timeout=args.command_timeout),
             server)
         await server.start()
         closers.append(lambda: server.stop(grace=1.0))

@@ -116,7 +116,8 @@ class Mirror:
         self._live = asyncio.get_running_loop().create_future()
         self._task = asyncio.create_task(self._run(), name=f"mirror {self.prefix}")
         try:
-            await asyncio.wait_for(asyncio.shield(self._live), self._timeout())
+            async with asyncio.timeout(self._timeout()):
+                await asyncio.shield(self._live)
         except Exception as exc:
             await self.close()
             raise EtcdError(f"cannot watch {self.prefix} in etcd: {describe(exc)}") from None
@@ -124,10 +125,7 @@ class Mirror:
     async def close(self) -> None:
         if self._task is not None:
             self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
+            await asyncio.wait([self._task])  # unlike awaiting it, keeps a cancel of *us* intact
             self._task = None
         self.connected = False
 
@@ -171,8 +169,8 @@ class Mirror:
             self._live.set_exception(exc)
             self._live.exception()  # mark retrieved: start() may already have given up waiting
         if self.connected:
-            log.warning("lost etcd watch on %s (%s); resuming from revision %d",
-                        self.prefix, describe(exc), self.revision + 1)
+            log.warning("lost etcd watch on %s at revision %d (%s); retrying",
+                        self.prefix, self.revision, describe(exc))
         self._set_connected(False)
         await recover(self._client, exc)
         await asyncio.sleep(backoff.next())

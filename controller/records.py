@@ -11,6 +11,7 @@ are plain dataclasses so the logic that reads them never sees etcd or JSON.
     assignments/<name>         AssignmentRecord: the current revision of a config and where it goes
     reconcile/<node>           ReconcileRecord: the leader's last push to the node and its outcome
     audit/<time>-<id>          AuditRecord
+    ops/<id>                   an Operation (its protobuf, as JSON): plan and progress
     leader                     the election key: JSON {"id", "address"}
 """
 
@@ -27,6 +28,7 @@ CONFIGS = "configs/"
 ASSIGNMENTS = "assignments/"
 RECONCILE = "reconcile/"
 AUDIT = "audit/"
+OPS = "ops/"
 LEADER = "leader"
 
 T = TypeVar("T")
@@ -59,6 +61,10 @@ def assignment_key(name: str) -> str:
 
 def reconcile_key(node: str) -> str:
     return RECONCILE + node
+
+
+def op_key(op_id: str) -> str:
+    return OPS + op_id
 
 
 def audit_key(when: float) -> str:
@@ -140,10 +146,25 @@ class RevisionRecord:
 
 
 @dataclass(frozen=True)
+class Rollout:
+    """A rolling push in progress: nodes not yet `done` keep running `previous` (0: nothing)."""
+
+    op: str
+    previous: int
+    done: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class AssignmentRecord:
     revision: int
     selector: dict[str, Any] = field(default_factory=dict)
     updated_at: float = 0.0
+    rollout: dict[str, Any] = field(default_factory=dict)  # a Rollout as stored; empty: none
+
+    def active_rollout(self) -> Rollout | None:
+        if not self.rollout:
+            return None
+        return Rollout(str(self.rollout["op"]), int(self.rollout["previous"]), tuple(self.rollout.get("done", ())))
 
     def target(self) -> Selector:
         return selector_from(self.selector)

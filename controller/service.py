@@ -22,6 +22,7 @@ from fleetvisor.v1 import controller_pb2_grpc as pb_grpc
 from . import audit, fanout
 from .configs import ConfigRejected
 from .fleet import Fleet, NotFound, revision_message
+from .operations import ENDED, Fenced, Operations
 from .leadership import Leadership
 from .livestate import rpc_reason
 from .records import Selector
@@ -52,7 +53,7 @@ def caller(context: grpc.aio.ServicerContext) -> str:
     return f"{claimed or 'unknown'} (unverified)"
 
 
-ERRORS = (NotFound, ConfigRejected, aetcd.exceptions.ClientError)
+ERRORS = (NotFound, ConfigRejected, Fenced, aetcd.exceptions.ClientError)
 
 
 async def fail(context: grpc.aio.ServicerContext, exc: Exception) -> NoReturn:
@@ -61,14 +62,18 @@ async def fail(context: grpc.aio.ServicerContext, exc: Exception) -> NoReturn:
         await context.abort(grpc.StatusCode.NOT_FOUND, str(exc))
     if isinstance(exc, ConfigRejected):
         await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+    if isinstance(exc, Fenced):
+        await context.abort(grpc.StatusCode.FAILED_PRECONDITION, f"{exc}; try again")
     await context.abort(grpc.StatusCode.UNAVAILABLE, f"etcd is unavailable: {exc or type(exc).__name__}")
     raise AssertionError("abort returns only by raising")
 
 
 class ControllerServicer(pb_grpc.ControllerServiceServicer):
-    def __init__(self, fleet: Fleet, leadership: Leadership, *, node_ttl: float, command_timeout: float) -> None:
+    def __init__(self, fleet: Fleet, leadership: Leadership, operations: Operations, *, node_ttl: float,
+                 command_timeout: float) -> None:
         self.fleet = fleet
         self.leadership = leadership
+        self.operations = operations
         self.node_ttl = node_ttl
         self.command_timeout = command_timeout
 
@@ -187,10 +192,14 @@ class ControllerServicer(pb_grpc.ControllerServiceServicer):
     async def PushConfig(self, request: pb.PushConfigRequest, context) -> pb.PushConfigResponse:
         selector = Selector(tuple(request.assignment.nodes), dict(request.assignment.labels))
         args = {"name": request.name, "nodes": list(selector.nodes), "labels": selector.labels,
-                "message": request.message}
+                "message": request.message, "rolling": request.HasField("rollout")}
+        who = caller(context)
+        planner = (self.operations.rollout_planner(request.rollout, request.name, who, request.message)
+                   if request.HasField("rollout") else None)
         return await self._write(context, "config.push", args,
-                                 lambda: self._stored(request.name, self.fleet.push(request.name, request.config_text, selector,
-                                                                      request.message, caller(context))),
+                                 lambda: self._stored(request.name, self.fleet.push(
+                                     request.name, request.config_text, selector, request.message, who,
+                                     rollout=planner)),
                                  _pushed_summary)
 
     async def RollbackConfig(self, request: pb.RollbackConfigRequest, context) -> pb.PushConfigResponse:
@@ -200,11 +209,11 @@ class ControllerServicer(pb_grpc.ControllerServiceServicer):
                                                                           request.message, caller(context))),
                                  _pushed_summary)
 
-    async def _stored(self, name: str, push: Awaitable[tuple[int, list[str], bool]]) -> pb.PushConfigResponse:
-        number, targets, unchanged = await push
+    async def _stored(self, name: str, push: Awaitable[tuple[int, list[str], bool, str]]) -> pb.PushConfigResponse:
+        number, targets, unchanged, op_id = await push
         _, rev = self.fleet.revision(name, number)
         return pb.PushConfigResponse(revision=revision_message(name, number, rev, text=False),
-                                     target_nodes=targets, unchanged=unchanged)
+                                     target_nodes=targets, unchanged=unchanged, operation_id=op_id)
 
     async def Control(self, request: pb.ControlRequest, context) -> pb.ControlResponse:
         action = pb.ControlAction.Name(request.action).lower() if request.action else "unspecified"
@@ -214,11 +223,72 @@ class ControllerServicer(pb_grpc.ControllerServiceServicer):
                                  _control_summary)
 
 
+    # -- operations ------------------------------------------------------------------------------
+
+    async def StartOperation(self, request: pb.StartOperationRequest, context) -> pb.Operation:
+        if request.spec.kind not in (pb.OPERATION_KIND_UNSPECIFIED, pb.ROLLING_RESTART):
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
+                                "config rollouts start with a rolling config push")
+        spec = pb.OperationSpec()
+        spec.CopyFrom(request.spec)
+        spec.kind = pb.ROLLING_RESTART
+        try:
+            planned = self.operations.plan_restart(spec, caller(context), request.message)
+        except ERRORS as exc:
+            await fail(context, exc)
+        if request.dry_run:
+            planned.id = ""
+            return planned
+        args = {"group": spec.group, "nodes": list(spec.selector.nodes), "labels": dict(spec.selector.labels),
+                "batch": spec.batch, "max_unavailable": spec.max_unavailable, "message": request.message}
+        return await self._write(context, "ops.rolling-restart", args, lambda: self.operations.create(planned),
+                                 lambda op: f"operation {op.id}: {len(op.batches)} batches")
+
+    async def ListOperations(self, request: pb.ListOperationsRequest, context) -> pb.ListOperationsResponse:
+        return pb.ListOperationsResponse(operations=self.operations.list(request.all))
+
+    async def _operation(self, op_id: str, context) -> pb.Operation:
+        try:
+            return self.operations.get(op_id)
+        except ERRORS as exc:
+            await fail(context, exc)
+
+    async def GetOperation(self, request: pb.GetOperationRequest, context) -> pb.Operation:
+        return await self._operation(request.id, context)
+
+    async def WatchOperation(self, request: pb.GetOperationRequest, context) -> AsyncIterator[pb.Operation]:
+        last = None
+        while True:
+            op = await self._operation(request.id, context)
+            if op != last:
+                yield op
+                last = op
+            if op.state in ENDED:
+                return
+            await self.fleet.wait_change(STATUS_PERIOD)
+
+    async def PauseOperation(self, request: pb.GetOperationRequest, context) -> pb.Operation:
+        return await self._write(context, "ops.pause", {"id": request.id, "reason": request.reason},
+                                 lambda: self.operations.pause(request.id, request.reason), _op_summary)
+
+    async def ResumeOperation(self, request: pb.GetOperationRequest, context) -> pb.Operation:
+        return await self._write(context, "ops.resume", {"id": request.id},
+                                 lambda: self.operations.resume(request.id), _op_summary)
+
+    async def AbortOperation(self, request: pb.GetOperationRequest, context) -> pb.Operation:
+        return await self._write(context, "ops.abort", {"id": request.id, "reason": request.reason},
+                                 lambda: self.operations.abort(request.id, request.reason), _op_summary)
+
+
+def _op_summary(op: pb.Operation) -> str:
+    return f"operation {op.id} is {pb.OperationState.Name(op.state)[3:].lower()}"
+
 def _pushed_summary(response: pb.PushConfigResponse) -> str:
     rev = response.revision
     if response.unchanged:
         return f"{rev.name} unchanged at revision {rev.revision}"
-    return f"{rev.name} revision {rev.revision} for {', '.join(response.target_nodes) or 'no node yet'}"
+    rolling = f", rolled out by operation {response.operation_id}" if response.operation_id else ""
+    return f"{rev.name} revision {rev.revision} for {', '.join(response.target_nodes) or 'no node yet'}{rolling}"
 
 
 def _control_summary(response: pb.ControlResponse) -> str:

@@ -15,11 +15,65 @@ class ControlAction(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     STOP: _ClassVar[ControlAction]
     RESTART: _ClassVar[ControlAction]
     SIGNAL: _ClassVar[ControlAction]
+
+class OperationKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    OPERATION_KIND_UNSPECIFIED: _ClassVar[OperationKind]
+    ROLLING_RESTART: _ClassVar[OperationKind]
+    CONFIG_ROLLOUT: _ClassVar[OperationKind]
+
+class OperationState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    OPERATION_STATE_UNSPECIFIED: _ClassVar[OperationState]
+    OP_RUNNING: _ClassVar[OperationState]
+    OP_PAUSED: _ClassVar[OperationState]
+    OP_SUCCEEDED: _ClassVar[OperationState]
+    OP_FAILED: _ClassVar[OperationState]
+    OP_ABORTED: _ClassVar[OperationState]
+
+class OnFailure(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    ON_FAILURE_UNSPECIFIED: _ClassVar[OnFailure]
+    PAUSE: _ClassVar[OnFailure]
+    ABORT: _ClassVar[OnFailure]
+    CONTINUE: _ClassVar[OnFailure]
+
+class NodeStepState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    NODE_STEP_STATE_UNSPECIFIED: _ClassVar[NodeStepState]
+    STEP_PENDING: _ClassVar[NodeStepState]
+    STEP_ACTING: _ClassVar[NodeStepState]
+    STEP_WAITING: _ClassVar[NodeStepState]
+    STEP_DONE: _ClassVar[NodeStepState]
+    STEP_FAILED: _ClassVar[NodeStepState]
+    STEP_REVERTED: _ClassVar[NodeStepState]
+    STEP_SKIPPED: _ClassVar[NodeStepState]
 CONTROL_ACTION_UNSPECIFIED: ControlAction
 START: ControlAction
 STOP: ControlAction
 RESTART: ControlAction
 SIGNAL: ControlAction
+OPERATION_KIND_UNSPECIFIED: OperationKind
+ROLLING_RESTART: OperationKind
+CONFIG_ROLLOUT: OperationKind
+OPERATION_STATE_UNSPECIFIED: OperationState
+OP_RUNNING: OperationState
+OP_PAUSED: OperationState
+OP_SUCCEEDED: OperationState
+OP_FAILED: OperationState
+OP_ABORTED: OperationState
+ON_FAILURE_UNSPECIFIED: OnFailure
+PAUSE: OnFailure
+ABORT: OnFailure
+CONTINUE: OnFailure
+NODE_STEP_STATE_UNSPECIFIED: NodeStepState
+STEP_PENDING: NodeStepState
+STEP_ACTING: NodeStepState
+STEP_WAITING: NodeStepState
+STEP_DONE: NodeStepState
+STEP_FAILED: NodeStepState
+STEP_REVERTED: NodeStepState
+STEP_SKIPPED: NodeStepState
 
 class HeartbeatRequest(_message.Message):
     __slots__ = ("node", "address", "labels", "agent_version", "applied_revision", "agent_run_id", "started_at", "edited_by_hand")
@@ -201,26 +255,30 @@ class ConfigRevision(_message.Message):
     def __init__(self, name: _Optional[str] = ..., revision: _Optional[int] = ..., config_text: _Optional[str] = ..., author: _Optional[str] = ..., message: _Optional[str] = ..., created_at: _Optional[float] = ..., rollback_of: _Optional[int] = ..., assignment: _Optional[_Union[Assignment, _Mapping]] = ..., sha256: _Optional[str] = ...) -> None: ...
 
 class PushConfigRequest(_message.Message):
-    __slots__ = ("name", "config_text", "assignment", "message")
+    __slots__ = ("name", "config_text", "assignment", "message", "rollout")
     NAME_FIELD_NUMBER: _ClassVar[int]
     CONFIG_TEXT_FIELD_NUMBER: _ClassVar[int]
     ASSIGNMENT_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    ROLLOUT_FIELD_NUMBER: _ClassVar[int]
     name: str
     config_text: str
     assignment: Assignment
     message: str
-    def __init__(self, name: _Optional[str] = ..., config_text: _Optional[str] = ..., assignment: _Optional[_Union[Assignment, _Mapping]] = ..., message: _Optional[str] = ...) -> None: ...
+    rollout: OperationSpec
+    def __init__(self, name: _Optional[str] = ..., config_text: _Optional[str] = ..., assignment: _Optional[_Union[Assignment, _Mapping]] = ..., message: _Optional[str] = ..., rollout: _Optional[_Union[OperationSpec, _Mapping]] = ...) -> None: ...
 
 class PushConfigResponse(_message.Message):
-    __slots__ = ("revision", "target_nodes", "unchanged")
+    __slots__ = ("revision", "target_nodes", "unchanged", "operation_id")
     REVISION_FIELD_NUMBER: _ClassVar[int]
     TARGET_NODES_FIELD_NUMBER: _ClassVar[int]
     UNCHANGED_FIELD_NUMBER: _ClassVar[int]
+    OPERATION_ID_FIELD_NUMBER: _ClassVar[int]
     revision: ConfigRevision
     target_nodes: _containers.RepeatedScalarFieldContainer[str]
     unchanged: bool
-    def __init__(self, revision: _Optional[_Union[ConfigRevision, _Mapping]] = ..., target_nodes: _Optional[_Iterable[str]] = ..., unchanged: _Optional[bool] = ...) -> None: ...
+    operation_id: str
+    def __init__(self, revision: _Optional[_Union[ConfigRevision, _Mapping]] = ..., target_nodes: _Optional[_Iterable[str]] = ..., unchanged: _Optional[bool] = ..., operation_id: _Optional[str] = ...) -> None: ...
 
 class RollbackConfigRequest(_message.Message):
     __slots__ = ("name", "to_revision", "message")
@@ -392,3 +450,113 @@ class ListAuditResponse(_message.Message):
     ENTRIES_FIELD_NUMBER: _ClassVar[int]
     entries: _containers.RepeatedCompositeFieldContainer[AuditEntry]
     def __init__(self, entries: _Optional[_Iterable[_Union[AuditEntry, _Mapping]]] = ...) -> None: ...
+
+class OperationSpec(_message.Message):
+    __slots__ = ("kind", "group", "selector", "batch", "max_unavailable", "healthy_for_seconds", "timeout_seconds", "on_failure", "canary", "auto_revert", "config_name", "config_revision", "previous_revision")
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    GROUP_FIELD_NUMBER: _ClassVar[int]
+    SELECTOR_FIELD_NUMBER: _ClassVar[int]
+    BATCH_FIELD_NUMBER: _ClassVar[int]
+    MAX_UNAVAILABLE_FIELD_NUMBER: _ClassVar[int]
+    HEALTHY_FOR_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    TIMEOUT_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    ON_FAILURE_FIELD_NUMBER: _ClassVar[int]
+    CANARY_FIELD_NUMBER: _ClassVar[int]
+    AUTO_REVERT_FIELD_NUMBER: _ClassVar[int]
+    CONFIG_NAME_FIELD_NUMBER: _ClassVar[int]
+    CONFIG_REVISION_FIELD_NUMBER: _ClassVar[int]
+    PREVIOUS_REVISION_FIELD_NUMBER: _ClassVar[int]
+    kind: OperationKind
+    group: str
+    selector: Assignment
+    batch: int
+    max_unavailable: str
+    healthy_for_seconds: float
+    timeout_seconds: float
+    on_failure: OnFailure
+    canary: int
+    auto_revert: bool
+    config_name: str
+    config_revision: int
+    previous_revision: int
+    def __init__(self, kind: _Optional[_Union[OperationKind, str]] = ..., group: _Optional[str] = ..., selector: _Optional[_Union[Assignment, _Mapping]] = ..., batch: _Optional[int] = ..., max_unavailable: _Optional[str] = ..., healthy_for_seconds: _Optional[float] = ..., timeout_seconds: _Optional[float] = ..., on_failure: _Optional[_Union[OnFailure, str]] = ..., canary: _Optional[int] = ..., auto_revert: _Optional[bool] = ..., config_name: _Optional[str] = ..., config_revision: _Optional[int] = ..., previous_revision: _Optional[int] = ...) -> None: ...
+
+class NodeStep(_message.Message):
+    __slots__ = ("node", "state", "error", "started_at", "healthy_at", "done_at", "pids_before")
+    NODE_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    STARTED_AT_FIELD_NUMBER: _ClassVar[int]
+    HEALTHY_AT_FIELD_NUMBER: _ClassVar[int]
+    DONE_AT_FIELD_NUMBER: _ClassVar[int]
+    PIDS_BEFORE_FIELD_NUMBER: _ClassVar[int]
+    node: str
+    state: NodeStepState
+    error: str
+    started_at: float
+    healthy_at: float
+    done_at: float
+    pids_before: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, node: _Optional[str] = ..., state: _Optional[_Union[NodeStepState, str]] = ..., error: _Optional[str] = ..., started_at: _Optional[float] = ..., healthy_at: _Optional[float] = ..., done_at: _Optional[float] = ..., pids_before: _Optional[_Iterable[int]] = ...) -> None: ...
+
+class OperationBatch(_message.Message):
+    __slots__ = ("nodes",)
+    NODES_FIELD_NUMBER: _ClassVar[int]
+    nodes: _containers.RepeatedCompositeFieldContainer[NodeStep]
+    def __init__(self, nodes: _Optional[_Iterable[_Union[NodeStep, _Mapping]]] = ...) -> None: ...
+
+class Operation(_message.Message):
+    __slots__ = ("id", "spec", "state", "batches", "current_batch", "reason", "author", "message", "created_at", "updated_at", "controller_id")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    SPEC_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    BATCHES_FIELD_NUMBER: _ClassVar[int]
+    CURRENT_BATCH_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    AUTHOR_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    UPDATED_AT_FIELD_NUMBER: _ClassVar[int]
+    CONTROLLER_ID_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    spec: OperationSpec
+    state: OperationState
+    batches: _containers.RepeatedCompositeFieldContainer[OperationBatch]
+    current_batch: int
+    reason: str
+    author: str
+    message: str
+    created_at: float
+    updated_at: float
+    controller_id: str
+    def __init__(self, id: _Optional[str] = ..., spec: _Optional[_Union[OperationSpec, _Mapping]] = ..., state: _Optional[_Union[OperationState, str]] = ..., batches: _Optional[_Iterable[_Union[OperationBatch, _Mapping]]] = ..., current_batch: _Optional[int] = ..., reason: _Optional[str] = ..., author: _Optional[str] = ..., message: _Optional[str] = ..., created_at: _Optional[float] = ..., updated_at: _Optional[float] = ..., controller_id: _Optional[str] = ...) -> None: ...
+
+class StartOperationRequest(_message.Message):
+    __slots__ = ("spec", "message", "dry_run")
+    SPEC_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    DRY_RUN_FIELD_NUMBER: _ClassVar[int]
+    spec: OperationSpec
+    message: str
+    dry_run: bool
+    def __init__(self, spec: _Optional[_Union[OperationSpec, _Mapping]] = ..., message: _Optional[str] = ..., dry_run: _Optional[bool] = ...) -> None: ...
+
+class ListOperationsRequest(_message.Message):
+    __slots__ = ("all",)
+    ALL_FIELD_NUMBER: _ClassVar[int]
+    all: bool
+    def __init__(self, all: _Optional[bool] = ...) -> None: ...
+
+class ListOperationsResponse(_message.Message):
+    __slots__ = ("operations",)
+    OPERATIONS_FIELD_NUMBER: _ClassVar[int]
+    operations: _containers.RepeatedCompositeFieldContainer[Operation]
+    def __init__(self, operations: _Optional[_Iterable[_Union[Operation, _Mapping]]] = ...) -> None: ...
+
+class GetOperationRequest(_message.Message):
+    __slots__ = ("id", "reason")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    reason: str
+    def __init__(self, id: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...

@@ -105,6 +105,41 @@ class ControllerServiceStub:
                 request_serializer=fleetvisor_dot_v1_dot_controller__pb2.ListAuditRequest.SerializeToString,
                 response_deserializer=fleetvisor_dot_v1_dot_controller__pb2.ListAuditResponse.FromString,
                 _registered_method=True)
+        self.StartOperation = channel.unary_unary(
+                '/fleetvisor.v1.ControllerService/StartOperation',
+                request_serializer=fleetvisor_dot_v1_dot_controller__pb2.StartOperationRequest.SerializeToString,
+                response_deserializer=fleetvisor_dot_v1_dot_controller__pb2.Operation.FromString,
+                _registered_method=True)
+        self.ListOperations = channel.unary_unary(
+                '/fleetvisor.v1.ControllerService/ListOperations',
+                request_serializer=fleetvisor_dot_v1_dot_controller__pb2.ListOperationsRequest.SerializeToString,
+                response_deserializer=fleetvisor_dot_v1_dot_controller__pb2.ListOperationsResponse.FromString,
+                _registered_method=True)
+        self.GetOperation = channel.unary_unary(
+                '/fleetvisor.v1.ControllerService/GetOperation',
+                request_serializer=fleetvisor_dot_v1_dot_controller__pb2.GetOperationRequest.SerializeToString,
+                response_deserializer=fleetvisor_dot_v1_dot_controller__pb2.Operation.FromString,
+                _registered_method=True)
+        self.WatchOperation = channel.unary_stream(
+                '/fleetvisor.v1.ControllerService/WatchOperation',
+                request_serializer=fleetvisor_dot_v1_dot_controller__pb2.GetOperationRequest.SerializeToString,
+                response_deserializer=fleetvisor_dot_v1_dot_controller__pb2.Operation.FromString,
+                _registered_method=True)
+        self.PauseOperation = channel.unary_unary(
+                '/fleetvisor.v1.ControllerService/PauseOperation',
+                request_serializer=fleetvisor_dot_v1_dot_controller__pb2.GetOperationRequest.SerializeToString,
+                response_deserializer=fleetvisor_dot_v1_dot_controller__pb2.Operation.FromString,
+                _registered_method=True)
+        self.ResumeOperation = channel.unary_unary(
+                '/fleetvisor.v1.ControllerService/ResumeOperation',
+                request_serializer=fleetvisor_dot_v1_dot_controller__pb2.GetOperationRequest.SerializeToString,
+                response_deserializer=fleetvisor_dot_v1_dot_controller__pb2.Operation.FromString,
+                _registered_method=True)
+        self.AbortOperation = channel.unary_unary(
+                '/fleetvisor.v1.ControllerService/AbortOperation',
+                request_serializer=fleetvisor_dot_v1_dot_controller__pb2.GetOperationRequest.SerializeToString,
+                response_deserializer=fleetvisor_dot_v1_dot_controller__pb2.Operation.FromString,
+                _registered_method=True)
 
 
 class ControllerServiceServicer:
@@ -200,6 +235,53 @@ class ControllerServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def StartOperation(self, request, context):
+        """Durable fleet operations (rolling restarts, rolling config rollouts), run by the leader
+        step by step; a new leader resumes them where the old one stopped.
+        dry_run: the plan only
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListOperations(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetOperation(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def WatchOperation(self, request, context):
+        """The operation now and after every change, until it has ended.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PauseOperation(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ResumeOperation(self, request, context):
+        """also promotes a paused canary
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AbortOperation(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ControllerServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -272,6 +354,41 @@ def add_ControllerServiceServicer_to_server(servicer, server):
                     servicer.ListAudit,
                     request_deserializer=fleetvisor_dot_v1_dot_controller__pb2.ListAuditRequest.FromString,
                     response_serializer=fleetvisor_dot_v1_dot_controller__pb2.ListAuditResponse.SerializeToString,
+            ),
+            'StartOperation': grpc.unary_unary_rpc_method_handler(
+                    servicer.StartOperation,
+                    request_deserializer=fleetvisor_dot_v1_dot_controller__pb2.StartOperationRequest.FromString,
+                    response_serializer=fleetvisor_dot_v1_dot_controller__pb2.Operation.SerializeToString,
+            ),
+            'ListOperations': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListOperations,
+                    request_deserializer=fleetvisor_dot_v1_dot_controller__pb2.ListOperationsRequest.FromString,
+                    response_serializer=fleetvisor_dot_v1_dot_controller__pb2.ListOperationsResponse.SerializeToString,
+            ),
+            'GetOperation': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetOperation,
+                    request_deserializer=fleetvisor_dot_v1_dot_controller__pb2.GetOperationRequest.FromString,
+                    response_serializer=fleetvisor_dot_v1_dot_controller__pb2.Operation.SerializeToString,
+            ),
+            'WatchOperation': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchOperation,
+                    request_deserializer=fleetvisor_dot_v1_dot_controller__pb2.GetOperationRequest.FromString,
+                    response_serializer=fleetvisor_dot_v1_dot_controller__pb2.Operation.SerializeToString,
+            ),
+            'PauseOperation': grpc.unary_unary_rpc_method_handler(
+                    servicer.PauseOperation,
+                    request_deserializer=fleetvisor_dot_v1_dot_controller__pb2.GetOperationRequest.FromString,
+                    response_serializer=fleetvisor_dot_v1_dot_controller__pb2.Operation.SerializeToString,
+            ),
+            'ResumeOperation': grpc.unary_unary_rpc_method_handler(
+                    servicer.ResumeOperation,
+                    request_deserializer=fleetvisor_dot_v1_dot_controller__pb2.GetOperationRequest.FromString,
+                    response_serializer=fleetvisor_dot_v1_dot_controller__pb2.Operation.SerializeToString,
+            ),
+            'AbortOperation': grpc.unary_unary_rpc_method_handler(
+                    servicer.AbortOperation,
+                    request_deserializer=fleetvisor_dot_v1_dot_controller__pb2.GetOperationRequest.FromString,
+                    response_serializer=fleetvisor_dot_v1_dot_controller__pb2.Operation.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -652,6 +769,195 @@ class ControllerService:
             '/fleetvisor.v1.ControllerService/ListAudit',
             fleetvisor_dot_v1_dot_controller__pb2.ListAuditRequest.SerializeToString,
             fleetvisor_dot_v1_dot_controller__pb2.ListAuditResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StartOperation(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fleetvisor.v1.ControllerService/StartOperation',
+            fleetvisor_dot_v1_dot_controller__pb2.StartOperationRequest.SerializeToString,
+            fleetvisor_dot_v1_dot_controller__pb2.Operation.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListOperations(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fleetvisor.v1.ControllerService/ListOperations',
+            fleetvisor_dot_v1_dot_controller__pb2.ListOperationsRequest.SerializeToString,
+            fleetvisor_dot_v1_dot_controller__pb2.ListOperationsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetOperation(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fleetvisor.v1.ControllerService/GetOperation',
+            fleetvisor_dot_v1_dot_controller__pb2.GetOperationRequest.SerializeToString,
+            fleetvisor_dot_v1_dot_controller__pb2.Operation.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchOperation(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/fleetvisor.v1.ControllerService/WatchOperation',
+            fleetvisor_dot_v1_dot_controller__pb2.GetOperationRequest.SerializeToString,
+            fleetvisor_dot_v1_dot_controller__pb2.Operation.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PauseOperation(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fleetvisor.v1.ControllerService/PauseOperation',
+            fleetvisor_dot_v1_dot_controller__pb2.GetOperationRequest.SerializeToString,
+            fleetvisor_dot_v1_dot_controller__pb2.Operation.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ResumeOperation(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fleetvisor.v1.ControllerService/ResumeOperation',
+            fleetvisor_dot_v1_dot_controller__pb2.GetOperationRequest.SerializeToString,
+            fleetvisor_dot_v1_dot_controller__pb2.Operation.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AbortOperation(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fleetvisor.v1.ControllerService/AbortOperation',
+            fleetvisor_dot_v1_dot_controller__pb2.GetOperationRequest.SerializeToString,
+            fleetvisor_dot_v1_dot_controller__pb2.Operation.FromString,
             options,
             channel_credentials,
             insecure,

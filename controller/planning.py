@@ -1,0 +1,93 @@
+"""Pure decisions of fleet operations: batch sizes, the plan, and whether a node is healthy.
+
+Nothing here does I/O or reads a clock; the engine (operations.py) feeds it facts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from fleetvisor.v1 import agent_pb2 as apb
+
+
+class PlanError(Exception):
+    """An operation that cannot be planned; the message is for the operator."""
+
+
+def batch_size(total: int, batch: int, max_unavailable: str) -> int:
+    """Nodes per batch: `batch` if given, else `max_unavailable` ("N" or "P%" of the nodes,
+    rounded down but at least 1), else 1."""
+    if batch < 0:
+        raise PlanError("--batch must be at least 1")
+    if batch:
+        return batch
+    text = max_unavailable.strip()
+    if not text:
+        return 1
+    try:
+        if text.endswith("%"):
+            percent = float(text[:-1])
+            if not 0 < percent <= 100:
+                raise ValueError
+            return max(1, int(total * percent / 100))
+        value = int(text)
+        if value < 1:
+            raise ValueError
+        return value
+    except ValueError:
+        raise PlanError(f"max-unavailable {max_unavailable!r} must be a whole number >= 1 or a "
+                        "percentage in (0, 100]") from None
+
+
+def plan(nodes: Iterable[str], size: int, canary: int = 0) -> list[list[str]]:
+    """Ordered batches: the canaries first (if any), then `size` nodes at a time, by name."""
+    ordered = sorted(set(nodes))
+    if not ordered:
+        raise PlanError("no node to act on")
+    batches = []
+    if canary:
+        if canary >= len(ordered):
+            raise PlanError(f"--canary {canary} leaves no node to promote to (there are {len(ordered)})")
+        batches.append(ordered[:canary])
+        ordered = ordered[canary:]
+    batches += [ordered[i:i + size] for i in range(0, len(ordered), size)]
+    return batches
+
+
+BAD = {apb.BACKOFF, apb.FATAL, apb.EXITED}
+
+
+@dataclass(frozen=True)
+class Health:
+    """One look at a node's processes of the groups an operation cares about."""
+
+    all_running: bool
+    failure: str  # non-empty: a process went BACKOFF/FATAL/EXITED (or vanished)
+
+
+def health(processes: Iterable[apb.ProcessInfo], groups: set[str], pids_before: set[int]) -> Health:
+    """Whether every process of `groups` runs (and, for a restart, with a new pid)."""
+    mine = [p for p in processes if p.group in groups]
+    if not mine:  # not there yet (a revision being applied): only the deadline can fail it
+        return Health(False, "")
+    for proc in mine:
+        if proc.state in BAD:
+            detail = f" ({proc.description})" if proc.description else ""
+            return Health(False, f"{proc.namespec} is {proc.statename}{detail}")
+    running = all(p.state == apb.RUNNING and p.pid not in pids_before for p in mine)
+    return Health(running, "")
+
+
+def groups_of(config_text: str) -> set[str]:
+    """The names a config's processes may be grouped under (what a rollout's health gate
+    watches): every [group:x] and every program's own name. Programs that a [group:x] lists run
+    under x, so their own names simply match nothing."""
+    names = set()
+    for line in config_text.splitlines():
+        line = line.strip()
+        if line.startswith("[") and line.endswith("]"):
+            kind, _, name = line[1:-1].partition(":")
+            if kind in ("group", "program", "fcgi-program", "eventlistener") and name:
+                names.add(name.strip())
+    return names
