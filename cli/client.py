@@ -32,11 +32,16 @@ class CommandError(Exception):
 
 
 def _read(path: str, what: str) -> bytes:
+    """A TLS file's bytes; one that is not PEM is refused here, where the file can still be named
+    (gRPC would only say "Failed to create security handshaker" at the first call)."""
     try:
         with open(path, "rb") as f:
-            return f.read()
+            data = f.read()
     except OSError as exc:
         raise CommandError(f"cannot read TLS {what} {path}: {exc.strerror}", 2) from None
+    if b"-----BEGIN " not in data:
+        raise CommandError(f"TLS {what} {path} is not a PEM file", 2)
+    return data
 
 
 def channel(target: str, settings: Settings) -> grpc.Channel:
@@ -50,10 +55,13 @@ def channel(target: str, settings: Settings) -> grpc.Channel:
     return grpc.insecure_channel(target)
 
 
-def describe_rpc_error(exc: grpc.RpcError, target: str, role: str = "") -> CommandError:
+def describe_rpc_error(exc: grpc.RpcError, target: str, role: str = "", *, tls: bool | None = None) -> CommandError:
     """The message an operator needs, without gRPC's internals.
 
     `role` ("controller") goes before the address so the line says which part is missing.
+    `tls` (whether fleetctl dialled with certificates) turns gRPC's bare "Socket closed" while
+    connecting into a hint: a mutual-TLS server hangs up on a plaintext client, and on a client
+    certificate it does not trust, without saying why.
     """
     peer = f"{role} {target}" if role else target
     code = exc.code() if hasattr(exc, "code") else None
@@ -64,11 +72,19 @@ def describe_rpc_error(exc: grpc.RpcError, target: str, role: str = "") -> Comma
             return CommandError(f"{peer} is shutting down")
         if not _from_transport(lowered):  # the server said it (e.g. "etcd is unavailable"): it was reached
             return CommandError(f"{peer}: {_first_line(details)}")
+        if "hostname verification" in lowered or "not in peer certificate" in lowered:
+            host = target.rpartition(":")[0].strip("[]")
+            return CommandError(f"TLS handshake with {peer} failed: its certificate does not name {host} "
+                                f"(issue it with --host {host})")
+        if any(sign in lowered for sign in SERVER_NOT_TRUSTED):
+            return CommandError(f"TLS handshake with {peer} failed: its certificate is not signed by the CA "
+                                "fleetctl trusts (--tls-ca)")
         if "ssl" in lowered or "handshake" in lowered or "certificate" in lowered or "tls" in lowered:
             return CommandError(f"TLS handshake with {peer} failed: check the certificates "
                                 f"(the {role or 'agent'} requires a client certificate signed by its CA)")
         reason = _first_line(details).rsplit(": ", 1)[-1] or "unavailable"
-        return CommandError(f"cannot reach {peer}: {reason}")
+        hint = _hung_up_hint(lowered, tls, role or "agent")
+        return CommandError(f"cannot reach {peer}: {reason}{hint}")
     if code == grpc.StatusCode.DEADLINE_EXCEEDED:
         return CommandError(f"{peer} did not answer in time")
     if code == grpc.StatusCode.NOT_FOUND:
@@ -80,6 +96,12 @@ def describe_rpc_error(exc: grpc.RpcError, target: str, role: str = "") -> Comma
     return CommandError(f"{peer}: {_first_line(details) or (code.name if code else 'failed')}")
 
 
+# What BoringSSL says when the server's certificate does not chain to fleetctl's CA (EC and RSA keys)
+SERVER_NOT_TRUSTED = ("certificate signature failure", "bad_signature", "certificate_verify_failed",
+                      "certificate verify failed", "unable to get local issuer", "self signed certificate",
+                      "self-signed certificate")
+
+
 # How gRPC's own transport failures begin; a server's abort(UNAVAILABLE, ...) text does not.
 TRANSPORT_PREFIXES = (
     "failed to connect", "connect failed", "connection refused", "connection reset", "socket closed",
@@ -88,6 +110,17 @@ TRANSPORT_PREFIXES = (
     "connections to all backends failing", "cancelling all calls", "no route to host", "network is unreachable",
     "channel", "subchannel", "lame client", "unable to", "could not", "timeout", "timed out", "eof",
 )
+
+
+def _hung_up_hint(lowered_details: str, tls: bool | None, role: str) -> str:
+    """Why a server may have closed a new connection at once: the TLS side of it."""
+    if tls is None or not lowered_details.startswith("failed to connect") or "socket closed" not in lowered_details:
+        return ""
+    if tls:
+        return (f" (the {role} hung up during the TLS handshake: it accepts only client certificates "
+                "signed by its CA)")
+    return (f" (the {role} hung up at once: it may require mutual TLS; pass --tls-cert, --tls-key and "
+            "--tls-ca)")
 
 
 def _from_transport(lowered_details: str) -> bool:
@@ -145,7 +178,7 @@ class Controller:
                 if leader and leader != target:
                     target, redirected = leader, True
                     continue
-                error = describe_rpc_error(exc, target, "controller")
+                error = describe_rpc_error(exc, target, "controller", tls=self.settings.tls)
                 if redirected:  # say where the address came from: it was not typed by the operator
                     error = CommandError(f"{error} (the leader, as named by {self.address})", error.exit_code)
                 raise error from None
@@ -160,7 +193,7 @@ class Controller:
         try:
             yield from call
         except grpc.RpcError as exc:
-            raise describe_rpc_error(exc, self.address, "controller") from None
+            raise describe_rpc_error(exc, self.address, "controller", tls=self.settings.tls) from None
         finally:
             call.cancel()
             chan.close()

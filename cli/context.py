@@ -92,7 +92,7 @@ class Ctx:
                                            metadata=((USER_KEY, local_identity()),))
             return (result, chan) if stream else result
         except grpc.RpcError as exc:
-            raise describe_rpc_error(exc, target) from None
+            raise describe_rpc_error(exc, target, tls=self.settings.tls) from None
         finally:
             if not stream:
                 chan.close()

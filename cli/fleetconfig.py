@@ -20,6 +20,8 @@ from .client import CommandError
 from .context import Ctx, run_command
 from .exitcodes import USAGE
 from .fleet import label_option
+from .ops import follow_rollout, rollout_options
+from .opsargs import RolloutArgs, rollout_spec
 from .patterns import parse_labels, parse_node_list
 
 
@@ -63,27 +65,46 @@ def _print_push(obj: Ctx, reply) -> None:
 @click.option("--nodes", metavar="A,B", help="Send it to these nodes (comma-separated).")
 @label_option("send it to the nodes")
 @click.option("-m", "--message", required=True, help="Why: recorded with the revision and in the audit log.")
+@rollout_options(config=True)
 @click.pass_obj
 @run_command
-def config_push(obj: Ctx, file: str, name: str, nodes: str | None, labels: tuple[str, ...], message: str) -> None:
+def config_push(obj: Ctx, file: str, name: str, nodes: str | None, labels: tuple[str, ...], message: str,
+                rollout: RolloutArgs) -> int:
     """Store FILE (program sections) as a new revision of config NAME and roll it out.
 
     Without --nodes or --label the current assignment is kept (a new NAME needs one).
-    FILE may be - for stdin.
+    FILE may be - for stdin. With --rolling the revision goes out batch by batch as an
+    operation that is watched like rolling-restart (exit 0 succeeded, 1 failed, aborted or
+    paused, 130 Ctrl-C while it runs); a --canary pauses until `fleetctl ops resume ID`.
 
     \b
-    Example:
+    Examples:
       fleetctl config push web.conf --name web --label role=web -m "raise numprocs to 4"
+      fleetctl config push web.conf --name web -m "4 workers" --rolling --canary 1 --max-unavailable 25%
     """
     controller = obj.controller("config push")
     node_list = parse_node_list(nodes)
     label_map = parse_labels(labels)
     if node_list and label_map:
         raise CommandError("give either --nodes or --label, not both", USAGE)
+    spec = rollout_spec(rollout)
     text = read_config_file(file)
     request = cpb.PushConfigRequest(name=name, config_text=text, message=message,
-                                    assignment=cpb.Assignment(nodes=node_list, labels=label_map))
-    _print_push(obj, controller.call("PushConfig", request))
+                                    assignment=cpb.Assignment(nodes=node_list, labels=label_map), rollout=spec)
+    try:
+        reply = controller.call("PushConfig", request)
+    except CommandError as exc:
+        raise CommandError(name_pushed_file(str(exc), name, file), exc.exit_code) from None
+    _print_push(obj, reply)
+    return follow_rollout(obj, reply, rollout.detach) if spec is not None else 0
+
+
+def name_pushed_file(message: str, name: str, path: str) -> str:
+    """The controller parses the text as `NAME.conf` (it never sees the operator's file), so a
+    refusal says "file: 'web.conf', line: 3"; the operator pushed e.g. ./web-v2.conf and should
+    be pointed at that. Other files named in the message (a clash with another config) stay."""
+    shown = "<stdin>" if path == "-" else path
+    return message.replace(f"(file: {name + '.conf'!r}", f"(file: {shown!r}")
 
 
 @click.command("rollback")

@@ -16,7 +16,7 @@ import grpc
 
 from fleetvisor.v1 import agent_pb2 as pb
 
-from . import fleet, fleetconfig, fleetrender, render
+from . import fleet, fleetconfig, fleetrender, ops, render
 from .certs import certs
 from .client import CommandError, describe_rpc_error
 from .context import Ctx, Mode, node_only, run_command
@@ -225,7 +225,7 @@ def tail(obj: Ctx, name: str, follow: bool, stderr: bool, nbytes: int) -> None:
     try:
         render.write_log(stream, obj.json)
     except grpc.RpcError as exc:
-        raise describe_rpc_error(exc, obj.node()) from None
+        raise describe_rpc_error(exc, obj.node(), tls=obj.settings.tls) from None
     finally:
         chan.close()
 
@@ -310,7 +310,7 @@ def config_apply(obj: Ctx, file, dry_run: bool, revision: str | None) -> None:
 
 for _command in fleetconfig.CONFIG_COMMANDS:
     config.add_command(_command)
-for _command in fleet.TOP_COMMANDS:
+for _command in fleet.TOP_COMMANDS + ops.TOP_COMMANDS:
     cli.add_command(_command)
 cli.add_command(certs)
 

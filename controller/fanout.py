@@ -38,8 +38,7 @@ async def control(fleet: Fleet, request: pb.ControlRequest, *, default_timeout: 
         began = time.monotonic()
         link = fleet.links.get(name)
         if link is None or not link.reachable:
-            why = link.error if link else "no address known"
-            return pb.NodeResult(node=name, ok=False, error=f"not reachable: {why}")
+            return pb.NodeResult(node=name, ok=False, error=link.error if link else "unreachable (no address known)")
         if method == "Signal":
             call = apb.SignalCommand(names=names, signal=request.signal)
         else:

@@ -67,6 +67,7 @@ class Fleet:
         # last heartbeat per node as seen in etcd; kept after the lease (and its key) expired
         self._last_heartbeat: dict[str, float] = {}
         self._changed = asyncio.Event()
+        self.changes = 0  # counts changes; see wait_change
         self._listeners: list[Callable[[], None]] = []
         mirror.subscribe(self._on_mirror)
 
@@ -94,12 +95,17 @@ class Fleet:
         self._listeners.append(callback)
 
     def _notify(self) -> None:
+        self.changes += 1
         self._changed.set()
         self._changed = asyncio.Event()
         for callback in self._listeners:
             callback()
 
-    async def wait_change(self, timeout: float) -> None:
+    async def wait_change(self, timeout: float, since: int | None = None) -> None:
+        """Until the next change, or the first one after `since` (a value of `changes`, so that
+        a change made while the caller was busy is not missed), or `timeout` seconds."""
+        if since is not None and self.changes != since:
+            return
         try:
             await asyncio.wait_for(self._changed.wait(), timeout)
         except TimeoutError:

@@ -78,7 +78,8 @@ class ControllerServicer(pb_grpc.ControllerServiceServicer):
         self.command_timeout = command_timeout
 
     async def _write(self, context: grpc.aio.ServicerContext, action: str, args: dict[str, object],
-                     work: Callable[[], Awaitable[T]], summary: Callable[[T], str]) -> T:
+                     work: Callable[[], Awaitable[T]], summary: Callable[[T], str],
+                     succeeded: Callable[[T], bool] = lambda _: True) -> T:
         """A mutating command: only on the leader, always audited."""
         if not self.leadership.is_leader:
             address = self.leadership.leader_address
@@ -95,7 +96,7 @@ class ControllerServicer(pb_grpc.ControllerServiceServicer):
                                audit.entry(who, action, args, False, str(exc), self.fleet.id))
             await fail(context, exc)
         await audit.record(self.fleet.client, self.fleet.prefix,
-                           audit.entry(who, action, args, True, summary(result), self.fleet.id))
+                           audit.entry(who, action, args, succeeded(result), summary(result), self.fleet.id))
         return result
 
     # -- agents ------------------------------------------------------------------------------
@@ -126,9 +127,10 @@ class ControllerServicer(pb_grpc.ControllerServiceServicer):
 
     async def WatchStatus(self, request: pb.StatusRequest, context) -> AsyncIterator[pb.FleetStatus]:
         while True:
+            seen = self.fleet.changes
             yield await self._status(request, context)
             await asyncio.sleep(STATUS_COALESCE)
-            await self.fleet.wait_change(STATUS_PERIOD - STATUS_COALESCE)
+            await self.fleet.wait_change(STATUS_PERIOD - STATUS_COALESCE, since=seen)
 
     async def ListNodes(self, request: pb.ListNodesRequest, context) -> pb.ListNodesResponse:
         return pb.ListNodesResponse(nodes=self.fleet.nodes(dict(request.labels)))
@@ -220,7 +222,7 @@ class ControllerServicer(pb_grpc.ControllerServiceServicer):
         args = {"patterns": list(request.patterns), "labels": dict(request.labels), "signal": request.signal}
         return await self._write(context, f"control.{action}", args,
                                  lambda: fanout.control(self.fleet, request, default_timeout=self.command_timeout),
-                                 _control_summary)
+                                 _control_summary, lambda response: all(n.ok for n in response.nodes))
 
 
     # -- operations ------------------------------------------------------------------------------
@@ -259,13 +261,14 @@ class ControllerServicer(pb_grpc.ControllerServiceServicer):
     async def WatchOperation(self, request: pb.GetOperationRequest, context) -> AsyncIterator[pb.Operation]:
         last = None
         while True:
+            seen = self.fleet.changes
             op = await self._operation(request.id, context)
             if op != last:
                 yield op
                 last = op
             if op.state in ENDED:
                 return
-            await self.fleet.wait_change(STATUS_PERIOD)
+            await self.fleet.wait_change(STATUS_PERIOD, since=seen)
 
     async def PauseOperation(self, request: pb.GetOperationRequest, context) -> pb.Operation:
         return await self._write(context, "ops.pause", {"id": request.id, "reason": request.reason},

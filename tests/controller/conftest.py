@@ -44,6 +44,7 @@ class Fleet:
     def close(self) -> None:
         for agent in self.agents:
             agent.stop()
+            agent.reap_orphans()
         for ctl in self.controllers:
             ctl.stop()
 

@@ -196,12 +196,31 @@ class EtcdServer:
 
 # -- asyncio helpers for tests (pytest-asyncio is not used) --------------------------------------
 
+_loop: asyncio.AbstractEventLoop | None = None
+
+
 def run(coro, timeout: float = 30.0):
-    """Run one async test body on a fresh loop, failing rather than hanging past `timeout`."""
+    """Run one async test body, failing rather than hanging past `timeout`.
+
+    All bodies share one event loop: grpc.aio binds its completion queue to every loop it
+    has seen, and events for calls of an already closed loop (a cancelled watch finishing
+    late) make it drop the rest of a batch, which shows up as rare, slow, flaky tests.
+    """
+    global _loop
+    if _loop is None or _loop.is_closed():
+        _loop = asyncio.new_event_loop()
+
     async def bounded():
         async with asyncio.timeout(timeout):
             return await coro
-    return asyncio.run(bounded())
+    try:
+        return _loop.run_until_complete(bounded())
+    finally:
+        leftovers = [t for t in asyncio.all_tasks(_loop) if not t.done()]
+        for task in leftovers:
+            task.cancel()
+        if leftovers:
+            _loop.run_until_complete(asyncio.gather(*leftovers, return_exceptions=True))
 
 
 async def eventually(predicate, timeout: float, what: str) -> float:

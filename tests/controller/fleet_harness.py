@@ -4,6 +4,8 @@ register with them. Everything is a separate OS process, as in production."""
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
 import threading
@@ -107,6 +109,7 @@ labels={labels}
 grpc_listen=127.0.0.1:{grpc_port}
 controllers={controllers}
 state_dir=%(here)s/state
+{fleetvisor_extra}
 
 {programs}
 """
@@ -121,7 +124,7 @@ stopwaitsecs=2
 
 class Agent:
     def __init__(self, base: Path, node: str, controllers: list[str], *, labels: str = "",
-                 programs: str | None = None) -> None:
+                 programs: str | None = None, fleetvisor_extra: str = "") -> None:
         self.node = node
         self.dir = base / node
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -129,9 +132,11 @@ class Agent:
         self.address = f"127.0.0.1:{self.grpc_port}"
         body = AGENT_CONFIG.format(node=node, labels=labels, grpc_port=self.grpc_port,
                                    controllers=",".join(controllers),
-                                   programs=SLEEPER.format(name="app") if programs is None else programs)
+                                   programs=SLEEPER.format(name="app") if programs is None else programs,
+                                   fleetvisor_extra=fleetvisor_extra)
         self.config = write_config(self.dir, body)
         self.daemon: Daemon | None = None
+        self.orphans: list[int] = []
         self.start()
 
     def start(self) -> None:
@@ -142,8 +147,29 @@ class Agent:
             self.daemon.stop()
 
     def kill(self) -> None:
-        if self.daemon is not None:
+        """SIGKILL the agent. Its children outlive it (as supervisord's do); they are killed
+        when the test ends."""
+        if self.daemon is not None and self.daemon.proc.poll() is None:
+            self.orphans += children_of(self.daemon.proc.pid)
             self.daemon.kill()
+
+    def reap_orphans(self) -> None:
+        for pid in self.orphans:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        self.orphans.clear()
+
+
+def children_of(pid: int) -> list[int]:
+    found = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            found += [int(c) for c in (task / "children").read_text().split()]
+        except OSError:
+            pass
+    return found
 
 
 def fleetctl(controller: str, *args: str, timeout: float = 30) -> subprocess.CompletedProcess:

@@ -73,7 +73,7 @@ def test_one_node_down_is_reported_while_the_others_proceed(fleet, three_nodes):
     answer = control(ctl, pb.STOP, "*:worker")
     result = {n.node: n for n in answer.nodes}
     assert result["web-1"].ok and result["db-1"].ok
-    assert not result["web-2"].ok and "not reachable" in result["web-2"].error
+    assert not result["web-2"].ok and "unreachable" in result["web-2"].error
     wait_status(ctl, lambda s: states(s)["web-1:worker"] == "STOPPED")
 
 

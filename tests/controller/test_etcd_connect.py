@@ -1,0 +1,129 @@
+"""connect(): endpoint order, one-line errors, TLS with client certificates, token renewal."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from fleetvisor.cli.certs import issue, make_ca
+from fleetvisor.controller.etcd import EtcdError, EtcdSettings, connect
+from fleetvisor.controller.mirror import Mirror
+
+from .etcd_harness import EtcdServer, ServerTLS, eventually, free_port, run
+
+
+def test_connect_reads_and_writes(etcd: EtcdServer) -> None:
+    async def body():
+        client = await connect(EtcdSettings([etcd.endpoint]))
+        try:
+            await client.put(b"/t/k", b"v")
+            assert (await client.get(b"/t/k")).value == b"v"
+            assert client.endpoint == etcd.endpoint
+        finally:
+            await client.close()
+    run(body())
+
+
+def test_connect_skips_dead_endpoints_in_order(etcd: EtcdServer) -> None:
+    dead = f"127.0.0.1:{free_port()}"
+
+    async def body():
+        client = await connect(EtcdSettings([dead, etcd.endpoint], timeout=2))
+        try:
+            assert client.endpoint == etcd.endpoint
+        finally:
+            await client.close()
+    run(body())
+
+
+def test_connect_error_names_every_endpoint_on_one_line() -> None:
+    dead = [f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"]
+    started = time.monotonic()
+    with pytest.raises(EtcdError) as info:
+        run(connect(EtcdSettings(dead, timeout=3)))
+    message = str(info.value)
+    assert all(endpoint in message for endpoint in dead)
+    assert message.startswith("cannot reach etcd at ")
+    assert "\n" not in message and "Traceback" not in message
+    assert time.monotonic() - started < 3  # refused connections fail fast, not at the timeout
+
+
+def test_connect_rejects_bad_settings(tmp_path: Path) -> None:
+    with pytest.raises(EtcdError, match="bad etcd endpoint"):
+        run(connect(EtcdSettings(["nohostport"])))
+    with pytest.raises(EtcdError, match="cannot read etcd CA file"):
+        run(connect(EtcdSettings(["127.0.0.1:1"], ca=tmp_path / "missing.pem")))
+    with pytest.raises(EtcdError, match="together"):
+        run(connect(EtcdSettings(["127.0.0.1:1"], ca=tmp_path / "ca.pem", cert=tmp_path / "c.pem")))
+
+
+@pytest.fixture
+def tls_etcd(tmp_path: Path):
+    pki = tmp_path / "pki"
+    ca, _ = make_ca(pki)
+    cert, key = issue(pki, "etcd", ["127.0.0.1"])
+    server = EtcdServer(tmp_path / "server", tls=ServerTLS(ca=ca, cert=cert, key=key, client_auth=True))
+    server.start()
+    try:
+        yield server, pki
+    finally:
+        server.kill()
+
+
+def test_connect_over_tls_with_client_certificate(tls_etcd) -> None:
+    server, pki = tls_etcd
+    cert, key = issue(pki, "controller", [], client_only=True)
+
+    async def body():
+        client = await connect(EtcdSettings([server.endpoint], ca=pki / "ca.pem", cert=cert, key=key))
+        try:
+            await client.put(b"/t/tls", b"secret")
+            assert (await client.get(b"/t/tls")).value == b"secret"
+        finally:
+            await client.close()
+    run(body())
+
+
+def test_tls_etcd_refuses_plaintext_and_missing_client_cert(tls_etcd) -> None:
+    server, pki = tls_etcd
+    with pytest.raises(EtcdError, match=server.endpoint) as info:
+        run(connect(EtcdSettings([server.endpoint], timeout=2)))
+    assert "TLS" in str(info.value)  # a hint, not just gRPC's "Socket closed"
+    with pytest.raises(EtcdError, match=server.endpoint) as info:
+        run(connect(EtcdSettings([server.endpoint], ca=pki / "ca.pem", timeout=2)))
+    assert "client certificate" in str(info.value)
+
+
+def test_tls_rejects_a_server_from_another_ca(tls_etcd, tmp_path: Path) -> None:
+    server, pki = tls_etcd
+    other_ca, _ = make_ca(tmp_path / "other")
+    cert, key = issue(pki, "controller", [], client_only=True)
+    with pytest.raises(EtcdError, match=server.endpoint) as info:
+        run(connect(EtcdSettings([server.endpoint], ca=other_ca, cert=cert, key=key, timeout=2)))
+    assert "not signed by the given CA" in str(info.value)
+
+
+def test_auth_token_is_renewed_after_etcd_restart(etcd: EtcdServer) -> None:
+    """etcd forgets its simple tokens on restart; unary calls and watches must carry on."""
+    etcd.enable_auth("pw")
+    with pytest.raises(EtcdError, match="authentication failed"):
+        run(connect(EtcdSettings([etcd.endpoint], user="root", password="wrong", timeout=2)))
+
+    async def body():
+        client = await connect(EtcdSettings([etcd.endpoint], user="root", password="pw"))
+        mirror = Mirror(client, "/auth/")
+        try:
+            await mirror.start()
+            await client.put(b"/auth/a", b"1")
+            etcd.restart()
+            put = await client.put(b"/auth/b", b"2")  # stale token: renewed and retried once
+            await mirror.wait_revision(put.header.revision, timeout=15)
+            assert mirror.items() == {"a": b"1", "b": b"2"}
+            assert mirror.reloads == 0  # the watch itself resumed, with a renewed token
+            await eventually(lambda: mirror.connected, 5, "the mirror's watch to be back")
+        finally:
+            await mirror.close()
+            await client.close()
+    run(body())

@@ -1,0 +1,103 @@
+"""EmbeddedEtcd: a private etcd that keeps its data, reports failures, and dies with us."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from fleetvisor.controller.embedded import NOT_FOUND, EmbeddedEtcd
+from fleetvisor.controller.etcd import EtcdError, EtcdSettings, connect
+
+from .etcd_harness import ETCD, run
+
+
+def _alive(pid: int) -> bool:
+    """True while `pid` exists and is not a zombie."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def test_embedded_keeps_data_across_restarts(tmp_path: Path) -> None:
+    async def body():
+        etcd = EmbeddedEtcd(tmp_path / "state", binary=ETCD)
+        try:
+            endpoint = await etcd.start()
+            assert endpoint.startswith("127.0.0.1:") and etcd.running
+            client = await connect(EtcdSettings([endpoint]))
+            await client.put(b"/keep", b"me")
+            await client.close()
+            pid = etcd.pid
+            await etcd.stop()
+            assert not etcd.running and not _alive(pid)
+
+            endpoint = await etcd.start()
+            client = await connect(EtcdSettings([endpoint]))
+            assert (await client.get(b"/keep")).value == b"me"
+            await client.close()
+        finally:
+            await etcd.stop()
+        assert "fleetvisor-embedded" in (tmp_path / "state" / "etcd.log").read_text()
+    run(body())
+
+
+def test_embedded_missing_binary_says_what_to_do(tmp_path: Path) -> None:
+    with pytest.raises(EtcdError) as info:
+        run(EmbeddedEtcd(tmp_path, binary="no-such-etcd-binary").start())
+    assert str(info.value) == NOT_FOUND
+
+
+def test_embedded_reports_an_etcd_that_exits(tmp_path: Path) -> None:
+    fake = tmp_path / "etcd"
+    fake.write_text("#!/bin/sh\necho 'etcdmain: listen tcp: something went wrong' >&2\nexit 3\n")
+    fake.chmod(0o755)
+    with pytest.raises(EtcdError) as info:
+        run(EmbeddedEtcd(tmp_path / "state", binary=str(fake)).start())
+    message = str(info.value)
+    assert "exited with status 3" in message and "something went wrong" in message
+    assert "\n" not in message
+
+
+CHILD = """
+import asyncio, sys
+from pathlib import Path
+from fleetvisor.controller.embedded import EmbeddedEtcd
+
+async def main():
+    etcd = EmbeddedEtcd(Path(sys.argv[1]), binary=sys.argv[2])
+    await etcd.start()
+    print(etcd.pid, flush=True)
+    await asyncio.Event().wait()
+
+asyncio.run(main())
+"""
+
+
+def test_embedded_etcd_dies_when_the_controller_is_killed(tmp_path: Path) -> None:
+    controller = subprocess.Popen([sys.executable, "-c", CHILD, str(tmp_path / "state"), ETCD],
+                                  stdout=subprocess.PIPE, text=True)
+    etcd_pid = None
+    try:
+        line = controller.stdout.readline()
+        assert line.strip().isdigit(), f"controller did not start etcd: {line!r}"
+        etcd_pid = int(line)
+        assert _alive(etcd_pid)
+        controller.send_signal(signal.SIGKILL)
+        controller.wait(5)
+        deadline = time.monotonic() + 10
+        while _alive(etcd_pid):
+            assert time.monotonic() < deadline, "etcd outlived its SIGKILLed controller"
+            time.sleep(0.02)
+    finally:
+        controller.kill()
+        controller.wait()
+        if etcd_pid and _alive(etcd_pid):
+            os.kill(etcd_pid, signal.SIGKILL)
