@@ -11,7 +11,10 @@ callers re-open from the revision they last saw.
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
+import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,6 +23,8 @@ import aetcd.watcher
 import grpc
 from aetcd import rpc
 from aetcd.utils import prefix_range_end
+
+log = logging.getLogger("fleetvisor.controller")
 
 __all__ = ["Backoff", "Client", "EtcdError", "EtcdSettings", "WatchCanceled", "WatchCompacted",
            "WatchStream", "connect", "describe", "event_revision", "prefix_range_end", "recover"]
@@ -193,13 +198,17 @@ class Client(aetcd.Client):
     """aetcd's client on a channel we build: TLS when `credentials` is given, renewable auth."""
 
     def __init__(self, endpoint: str, *, credentials: grpc.ChannelCredentials | None = None,
-                 user: str | None = None, password: str | None = None, timeout: float = 5.0) -> None:
+                 user: str | None = None, password: str | None = None, timeout: float = 5.0,
+                 others: Sequence[str] = ()) -> None:
         host, port = split_endpoint(endpoint)
         super().__init__(host=host, port=port, timeout=timeout, options=dict(CHANNEL_OPTIONS))
         self.endpoint = endpoint
+        # the cluster's other members, in order: where fail_over() goes next
+        self.endpoints = [endpoint, *(e for e in others if e != endpoint)]
         self._credentials = credentials
         self._token = _Token(user, password or "", timeout) if user else None
         self._connect_lock = asyncio.Lock()
+        self._failed_over_at = 0.0
 
     async def connect(self) -> None:
         """Open the channel and, with credentials, get a token. Safe to call repeatedly."""
@@ -232,6 +241,27 @@ class Client(aetcd.Client):
             self._watcher = aetcd.watcher.Watcher(rpc.WatchStub(channel), timeout=self._timeout)
             self._connected.set()
 
+    async def fail_over(self) -> None:
+        """Move to the next member of the cluster after the current one stopped answering.
+
+        Calls in flight on the old channel fail and their callers retry on the new one. Several
+        retry loops notice one outage together, so it moves at most once a second."""
+        now = time.monotonic()
+        if len(self.endpoints) < 2 or now - self._failed_over_at < 1.0 or not self._connected.is_set():
+            return
+        self._failed_over_at = now
+        old_endpoint, old_channel = self.endpoint, self.channel
+        index = (self.endpoints.index(self.endpoint) + 1) % len(self.endpoints)
+        self.endpoint = self.endpoints[index]
+        self._host, self._port = split_endpoint(self.endpoint)
+        log.warning("etcd member %s is not answering; switching to %s", old_endpoint, self.endpoint)
+        self._connected.clear()
+        try:
+            await self.connect()
+        finally:
+            if old_channel is not None:
+                await old_channel.close()
+
     async def renew_token(self, stale: BaseException | None = None) -> None:
         """Get a fresh token if `stale` says etcd forgot ours (a no-op without credentials)."""
         if self._token is not None and (stale is None or is_stale_token(stale)):
@@ -250,12 +280,25 @@ async def recover(client: aetcd.Client, exc: BaseException) -> None:
     watch, not an auth error), so that counts too; renewing for a real lack of permission
     only costs one Authenticate per retry.
     """
+    if not isinstance(client, Client):
+        return
     denied = isinstance(exc, WatchCanceled) and "permission denied" in exc.reason
-    if isinstance(client, Client) and (denied or is_stale_token(exc)):
-        try:
+    try:
+        if denied or is_stale_token(exc):
             await client.renew_token()
-        except Exception:
-            pass  # the caller's retry loop will see the failure again
+        elif is_unavailable(exc):
+            await client.fail_over()
+    except Exception:
+        pass  # the caller's retry loop will see the failure again
+
+
+def is_unavailable(exc: BaseException) -> bool:
+    """True when the member we talk to is gone or cut off (not when it refused a request)."""
+    cause = exc.__cause__ if isinstance(exc, aetcd.exceptions.ClientError) and exc.__cause__ else exc
+    if isinstance(cause, grpc.aio.AioRpcError):
+        return cause.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
+    return isinstance(exc, (aetcd.exceptions.ConnectionFailedError, aetcd.exceptions.ConnectionTimeoutError,
+                            asyncio.TimeoutError)) or (isinstance(exc, EtcdError) and "closed" in str(exc))
 
 
 def _read(path: Path | None, what: str) -> bytes | None:
@@ -290,7 +333,7 @@ async def connect(settings: EtcdSettings) -> Client:
     reasons: list[str] = []
     for endpoint in settings.endpoints:
         client = Client(endpoint, credentials=credentials, user=settings.user, password=settings.password,
-                        timeout=settings.timeout)
+                        timeout=settings.timeout, others=settings.endpoints)
         try:
             async with asyncio.timeout(settings.timeout):
                 await client.probe()

@@ -45,8 +45,10 @@ class ServerTLS:
 
 
 class EtcdServer:
-    def __init__(self, base: Path, *, tls: ServerTLS | None = None, binary: str = ETCD) -> None:
+    def __init__(self, base: Path, *, tls: ServerTLS | None = None, binary: str = ETCD, name: str = "test") -> None:
         self.base = base
+        self.name = name
+        self.cluster = ""  # "name=peer-url,...": set by cluster() for a multi-member etcd
         self.data_dir = base / "etcd-data"
         self.log_path = base / "etcd.log"
         self.tls = tls
@@ -64,10 +66,10 @@ class EtcdServer:
         scheme = "https" if self.tls else "http"
         client_url = f"{scheme}://127.0.0.1:{self.client_port}"
         peer_url = f"http://127.0.0.1:{self.peer_port}"
-        args = [self.binary, "--name", "test", "--data-dir", str(self.data_dir),
+        args = [self.binary, "--name", self.name, "--data-dir", str(self.data_dir),
                 "--listen-client-urls", client_url, "--advertise-client-urls", client_url,
                 "--listen-peer-urls", peer_url, "--initial-advertise-peer-urls", peer_url,
-                "--initial-cluster", f"test={peer_url}", "--initial-cluster-state", "new",
+                "--initial-cluster", self.cluster or f"{self.name}={peer_url}", "--initial-cluster-state", "new",
                 "--heartbeat-interval", "10", "--election-timeout", "100",
                 "--logger", "zap", "--log-outputs", "stderr", "--log-level", "warn"]
         if self.tls:
@@ -78,17 +80,21 @@ class EtcdServer:
         return args
 
     def start(self, timeout: float = 20.0) -> None:
+        self.launch()
+        try:
+            self._wait_ready(timeout)
+        except BaseException:
+            self.kill()
+            raise
+
+    def launch(self) -> None:
+        """Start the process without waiting (a cluster member is ready only with a quorum)."""
         assert self.proc is None, "already running"
         self.base.mkdir(parents=True, exist_ok=True)
         with open(self.log_path, "ab") as log:
             # die_with_parent: no etcd outlives a test run that is killed
             self.proc = subprocess.Popen(die_with_parent(self._args()), stdin=subprocess.DEVNULL, stdout=log, stderr=log,
                                          process_group=0, close_fds=True)
-        try:
-            self._wait_ready(timeout)
-        except BaseException:
-            self.kill()
-            raise
 
     def _credentials(self) -> grpc.ChannelCredentials | None:
         if not self.tls:
@@ -192,6 +198,23 @@ class EtcdServer:
         """Down and up again on the same ports and data dir."""
         self.kill() if kill else self.stop()
         self.start()
+
+
+def cluster(base: Path, size: int = 3, timeout: float = 30.0) -> list[EtcdServer]:
+    """A multi-member etcd cluster on loopback; every member is ready on return."""
+    members = [EtcdServer(base / f"m{i}", name=f"m{i}") for i in range(1, size + 1)]
+    initial = ",".join(f"{m.name}=http://127.0.0.1:{m.peer_port}" for m in members)
+    for member in members:
+        member.cluster = initial
+        member.launch()
+    try:
+        for member in members:
+            member._wait_ready(timeout)
+    except BaseException:
+        for member in members:
+            member.kill()
+        raise
+    return members
 
 
 # -- asyncio helpers for tests (pytest-asyncio is not used) --------------------------------------
