@@ -10,6 +10,7 @@ config's `[program:x]` is not a rich tag.
 from __future__ import annotations
 
 import difflib
+import json
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -312,8 +313,30 @@ def audit_table(entries: Iterable) -> Table:
         if e.result:
             result.append(f" {e.result}", style="" if e.ok else "red")
         table.add_row(Text(format_time(e.time)), Text(e.who or "-"), Text(e.action, style="bold"),
-                      Text(e.detail or "-"), result)
+                      Text(audit_detail(e.detail) or "-"), result)
     return table
+
+
+def audit_detail(detail: str) -> str:
+    """The arguments as `key=value` pairs, leaving out the empty ones (JSON is for -o json)."""
+    try:
+        args = json.loads(detail)
+    except ValueError:
+        return detail
+    if not isinstance(args, dict):
+        return detail
+    parts = []
+    for key, value in args.items():
+        if value in (None, "", [], {}, False, 0):
+            continue
+        if isinstance(value, dict):
+            value = ",".join(f"{k}={v}" for k, v in value.items())
+        elif isinstance(value, list):
+            value = ",".join(str(v) for v in value)
+        elif value is True:
+            value = "yes"
+        parts.append(f"{key}={value}")
+    return " ".join(parts)
 
 
 def leader_line(info) -> Text:

@@ -223,7 +223,7 @@ def test_audit_table():
                cpb.AuditEntry(time=NOW, who="", action="control.restart", ok=False, result="web-2 unreachable")]
     lines = text_of(view.audit_table(entries)).splitlines()
     assert lines[0].split() == ["TIME", "WHO", "ACTION", "DETAIL", "RESULT"]
-    assert lines[1].split()[2:] == ["alice@h", "config.push", '{"name":', '"web"}', "ok", "revision", "4"]
+    assert lines[1].split()[2:] == ["alice@h", "config.push", "name=web", "ok", "revision", "4"]
     assert lines[2].split()[2:] == ["-", "control.restart", "-", "failed", "web-2", "unreachable"]
 
 
@@ -233,3 +233,11 @@ def test_leader_line():
     itself = cpb.LeaderInfo(leader_id="ctl-1", leader_address="10.0.0.1:7500", controller_id="ctl-1", is_leader=True)
     assert view.leader_line(itself).plain.endswith("(answered by the leader)")
     assert "no controller leads" in view.leader_line(cpb.LeaderInfo(controller_id="ctl-2")).plain
+
+
+def test_audit_detail_is_compact_key_values():
+    from fleetvisor.cli.fleetrender import audit_detail
+    detail = ('{"labels": {"role": "web"}, "message": "first", "name": "web", "nodes": [], "rolling": false,'
+              ' "patterns": ["*:app", "db-1:worker"]}')
+    assert audit_detail(detail) == "labels=role=web message=first name=web patterns=*:app,db-1:worker"
+    assert audit_detail("not json") == "not json"
