@@ -22,7 +22,8 @@ import aetcd
 import grpc
 from aetcd import rpc
 
-from .etcd import Backoff, EtcdError, WatchStream, describe, recover
+from .backoff import Backoff
+from .etcd import EtcdError, WatchStream, describe, recover
 
 log = logging.getLogger(__name__)
 

@@ -26,7 +26,7 @@ from aetcd.utils import prefix_range_end
 
 log = logging.getLogger("fleetvisor.controller")
 
-__all__ = ["Backoff", "Client", "EtcdError", "EtcdSettings", "WatchCanceled", "WatchCompacted",
+__all__ = ["Client", "EtcdError", "EtcdSettings", "WatchCanceled", "WatchCompacted",
            "WatchStream", "connect", "describe", "event_revision", "prefix_range_end", "recover"]
 
 
@@ -343,22 +343,6 @@ async def connect(settings: EtcdSettings) -> Client:
             await client.close()
     names = ", ".join(settings.endpoints)
     raise EtcdError(f"cannot reach etcd at {names} ({'; '.join(reasons)})")
-
-
-@dataclass
-class Backoff:
-    """Capped exponential delay between reconnect attempts; reset once a watch is back."""
-
-    initial: float = 0.1
-    cap: float = 5.0
-    current: float = 0.0
-
-    def next(self) -> float:
-        self.current = self.initial if self.current == 0 else min(self.cap, self.current * 2)
-        return self.current
-
-    def reset(self) -> None:
-        self.current = 0.0
 
 
 class WatchStream:

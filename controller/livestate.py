@@ -11,15 +11,15 @@ from __future__ import annotations
 
 import asyncio
 import datetime
-import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import grpc
 
 from fleetvisor.v1 import agent_pb2 as apb
 from fleetvisor.v1 import agent_pb2_grpc as apb_grpc
+
+from .backoff import Backoff
 
 # Ping an idle connection every 2 s and give up on it 3 s later: a cut link shows well
 # inside a node's lease TTL. The agent's server allows pings this frequent.
@@ -31,22 +31,6 @@ CHANNEL_OPTIONS = [
     ("grpc.initial_reconnect_backoff_ms", 200),
     ("grpc.max_reconnect_backoff_ms", 5000),
 ]
-
-
-@dataclass
-class Backoff:
-    """Capped exponential backoff with jitter, for reconnects and retries."""
-
-    first: float = 0.2
-    cap: float = 5.0
-    current: float = 0.0
-
-    def next(self) -> float:
-        self.current = self.first if not self.current else min(self.cap, self.current * 2)
-        return self.current * random.uniform(0.8, 1.2)
-
-    def reset(self) -> None:
-        self.current = 0.0
 
 
 def rpc_reason(exc: grpc.aio.AioRpcError) -> str:
@@ -117,7 +101,7 @@ class NodeLink:
         return self.info.applied_revision if self.info is not None else None
 
     async def _follow(self) -> None:
-        backoff = Backoff()
+        backoff = Backoff(initial=0.2, cap=5.0, jitter=0.2)
         while True:
             try:
                 call = self.stub.WatchEvents(apb.WatchEventsRequest(after_sequence=self.sequence,

@@ -21,7 +21,8 @@ from dataclasses import dataclass
 import aetcd
 from aetcd import rpc
 
-from .etcd import (Backoff, EtcdError, WatchCompacted, WatchStream, describe, event_revision,
+from .backoff import Backoff
+from .etcd import (EtcdError, WatchCompacted, WatchStream, describe, event_revision,
                    prefix_range_end, recover)
 
 log = logging.getLogger(__name__)
