@@ -63,6 +63,7 @@ class Fleet:
         self.node_ttl = node_ttl
         self.agent_credentials = agent_credentials
         self.links: dict[str, NodeLink] = {}
+        self._closing: set[asyncio.Task[None]] = set()
         self._leases: dict[str, int] = {}
         # last heartbeat per node as seen in etcd; kept after the lease (and its key) expired
         self._last_heartbeat: dict[str, float] = {}
@@ -125,7 +126,9 @@ class Fleet:
         for name in list(self.links):
             member = members.get(name)
             if member is None or member.address != self.links[name].address:
-                asyncio.create_task(self.links.pop(name).close())
+                closing = asyncio.create_task(self.links.pop(name).close())
+                self._closing.add(closing)  # held until done: the loop keeps only weak references
+                closing.add_done_callback(self._closing.discard)
         for name, member in members.items():
             if name not in self.links and member.address:
                 link = NodeLink(name, member.address, self.agent_credentials, lambda _link: self._notify())
@@ -174,7 +177,7 @@ class Fleet:
     async def heartbeat(self, request: pb.HeartbeatRequest, peer_host: str) -> None:
         """Record the node (members/), and renew its lease-bound registration (nodes/)."""
         name = request.node
-        old = self.members().get(name)
+        old = decode(MemberRecord, self.mirror.get(records.member_key(name)))
         member = MemberRecord(
             name=name, address=dial_address(request.address, peer_host), labels=dict(request.labels),
             agent_version=request.agent_version, started_at=request.started_at, run_id=request.agent_run_id,

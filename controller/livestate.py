@@ -68,17 +68,16 @@ class NodeLink:
         self.run_id = ""
         self.sequence = 0
         self._task: asyncio.Task[None] | None = None
+        self._loading: set[asyncio.Task[None]] = set()
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._follow(), name=f"follow {self.name}")
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
+        tasks = [t for t in (self._task, *self._loading) if t is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
         await self.channel.close()
 
     def snapshot(self) -> list[apb.ProcessInfo]:
@@ -131,7 +130,9 @@ class NodeLink:
             self.received[proc.namespec] = now
         elif kind == "group":
             if event.group.added:
-                asyncio.create_task(self._load_group(event.group.group))
+                loading = asyncio.create_task(self._load_group(event.group.group))
+                self._loading.add(loading)  # held until done: the loop keeps only weak references
+                loading.add_done_callback(self._loading.discard)
             else:
                 for spec in [s for s, p in self.processes.items() if p.group == event.group.group]:
                     del self.processes[spec]
