@@ -19,6 +19,7 @@ from .config.search import find_config_file
 from .daemon import (StartupError, daemonize, drop_privileges, raise_rlimits,
                      remove_quietly, write_pidfile)
 from .fleetconfig import FleetConfig, RevisionStore, state_dir_of
+from .leftovers import Ledger, stop_survivors
 from .mainlog import BootLog, MainLog, level_from_name
 from .http.listeners import Listener, close_listeners, open_listeners
 from .http.server import HttpFace
@@ -206,6 +207,10 @@ class _Reloader:
 async def _serve_config(config: Config, log: MainLog, reloader: _Reloader,
                         listeners: list[Listener]) -> SupervisorState:
     core = Supervisor(config, log, reloader=reloader)
+    ledger = None
+    if config.fleetvisor is not None:  # fleet nodes only: standalone, behave exactly as supervisord
+        await stop_survivors(config, state_dir_of(config), log)
+        ledger = Ledger(state_dir_of(config), core)
     http = HttpFace(core, listeners)
     await http.start()
     grpc_face = None
@@ -229,6 +234,8 @@ async def _serve_config(config: Config, log: MainLog, reloader: _Reloader,
         if grpc_face is not None:
             await grpc_face.close()
         await http.close()
+        if ledger is not None:
+            ledger.close()
 
 
 def _progname() -> str:
