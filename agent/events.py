@@ -15,7 +15,6 @@ import asyncio
 import sys
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
 from .childlog import debug_line, strip_ansi
@@ -82,15 +81,56 @@ def matches(name: str, subscribed: Iterable[str]) -> bool:
     return not set(lineage(name)).isdisjoint(subscribed)
 
 
-@dataclass(eq=False, slots=True)
 class Event:
     """One occurrence. Serials are given by the first pool that buffers it (one global
-    serial per event, one serial per pool), so events nobody listens to use none."""
+    serial per event, one serial per pool), so events nobody listens to use none.
 
-    name: str
-    payload: str
-    serial: int | None = None
-    pool_serials: dict[str, int] = field(default_factory=dict)
+    Child output events keep their fields of the moment (name, group, pid) rendered as a
+    header and the raw bytes as read: the text is only made when the event is sent or
+    its `payload` is asked for. Under a flood most of them are dropped from a full buffer
+    unsent, and a sent one goes out as the bytes it came in as (no decode and encode).
+    """
+
+    __slots__ = ("name", "_payload", "_data", "serial", "pool_serials")
+
+    def __init__(self, name: str, payload: str, serial: int | None = None,
+                 pool_serials: dict[str, int] | None = None) -> None:
+        self.name = name
+        self._payload = payload  # the whole text, or only the header when _data is set
+        self._data: bytes | None = None
+        self.serial = serial
+        self.pool_serials = {} if pool_serials is None else pool_serials
+
+    @classmethod
+    def output(cls, name: str, head: str, data: bytes) -> Event:
+        """An event whose payload is `head` followed by child output `data` as text."""
+        event = cls(name, head)
+        event._data = data
+        return event
+
+    @property
+    def payload(self) -> str:
+        if self._data is None:
+            return self._payload
+        return self._payload + output_text(self._data)
+
+    def body(self) -> tuple[bytes, bytes, int]:
+        """The payload as UTF-8 in two pieces, and its length in characters."""
+        text, data = self._payload, self._data
+        if data is None:
+            return text.encode("utf-8"), b"", len(text)
+        if data.isascii():  # ASCII bytes are their own text, one character a byte
+            chars = len(data)
+        else:
+            try:
+                chars = len(data.decode("utf-8"))
+            except UnicodeDecodeError:
+                rendered = output_text(data)
+                data, chars = rendered.encode("utf-8"), len(rendered)
+        return text.encode("utf-8"), data, len(text) + chars
+
+    def __repr__(self) -> str:
+        return f"Event({self.name!r}, serial={self.serial!r}, pool_serials={self.pool_serials!r})"
 
 
 class Serial:
@@ -113,9 +153,10 @@ GLOBAL_SERIAL = Serial()
 def envelope(event: Event, *, server: str, pool: str, pool_serial: int) -> bytes:
     """The header line and payload a listener reads from its stdin. `len` counts the
     payload's characters, not its bytes: listeners read their stdin as text."""
+    head, data, length = event.body()
     header = (f"ver:3.0 server:{server} serial:{event.serial} pool:{pool} "
-              f"poolserial:{pool_serial} eventname:{event.name} len:{len(event.payload)}\n")
-    return (header + event.payload).encode("utf-8")
+              f"poolserial:{pool_serial} eventname:{event.name} len:{length}\n")
+    return b"".join((header.encode("utf-8"), head, data))
 
 
 # -- payloads ----------------------------------------------------------------------------------
@@ -148,15 +189,18 @@ def process_state_extras(new_state: str, pid: int, tries: int, expected: bool | 
 
 
 def process_log(channel: str, processname: str, groupname: str, pid: int, data: bytes) -> Event:
-    return Event(f"PROCESS_LOG_{channel.upper()}",
-                 f"processname:{processname} groupname:{groupname} pid:{pid} channel:{channel}\n"
-                 f"{output_text(data)}")
+    return Event.output(f"PROCESS_LOG_{channel.upper()}",
+                        process_log_head(channel, processname, groupname, pid), data)
+
+
+def process_log_head(channel: str, processname: str, groupname: str, pid: int) -> str:
+    return f"processname:{processname} groupname:{groupname} pid:{pid} channel:{channel}\n"
 
 
 def process_communication(channel: str, processname: str, groupname: str, pid: int,
                           data: bytes) -> Event:
-    return Event(f"PROCESS_COMMUNICATION_{channel.upper()}",
-                 f"processname:{processname} groupname:{groupname} pid:{pid}\n{output_text(data)}")
+    return Event.output(f"PROCESS_COMMUNICATION_{channel.upper()}",
+                        f"processname:{processname} groupname:{groupname} pid:{pid}\n", data)
 
 
 def remote_communication(type_: str, data: str) -> Event:
@@ -182,10 +226,21 @@ Subscriber = Callable[[Event], None]
 
 class EventBus:
     """Routes each event to the subscribers of its type or of an ancestor, in the order they
-    subscribed. `wants` lets producers skip building events nobody would receive."""
+    subscribed. `wants` lets producers skip building events nobody would receive.
+
+    `awaiting` holds, for each event listener that has been sent an event and owes its
+    answer, a function that reads what it has written so far. A producer of output events
+    calls them before it reads more output (`collect_answers`): an answer already in the
+    pipe frees the listener for the next event now, rather than after this read and the
+    loop's next pass, and the events just read find room in the buffer. (supervisord reads
+    all ready pipes of a pass in no set order; this is one of those orders.)
+    """
 
     def __init__(self) -> None:
-        self._routes: dict[str, list[Subscriber]] = {}
+        # Tuples, replaced on (un)subscribe: publish iterates them without a copy even when a
+        # callback subscribes or unsubscribes.
+        self._routes: dict[str, tuple[Subscriber, ...]] = {}
+        self.awaiting: dict[object, Callable[[], None]] = {}
 
     def subscribe(self, types: Iterable[str], callback: Subscriber) -> Callable[[], None]:
         wanted = set(types)
@@ -194,13 +249,15 @@ class EventBus:
             raise ValueError(f"unknown event type(s): {', '.join(sorted(unknown))}")
         names = [n for n in CONCRETE if not wanted.isdisjoint(lineage(n))]
         for name in names:
-            self._routes.setdefault(name, []).append(callback)
+            self._routes[name] = (*self._routes.get(name, ()), callback)
 
         def unsubscribe() -> None:
             for name in names:
-                route = self._routes[name]
+                route = list(self._routes[name])
                 route.remove(callback)
-                if not route:
+                if route:
+                    self._routes[name] = tuple(route)
+                else:
                     del self._routes[name]
         return unsubscribe
 
@@ -208,8 +265,12 @@ class EventBus:
         return name in self._routes
 
     def publish(self, event: Event) -> None:
-        for callback in list(self._routes.get(event.name, ())):
+        for callback in self._routes.get(event.name, ()):
             callback(event)
+
+    def collect_answers(self) -> None:
+        for collect in list(self.awaiting.values()):
+            collect()
 
 
 # -- capture mode ------------------------------------------------------------------------------
@@ -304,6 +365,7 @@ class OutputEvents:
         self.scanner = CaptureScanner(capture_maxbytes) if capture_maxbytes else None
         self.log_event = f"PROCESS_LOG_{channel.upper()}" if events_enabled else None
         self.strip_ansi = process.core.config.supervisord.strip_ansi
+        self._head: tuple[int, str] = (-1, "")  # the PROCESS_LOG header for this pid
 
     def feed(self, data: bytes) -> None:
         if self.scanner is None:
@@ -328,13 +390,18 @@ class OutputEvents:
         if not data:
             return
         proc = self.process
+        core = proc.core
         if to_log:
             self.log.write(data)
-        mainlog = proc.core.log
+        mainlog = core.log
         if mainlog.is_enabled(Level.DEBG):
             mainlog.debug(debug_line(proc.name, self.channel, data))
-        if self.log_event is not None and proc.core.events.wants(self.log_event):
-            proc.core.events.publish(process_log(self.channel, proc.name, proc.group.name, proc.pid, data))
+        name = self.log_event
+        if name is not None and core.events.wants(name):
+            pid = proc.pid
+            if self._head[0] != pid:  # made once per run, not per chunk
+                self._head = (pid, process_log_head(self.channel, proc.name, proc.group.name, pid))
+            core.events.publish(Event.output(name, self._head[1], data))
 
     def _message(self, data: bytes) -> None:
         proc = self.process

@@ -45,6 +45,12 @@ class ListenerState(enum.IntEnum):
     UNKNOWN = 40
 
 
+# The hot path (a round trip per event) reads these as plain globals.
+_READY, _BUSY, _ACKNOWLEDGED, _UNKNOWN = (ListenerState.READY, ListenerState.BUSY,
+                                          ListenerState.ACKNOWLEDGED, ListenerState.UNKNOWN)
+_RUNNING = ProcessState.RUNNING
+
+
 # -- the protocol, pure ------------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -68,6 +74,7 @@ class Violation:
 
 
 Message = Ready | Result | Violation
+READY_MESSAGE = Ready()
 
 
 class ListenerProtocol:
@@ -81,7 +88,7 @@ class ListenerProtocol:
     """
 
     def __init__(self, on_change: Callable[[ListenerState, ListenerState], None] | None = None) -> None:
-        self.state = ListenerState.ACKNOWLEDGED
+        self.state = _ACKNOWLEDGED
         self.on_change = on_change
         self._buffer = b""
         self._result_len: int | None = None
@@ -89,19 +96,19 @@ class ListenerProtocol:
 
     def sent(self) -> None:
         """An event was written to the listener's stdin."""
-        self.state = ListenerState.BUSY
+        self.state = _BUSY
 
     def acknowledge(self) -> None:
         """The result was handled (taken or rejected): BUSY -> ACKNOWLEDGED."""
-        if self.state == ListenerState.BUSY:
-            self._change(ListenerState.ACKNOWLEDGED)
+        if self.state == _BUSY:
+            self._change(_ACKNOWLEDGED)
 
     def fail(self) -> None:
         """The listener broke the protocol or its result could not be handled: nothing it
         says can be trusted any more."""
         self._buffer = b""
-        if self.state != ListenerState.UNKNOWN:
-            self._change(ListenerState.UNKNOWN)
+        if self.state != _UNKNOWN:
+            self._change(_UNKNOWN)
 
     def feed(self, data: bytes) -> Iterator[Message]:
         """Take bytes the listener wrote and yield what they say, one message at a time.
@@ -131,20 +138,20 @@ class ListenerProtocol:
 
     def _next(self) -> Message | None:
         state = self.state
-        if state == ListenerState.UNKNOWN:
+        if state == _UNKNOWN:
             self._buffer = b""
             return None
-        if not self._buffer and not (state == ListenerState.BUSY and self._result_len == 0):
+        if not self._buffer and not (state == _BUSY and self._result_len == 0):
             return None
-        if state == ListenerState.ACKNOWLEDGED:
+        if state == _ACKNOWLEDGED:
             if len(self._buffer) < len(READY_TOKEN):
                 return None
             if not self._buffer.startswith(READY_TOKEN):
                 return self._violation()
             self._buffer = self._buffer[len(READY_TOKEN):]
-            self._change(ListenerState.READY)
-            return Ready()
-        if state == ListenerState.READY:
+            self._change(_READY)
+            return READY_MESSAGE
+        if state == _READY:
             return self._violation()  # spoke without being spoken to
         # BUSY: a RESULT line, then its body
         if self._result_len is None:
@@ -222,12 +229,13 @@ class Listener:
 
     @property
     def ready(self) -> bool:
-        return self.process.state == ProcessState.RUNNING and self.protocol.state == ListenerState.READY
+        return self.protocol.state == _READY and self.process.state == _RUNNING
 
     def spawned(self) -> None:
         """A new run starts owing a READY."""
         self.protocol = ListenerProtocol(self._changed)
         self.event = None
+        self._answered()
 
     def running(self) -> None:
         """The process entered RUNNING: it may be sent events now."""
@@ -235,6 +243,7 @@ class Listener:
 
     def exited(self) -> None:
         """The process is gone; an event it held is put back first in line."""
+        self._answered()
         event, self.event = self.event, None
         if event is not None:
             self.pool.accept(event, head=True)
@@ -242,25 +251,45 @@ class Listener:
     def sent(self, event: Event) -> None:
         self.protocol.sent()
         self.event = event
+        self.pool.core.events.awaiting[self] = self._collect
+
+    def _answered(self) -> None:
+        self.pool.core.events.awaiting.pop(self, None)
+
+    def _collect(self) -> None:
+        """Read the answer this listener may already have written (see EventBus.awaiting)."""
+        if self.protocol.state == _BUSY:
+            self.process.read_stdout()
+        else:
+            self._answered()
 
     def stdout_tap(self, log: ChildLog) -> ListenerStdout:
         return ListenerStdout(self, log)
 
     def output(self, data: bytes) -> None:
+        said_ready = False
         for message in self.protocol.feed(data):
+            said_ready = said_ready or isinstance(message, Ready)
             self._handle(message)
+        # Ready for the next event: send it now, while the loop is here, rather than on a
+        # later pass (a round trip per event is what bounds a listener's rate). Only once
+        # the whole chunk is parsed, so bytes after READY are judged in the READY state.
+        if said_ready and self.ready:
+            self.pool.dispatch_now()
 
     def _handle(self, message: Message) -> None:
-        name = self.process.name
-        log = self.process.core.log
         if isinstance(message, Ready):
             self.event = None
-            self.pool.schedule_dispatch()
-        elif isinstance(message, Result):
+            return
+        self._answered()
+        name = self.process.name
+        log = self.process.core.log
+        if isinstance(message, Result):
             event, self.event = self.event, None
             verdict = self.pool.handler(event, message.data) if event is not None else Verdict.PROCESSED
-            if verdict == Verdict.PROCESSED:
-                log.debug(f"{name}: event was processed")
+            if verdict is Verdict.PROCESSED:
+                if log.is_enabled(Level.DEBG):
+                    log.debug(f"{name}: event was processed")
                 self.protocol.acknowledge()
             elif verdict == Verdict.REJECTED:
                 log.warn(f"{name}: event was rejected")
@@ -284,7 +313,8 @@ class Listener:
     def _changed(self, old: ListenerState, new: ListenerState) -> None:
         name = self.process.name
         log = self.process.core.log
-        log.debug(f"{name}: {old.name} -> {new.name}")
+        if log.is_enabled(Level.DEBG):
+            log.debug(f"{name}: {old.name} -> {new.name}")
         if new == ListenerState.UNKNOWN:
             log.warn(f"{name}: has entered the UNKNOWN state and will no longer receive events, "
                      "this usually indicates the process violated the eventlistener protocol")
@@ -331,11 +361,14 @@ class ListenerPool:
         for listener in self.listeners:
             listener.process.listener = listener
         self._dispatch_handle: asyncio.Handle | None = None
+        # The head event's envelope, made while every listener was busy (see _prepare_head).
+        self._prepared: tuple[Event, bytes] | None = None
         self._unsubscribe = core.events.subscribe(config.events, self.accept)
 
     def close(self) -> None:
         """The group is being removed: no more events."""
         self._unsubscribe()
+        self._prepared = None
         if self._dispatch_handle is not None:
             self._dispatch_handle.cancel()
             self._dispatch_handle = None
@@ -345,19 +378,31 @@ class ListenerPool:
         if event.serial is None:
             event.serial = GLOBAL_SERIAL.next()
         log = self.core.log
+        buffer = self.buffer
         if self.name not in event.pool_serials:
             event.pool_serials[self.name] = self.serial.next()
-        else:
+        elif log.is_enabled(Level.DEBG):
             log.debug(f"rebuffering event {event.serial} for pool {self.name} "
-                      f"(buf size={len(self.buffer)}, max={self.buffer_size})")
-        if len(self.buffer) >= self.buffer_size:
-            dropped = self.buffer.popleft()
+                      f"(buf size={len(buffer)}, max={self.buffer_size})")
+        if len(buffer) >= self.buffer_size:
+            dropped = buffer.popleft()
+            if self._prepared is not None and self._prepared[0] is dropped:
+                self._prepared = None
             log.error(f"pool {self.name} event buffer overflowed, discarding event {dropped.serial}")
         if head:
-            self.buffer.appendleft(event)
+            buffer.appendleft(event)
         else:
-            self.buffer.append(event)
-        self.schedule_dispatch()
+            buffer.append(event)
+        # Only a listener becoming ready (READY, or its process RUNNING) can make a dispatch
+        # send something, and that dispatches itself: no ready listener, no dispatch.
+        if self._dispatch_handle is None:
+            for listener in self.listeners:
+                if listener.ready:
+                    self.schedule_dispatch()
+                    break
+            else:  # nobody ready: a new head gets its envelope made ahead (see _prepare_head)
+                if len(buffer) == 1:
+                    self._prepare_head()
 
     def schedule_dispatch(self) -> None:
         """Dispatch once the current burst of events is buffered (as supervisord does at the
@@ -365,22 +410,46 @@ class ListenerPool:
         if self._dispatch_handle is None and self.buffer:
             self._dispatch_handle = asyncio.get_running_loop().call_soon(self.dispatch)
 
+    def dispatch_now(self) -> None:
+        """A listener just became ready: dispatch at once (a pending dispatch is done now)."""
+        if self._dispatch_handle is not None:
+            self._dispatch_handle.cancel()
+        self.dispatch()
+
     def dispatch(self) -> None:
         """Send buffered events, oldest first, one to each listener that is ready."""
         self._dispatch_handle = None
         while self.buffer:
             listener = self._send(self.buffer[0])
             if listener is None:
+                self._prepare_head()
                 return
             self.buffer.popleft()
 
-    def _send(self, event: Event) -> Listener | None:
-        data = envelope(event, server=self.core.config.supervisord.identifier, pool=self.name,
+    def _prepare_head(self) -> None:
+        """No listener is ready: if one is busy (its answer and READY will come), make the
+        head event's envelope now, so that the READY only has to write it. The time a
+        listener waits between READY and its event bounds the pool's rate; the work done
+        here overlaps with the listener handling its current event."""
+        head = self.buffer[0]
+        if self._prepared is not None and self._prepared[0] is head:
+            return
+        if any(listener.protocol.state == _BUSY for listener in self.listeners):
+            self._prepared = (head, self._envelope(head))
+
+    def _envelope(self, event: Event) -> bytes:
+        return envelope(event, server=self.core.config.supervisord.identifier, pool=self.name,
                         pool_serial=event.pool_serials[self.name])
+
+    def _send(self, event: Event) -> Listener | None:
+        data = None  # made once a listener is ready to take it
         log = self.core.log
         for listener in self.listeners:
             if not listener.ready:
                 continue
+            if data is None:
+                prepared, self._prepared = self._prepared, None
+                data = prepared[1] if prepared is not None and prepared[0] is event else self._envelope(event)
             try:
                 listener.process.write_stdin(data)
             except OSError as exc:
@@ -390,6 +459,7 @@ class ListenerPool:
                           f"{listener.process.name}, listener state unchanged")
                 continue
             listener.sent(event)
-            log.debug(f"event {event.serial} sent to listener {listener.process.name}")
+            if log.is_enabled(Level.DEBG):
+                log.debug(f"event {event.serial} sent to listener {listener.process.name}")
             return listener
         return None

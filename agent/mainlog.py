@@ -50,6 +50,9 @@ _BY_NAME = {
 }
 
 
+_NAMES = {level: level.name for level in Level}
+
+
 def level_from_name(name: str) -> Level:
     """The level for a `loglevel=` value. Case-insensitive; supervisord knows no aliases
     (``warning`` is an error there too)."""
@@ -59,10 +62,19 @@ def level_from_name(name: str) -> Level:
         raise ValueError(f"bad logging level name {name!r}") from None
 
 
+_second: tuple[int, str] = (-1, "")  # the last second formatted, and its text
+
+
 def _timestamp() -> str:
+    # localtime + strftime cost about a microsecond; a busy log (an overflowing event
+    # pool writes a line per event) formats the same second thousands of times.
+    global _second
     now = time.time()
-    millis = int((now - int(now)) * 1000)  # truncated, not rounded, as supervisord
-    return f"{time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(now))},{millis:03d}"
+    whole = int(now)
+    millis = int((now - whole) * 1000)  # truncated, not rounded, as supervisord
+    if _second[0] != whole:
+        _second = (whole, time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(now)))
+    return f"{_second[1]},{millis:03d}"
 
 
 def _default_syslog(message: str) -> None:
@@ -133,7 +145,7 @@ class MainLog(_LevelMethods):
     def log(self, level: Level, msg: str) -> None:
         if level < self.level:
             return
-        prefix = f"{_timestamp()} {Level(level).name} "
+        prefix = f"{_timestamp()} {_NAMES[level]} "
         line = f"{prefix}{msg}\n"
         if self.echo_stdout:
             self._echo(line)

@@ -54,7 +54,9 @@ def run_scenario(scenario: Scenario, runs: int, quick: bool, console: Console) -
                                "runs": values}
         if "supervisord" in entry and "agent" in entry:
             base = entry["supervisord"]["median"]  # type: ignore[index]
-            ratio = entry["agent"]["median"] / base if base else float("inf")  # type: ignore[index]
+            value = entry["agent"]["median"]  # type: ignore[index]
+            # Both zero (an idle CPU figure below the clock tick in a short window) is a tie.
+            ratio = value / base if base else (1.0 if value == 0 else float("inf"))
             entry["ratio"] = ratio
             entry["met"] = metric.met(ratio)
         metrics[metric.name] = entry
