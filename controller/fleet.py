@@ -64,6 +64,7 @@ class Fleet:
         self.agent_credentials = agent_credentials
         self.links: dict[str, NodeLink] = {}
         self._closing: set[asyncio.Task[None]] = set()
+        self._applied_here: dict[str, str] = {}  # see applied()
         self._leases: dict[str, int] = {}
         # last heartbeat per node as seen in etcd; kept after the lease (and its key) expired
         self._last_heartbeat: dict[str, float] = {}
@@ -116,6 +117,8 @@ class Fleet:
         for change in changes:
             if change.key.startswith(records.NODES):
                 self._note_heartbeat(change.key, change.value)
+            elif change.key.startswith(records.MEMBERS):  # the node's own word replaces ours
+                self._applied_here.pop(change.key[len(records.MEMBERS):], None)
         if any(c.key.startswith(records.MEMBERS) for c in changes):
             self._sync_links()
         self._notify()
@@ -159,11 +162,9 @@ class Fleet:
         return configs.desired_for(member, (current or self.current_configs()).values())
 
     def applied(self, member: MemberRecord) -> str:
-        """What the node runs: from its live stream when connected, else its last heartbeat."""
-        link = self.links.get(member.name)
-        if link is not None and link.reachable and link.applied_revision is not None:
-            return link.applied_revision
-        return member.applied_revision
+        """What the node runs, as its heartbeats say; right after this controller applied a
+        revision there, that one until the node's next heartbeat reports anything."""
+        return self._applied_here.get(member.name, member.applied_revision)
 
     def applied_revision(self, name: str) -> str:
         member = self.members().get(name)
@@ -412,9 +413,7 @@ class Fleet:
             await self.client.put(self.key(records.reconcile_key(name)), encode(record))
 
     def note_member_applied(self, name: str, revision: str) -> None:
-        link = self.links.get(name)
-        if link is not None:
-            link.note_applied(revision)
+        self._applied_here[name] = revision
         self._notify()
 
 

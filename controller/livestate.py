@@ -95,16 +95,15 @@ class NodeLink:
             result.append(proc)
         return result
 
-    @property
-    def applied_revision(self) -> str | None:
-        return self.info.applied_revision if self.info is not None else None
-
     async def _follow(self) -> None:
         backoff = Backoff(initial=0.2, cap=5.0, jitter=0.2)
         while True:
             try:
                 call = self.stub.WatchEvents(apb.WatchEventsRequest(after_sequence=self.sequence,
                                                                     agent_run_id=self.run_id))
+                await call.initial_metadata()  # the agent sends its headers as soon as it follows
+                if self.info is not None:  # resumed: what we hold is current again
+                    self._mark_live()
                 async for event in call:
                     self._apply(event)
                     backoff.reset()
@@ -139,10 +138,11 @@ class NodeLink:
                     del self.received[spec]
         elif kind == "supervisor_state" and self.info is not None:
             self.info.state = event.supervisor_state.state
-        elif kind == "config_applied" and self.info is not None:
-            self.info.applied_revision = event.config_applied.revision
         self.run_id = event.agent_run_id
         self.sequence = event.sequence
+        self._mark_live()
+
+    def _mark_live(self) -> None:
         self.reachable = True
         self.error = ""
         self.state_as_of = time.time()
@@ -159,8 +159,3 @@ class NodeLink:
             self.processes.setdefault(proc.namespec, proc)
             self.received.setdefault(proc.namespec, now)
         self.on_change(self)
-
-    def note_applied(self, revision: str) -> None:
-        """The leader's ApplyConfig succeeded: the agent now holds `revision`."""
-        if self.info is not None:
-            self.info.applied_revision = revision

@@ -157,6 +157,9 @@ class AgentServicer(pb_grpc.AgentServiceServicer):
         return await self._command(request, context, lambda p: operations.signal(self.core, self._spec(p), sig))
 
     async def WatchEvents(self, request, context) -> AsyncIterator[pb.AgentEvent]:
+        # Headers now: a watcher that resumes may get no event for a long time, and it must
+        # still learn at once that the stream is up.
+        await context.send_initial_metadata(())
         after = request.after_sequence
         if not self.journal.can_resume(after, request.agent_run_id):
             after = self.journal.last_sequence
