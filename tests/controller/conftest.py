@@ -42,11 +42,18 @@ class Fleet:
         return agent
 
     def close(self) -> None:
+        """Stop everything, even when stopping one of them fails (then kill it)."""
         for agent in self.agents:
-            agent.stop()
+            try:
+                agent.stop()
+            except Exception:
+                agent.kill()
             agent.reap_orphans()
         for ctl in self.controllers:
-            ctl.stop()
+            try:
+                ctl.stop()
+            except Exception:
+                ctl.kill()
 
 
 @pytest.fixture
