@@ -85,6 +85,7 @@ class Fleet:
         self.channel = grpc.insecure_channel(f"127.0.0.1:{self.controller_port}")
         self.stub = pb_grpc.ControllerServiceStub(self.channel)
         self.agents: list[tuple[subprocess.Popen, int]] = []
+        self.ports = {self.controller_port}
 
     def add_agents(self, total: int) -> None:
         programs = "".join(f"[program:p{i}]\ncommand=sleep 100000\nstartsecs=0\n\n" for i in range(PROGRAMS_PER_AGENT))
@@ -92,23 +93,34 @@ class Fleet:
             node = f"node-{len(self.agents) + 1:03d}"
             directory = self.base / node
             directory.mkdir()
-            http_port = free_port()
+            http_port = self._port()
             (directory / "supervisord.conf").write_text(AGENT_CONFIG.format(
-                http_port=http_port, dir=directory, node=node, grpc_port=free_port(),
+                http_port=http_port, dir=directory, node=node, grpc_port=self._port(),
                 controller=f"127.0.0.1:{self.controller_port}", programs=programs))
-            proc = subprocess.Popen([sys.executable, "-m", "fleetvisor.agent", "-n", "-c",
-                                     str(directory / "supervisord.conf")],
-                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            with open(directory / "agent.out", "wb") as out:
+                proc = subprocess.Popen([sys.executable, "-m", "fleetvisor.agent", "-n", "-c",
+                                         str(directory / "supervisord.conf")], stdout=out, stderr=out)
             self.agents.append((proc, http_port))
         wait(lambda: self._all_running(total), 120 + total, f"{total} agents live in the controller's status")
 
+    def _port(self) -> int:
+        """A free port not handed to another agent of this run (the kernel may offer one twice)."""
+        while (port := free_port()) in self.ports:
+            pass
+        self.ports.add(port)
+        return port
+
     def _all_running(self, total: int) -> bool:
+        for proc, _ in self.agents:
+            if proc.poll() is not None:
+                raise RuntimeError(f"an agent exited ({proc.returncode}): see {self.base}/node-*/agent.out")
         try:
             status = self.stub.GetStatus(pb.StatusRequest(), timeout=5)
         except grpc.RpcError:
             return False
+        programs = {f"p{i}" for i in range(PROGRAMS_PER_AGENT)}
         return (sum(1 for n in status.nodes if n.node.reachable) == total and
-                sum(1 for n in status.nodes for p in n.processes if p.statename == "RUNNING")
+                sum(1 for n in status.nodes for p in n.processes if p.group in programs and p.statename == "RUNNING")
                 == total * PROGRAMS_PER_AGENT)
 
     def close(self) -> None:
@@ -188,6 +200,7 @@ def main(argv: list[str] | None = None) -> int:
     fleet = Fleet(base)
     results = []
     rolling = None
+    finished = False
     try:
         for size in sizes:
             console.print(f"[bold]{size} agents[/]: starting ...")
@@ -201,9 +214,13 @@ def main(argv: list[str] | None = None) -> int:
                             "propagation_s": statistics.median(pushes), "propagation_max_s": max(pushes)})
             if size == args.rolling_at:
                 rolling = rolling_restart(fleet, batch=5, healthy_for=2.0)
+        finished = True
     finally:
         fleet.close()
-        shutil.rmtree(base, ignore_errors=True)
+        if finished:
+            shutil.rmtree(base, ignore_errors=True)
+        else:
+            console.print(f"[red]failed; the fleet's logs are kept in {base}[/]")
     table = Table(title="fleet scale (targets at 100 agents: p99 < 200 ms, >= 20x, propagation < 2 s)")
     for column in ("agents", "status p50 ms", "status p99 ms", "supervisorctl loop s", "speedup (loop/p99)",
                    "propagation s (median of 3)", "propagation max s"):

@@ -8,6 +8,7 @@ The gRPC service, the reconciler and the fan-out are thin users of this class.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from collections.abc import Callable
@@ -179,8 +180,13 @@ class Fleet:
         """Record the node (members/), and renew its lease-bound registration (nodes/)."""
         name = request.node
         old = decode(MemberRecord, self.mirror.get(records.member_key(name)))
+        address = dial_address(request.address, peer_host)
+        if (old is not None and old.address != address and old.run_id != request.agent_run_id
+                and self.node_record(name) is not None):
+            raise ConfigRejected(f"node name {name} is in use by the agent at {old.address}: give this agent "
+                                 "another node name in [fleetvisor]")
         member = MemberRecord(
-            name=name, address=dial_address(request.address, peer_host), labels=dict(request.labels),
+            name=name, address=address, labels=dict(request.labels),
             agent_version=request.agent_version, started_at=request.started_at, run_id=request.agent_run_id,
             applied_revision=request.applied_revision, edited_by_hand=request.edited_by_hand,
             first_seen=old.first_seen if old else time.time())
@@ -293,10 +299,10 @@ class Fleet:
         configs.check_name(name)
         assignment_raw = self.mirror.get(records.assignment_key(name))
         current = decode(AssignmentRecord, assignment_raw)
-        if current is not None and current.active_rollout() is not None:
-            op = current.active_rollout().op
-            raise ConfigRejected(f"a rollout of {name} is in progress (operation {op}): let it finish or "
-                                 f"abort it first (fleetctl ops abort {op})")
+        pinned = current.active_rollout() if current is not None else None
+        if pinned is not None and self._operation_live(pinned.op):
+            raise ConfigRejected(f"a rollout of {name} is in progress (operation {pinned.op}): let it finish "
+                                 f"or abort it first (fleetctl ops abort {pinned.op})")
         if selector.empty:
             if current is None:
                 raise ConfigRejected(f"config {name} is new: say where it goes (--nodes or --label)")
@@ -338,6 +344,15 @@ class Fleet:
         log.info("config %s revision %d stored by %s: %s%s", name, number, author, message,
                  f" (rolled out by operation {op_id})" if op_id else "")
         return number, targets, False, op_id
+
+    def _operation_live(self, op_id: str) -> bool:
+        """Whether an operation is running or paused. An aborted or failed rollout leaves its
+        nodes where it stopped until the next push, which it no longer holds up."""
+        try:
+            state = json.loads(self.mirror.get(records.op_key(op_id)) or b"{}").get("state")
+        except ValueError:
+            return False
+        return state in ("OP_RUNNING", "OP_PAUSED")
 
     async def update_rollout(self, name: str, op_id: str, change: Callable[[list[str]], list[str] | None]) -> None:
         """Change the set of nodes a rollout has reached (`change` returns the new list, or None to

@@ -54,3 +54,19 @@ def test_etcd_restart_leaves_agents_alone_and_watches_resume(fleet):
              "the push made after the etcd restart to be applied")
     assert agent.daemon.pid_of("app") == pid
     assert ctl.node("web-1").up
+
+
+def test_writes_while_etcd_is_down_fail_in_one_line_and_store_nothing(fleet):
+    ctl = fleet.controller()
+    fleet.agent("web-1", ctl)
+    wait_status(ctl, lambda s: states(s).get("web-1:app") == "RUNNING")
+    wait_for(ctl.is_leader, 10, "a leader")
+    fleet.etcd.stop()
+    with pytest.raises(grpc.RpcError) as info:
+        push(ctl, "workers", WORKER, nodes=["web-1"])
+    assert info.value.code() in (grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.UNAVAILABLE)
+    assert len(info.value.details().splitlines()) == 1 and "Traceback" not in info.value.details()
+    assert states(ctl.status()).get("web-1:app") == "RUNNING"  # reads still answer, from the cache
+    fleet.etcd.start()
+    wait_for(ctl.is_leader, 20, "leadership after etcd came back")
+    assert not ctl.stub.ListConfigs(pb.ListConfigsRequest(), timeout=5).configs

@@ -12,7 +12,7 @@ from fleetvisor.v1 import controller_pb2 as pb
 
 from tests.integration.harness import free_port, pid_alive
 
-from .fleet_harness import states, wait_status
+from .fleet_harness import Agent, states, wait_status
 
 
 def test_agents_register_and_status_covers_every_node(fleet):
@@ -90,3 +90,13 @@ def test_agent_registers_once_a_controller_appears(fleet, tmp_path):
     ctl = fleet.controller(port=port)
     wait_status(ctl, lambda s: states(s).get("web-1:app") == "RUNNING", timeout=40,
                 what="web-1 registered after the controller started")
+
+
+def test_a_second_agent_with_the_same_node_name_is_refused(fleet, tmp_path):
+    ctl = fleet.controller()
+    first = fleet.agent("web-1", ctl)
+    wait_status(ctl, lambda s: states(s).get("web-1:app") == "RUNNING")
+    twin = Agent(tmp_path / "twin", "web-1", [ctl.address])
+    fleet.agents.append(twin)
+    twin.daemon.wait_line(r"node name web-1 is in use by the agent at 127\.0\.0\.1:%d" % first.grpc_port)
+    assert ctl.node("web-1").address == first.address

@@ -257,3 +257,7 @@ def test_auto_revert_puts_a_failed_node_back_on_the_previous_revision(fleet, web
     assert "in progress" in info.value.details()
     ctl.stub.AbortOperation(pb.GetOperationRequest(id=answer.operation_id), timeout=10)
     wait_op(ctl, answer.operation_id, {pb.OP_ABORTED})
+    # the aborted rollout leaves the nodes where they were, and no longer holds up a push
+    assert applied(ctl) == {"n1": "extra@2", "n2": "extra@1", "n3": "extra@1", "n4": "extra@1"}
+    push(ctl, EXTRA.format(generation=3))
+    wait_for(lambda: set(applied(ctl).values()) == {"extra@3"}, 20, "every node at extra@3")
