@@ -120,14 +120,15 @@ def _stop_plan(config: Config, namespec: str) -> tuple[int, float]:
 
 
 def _signal(pid: int, sig: int) -> None:
-    """To the process group it leads (so its own children go too), else to the process."""
+    """To the process group it leads (so its own children go too), else to the process. The
+    leader may be gone already while its group is not: the group is signalled then too."""
     try:
-        if os.getpgid(pid) == pid:
-            os.killpg(pid, sig)
-        else:
-            os.kill(pid, sig)
+        os.killpg(pid, sig)
     except ProcessLookupError:
-        pass
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            pass
 
 
 async def _gone(pidfd: int, timeout: float) -> bool:
@@ -143,6 +144,33 @@ async def _gone(pidfd: int, timeout: float) -> bool:
         loop.remove_reader(pidfd)
 
 
+def _group_alive(pgid: int) -> bool:
+    """Whether a live (not zombie) process is still in the group. Zombies count for the
+    kernel, and a container's init may reap orphans late, so /proc is read instead."""
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if fields[0] != "Z" and int(fields[2]) == pgid:
+            return True
+    return False
+
+
+async def _group_gone(pgid: int, deadline: float) -> bool:
+    """Until no live process is left in the group (its own children, signalled with it), or
+    the deadline. Groups have no pidfd, so this looks every 10 ms; it runs once, at startup."""
+    loop = asyncio.get_running_loop()
+    while _group_alive(pgid):
+        if loop.time() >= deadline:
+            return False
+        await asyncio.sleep(0.01)
+    return True
+
+
 async def stop_survivors(config: Config, state_dir: str, log: MainLog) -> None:
     """Stop what a previous run of this agent left running, before this run starts anything."""
     async def stop(entry: Entry) -> None:
@@ -156,8 +184,9 @@ async def stop_survivors(config: Config, state_dir: str, log: MainLog) -> None:
             sig, wait = _stop_plan(config, entry.namespec)
             log.warn(f"stopping {entry.namespec} (pid {entry.pid}), left running by a previous run "
                      "of this agent that did not stop it")
+            deadline = asyncio.get_running_loop().time() + wait
             _signal(entry.pid, sig)
-            if not await _gone(pidfd, wait):
+            if not await _gone(pidfd, wait) or not await _group_gone(entry.pid, deadline):
                 _signal(entry.pid, signal.SIGKILL)
                 await _gone(pidfd, 5.0)
         finally:

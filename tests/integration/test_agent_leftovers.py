@@ -6,6 +6,8 @@ import os
 import signal
 import subprocess
 
+import pytest
+
 from .harness import Daemon, free_port, pid_alive, wait_for, write_config
 
 CONFIG = """
@@ -36,6 +38,29 @@ def processes_running(command: str) -> list[int]:
     return [int(p) for p in out.split()]
 
 
+def group_of(pid: int) -> list[int]:
+    """The live processes of the process group `pid` leads."""
+    return [int(e.name) for e in os.scandir("/proc") if e.name.isdigit() and _pgid(int(e.name)) == pid]
+
+
+def _pgid(pid: int) -> int | None:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return int(fields[2]) if fields[0] != "Z" else None
+
+
+@pytest.fixture(autouse=True)
+def no_strays():
+    """This file's programs have their own command lines; none may outlive a test."""
+    yield
+    for command in ("sleep 100070", "sleep 100071", "sleep 100072"):
+        for pid in processes_running(command):
+            os.kill(pid, signal.SIGKILL)
+
+
 def test_survivors_of_a_killed_agent_are_stopped_before_the_programs_start_again(tmp_path):
     config = write_config(tmp_path, CONFIG.format(port=free_port()))
     first = Daemon(config)
@@ -43,27 +68,23 @@ def test_survivors_of_a_killed_agent_are_stopped_before_the_programs_start_again
     try:
         app = first.pid_of("app")
         stubborn = first.pid_of("stubborn")
-        wait_for(lambda: processes_running("sleep 100071"), 5, "app's own child")
+        old_group = wait_for(lambda: len(group_of(app)) == 2 and group_of(app), 5, "app and its own child")
         first.kill()  # SIGKILL: no chance to stop its children
         assert pid_alive(app) and pid_alive(stubborn)
 
         second = Daemon(config)
         second.wait_line(r"stopping app:app \(pid %d\), left running by a previous run" % app)
-        second.wait_line(r"stopping stubborn:stubborn \(pid %d\)" % stubborn)
+        second.wait_line(r"stopping stubborn:stubborn \(pid %d\)" % stubborn)  # it ignores SIGTERM
         new_app = second.pid_of("app")
-        second.pid_of("stubborn")
-        assert not pid_alive(app) and not pid_alive(stubborn), "the survivors were stopped"
-        wait_for(lambda: len(processes_running("sleep 100070")) == 1, 5, "exactly one app")
+        new_stubborn = second.pid_of("stubborn")
+        assert not any(pid_alive(p) for p in [*old_group, stubborn]), "every survivor was stopped"
+        assert not group_of(app), "the old app's own child went with its group"
         assert processes_running("sleep 100070") == [new_app]
-        assert len(processes_running("sleep 100071")) == 1, "the old app's child went with its group"
-        assert len(processes_running("sleep 100072")) == 1
+        assert processes_running("sleep 100072") == [new_stubborn]
     finally:
         for daemon in (second, first):
             if daemon is not None and daemon.proc.poll() is None:
                 daemon.stop()
-        for command in ("sleep 100070", "sleep 100071", "sleep 100072"):
-            for pid in processes_running(command):
-                os.kill(pid, signal.SIGKILL)
 
 
 def test_a_reused_pid_is_left_alone(tmp_path):
