@@ -42,7 +42,7 @@ startretries=1
 ; stopped after talker and before the listener, slowly: the listener has time to get
 ; talker's STOPPED before it is stopped itself (neither daemon waits for a pool to drain)
 [program:guard]
-command=/bin/sh -c "trap 'sleep 0.5; exit 0' TERM; sleep 1000 & wait"
+command=/bin/sh -c "trap 'sleep 0.5; kill $!; exit 0' TERM; sleep 1000 & wait"
 priority=500
 startsecs=0
 
