@@ -1,6 +1,7 @@
 """The benchmark's quick mode runs end to end so it cannot rot. Targets are not asserted here."""
 
 import json
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -19,7 +20,10 @@ def test_quick_benchmark_produces_table_json_and_chart(tmp_path):
     for name, scenario in report["scenarios"].items():
         assert not scenario["errors"], name
         for metric, entry in scenario["metrics"].items():
-            assert entry["supervisord"]["median"] >= 0 and entry["agent"]["median"] >= 0, (name, metric)
+            # finite, not necessarily positive: RSS growth per program is a difference, and in a
+            # quick run with few programs memory noise can make it negative
+            assert math.isfinite(entry["supervisord"]["median"]) and math.isfinite(entry["agent"]["median"]), \
+                (name, metric)
             assert "ratio" in entry
     assert (tmp_path / "ratios.png").stat().st_size > 1000
     assert "agent / supervisord" in result.stdout

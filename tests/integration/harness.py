@@ -20,7 +20,9 @@ SUPERVISORD = [str(Path(sys.executable).parent / "supervisord")]
 TIMESTAMP = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} ")
 
 
-def wait_for(condition: Callable[[], object], timeout: float = 10.0, what: str = "condition") -> object:
+def wait_for(condition: Callable[[], object], timeout: float = 10.0, what: str = "condition",
+             interval: float = 0.02) -> object:
+    """Check `condition` every `interval` until it is truthy; fail after `timeout` seconds."""
     deadline = time.monotonic() + timeout
     while True:
         value = condition()
@@ -28,7 +30,7 @@ def wait_for(condition: Callable[[], object], timeout: float = 10.0, what: str =
             return value
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.02)
+        time.sleep(interval)
 
 
 def write_config(directory: Path, body: str, name: str = "supervisord.conf") -> Path:

@@ -36,6 +36,8 @@ from pathlib import Path
 
 from fleetvisor.controller.embedded import die_with_parent
 
+from tests.integration import harness
+
 IP = "/usr/sbin/ip"
 PREFIX = "fvmh"
 ROUTE_PROTO = "231"
@@ -56,15 +58,8 @@ def ip(*args: str, check: bool = True) -> str:
 
 
 def wait_for(condition: Callable[[], object], timeout: float, what: str, interval: float = 0.1) -> object:
-    """Poll `condition` until it is truthy; fail after `timeout` seconds (a deadline, not a sleep)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(interval)
+    """The harness's wait, checking less often: a condition here runs a process in a namespace."""
+    return harness.wait_for(condition, timeout, what, interval)
 
 
 def pid_alive(pid: int) -> bool:
