@@ -189,8 +189,9 @@ class Heartbeat:
             delay = self.schedule.due()
             if delay > 0:
                 self._poked.clear()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._poked.wait(), delay)
+                with contextlib.suppress(TimeoutError):  # not wait_for: it can swallow a cancel on 3.11
+                    async with asyncio.timeout(delay):
+                        await self._poked.wait()
                 continue  # a poke moved the next attempt forward: ask the schedule again
             await self._beat()
 

@@ -109,8 +109,9 @@ class Fleet:
         a change made while the caller was busy is not missed), or `timeout` seconds."""
         if since is not None and self.changes != since:
             return
-        try:
-            await asyncio.wait_for(self._changed.wait(), timeout)
+        try:  # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancel of the caller
+            async with asyncio.timeout(timeout):
+                await self._changed.wait()
         except TimeoutError:
             pass
 
@@ -160,7 +161,7 @@ class Fleet:
                                         **self.mirror.items(records.CONFIGS)})
 
     def desired(self, member: MemberRecord, current: dict[str, Current] | None = None) -> Desired:
-        return configs.desired_for(member, (current or self.current_configs()).values())
+        return configs.desired_for(member, (self.current_configs() if current is None else current).values())
 
     def applied(self, member: MemberRecord) -> str:
         """What the node runs, as its heartbeats say; right after this controller applied a
@@ -168,7 +169,7 @@ class Fleet:
         return self._applied_here.get(member.name, member.applied_revision)
 
     def applied_revision(self, name: str) -> str:
-        member = self.members().get(name)
+        member = decode(MemberRecord, self.mirror.get(records.member_key(name)))
         return self.applied(member) if member is not None else ""
 
     def select_nodes(self, labels: dict[str, str]) -> dict[str, MemberRecord]:
@@ -242,7 +243,9 @@ class Fleet:
                 raise NotFound(f"no such node: {p.node}")
         chosen = []
         matched = [False] * len(parsed)
-        for name, member in self.select_nodes(labels).items():
+        for name, member in members.items():
+            if not records.labels_match(member.labels, labels):
+                continue
             hits = [i for i, p in enumerate(parsed) if p.matches_node(name)]
             if not hits:
                 continue

@@ -394,9 +394,9 @@ class Operations:
         while wanted not in self.fleet.applied_revision(node).split(","):
             if not self._still_running(op_id):
                 return
-            error = self.fleet.reconcile_record(node).last_error
-            if error and wanted in self.fleet.reconcile_record(node).desired.split(","):
-                raise StepFailed(f"not applied: {error}")
+            pushed = self.fleet.reconcile_record(node)
+            if pushed.last_error and wanted in pushed.desired.split(","):
+                raise StepFailed(f"not applied: {pushed.last_error}")
             if time.monotonic() >= deadline:
                 raise StepFailed(f"{wanted} not applied after {spec.timeout_seconds:g}s")
             await self.fleet.wait_change(max(0.01, deadline - time.monotonic()))

@@ -45,8 +45,9 @@ class Reconciler:
             while True:
                 self._wake.clear()
                 delay = self._pass()
-                try:
-                    await asyncio.wait_for(self._wake.wait(), delay)
+                try:  # not wait_for: on 3.11 it can swallow the cancel that ends leadership
+                    async with asyncio.timeout(delay):
+                        await self._wake.wait()
                 except TimeoutError:
                     pass
         finally:
