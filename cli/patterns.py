@@ -2,16 +2,15 @@
 
 The controller does the selecting (and answers NOT_FOUND for a name that matches nothing,
 supervisorctl's "no such process", exit 4); fleetctl only checks the arguments' shape, so a
-typo is a one-line usage error before any call. The rules mirror the controller's:
-`NODE:NAMESPEC` with NODE a glob, NAMESPEC supervisord's (`name` is the group of that name,
-`group:name`, `group:*`, globs allowed); a bare `NODE` or `NODE:*` is the whole node and
-`all` is everything.
+typo is a one-line usage error before any call. The pattern grammar is the controller's own
+(controller/namespec.py), imported rather than restated, so the two cannot drift apart.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+
+from fleetvisor.controller import namespec
 
 from .client import CommandError
 from .exitcodes import USAGE
@@ -49,27 +48,16 @@ def split_tail_target(target: str) -> tuple[str, str]:
     return node, name
 
 
-@dataclass(frozen=True)
-class Pattern:
-    """A host-prefixed namespec taken apart: which nodes (a glob) and which processes on them."""
-
-    node: str
-    spec: str = "*"
-
-
-def parse_pattern(text: str) -> Pattern:
-    """As the controller reads it; parsed here only so a malformed one fails before any call."""
-    text = text.strip()
-    if text == "all":
-        return Pattern("*")
-    node, _, spec = text.partition(":")
-    if not node:
-        raise CommandError(f"{text!r}: the node part is empty (use *:{spec} for every node)", USAGE)
-    return Pattern(node, "*" if spec in ("", "all") else spec)
+def parse_pattern(text: str) -> namespec.Pattern:
+    """A host-prefixed namespec as the controller will read it; malformed is a usage error."""
+    try:
+        return namespec.parse(text)
+    except namespec.PatternError as exc:
+        raise CommandError(str(exc), USAGE) from None
 
 
 def status_patterns(names: Sequence[str]) -> list[str]:
     """What to ask GetStatus for: `all` anywhere means no filter; shapes are checked first."""
     for name in names:
         parse_pattern(name)
-    return [] if "all" in names else list(names)
+    return [] if namespec.EVERYTHING in names else list(names)

@@ -1,57 +1,12 @@
-"""Host-prefixed namespecs: which nodes and which processes on them a command means.
+"""What a request's name patterns select, as the controller reads them.
 
-`NODE:NAMESPEC` where NODE may be a glob (`web-*`, `*`) and NAMESPEC is supervisord's (`name`
-meaning the group of that name, `group:name`, `group:*`), globs allowed; a bare `NODE` or
-`NODE:*` is every process on the node, and `all` every process everywhere.
+The grammar itself lives in namespec.py, shared with fleetctl so the two never read a pattern
+differently; a refusal is a `SelectionError` here, the name the controller's callers catch.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from dataclasses import dataclass
-from fnmatch import fnmatchcase
+from .namespec import GLOB_CHARS, Pattern, parse, parse_all
+from .namespec import PatternError as SelectionError
 
-GLOB_CHARS = frozenset("*?[")
-
-
-class SelectionError(Exception):
-    """A pattern that cannot mean anything; the message is for the operator."""
-
-
-@dataclass(frozen=True)
-class Pattern:
-    node: str
-    spec: str = "*"
-
-    @property
-    def exact_node(self) -> bool:
-        return not GLOB_CHARS & set(self.node)
-
-    def matches_node(self, node: str) -> bool:
-        return fnmatchcase(node, self.node)
-
-    def matches_process(self, group: str, name: str) -> bool:
-        if self.spec == "*":
-            return True
-        if ":" not in self.spec:
-            return fnmatchcase(group, self.spec)
-        want_group, want_name = self.spec.split(":", 1)
-        return fnmatchcase(group, want_group) and fnmatchcase(name, want_name or "*")
-
-
-def parse(text: str) -> Pattern:
-    text = text.strip()
-    if not text:
-        raise SelectionError("an empty name is not a pattern")
-    if text == "all":
-        return Pattern("*")
-    node, _, spec = text.partition(":")
-    if not node:
-        raise SelectionError(f"{text!r}: the node part is empty (use *:{spec} for every node)")
-    return Pattern(node, "*" if spec in ("", "all") else spec)
-
-
-def parse_all(texts: Iterable[str]) -> list[Pattern]:
-    """The patterns; none at all means everything."""
-    patterns = [parse(t) for t in texts]
-    return patterns or [Pattern("*")]
+__all__ = ["GLOB_CHARS", "Pattern", "SelectionError", "parse", "parse_all"]

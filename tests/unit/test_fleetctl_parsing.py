@@ -9,7 +9,7 @@ import pytest
 from fleetvisor.cli.client import CommandError
 from fleetvisor.cli.duration import (DurationError, format_age, format_ago, format_time, parse_duration,
                                      parse_since)
-from fleetvisor.cli.patterns import (Pattern, parse_labels, parse_node_list, parse_pattern, split_tail_target,
+from fleetvisor.cli.patterns import (parse_labels, parse_node_list, parse_pattern, split_tail_target,
                                      status_patterns)
 
 # -- labels and node lists ---------------------------------------------------------------------
@@ -51,16 +51,7 @@ def test_tail_target_splits_at_the_first_colon_only():
         assert info.value.exit_code == 2 and "NODE:NAME" in str(info.value)
 
 
-# -- host-prefixed namespecs -------------------------------------------------------------------
-
-@pytest.mark.parametrize("text, expected", [
-    ("all", Pattern("*")), ("web-1", Pattern("web-1")), ("web-1:*", Pattern("web-1")),
-    ("web-1:all", Pattern("web-1")), ("*:app", Pattern("*", "app")),
-    ("web-*:workers:*", Pattern("web-*", "workers:*")), ("web-1:g:n", Pattern("web-1", "g:n")),
-])
-def test_parse_pattern(text, expected):
-    assert parse_pattern(text) == expected
-
+# -- host-prefixed namespecs (the grammar itself: test_namespec.py) ----------------------------
 
 def test_an_empty_node_part_is_a_usage_error_with_the_fix():
     with pytest.raises(CommandError) as info:
