@@ -20,8 +20,11 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from rich.text import Text
 
+from . import render
 from .client import CommandError
+from .context import Ctx
 
 CA_DAYS = 3650
 
@@ -106,7 +109,7 @@ def certs_init(directory: Path, force: bool) -> None:
     if (directory / "ca.key").exists() and not force:
         raise click.ClickException(f"{directory}/ca.key exists; use --force to replace the CA")
     cert, key = make_ca(directory)
-    click.echo(f"CA certificate {cert}\nCA key         {key} (keep it off the nodes)")
+    _show(cert, key, f"CA certificate {cert}\nCA key         {key} (keep it off the nodes)")
 
 
 @certs.command("issue")
@@ -122,4 +125,9 @@ def certs_issue(node: str | None, client: str | None, directory: Path, hosts: tu
         cert, key = issue(directory, node or client, list(hosts), client_only=bool(client))
     except CommandError as exc:
         raise click.ClickException(str(exc)) from None
-    click.echo(f"certificate {cert}\nkey         {key}")
+    _show(cert, key, f"certificate {cert}\nkey         {key}")
+
+
+def _show(cert: Path, key: Path, text: str) -> None:
+    obj = click.get_current_context().find_object(Ctx)  # none when the group is run on its own
+    render.show(bool(obj and obj.json), {"certificate": str(cert), "key": str(key)}, lambda: Text(text))

@@ -11,10 +11,10 @@ from __future__ import annotations
 import json
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 
 import click
-from rich.console import Group
+from rich.console import Group, RenderableType
 from rich.live import Live
 from rich.text import Text
 
@@ -22,7 +22,7 @@ from fleetvisor.v1 import agent_pb2 as pb
 from fleetvisor.v1 import controller_pb2 as cpb
 
 from . import fleetrender as view
-from . import render
+from . import reconnect, render
 from .client import CommandError
 from .context import Ctx, run_command
 from .duration import DurationError, parse_since
@@ -30,7 +30,6 @@ from .exitcodes import STATUS_UNKNOWN, USAGE, control_code, fleet_status_code
 from .patterns import parse_labels, parse_pattern, split_tail_target, status_patterns
 
 ACTIONS = {"start": cpb.START, "stop": cpb.STOP, "restart": cpb.RESTART, "signal": cpb.SIGNAL}
-WATCH_RETRY_CAP = 5.0
 PATTERN_HINT = "patterns are NODE, NODE:NAME or NODE:group:*, NODE a glob (e.g. *:app, web-*:workers:*), or all"
 
 
@@ -54,10 +53,7 @@ def run_status(obj: Ctx, names: Sequence[str], labels: Sequence[str], watch: boo
         if exc.exit_code == STATUS_UNKNOWN:  # "no such node: app" is often a bare process name
             raise CommandError(f"{exc} ({PATTERN_HINT})", STATUS_UNKNOWN) from None
         raise
-    if obj.json:
-        render.print_json(render.as_dict(reply))
-    else:
-        render.out.print(view.status_view(reply))
+    render.show(obj.json, reply, lambda: view.status_view(reply))
     if request.labels and not reply.nodes:
         render.err.print(f"[red]error:[/] no node has labels {render.escape(view.labels_text(request.labels))}")
     return fleet_status_code(reply.nodes, bool(request.labels))
@@ -67,58 +63,35 @@ def _watch(obj: Ctx, request: cpb.StatusRequest) -> int:
     """Redraw on every WatchStatus message until Ctrl-C, which is a normal way to stop (exit 0).
 
     Not on a terminal, each state is printed in turn (JSON: one object per line) so a pipe or
-    a log file sees every change rather than only the last screen. A controller lost after the
-    first answer (restart, failover) is retried with backoff while the last view stays up; one
-    that never answered is an error at once, so a wrong address fails fast.
+    a log file sees every change rather than only the last screen; a lost controller is then
+    one line on stderr. On a terminal the note sits under the last view until it is live again.
     """
+    def messages(note: reconnect.Note) -> Iterator[cpb.FleetStatus]:
+        return reconnect.reconnecting(obj.controller(), "WatchStatus", request, what="status stream",
+                                      hint="Ctrl-C to stop", note=note)
     try:
         if obj.json:
-            for message in _watch_messages(obj, request, lambda note: render.err.print(note)):
+            for message in messages(render.note_line):
                 sys.stdout.write(json.dumps(render.as_dict(message), sort_keys=True) + "\n")
                 sys.stdout.flush()
         elif not render.out.is_terminal:
-            for message in _watch_messages(obj, request, lambda note: render.err.print(note)):
-                render.out.print(view.status_view(message))
-                render.out.print()
+            for message in messages(render.note_line):
+                render.print_view(view.status_view(message))
+                sys.stdout.write("\n")
                 sys.stdout.flush()
         else:
             with Live(console=render.out, auto_refresh=False, screen=False) as live:
-                last: list = [Text("")]
+                last: list[RenderableType] = [Text("")]
 
-                def show_note(note: Text) -> None:
-                    live.update(Group(last[0], note), refresh=True)
+                def show_note(note: Text | None) -> None:
+                    live.update(Group(last[0], note) if note else last[0], refresh=True)
 
-                for message in _watch_messages(obj, request, show_note):
+                for message in messages(show_note):
                     last[0] = view.status_view(message)
                     live.update(last[0], refresh=True)
     except KeyboardInterrupt:
         return 0
     raise AssertionError("unreachable: the watch loop only ends by Ctrl-C or an error")
-
-
-def _watch_messages(obj: Ctx, request: cpb.StatusRequest, note: Callable[[Text], None]) -> Iterator:
-    """WatchStatus messages across reconnects; `note` shows why the view is not moving."""
-    controller = obj.controller()
-    received = False
-    delay = 0.0
-    while True:
-        stream = controller.stream("WatchStatus", request, timeout=None)
-        try:
-            for message in stream:
-                received, delay = True, 0.0
-                yield message
-            problem = f"controller {controller.address} ended the status stream"
-            if not received:
-                raise CommandError(problem)
-        except CommandError as exc:
-            if not received:
-                raise
-            problem = str(exc)
-        finally:
-            stream.close()
-        delay = min(WATCH_RETRY_CAP, (delay * 2) or 0.5)
-        note(Text(f"{problem}; retrying in {delay:.1f}s (Ctrl-C to stop)", style="bold red"))
-        time.sleep(delay)
 
 
 # -- control -----------------------------------------------------------------------------------
@@ -133,10 +106,7 @@ def run_control(obj: Ctx, action: str, names: Sequence[str], labels: Sequence[st
     request = cpb.ControlRequest(action=ACTIONS[action], patterns=list(names), labels=parse_labels(labels),
                                  signal=sig, wait=wait)
     reply = obj.controller().call("Control", request, timeout=max(obj.settings.timeout, 600))
-    if obj.json:
-        render.print_json(render.as_dict(reply))
-    elif reply.nodes:
-        render.out.print(view.control_table(reply.nodes, action))
+    render.show(obj.json, reply, lambda: view.control_table(reply.nodes, action) if reply.nodes else None)
     if not reply.nodes:
         where = f" with labels {view.labels_text(request.labels)}" if request.labels else ""
         raise CommandError(f"no node matches {', '.join(names)}{where} ({PATTERN_HINT})")
@@ -170,10 +140,7 @@ def nodes(obj: Ctx, labels: tuple[str, ...]) -> None:
       fleetctl nodes --label role=web
     """
     reply = obj.controller("nodes").call("ListNodes", cpb.ListNodesRequest(labels=parse_labels(labels)))
-    if obj.json:
-        render.print_json(render.as_dict(reply))
-    else:
-        render.out.print(view.nodes_table(reply.nodes, time.time()))
+    render.show(obj.json, reply, lambda: view.nodes_table(reply.nodes, time.time()))
 
 
 @click.command()
@@ -195,10 +162,7 @@ def audit(obj: Ctx, since: str | None, limit: int) -> None:
     except DurationError as exc:
         raise CommandError(f"--since: {exc}", USAGE) from None
     reply = controller.call("ListAudit", cpb.ListAuditRequest(since=since_time, limit=limit))
-    if obj.json:
-        render.print_json(render.as_dict(reply))
-    else:
-        render.out.print(view.audit_table(reply.entries))
+    render.show(obj.json, reply, lambda: view.audit_table(reply.entries))
 
 
 @click.command()
@@ -212,10 +176,7 @@ def leader(obj: Ctx) -> int:
       fleetctl leader
     """
     reply = obj.controller("leader").call("GetLeader", cpb.GetLeaderRequest())
-    if obj.json:
-        render.print_json(render.as_dict(reply))
-    else:
-        render.out.print(view.leader_line(reply))
+    render.show(obj.json, reply, lambda: view.leader_line(reply))
     return 0 if reply.leader_id else 1
 
 

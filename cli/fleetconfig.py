@@ -11,6 +11,7 @@ import sys
 import time
 
 import click
+from rich.text import Text
 
 from fleetvisor.v1 import controller_pb2 as cpb
 
@@ -31,12 +32,12 @@ def run_config_show(obj: Ctx, name: str | None, rev: int | None) -> None:
         raise CommandError("config name required: fleetctl config show NAME [--rev N] "
                            "(fleetctl config list shows the names)", USAGE)
     reply = obj.controller().call("GetConfigRevision", cpb.GetConfigRevisionRequest(name=name, revision=rev or 0))
-    if obj.json:
-        render.print_json(render.as_dict(reply))
-        return
-    render.err.print(view.revision_line(reply))
-    sys.stdout.write(reply.config_text)
-    sys.stdout.flush()
+
+    def exact_text() -> None:
+        render.err.print(view.revision_line(reply))
+        sys.stdout.write(reply.config_text)
+        sys.stdout.flush()
+    render.show(obj.json, reply, exact_text)
 
 
 def read_config_file(path: str) -> str:
@@ -50,13 +51,6 @@ def read_config_file(path: str) -> str:
         raise CommandError(f"cannot read {path}: {exc.strerror or exc}", USAGE) from None
     except UnicodeDecodeError as exc:
         raise CommandError(f"cannot read {path}: not UTF-8 text (byte {exc.start})", USAGE) from None
-
-
-def _print_push(obj: Ctx, reply) -> None:
-    if obj.json:
-        render.print_json(render.as_dict(reply))
-    else:
-        render.out.print(view.push_line(reply))
 
 
 @click.command("push")
@@ -95,7 +89,7 @@ def config_push(obj: Ctx, file: str, name: str, nodes: str | None, labels: tuple
         reply = controller.call("PushConfig", request)
     except CommandError as exc:
         raise CommandError(name_pushed_file(str(exc), name, file), exc.exit_code) from None
-    _print_push(obj, reply)
+    render.show(obj.json, reply, lambda: view.push_line(reply))
     return follow_rollout(obj, reply, rollout.detach) if spec is not None else 0
 
 
@@ -122,7 +116,7 @@ def config_rollback(obj: Ctx, name: str, to_revision: int, message: str) -> None
     """
     reply = obj.controller("config rollback").call(
         "RollbackConfig", cpb.RollbackConfigRequest(name=name, to_revision=to_revision, message=message))
-    _print_push(obj, reply)
+    render.show(obj.json, reply, lambda: view.push_line(reply))
 
 
 @click.command("history")
@@ -137,10 +131,7 @@ def config_history(obj: Ctx, name: str) -> None:
       fleetctl config history web
     """
     reply = obj.controller("config history").call("ConfigHistory", cpb.ConfigHistoryRequest(name=name))
-    if obj.json:
-        render.print_json(render.as_dict(reply))
-    else:
-        render.out.print(view.history_table(reply))
+    render.show(obj.json, reply, lambda: view.history_table(reply))
 
 
 @click.command("diff")
@@ -160,13 +151,17 @@ def config_diff(obj: Ctx, name: str, old: int, new: int) -> None:
     texts = [controller.call("GetConfigRevision", cpb.GetConfigRevisionRequest(name=name, revision=rev)).config_text
              for rev in (old, new)]
     lines = view.diff_lines(texts[0], texts[1], f"{name}@{old}", f"{name}@{new}")
-    if obj.json:
-        render.print_json({"name": name, "from": old, "to": new, "diff": "\n".join(lines) + ("\n" if lines else "")})
-        return
-    if not lines:
-        render.err.print(f"{render.escape(name)}: revisions {old} and {new} have the same text")
-        return
-    render.out.print(view.diff_text(lines), end="")
+    patch = "".join(line + "\n" for line in lines)
+
+    def diff() -> Text | None:
+        if not lines:
+            render.err.print(f"{render.escape(name)}: revisions {old} and {new} have the same text")
+            return None
+        if render.out.is_terminal:
+            return view.diff_text(lines)
+        sys.stdout.write(patch)  # exact, tabs and trailing blanks kept: patch(1) can apply it
+        return None
+    render.show(obj.json, {"name": name, "from": old, "to": new, "diff": patch}, diff)
 
 
 @click.command("status")
@@ -180,10 +175,7 @@ def config_status(obj: Ctx) -> None:
       fleetctl config status
     """
     reply = obj.controller("config status").call("ConfigStatus", cpb.ConfigStatusRequest())
-    if obj.json:
-        render.print_json(render.as_dict(reply))
-    else:
-        render.out.print(view.config_status_table(reply.nodes))
+    render.show(obj.json, reply, lambda: view.config_status_table(reply.nodes))
 
 
 @click.command("list")
@@ -197,10 +189,7 @@ def config_list(obj: Ctx) -> None:
       fleetctl config list
     """
     reply = obj.controller("config list").call("ListConfigs", cpb.ListConfigsRequest())
-    if obj.json:
-        render.print_json(render.as_dict(reply))
-    else:
-        render.out.print(view.configs_table(reply.configs, time.time()))
+    render.show(obj.json, reply, lambda: view.configs_table(reply.configs, time.time()))
 
 
 CONFIG_COMMANDS = (config_push, config_rollback, config_history, config_diff, config_status, config_list)

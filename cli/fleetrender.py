@@ -297,17 +297,14 @@ def diff_style(line: str) -> str:
 
 
 def diff_text(lines: Iterable[str]) -> Text:
-    text = Text()
-    for line in lines:
-        text.append(line, style=diff_style(line))
-        text.append("\n")
-    return text
+    """The diff's lines, coloured, joined by line ends (printing it ends the last one)."""
+    return Text("\n").join(Text(line, style=diff_style(line)) for line in lines)
 
 
 # -- audit and leader --------------------------------------------------------------------------
 
 def audit_table(entries: Iterable) -> Table:
-    table = _table("TIME", "WHO", "ACTION", "DETAIL", "RESULT", wrap=("DETAIL", "RESULT"))
+    table = _table("TIME", "WHO", "ACTION", "DETAIL", "RESULT", wrap=("WHO", "DETAIL", "RESULT"))
     for e in entries:
         result = Text("ok", style="green") if e.ok else Text("failed", style="bold red")
         if e.result:

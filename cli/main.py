@@ -13,6 +13,9 @@ import sys
 
 import click
 import grpc
+from rich.console import Group
+from rich.table import Table
+from rich.text import Text
 
 from fleetvisor.v1 import agent_pb2 as pb
 
@@ -21,6 +24,7 @@ from .certs import certs
 from .client import CommandError, describe_rpc_error
 from .context import Ctx, Mode, node_only, run_command
 from .exitcodes import STATUS_UNKNOWN, USAGE, processes_code, results_code
+from .group import OutputGroup, output_option
 from .settings import SettingsError, resolve
 
 STATUS_HELP = """Process states: per node, or across the fleet with the controller.
@@ -39,11 +43,11 @@ Examples:
 """
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=OutputGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--controller", metavar="HOST:PORT", help="The fleet's controller (env FLEETCTL_CONTROLLER).")
 @click.option("--node", metavar="HOST:PORT", help="Talk to this agent directly (env FLEETCTL_NODE); "
                                                  "beats the controller when given here.")
-@click.option("--output", "-o", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@output_option()
 @click.option("--tls-cert", metavar="FILE", help="Client certificate (env FLEETCTL_TLS_CERT).")
 @click.option("--tls-key", metavar="FILE", help="Client key (env FLEETCTL_TLS_KEY).")
 @click.option("--tls-ca", metavar="FILE", help="CA that signed the server's certificate (env FLEETCTL_TLS_CA).")
@@ -88,10 +92,8 @@ def status(obj: Ctx, names: tuple[str, ...], labels: tuple[str, ...], watch: boo
         if exc.exit_code == STATUS_UNKNOWN and obj.mode is Mode.NODE:  # supervisorctl's "no such process"
             raise CommandError(f"{exc} (no such process or group)", STATUS_UNKNOWN) from None
         raise CommandError(str(exc), STATUS_UNKNOWN) from None  # status cannot tell: 4, as supervisorctl
-    if obj.json:
-        render.print_json({"node": info.node, "processes": [render.as_dict(p) for p in listing.processes]})
-    else:
-        render.out.print(render.process_table(info.node, listing.processes))
+    render.show(obj.json, {"node": info.node, "processes": listing.processes},
+                lambda: render.process_table(info.node, listing.processes))
     return processes_code(listing.processes)
 
 
@@ -106,16 +108,21 @@ def info(obj: Ctx) -> None:
       fleetctl --node 10.0.0.5:7400 info
     """
     reply = obj.call("GetInfo", pb.GetInfoRequest())
-    if obj.json:
-        render.print_json(render.as_dict(reply))
-        return
+    render.show(obj.json, reply, lambda: _info_view(reply))
+
+
+def _info_view(reply: pb.AgentInfo) -> Table:
+    table = Table(box=None, pad_edge=False, show_header=False)
+    table.add_column(justify="right", style="bold", no_wrap=True)
+    table.add_column()
     labels = ",".join(f"{k}={v}" for k, v in sorted(reply.labels.items())) or "-"
     for key, value in (("node", reply.node), ("labels", labels), ("agent", reply.agent_version),
                        ("supervisor api", f"{reply.supervisor_version} (XML-RPC {reply.api_version})"),
                        ("applied revision", reply.applied_revision or "-"), ("pid", reply.pid),
                        ("uptime", f"{reply.uptime_seconds:.0f} s"),
                        ("state", pb.SupervisorState.Name(reply.state).removeprefix("SUPERVISOR_"))):
-        render.out.print(f"[bold]{key:>17}[/]  {render.escape(str(value))}")
+        table.add_row(key, Text(str(value)))
+    return table
 
 
 # -- process control ---------------------------------------------------------------------------
@@ -143,10 +150,7 @@ def _control(obj: Ctx, action: str, names: tuple[str, ...], labels: tuple[str, .
     everything = "all" in names
     request = pb.ProcessCommand(names=[n for n in names if n != "all"], all=everything, wait=wait)
     reply = obj.call(PER_NODE_METHOD[action], request, timeout=max(obj.settings.timeout, 600))
-    if obj.json:
-        render.print_json([render.as_dict(r) for r in reply.results])
-    else:
-        render.command_results(reply.results, fleetrender.VERBS[action])
+    render.show(obj.json, reply.results, lambda: render.command_results(reply.results, fleetrender.VERBS[action]))
     return results_code(reply.results, action)
 
 
@@ -190,10 +194,7 @@ def signal_(obj: Ctx, sig: str, names, labels) -> int:
     everything = "all" in names
     reply = obj.call("Signal", pb.SignalCommand(names=[n for n in names if n != "all"], all=everything,
                                                 signal=sig))
-    if obj.json:
-        render.print_json([render.as_dict(r) for r in reply.results])
-    else:
-        render.command_results(reply.results, "signalled")
+    render.show(obj.json, reply.results, lambda: render.command_results(reply.results, fleetrender.VERBS["signal"]))
     return results_code(reply.results, "signal")
 
 
@@ -267,13 +268,13 @@ def config_show(obj: Ctx, name: str | None, rev: int | None) -> None:
                            "no NAME (it shows the node's applied revision)", USAGE)
     node_only(obj, "config show", **{"--rev": rev})
     reply = obj.call("GetConfig", pb.GetConfigRequest())
-    if obj.json:
-        render.print_json(render.as_dict(reply))
-        return
-    render.err.print(f"revision: {render.escape(reply.revision or '(none applied)')}   "
-                     f"node config: {render.escape(reply.config_path)}"
-                     + ("   [yellow]node files edited by hand since load[/]" if reply.edited_by_hand else ""))
-    sys.stdout.write(reply.config_text)
+
+    def exact_text() -> None:
+        render.err.print(f"revision: {render.escape(reply.revision or '(none applied)')}   "
+                         f"node config: {render.escape(reply.config_path)}"
+                         + ("   [yellow]node files edited by hand since load[/]" if reply.edited_by_hand else ""))
+        sys.stdout.write(reply.config_text)
+    render.show(obj.json, reply, exact_text)
 
 
 @config.command("apply")
@@ -295,17 +296,18 @@ def config_apply(obj: Ctx, file, dry_run: bool, revision: str | None) -> None:
     revision = revision or "local-" + hashlib.sha256(text.encode()).hexdigest()[:12]
     reply = obj.call("ApplyConfig", pb.ApplyConfigRequest(revision=revision, config_text=text, dry_run=dry_run),
                      timeout=max(obj.settings.timeout, 600))
-    if obj.json:
-        render.print_json(render.as_dict(reply))
-        return
-    verb = "would be" if dry_run else ""
-    for label, names in (("added", reply.added), ("changed", reply.changed), ("removed", reply.removed)):
-        for name in names:
-            render.out.print(render.escape(f"{name}: {verb} {label}".replace("  ", " ")))
-    if not (reply.added or reply.changed or reply.removed):
-        render.out.print("no group changes")
+    render.show(obj.json, reply, lambda: _apply_view(reply, dry_run))
+
+
+def _apply_view(reply: pb.ApplyConfigResponse, dry_run: bool) -> Group:
+    verb = "would be " if dry_run else ""
+    lines = [Text(f"{name}: {verb}{label}") for label, names in
+             (("added", reply.added), ("changed", reply.changed), ("removed", reply.removed)) for name in names]
+    if not lines:
+        lines.append(Text("no group changes"))
     if not dry_run:
-        render.out.print(f"revision {render.escape(reply.revision)} applied")
+        lines.append(Text(f"revision {reply.revision} applied"))
+    return Group(*lines)
 
 
 for _command in fleetconfig.CONFIG_COMMANDS:

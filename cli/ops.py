@@ -23,13 +23,14 @@ import time
 from collections.abc import Callable, Iterator
 
 import click
+from rich.console import Group, RenderableType
 from rich.live import Live
 from rich.text import Text
 
 from fleetvisor.v1 import controller_pb2 as cpb
 
 from . import opsrender as view
-from . import render
+from . import reconnect, render
 from .client import CommandError
 from .context import Ctx, run_command
 from .exitcodes import STATUS_UNKNOWN, USAGE
@@ -37,7 +38,6 @@ from .fleet import label_option
 from .opsargs import (DEFAULT_HEALTHY_FOR, DEFAULT_MAX_UNAVAILABLE, DEFAULT_TIMEOUT, ON_FAILURE, RolloutArgs,
                       operation_id, restart_spec)
 
-WATCH_RETRY_CAP = 5.0
 EXIT_STATUS_HELP = ("Exit status: 0 succeeded (or --dry-run, --detach), 1 failed, aborted or paused, "
                     "2 usage, 130 Ctrl-C while it runs (it goes on).")
 
@@ -99,36 +99,12 @@ def call(obj: Ctx, command: str, method: str, request):
         raise
 
 
-def _messages(obj: Ctx, op_id: str, note: Callable[[Text], None]) -> Iterator[cpb.Operation]:
-    """The operation now and after every change, until it ends, across reconnects.
-
-    A stream that breaks or closes before the end (restart, failover) is opened again with
-    backoff while the last view stays up; one that never answered, or an unknown id, is an
-    error at once so a typo fails fast.
-    """
-    controller = obj.controller("ops watch")
-    received = False
-    delay = 0.0
-    while True:
-        stream = controller.stream("WatchOperation", cpb.GetOperationRequest(id=op_id), timeout=None)
-        try:
-            for op in stream:
-                received, delay = True, 0.0
-                yield op
-                if view.is_ended(op):
-                    return
-            problem = f"controller {controller.address} ended the watch before the operation ended"
-            if not received:
-                raise CommandError(problem)
-        except CommandError as exc:
-            if not received or exc.exit_code in (USAGE, STATUS_UNKNOWN):
-                raise
-            problem = str(exc)
-        finally:
-            stream.close()
-        delay = min(WATCH_RETRY_CAP, (delay * 2) or 0.5)
-        note(Text(f"{problem}; retrying in {delay:.1f}s (Ctrl-C detaches)", style="bold red"))
-        time.sleep(delay)
+def _messages(obj: Ctx, op_id: str, note: reconnect.Note) -> Iterator[cpb.Operation]:
+    """The operation now and after every change, until it ends, across reconnects (a new
+    leader resumes the operation); an unknown id or a refused request ends the watch at once."""
+    return reconnect.reconnecting(obj.controller("ops watch"), "WatchOperation", cpb.GetOperationRequest(id=op_id),
+                                  what="watch before the operation ended", hint="Ctrl-C detaches", note=note,
+                                  done=view.is_ended, fatal=(USAGE, STATUS_UNKNOWN))
 
 
 # -- the watch ---------------------------------------------------------------------------------
@@ -143,23 +119,23 @@ def watch(obj: Ctx, op_id: str, *, show_plan: bool = False) -> int:
     last: list[cpb.Operation] = []
     try:
         if obj.json:
-            for op in _messages(obj, op_id, render.err.print):
+            for op in _messages(obj, op_id, render.note_line):
                 last[:] = [op]
                 sys.stdout.write(json.dumps(render.as_dict(op), sort_keys=True) + "\n")
                 sys.stdout.flush()
             return view.exit_code(last[-1])
         if not render.out.is_terminal:
-            for op in _messages(obj, op_id, render.err.print):
+            for op in _messages(obj, op_id, render.note_line):
                 if show_plan and not last:
-                    render.out.print(view.plan_view(op))
+                    render.print_view(view.plan_view(op))
                 for line in view.change_lines(last[-1] if last else None, op):
-                    render.out.print(line)
+                    render.print_view(line)
                 last[:] = [op]
                 sys.stdout.flush()
         else:
             live_view = view.LiveView(time.time)
             with Live(live_view, console=render.out, auto_refresh=True, refresh_per_second=2) as live:
-                def note(text: Text) -> None:
+                def note(text: Text | None) -> None:
                     live_view.note = text
                     live.refresh()
 
@@ -172,7 +148,7 @@ def watch(obj: Ctx, op_id: str, *, show_plan: bool = False) -> int:
     except KeyboardInterrupt:
         render.err.print(f"detached; the operation continues: fleetctl ops watch {op_id}", highlight=False)
         return view.exit_code(last[-1], interrupted=True) if last else view.INTERRUPTED
-    render.out.print(view.outcome_text(last[-1]))
+    render.print_view(view.outcome_text(last[-1]))
     return view.exit_code(last[-1])
 
 
@@ -180,9 +156,10 @@ def _started(obj: Ctx, op_id: str, detach: bool) -> None:
     """The line every start prints, with the command that finds the operation again."""
     if obj.json:
         return
-    render.out.print(Text.assemble("started operation ", (op_id, "bold")))
+    lines = [Text.assemble("started operation ", (op_id, "bold"))]
     if detach:
-        render.out.print(f"watch it with: fleetctl ops watch {op_id}", highlight=False)
+        lines.append(Text(f"watch it with: fleetctl ops watch {op_id}"))
+    render.print_view(Group(*lines))
 
 
 def follow_rollout(obj: Ctx, reply: cpb.PushConfigResponse, detach: bool) -> int:
@@ -232,16 +209,13 @@ def rolling_restart(obj: Ctx, group: str, nodes: str | None, labels: tuple[str, 
         raise CommandError(f"nothing to restart: no selected node has group {spec.group} "
                            f"({view.selector_text(spec.selector)})")
     if dry_run:
-        if obj.json:
-            render.print_json(render.as_dict(plan))
-        else:
-            render.out.print(view.plan_view(plan))
+        render.show(obj.json, plan, lambda: view.plan_view(plan))
         return 0
     if not obj.json:
-        render.out.print(view.plan_view(plan))
+        render.print_view(view.plan_view(plan))
     op = call(obj, "rolling-restart", "StartOperation", cpb.StartOperationRequest(spec=spec, message=message))
     if obj.json and rollout.detach:
-        render.print_json(render.as_dict(op))
+        render.print_json(op)
         return 0
     _started(obj, op.id, rollout.detach)
     if rollout.detach:
@@ -276,14 +250,13 @@ def ops_list(obj: Ctx, everything: bool) -> None:
       fleetctl ops list --all
     """
     reply = call(obj, "ops list", "ListOperations", cpb.ListOperationsRequest(all=everything))
-    if obj.json:
-        render.print_json(render.as_dict(reply))
-        return
-    if not reply.operations:
-        render.out.print("no operations" if everything else "no running or paused operations (--all shows "
-                                                              "the ended ones too)")
-        return
-    render.out.print(view.operations_table(reply.operations, time.time()))
+
+    def listing() -> RenderableType:
+        if reply.operations:
+            return view.operations_table(reply.operations, time.time())
+        return Text("no operations" if everything else "no running or paused operations (--all shows the "
+                                                        "ended ones too)")
+    render.show(obj.json, reply, listing)
 
 
 @ops.command("show")
@@ -298,10 +271,7 @@ def ops_show(obj: Ctx, op_id: str) -> None:
       fleetctl ops show op-1f3a
     """
     op = call(obj, "ops show", "GetOperation", cpb.GetOperationRequest(id=operation_id(op_id)))
-    if obj.json:
-        render.print_json(render.as_dict(op))
-    else:
-        render.out.print(view.detail_view(op, time.time()))
+    render.show(obj.json, op, lambda: view.detail_view(op, time.time()))
 
 
 @ops.command("watch", help="""Follow an operation live until it ends (Ctrl-C stops watching, not the operation).
@@ -326,15 +296,7 @@ def _transition(command: str, method: str, summary: str, example: str, *, with_r
     """pause, resume and abort: one call each, answered with the operation as it now stands."""
     def body(obj: Ctx, op_id: str, reason: str = "") -> None:
         op = call(obj, f"ops {command}", method, cpb.GetOperationRequest(id=operation_id(op_id), reason=reason))
-        if obj.json:
-            render.print_json(render.as_dict(op))
-            return
-        line = Text.assemble("operation ", (op.id, "bold"), " ", view.state_cell(op.state))
-        if op.reason:
-            line.append(f" — {op.reason}")
-        render.out.print(line)
-        if not view.is_ended(op):
-            render.out.print(f"follow it with: fleetctl ops watch {op.id}", highlight=False)
+        render.show(obj.json, op, lambda: _transition_view(op))
 
     help_text = f"{summary}\n\n\b\nExample:\n  {example}\n"
     fn = run_command(body)
@@ -352,6 +314,14 @@ ops_resume = _transition("resume", "ResumeOperation", "Resume a paused operation
 ops_abort = _transition("abort", "AbortOperation",
                         "Abort an operation: nodes not reached are skipped; it cannot be resumed.",
                         "fleetctl ops abort op-1f3a --reason 'bad build'", with_reason=True)
+
+def _transition_view(op: cpb.Operation) -> Group:
+    line = Text.assemble("operation ", (op.id, "bold"), " ", view.state_cell(op.state))
+    if op.reason:
+        line.append(f" — {op.reason}")
+    follow = [] if view.is_ended(op) else [Text(f"follow it with: fleetctl ops watch {op.id}")]
+    return Group(line, *follow)
+
 
 TOP_COMMANDS = (rolling_restart, ops)
 __all__ = ["TOP_COMMANDS", "follow_rollout", "rollout_options", "watch"]

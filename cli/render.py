@@ -1,17 +1,27 @@
-"""How fleetctl shows things: rich tables for people, JSON for programs."""
+"""How fleetctl shows things: rich views for people, JSON for programs.
+
+Every command answers through `show`: the same value as JSON with `-o json`, or the view built
+for people. A view on a terminal fits the window; anywhere else (a pipe, a file) it is laid out
+at its natural width, so `fleetctl audit | grep ...` sees every value whole, one row per line,
+rather than cells folded to fit an 80-column guess.
+"""
 
 from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable, Iterable, Mapping
 
 from google.protobuf.json_format import MessageToDict
-from rich.console import Console
+from google.protobuf.message import Message
+from rich.console import Console, Group, RenderableType
 from rich.markup import escape
+from rich.measure import Measurement
 from rich.table import Table
+from rich.text import Text
 
-__all__ = ["FAULT_TEXT", "STATE_STYLE", "as_dict", "command_results", "err", "escape", "fault_text", "out",
-           "print_json", "process_table", "state_text", "write_log"]
+__all__ = ["FAULT_TEXT", "STATE_STYLE", "as_dict", "command_results", "err", "escape", "fault_text", "jsonable",
+           "out", "print_json", "print_view", "process_table", "show", "state_text", "write_log"]
 
 STATE_STYLE = {
     "RUNNING": "green", "STARTING": "cyan", "STOPPING": "yellow", "BACKOFF": "bold yellow",
@@ -26,9 +36,54 @@ def as_dict(message) -> dict:
     return MessageToDict(message, preserving_proto_field_name=True, always_print_fields_with_no_presence=True)
 
 
+def jsonable(value: object) -> object:
+    """Protobuf messages as their dicts, also inside lists and dicts; everything else as is."""
+    if isinstance(value, Message):
+        return as_dict(value)
+    if isinstance(value, Mapping):
+        return {key: jsonable(item) for key, item in value.items()}
+    if isinstance(value, Iterable) and not isinstance(value, (str, bytes)):
+        return [jsonable(item) for item in value]
+    return value
+
+
 def print_json(value: object) -> None:
-    json.dump(value, sys.stdout, indent=2, sort_keys=True)
+    json.dump(jsonable(value), sys.stdout, indent=2, sort_keys=True)
     sys.stdout.write("\n")
+
+
+# Wide enough for any row: off a terminal a view is measured against this, not against the window.
+UNBOUNDED = 1 << 20
+
+
+def print_view(view: RenderableType) -> None:
+    """A view for people: fitted to a terminal; elsewhere at its natural width, every cell whole
+    and one row per line, without the padding rich leaves at line ends."""
+    if out.is_terminal:
+        out.print(view)
+        return
+    width = Measurement.get(out, out.options.update_width(UNBOUNDED), view).maximum
+    wide = Console(width=max(width, 1), highlight=False, soft_wrap=True)
+    with wide.capture() as captured:
+        wide.print(view)
+    sys.stdout.write("".join(line.rstrip() + "\n" for line in captured.get().splitlines()))
+
+
+def note_line(note: Text | None) -> None:
+    """A passing problem (a watch reconnecting) as one line on stderr; None (it passed) says nothing."""
+    if note is not None:
+        err.print(note)
+
+
+def show(as_json: bool, value: object, human: Callable[[], RenderableType | None]) -> None:
+    """A command's answer: `value` as JSON, or the view `human` builds. `human` returns None when
+    it wrote its own output (text that must reach stdout byte for byte, such as a config)."""
+    if as_json:
+        print_json(value)
+        return
+    view = human()
+    if view is not None:
+        print_view(view)
 
 
 def write_log(chunks, as_json: bool = False) -> None:
@@ -71,10 +126,8 @@ def fault_text(status: str) -> str:
     return FAULT_TEXT.get(status, status.lower().replace("_", " "))
 
 
-def command_results(results, verb: str) -> None:
+def command_results(results, verb: str) -> Group:
     """supervisorctl-style lines: `name: started` or `name: ERROR (already started)`."""
-    for r in results:
-        if r.ok:
-            out.print(f"{r.name}: {verb}")
-        else:
-            out.print(f"{r.name}: [red]ERROR[/] ({fault_text(r.status)})")
+    return Group(*(Text(f"{r.name}: {verb}") if r.ok
+                   else Text.assemble(f"{r.name}: ", ("ERROR", "red"), f" ({fault_text(r.status)})")
+                   for r in results))

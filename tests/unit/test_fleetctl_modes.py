@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 
+import click
 import grpc
 import pytest
 from click.testing import CliRunner
 
 from fleetvisor.cli.client import CommandError, describe_rpc_error, leader_redirect, local_identity
-from fleetvisor.cli.context import Mode, choose_mode
+from fleetvisor.cli.context import Ctx, Mode, choose_mode
 from fleetvisor.cli.exitcodes import control_code, fleet_status_code, node_result_code, results_code
 from fleetvisor.cli.main import cli
 from fleetvisor.cli.settings import Settings
@@ -216,3 +218,64 @@ def test_click_usage_errors_are_one_line_too():
                              "push"], capture_output=True, text=True, env=env, timeout=60)
     assert result.returncode == 2 and result.stderr.count("\n") == 1
     assert "Missing argument 'FILE'" in result.stderr and "fleetctl config push --help" in result.stderr
+
+
+# -- -o/--output before or after the command ---------------------------------------------------
+
+class CannedController:
+    """Stands in for fleetctl's Controller object: each method answers with one canned reply."""
+
+    address = "ctl:1"
+
+    def __init__(self, replies: dict) -> None:
+        self.replies = replies
+
+    def call(self, method, request, *, timeout=None):
+        return self.replies[method]
+
+
+@pytest.fixture
+def canned(monkeypatch):
+    ctl = CannedController({
+        "ListNodes": cpb.ListNodesResponse(nodes=[cpb.NodeInfo(name="web-1", address="10.0.0.5:7400", up=True,
+                                                               reachable=True)]),
+        "GetStatus": cpb.FleetStatus(nodes=[node("web-1", "RUNNING")]),
+        "ListConfigs": cpb.ListConfigsResponse(),
+        "ListOperations": cpb.ListOperationsResponse(),
+    })
+    monkeypatch.setattr(Ctx, "controller", lambda self, command="": ctl)
+
+
+@pytest.mark.parametrize("args", [
+    ["-o", "json", "nodes"], ["--output", "json", "nodes"], ["nodes", "-o", "json"], ["nodes", "--output", "json"],
+    ["nodes", "--output=json"], ["nodes", "-ojson"], ["status", "-o", "json"], ["status", "web-1", "-o", "json"],
+    ["status", "-o", "json", "web-1"], ["config", "list", "-o", "json"], ["config", "-o", "json", "list"],
+    ["ops", "list", "--output", "json"], ["-o", "table", "nodes", "-o", "json"],
+])
+def test_output_json_before_or_after_the_command(run, canned, args):
+    result = run("--controller", "127.0.0.1:1", *args)
+    assert result.exit_code == 0, result.output
+    assert isinstance(json.loads(result.stdout), dict)
+
+
+def test_the_last_output_given_wins(run, canned):
+    result = run("--controller", "127.0.0.1:1", "-o", "json", "nodes", "-o", "table")
+    assert result.exit_code == 0 and result.stdout.split()[:2] == ["NAME", "ADDRESS"]
+
+
+def test_a_bad_output_after_the_command_is_a_usage_error(run, canned):
+    result = run("--controller", "127.0.0.1:1", "nodes", "-o", "yaml")
+    assert result.exit_code == 2 and "'yaml' is not one of 'table', 'json'" in result.stderr
+
+
+def commands(command: click.Command, path: tuple[str, ...] = ()):
+    yield path, command
+    if isinstance(command, click.Group):
+        for name, sub in command.commands.items():
+            yield from commands(sub, (*path, name))
+
+
+def test_every_command_takes_output_after_its_name():
+    found = [path for path, command in commands(cli)
+             if path and not any(p.name == "output" and {"-o", "--output"} <= set(p.opts) for p in command.params)]
+    assert found == [] and len(list(commands(cli))) > 30

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import io
+import json
 
 from rich.console import Console
 
 from fleetvisor.cli import fleetrender as view
+from fleetvisor.cli import render
 from fleetvisor.v1 import agent_pb2 as pb
 from fleetvisor.v1 import controller_pb2 as cpb
 
@@ -241,3 +243,47 @@ def test_audit_detail_is_compact_key_values():
               ' "patterns": ["*:app", "db-1:worker"]}')
     assert audit_detail(detail) == "labels=role=web message=first name=web patterns=*:app,db-1:worker"
     assert audit_detail("not json") == "not json"
+
+
+# -- where views go: a terminal, or a pipe -------------------------------------------------------
+
+LONG_ENTRIES = [
+    cpb.AuditEntry(time=NOW, who="operator-with-a-long-name@build-host-17.example.com (unverified)",
+                   action="config.push", ok=True, result="extra revision 12 for web-1, web-2, web-3, db-1",
+                   detail='{"name": "extra", "nodes": ["web-1", "web-2", "web-3", "db-1"], '
+                          '"message": "raise numprocs to four because the queue backs up at noon"}'),
+    cpb.AuditEntry(time=NOW, who="bob@h", action="control.restart", ok=False,
+                   result="web-2: cannot reach 10.0.0.12:7400: Connection refused"),
+]
+
+
+def test_off_a_terminal_a_table_keeps_every_value_whole_one_row_per_line(monkeypatch, capsys):
+    monkeypatch.setenv("COLUMNS", "80")
+    render.print_view(view.audit_table(LONG_ENTRIES))
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 3 and lines[0].split() == ["TIME", "WHO", "ACTION", "DETAIL", "RESULT"]
+    assert len(lines[1]) > 80  # wider than the 80 columns a pipe is assumed to have: nothing folded
+    for entry, line in zip(LONG_ENTRIES, lines[1:]):
+        for value in (entry.who, entry.action, view.audit_detail(entry.detail) or "-", entry.result):
+            assert value in line
+    assert all(line == line.rstrip() for line in lines)  # no padding left at line ends for diff or grep
+
+
+def test_on_a_terminal_a_table_fits_the_window(monkeypatch):
+    screen = Console(file=io.StringIO(), width=80, force_terminal=True, color_system=None, highlight=False)
+    monkeypatch.setattr(render, "out", screen)
+    render.print_view(view.audit_table(LONG_ENTRIES))
+    lines = screen.file.getvalue().splitlines()
+    assert max(len(line) for line in lines) <= 80 and len(lines) > 3  # long cells wrap within their column
+    assert lines[0].split() == ["TIME", "WHO", "ACTION", "DETAIL", "RESULT"]  # and no column is dropped
+
+
+def test_show_prints_json_or_the_view(capsys):
+    reply = cpb.LeaderInfo(leader_id="ctl-1", leader_address="10.0.0.1:7500", controller_id="ctl-1", is_leader=True)
+    built = []
+    render.show(True, reply, lambda: built.append(1))
+    assert json.loads(capsys.readouterr().out)["leader_id"] == "ctl-1" and not built  # the view is not built
+    render.show(False, reply, lambda: view.leader_line(reply))
+    assert capsys.readouterr().out == "leader: ctl-1 at 10.0.0.1:7500  (answered by the leader)\n"
+    render.show(True, {"node": "n", "processes": [pb.ProcessInfo(name="app")]}, lambda: None)
+    assert json.loads(capsys.readouterr().out)["processes"][0]["name"] == "app"  # messages inside plain values
