@@ -8,7 +8,6 @@ commands here, and the config revision commands live in fleetconfig.py; main.py 
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from collections.abc import Iterator, Sequence
@@ -72,8 +71,7 @@ def _watch(obj: Ctx, request: cpb.StatusRequest) -> int:
     try:
         if obj.json:
             for message in messages(render.note_line):
-                sys.stdout.write(json.dumps(render.as_dict(message), sort_keys=True) + "\n")
-                sys.stdout.flush()
+                render.print_json_line(message)
         elif not render.out.is_terminal:
             for message in messages(render.note_line):
                 render.print_view(view.status_view(message))

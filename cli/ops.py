@@ -17,7 +17,6 @@ aborted or is paused, 2 a usage error, 4 no such operation, 130 Ctrl-C while it 
 from __future__ import annotations
 
 import functools
-import json
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -121,8 +120,7 @@ def watch(obj: Ctx, op_id: str, *, show_plan: bool = False) -> int:
         if obj.json:
             for op in _messages(obj, op_id, render.note_line):
                 last[:] = [op]
-                sys.stdout.write(json.dumps(render.as_dict(op), sort_keys=True) + "\n")
-                sys.stdout.flush()
+                render.print_json_line(op)
             return view.exit_code(last[-1])
         if not render.out.is_terminal:
             for op in _messages(obj, op_id, render.note_line):

@@ -21,7 +21,7 @@ from rich.table import Table
 from rich.text import Text
 
 __all__ = ["FAULT_TEXT", "STATE_STYLE", "as_dict", "command_results", "err", "escape", "fault_text", "jsonable",
-           "out", "print_json", "print_view", "process_table", "show", "state_text", "write_log"]
+           "out", "print_json", "print_json_line", "print_view", "process_table", "show", "state_text", "write_log"]
 
 STATE_STYLE = {
     "RUNNING": "green", "STARTING": "cyan", "STOPPING": "yellow", "BACKOFF": "bold yellow",
@@ -50,6 +50,12 @@ def jsonable(value: object) -> object:
 def print_json(value: object) -> None:
     json.dump(jsonable(value), sys.stdout, indent=2, sort_keys=True)
     sys.stdout.write("\n")
+
+
+def print_json_line(value: object) -> None:
+    """One compact JSON object per line, flushed, for streams a program reads as they come."""
+    sys.stdout.write(json.dumps(jsonable(value), sort_keys=True) + "\n")
+    sys.stdout.flush()
 
 
 # Wide enough for any row: off a terminal a view is measured against this, not against the window.
@@ -90,10 +96,8 @@ def write_log(chunks, as_json: bool = False) -> None:
     """LogChunks to stdout as they come: raw bytes, or one JSON object per chunk for programs."""
     if as_json:
         for chunk in chunks:
-            json.dump({"data": chunk.data.decode("utf-8", "replace"), "offset": chunk.offset,
-                       "truncated": chunk.truncated}, sys.stdout, sort_keys=True)
-            sys.stdout.write("\n")
-            sys.stdout.flush()
+            print_json_line({"data": chunk.data.decode("utf-8", "replace"), "offset": chunk.offset,
+                             "truncated": chunk.truncated})
         return
     stream = sys.stdout.buffer
     for chunk in chunks:

@@ -250,6 +250,8 @@ def test_status_table_filters_and_exit_codes(three_nodes):
             for p in n["processes"]} == {f"{n}:{p}": "RUNNING" for n in ("web-1", "web-2", "db-1")
                                          for p in ("app", "ticker", "worker")}
     assert all(n["node"]["up"] and n["node"]["reachable"] for n in as_json["nodes"])
+    trailing = json.loads(ok(ctl, "status", "-o", "json"))  # -o after the command, as kubectl users type it
+    assert sorted(n["node"]["name"] for n in trailing["nodes"]) == ["db-1", "web-1", "web-2"]
 
     web = fleetctl(ctl.address, "status", "--label", "role=web")
     assert web.returncode == 0
@@ -322,6 +324,7 @@ def test_nodes_lists_labels_versions_and_revisions(three_nodes, tmp_path):
 
     assert sorted(table_rows(ok(ctl, "nodes", "--label", "role=db"))) == ["db-1"]
     listed = {n["name"]: n for n in fleetctl_json(ctl.address, "nodes")["nodes"]}
+    assert {n["name"] for n in json.loads(ok(ctl, "nodes", "--output", "json"))["nodes"]} == set(listed)
     assert listed["web-1"]["labels"] == {"role": "web", "dc": "east"}
     assert listed["web-1"]["applied_revision"] == listed["web-1"]["desired_revision"] == "extra@1"
     assert listed["db-1"]["applied_revision"] == listed["db-1"]["desired_revision"] == ""
@@ -487,6 +490,18 @@ def test_audit_lists_pushes_and_fan_outs(three_nodes, tmp_path):
     assert "ok extra revision 1 for web-1" in output and "ok 2 of 2 nodes ok" in output
     assert "failed no such node: nosuch" in output
 
+    # `fleetctl audit | cat` with 80 columns: a pipe gets each entry on one line, every value whole
+    piped = subprocess.run([*FLEETCTL, "--controller", ctl.address, "audit"], stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True, timeout=30, env={**ENV, "COLUMNS": "80"})
+    assert piped.returncode == 0, piped.stderr
+    rows = piped.stdout.splitlines()
+    assert len(rows) == 5 and rows[0].split() == ["TIME", "WHO", "ACTION", "DETAIL", "RESULT"]
+    assert max(len(row) for row in rows) > 80  # wider than the pipe's columns, and still not folded
+    for row, action in zip(rows[1:], ["config.push", "control.stop", "control.signal", "control.stop"]):
+        assert re.match(rf"\S+ \S+  {re.escape(ME)}  {action} ", row), row
+    assert "message=why name=extra nodes=web-1" in rows[1] and rows[1].endswith("ok extra revision 1 for web-1")
+    assert rows[4].endswith("failed no such node: nosuch")
+
     entries = fleetctl_json(ctl.address, "audit", "--since", "1h")["entries"]
     assert [(e["action"], e["ok"], e["who"], e["controller_id"]) for e in entries] == [
         ("config.push", True, ME, "ctl-1"), ("control.stop", True, ME, "ctl-1"),
@@ -500,6 +515,8 @@ def test_audit_lists_pushes_and_fan_outs(three_nodes, tmp_path):
     later = fleetctl_json(ctl.address, "audit", "--since", between)["entries"]
     assert [e["action"] for e in later] == ["control.stop", "control.signal", "control.stop"]
     assert [e["action"] for e in fleetctl_json(ctl.address, "audit", "--limit", "1")["entries"]] == ["control.stop"]
+    assert [e["action"] for e in json.loads(ok(ctl, "audit", "--limit", "1", "-o", "json"))["entries"]] == \
+        ["control.stop"]
     bad = fleetctl(ctl.address, "audit", "--since", "yesterday")
     assert bad.returncode == 2 and "--since" in one_line_error(bad)
 
@@ -612,3 +629,31 @@ def test_status_watch_shows_a_change_within_the_coalescing_delay(fleet, streamin
         delays.append(shown - began)
     # STATUS_COALESCE is 0.2 s; allow a loaded machine three times that, for the best of three
     assert min(delays) < 0.6, f"the watch showed each change {', '.join(f'{d:.2f}s' for d in delays)} late"
+
+
+def test_status_watch_rides_out_a_controller_restart(fleet, streaming):
+    ctl = fleet.controller()
+    fleet.agent("web-1", ctl, programs=programs("web-1"))
+    wait_status(ctl, lambda s: states(s).get("web-1:app") == "RUNNING")
+    wait_for(ctl.is_leader, 10, "ctl-1 to lead")
+
+    def live_app(line: str, since: float = 0.0) -> bool:
+        status = json.loads(line)
+        node = status["nodes"][0]
+        return status["now"] > since and node["node"]["reachable"] and node["processes"][0]["statename"] == "RUNNING"
+
+    watch = streaming(ctl, "status", "--watch", "web-1:app", "-o", "json")
+    watch.wait(lambda lines: any(live_app(line) for line in lines), 10, "a first live JSON status")
+    ctl.stop()  # the stream breaks with the process: the watch must not end
+    restarted = time.time()
+    ctl.start()
+    watch.wait(lambda lines: any(live_app(line, since=restarted) for line in lines), 30,
+               "a live status from the restarted controller")
+    assert all(json.loads(line)["nodes"][0]["node"]["name"] == "web-1" for line in watch.output())  # whole lines
+    assert watch.proc.poll() is None
+    code, stderr = watch.interrupt()
+    lines = stderr.splitlines()
+    assert code == 0 and len(lines) == 1, stderr  # one line for the outage, none per attempt
+    assert lines[0].startswith(f"cannot reach controller {ctl.address}") or \
+        lines[0].startswith(f"controller {ctl.address}"), lines[0]
+    assert lines[0].endswith("; reconnecting (Ctrl-C to stop)")

@@ -21,7 +21,7 @@ def test_rolling_restart_and_ops_commands(fleet, tmp_path):
     plan = fleetctl(ctl.address, "rolling-restart", "web", "--batch", "2", "--dry-run")
     assert plan.returncode == 0, plan.stderr
     assert "batch 1: n1, n2" in plan.stdout and "batch 2: n3" in plan.stdout
-    assert not json.loads(fleetctl(ctl.address, "-o", "json", "ops", "list", "--all").stdout)["operations"]
+    assert not json.loads(fleetctl(ctl.address, "ops", "list", "--all", "-o", "json").stdout)["operations"]
 
     run = fleetctl(ctl.address, "rolling-restart", "web", "--batch", "2", "--healthy-for", "1s", timeout=120)
     assert run.returncode == 0, run.stdout + run.stderr

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -79,6 +80,12 @@ def test_status_table_and_exit_codes(node):
     assert any(line.split()[:3] == ["node-b", "app", "RUNNING"] for line in lines)
     everything = fleetctl("--node", node, "status")
     assert everything.returncode == 3  # `broken` is STOPPED, as supervisorctl status says with 3
+    # through a pipe narrower than a row: each process stays on one line with its whole description
+    narrow = fleetctl("--node", node, "status", "app", "worker", env={"COLUMNS": "40"})
+    rows = narrow.stdout.splitlines()
+    assert narrow.returncode == 0 and len(rows) == 3 and max(len(row) for row in rows) > 40, narrow.stdout
+    assert all(re.fullmatch(r"node-b  +(app|worker) +RUNNING +\d+ +pid \d+, uptime \d+:\d\d:\d\d", row)
+               for row in rows[1:]), rows
     bad = fleetctl("--node", node, "status", "ghost")
     assert bad.returncode == 4 and bad.stderr.count("\n") == 1 and "ghost" in bad.stderr
     assert "Traceback" not in bad.stderr
@@ -90,6 +97,11 @@ def test_status_json(node):
     assert data["node"] == "node-b"
     [app] = data["processes"]
     assert app["name"] == "app" and app["statename"] == "RUNNING" and app["pid"] > 0
+    for trailing in (["status", "app", "-o", "json"], ["status", "-o", "json", "app"]):  # as kubectl users type it
+        shown = json.loads(fleetctl("--node", node, *trailing).stdout)
+        assert shown["node"] == "node-b" and [p["name"] for p in shown["processes"]] == ["app"]
+    info = json.loads(fleetctl("--node", node, "info", "--output", "json").stdout)
+    assert info["node"] == "node-b" and info["supervisor_version"] == "4.3.0"
 
 
 def test_stop_start_restart_and_their_exit_codes(node):
