@@ -150,14 +150,12 @@ def watch(obj: Ctx, op_id: str, *, show_plan: bool = False) -> int:
     return view.exit_code(last[-1])
 
 
-def _started(obj: Ctx, op_id: str, detach: bool) -> None:
+def _started(op_id: str, detach: bool) -> Group:
     """The line every start prints, with the command that finds the operation again."""
-    if obj.json:
-        return
     lines = [Text.assemble("started operation ", (op_id, "bold"))]
     if detach:
         lines.append(Text(f"watch it with: fleetctl ops watch {op_id}"))
-    render.print_view(Group(*lines))
+    return Group(*lines)
 
 
 def follow_rollout(obj: Ctx, reply: cpb.PushConfigResponse, detach: bool) -> int:
@@ -167,7 +165,8 @@ def follow_rollout(obj: Ctx, reply: cpb.PushConfigResponse, detach: bool) -> int
     if not reply.operation_id:
         raise CommandError("the controller stored the revision but started no rollout (a controller without "
                            "fleet operations pushes to every node at once): see fleetctl config status")
-    _started(obj, reply.operation_id, detach)
+    if not obj.json:  # the push reply was the JSON answer; the watch's lines follow it
+        render.print_view(_started(reply.operation_id, detach))
     if detach:
         return 0
     return watch(obj, reply.operation_id, show_plan=True)
@@ -209,15 +208,14 @@ def rolling_restart(obj: Ctx, group: str, nodes: str | None, labels: tuple[str, 
     if dry_run:
         render.show(obj.json, plan, lambda: view.plan_view(plan))
         return 0
-    if not obj.json:
+    if not obj.json:  # with -o json the started operation (or the watch's lines) is the answer
         render.print_view(view.plan_view(plan))
     op = call(obj, "rolling-restart", "StartOperation", cpb.StartOperationRequest(spec=spec, message=message))
-    if obj.json and rollout.detach:
-        render.print_json(op)
-        return 0
-    _started(obj, op.id, rollout.detach)
     if rollout.detach:
+        render.show(obj.json, op, lambda: _started(op.id, detach=True))
         return 0
+    if not obj.json:
+        render.print_view(_started(op.id, detach=False))
     return watch(obj, op.id)
 
 
