@@ -36,7 +36,7 @@ import os
 import pwd
 import signal as _signal
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -422,14 +422,22 @@ def _starter(wait: bool) -> Callable[[Process], _Wait | None]:
     return lambda proc: _begin_start(proc, _spec(proc), wait)
 
 
-async def start(core: Supervisor, caller: Caller, namespec: str, wait: bool = True) -> Outcome:
-    """startProcess: one process (raises on failure), or the results of `group:*`."""
+async def _named(core: Supervisor, namespec: str, one: Callable[[Process, str], _Wait | None],
+                 group_call: Callable[[str], Awaitable[list[ProcessResult]]]) -> Outcome:
+    """A supervisord call on a name: one process (its failure raises), or with `group:*`
+    the group call's results."""
     ensure_running(core)
     group, proc = _lookup(core, namespec)
     if proc is None:
-        return Outcome(True, tuple(await start_group(core, caller, group.name, wait)))
-    await _settle_one(core, _begin_start(proc, namespec, wait))
+        return Outcome(True, tuple(await group_call(group.name)))
+    await _settle_one(core, one(proc, namespec))
     return Outcome(False)
+
+
+async def start(core: Supervisor, caller: Caller, namespec: str, wait: bool = True) -> Outcome:
+    """startProcess: one process, or every process of `group:*` that is not running."""
+    return await _named(core, namespec, lambda proc, spec: _begin_start(proc, spec, wait),
+                        lambda group: start_group(core, caller, group, wait))
 
 
 async def start_group(core: Supervisor, caller: Caller, name: str,
@@ -472,13 +480,9 @@ def _stopper(wait: bool) -> Callable[[Process], _Wait | None]:
 
 
 async def stop(core: Supervisor, caller: Caller, namespec: str, wait: bool = True) -> Outcome:
-    """stopProcess: one process (raises on failure), or the results of `group:*`."""
-    ensure_running(core)
-    group, proc = _lookup(core, namespec)
-    if proc is None:
-        return Outcome(True, tuple(await stop_group(core, caller, group.name, wait)))
-    await _settle_one(core, _begin_stop(proc, namespec, wait))
-    return Outcome(False)
+    """stopProcess: one process, or every running process of `group:*`."""
+    return await _named(core, namespec, lambda proc, spec: _begin_stop(proc, spec, wait),
+                        lambda group: stop_group(core, caller, group, wait))
 
 
 async def stop_group(core: Supervisor, caller: Caller, name: str,
@@ -538,14 +542,9 @@ def _signaller(sig: object) -> Callable[[Process], None]:
 
 
 async def signal(core: Supervisor, caller: Caller, namespec: str, sig: object) -> Outcome:
-    """signalProcess: one process (raises on failure), or the results of `group:*`.
-    Nothing to wait for."""
-    ensure_running(core)
-    group, proc = _lookup(core, namespec)
-    if proc is None:
-        return Outcome(True, tuple(await signal_group(core, caller, group.name, sig)))
-    _send_signal(proc, namespec, sig)
-    return Outcome(False)
+    """signalProcess: one process, or every signallable process of `group:*`."""
+    return await _named(core, namespec, lambda proc, spec: _send_signal(proc, spec, sig),
+                        lambda group: signal_group(core, caller, group, sig))
 
 
 def _signallable(proc: Process) -> bool:

@@ -73,16 +73,16 @@ class AgentServicer(pb_grpc.AgentServiceServicer):
             await context.abort(_STATUS_FOR_FAULT.get(exc.code, grpc.StatusCode.FAILED_PRECONDITION), exc.text)
         raise AssertionError("abort returned")  # it raises; this tells the type checker
 
-    async def _command(self, request, context,
-                       act: Callable[[Caller, list[Process]], Awaitable[list[operations.ProcessResult]]]
-                       ) -> pb.CommandResponse:
+    async def _command(self, request, context, act: Callable[..., Awaitable[list[operations.ProcessResult]]],
+                       argument: object) -> pb.CommandResponse:
+        """`act` (a multi-target call of the core) on the processes the request names."""
         if not request.all and not request.names:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "no process names given (use all=true for every process)")
         caller = _caller(context)
         try:
             operations.ensure_running(self.core)
             procs = operations.resolve(self.core, caller, ["all"] if request.all else request.names)
-            results = await act(caller, procs)
+            results = await act(self.core, caller, procs, argument)
         except FaultError as exc:
             await self._fail(context, exc)
         return pb.CommandResponse(results=[
@@ -111,20 +111,16 @@ class AgentServicer(pb_grpc.AgentServiceServicer):
         return pb.ListProcessesResponse(processes=[process_info(p, now) for p in procs], now=now)
 
     async def Start(self, request, context) -> pb.CommandResponse:
-        return await self._command(request, context, lambda caller, procs: operations.start_processes(
-            self.core, caller, procs, request.wait))
+        return await self._command(request, context, operations.start_processes, request.wait)
 
     async def Stop(self, request, context) -> pb.CommandResponse:
-        return await self._command(request, context, lambda caller, procs: operations.stop_processes(
-            self.core, caller, procs, request.wait))
+        return await self._command(request, context, operations.stop_processes, request.wait)
 
     async def Restart(self, request, context) -> pb.CommandResponse:
-        return await self._command(request, context, lambda caller, procs: operations.restart_processes(
-            self.core, caller, procs, request.wait))
+        return await self._command(request, context, operations.restart_processes, request.wait)
 
     async def Signal(self, request, context) -> pb.CommandResponse:
-        return await self._command(request, context, lambda caller, procs: operations.signal_processes(
-            self.core, caller, procs, request.signal))
+        return await self._command(request, context, operations.signal_processes, request.signal)
 
     async def WatchEvents(self, request, context) -> AsyncIterator[pb.AgentEvent]:
         # Headers now: a watcher that resumes may get no event for a long time, and it must
