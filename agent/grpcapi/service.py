@@ -70,14 +70,16 @@ class AgentServicer(pb_grpc.AgentServiceServicer):
         if isinstance(exc, ConfigError):
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         else:
-            await context.abort(_STATUS_FOR_FAULT.get(exc.code, grpc.StatusCode.FAILED_PRECONDITION), exc.text)
+            code = _STATUS_FOR_FAULT.get(exc.code, grpc.StatusCode.FAILED_PRECONDITION)
+            await context.abort(code, exc.text)
         raise AssertionError("abort returned")  # it raises; this tells the type checker
 
     async def _command(self, request, context, act: Callable[..., Awaitable[list[operations.ProcessResult]]],
                        argument: object) -> pb.CommandResponse:
         """`act` (a multi-target call of the core) on the processes the request names."""
         if not request.all and not request.names:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "no process names given (use all=true for every process)")
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
+                                "no process names given (use all=true for every process)")
         caller = _caller(context)
         try:
             operations.ensure_running(self.core)

@@ -15,10 +15,10 @@ may cache), an unknown action is a 400 rather than a 500, failures read "ERROR: 
 <reason>" for every action, and stop all / restart all name the processes that failed.
 
 Actions wait like the XML-RPC calls do (a start returns once the process is RUNNING),
-because they are the same functions in `operations`; restart there means what it means on
-every face (stop, then start), and restart all restarts every process. The page is plain HTML with a little
-inline CSS and no script, so it works with JavaScript disabled; every value that comes
-from a config, a log or the URL goes through `html.escape`.
+because they are the same functions in `operations`; restart means there what it means on
+every face (stop, then start), and restart all restarts every process. The page is plain
+HTML with a little inline CSS and no script, so it works with JavaScript disabled; every
+value that comes from a config, a log or the URL goes through `html.escape`.
 
 Credentials are the server's: these routes sit behind the same basic auth as /RPC2.
 Browsers send cached basic-auth credentials with any request, also one another site makes
