@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from . import operations
+from .caller import Caller
 from .config.errors import ConfigError
 from .config.model import Config
 from .supervisor import Supervisor, diff_groups
@@ -119,7 +120,7 @@ class FleetConfig:
     def edited_by_hand(self) -> bool:
         return file_fingerprints(self.core.config, self.store.fleet_file()) != self.fingerprints
 
-    async def apply(self, revision: str, text: str, *, dry_run: bool) -> Plan:
+    async def apply(self, revision: str, text: str, *, dry_run: bool, caller: Caller) -> Plan:
         """Validate the revision with the node's file; unless dry_run, persist it, then stop
         removed groups, restart changed ones and add new ones. Raises ConfigError; on error
         nothing is changed, on disk or in the running state."""
@@ -134,16 +135,16 @@ class FleetConfig:
         finally:
             if os.path.exists(staged):
                 os.unlink(staged)
-        await self._update(new, plan)
+        await self._update(new, plan, caller)
         self.fingerprints = file_fingerprints(self.core.config, self.store.fleet_file())
         return plan
 
-    async def _update(self, new: Config, plan: Plan) -> None:
+    async def _update(self, new: Config, plan: Plan, caller: Caller) -> None:
         core = self.core
         core.group_configs = new.groups
         for name in plan.removed + plan.changed:
-            await operations.stop_group(core, name, wait=True)
+            await operations.stop_group(core, caller, name, wait=True)
             core.remove_group(name)
         for name in plan.changed + plan.added:
-            operations.add_group(core, name)
+            operations.add_group(core, caller, name)
 

@@ -18,14 +18,21 @@ import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import grpc
 
 from .config.model import FleetvisorConfig
 from .daemon import StartupError
+from . import operations
+from .caller import LOCAL
 from .mainlog import MainLog
+from .timeouts import wait_within
 from fleetvisor.v1 import controller_pb2 as pb
 from fleetvisor.v1 import controller_pb2_grpc as pb_grpc
+
+if TYPE_CHECKING:
+    from .grpcapi.server import GrpcFace
 
 DEFAULT_INTERVAL = 3.0   # until a controller says otherwise
 MIN_INTERVAL = 0.05      # a controller answering 0.001 must not turn this into a busy loop
@@ -189,9 +196,7 @@ class Heartbeat:
             delay = self.schedule.due()
             if delay > 0:
                 self._poked.clear()
-                with contextlib.suppress(TimeoutError):  # not wait_for: it can swallow a cancel on 3.11
-                    async with asyncio.timeout(delay):
-                        await self._poked.wait()
+                await wait_within(self._poked.wait(), delay)
                 continue  # a poke moved the next attempt forward: ask the schedule again
             await self._beat()
 
@@ -242,22 +247,20 @@ class Heartbeat:
             await channel.close(grace=None)
 
 
-def agent_describer(fv: FleetvisorConfig, face) -> Callable[[], pb.HeartbeatRequest]:
-    """What the agent says about itself, read fresh for each heartbeat from the same places
-    its gRPC face answers GetInfo and GetConfig from. `face` is the started GrpcFace."""
-    from .grpcapi.service import AGENT_VERSION
+def agent_describer(fv: FleetvisorConfig, face: GrpcFace) -> Callable[[], pb.HeartbeatRequest]:
+    """What the agent says about itself, read fresh for each heartbeat from the core's
+    `agent_info`, as its gRPC face answers GetInfo. `face` is the started GrpcFace."""
     assert fv.grpc_listen is not None
     host, port = fv.grpc_listen
     # As configured, with the port actually bound (grpc_listen may name port 0). An empty or
     # wildcard host is for the controller to fill in from the heartbeat's peer address.
     address = format_address(host, face.port or port)
-    servicer = face.servicer
-    labels = dict(fv.labels)
 
     def describe() -> pb.HeartbeatRequest:
-        applied = servicer.fleet.store.current()
+        info = operations.agent_info(face.core, LOCAL, face.servicer.fleet)
         return pb.HeartbeatRequest(
-            node=fv.node, address=address, labels=labels, agent_version=AGENT_VERSION,
-            applied_revision=applied.revision if applied else "", agent_run_id=face.journal.run_id,
-            started_at=servicer.started_at, edited_by_hand=servicer.fleet.edited_by_hand())
+            node=info.node, address=address, labels=dict(info.labels),
+            agent_version=info.agent_version, applied_revision=info.applied_revision,
+            agent_run_id=face.journal.run_id, started_at=info.started_at,
+            edited_by_hand=info.edited_by_hand)
     return describe

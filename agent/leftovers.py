@@ -22,6 +22,7 @@ from .config.model import Config
 from .mainlog import MainLog
 from .states import ProcessState
 from .supervisor import Change, ProcessStateChange, Supervisor
+from .timeouts import wait_within
 
 LEDGER = "children.json"
 ALIVE = {ProcessState.STARTING, ProcessState.RUNNING, ProcessState.STOPPING}
@@ -136,10 +137,7 @@ async def _gone(pidfd: int, timeout: float) -> bool:
     done = loop.create_future()
     loop.add_reader(pidfd, lambda: done.done() or done.set_result(True))
     try:
-        await asyncio.wait_for(done, timeout)
-        return True
-    except TimeoutError:
-        return False
+        return await wait_within(done, timeout)
     finally:
         loop.remove_reader(pidfd)
 

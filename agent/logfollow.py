@@ -19,6 +19,7 @@ import os
 from collections.abc import AsyncIterator
 
 from .inotify import Watcher
+from .timeouts import wait_within
 
 TRUNCATED = b"==> File truncated <==\n"
 CHUNK = 64 * 1024
@@ -73,10 +74,7 @@ async def follow(path: str, head: int = 1024) -> AsyncIterator[bytes]:
                     position = 0
                     continue
             if cancel_watch is None:
-                try:
-                    await asyncio.wait_for(changed.wait(), POLL_INTERVAL)
-                except TimeoutError:
-                    pass
+                await wait_within(changed.wait(), POLL_INTERVAL)
             else:
                 await changed.wait()
     finally:

@@ -25,6 +25,7 @@ from .listener import ListenerPool
 from .mainlog import MainLog
 from .process import Process
 from .states import STOPPED_STATES, ProcessState, SupervisorState
+from .timeouts import wait_within
 
 SHUTDOWN_REPORT_INTERVAL = 3.0
 
@@ -86,6 +87,7 @@ class Supervisor:
         # Parses the config again before a restart, so a broken file cannot take the daemon down.
         self.reloader = reloader
         self.mood = SupervisorState.RUNNING
+        self.started_at = time.time()  # of this run of the daemon (a restart begins another)
         self.groups: dict[str, ProcessGroup] = {}
         # The groups of the last read of the config file: what addProcessGroup can add.
         self.group_configs: tuple[GroupConfig, ...] = config.groups
@@ -211,9 +213,7 @@ class Supervisor:
             remaining = None if deadline is None else deadline - loop.time()
             if remaining is not None and remaining <= 0:
                 return False
-            try:
-                await asyncio.wait_for(self._changed.wait(), remaining)
-            except TimeoutError:
+            if not await wait_within(self._changed.wait(), remaining):
                 return condition()
         return True
 

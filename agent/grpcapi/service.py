@@ -6,14 +6,15 @@ shutting down) fails the call; what happens to each process is reported in its r
 
 from __future__ import annotations
 
-import asyncio
 import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import NoReturn
 
 import grpc
 
 from .. import operations
+from ..caller import Caller
 from ..config.errors import ConfigError
 from ..faults import Fault, FaultError
 from ..fleetconfig import FleetConfig
@@ -25,8 +26,6 @@ from ..states import ProcessState, SupervisorState
 from ..supervisor import GroupChange, ProcessStateChange, Supervisor, SupervisorStateChange
 from fleetvisor.v1 import agent_pb2 as pb
 from fleetvisor.v1 import agent_pb2_grpc as pb_grpc
-
-AGENT_VERSION = "0.1.0"
 
 _STATE = {s: getattr(pb, s.name) for s in ProcessState}
 _MOOD = {SupervisorState.RUNNING: pb.SUPERVISOR_RUNNING, SupervisorState.RESTARTING: pb.SUPERVISOR_RESTARTING,
@@ -43,6 +42,10 @@ _STATUS_FOR_FAULT = {
 }
 
 
+def _caller(context: grpc.aio.ServicerContext) -> Caller:
+    return Caller("grpc", context.peer() or "")
+
+
 def process_info(proc: Process, now: float | None = None) -> pb.ProcessInfo:
     info = operations.process_info(proc, now)
     return pb.ProcessInfo(
@@ -57,104 +60,69 @@ class AgentServicer(pb_grpc.AgentServiceServicer):
         self.core = core
         self.journal = journal
         self.fleet = fleet
-        self.started_at = time.time()
         # Called with the revision id after a revision was applied (not on dry runs): the
         # heartbeat tells the controller at once instead of at its next interval.
         self.on_applied: list[Callable[[str], None]] = []
 
     # -- helpers -------------------------------------------------------------------------------
 
-    async def _fail(self, context: grpc.aio.ServicerContext, exc: FaultError | ConfigError) -> None:
+    async def _fail(self, context: grpc.aio.ServicerContext, exc: FaultError | ConfigError) -> NoReturn:
         if isinstance(exc, ConfigError):
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
-        code = _STATUS_FOR_FAULT.get(exc.code, grpc.StatusCode.FAILED_PRECONDITION)
-        await context.abort(code, exc.text)
+        else:
+            code = _STATUS_FOR_FAULT.get(exc.code, grpc.StatusCode.FAILED_PRECONDITION)
+            await context.abort(code, exc.text)
+        raise AssertionError("abort returned")  # it raises; this tells the type checker
 
-    def _targets(self, names: list[str], everything: bool) -> list[Process]:
-        """The processes named (name, group:name, group:*, all), in priority order; every name
-        is checked before anything is done."""
-        if everything or "all" in names:
-            return operations.processes_by_priority(self.core)
-        chosen: dict[int, Process] = {}
-        for spec in names:
-            group, proc = operations.lookup(self.core, spec)
-            for p in ([proc] if proc is not None else group.processes.values()):
-                chosen[id(p)] = p
-        order = {id(p): i for i, p in enumerate(operations.processes_by_priority(self.core))}
-        return sorted(chosen.values(), key=lambda p: order[id(p)])
-
-    async def _each(self, procs: list[Process], op: Callable[[Process], Awaitable[object]]) -> pb.CommandResponse:
-        async def one(proc: Process) -> pb.ProcessResult:
-            spec = operations.make_namespec(proc.group.name, proc.name)
-            try:
-                await op(proc)
-            except FaultError as exc:
-                return pb.ProcessResult(name=spec, ok=False, status=exc.code.name, description=exc.text,
-                                        state=_STATE[proc.state])
-            return pb.ProcessResult(name=spec, ok=True, status="SUCCESS", description="OK",
-                                    state=_STATE[proc.state])
-        return pb.CommandResponse(results=await asyncio.gather(*(one(p) for p in procs)))
-
-    async def _command(self, request, context, op: Callable[[Process], Awaitable[object]]) -> pb.CommandResponse:
+    async def _command(self, request, context, act: Callable[..., Awaitable[list[operations.ProcessResult]]],
+                       argument: object) -> pb.CommandResponse:
+        """`act` (a multi-target call of the core) on the processes the request names."""
+        if not request.all and not request.names:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
+                                "no process names given (use all=true for every process)")
+        caller = _caller(context)
         try:
             operations.ensure_running(self.core)
-            procs = self._targets(list(request.names), request.all)
+            procs = operations.resolve(self.core, caller, ["all"] if request.all else request.names)
+            results = await act(self.core, caller, procs, argument)
         except FaultError as exc:
             await self._fail(context, exc)
-        if not procs:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "no process names given (use all=true for every process)")
-        return await self._each(procs, op)
-
-    def _spec(self, proc: Process) -> str:
-        return operations.make_namespec(proc.group.name, proc.name)
+        return pb.CommandResponse(results=[
+            pb.ProcessResult(name=r.namespec, ok=r.ok, status=r.status.name, description=r.description,
+                             state=_STATE[r.state]) for r in results])
 
     # -- AgentService ----------------------------------------------------------------------------
 
     async def GetInfo(self, request, context) -> pb.AgentInfo:
-        return self._info()
+        return self._info(_caller(context))
 
-    def _info(self) -> pb.AgentInfo:
-        fv = self.core.config.fleetvisor
-        applied = self.fleet.store.current()
-        now = time.time()
+    def _info(self, caller: Caller) -> pb.AgentInfo:
+        info = operations.agent_info(self.core, caller, self.fleet)
         return pb.AgentInfo(
-            node=fv.node if fv else os.uname().nodename, labels=dict(fv.labels) if fv else {},
-            agent_version=AGENT_VERSION, supervisor_version=operations.SUPERVISOR_VERSION,
-            api_version=operations.API_VERSION, applied_revision=applied.revision if applied else "",
-            started_at=self.started_at, uptime_seconds=now - self.started_at, state=_MOOD[self.core.mood],
-            pid=os.getpid(), identifier=self.core.config.supervisord.identifier)
+            node=info.node, labels=dict(info.labels), agent_version=info.agent_version,
+            supervisor_version=info.supervisor_version, api_version=info.api_version,
+            applied_revision=info.applied_revision, started_at=info.started_at, uptime_seconds=info.uptime,
+            state=_MOOD[info.state], pid=info.pid, identifier=info.identifier)
 
     async def ListProcesses(self, request, context) -> pb.ListProcessesResponse:
         try:
-            procs = self._targets(list(request.names), not request.names)
+            procs = operations.resolve(self.core, _caller(context), request.names or ["all"])
         except FaultError as exc:
             await self._fail(context, exc)
         now = time.time()
         return pb.ListProcessesResponse(processes=[process_info(p, now) for p in procs], now=now)
 
     async def Start(self, request, context) -> pb.CommandResponse:
-        return await self._command(request, context, lambda p: operations.start(self.core, self._spec(p), request.wait))
+        return await self._command(request, context, operations.start_processes, request.wait)
 
     async def Stop(self, request, context) -> pb.CommandResponse:
-        return await self._command(request, context, lambda p: operations.stop(self.core, self._spec(p), request.wait))
+        return await self._command(request, context, operations.stop_processes, request.wait)
 
     async def Restart(self, request, context) -> pb.CommandResponse:
-        async def restart(proc: Process) -> None:
-            if proc.state not in (ProcessState.STOPPED, ProcessState.EXITED, ProcessState.FATAL):
-                try:
-                    await operations.stop(self.core, self._spec(proc), True)
-                except FaultError as exc:
-                    if exc.code != Fault.NOT_RUNNING:
-                        raise
-            await operations.start(self.core, self._spec(proc), request.wait)
-        return await self._command(request, context, restart)
+        return await self._command(request, context, operations.restart_processes, request.wait)
 
     async def Signal(self, request, context) -> pb.CommandResponse:
-        try:
-            sig = operations.signal_number(request.signal)
-        except ValueError as exc:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"BAD_SIGNAL: {exc}")
-        return await self._command(request, context, lambda p: operations.signal(self.core, self._spec(p), sig))
+        return await self._command(request, context, operations.signal_processes, request.signal)
 
     async def WatchEvents(self, request, context) -> AsyncIterator[pb.AgentEvent]:
         # Headers now: a watcher that resumes may get no event for a long time, and it must
@@ -162,11 +130,12 @@ class AgentServicer(pb_grpc.AgentServiceServicer):
         await context.send_initial_metadata(())
         after = request.after_sequence
         if not self.journal.can_resume(after, request.agent_run_id):
+            caller = _caller(context)
+            procs = operations.resolve(self.core, caller, ["all"])
             after = self.journal.last_sequence
             yield pb.AgentEvent(sequence=after, time=time.time(), agent_run_id=self.journal.run_id,
-                                snapshot=pb.Snapshot(processes=[process_info(p) for p in
-                                                                operations.processes_by_priority(self.core)],
-                                                     info=self._info()))
+                                snapshot=pb.Snapshot(processes=[process_info(p) for p in procs],
+                                                     info=self._info(caller)))
         async for entry in self.journal.follow(after):
             event = pb.AgentEvent(sequence=entry.sequence, time=entry.time, agent_run_id=self.journal.run_id)
             change = entry.change
@@ -186,13 +155,12 @@ class AgentServicer(pb_grpc.AgentServiceServicer):
             yield event
 
     async def TailLog(self, request, context) -> AsyncIterator[pb.LogChunk]:
+        channel = "stderr" if request.stream == pb.STDERR else "stdout"
         try:
-            proc = operations.lookup_process(self.core, request.name)
+            path = operations.log_path(self.core, _caller(context), request.name, channel, existing=True)
         except FaultError as exc:
             await self._fail(context, exc)
-        path = proc.stderr_logfile if request.stream == pb.STDERR else proc.stdout_logfile
-        if not path or not os.path.exists(path):
-            await context.abort(grpc.StatusCode.FAILED_PRECONDITION, f"NO_FILE: {request.name} has no log file")
+        assert path is not None
         if request.follow:
             size = os.path.getsize(path)
             head = request.last_bytes if request.last_bytes else max(0, size - request.offset)
@@ -211,7 +179,8 @@ class AgentServicer(pb_grpc.AgentServiceServicer):
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "a revision id is required")
         try:
             operations.ensure_running(self.core)
-            plan = await self.fleet.apply(request.revision, request.config_text, dry_run=request.dry_run)
+            plan = await self.fleet.apply(request.revision, request.config_text, dry_run=request.dry_run,
+                                          caller=_caller(context))
         except (FaultError, ConfigError) as exc:
             await self._fail(context, exc)
         except OSError as exc:

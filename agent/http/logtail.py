@@ -15,8 +15,10 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
+from .. import operations
+from ..caller import Caller
+from ..faults import FaultError
 from ..logfollow import follow
-from ..operations import split_namespec
 
 if TYPE_CHECKING:
     from ..supervisor import Supervisor
@@ -34,18 +36,16 @@ def install(app: web.Application, core: Supervisor) -> None:
             return _status(400)
         spec = request.match_info.get("spec", "")
         name, _, channel = spec.partition("/")
-        group_name, process_name = split_namespec(name)
-        group = core.groups.get(group_name)
-        proc = group.processes.get(process_name) if group and process_name else None
-        if proc is None:
-            return _status(404)
-        path = {"stdout": proc.stdout_logfile, "stderr": proc.stderr_logfile}.get(channel or "stdout")
+        try:
+            path = operations.log_path(core, _caller(request), name, channel or "stdout")
+        except FaultError:
+            return _status(404)  # no such process or channel
         return await _stream(request, path, streams)
 
     async def main_log(request: web.Request) -> web.StreamResponse:
         if request.method != "GET":
             return _status(400)
-        return await _stream(request, core.log.path, streams)
+        return await _stream(request, operations.main_log_path(core, _caller(request)), streams)
 
     async def close_streams(_app: web.Application) -> None:
         for task in list(streams):
@@ -55,6 +55,10 @@ def install(app: web.Application, core: Supervisor) -> None:
     app.router.add_route("*", "/logtail", _not_found)
     app.router.add_route("*", "/mainlogtail{rest:.*}", main_log)
     app.on_shutdown.append(close_streams)
+
+
+def _caller(request: web.Request) -> Caller:
+    return Caller("logtail", request.remote or "")
 
 
 async def _not_found(_request: web.Request) -> web.Response:

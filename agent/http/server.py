@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
+from ..caller import Caller
 from ..config.model import HttpServerConfig
 from ..rpc.supervisor_api import SupervisorNamespace
 from ..rpc.xmlrpc import Dispatcher
@@ -90,7 +91,8 @@ def make_app(core: Supervisor, server: HttpServerConfig) -> web.Application:
         middlewares.append(auth_middleware(server.username, server.password))
     app = web.Application(middlewares=middlewares, client_max_size=MAX_BODY)
     app[CORE] = core
-    namespaces = {name: SupervisorNamespace(core) for name in rpc_namespaces(core.config)}
+    caller = Caller("xmlrpc", server.username or "")
+    namespaces = {name: SupervisorNamespace(core, caller) for name in rpc_namespaces(core.config)}
     dispatcher = Dispatcher(namespaces, core.log)
 
     async def rpc(request: web.Request) -> web.StreamResponse:

@@ -15,9 +15,10 @@ may cache), an unknown action is a 400 rather than a 500, failures read "ERROR: 
 <reason>" for every action, and stop all / restart all name the processes that failed.
 
 Actions wait like the XML-RPC calls do (a start returns once the process is RUNNING),
-because they are the same functions in `operations`. The page is plain HTML with a little
-inline CSS and no script, so it works with JavaScript disabled; every value that comes
-from a config, a log or the URL goes through `html.escape`.
+because they are the same functions in `operations`; restart means there what it means on
+every face (stop, then start), and restart all restarts every process. The page is plain
+HTML with a little inline CSS and no script, so it works with JavaScript disabled; every
+value that comes from a config, a log or the URL goes through `html.escape`.
 
 Credentials are the server's: these routes sit behind the same basic auth as /RPC2.
 Browsers send cached basic-auth credentials with any request, also one another site makes
@@ -28,7 +29,6 @@ page may not be framed. Scripts (curl, wget) send no such headers and are not af
 from __future__ import annotations
 
 import html
-import socket
 import time
 from collections.abc import Awaitable, Mapping
 from typing import TYPE_CHECKING
@@ -37,12 +37,12 @@ from urllib.parse import quote, urlsplit
 from aiohttp import web
 
 from .. import operations
+from ..caller import Caller
 from ..faults import Fault, FaultError
-from ..operations import ProcessInfo, ProcessResult, make_namespec
+from ..operations import AgentInfo, ProcessInfo, ProcessResult, make_namespec
 from ..states import ProcessState, SupervisorState
 
 if TYPE_CHECKING:
-    from ..process import Process
     from ..supervisor import Supervisor
 
 TAIL_MIN = 1024  # the tail view shows at least this much, as supervisord
@@ -147,8 +147,6 @@ class WebPage:
 
     def __init__(self, core: Supervisor) -> None:
         self.core = core
-        fleet = core.config.fleetvisor
-        self.host = fleet.node if fleet is not None else socket.gethostname()
 
     # -- the status page -------------------------------------------------------------------
 
@@ -163,60 +161,46 @@ class WebPage:
             namespec = form.get("processname", "")
             if action in PROCESS_ACTIONS and not namespec:
                 return _bad_request(f"action {action!r} needs a processname")
-            message = await self.act(action, namespec)
+            message = await self.act(_caller(request), action, namespec)
             # Back to the list with the outcome; a reload shows it again but acts no more.
             # Relative, so the page also works behind a proxy that mounts it under a prefix.
             raise web.HTTPSeeOther(f"./?message={quote(message, safe='')}", headers=_HEADERS)
-        return _html(self.render_status(form.get("message")))
+        return _html(self.render_status(_caller(request), form.get("message")))
 
-    async def act(self, action: str, namespec: str) -> str:
+    async def act(self, caller: Caller, action: str, namespec: str) -> str:
         """Do what the page asked; the message to show (success or the reason it failed)."""
         core = self.core
         if action == "refresh":
             return f"Page refreshed at {time.ctime()}"
         if action == "stopall":
-            return _all_message("stopped", await _gather(operations.stop_all(core)))
+            return _all_message("stopped", await _gather(operations.stop_all(core, caller)))
         if action == "restartall":
-            stopped = await _gather(operations.stop_all(core))
-            if isinstance(stopped, str):
-                return stopped
-            return _all_message("restarted", await _gather(operations.start_all(core)))
-        if self._process(namespec) is None:
+            everything = operations.resolve(core, caller, ["all"])
+            return _all_message("restarted", await _gather(
+                operations.restart_processes(core, caller, everything)))
+        try:
+            # the one process a per-process action names; a group spec (`g:*`) is no process
+            proc = operations.find_process(core, caller, namespec)
+        except FaultError:
             return f"No such process named {namespec}"
         try:
-            if action == "start":
-                await operations.start(core, namespec)
-                return f"Process {namespec} started"
-            if action == "stop":
-                await operations.stop(core, namespec)
-                return f"Process {namespec} stopped"
-            if action == "restart":
-                try:
-                    await operations.stop(core, namespec)
-                except FaultError as exc:
-                    if exc.code != Fault.NOT_RUNNING:
-                        raise
-                await operations.start(core, namespec)
-                return f"Process {namespec} restarted"
-            operations.clear_process_logs(core, namespec)
-            return f"Log for {namespec} cleared"
+            if action == "clearlog":
+                operations.clear_process_logs(core, caller, namespec)
+                return f"Log for {namespec} cleared"
+            act, done = _PROCESS_CALLS[action]
+            [result] = await act(core, caller, [proc])
         except FaultError as exc:
             return f"ERROR: Process {namespec}: {_reason(exc)}"
+        if not result.ok:
+            return f"ERROR: Process {namespec}: {_reason_code(result.status, result.description)}"
+        return f"Process {namespec} {done}"
 
-    def _process(self, namespec: str) -> Process | None:
-        """The one process a per-process action names; a group spec (`g:*`) is no process."""
-        group_name, name = operations.split_namespec(namespec)
-        group = self.core.groups.get(group_name)
-        return group.processes.get(name) if group is not None and name else None
-
-    def render_status(self, message: str | None) -> str:
-        now = time.time()
-        infos = [operations.process_info(group.processes[name], now)
-                 for group in sorted(self.core.groups.values(), key=lambda g: g.name)
-                 for name in sorted(group.processes)]
-        parts = [_head(f"Processes on {self.host}"), self._header()]
+    def render_status(self, caller: Caller, message: str | None) -> str:
+        info = operations.agent_info(self.core, caller)
+        infos = operations.all_process_info(self.core, caller, during_shutdown=True)
+        parts = [_head(f"Processes on {info.node}"), _header(info)]
         parts.append("<main>")
-        parts.append(self._notice())
+        parts.append(_notice(info))
         if message:
             kind = "msg error" if _is_error(message) else "msg"
             parts.append(f'<p class="{kind}" role="status" id="message">{_e(message)}</p>')
@@ -238,18 +222,6 @@ class WebPage:
         parts.append(_footer())
         return "".join(parts)
 
-    def _header(self) -> str:
-        identifier = self.core.config.supervisord.identifier
-        return (f'<header><h1><a href="index.html">{_e(self.host)}</a></h1>'
-                f"<span>fleetvisor agent &middot; {_e(identifier)}</span></header>")
-
-    def _notice(self) -> str:
-        mood = self.core.mood
-        if mood >= SupervisorState.RUNNING:
-            return ""
-        doing = "restarting" if mood == SupervisorState.RESTARTING else "shutting down"
-        return f'<p class="msg error">The daemon is {doing}; processes cannot be changed now.</p>'
-
     # -- the tail view ---------------------------------------------------------------------
 
     async def tail(self, request: web.Request) -> web.StreamResponse:
@@ -260,24 +232,25 @@ class WebPage:
         limit = int(limit_text) if limit_text.isdigit() else TAIL_MIN
         limit = min(max(limit, TAIL_MIN), TAIL_MAX)
         status = 200
+        caller = _caller(request)
         if not namespec:
             text, status = "No process name found", 400
-        elif self._process(namespec) is None:
-            text, status = f"No such process named {namespec}", 404
         else:
             try:
-                data = operations.read_process_log(self.core, namespec, channel, -limit, 0)
+                data = operations.read_process_log(self.core, caller, namespec, channel, -limit, 0)
                 text = data.decode("utf-8", errors="replace")
             except FaultError as exc:
-                if exc.code == Fault.NO_FILE:
+                if exc.code == Fault.BAD_NAME:
+                    text, status = f"No such process named {namespec}", 404
+                elif exc.code == Fault.NO_FILE:
                     text = f"No file for {namespec}"
                 else:
                     text = f"ERROR: {_reason(exc)}"
-        return _html(self.render_tail(namespec, channel, limit, text), status=status)
+        return _html(self.render_tail(caller, namespec, channel, limit, text), status=status)
 
-    def render_tail(self, namespec: str, channel: str, limit: int, text: str) -> str:
+    def render_tail(self, caller: Caller, namespec: str, channel: str, limit: int, text: str) -> str:
         parts = [_head(f"Tail of {namespec} ({channel})" if namespec else "Tail"),
-                 self._header(), "<main>"]
+                 _header(operations.agent_info(self.core, caller)), "<main>"]
         if namespec:
             def here(**changes: object) -> str:
                 query = {"processname": namespec, "limit": limit, "channel": channel, **changes}
@@ -308,6 +281,27 @@ class WebPage:
 
 
 # -- pieces ------------------------------------------------------------------------------------
+
+_PROCESS_CALLS = {"start": (operations.start_processes, "started"),
+                  "stop": (operations.stop_processes, "stopped"),
+                  "restart": (operations.restart_processes, "restarted")}
+
+
+def _caller(request: web.Request) -> Caller:
+    return Caller("web", request.remote or "")
+
+
+def _header(info: AgentInfo) -> str:
+    return (f'<header><h1><a href="index.html">{_e(info.node)}</a></h1>'
+            f"<span>fleetvisor agent &middot; {_e(info.identifier)}</span></header>")
+
+
+def _notice(info: AgentInfo) -> str:
+    if info.state >= SupervisorState.RUNNING:
+        return ""
+    doing = "restarting" if info.state == SupervisorState.RESTARTING else "shutting down"
+    return f'<p class="msg error">The daemon is {doing}; processes cannot be changed now.</p>'
+
 
 def _row(info: ProcessInfo) -> str:
     namespec = make_namespec(info.group, info.name)

@@ -8,11 +8,12 @@ types are kept exactly as supervisord declares them.
 
 from __future__ import annotations
 
-import os
 import re
+from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from .. import operations as ops
+from ..caller import Caller
 from ..faults import Fault, FaultError
 
 if TYPE_CHECKING:
@@ -29,8 +30,14 @@ def log_text(data: bytes) -> str:
     return _NOT_XML.sub("\ufffd", data.decode("utf-8", "replace"))
 
 
-def _results(value: bool | list[ops.ProcessResult]) -> bool | list[dict[str, object]]:
-    return value if isinstance(value, bool) else [r.as_dict() for r in value]
+def _outcome(outcome: ops.Outcome) -> bool | list[dict[str, object]]:
+    """A name of one process answers true (its failure is a fault); `group:*` answers the
+    group's status structs."""
+    return _results(outcome.results) if outcome.group else True
+
+
+def _results(results: Iterable[ops.ProcessResult]) -> list[dict[str, object]]:
+    return [r.as_dict() for r in results]
 
 
 class SupervisorNamespace:
@@ -44,8 +51,9 @@ class SupervisorNamespace:
         "clearProcessLog": "clearProcessLogs",
     }
 
-    def __init__(self, core: Supervisor) -> None:
+    def __init__(self, core: Supervisor, caller: Caller = Caller("xmlrpc")) -> None:
         self.core = core
+        self.caller = caller
 
     # -- the daemon ----------------------------------------------------------------------------
 
@@ -71,7 +79,7 @@ class SupervisorNamespace:
         @return string identifier  the identifier
         """
         ops.ensure_running(self.core)
-        return self.core.config.supervisord.identifier
+        return ops.agent_info(self.core, self.caller).identifier
 
     def getState(self) -> dict[str, object]:
         """The daemon's own state.
@@ -79,7 +87,8 @@ class SupervisorNamespace:
         @return struct result  statecode (int) and statename (string)
         """
         ops.ensure_running(self.core)
-        return {"statecode": int(self.core.mood), "statename": self.core.mood.name}
+        state = ops.agent_info(self.core, self.caller).state
+        return {"statecode": int(state), "statename": state.name}
 
     def getPID(self) -> int:
         """The daemon's process id.
@@ -87,7 +96,7 @@ class SupervisorNamespace:
         @return int pid  the pid
         """
         ops.ensure_running(self.core)
-        return os.getpid()
+        return ops.agent_info(self.core, self.caller).pid
 
     def readLog(self, offset: int, length: int) -> str:
         """Bytes of the main log: `length` bytes from `offset`; a negative offset counts
@@ -97,28 +106,28 @@ class SupervisorNamespace:
         @param int length  how many bytes
         @return string result  the bytes read
         """
-        return log_text(ops.read_main_log(self.core, offset, length))
+        return log_text(ops.read_main_log(self.core, self.caller, offset, length))
 
     def clearLog(self) -> bool:
         """Empty the main log (remove it and start a new file).
 
         @return boolean result  true unless an error occurred
         """
-        return ops.clear_main_log(self.core)
+        return ops.clear_main_log(self.core, self.caller)
 
     def shutdown(self) -> bool:
         """Stop every process, then exit.
 
         @return boolean result  true unless an error occurred
         """
-        return ops.shutdown(self.core)
+        return ops.shutdown(self.core, self.caller)
 
     def restart(self) -> bool:
         """Stop every process, read the config file again and start over.
 
         @return boolean result  true unless an error occurred
         """
-        return ops.restart(self.core)
+        return ops.restart_daemon(self.core, self.caller)
 
     # -- configuration -------------------------------------------------------------------------
 
@@ -128,7 +137,7 @@ class SupervisorNamespace:
 
         @return array result  [[added, changed, removed]], each an array of group names
         """
-        added, changed, removed = ops.reread(self.core)
+        added, changed, removed = ops.reread(self.core, self.caller)
         return [[added, changed, removed]]
 
     def addProcessGroup(self, name: str) -> bool:
@@ -137,7 +146,7 @@ class SupervisorNamespace:
         @param string name  the group's name
         @return boolean result  true if it was added
         """
-        return ops.add_group(self.core, name)
+        return ops.add_group(self.core, self.caller, name)
 
     def removeProcessGroup(self, name: str) -> bool:
         """Forget a process group whose processes are all stopped.
@@ -145,14 +154,14 @@ class SupervisorNamespace:
         @param string name  the group's name
         @return boolean result  true if it was removed
         """
-        return ops.remove_group(self.core, name)
+        return ops.remove_group(self.core, self.caller, name)
 
     def getAllConfigInfo(self) -> list[dict[str, object]]:
         """The configuration of every process of the last read config file, in use or not.
 
         @return array result  an array of structs, one per process
         """
-        return ops.all_config_info(self.core)
+        return ops.all_config_info(self.core, self.caller)
 
     # -- processes -----------------------------------------------------------------------------
 
@@ -163,7 +172,7 @@ class SupervisorNamespace:
         @param boolean wait  answer only once it is RUNNING (or failed)
         @return boolean result  true unless an error occurred
         """
-        return _results(await ops.start(self.core, name, wait))
+        return _outcome(await ops.start(self.core, self.caller, name, wait))
 
     async def startProcessGroup(self, name: str, wait: bool = True) -> list[dict[str, object]]:
         """Start every process of a group that is not running.
@@ -172,7 +181,7 @@ class SupervisorNamespace:
         @param boolean wait  answer only once each is RUNNING (or failed)
         @return array result  a status struct per process
         """
-        return _results(await ops.start_group(self.core, name, wait))  # type: ignore[return-value]
+        return _results(await ops.start_group(self.core, self.caller, name, wait))
 
     async def startAllProcesses(self, wait: bool = True) -> list[dict[str, object]]:
         """Start every process that is not running.
@@ -180,7 +189,7 @@ class SupervisorNamespace:
         @param boolean wait  answer only once each is RUNNING (or failed)
         @return array result  a status struct per process
         """
-        return _results(await ops.start_all(self.core, wait))  # type: ignore[return-value]
+        return _results(await ops.start_all(self.core, self.caller, wait))
 
     async def stopProcess(self, name: str, wait: bool = True) -> object:
         """Stop a process (`name`, `group:name`, or every process of `group:*`).
@@ -189,7 +198,7 @@ class SupervisorNamespace:
         @param boolean wait  answer only once it has stopped
         @return boolean result  true unless an error occurred
         """
-        return _results(await ops.stop(self.core, name, wait))
+        return _outcome(await ops.stop(self.core, self.caller, name, wait))
 
     async def stopProcessGroup(self, name: str, wait: bool = True) -> list[dict[str, object]]:
         """Stop every running process of a group.
@@ -198,7 +207,7 @@ class SupervisorNamespace:
         @param boolean wait  answer only once each has stopped
         @return array result  a status struct per process
         """
-        return _results(await ops.stop_group(self.core, name, wait))  # type: ignore[return-value]
+        return _results(await ops.stop_group(self.core, self.caller, name, wait))
 
     async def stopAllProcesses(self, wait: bool = True) -> list[dict[str, object]]:
         """Stop every running process.
@@ -206,7 +215,7 @@ class SupervisorNamespace:
         @param boolean wait  answer only once each has stopped
         @return array result  a status struct per process
         """
-        return _results(await ops.stop_all(self.core, wait))  # type: ignore[return-value]
+        return _results(await ops.stop_all(self.core, self.caller, wait))
 
     async def signalProcess(self, name: str, signal: object) -> object:
         """Send a signal to a process (`name`, `group:name`, or `group:*`).
@@ -215,7 +224,7 @@ class SupervisorNamespace:
         @param string signal  a signal name ('HUP', 'SIGHUP') or number ('1')
         @return boolean result  true unless an error occurred
         """
-        return _results(await ops.signal(self.core, name, signal))
+        return _outcome(await ops.signal(self.core, self.caller, name, signal))
 
     async def signalProcessGroup(self, name: str, signal: object) -> list[dict[str, object]]:
         """Send a signal to every process of a group that can take one.
@@ -224,7 +233,7 @@ class SupervisorNamespace:
         @param string signal  a signal name or number
         @return array result  a status struct per process
         """
-        return _results(await ops.signal_group(self.core, name, signal))  # type: ignore[return-value]
+        return _results(await ops.signal_group(self.core, self.caller, name, signal))
 
     async def signalAllProcesses(self, signal: object) -> list[dict[str, object]]:
         """Send a signal to every process that can take one.
@@ -232,7 +241,7 @@ class SupervisorNamespace:
         @param string signal  a signal name or number
         @return array result  a status struct per process
         """
-        return _results(await ops.signal_all(self.core, signal))  # type: ignore[return-value]
+        return _results(await ops.signal_all(self.core, self.caller, signal))
 
     def getProcessInfo(self, name: str) -> dict[str, object]:
         """State and facts of one process.
@@ -240,14 +249,14 @@ class SupervisorNamespace:
         @param string name  the process (`name` or `group:name`)
         @return struct result  the process's info struct
         """
-        return ops.get_process_info(self.core, name).as_dict()
+        return ops.get_process_info(self.core, self.caller, name).as_dict()
 
     def getAllProcessInfo(self) -> list[dict[str, object]]:
         """State and facts of every process, by group and process name.
 
         @return array result  an array of info structs
         """
-        return [info.as_dict() for info in ops.all_process_info(self.core)]
+        return [info.as_dict() for info in ops.all_process_info(self.core, self.caller)]
 
     # -- process logs and input ----------------------------------------------------------------
 
@@ -259,7 +268,7 @@ class SupervisorNamespace:
         @param int length  how many bytes
         @return string result  the bytes read
         """
-        return log_text(ops.read_process_log(self.core, name, "stdout", offset, length))
+        return log_text(ops.read_process_log(self.core, self.caller, name, "stdout", offset, length))
 
     def readProcessStderrLog(self, name: str, offset: int, length: int) -> str:
         """Bytes of a process's stderr log, with readLog's offset and length rules.
@@ -269,7 +278,7 @@ class SupervisorNamespace:
         @param int length  how many bytes
         @return string result  the bytes read
         """
-        return log_text(ops.read_process_log(self.core, name, "stderr", offset, length))
+        return log_text(ops.read_process_log(self.core, self.caller, name, "stderr", offset, length))
 
     def tailProcessStdoutLog(self, name: str, offset: int, length: int) -> list[object]:
         """Up to `length` bytes of a process's stdout log from `offset`; when the log has
@@ -281,7 +290,7 @@ class SupervisorNamespace:
         @param int length  at most this many bytes
         @return array result  [string bytes, int offset, bool overflow]
         """
-        data, offset, overflow = ops.tail_process_log(self.core, name, "stdout", offset, length)
+        data, offset, overflow = ops.tail_process_log(self.core, self.caller, name, "stdout", offset, length)
         return [log_text(data), offset, overflow]
 
     def tailProcessStderrLog(self, name: str, offset: int, length: int) -> list[object]:
@@ -292,7 +301,7 @@ class SupervisorNamespace:
         @param int length  at most this many bytes
         @return array result  [string bytes, int offset, bool overflow]
         """
-        data, offset, overflow = ops.tail_process_log(self.core, name, "stderr", offset, length)
+        data, offset, overflow = ops.tail_process_log(self.core, self.caller, name, "stderr", offset, length)
         return [log_text(data), offset, overflow]
 
     def clearProcessLogs(self, name: str) -> bool:
@@ -301,14 +310,14 @@ class SupervisorNamespace:
         @param string name  the process
         @return boolean result  true unless an error occurred
         """
-        return ops.clear_process_logs(self.core, name)
+        return ops.clear_process_logs(self.core, self.caller, name)
 
     async def clearAllProcessLogs(self) -> list[dict[str, object]]:
         """Empty the logs of every process.
 
         @return array result  a status struct per process
         """
-        return _results(await ops.clear_all_process_logs(self.core))  # type: ignore[return-value]
+        return _results(await ops.clear_all_process_logs(self.core, self.caller))
 
     def sendProcessStdin(self, name: str, chars: object) -> bool:
         """Write characters to a running process's stdin (text is sent as UTF-8).
@@ -323,7 +332,7 @@ class SupervisorNamespace:
             data = chars
         else:
             raise FaultError(Fault.INCORRECT_PARAMETERS, chars)
-        return ops.send_stdin(self.core, name, data)
+        return ops.send_stdin(self.core, self.caller, name, data)
 
     def sendRemoteCommEvent(self, type: object, data: object) -> bool:
         """Publish a REMOTE_COMMUNICATION event to the event listeners that want it.
@@ -332,7 +341,7 @@ class SupervisorNamespace:
         @param string data  the event's body
         @return boolean result  true unless an error occurred
         """
-        return ops.send_remote_comm(self.core, _text(type), _text(data))
+        return ops.send_remote_comm(self.core, self.caller, _text(type), _text(data))
 
 
 def _text(value: object) -> str:

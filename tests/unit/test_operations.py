@@ -73,8 +73,10 @@ def test_fault_error_text():
 
 
 def test_process_result_struct():
-    assert ProcessResult("a", "g", Fault.SUCCESS, "OK").as_dict() == {
-        "name": "a", "group": "g", "status": 80, "description": "OK"}
+    result = ProcessResult("a", "g", Fault.SUCCESS, "OK", ProcessState.RUNNING)
+    assert result.as_dict() == {"name": "a", "group": "g", "status": 80, "description": "OK"}
+    assert result.ok and result.namespec == "g:a"
+    assert not ProcessResult("a", "a", Fault.NOT_RUNNING, "NOT_RUNNING: a", ProcessState.STOPPED).ok
 
 
 def group(name: str, command: str = "sleep 1", priority: int = 999) -> GroupConfig:
