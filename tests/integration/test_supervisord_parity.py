@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import re
+import shutil
+import subprocess
+import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 
 from .harness import AGENT, SUPERVISORD, Daemon, write_config
+
+AGENT_ENTRY = Path(sys.executable).parent / "fleetvisor-agent"
 
 CONFIG = """
 [supervisord]
@@ -85,3 +91,45 @@ def test_shutdown_lines_match(logs):
         assert "WARN received SIGTERM indicating exit request" in messages
     first = {k: [m for m in v if m.startswith("INFO waiting for")][0] for k, v in logs.items()}
     assert first["ours"] == first["stock"]
+
+
+# -- started as supervisord -----------------------------------------------------------------------
+
+def usage_of(program: Path, flag: str) -> subprocess.CompletedProcess:
+    """`./supervisord <flag>` run from the program's folder, so argv[0] is the same for both."""
+    return subprocess.run(["./supervisord", flag], cwd=program.parent, capture_output=True, text=True,
+                          timeout=20)
+
+
+def option_flags(text: str) -> list[str]:
+    return re.findall(r"^((?:-\w/)?--\w+)", text, re.M)
+
+
+@pytest.mark.parametrize("how", ["symlink", "copy"])
+@pytest.mark.parametrize("flag", ["-h", "-?", "--help"])
+def test_usage_as_supervisord_begins_as_stock(tmp_path, how, flag):
+    (tmp_path / "stock").mkdir()
+    (tmp_path / "ours").mkdir()
+    stock, ours = tmp_path / "stock" / "supervisord", tmp_path / "ours" / "supervisord"
+    stock.symlink_to(SUPERVISORD[0])
+    if how == "symlink":
+        ours.symlink_to(AGENT_ENTRY)
+    else:
+        shutil.copy(AGENT_ENTRY, ours)
+    expected, got = usage_of(stock, flag), usage_of(ours, flag)
+    assert got.returncode == expected.returncode == 0
+    head = expected.stdout.splitlines()[:6]
+    assert head[0] == "supervisord -- run a set of applications as daemons."
+    assert head[2] == "Usage: ./supervisord [options]"
+    assert got.stdout.splitlines()[:6] == head
+    assert option_flags(got.stdout) == option_flags(expected.stdout)
+
+
+def test_usage_under_its_own_name_names_the_agent():
+    result = subprocess.run([str(AGENT_ENTRY), "-h"], capture_output=True, text=True, timeout=20)
+    assert result.returncode == 0
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("fleetvisor-agent -- ")
+    assert lines[2] == f"Usage: {AGENT_ENTRY} [options]"
+    bad = subprocess.run([str(AGENT_ENTRY), "--bogus"], capture_output=True, text=True, timeout=20)
+    assert bad.returncode == 2 and bad.stderr.endswith(f"For help, use {AGENT_ENTRY} -h\n")
