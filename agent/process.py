@@ -164,9 +164,6 @@ class OutputChannel:
         reader, maybe one pipeful (the loop calls again while there is more)."""
         if self.tap is None and not self.process.core.log.is_enabled(Level.DEBG) and self._splice(whole):
             return
-        if self.blather and not whole:
-            described = describe_pipe(self, self.process, self.name)
-            self.process.core.log.blather(f"read event caused by {described}")
         if self.collects_answers and self.process.core.events.awaiting:
             self.process.core.events.collect_answers()
         while self.fd >= 0:
@@ -176,6 +173,9 @@ class OutputChannel:
                 return
             except OSError:
                 data = b""
+            if self.blather and not whole:  # supervisord names the pipe of each read event
+                described = describe_pipe(self, self.process, self.name)
+                self.process.core.log.blather(f"read event caused by {described}")
             if not data:
                 self.close()
                 return
