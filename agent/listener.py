@@ -361,6 +361,8 @@ class ListenerPool:
         for listener in self.listeners:
             listener.process.listener = listener
         self._dispatch_handle: asyncio.Handle | None = None
+        # Asked once: the events path runs per event (the level is fixed for the log's life).
+        self._debug = core.log.is_enabled(Level.DEBG)
         # The head event's envelope, made while every listener was busy (see _prepare_head).
         self._prepared: tuple[Event, bytes] | None = None
         self._unsubscribe = core.events.subscribe(config.events, self.accept)
@@ -401,6 +403,8 @@ class ListenerPool:
                     self.schedule_dispatch()
                     break
             else:  # nobody ready: a new head gets its envelope made ahead (see _prepare_head)
+                if self._debug:
+                    self._kept_back()
                 if len(buffer) == 1:
                     self._prepare_head()
 
@@ -422,9 +426,17 @@ class ListenerPool:
         while self.buffer:
             listener = self._send(self.buffer[0])
             if listener is None:
+                if self._debug:
+                    self._kept_back()
                 self._prepare_head()
                 return
             self.buffer.popleft()
+
+    def _kept_back(self) -> None:
+        """The head event found no ready listener. supervisord takes the head out, fails to
+        send it and puts it back, and says so at debug level; so do we."""
+        self.core.log.debug(f"rebuffering event {self.buffer[0].serial} for pool {self.name} "
+                            f"(buf size={len(self.buffer) - 1}, max={self.buffer_size})")
 
     def _prepare_head(self) -> None:
         """No listener is ready: if one is busy (its answer and READY will come), make the

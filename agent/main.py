@@ -28,9 +28,14 @@ from .states import SupervisorState
 from .supervisor import Supervisor, clear_auto_logs
 
 
-USAGE = """fleetvisor-agent -- run a set of applications as daemons (a drop-in supervisord).
+# The first line depends on the name the agent was started under: as `supervisord` (a symlink
+# or a copy of the entry point) its usage begins exactly as supervisord's does.
+TITLES = {"supervisord": "supervisord -- run a set of applications as daemons.",
+          None: "fleetvisor-agent -- run a set of applications as daemons (a drop-in supervisord)."}
 
-Usage: %s [options]
+USAGE = """{title}
+
+Usage: {program} [options]
 
 Options:
 -c/--configuration FILENAME -- configuration file path (searches if not given)
@@ -52,6 +57,8 @@ Options:
 -a/--minfds NUM -- the minimum number of file descriptors for start success
 -t/--strip_ansi -- strip ansi escape codes from process output
 --minprocs NUM  -- the minimum number of processes available for start success
+--profile_options OPTIONS -- accepted for compatibility and ignored
+
 """
 
 SHORT_OPTS = "c:nshvu:m:d:l:y:z:e:j:i:q:ka:t?"
@@ -102,7 +109,7 @@ def parse_args(argv: Sequence[str]) -> Options | str:
     opts = Options()
     for flag, value in pairs:
         if flag in ("-h", "-?", "--help"):
-            return USAGE % _progname()
+            return usage(sys.argv[0])
         if flag in ("-v", "--version"):
             return SUPERVISOR_VERSION + "\n"
         if flag in ("-c", "--configuration"):
@@ -238,9 +245,18 @@ async def _serve_config(config: Config, log: MainLog, reloader: _Reloader,
             ledger.close()
 
 
-def _progname() -> str:
-    name = os.path.basename(sys.argv[0] or "")
-    return "fleetvisor-agent" if name in ("", "__main__.py", "-c") else name
+def usage(argv0: str) -> str:
+    """The -h text for the program started as `argv0`."""
+    program = _progname(argv0)
+    title = TITLES.get(os.path.basename(program), TITLES[None])
+    return USAGE.format(title=title, program=program)
+
+
+def _progname(argv0: str) -> str:
+    """The program as it was typed (supervisord shows argv[0] unchanged); `python -m` gives
+    the module's file, which is no command a user could type again."""
+    name = os.path.basename(argv0 or "")
+    return "fleetvisor-agent" if name in ("", "__main__.py", "-c") else argv0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -252,7 +268,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         return run(opts)
     except (UsageError, ConfigError, StartupError) as exc:
-        sys.stderr.write(f"Error: {exc}\nFor help, use {_progname()} -h\n")
+        sys.stderr.write(f"Error: {exc}\nFor help, use {_progname(sys.argv[0])} -h\n")
         return 2
 
 

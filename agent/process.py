@@ -128,6 +128,19 @@ def _output_tap(process: Process, channel: str, log: ChildLog) -> OutputTap | No
     return None
 
 
+def describe_pipe(pipe: object, process: Process, channel: str) -> str:
+    """How supervisord's debug lines name one end of a child's pipe ("fd 9 closed, stopped
+    monitoring <...>"): the same shape, with our objects' ids in place of its."""
+    if channel == "stdin":
+        kind = "PInputDispatcher"
+    elif channel == "stdout" and process.listener is not None:
+        kind = "PEventListenerDispatcher"
+    else:
+        kind = "POutputDispatcher"
+    return (f"<{kind} at {id(pipe)} for <Subprocess at {id(process)} with name {process.name} "
+            f"in state {process.state.name}> ({channel})>")
+
+
 class OutputChannel:
     """The parent end of a child's stdout or stderr pipe and where its bytes go."""
 
@@ -141,6 +154,8 @@ class OutputChannel:
         self.tap = _output_tap(process, name, log)
         # A channel whose bytes become events lets busy listeners answer before each read.
         self.collects_answers = isinstance(self.tap, OutputEvents)
+        # Checked on every wake, so asked once (the level is fixed for the log's life).
+        self.blather = process.core.log.is_enabled(Level.BLAT)
         os.set_blocking(fd, False)
         asyncio.get_running_loop().add_reader(fd, self.drain, False)
 
@@ -158,6 +173,9 @@ class OutputChannel:
                 return
             except OSError:
                 data = b""
+            if self.blather and not whole:  # supervisord names the pipe of each read event
+                described = describe_pipe(self, self.process, self.name)
+                self.process.core.log.blather(f"read event caused by {described}")
             if not data:
                 self.close()
                 return
@@ -196,6 +214,10 @@ class OutputChannel:
 
     def close(self) -> None:
         if self.fd >= 0:
+            mainlog = self.process.core.log
+            if mainlog.is_enabled(Level.DEBG):
+                mainlog.debug(f"fd {self.fd} closed, stopped monitoring "
+                              f"{describe_pipe(self, self.process, self.name)}")
             asyncio.get_running_loop().remove_reader(self.fd)
             os.close(self.fd)
             self.fd = -1
@@ -394,6 +416,10 @@ class Process:
             self._popen.returncode = os.waitstatus_to_exitcode(status)
             self._popen = None
         self.lifecycle.exited(status, time.time())
+        # supervisord learns of exits from SIGCHLD and says so after the exit line; a pidfd
+        # tells us instead, but tools grep for the line.
+        if self.core.log.is_enabled(Level.DEBG):
+            self.core.log.debug("received SIGCHLD indicating a child quit")
         if self.listener is not None:
             self.listener.exited()
         self.advance()
@@ -471,6 +497,9 @@ class Process:
             self._stdin_waiting = False
 
     def _stdin_writable(self) -> None:
+        mainlog = self.core.log
+        if mainlog.is_enabled(Level.BLAT):
+            mainlog.blather(f"write event caused by {describe_pipe(self._stdin_pending, self, 'stdin')}")
         try:
             self._flush_stdin()
         except OSError:  # the child closed its stdin: what was queued is dropped

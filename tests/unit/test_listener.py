@@ -231,6 +231,24 @@ def test_dispatch_one_event_per_ready_listener_and_rebuffer_on_fail():
     run(scenario)
 
 
+def test_an_event_no_listener_takes_is_rebuffered_with_supervisords_debug_line():
+    async def scenario():
+        pool, core, procs = make_pool(buffer_size=10)
+        ready(procs["l0"])
+        core.events.publish(ev.tick("TICK_5", 1))
+        core.events.publish(ev.tick("TICK_5", 2))
+        await asyncio.sleep(0)  # the first goes out; the listener is busy for the second
+        second = pool.buffer[0].serial
+        core.events.publish(ev.tick("TICK_5", 3))  # arrives while nobody is ready
+        answer(procs["l0"], b"OK")
+        ready(procs["l0"])  # takes the second; the third waits
+        return second, [m for lvl, m in core.log.lines if lvl == "debug" and m.startswith("rebuffering")]
+    second, lines = run(scenario)
+    assert lines == [f"rebuffering event {second} for pool pool (buf size=0, max=10)",
+                     f"rebuffering event {second} for pool pool (buf size=1, max=10)",
+                     f"rebuffering event {second + 1} for pool pool (buf size=0, max=10)"]
+
+
 def test_listener_death_puts_its_event_back():
     async def scenario():
         pool, core, procs = make_pool(buffer_size=10)
