@@ -14,6 +14,7 @@ import binascii
 import hashlib
 import hmac
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
@@ -21,6 +22,7 @@ from aiohttp import web
 
 from ..caller import Caller
 from ..config.model import HttpServerConfig
+from ..mainlog import Level
 from ..rpc.supervisor_api import SupervisorNamespace
 from ..rpc.xmlrpc import Dispatcher
 from . import logtail
@@ -83,10 +85,45 @@ def auth_middleware(username: str, password: str) -> Callable[..., Awaitable[web
     return authenticate
 
 
+# -- the request log ---------------------------------------------------------------------------
+
+def request_line(request: web.BaseRequest, status: int, length: int, when: float) -> str:
+    """supervisord's trace line for one answered request, in the common log format.
+
+    A unix-socket client has no address; supervisord names it ``localhost:0``.
+    """
+    peer = request.transport.get_extra_info("peername") if request.transport else None
+    host, port = (peer[0], peer[1]) if isinstance(peer, tuple) else ("localhost", 0)
+    stamp = time.strftime("%d/%b/%Y:%H:%M:%S %z", time.localtime(when))
+    version = f"HTTP/{request.version.major}.{request.version.minor}"
+    return f'{host}:{port} - - [{stamp}] "{request.method} {request.raw_path} {version}" {status} {length}'
+
+
+def request_log_middleware(core: Supervisor) -> Callable[..., Awaitable[web.StreamResponse]]:
+    """Writes `request_line` at trace level, after the answer, for every request (401s too)."""
+    @web.middleware
+    async def log_request(request: web.Request,
+                          handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+                          ) -> web.StreamResponse:
+        try:
+            response = await handler(request)
+        except web.HTTPException as exc:  # the router's 404 and 405 are raised
+            if core.log.is_enabled(Level.TRAC):
+                core.log.trace(request_line(request, exc.status, exc.content_length or 0, time.time()))
+            raise
+        if core.log.is_enabled(Level.TRAC):
+            # a streamed answer (/logtail) is complete here; a plain one is not sent yet
+            length = response.body_length if response.prepared else response.content_length or 0
+            core.log.trace(request_line(request, response.status, length, time.time()))
+        return response
+
+    return log_request
+
+
 # -- the application ---------------------------------------------------------------------------
 
 def make_app(core: Supervisor, server: HttpServerConfig) -> web.Application:
-    middlewares = []
+    middlewares = [request_log_middleware(core)]
     if server.username is not None and server.password is not None:
         middlewares.append(auth_middleware(server.username, server.password))
     app = web.Application(middlewares=middlewares, client_max_size=MAX_BODY)

@@ -178,6 +178,8 @@ VERBOSE_LINES = {
     "listener state": r"^DEBG (\S+): ([A-Z]+) -> ([A-Z]+)$",
     "xml-rpc": r"^TRAC XML-RPC method (?:called: )?(supervisor\.signalProcess)\(\)( returned successfully)?$",
     "shutdown state": r"^BLAT (\S+) state: [A-Z]+$",
+    "http request": r'^TRAC (localhost):0 - - \[\d\d/\w{3}/\d{4}:\d\d:\d\d:\d\d [+-]\d{4}\] '
+                    r'"(POST /RPC2 HTTP/1\.1)" (200) \d+$',
 }
 # Read events come from the poll loop, so which pipes get one is a race with the exit; these
 # two are written while the process runs (state left out: it is STARTING or RUNNING).
