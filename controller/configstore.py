@@ -12,15 +12,7 @@ from . import configs, opmodel, records
 from .configs import Current, Desired
 from .errors import Conflict, InvalidArgument, NotFound, Unavailable
 from .membership import Membership
-from .records import (
-    AssignmentRecord,
-    MemberRecord,
-    ReconcileRecord,
-    RevisionRecord,
-    Selector,
-    decode,
-    encode,
-)
+from .records import AssignmentRecord, MemberRecord, ReconcileRecord, RevisionRecord, Selector, decode, encode
 from .store import Put, Store
 
 log = logging.getLogger("fleetvisor.controller")

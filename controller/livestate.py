@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable
 
 import grpc
+
 from fleetvisor.v1 import agent_pb2 as apb
 from fleetvisor.v1 import agent_pb2_grpc as apb_grpc
 

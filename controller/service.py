@@ -19,20 +19,14 @@ from typing import NoReturn, TypeVar
 
 import aetcd
 import grpc
+
 from fleetvisor.v1 import agent_pb2 as apb
 from fleetvisor.v1 import controller_pb2 as pb
 from fleetvisor.v1 import controller_pb2_grpc as pb_grpc
 
 from . import audit, configs, fanout, opmodel
 from .configstore import PushResult
-from .errors import (
-    Conflict,
-    ControllerError,
-    InvalidArgument,
-    NotFound,
-    NotLeader,
-    Unavailable,
-)
+from .errors import Conflict, ControllerError, InvalidArgument, NotFound, NotLeader, Unavailable
 from .fleet import Fleet
 from .leadership import Leadership
 from .livestate import rpc_reason

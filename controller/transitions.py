@@ -11,16 +11,7 @@ import copy
 from dataclasses import dataclass
 
 from .errors import InvalidArgument
-from .opmodel import (
-    ENDED,
-    SETTLED,
-    Kind,
-    OnFailure,
-    Operation,
-    OpState,
-    Step,
-    StepState,
-)
+from .opmodel import ENDED, SETTLED, Kind, OnFailure, Operation, OpState, Step, StepState
 
 # -- events ----------------------------------------------------------------------------------------
 

@@ -8,44 +8,18 @@ from dataclasses import dataclass
 
 import grpc
 import pytest
-from fleetvisor.controller import (
-    configs,
-    opmodel,
-    planning,
-    records,
-    selection,
-    transitions,
-)
+from google.protobuf import json_format
+
+from fleetvisor.controller import configs, opmodel, planning, records, selection, transitions
 from fleetvisor.controller.configstore import same_revision
-from fleetvisor.controller.errors import (
-    Conflict,
-    InvalidArgument,
-    NotFound,
-    NotLeader,
-    Unavailable,
-)
+from fleetvisor.controller.errors import Conflict, InvalidArgument, NotFound, NotLeader, Unavailable
 from fleetvisor.controller.membership import dial_address
-from fleetvisor.controller.opmodel import (
-    Batch,
-    Kind,
-    OnFailure,
-    Operation,
-    OpState,
-    Spec,
-    Step,
-    StepState,
-)
+from fleetvisor.controller.opmodel import Batch, Kind, OnFailure, Operation, OpState, Spec, Step, StepState
 from fleetvisor.controller.processes import ProcState
-from fleetvisor.controller.records import (
-    AssignmentRecord,
-    MemberRecord,
-    RevisionRecord,
-    Selector,
-)
+from fleetvisor.controller.records import AssignmentRecord, MemberRecord, RevisionRecord, Selector
 from fleetvisor.controller.service import operation_message, spec_of, status_of
 from fleetvisor.v1 import agent_pb2 as apb
 from fleetvisor.v1 import controller_pb2 as pb
-from google.protobuf import json_format
 
 # -- planning --------------------------------------------------------------------------------------
 
@@ -349,3 +323,43 @@ def test_each_error_has_one_status_code():
     assert status_of(NotLeader("x"))[0] == grpc.StatusCode.FAILED_PRECONDITION
     assert status_of(Unavailable("x"))[0] == grpc.StatusCode.UNAVAILABLE
     assert status_of(RuntimeError("down")) == (grpc.StatusCode.UNAVAILABLE, "etcd is unavailable: down")
+
+
+class _Context:
+    """What a servicer's failure path touches of a gRPC context."""
+
+    def __init__(self) -> None:
+        self.trailers: tuple = ()
+        self.aborted: tuple = ()
+
+    def set_trailing_metadata(self, trailers) -> None:
+        self.trailers = trailers
+
+    async def abort(self, code, details) -> None:
+        self.aborted = (code, details)
+        raise grpc.RpcError(details)
+
+
+@dataclass
+class _Leadership:
+    is_leader: bool
+    leader_address: str
+
+
+@pytest.mark.parametrize("leadership, trailers, details", [
+    (_Leadership(False, "10.0.0.2:7400"), (("fleetvisor-leader", "10.0.0.2:7400"),),
+     "stopped leading; the leader is at 10.0.0.2:7400"),
+    (_Leadership(False, ""), (), "stopped leading"),
+])
+def test_a_lost_leadership_names_the_leader_for_fleetctl_to_retry_there(leadership, trailers, details):
+    import asyncio
+
+    from fleetvisor.cli.client import leader_redirect
+    from fleetvisor.controller.service import ControllerServicer
+    servicer = ControllerServicer(None, leadership, None, node_ttl=10, command_timeout=5)  # type: ignore[arg-type]
+    context = _Context()
+    with pytest.raises(grpc.RpcError):
+        asyncio.run(servicer._fail(context, NotLeader("stopped leading")))
+    assert context.aborted == (grpc.StatusCode.FAILED_PRECONDITION, details)
+    assert context.trailers == trailers
+    assert leader_redirect(context.aborted[0], context.trailers) == (leadership.leader_address or None)
