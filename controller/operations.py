@@ -21,10 +21,11 @@ import asyncio
 import logging
 import time
 import uuid
+from dataclasses import replace
 
 from . import opmodel, planning, records, transitions
 from .configstore import RolloutPlanner
-from .errors import Conflict, InvalidArgument, NotFound, NotLeader
+from .errors import Conflict, InvalidArgument, NotFound, NotLeader, Unavailable
 from .fleet import Fleet
 from .opmodel import Kind, Operation, OpState, Spec, StepState
 from .processes import AgentCallFailed
@@ -63,6 +64,7 @@ class Operations:
         self._latest: dict[str, tuple[Operation, bytes]] = {}  # what this leader last wrote
         self._locks: dict[str, asyncio.Lock] = {}
         self._runners: dict[str, asyncio.Task[None]] = {}
+        self._unreadable: set[str] = set()  # keys of records already reported unreadable
         self._wake = asyncio.Event()
         fleet.on_change(self._wake.set)
 
@@ -75,7 +77,16 @@ class Operations:
         return opmodel.decode(raw)
 
     def list(self, everything: bool) -> list[Operation]:
-        ops = [opmodel.decode(raw) for _, raw in sorted(self.store.items(records.OPS).items())]
+        """The operations this controller can read; one it cannot (from a newer controller) is
+        left out, and said once in the log."""
+        ops = []
+        for key, raw in sorted(self.store.items(records.OPS).items()):
+            try:
+                ops.append(opmodel.decode(raw))
+            except Unavailable as exc:
+                if key not in self._unreadable:
+                    self._unreadable.add(key)
+                    log.warning("%s", exc)
         return [op for op in ops if everything or op.state not in opmodel.ENDED]
 
     # -- planning ----------------------------------------------------------------------------
@@ -99,14 +110,14 @@ class Operations:
                 nodes.append(name)
         if not nodes:
             raise NotFound(f"no node runs a group named {spec.group}")
-        return new_operation(Spec(**{**spec.__dict__, "kind": Kind.ROLLING_RESTART}), nodes, author, message,
+        return new_operation(replace(spec, kind=Kind.ROLLING_RESTART), nodes, author, message,
                              now=time.time(), op_id=new_id())
 
     def rollout_planner(self, spec: Spec, name: str, author: str, message: str) -> RolloutPlanner:
         """For ConfigStore.push: the rollout operation, once the targets and revisions are known."""
         def plan(targets: list[str], revision: int, previous: int) -> Operation:
-            full = Spec(**{**spec.__dict__, "kind": Kind.CONFIG_ROLLOUT, "config_name": name,
-                           "config_revision": revision, "previous_revision": previous})
+            full = replace(spec, kind=Kind.CONFIG_ROLLOUT, config_name=name, config_revision=revision,
+                           previous_revision=previous)
             return new_operation(full, targets, author, message, now=time.time(), op_id=new_id())
         return plan
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from enum import StrEnum
 from typing import Any
 
@@ -84,12 +84,10 @@ class Spec:
     previous_revision: int = 0
 
     def with_defaults(self) -> Spec:
-        return Spec(**{**self.__dict__,
-                       "healthy_for_seconds": self.healthy_for_seconds if self.healthy_for_seconds > 0
-                       else DEFAULT_HEALTHY_FOR,
-                       "timeout_seconds": self.timeout_seconds if self.timeout_seconds > 0 else DEFAULT_TIMEOUT,
-                       "on_failure": OnFailure.PAUSE if self.on_failure == OnFailure.UNSPECIFIED
-                       else self.on_failure})
+        return replace(
+            self, healthy_for_seconds=self.healthy_for_seconds if self.healthy_for_seconds > 0 else DEFAULT_HEALTHY_FOR,
+            timeout_seconds=self.timeout_seconds if self.timeout_seconds > 0 else DEFAULT_TIMEOUT,
+            on_failure=OnFailure.PAUSE if self.on_failure == OnFailure.UNSPECIFIED else self.on_failure)
 
 
 @dataclass

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 
+import grpc
+import pytest
 from aetcd import rpc
 from google.protobuf import json_format
 
@@ -27,12 +29,17 @@ KEY = f"/fleetvisor/test/ops/{OP_ID}".encode()
 
 def test_an_operation_stored_in_the_old_format_is_served_and_rewritten(fleet):
     fleet.etcd.put(KEY, OLD_RECORD)
+    # one that a later controller wrote in a format this one must not guess at
+    fleet.etcd.put(b"/fleetvisor/test/ops/zz-later", b'{"version": 99, "id": "zz-later", "state": "OP_RUNNING"}')
     ctl = fleet.controller()
     wait_for(ctl.is_leader, 10, "a leader")
     request = pb.GetOperationRequest(id=OP_ID)
     assert ctl.stub.GetOperation(request, timeout=5) == json_format.Parse(OLD_RECORD, pb.Operation())
-    listed = ctl.stub.ListOperations(pb.ListOperationsRequest(), timeout=5).operations
+    listed = ctl.stub.ListOperations(pb.ListOperationsRequest(all=True), timeout=5).operations
     assert [op.id for op in listed] == [OP_ID]
+    with pytest.raises(grpc.RpcError) as info:
+        ctl.stub.GetOperation(pb.GetOperationRequest(id="zz-later"), timeout=5)
+    assert info.value.code() == grpc.StatusCode.UNAVAILABLE and "newer controller" in info.value.details()
 
     aborted = ctl.stub.AbortOperation(pb.GetOperationRequest(id=OP_ID, reason="migrated"), timeout=10)
     assert aborted.state == pb.OP_ABORTED and aborted.controller_id == "ctl-1"

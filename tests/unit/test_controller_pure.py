@@ -3,6 +3,7 @@ validation, the operation record and its transitions, and the error mapping."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from dataclasses import dataclass
 
@@ -10,14 +11,16 @@ import grpc
 import pytest
 from google.protobuf import json_format
 
+from fleetvisor.cli.client import leader_redirect
 from fleetvisor.controller import configs, opmodel, planning, records, selection, transitions
 from fleetvisor.controller.configstore import same_revision
 from fleetvisor.controller.errors import Conflict, InvalidArgument, NotFound, NotLeader, Unavailable
 from fleetvisor.controller.membership import dial_address
+from fleetvisor.controller.operations import new_operation
 from fleetvisor.controller.opmodel import Batch, Kind, OnFailure, Operation, OpState, Spec, Step, StepState
 from fleetvisor.controller.processes import ProcState
 from fleetvisor.controller.records import AssignmentRecord, MemberRecord, RevisionRecord, Selector
-from fleetvisor.controller.service import operation_message, spec_of, status_of
+from fleetvisor.controller.service import ControllerServicer, operation_message, spec_of, status_of
 from fleetvisor.v1 import agent_pb2 as apb
 from fleetvisor.v1 import controller_pb2 as pb
 
@@ -352,10 +355,6 @@ class _Leadership:
     (_Leadership(False, ""), (), "stopped leading"),
 ])
 def test_a_lost_leadership_names_the_leader_for_fleetctl_to_retry_there(leadership, trailers, details):
-    import asyncio
-
-    from fleetvisor.cli.client import leader_redirect
-    from fleetvisor.controller.service import ControllerServicer
     servicer = ControllerServicer(None, leadership, None, node_ttl=10, command_timeout=5)  # type: ignore[arg-type]
     context = _Context()
     with pytest.raises(grpc.RpcError):
@@ -363,3 +362,14 @@ def test_a_lost_leadership_names_the_leader_for_fleetctl_to_retry_there(leadersh
     assert context.aborted == (grpc.StatusCode.FAILED_PRECONDITION, details)
     assert context.trailers == trailers
     assert leader_redirect(context.aborted[0], context.trailers) == (leadership.leader_address or None)
+
+
+def test_a_new_operation_is_planned_with_the_defaults_filled_in():
+    op = new_operation(Spec(kind=Kind.ROLLING_RESTART, group="web", max_unavailable="50%"), ["d", "c", "b", "a"],
+                       "me", "why", now=7.0, op_id="op-1")
+    assert [[s.node for s in b.nodes] for b in op.batches] == [["a", "b"], ["c", "d"]]
+    assert all(s.state == StepState.PENDING for s in op.steps())
+    assert (op.id, op.state, op.created_at, op.updated_at) == ("op-1", OpState.RUNNING, 7.0, 7.0)
+    assert op.spec.on_failure == OnFailure.PAUSE and op.spec.timeout_seconds == opmodel.DEFAULT_TIMEOUT
+    with pytest.raises(InvalidArgument):
+        new_operation(Spec(canary=4), ["a", "b"], "me", "", now=0.0, op_id="x")
