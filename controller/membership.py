@@ -137,5 +137,5 @@ class Membership:
                 self._leases[name] = lease
                 return lease
         granted = await client.lease(self.node_ttl)
-        self._leases[name] = granted.id
-        return granted.id
+        self._leases[name] = lease = int(granted.id)
+        return lease
