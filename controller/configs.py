@@ -16,19 +16,16 @@ from dataclasses import dataclass
 from fleetvisor.agent.config.errors import ConfigError
 from fleetvisor.agent.config.parser import load
 
+from .errors import InvalidArgument
 from .records import (AssignmentRecord, MemberRecord, RevisionRecord, Rollout, Selector, decode, revision_key,
                       revisions_prefix, selector_from)
 
 NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.")
 
 
-class ConfigRejected(Exception):
-    """A config that must not be stored; the message names the problem in one line."""
-
-
 def check_name(name: str) -> None:
     if not name or not set(name) <= NAME_CHARS or name.startswith("."):
-        raise ConfigRejected(f"config name {name!r} must be letters, digits, '-', '_' or '.'")
+        raise InvalidArgument(f"config name {name!r} must be letters, digits, '-', '_' or '.'")
 
 
 def sha256(text: str) -> str:
@@ -37,7 +34,7 @@ def sha256(text: str) -> str:
 
 def validate(named_texts: Mapping[str, str]) -> None:
     """Parse the configs together as one node would include them, against an empty node file.
-    Raises ConfigRejected with the agent parser's message (file named after the config)."""
+    Raises InvalidArgument with the agent parser's message (file named after the config)."""
     with tempfile.TemporaryDirectory(prefix="fleetvisor-validate-") as tmp:
         main = os.path.join(tmp, "node.conf")
         with open(main, "w") as f:
@@ -51,7 +48,7 @@ def validate(named_texts: Mapping[str, str]) -> None:
         try:
             load(main, extra_files=paths, host_node_name="node")
         except ConfigError as exc:
-            raise ConfigRejected(str(exc).replace(tmp + os.sep, "")) from None
+            raise InvalidArgument(str(exc).replace(tmp + os.sep, "")) from None
 
 
 @dataclass(frozen=True)

@@ -9,47 +9,59 @@ from __future__ import annotations
 
 import asyncio
 import time
+from dataclasses import dataclass, field
 
-import grpc
+from .errors import InvalidArgument, NotFound
+from .fleet import Fleet
+from .processes import AgentCallFailed, ProcessResult
 
-from fleetvisor.v1 import agent_pb2 as apb
-from fleetvisor.v1 import controller_pb2 as pb
-
-from .fleet import Fleet, NotFound
-from .livestate import rpc_reason
-
-_METHOD = {pb.START: "Start", pb.STOP: "Stop", pb.RESTART: "Restart", pb.SIGNAL: "Signal"}
+ACTIONS = ("start", "stop", "restart", "signal")
 
 
-async def control(fleet: Fleet, request: pb.ControlRequest, *, default_timeout: float,
-                  concurrency: int = 64) -> pb.ControlResponse:
-    method = _METHOD.get(request.action)
-    if method is None:
-        raise NotFound("no action given (start, stop, restart or signal)")
-    if request.action == pb.SIGNAL and not request.signal:
-        raise NotFound("no signal given")
-    if not request.patterns:
+@dataclass(frozen=True)
+class Command:
+    action: str  # one of ACTIONS
+    patterns: list[str]
+    labels: dict[str, str] = field(default_factory=dict)
+    signal: str = ""  # for "signal"
+    wait: bool = False
+    node_timeout: float = 0.0  # 0: the controller's default
+
+
+@dataclass(frozen=True)
+class NodeResult:
+    node: str
+    ok: bool  # the call reached the node and every process result is ok
+    error: str = ""  # why the node could not be driven
+    results: list[ProcessResult] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+async def control(fleet: Fleet, command: Command, *, default_timeout: float,
+                  concurrency: int = 64) -> list[NodeResult]:
+    if command.action not in ACTIONS:
+        raise InvalidArgument("no action given (start, stop, restart or signal)")
+    if command.action == "signal" and not command.signal:
+        raise InvalidArgument("no signal given")
+    if not command.patterns:
         raise NotFound("no process names given (use 'all' for every process)")
-    picked = fleet.pick(list(request.patterns), dict(request.labels))
-    timeout = request.node_timeout_seconds or default_timeout
+    picked = fleet.views.pick(command.patterns, command.labels)
+    timeout = command.node_timeout or default_timeout
     slots = asyncio.Semaphore(concurrency)
 
-    async def one(name: str, names: list[str]) -> pb.NodeResult:
+    async def one(name: str, names: list[str]) -> NodeResult:
         began = time.monotonic()
         link = fleet.links.get(name)
         if link is None or not link.reachable:
-            return pb.NodeResult(node=name, ok=False, error=link.error if link else "unreachable (no address known)")
-        if method == "Signal":
-            call = apb.SignalCommand(names=names, signal=request.signal)
-        else:
-            call = apb.ProcessCommand(names=names, wait=request.wait)
+            return NodeResult(node=name, ok=False, error=link.error if link else "unreachable (no address known)")
         try:
             async with slots:
-                answer = await getattr(link.stub, method)(call, timeout=timeout)
-        except grpc.aio.AioRpcError as exc:
-            return pb.NodeResult(node=name, ok=False, error=rpc_reason(exc), seconds=time.monotonic() - began)
-        return pb.NodeResult(node=name, ok=all(r.ok for r in answer.results), results=answer.results,
-                             seconds=time.monotonic() - began)
+                results = await link.command(command.action, names, timeout=timeout, wait=command.wait,
+                                             signal=command.signal)
+        except AgentCallFailed as exc:
+            return NodeResult(node=name, ok=False, error=str(exc), seconds=time.monotonic() - began)
+        return NodeResult(node=name, ok=all(r.ok for r in results), results=results,
+                          seconds=time.monotonic() - began)
 
     jobs = []
     for member, procs in picked:
@@ -58,5 +70,5 @@ async def control(fleet: Fleet, request: pb.ControlRequest, *, default_timeout: 
             continue  # the node is live and nothing of it matches
         jobs.append(one(member.name, [p.namespec for p in procs]))
     if not jobs:
-        raise NotFound("nothing matches: " + " ".join(request.patterns))
-    return pb.ControlResponse(nodes=await asyncio.gather(*jobs))
+        raise NotFound("nothing matches: " + " ".join(command.patterns))
+    return list(await asyncio.gather(*jobs))

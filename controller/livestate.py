@@ -5,6 +5,9 @@ WatchEvents stream that keeps the node's processes current. After a lost connect
 follower reconnects with capped backoff and resumes after the last event it saw; an agent
 that restarted (another run id) or whose journal moved on sends a fresh snapshot instead.
 HTTP/2 keepalive pings notice a silent network cut within a few seconds.
+
+This is the controller's agent client: with service.py, the only module that speaks the
+agent's protobuf. Commands take and return the core's values (processes.py).
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from fleetvisor.v1 import agent_pb2 as apb
 from fleetvisor.v1 import agent_pb2_grpc as apb_grpc
 
 from .backoff import Backoff
+from .processes import AgentCallFailed, ProcessResult
 
 # Ping an idle connection every 2 s and give up on it 3 s later: a cut link shows well
 # inside a node's lease TTL. The agent's server allows pings this frequent.
@@ -79,6 +83,32 @@ class NodeLink:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         await self.channel.close()
+
+    @property
+    def has_data(self) -> bool:
+        """Whether the agent has sent its processes at least once."""
+        return self.info is not None
+
+    async def command(self, action: str, names: list[str], *, timeout: float, wait: bool = False,
+                      signal: str = "") -> list[ProcessResult]:
+        """Start, stop, restart or signal `names` on the agent. Raises AgentCallFailed."""
+        if action == "signal":
+            call = self.stub.Signal(apb.SignalCommand(names=names, signal=signal), timeout=timeout)
+        else:
+            method = {"start": self.stub.Start, "stop": self.stub.Stop, "restart": self.stub.Restart}[action]
+            call = method(apb.ProcessCommand(names=names, wait=wait), timeout=timeout)
+        try:
+            answer = await call
+        except grpc.aio.AioRpcError as exc:
+            raise AgentCallFailed(rpc_reason(exc)) from None
+        return [ProcessResult(r.name, r.ok, r.status, r.description, r.state) for r in answer.results]
+
+    async def apply_config(self, revision: str, text: str, *, timeout: float) -> None:
+        """Make the agent run this fleet config. Raises AgentCallFailed."""
+        try:
+            await self.stub.ApplyConfig(apb.ApplyConfigRequest(revision=revision, config_text=text), timeout=timeout)
+        except grpc.aio.AioRpcError as exc:
+            raise AgentCallFailed(rpc_reason(exc)) from None
 
     def snapshot(self) -> list[apb.ProcessInfo]:
         """The processes with RUNNING descriptions brought up to date."""
@@ -159,3 +189,33 @@ class NodeLink:
             self.processes.setdefault(proc.namespec, proc)
             self.received.setdefault(proc.namespec, now)
         self.on_change(self)
+
+
+class NodeLinks:
+    """One link per member, dialled at its current address."""
+
+    def __init__(self, credentials: grpc.ChannelCredentials | None, on_change: Callable[[], None]) -> None:
+        self.credentials = credentials
+        self.on_change = on_change
+        self.links: dict[str, NodeLink] = {}
+        self._closing: set[asyncio.Task[None]] = set()
+
+    def get(self, name: str) -> NodeLink | None:
+        return self.links.get(name)
+
+    def sync(self, addresses: dict[str, str]) -> None:
+        """Follow the members: `addresses` maps each node to where it is reached."""
+        for name in list(self.links):
+            if addresses.get(name) != self.links[name].address:
+                closing = asyncio.create_task(self.links.pop(name).close())
+                self._closing.add(closing)  # held until done: the loop keeps only weak references
+                closing.add_done_callback(self._closing.discard)
+        for name, address in addresses.items():
+            if name not in self.links and address:
+                link = NodeLink(name, address, self.credentials, lambda _link: self.on_change())
+                self.links[name] = link
+                link.start()
+
+    async def close(self) -> None:
+        links, self.links = self.links, {}
+        await asyncio.gather(*(link.close() for link in links.values()))

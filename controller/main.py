@@ -20,8 +20,6 @@ from pathlib import Path
 
 import grpc
 
-from fleetvisor.v1 import controller_pb2_grpc as pb_grpc
-
 from .election import Election
 from .embedded import EmbeddedEtcd
 from .etcd import EtcdError, EtcdSettings, connect
@@ -31,7 +29,7 @@ from .mirror import Mirror
 from .operations import Operations
 from .reconcile import Reconciler
 from .records import LEADER, prefix_of
-from .service import ControllerServicer
+from .service import ControllerServicer, register
 
 log = logging.getLogger("fleetvisor.controller")
 
@@ -142,10 +140,8 @@ async def run(args: argparse.Namespace) -> None:
         await election.start()
         closers.append(election.close)
         closers.append(leadership.close)
-        pb_grpc.add_ControllerServiceServicer_to_server(
-            ControllerServicer(fleet, leadership, operations, node_ttl=args.node_ttl,
-                               command_timeout=args.command_timeout),
-            server)
+        register(server, ControllerServicer(fleet, leadership, operations, node_ttl=args.node_ttl,
+                                            command_timeout=args.command_timeout))
         await server.start()
         closers.append(lambda: server.stop(grace=1.0))
         log.info("controller %s serving on %s:%d (%s), cluster %r, etcd %s", controller_id, host, port,

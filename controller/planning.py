@@ -8,10 +8,11 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from fleetvisor.v1 import agent_pb2 as apb
+from .errors import InvalidArgument
+from .processes import ProcessView, ProcState
 
 
-class PlanError(Exception):
+class PlanError(InvalidArgument):
     """An operation that cannot be planned; the message is for the operator."""
 
 
@@ -55,7 +56,7 @@ def plan(nodes: Iterable[str], size: int, canary: int = 0) -> list[list[str]]:
     return batches
 
 
-BAD = {apb.BACKOFF, apb.FATAL, apb.EXITED}
+BAD = {ProcState.BACKOFF, ProcState.FATAL, ProcState.EXITED}
 
 
 @dataclass(frozen=True)
@@ -66,7 +67,7 @@ class Health:
     failure: str  # non-empty: a process went BACKOFF/FATAL/EXITED (or vanished)
 
 
-def health(processes: Iterable[apb.ProcessInfo], groups: set[str], pids_before: set[int]) -> Health:
+def health(processes: Iterable[ProcessView], groups: set[str], pids_before: set[int]) -> Health:
     """Whether every process of `groups` runs (and, for a restart, with a new pid)."""
     mine = [p for p in processes if p.group in groups]
     if not mine:  # not there yet (a revision being applied): only the deadline can fail it
@@ -75,7 +76,7 @@ def health(processes: Iterable[apb.ProcessInfo], groups: set[str], pids_before: 
         if proc.state in BAD:
             detail = f" ({proc.description})" if proc.description else ""
             return Health(False, f"{proc.namespec} is {proc.statename}{detail}")
-    running = all(p.state == apb.RUNNING and p.pid not in pids_before for p in mine)
+    running = all(p.state == ProcState.RUNNING and p.pid not in pids_before for p in mine)
     return Health(running, "")
 
 

@@ -14,12 +14,10 @@ import logging
 import time
 
 import aetcd
-import grpc
 
-from fleetvisor.v1 import agent_pb2 as apb
-
-from .fleet import NO_CONFIG, Fleet, same_revision
-from .livestate import rpc_reason
+from .configstore import NO_CONFIG, same_revision
+from .fleet import Fleet
+from .processes import AgentCallFailed
 from .records import MemberRecord, ReconcileRecord
 
 log = logging.getLogger("fleetvisor.controller")
@@ -59,14 +57,15 @@ class Reconciler:
     def _pass(self) -> float:
         """Start a push for every node that needs one; return the seconds until the next retry."""
         now = time.monotonic()
-        current = self.fleet.current_configs()
+        configs = self.fleet.configs
+        current = configs.current_configs()
         next_due = SAFETY_PASS
-        for name, member in self.fleet.members().items():
+        for name, member in self.fleet.membership.members().items():
             link = self.fleet.links.get(name)
             if name in self._in_flight or link is None or not link.reachable:
                 continue
-            desired = self.fleet.desired(member, current)
-            if same_revision(desired.revision, self.fleet.applied(member)):
+            desired = configs.desired(member, current)
+            if same_revision(desired.revision, self.fleet.membership.applied(member)):
                 self._failures.pop(name, None)
                 self._retry_at.pop(name, None)
                 continue
@@ -80,14 +79,13 @@ class Reconciler:
 
     async def _push(self, member: MemberRecord, revision: str, text: str) -> None:
         name = member.name
-        link = self.fleet.links[name]
+        link = self.fleet.links.links[name]
         error = ""
         try:
             async with self._slots:
-                await link.stub.ApplyConfig(apb.ApplyConfigRequest(revision=revision, config_text=text),
-                                            timeout=self.apply_timeout)
-        except grpc.aio.AioRpcError as exc:
-            error = rpc_reason(exc)
+                await link.apply_config(revision, text, timeout=self.apply_timeout)
+        except AgentCallFailed as exc:
+            error = str(exc)
         finally:
             self._in_flight.pop(name, None)
         failures = self._failures.get(name, 0) + 1 if error else 0
@@ -98,10 +96,10 @@ class Reconciler:
         else:
             self._failures.pop(name, None)
             self._retry_at.pop(name, None)
-            self.fleet.note_member_applied(name, revision)
+            self.fleet.note_applied(name, revision)
             log.info("config %s applied on %s", revision, name)
         try:
-            await self.fleet.record_reconcile(name, ReconcileRecord(
+            await self.fleet.configs.record_reconcile(name, ReconcileRecord(
                 desired=revision, applied="" if error else revision, last_error=error, attempts=failures,
                 last_attempt=time.time()))
         except aetcd.exceptions.ClientError as exc:  # the outcome is logged anyway; the next pass retries

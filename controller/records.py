@@ -11,7 +11,7 @@ are plain dataclasses so the logic that reads them never sees etcd or JSON.
     assignments/<name>         AssignmentRecord: the current revision of a config and where it goes
     reconcile/<node>           ReconcileRecord: the leader's last push to the node and its outcome
     audit/<time>-<id>          AuditRecord
-    ops/<id>                   an Operation (its protobuf, as JSON): plan and progress
+    ops/<id>                   an operation (opmodel.py: versioned JSON): plan and progress
     leader                     the election key: JSON {"id", "address"}
 """
 

@@ -1,9 +1,13 @@
-"""ControllerService: a thin gRPC adapter over the Fleet core.
+"""ControllerService: a thin gRPC adapter over the Fleet core, and the one place that converts
+between the core's dataclasses and the wire's messages.
 
-Request-level problems are status codes with one-line details: NOT_FOUND for unknown nodes,
-processes and configs, INVALID_ARGUMENT for configs that do not parse or selectors that mean
-no node, UNAVAILABLE when etcd cannot be reached, FAILED_PRECONDITION (with the leader's
-address in the "fleetvisor-leader" trailing metadata) for a write sent to a follower.
+The core's errors (errors.py) become status codes here and nowhere else, with one-line details:
+NOT_FOUND for unknown nodes, processes, configs and operations; INVALID_ARGUMENT for configs
+that do not parse, selectors that mean no node and requests an operation's state does not
+allow; ABORTED when someone else changed the same thing at the same time or a rollout holds
+it; FAILED_PRECONDITION (with the leader's address in the "fleetvisor-leader" trailing
+metadata, when one leads) for a write sent to a controller that does not lead; UNAVAILABLE
+when etcd cannot be reached.
 """
 
 from __future__ import annotations
@@ -16,16 +20,20 @@ from typing import NoReturn, TypeVar
 import aetcd
 import grpc
 
+from fleetvisor.v1 import agent_pb2 as apb
 from fleetvisor.v1 import controller_pb2 as pb
 from fleetvisor.v1 import controller_pb2_grpc as pb_grpc
 
-from . import audit, fanout
-from .configs import ConfigRejected
-from .fleet import Fleet, NotFound, revision_message
-from .operations import ENDED, Fenced, Operations
+from . import audit, configs, fanout, opmodel
+from .configstore import PushResult
+from .errors import Conflict, ControllerError, InvalidArgument, NotFound, NotLeader, Unavailable
+from .fleet import Fleet
 from .leadership import Leadership
 from .livestate import rpc_reason
-from .records import Selector
+from .membership import Heartbeat
+from .operations import Operations
+from .records import RevisionRecord, Selector
+from .views import FleetStatus, NodeConfigStatus, NodeInfo
 
 log = logging.getLogger("fleetvisor.controller")
 T = TypeVar("T")
@@ -53,19 +61,22 @@ def caller(context: grpc.aio.ServicerContext) -> str:
     return f"{claimed or 'unknown'} (unverified)"
 
 
-ERRORS = (NotFound, ConfigRejected, Fenced, aetcd.exceptions.ClientError)
+STATUS = {NotFound: grpc.StatusCode.NOT_FOUND, InvalidArgument: grpc.StatusCode.INVALID_ARGUMENT,
+          Conflict: grpc.StatusCode.ABORTED, NotLeader: grpc.StatusCode.FAILED_PRECONDITION,
+          Unavailable: grpc.StatusCode.UNAVAILABLE}
+ERRORS = (ControllerError, aetcd.exceptions.ClientError)
 
 
-async def fail(context: grpc.aio.ServicerContext, exc: Exception) -> NoReturn:
-    """The core's exceptions as status codes with one-line details."""
-    if isinstance(exc, NotFound):
-        await context.abort(grpc.StatusCode.NOT_FOUND, str(exc))
-    if isinstance(exc, ConfigRejected):
-        await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
-    if isinstance(exc, Fenced):
-        await context.abort(grpc.StatusCode.FAILED_PRECONDITION, f"{exc}; try again")
-    await context.abort(grpc.StatusCode.UNAVAILABLE, f"etcd is unavailable: {exc or type(exc).__name__}")
-    raise AssertionError("abort returns only by raising")
+def status_of(exc: Exception) -> tuple[grpc.StatusCode, str]:
+    """The status code and details for one of the core's exceptions (etcd's own: UNAVAILABLE)."""
+    for kind, code in STATUS.items():
+        if isinstance(exc, kind):
+            return code, str(exc)
+    return grpc.StatusCode.UNAVAILABLE, f"etcd is unavailable: {exc or type(exc).__name__}"
+
+
+def register(server: grpc.aio.Server, servicer: ControllerServicer) -> None:
+    pb_grpc.add_ControllerServiceServicer_to_server(servicer, server)
 
 
 class ControllerServicer(pb_grpc.ControllerServiceServicer):
@@ -77,25 +88,41 @@ class ControllerServicer(pb_grpc.ControllerServiceServicer):
         self.node_ttl = node_ttl
         self.command_timeout = command_timeout
 
+    async def _fail(self, context: grpc.aio.ServicerContext, exc: Exception) -> NoReturn:
+        """Answer with the status for `exc`; a refused write names the leader, when one leads."""
+        code, details = status_of(exc)
+        if isinstance(exc, NotLeader) and not self.leadership.is_leader:
+            address = self.leadership.leader_address
+            if address:
+                context.set_trailing_metadata(((LEADER_METADATA, address),))
+                details = f"{details}; the leader is at {address}"
+        await context.abort(code, details)
+        raise AssertionError("abort returns only by raising")
+
+    async def _core(self, context: grpc.aio.ServicerContext, work: Callable[[], T]) -> T:
+        """A read of the core, its errors as status codes."""
+        try:
+            return work()
+        except ERRORS as exc:
+            await self._fail(context, exc)
+
     async def _write(self, context: grpc.aio.ServicerContext, action: str, args: dict[str, object],
                      work: Callable[[], Awaitable[T]], summary: Callable[[T], str],
                      succeeded: Callable[[T], bool] = lambda _: True) -> T:
         """A mutating command: only on the leader, always audited."""
         if not self.leadership.is_leader:
-            address = self.leadership.leader_address
-            if address:
-                context.set_trailing_metadata(((LEADER_METADATA, address),))
-            await context.abort(grpc.StatusCode.FAILED_PRECONDITION,
-                                f"this controller is not the leader; the leader is at {address}" if address
-                                else "no controller leads right now; try again in a few seconds")
+            await self._fail(context, NotLeader(
+                "this controller is not the leader" if self.leadership.leader_address
+                else "no controller leads right now; try again in a few seconds"))
         who = caller(context)
+        store = self.fleet.store
         try:
             result = await work()
         except ERRORS as exc:
-            await audit.record(self.fleet.client, self.fleet.prefix,
+            await audit.record(store.client, store.prefix,
                                audit.entry(who, action, args, False, str(exc), self.fleet.id))
-            await fail(context, exc)
-        await audit.record(self.fleet.client, self.fleet.prefix,
+            await self._fail(context, exc)
+        await audit.record(store.client, store.prefix,
                            audit.entry(who, action, args, succeeded(result), summary(result), self.fleet.id))
         return result
 
@@ -107,20 +134,22 @@ class ControllerServicer(pb_grpc.ControllerServiceServicer):
         if not request.address:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
                                 f"node {request.node} has no gRPC address: set grpc_listen in [fleetvisor]")
+        beat = Heartbeat(node=request.node, address=request.address, labels=dict(request.labels),
+                         agent_version=request.agent_version, applied_revision=request.applied_revision,
+                         run_id=request.agent_run_id, started_at=request.started_at,
+                         edited_by_hand=request.edited_by_hand)
         try:
-            await self.fleet.heartbeat(request, peer_host(context))
+            await self.fleet.membership.heartbeat(beat, peer_host(context))
         except ERRORS as exc:
-            await fail(context, exc)
+            await self._fail(context, exc)
         return pb.HeartbeatResponse(interval_seconds=self.node_ttl / 3, ttl_seconds=self.node_ttl,
                                     controller_id=self.fleet.id)
 
     # -- reads -------------------------------------------------------------------------------
 
     async def _status(self, request: pb.StatusRequest, context) -> pb.FleetStatus:
-        try:
-            return self.fleet.status(list(request.patterns), dict(request.labels))
-        except ERRORS as exc:
-            await fail(context, exc)
+        return status_message(await self._core(
+            context, lambda: self.fleet.views.status(list(request.patterns), dict(request.labels))))
 
     async def GetStatus(self, request: pb.StatusRequest, context) -> pb.FleetStatus:
         return await self._status(request, context)
@@ -133,53 +162,46 @@ class ControllerServicer(pb_grpc.ControllerServiceServicer):
             await self.fleet.wait_change(STATUS_PERIOD - STATUS_COALESCE, since=seen)
 
     async def ListNodes(self, request: pb.ListNodesRequest, context) -> pb.ListNodesResponse:
-        return pb.ListNodesResponse(nodes=self.fleet.nodes(dict(request.labels)))
+        return pb.ListNodesResponse(nodes=[node_message(n) for n in self.fleet.views.nodes(dict(request.labels))])
 
     async def GetLeader(self, request, context) -> pb.LeaderInfo:
         return pb.LeaderInfo(leader_id=self.leadership.leader_id, leader_address=self.leadership.leader_address,
                              controller_id=self.fleet.id, is_leader=self.leadership.is_leader)
 
     async def ListConfigs(self, request, context) -> pb.ListConfigsResponse:
-        members = self.fleet.members()
+        members = self.fleet.membership.members()
         summaries = []
-        for name, current in sorted(self.fleet.current_configs().items()):
-            history, _ = self.fleet.history(name)
+        for name, current in sorted(self.fleet.configs.current_configs().items()):
+            history, _ = self.fleet.configs.history(name)
             summaries.append(pb.ConfigSummary(
-                name=name, current_revision=current.revision,
-                assignment=pb.Assignment(nodes=list(current.selector.nodes), labels=current.selector.labels),
+                name=name, current_revision=current.revision, assignment=assignment_message(current.selector),
                 target_nodes=[n for n, m in members.items() if current.selector.matches(m)],
                 updated_at=history[current.revision].created_at))
         return pb.ListConfigsResponse(configs=summaries)
 
     async def ConfigHistory(self, request: pb.ConfigHistoryRequest, context) -> pb.ConfigHistoryResponse:
-        try:
-            history, current = self.fleet.history(request.name)
-        except ERRORS as exc:
-            await fail(context, exc)
+        history, current = await self._core(context, lambda: self.fleet.configs.history(request.name))
         return pb.ConfigHistoryResponse(
             revisions=[revision_message(request.name, n, rev, text=False) for n, rev in history.items()],
             current_revision=current)
 
     async def GetConfigRevision(self, request: pb.GetConfigRevisionRequest, context) -> pb.ConfigRevision:
-        try:
-            number, rev = self.fleet.revision(request.name, request.revision)
-        except ERRORS as exc:
-            await fail(context, exc)
+        number, rev = await self._core(context, lambda: self.fleet.configs.revision(request.name, request.revision))
         return revision_message(request.name, number, rev, text=True)
 
     async def ConfigStatus(self, request, context) -> pb.ConfigStatusResponse:
-        return pb.ConfigStatusResponse(nodes=self.fleet.config_status())
+        return pb.ConfigStatusResponse(nodes=[config_status_message(s) for s in self.fleet.views.config_status()])
 
     async def ListAudit(self, request: pb.ListAuditRequest, context) -> pb.ListAuditResponse:
-        entries = audit.listing(self.fleet.mirror, request.since, request.limit)
+        entries = audit.listing(self.fleet.store.mirror, request.since, request.limit)
         return pb.ListAuditResponse(entries=[pb.AuditEntry(
             time=e.time, who=e.who, action=e.action, detail=e.detail, ok=e.ok, result=e.result,
             controller_id=e.controller_id) for e in entries])
 
     async def TailLog(self, request: pb.FleetTailRequest, context) -> AsyncIterator:
         link = self.fleet.links.get(request.node)
-        if request.node not in self.fleet.members() or link is None:
-            await context.abort(grpc.StatusCode.NOT_FOUND, f"no such node: {request.node}")
+        if self.fleet.membership.member(request.node) is None or link is None:
+            await self._fail(context, NotFound(f"no such node: {request.node}"))
         try:
             async for chunk in link.stub.TailLog(request.request, timeout=None if request.request.follow
                                                  else self.command_timeout):
@@ -192,14 +214,14 @@ class ControllerServicer(pb_grpc.ControllerServiceServicer):
     # -- writes ------------------------------------------------------------------------------
 
     async def PushConfig(self, request: pb.PushConfigRequest, context) -> pb.PushConfigResponse:
-        selector = Selector(tuple(request.assignment.nodes), dict(request.assignment.labels))
+        selector = selector_of(request.assignment)
         args = {"name": request.name, "nodes": list(selector.nodes), "labels": selector.labels,
                 "message": request.message, "rolling": request.HasField("rollout")}
         who = caller(context)
-        planner = (self.operations.rollout_planner(request.rollout, request.name, who, request.message)
+        planner = (self.operations.rollout_planner(spec_of(request.rollout), request.name, who, request.message)
                    if request.HasField("rollout") else None)
         return await self._write(context, "config.push", args,
-                                 lambda: self._stored(request.name, self.fleet.push(
+                                 lambda: self._stored(request.name, self.fleet.configs.push(
                                      request.name, request.config_text, selector, request.message, who,
                                      rollout=planner)),
                                  _pushed_summary)
@@ -207,23 +229,29 @@ class ControllerServicer(pb_grpc.ControllerServiceServicer):
     async def RollbackConfig(self, request: pb.RollbackConfigRequest, context) -> pb.PushConfigResponse:
         args = {"name": request.name, "to": request.to_revision, "message": request.message}
         return await self._write(context, "config.rollback", args,
-                                 lambda: self._stored(request.name, self.fleet.rollback(request.name, request.to_revision,
-                                                                          request.message, caller(context))),
+                                 lambda: self._stored(request.name, self.fleet.configs.rollback(
+                                     request.name, request.to_revision, request.message, caller(context))),
                                  _pushed_summary)
 
-    async def _stored(self, name: str, push: Awaitable[tuple[int, list[str], bool, str]]) -> pb.PushConfigResponse:
-        number, targets, unchanged, op_id = await push
-        _, rev = self.fleet.revision(name, number)
-        return pb.PushConfigResponse(revision=revision_message(name, number, rev, text=False),
-                                     target_nodes=targets, unchanged=unchanged, operation_id=op_id)
+    async def _stored(self, name: str, push: Awaitable[PushResult]) -> pb.PushConfigResponse:
+        result = await push
+        _, rev = self.fleet.configs.revision(name, result.revision)
+        return pb.PushConfigResponse(revision=revision_message(name, result.revision, rev, text=False),
+                                     target_nodes=result.targets, unchanged=result.unchanged,
+                                     operation_id=result.operation_id)
 
     async def Control(self, request: pb.ControlRequest, context) -> pb.ControlResponse:
         action = pb.ControlAction.Name(request.action).lower() if request.action else "unspecified"
         args = {"patterns": list(request.patterns), "labels": dict(request.labels), "signal": request.signal}
-        return await self._write(context, f"control.{action}", args,
-                                 lambda: fanout.control(self.fleet, request, default_timeout=self.command_timeout),
-                                 _control_summary, lambda response: all(n.ok for n in response.nodes))
+        command = fanout.Command(action=action, patterns=list(request.patterns), labels=dict(request.labels),
+                                 signal=request.signal, wait=request.wait,
+                                 node_timeout=request.node_timeout_seconds)
 
+        async def work() -> pb.ControlResponse:
+            results = await fanout.control(self.fleet, command, default_timeout=self.command_timeout)
+            return pb.ControlResponse(nodes=[node_result_message(r) for r in results])
+        return await self._write(context, f"control.{action}", args, work,
+                                 _control_summary, lambda response: all(n.ok for n in response.nodes))
 
     # -- operations ------------------------------------------------------------------------------
 
@@ -231,60 +259,55 @@ class ControllerServicer(pb_grpc.ControllerServiceServicer):
         if request.spec.kind not in (pb.OPERATION_KIND_UNSPECIFIED, pb.ROLLING_RESTART):
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
                                 "config rollouts start with a rolling config push")
-        spec = pb.OperationSpec()
-        spec.CopyFrom(request.spec)
-        spec.kind = pb.ROLLING_RESTART
-        try:
-            planned = self.operations.plan_restart(spec, caller(context), request.message)
-        except ERRORS as exc:
-            await fail(context, exc)
+        spec = spec_of(request.spec)
+        planned = await self._core(context, lambda: self.operations.plan_restart(spec, caller(context),
+                                                                                 request.message))
         if request.dry_run:
             planned.id = ""
-            return planned
+            return operation_message(planned)
         args = {"group": spec.group, "nodes": list(spec.selector.nodes), "labels": dict(spec.selector.labels),
                 "batch": spec.batch, "max_unavailable": spec.max_unavailable, "message": request.message}
-        return await self._write(context, "ops.rolling-restart", args, lambda: self.operations.create(planned),
-                                 lambda op: f"operation {op.id}: {len(op.batches)} batches")
+        return operation_message(await self._write(
+            context, "ops.rolling-restart", args, lambda: self.operations.create(planned),
+            lambda op: f"operation {op.id}: {len(op.batches)} batches"))
 
     async def ListOperations(self, request: pb.ListOperationsRequest, context) -> pb.ListOperationsResponse:
-        return pb.ListOperationsResponse(operations=self.operations.list(request.all))
-
-    async def _operation(self, op_id: str, context) -> pb.Operation:
-        try:
-            return self.operations.get(op_id)
-        except ERRORS as exc:
-            await fail(context, exc)
+        ops = await self._core(context, lambda: self.operations.list(request.all))
+        return pb.ListOperationsResponse(operations=[operation_message(op) for op in ops])
 
     async def GetOperation(self, request: pb.GetOperationRequest, context) -> pb.Operation:
-        return await self._operation(request.id, context)
+        return operation_message(await self._core(context, lambda: self.operations.get(request.id)))
 
     async def WatchOperation(self, request: pb.GetOperationRequest, context) -> AsyncIterator[pb.Operation]:
         last = None
         while True:
             seen = self.fleet.changes
-            op = await self._operation(request.id, context)
+            op = await self._core(context, lambda: self.operations.get(request.id))
             if op != last:
-                yield op
+                yield operation_message(op)
                 last = op
-            if op.state in ENDED:
+            if op.state in opmodel.ENDED:
                 return
             await self.fleet.wait_change(STATUS_PERIOD, since=seen)
 
     async def PauseOperation(self, request: pb.GetOperationRequest, context) -> pb.Operation:
-        return await self._write(context, "ops.pause", {"id": request.id, "reason": request.reason},
-                                 lambda: self.operations.pause(request.id, request.reason), _op_summary)
+        return operation_message(await self._write(
+            context, "ops.pause", {"id": request.id, "reason": request.reason},
+            lambda: self.operations.pause(request.id, request.reason), _op_summary))
 
     async def ResumeOperation(self, request: pb.GetOperationRequest, context) -> pb.Operation:
-        return await self._write(context, "ops.resume", {"id": request.id},
-                                 lambda: self.operations.resume(request.id), _op_summary)
+        return operation_message(await self._write(
+            context, "ops.resume", {"id": request.id}, lambda: self.operations.resume(request.id), _op_summary))
 
     async def AbortOperation(self, request: pb.GetOperationRequest, context) -> pb.Operation:
-        return await self._write(context, "ops.abort", {"id": request.id, "reason": request.reason},
-                                 lambda: self.operations.abort(request.id, request.reason), _op_summary)
+        return operation_message(await self._write(
+            context, "ops.abort", {"id": request.id, "reason": request.reason},
+            lambda: self.operations.abort(request.id, request.reason), _op_summary))
 
 
-def _op_summary(op: pb.Operation) -> str:
-    return f"operation {op.id} is {pb.OperationState.Name(op.state)[3:].lower()}"
+def _op_summary(op: opmodel.Operation) -> str:
+    return f"operation {op.id} is {op.state.word}"
+
 
 def _pushed_summary(response: pb.PushConfigResponse) -> str:
     rev = response.revision
@@ -298,3 +321,74 @@ def _control_summary(response: pb.ControlResponse) -> str:
     failed = [n.node for n in response.nodes if not n.ok]
     return (f"{len(response.nodes) - len(failed)} of {len(response.nodes)} nodes ok"
             + (f"; failed: {', '.join(failed)}" if failed else ""))
+
+
+# -- the wire's messages from the core's values, and back ------------------------------------------
+
+def selector_of(assignment: pb.Assignment) -> Selector:
+    return Selector(tuple(assignment.nodes), dict(assignment.labels))
+
+
+def assignment_message(selector: Selector) -> pb.Assignment:
+    return pb.Assignment(nodes=list(selector.nodes), labels=selector.labels)
+
+
+def spec_of(spec: pb.OperationSpec) -> opmodel.Spec:
+    return opmodel.Spec(
+        kind=opmodel.Kind(pb.OperationKind.Name(spec.kind)), group=spec.group, selector=selector_of(spec.selector),
+        batch=spec.batch, max_unavailable=spec.max_unavailable, healthy_for_seconds=spec.healthy_for_seconds,
+        timeout_seconds=spec.timeout_seconds, on_failure=opmodel.OnFailure(pb.OnFailure.Name(spec.on_failure)),
+        canary=spec.canary, auto_revert=spec.auto_revert, config_name=spec.config_name,
+        config_revision=spec.config_revision, previous_revision=spec.previous_revision)
+
+
+def operation_message(op: opmodel.Operation) -> pb.Operation:
+    s = op.spec
+    spec = pb.OperationSpec(
+        kind=pb.OperationKind.Value(s.kind), group=s.group, selector=assignment_message(s.selector), batch=s.batch,
+        max_unavailable=s.max_unavailable, healthy_for_seconds=s.healthy_for_seconds,
+        timeout_seconds=s.timeout_seconds, on_failure=pb.OnFailure.Value(s.on_failure), canary=s.canary,
+        auto_revert=s.auto_revert, config_name=s.config_name, config_revision=s.config_revision,
+        previous_revision=s.previous_revision)
+    return pb.Operation(
+        id=op.id, spec=spec, state=pb.OperationState.Value(op.state), current_batch=op.current_batch,
+        reason=op.reason, author=op.author, message=op.message, created_at=op.created_at,
+        updated_at=op.updated_at, controller_id=op.controller_id,
+        batches=[pb.OperationBatch(nodes=[pb.NodeStep(
+            node=step.node, state=pb.NodeStepState.Value(step.state), error=step.error, started_at=step.started_at,
+            healthy_at=step.healthy_at, done_at=step.done_at, pids_before=step.pids_before)
+            for step in batch.nodes]) for batch in op.batches])
+
+
+def revision_message(name: str, number: int, rev: RevisionRecord, *, text: bool) -> pb.ConfigRevision:
+    return pb.ConfigRevision(
+        name=name, revision=number, config_text=rev.text if text else "", author=rev.author, message=rev.message,
+        created_at=rev.created_at, rollback_of=rev.rollback_of, sha256=rev.sha256,
+        assignment=assignment_message(configs.selector_of(rev)))
+
+
+def node_message(n: NodeInfo) -> pb.NodeInfo:
+    return pb.NodeInfo(
+        name=n.name, address=n.address, labels=n.labels, agent_version=n.agent_version, up=n.up,
+        reachable=n.reachable, last_heartbeat=n.last_heartbeat, state_as_of=n.state_as_of,
+        applied_revision=n.applied_revision, desired_revision=n.desired_revision, error=n.error,
+        started_at=n.started_at, edited_by_hand=n.edited_by_hand)
+
+
+def status_message(status: FleetStatus) -> pb.FleetStatus:
+    # the processes are the agent client's own messages (livestate.py): passed on as they are
+    return pb.FleetStatus(nodes=[pb.NodeProcesses(node=node_message(n.node), processes=n.processes)
+                                 for n in status.nodes], now=status.now, controller_id=status.controller_id)
+
+
+def config_status_message(s: NodeConfigStatus) -> pb.NodeConfigStatus:
+    return pb.NodeConfigStatus(
+        node=s.node, desired_revision=s.desired_revision, applied_revision=s.applied_revision, in_sync=s.in_sync,
+        last_error=s.last_error, last_attempt=s.last_attempt, attempts=s.attempts,
+        edited_by_hand=s.edited_by_hand, up=s.up)
+
+
+def node_result_message(r: fanout.NodeResult) -> pb.NodeResult:
+    return pb.NodeResult(node=r.node, ok=r.ok, error=r.error, seconds=r.seconds, results=[
+        apb.ProcessResult(name=p.name, ok=p.ok, status=p.status, description=p.description, state=p.state)
+        for p in r.results])

@@ -1,0 +1,174 @@
+"""The fleet's configs in etcd: pushing and rolling back revisions, what each node should run,
+and the leader's record of what it pushed to each node."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+
+from . import configs, opmodel, records
+from .configs import Current, Desired
+from .errors import Conflict, InvalidArgument, NotFound, Unavailable
+from .membership import Membership
+from .records import AssignmentRecord, MemberRecord, ReconcileRecord, RevisionRecord, Selector, decode, encode
+from .store import Put, Store
+
+log = logging.getLogger("fleetvisor.controller")
+
+# Plans a rollout: (target nodes, new revision, previous revision) -> the operation to store
+RolloutPlanner = Callable[[list[str], int, int], opmodel.Operation]
+
+NO_CONFIG = "none"  # the revision id of an empty fleet file, sent when a node's last config is unassigned
+
+
+def same_revision(desired: str, applied: str) -> bool:
+    return (desired or NO_CONFIG) == (applied or NO_CONFIG)
+
+
+@dataclass(frozen=True)
+class PushResult:
+    revision: int  # the stored revision, or the current one when unchanged
+    targets: list[str]  # the nodes it goes to
+    unchanged: bool  # the text and assignment equal the current revision: nothing stored
+    operation_id: str = ""  # the rollout operation, for a rolling push
+
+
+class ConfigStore:
+    def __init__(self, store: Store, membership: Membership) -> None:
+        self.store = store
+        self.membership = membership
+
+    # -- reading ---------------------------------------------------------------------------------
+
+    def current_configs(self) -> dict[str, Current]:
+        return configs.current_configs({**self.store.items(records.ASSIGNMENTS),
+                                        **self.store.items(records.CONFIGS)})
+
+    def desired(self, member: MemberRecord, current: dict[str, Current] | None = None) -> Desired:
+        return configs.desired_for(member, (self.current_configs() if current is None else current).values())
+
+    def history(self, name: str) -> tuple[dict[int, RevisionRecord], int]:
+        history = configs.revisions_of(self.store.items(records.revisions_prefix(name)), name)
+        current = decode(AssignmentRecord, self.store.get(records.assignment_key(name)))
+        if not history or current is None:
+            raise NotFound(f"no such config: {name}")
+        return history, current.revision
+
+    def revision(self, name: str, number: int) -> tuple[int, RevisionRecord]:
+        history, current = self.history(name)
+        number = number or current
+        if number not in history:
+            raise NotFound(f"config {name} has no revision {number} (revisions 1-{max(history)})")
+        return number, history[number]
+
+    def reconcile_record(self, name: str) -> ReconcileRecord:
+        return decode(ReconcileRecord, self.store.get(records.reconcile_key(name))) or ReconcileRecord()
+
+    # -- writing ---------------------------------------------------------------------------------
+
+    def _check_selector(self, selector: Selector) -> list[str]:
+        """The member names a selector means; unknown names or labels nobody has are refused."""
+        members = self.membership.members()
+        unknown = [n for n in selector.nodes if n not in members]
+        if unknown:
+            raise InvalidArgument(f"unknown node(s): {', '.join(unknown)} "
+                                  f"(known: {', '.join(members) or 'none registered yet'})")
+        targets = [n for n, m in members.items() if selector.matches(m)]
+        if selector.labels and not any(records.labels_match(m.labels, selector.labels) for m in members.values()):
+            wanted = ",".join(f"{k}={v}" for k, v in sorted(selector.labels.items()))
+            raise InvalidArgument(f"no node has the label(s) {wanted}")
+        return targets
+
+    async def push(self, name: str, text: str, selector: Selector, message: str, author: str, *,
+                   rollback_of: int = 0, rollout: RolloutPlanner | None = None) -> PushResult:
+        """Store `text` as the next revision of config `name` (or nothing, if it is the current one).
+        With `rollout`, the nodes keep the previous revision until the rollout operation it plans
+        (stored in the same transaction) reaches them."""
+        configs.check_name(name)
+        assignment_raw = self.store.get(records.assignment_key(name))
+        current = decode(AssignmentRecord, assignment_raw)
+        pinned = current.active_rollout() if current is not None else None
+        if pinned is not None and self._operation_live(pinned.op):
+            raise Conflict(f"a rollout of {name} is in progress (operation {pinned.op}): let it finish "
+                           f"or abort it first (fleetctl ops abort {pinned.op})")
+        if selector.empty:
+            if current is None:
+                raise InvalidArgument(f"config {name} is new: say where it goes (--nodes or --label)")
+            selector = current.target()
+        targets = self._check_selector(selector)
+        self._validate_on_targets(name, text, targets)
+        history = configs.revisions_of(self.store.items(records.revisions_prefix(name)), name)
+        if current is not None and current.target() == selector and history.get(current.revision) \
+                and history[current.revision].text == text and not rollback_of:
+            return PushResult(current.revision, targets, True)
+        number = max(history, default=0) + 1
+        now = time.time()
+        revision = RevisionRecord(text=text, author=author, message=message, created_at=now,
+                                  sha256=configs.sha256(text), selector=records.selector_data(selector),
+                                  rollback_of=rollback_of)
+        pin: dict[str, object] = {}
+        puts = [Put(records.revision_key(name, number), encode(revision))]
+        op_id = ""
+        if rollout is not None:
+            op = rollout(targets, number, current.revision if current else 0)
+            op_id = op.id
+            pin = {"op": op.id, "previous": current.revision if current else 0, "done": []}
+            puts.append(Put(records.op_key(op.id), opmodel.encode(op)))
+        puts.append(Put(records.assignment_key(name),
+                        encode(AssignmentRecord(number, records.selector_data(selector), now, pin))))
+        expect = {records.revision_key(name, number): None, records.assignment_key(name): assignment_raw}
+        if not await self.store.compare_and_put(puts, expect):
+            raise Conflict(f"config {name} was changed by someone else at the same time; try again")
+        log.info("config %s revision %d stored by %s: %s%s", name, number, author, message,
+                 f" (rolled out by operation {op_id})" if op_id else "")
+        return PushResult(number, targets, False, op_id)
+
+    def _operation_live(self, op_id: str) -> bool:
+        """Whether an operation is running or paused. An aborted or failed rollout leaves its
+        nodes where it stopped until the next push, which it no longer holds up."""
+        raw = self.store.get(records.op_key(op_id))
+        try:
+            return raw is not None and opmodel.decode(raw).state in opmodel.LIVE
+        except Unavailable:
+            return False
+
+    async def update_rollout(self, name: str, op_id: str, change: Callable[[list[str]], list[str] | None]) -> None:
+        """Change the set of nodes a rollout has reached (`change` returns the new list, or None to
+        end the rollout: every node then runs the new revision). A no-op once the rollout is gone."""
+        key = records.assignment_key(name)
+        while True:
+            raw = self.store.get(key)
+            assignment = decode(AssignmentRecord, raw)
+            rollout = assignment.active_rollout() if assignment else None
+            if assignment is None or rollout is None or rollout.op != op_id:
+                return
+            done = change(list(rollout.done))
+            pin = {} if done is None else {**assignment.rollout, "done": sorted(set(done))}
+            if await self.store.compare_and_put([Put(key, encode(replace(assignment, rollout=pin)))], {key: raw}):
+                return
+
+    def _validate_on_targets(self, name: str, text: str, targets: list[str]) -> None:
+        """The config alone, and together with every other config each target node gets."""
+        current = self.current_configs()
+        members = self.membership.members()
+        combinations: set[frozenset[str]] = {frozenset()}
+        for node in targets:
+            combinations.add(frozenset(c.name for c in current.values()
+                                       if c.name != name and c.selector.matches(members[node])))
+        for others in combinations:
+            configs.validate({name: text, **{o: current[o].text for o in others}})
+
+    async def rollback(self, name: str, to: int, message: str, author: str) -> PushResult:
+        history = configs.revisions_of(self.store.items(records.revisions_prefix(name)), name)
+        if not history:
+            raise NotFound(f"no such config: {name}")
+        if to not in history:
+            raise NotFound(f"config {name} has no revision {to} (revisions 1-{max(history)})")
+        return await self.push(name, history[to].text, Selector(), message or f"rollback to revision {to}",
+                               author, rollback_of=to)
+
+    async def record_reconcile(self, name: str, record: ReconcileRecord) -> None:
+        if record != self.reconcile_record(name):
+            await self.store.client.put(self.store.key(records.reconcile_key(name)), encode(record))

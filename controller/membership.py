@@ -1,0 +1,141 @@
+"""Which nodes belong to the fleet: their registrations, their leases, and what they run.
+
+`members/<node>` keeps every node ever registered (a silent node is shown down, not
+forgotten); `nodes/<node>` is bound to a lease that the node's heartbeats renew.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+
+from . import records
+from .errors import InvalidArgument
+from .mirror import Change
+from .records import MemberRecord, NodeRecord, decode, encode
+from .store import Put, Store
+
+log = logging.getLogger("fleetvisor.controller")
+
+
+@dataclass(frozen=True)
+class Heartbeat:
+    """What an agent says about itself each time it checks in."""
+
+    node: str
+    address: str  # its gRPC face, as announced (the host may be a wildcard)
+    labels: dict[str, str] = field(default_factory=dict)
+    agent_version: str = ""
+    applied_revision: str = ""
+    run_id: str = ""
+    started_at: float = 0.0
+    edited_by_hand: bool = False
+
+
+def dial_address(announced: str, peer_host: str) -> str:
+    """Where to reach an agent: its announced address, with a wildcard or empty host replaced by
+    the address its heartbeat came from."""
+    host, _, port = announced.rpartition(":")
+    host = host.strip("[]")
+    if host in ("", "0.0.0.0", "::") and peer_host:
+        host = peer_host
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+class Membership:
+    def __init__(self, store: Store, controller_id: str, node_ttl: int) -> None:
+        self.store = store
+        self.controller_id = controller_id
+        self.node_ttl = node_ttl
+        self._leases: dict[str, int] = {}
+        # last heartbeat per node as seen in etcd; kept after the lease (and its key) expired
+        self.last_heartbeat: dict[str, float] = {}
+        self._applied_here: dict[str, str] = {}  # see applied()
+
+    def start(self) -> None:
+        for key, raw in self.store.items(records.NODES).items():
+            self._note_heartbeat(key, raw)
+
+    def on_mirror(self, changes: list[Change]) -> bool:
+        """Follow the mirror; True when the set or the addresses of members may have changed."""
+        members_changed = False
+        for change in changes:
+            if change.key.startswith(records.NODES):
+                self._note_heartbeat(change.key, change.value)
+            elif change.key.startswith(records.MEMBERS):  # the node's own word replaces ours
+                self._applied_here.pop(change.key[len(records.MEMBERS):], None)
+                members_changed = True
+        return members_changed
+
+    def _note_heartbeat(self, key: str, raw: bytes | None) -> None:
+        record = decode(NodeRecord, raw)
+        if record is not None:
+            self.last_heartbeat[key[len(records.NODES):]] = record.last_heartbeat
+
+    # -- reading ---------------------------------------------------------------------------------
+
+    def members(self) -> dict[str, MemberRecord]:
+        result = {}
+        for key, raw in self.store.items(records.MEMBERS).items():
+            member = decode(MemberRecord, raw)
+            if member is not None:
+                result[key[len(records.MEMBERS):]] = member
+        return dict(sorted(result.items()))
+
+    def member(self, name: str) -> MemberRecord | None:
+        return decode(MemberRecord, self.store.get(records.member_key(name)))
+
+    def node_record(self, name: str) -> NodeRecord | None:
+        return decode(NodeRecord, self.store.get(records.node_key(name)))
+
+    def select(self, labels: dict[str, str]) -> dict[str, MemberRecord]:
+        return {n: m for n, m in self.members().items() if records.labels_match(m.labels, labels)}
+
+    def applied(self, member: MemberRecord) -> str:
+        """What the node runs, as its heartbeats say; right after this controller applied a
+        revision there, that one until the node's next heartbeat reports anything."""
+        return self._applied_here.get(member.name, member.applied_revision)
+
+    def applied_revision(self, name: str) -> str:
+        member = self.member(name)
+        return self.applied(member) if member is not None else ""
+
+    def note_applied(self, name: str, revision: str) -> None:
+        self._applied_here[name] = revision
+
+    # -- heartbeats ------------------------------------------------------------------------------
+
+    async def heartbeat(self, beat: Heartbeat, peer_host: str) -> None:
+        """Record the node (members/), and renew its lease-bound registration (nodes/)."""
+        name = beat.node
+        old = self.member(name)
+        address = dial_address(beat.address, peer_host)
+        if (old is not None and old.address != address and old.run_id != beat.run_id
+                and self.node_record(name) is not None):
+            raise InvalidArgument(f"node name {name} is in use by the agent at {old.address}: give this agent "
+                                  "another node name in [fleetvisor]")
+        member = MemberRecord(
+            name=name, address=address, labels=dict(beat.labels), agent_version=beat.agent_version,
+            started_at=beat.started_at, run_id=beat.run_id, applied_revision=beat.applied_revision,
+            edited_by_hand=beat.edited_by_hand, first_seen=old.first_seen if old else time.time())
+        lease = await self._renew_lease(name)
+        puts = [Put(records.node_key(name), encode(NodeRecord(lease, time.time(), self.controller_id)), lease)]
+        if member != old:
+            puts.append(Put(records.member_key(name), encode(member)))
+            if old is None:
+                log.info("node %s registered from %s", name, member.address)
+        await self.store.compare_and_put(puts, visible=False)
+
+    async def _renew_lease(self, name: str) -> int:
+        record = self.node_record(name)
+        lease = self._leases.get(name) or (record.lease if record else 0)
+        client = self.store.client
+        if lease:
+            reply = await client.refresh_lease(lease)
+            if reply is not None and reply.TTL > 0:
+                self._leases[name] = lease
+                return lease
+        granted = await client.lease(self.node_ttl)
+        self._leases[name] = lease = int(granted.id)
+        return lease

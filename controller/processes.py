@@ -1,0 +1,59 @@
+"""An agent's processes as the controller's core sees them.
+
+The live process records are the agent client's own (livestate.py keeps what each agent
+streams): the core reads them through `ProcessView` and hands them to the gRPC face as they
+are. Converting every process of the fleet into a dataclass and back on each status request
+would cost several times the whole request, so only the fields the core reads are typed here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import IntEnum
+from typing import Protocol
+
+
+class ProcState(IntEnum):
+    """The agent's process states, numbered as on the wire."""
+
+    UNSPECIFIED = 0
+    STOPPED = 1
+    STARTING = 2
+    RUNNING = 3
+    BACKOFF = 4
+    STOPPING = 5
+    EXITED = 6
+    FATAL = 7
+    UNKNOWN = 8
+
+
+class ProcessView(Protocol):
+    @property
+    def name(self) -> str: ...
+    @property
+    def group(self) -> str: ...
+    @property
+    def namespec(self) -> str: ...
+    @property
+    def state(self) -> int: ...
+    @property
+    def statename(self) -> str: ...
+    @property
+    def pid(self) -> int: ...
+    @property
+    def description(self) -> str: ...
+
+
+@dataclass(frozen=True)
+class ProcessResult:
+    """One process's outcome of a start, stop, restart or signal."""
+
+    name: str  # namespec
+    ok: bool
+    status: str = ""  # supervisord's fault name when not ok
+    description: str = ""
+    state: int = ProcState.UNSPECIFIED
+
+
+class AgentCallFailed(Exception):
+    """A call to an agent failed; the message is one line (unreachable, timed out, ...)."""

@@ -1,0 +1,147 @@
+"""What the fleet looks like: nodes, their processes and their configs, composed per request
+from the mirror (membership, configs) and the node links (live process state)."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from . import records, selection
+from .configs import Current
+from .configstore import ConfigStore, same_revision
+from .errors import NotFound
+from .livestate import NodeLinks
+from .membership import Membership
+from .processes import ProcessView
+from .records import MemberRecord
+
+
+@dataclass(frozen=True)
+class NodeInfo:
+    name: str
+    address: str
+    labels: dict[str, str] = field(default_factory=dict)
+    agent_version: str = ""
+    up: bool = False  # heartbeats arrive (the node's lease is alive)
+    reachable: bool = False  # this controller's state stream to the agent is connected
+    last_heartbeat: float = 0.0
+    state_as_of: float = 0.0  # unix time the cached process state was last known current
+    applied_revision: str = ""
+    desired_revision: str = ""
+    error: str = ""  # why the node is unreachable, or the last apply error
+    started_at: float = 0.0
+    edited_by_hand: bool = False
+
+
+@dataclass(frozen=True)
+class NodeProcesses:
+    node: NodeInfo
+    processes: list[ProcessView]
+
+
+@dataclass(frozen=True)
+class FleetStatus:
+    nodes: list[NodeProcesses]
+    now: float
+    controller_id: str
+
+
+@dataclass(frozen=True)
+class NodeConfigStatus:
+    node: str
+    desired_revision: str
+    applied_revision: str
+    in_sync: bool
+    last_error: str
+    last_attempt: float
+    attempts: int  # failed pushes since the last success
+    edited_by_hand: bool
+    up: bool
+
+
+class Views:
+    def __init__(self, membership: Membership, configs: ConfigStore, links: NodeLinks, controller_id: str) -> None:
+        self.membership = membership
+        self.configs = configs
+        self.links = links
+        self.controller_id = controller_id
+
+    def node_info(self, member: MemberRecord, current: dict[str, Current]) -> NodeInfo:
+        record = self.membership.node_record(member.name)
+        link = self.links.get(member.name)
+        reachable = bool(link and link.reachable)
+        error = link.error if link and not reachable else ""
+        reconcile = self.configs.reconcile_record(member.name)
+        desired = self.configs.desired(member, current).revision
+        applied = self.membership.applied(member)
+        if not error and reconcile.last_error and not same_revision(desired, applied):
+            error = f"config not applied: {reconcile.last_error}"
+        return NodeInfo(
+            name=member.name, address=member.address, labels=member.labels, agent_version=member.agent_version,
+            up=record is not None, reachable=reachable,
+            last_heartbeat=self.membership.last_heartbeat.get(member.name, 0),
+            state_as_of=time.time() if reachable else (link.state_as_of if link else 0),
+            applied_revision=applied, desired_revision=desired, error=error,
+            started_at=member.started_at, edited_by_hand=member.edited_by_hand)
+
+    def pick(self, patterns: list[str], labels: dict[str, str]) -> list[tuple[MemberRecord, list[ProcessView]]]:
+        """The nodes and processes that patterns and labels select. An exact node name that is not
+        a member, or a process pattern that matches nothing on any node that has data, is NotFound."""
+        try:
+            parsed = selection.parse_all(patterns)
+        except selection.SelectionError as exc:
+            raise NotFound(str(exc)) from None
+        members = self.membership.members()
+        for p in parsed:
+            if p.exact_node and p.node not in members:
+                raise NotFound(f"no such node: {p.node}")
+        chosen = []
+        matched = [False] * len(parsed)
+        for name, member in members.items():
+            if not records.labels_match(member.labels, labels):
+                continue
+            hits = [i for i, p in enumerate(parsed) if p.matches_node(name)]
+            if not hits:
+                continue
+            link = self.links.get(name)
+            procs: list[ProcessView] = []
+            for proc in (link.snapshot() if link else []):
+                wanted = [i for i in hits if parsed[i].matches_process(proc.group, proc.name)]
+                for i in wanted:
+                    matched[i] = True
+                if wanted:
+                    procs.append(proc)
+            has_data = link is not None and link.has_data
+            if any(parsed[i].spec == "*" for i in hits) or not has_data:
+                for i in hits:
+                    matched[i] = matched[i] or parsed[i].spec == "*" or not has_data
+            chosen.append((member, sorted(procs, key=lambda p: p.namespec)))
+        for i, p in enumerate(parsed):
+            if not matched[i] and p.spec != "*":
+                raise NotFound(f"no such process: {patterns[i]}")
+        return chosen
+
+    def status(self, patterns: list[str], labels: dict[str, str]) -> FleetStatus:
+        current = self.configs.current_configs()
+        return FleetStatus([NodeProcesses(self.node_info(member, current), procs)
+                            for member, procs in self.pick(patterns, labels)],
+                           now=time.time(), controller_id=self.controller_id)
+
+    def nodes(self, labels: dict[str, str]) -> list[NodeInfo]:
+        current = self.configs.current_configs()
+        return [self.node_info(m, current) for m in self.membership.select(labels).values()]
+
+    def config_status(self) -> list[NodeConfigStatus]:
+        current = self.configs.current_configs()
+        result = []
+        for name, member in self.membership.members().items():
+            desired = self.configs.desired(member, current).revision
+            applied = self.membership.applied(member)
+            rec = self.configs.reconcile_record(name)
+            in_sync = same_revision(desired, applied)
+            result.append(NodeConfigStatus(
+                node=name, desired_revision=desired, applied_revision=applied, in_sync=in_sync,
+                last_error="" if in_sync else rec.last_error, last_attempt=rec.last_attempt,
+                attempts=0 if in_sync else rec.attempts, edited_by_hand=member.edited_by_hand,
+                up=self.membership.node_record(name) is not None))
+        return result
