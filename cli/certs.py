@@ -49,7 +49,7 @@ def _write_cert(path: Path, cert: x509.Certificate) -> None:
 def make_ca(directory: Path, common_name: str = "fleetvisor CA") -> tuple[Path, Path]:
     directory.mkdir(parents=True, exist_ok=True)
     key = ec.generate_private_key(ec.SECP256R1())
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     cert = (x509.CertificateBuilder().subject_name(_name(common_name)).issuer_name(_name(common_name))
             .public_key(key.public_key()).serial_number(x509.random_serial_number())
             .not_valid_before(now - datetime.timedelta(minutes=5))
@@ -74,7 +74,7 @@ def issue(directory: Path, name: str, hosts: list[str], *, client_only: bool = F
         raise CommandError(f"no usable CA in {directory} (run `fleetctl certs init --dir {directory}`): {exc}",
                            2) from None
     key = ec.generate_private_key(ec.SECP256R1())
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     sans: list[x509.GeneralName] = [x509.DNSName(name)]
     for host in hosts:
         try:

@@ -34,8 +34,15 @@ from .client import CommandError
 from .context import Ctx, run_command
 from .exitcodes import STATUS_UNKNOWN, USAGE
 from .fleet import label_option
-from .opsargs import (DEFAULT_HEALTHY_FOR, DEFAULT_MAX_UNAVAILABLE, DEFAULT_TIMEOUT, ON_FAILURE, RolloutArgs,
-                      operation_id, restart_spec)
+from .opsargs import (
+    DEFAULT_HEALTHY_FOR,
+    DEFAULT_MAX_UNAVAILABLE,
+    DEFAULT_TIMEOUT,
+    ON_FAILURE,
+    RolloutArgs,
+    operation_id,
+    restart_spec,
+)
 
 EXIT_STATUS_HELP = ("Exit status: 0 succeeded (or --dry-run, --detach), 1 failed, aborted or paused, "
                     "2 usage, 130 Ctrl-C while it runs (it goes on).")

@@ -71,8 +71,8 @@ def format_seconds(seconds: float) -> str:
     if seconds < 10 and round(seconds, 1) != int(seconds):
         return f"{round(seconds, 1):g}s"
     if seconds < 60:
-        return f"{int(round(seconds))}s"
-    total = int(round(seconds))
+        return f"{round(seconds)}s"
+    total = round(seconds)
     hours, rest = divmod(total, 3600)
     minutes, secs = divmod(rest, 60)
     parts = [f"{hours}h" if hours else "", f"{minutes}m" if minutes else "", f"{secs}s" if secs else ""]

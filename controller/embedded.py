@@ -139,7 +139,7 @@ class EmbeddedEtcd:
             log.write(f"{_MARK} starting etcd on {endpoint} ---\n".encode())
             log.flush()
             try:
-                self._proc = subprocess.Popen(die_with_parent(self._argv(path, client_port, peer_port)),
+                self._proc = subprocess.Popen(die_with_parent(self._argv(path, client_port, peer_port)),  # noqa: ASYNC220 - see the module docstring
                                               stdin=subprocess.DEVNULL, stdout=log, stderr=log,
                                               process_group=0, close_fds=True)
             except OSError as exc:
