@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, TypeVar
 
 import click
 from rich.console import Group, RenderableType
@@ -31,8 +32,10 @@ from .patterns import parse_labels, parse_pattern, split_tail_target, status_pat
 ACTIONS = {"start": cpb.START, "stop": cpb.STOP, "restart": cpb.RESTART, "signal": cpb.SIGNAL}
 PATTERN_HINT = "patterns are NODE, NODE:NAME or NODE:group:*, NODE a glob (e.g. *:app, web-*:workers:*), or all"
 
+F = TypeVar("F", bound=Callable[..., Any])
 
-def label_option(what: str, *, shared: bool = False):
+
+def label_option(what: str, *, shared: bool = False) -> Callable[[F], F]:
     """--label K=V, repeatable; `shared` commands also run per node, where it is refused."""
     where = "; fleet mode" if shared else ""
     return click.option("--label", "labels", multiple=True, metavar="K=V",

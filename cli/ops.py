@@ -20,8 +20,10 @@ import functools
 import sys
 import time
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import click
+from google.protobuf.message import Message
 from rich.console import Group, RenderableType
 from rich.live import Live
 from rich.text import Text
@@ -57,7 +59,7 @@ def rollout_options(*, config: bool) -> Callable:
     config rollout has (--rolling, --canary, --auto-revert). Values stay raw (None: not given):
     they are checked by opsargs inside the command, where a refusal is a one-line error.
     """
-    names = ("batch", "max_unavailable", "healthy_for", "batch_timeout", "on_failure", "detach")
+    names: tuple[str, ...] = ("batch", "max_unavailable", "healthy_for", "batch_timeout", "on_failure", "detach")
     names += ("rolling", "canary", "auto_revert") if config else ()
     options = [
         click.option("--batch", type=int, metavar="N", help="N nodes per batch (instead of --max-unavailable)."),
@@ -94,7 +96,7 @@ def rollout_options(*, config: bool) -> Callable:
 
 # -- calls -------------------------------------------------------------------------------------
 
-def call(obj: Ctx, command: str, method: str, request):
+def call(obj: Ctx, command: str, method: str, request: Message) -> Any:
     """One operations call; a controller that predates operations is named as such."""
     try:
         return obj.controller(command).call(method, request)
@@ -302,8 +304,7 @@ def _transition(command: str, method: str, summary: str, example: str, *, with_r
         render.show(obj.json, op, lambda: _transition_view(op))
 
     help_text = f"{summary}\n\n\b\nExample:\n  {example}\n"
-    fn = run_command(body)
-    fn = click.pass_obj(fn)
+    fn = click.pass_obj(run_command(body))
     if with_reason:
         fn = click.option("--reason", default="", help="Why: shown with the operation and in the audit log.")(fn)
     fn = click.argument("op_id", metavar="ID")(fn)

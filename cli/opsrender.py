@@ -46,19 +46,19 @@ ON_FAILURE_WORD = {cpb.ON_FAILURE_UNSPECIFIED: "pause", cpb.PAUSE: "pause", cpb.
 FULL_TABLE_NODES = 30  # above this many nodes the live table shows only the ones worth a look
 
 
-def op_word(state: int) -> str:
+def op_word(state: cpb.OperationState) -> str:
     return OP_WORD.get(state, "unknown")
 
 
-def step_word(state: int) -> str:
+def step_word(state: cpb.NodeStepState) -> str:
     return STEP_WORD.get(state, "unknown")
 
 
-def state_cell(state: int) -> Text:
+def state_cell(state: cpb.OperationState) -> Text:
     return Text(op_word(state), style=OP_STYLE.get(state, ""))
 
 
-def step_cell(state: int) -> Text:
+def step_cell(state: cpb.NodeStepState) -> Text:
     return Text(step_word(state), style=STEP_STYLE.get(state, ""))
 
 
