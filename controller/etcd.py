@@ -152,6 +152,7 @@ class _Token:
             if self.value != stale:
                 return  # another call renewed it while we waited
             request = rpc.AuthenticateRequest(name=self.user, password=self._password)
+            assert self.stub is not None, "set by Client.connect() before any call"
             response = await self.stub.Authenticate(request, timeout=self._timeout)
             self.value = response.token
 
@@ -196,6 +197,9 @@ class _StreamAuth(grpc.aio.StreamStreamClientInterceptor):
 
 class Client(aetcd.Client):
     """aetcd's client on a channel we build: TLS when `credentials` is given, renewable auth."""
+
+    _host: str  # aetcd's, set again by fail_over()
+    _port: int
 
     def __init__(self, endpoint: str, *, credentials: grpc.ChannelCredentials | None = None,
                  user: str | None = None, password: str | None = None, timeout: float = 5.0,
@@ -379,6 +383,7 @@ class WatchStream:
         return self
 
     async def __anext__(self) -> rpc.WatchResponse:
+        assert self._call is not None, "iterated outside `async with`"
         response = await self._call.read()
         if response is grpc.aio.EOF:
             raise EtcdError("etcd closed the watch stream")
