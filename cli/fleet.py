@@ -11,7 +11,6 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any, TypeVar
 
 import click
 from rich.console import Group, RenderableType
@@ -27,13 +26,11 @@ from .client import CommandError
 from .context import Ctx, run_command
 from .duration import DurationError, parse_since
 from .exitcodes import STATUS_UNKNOWN, USAGE, control_code, fleet_status_code
+from .group import F
 from .patterns import parse_labels, parse_pattern, split_tail_target, status_patterns
 
 ACTIONS = {"start": cpb.START, "stop": cpb.STOP, "restart": cpb.RESTART, "signal": cpb.SIGNAL}
 PATTERN_HINT = "patterns are NODE, NODE:NAME or NODE:group:*, NODE a glob (e.g. *:app, web-*:workers:*), or all"
-
-F = TypeVar("F", bound=Callable[..., Any])
-
 
 def label_option(what: str, *, shared: bool = False) -> Callable[[F], F]:
     """--label K=V, repeatable; `shared` commands also run per node, where it is refused."""

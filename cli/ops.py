@@ -84,7 +84,7 @@ def rollout_options(*, config: bool) -> Callable:
 
     def decorate(fn: Callable) -> Callable:
         @functools.wraps(fn)
-        def wrapper(*args, **kwargs):
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
             raw = {name: kwargs.pop(name) for name in names}
             raw["timeout"] = raw.pop("batch_timeout")
             return fn(*args, rollout=RolloutArgs(**raw), **kwargs)

@@ -14,9 +14,10 @@ import asyncio
 import logging
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import aetcd
 import aetcd.watcher
@@ -171,7 +172,8 @@ class _UnaryAuth(grpc.aio.UnaryUnaryClientInterceptor):
     def __init__(self, token: _Token) -> None:
         self._token = token
 
-    async def intercept_unary_unary(self, continuation, details, request):
+    async def intercept_unary_unary(self, continuation: Callable[..., Any], details: grpc.aio.ClientCallDetails,
+                                    request: object) -> Any:
         stale = self._token.value
         call = await continuation(self._token.details(details), request)
         if _is_authenticate(details):
@@ -191,7 +193,8 @@ class _StreamAuth(grpc.aio.StreamStreamClientInterceptor):
     def __init__(self, token: _Token) -> None:
         self._token = token
 
-    async def intercept_stream_stream(self, continuation, details, request_iterator):
+    async def intercept_stream_stream(self, continuation: Callable[..., Any], details: grpc.aio.ClientCallDetails,
+                                      request_iterator: object) -> Any:
         return await continuation(self._token.details(details), request_iterator)
 
 
