@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import resource
+
 from .mainlog import BootLog, MainLog
 
 

@@ -18,7 +18,6 @@ from dataclasses import dataclass, field
 
 from . import operations
 from .caller import Caller
-from .config.errors import ConfigError
 from .config.model import Config
 from .supervisor import Supervisor, diff_groups
 
@@ -111,7 +110,7 @@ class FleetConfig:
     """Applies revisions to a running core. `loader(fleet_file)` parses the node's config with
     that fleet file included (the same path and flags the daemon started with)."""
 
-    def __init__(self, core: Supervisor, store: RevisionStore, loader: Callable[[str | None], Config]) -> None:
+    def __init__(self, core: Supervisor, store: RevisionStore, loader: Callable[[str], Config]) -> None:
         self.core = core
         self.store = store
         self.loader = loader

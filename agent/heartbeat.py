@@ -22,14 +22,15 @@ from typing import TYPE_CHECKING
 
 import grpc
 
-from .config.model import FleetvisorConfig
-from .daemon import StartupError
-from . import operations
-from .caller import LOCAL
-from .mainlog import MainLog
-from .timeouts import wait_within
 from fleetvisor.v1 import controller_pb2 as pb
 from fleetvisor.v1 import controller_pb2_grpc as pb_grpc
+
+from . import operations
+from .caller import LOCAL
+from .config.model import FleetvisorConfig
+from .daemon import StartupError
+from .mainlog import MainLog
+from .timeouts import wait_within
 
 if TYPE_CHECKING:
     from .grpcapi.server import GrpcFace
@@ -212,7 +213,7 @@ class Heartbeat:
         except (grpc.RpcError, OSError) as exc:
             await self._failed(target, attempt, describe_error(exc))
             return
-        except Exception as exc:  # noqa: BLE001 - a bug here must not end membership
+        except Exception as exc:  # a bug here must not end membership
             self.log.error(f"heartbeat to controller {target} failed unexpectedly: {exc!r}")
             await self._failed(target, attempt, describe_error(exc))
             return

@@ -21,6 +21,7 @@ import os
 import struct
 import weakref
 from collections.abc import Callable
+from typing import ClassVar
 
 IN_MODIFY = 0x00000002
 IN_ATTRIB = 0x00000004
@@ -89,7 +90,7 @@ class _Directory:
 class Watcher:
     """The inotify descriptor of one event loop and the watches on it."""
 
-    _by_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Watcher] = weakref.WeakKeyDictionary()
+    _by_loop: ClassVar[weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Watcher]] = weakref.WeakKeyDictionary()
 
     @classmethod
     def for_loop(cls) -> Watcher:

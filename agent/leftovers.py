@@ -135,7 +135,12 @@ def _signal(pid: int, sig: int) -> None:
 async def _gone(pidfd: int, timeout: float) -> bool:
     loop = asyncio.get_running_loop()
     done = loop.create_future()
-    loop.add_reader(pidfd, lambda: done.done() or done.set_result(True))
+
+    def readable() -> None:
+        if not done.done():
+            done.set_result(True)
+
+    loop.add_reader(pidfd, readable)
     try:
         return await wait_within(done, timeout)
     finally:

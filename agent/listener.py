@@ -20,7 +20,7 @@ import importlib
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .events import GLOBAL_SERIAL, Event, Serial, envelope
 from .mainlog import Level
@@ -198,7 +198,7 @@ def load_result_handler(spec: str) -> ResultHandler:
     if spec == DEFAULT_RESULT_HANDLER:
         return default_handler
     module_name, _, attr = spec.partition(":")
-    target = importlib.import_module(module_name)
+    target: Any = importlib.import_module(module_name)
     for part in attr.split(".") if attr else ():
         target = getattr(target, part)
     handler = target

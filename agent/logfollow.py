@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 
 from .inotify import Watcher
 from .timeouts import wait_within
@@ -28,10 +28,10 @@ CHUNK = 64 * 1024
 POLL_INTERVAL = 0.5
 
 
-async def follow(path: str, head: int = 1024) -> AsyncIterator[bytes]:
+async def follow(path: str, head: int = 1024) -> AsyncGenerator[bytes, None]:
     """Yield chunks appended to the file at `path`, starting `head` bytes before its end
     (from the start if it is smaller). Raises OSError if it cannot be opened at first."""
-    f = open(path, "rb", buffering=0)  # noqa: SIM115 - closed in finally, may be replaced
+    f = open(path, "rb", buffering=0)  # closed in finally, may be replaced
     changed = asyncio.Event()
     cancel_watch = None
     try:
@@ -63,7 +63,7 @@ async def follow(path: str, head: int = 1024) -> AsyncIterator[bytes]:
                 current = None
             if current is not None and (current.st_dev, current.st_ino) != identity:
                 try:
-                    replacement = open(path, "rb", buffering=0)  # noqa: SIM115
+                    replacement = open(path, "rb", buffering=0)
                 except OSError:
                     replacement = None
                 if replacement is not None:

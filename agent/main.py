@@ -10,23 +10,22 @@ import signal
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from .config import datatypes
 from .config.errors import ConfigError
 from .config.model import Config
 from .config.parser import load
 from .config.search import find_config_file
-from .daemon import (StartupError, daemonize, drop_privileges, raise_rlimits,
-                     remove_quietly, write_pidfile)
+from .daemon import StartupError, daemonize, drop_privileges, raise_rlimits, remove_quietly, write_pidfile
 from .fleetconfig import FleetConfig, RevisionStore, state_dir_of
-from .leftovers import Ledger, stop_survivors
-from .mainlog import BootLog, MainLog, level_from_name
 from .http.listeners import Listener, close_listeners, open_listeners
 from .http.server import HttpFace
+from .leftovers import Ledger, stop_survivors
+from .mainlog import BootLog, MainLog, level_from_name
 from .operations import SUPERVISOR_VERSION  # the version clients see
 from .states import SupervisorState
 from .supervisor import Supervisor, clear_auto_logs
-
 
 # The first line depends on the name the agent was started under: as `supervisord` (a symlink
 # or a copy of the entry point) its usage begins exactly as supervisord's does.
@@ -95,7 +94,7 @@ class UsageError(Exception):
 @dataclass
 class Options:
     configfile: str | None = None
-    overrides: dict[str, object] = field(default_factory=dict)
+    overrides: dict[str, Any] = field(default_factory=dict)  # SupervisordConfig fields, converted
 
 
 def parse_args(argv: Sequence[str]) -> Options | str:

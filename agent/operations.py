@@ -44,11 +44,10 @@ from .caller import Caller
 from .config.errors import ConfigError
 from .config.model import AUTO, GroupConfig, ProcessConfig
 from .faults import Fault, FaultError
-from .logfiles import LogReadError, read_log, tail_log
 from .lifecycle import SpawnError
+from .logfiles import LogReadError, read_log, tail_log
 from .process import CommandNotFound, resolve_command
-from .states import (RUNNING_STATES, SIGNALLABLE_STATES, STOPPED_STATES, ProcessState,
-                     SupervisorState)
+from .states import RUNNING_STATES, SIGNALLABLE_STATES, STOPPED_STATES, ProcessState, SupervisorState
 from .timeouts import wait_within
 
 if TYPE_CHECKING:

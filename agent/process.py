@@ -22,7 +22,7 @@ from itertools import islice
 from typing import TYPE_CHECKING
 
 from .childlog import ChildLog, debug_line
-from .config.model import AUTO, GroupKind, ProcessConfig
+from .config.model import AUTO, GroupKind, LogConfig, ProcessConfig
 from .events import OutputEvents, OutputTap
 from .lifecycle import Lifecycle, SpawnError
 from .mainlog import Level
@@ -338,6 +338,7 @@ class Process:
     def _release_fcgi_socket(self) -> None:
         if self._holds_fcgi_socket:
             self._holds_fcgi_socket = False
+            assert self.group.fcgi_socket is not None  # held only from the group's socket
             self.group.fcgi_socket.release()
 
     def _spawn_failure(self, exc: OSError, program: str) -> str:
@@ -349,7 +350,7 @@ class Process:
             return f"couldn't setuid to {self.config.user}: {exc.strerror}"
         return f"couldn't exec {program}: {errno_name(exc)}"
 
-    def _open_log(self, cfg, path: str | None) -> ChildLog:
+    def _open_log(self, cfg: LogConfig, path: str | None) -> ChildLog:
         syslog_tag = self.name if cfg.syslog else None
         return ChildLog(path, maxbytes=cfg.maxbytes, backups=cfg.backups, syslog_tag=syslog_tag,
                         strip_ansi=self.core.config.supervisord.strip_ansi)
@@ -455,7 +456,7 @@ class Process:
         for channel in self._channels:
             channel.log.clear()
             open_paths.add(channel.log.path)
-        for path in {self.stdout_logfile, self.stderr_logfile} - open_paths - {None}:
+        for path in {p for p in (self.stdout_logfile, self.stderr_logfile) if p is not None} - open_paths:
             if os.path.exists(path):
                 os.remove(path)
                 os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o666))

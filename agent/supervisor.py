@@ -295,7 +295,7 @@ class Supervisor:
                 if loop.time() >= next_report:
                     self._shutdown_report()
                     next_report = loop.time() + SHUTDOWN_REPORT_INTERVAL
-                await self.wait_until(lambda: not group.unstopped(),
+                await self.wait_until(lambda: not group.unstopped(),  # noqa: B023 - awaited in this pass
                                       timeout=max(0.0, next_report - loop.time()))
 
     def _shutdown_report(self) -> None:

@@ -18,7 +18,7 @@ from pathlib import Path
 import click
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from rich.text import Text
 
@@ -49,7 +49,7 @@ def _write_cert(path: Path, cert: x509.Certificate) -> None:
 def make_ca(directory: Path, common_name: str = "fleetvisor CA") -> tuple[Path, Path]:
     directory.mkdir(parents=True, exist_ok=True)
     key = ec.generate_private_key(ec.SECP256R1())
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     cert = (x509.CertificateBuilder().subject_name(_name(common_name)).issuer_name(_name(common_name))
             .public_key(key.public_key()).serial_number(x509.random_serial_number())
             .not_valid_before(now - datetime.timedelta(minutes=5))
@@ -73,8 +73,10 @@ def issue(directory: Path, name: str, hosts: list[str], *, client_only: bool = F
     except (OSError, ValueError) as exc:
         raise CommandError(f"no usable CA in {directory} (run `fleetctl certs init --dir {directory}`): {exc}",
                            2) from None
+    if not isinstance(ca_key, ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey):  # what signs with SHA-256
+        raise CommandError(f"CA key {directory / 'ca.key'} is neither EC nor RSA", 2)
     key = ec.generate_private_key(ec.SECP256R1())
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     sans: list[x509.GeneralName] = [x509.DNSName(name)]
     for host in hosts:
         try:
@@ -121,8 +123,10 @@ def certs_issue(node: str | None, client: str | None, directory: Path, hosts: tu
     """Issue NAME.pem and NAME.key in DIR, signed by its CA."""
     if bool(node) == bool(client):
         raise click.UsageError("give exactly one of --node NAME or --client NAME")
+    name = node or client
+    assert name is not None  # exactly one was given
     try:
-        cert, key = issue(directory, node or client, list(hosts), client_only=bool(client))
+        cert, key = issue(directory, name, list(hosts), client_only=bool(client))
     except CommandError as exc:
         raise click.ClickException(str(exc)) from None
     _show(cert, key, f"certificate {cert}\nkey         {key}")

@@ -10,10 +10,11 @@ from __future__ import annotations
 import getpass
 import os
 import socket
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Sequence
 from typing import Any
 
 import grpc
+from google.protobuf.message import Message
 
 from fleetvisor.v1 import controller_pb2_grpc as cpb_grpc
 
@@ -48,9 +49,10 @@ def channel(target: str, settings: Settings) -> grpc.Channel:
     if ":" not in target:
         raise CommandError(f"address {target!r} must be HOST:PORT", 2)
     if settings.tls:
-        creds = grpc.ssl_channel_credentials(root_certificates=_read(settings.tls_ca, "CA"),
-                                             private_key=_read(settings.tls_key, "key"),
-                                             certificate_chain=_read(settings.tls_cert, "certificate"))
+        ca, key, cert = settings.tls_ca, settings.tls_key, settings.tls_cert
+        assert ca and key and cert, "Settings refuses a partial TLS set"
+        creds = grpc.ssl_channel_credentials(root_certificates=_read(ca, "CA"), private_key=_read(key, "key"),
+                                             certificate_chain=_read(cert, "certificate"))
         return grpc.secure_channel(target, creds)
     return grpc.insecure_channel(target)
 
@@ -164,7 +166,7 @@ class Controller:
         self.settings = settings
         self.metadata = ((USER_KEY, local_identity()),)
 
-    def call(self, method: str, request, *, timeout: float | None = None):
+    def call(self, method: str, request: Message, *, timeout: float | None = None) -> Any:
         target = self.address
         redirected = False
         while True:
@@ -185,7 +187,7 @@ class Controller:
             finally:
                 chan.close()
 
-    def stream(self, method: str, request, *, timeout: float | None = None) -> Iterator[Any]:
+    def stream(self, method: str, request: Message, *, timeout: float | None = None) -> Generator[Any, None, None]:
         """Messages of a server stream; closing the iterator cancels the call (Ctrl-C, --watch)."""
         chan = channel(self.address, self.settings)
         call = getattr(cpb_grpc.ControllerServiceStub(chan), method)(request, timeout=timeout,
@@ -201,6 +203,6 @@ class Controller:
 
 def _trailers(exc: grpc.RpcError) -> Sequence[tuple[str, Any]]:
     try:
-        return exc.trailing_metadata() or ()  # type: ignore[attr-defined]
+        return exc.trailing_metadata() or ()
     except Exception:  # not a Call (a local error): nothing to read
         return ()

@@ -16,8 +16,10 @@ import functools
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any, ParamSpec
 
 import grpc
+from google.protobuf.message import Message
 
 from fleetvisor.v1 import agent_pb2_grpc as pb_grpc
 
@@ -82,7 +84,7 @@ class Ctx:
             self._controller = Controller(self.settings.controller, self.settings)
         return self._controller
 
-    def call(self, method: str, request, *, stream: bool = False, timeout: float | None = None):
+    def call(self, method: str, request: Message, *, stream: bool = False, timeout: float | None = None) -> Any:
         """Call AgentService.method on the node; transport errors become CommandError."""
         target = self.node()
         chan = channel(target, self.settings)
@@ -98,11 +100,14 @@ class Ctx:
                 chan.close()
 
 
-def run_command(fn: Callable[..., int | None]) -> Callable[..., None]:
+P = ParamSpec("P")
+
+
+def run_command(fn: Callable[P, int | None]) -> Callable[P, None]:
     """Every command: errors are one line on stderr and an exit status, never a traceback."""
 
     @functools.wraps(fn)
-    def wrapper(*args, **kwargs) -> None:
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> None:
         try:
             code = fn(*args, **kwargs) or 0
         except CommandError as exc:

@@ -6,7 +6,11 @@ One place decides them for both modes, so `fleetctl restart web-1:app` and
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from fleetvisor.v1 import controller_pb2 as cpb
 
 EXIT_GENERIC = 1
 USAGE = 2
@@ -35,7 +39,7 @@ def results_code(results: Iterable, action: str) -> int:
     return code
 
 
-def node_result_code(node, action: str) -> int:
+def node_result_code(node: cpb.NodeResult, action: str) -> int:
     """One NodeResult of a fleet Control: a node that could not be driven is at least 1."""
     code = results_code(node.results, action)
     return max(code, EXIT_GENERIC) if node.error else code
@@ -51,7 +55,7 @@ def processes_code(processes: Iterable) -> int:
     return STATUS_NOT_RUNNING if any(p.statename in STOPPED_STATES for p in processes) else 0
 
 
-def fleet_status_code(nodes, selected_by_labels: bool = False) -> int:
+def fleet_status_code(nodes: Sequence[cpb.NodeProcesses], selected_by_labels: bool = False) -> int:
     """Fleet status: 4 when labels select no node (names that match nothing are the
     controller's NOT_FOUND, also 4), 3 for anything not known to be running (a stopped
     process, or a node down or unreachable, whose state is only a memory), else 0."""

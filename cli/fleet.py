@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import click
 from rich.console import Group, RenderableType
@@ -26,13 +26,13 @@ from .client import CommandError
 from .context import Ctx, run_command
 from .duration import DurationError, parse_since
 from .exitcodes import STATUS_UNKNOWN, USAGE, control_code, fleet_status_code
+from .group import F
 from .patterns import parse_labels, parse_pattern, split_tail_target, status_patterns
 
 ACTIONS = {"start": cpb.START, "stop": cpb.STOP, "restart": cpb.RESTART, "signal": cpb.SIGNAL}
 PATTERN_HINT = "patterns are NODE, NODE:NAME or NODE:group:*, NODE a glob (e.g. *:app, web-*:workers:*), or all"
 
-
-def label_option(what: str, *, shared: bool = False):
+def label_option(what: str, *, shared: bool = False) -> Callable[[F], F]:
     """--label K=V, repeatable; `shared` commands also run per node, where it is refused."""
     where = "; fleet mode" if shared else ""
     return click.option("--label", "labels", multiple=True, metavar="K=V",

@@ -12,8 +12,9 @@ from __future__ import annotations
 import difflib
 import json
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from rich.console import Group, RenderableType
 from rich.padding import Padding
@@ -23,6 +24,10 @@ from rich.text import Text
 from .duration import format_age, format_ago, format_time
 from .exitcodes import node_result_code
 from .render import STATE_STYLE, fault_text
+
+if TYPE_CHECKING:
+    from fleetvisor.v1 import agent_pb2 as pb
+    from fleetvisor.v1 import controller_pb2 as cpb
 
 STATE_ORDER = ("RUNNING", "STARTING", "BACKOFF", "STOPPING", "STOPPED", "EXITED", "FATAL", "UNKNOWN")
 VERBS = {"start": "started", "stop": "stopped", "restart": "restarted", "signal": "signalled"}
@@ -45,13 +50,13 @@ def yes_no(value: bool, *, good: bool = True) -> Text:
     return Text("yes" if value else "no", style="green" if healthy else "bold red")
 
 
-def labels_text(labels) -> str:
+def labels_text(labels: Mapping[str, str]) -> str:
     return ",".join(f"{k}={v}" for k, v in sorted(labels.items())) or "-"
 
 
 # -- status ------------------------------------------------------------------------------------
 
-def freshness(node, now: float) -> str:
+def freshness(node: cpb.NodeInfo, now: float) -> str:
     """"live" while the controller's stream to the agent is connected; otherwise how old the
     cached state is, since that is what an operator must discount."""
     if node.reachable:
@@ -61,7 +66,7 @@ def freshness(node, now: float) -> str:
     return f"stale {format_age(now - node.state_as_of)}"
 
 
-def node_header(node, now: float) -> Text:
+def node_header(node: cpb.NodeInfo, now: float) -> Text:
     """One line per node: name, address, up/down, reachable, freshness, revision."""
     text = Text.assemble((node.name, "bold"), "  ", (node.address or "-", "dim"), "  ")
     if node.up:
@@ -84,11 +89,11 @@ def node_header(node, now: float) -> Text:
     return text
 
 
-def revision_style(node) -> str:
+def revision_style(node: cpb.NodeInfo) -> str:
     return "bold yellow" if node.desired_revision and node.desired_revision != node.applied_revision else ""
 
 
-def status_view(status) -> RenderableType:
+def status_view(status: cpb.FleetStatus) -> RenderableType:
     """The whole fleet: a header and process rows per node, then the summary line.
 
     Columns line up across nodes (widths from the longest name) so the eye can run down one
@@ -165,7 +170,7 @@ def summary_text(summary: Summary) -> Text:
 
 # -- nodes -------------------------------------------------------------------------------------
 
-def up_cell(node) -> Text:
+def up_cell(node: cpb.NodeInfo) -> Text:
     if not node.up:
         return Text("DOWN", style="bold red")
     if not node.reachable:
@@ -186,7 +191,7 @@ def nodes_table(nodes: Iterable, now: float) -> Table:
 
 # -- control -----------------------------------------------------------------------------------
 
-def process_outcome(result, action: str) -> Text:
+def process_outcome(result: pb.ProcessResult, action: str) -> Text:
     if result.ok:
         return Text(VERBS[action], style="green")
     return Text.assemble(("ERROR", "red"), f" ({fault_text(result.status)})")
@@ -213,7 +218,7 @@ def control_table(nodes: Iterable, action: str) -> Table:
 
 # -- config ------------------------------------------------------------------------------------
 
-def assignment_text(assignment) -> str:
+def assignment_text(assignment: cpb.Assignment) -> str:
     parts = []
     if assignment.nodes:
         parts.append("nodes " + ",".join(assignment.nodes))
@@ -222,7 +227,7 @@ def assignment_text(assignment) -> str:
     return "; ".join(parts) or "-"
 
 
-def push_line(reply) -> Text:
+def push_line(reply: cpb.PushConfigResponse) -> Text:
     """`NAME revision N stored; targets: a, b`, or that nothing changed."""
     rev = reply.revision
     targets = ", ".join(reply.target_nodes) or "(none)"
@@ -232,7 +237,7 @@ def push_line(reply) -> Text:
     return Text(f"{rev.name} revision {rev.revision} stored{rollback}; targets: {targets}")
 
 
-def history_table(reply) -> Table:
+def history_table(reply: cpb.ConfigHistoryResponse) -> Table:
     table = _table("REV", "TIME", "AUTHOR", "MESSAGE", "NOTE", wrap=("MESSAGE",))
     for rev in reply.revisions:
         notes = []
@@ -266,7 +271,7 @@ def config_status_table(nodes: Iterable) -> Table:
     return table
 
 
-def revision_line(rev) -> Text:
+def revision_line(rev: cpb.ConfigRevision) -> Text:
     """What `config show` says about a revision, on stderr, so stdout stays the exact text."""
     text = Text(f"{rev.name} revision {rev.revision}  {format_time(rev.created_at)}  by {rev.author or '-'}")
     if rev.rollback_of:
@@ -336,7 +341,7 @@ def audit_detail(detail: str) -> str:
     return " ".join(parts)
 
 
-def leader_line(info) -> Text:
+def leader_line(info: cpb.LeaderInfo) -> Text:
     if not info.leader_id:
         return Text(f"no controller leads right now (asked {info.controller_id or 'a controller'})",
                     style="bold red")

@@ -8,6 +8,9 @@ gives every command and subgroup added to it the same option, which overrides wh
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any, TypeVar
+
 import click
 
 from .context import Ctx
@@ -15,8 +18,10 @@ from .context import Ctx
 FORMATS = click.Choice(["table", "json"])
 HELP = "Print a table for people or JSON for programs (also accepted after the command name)."
 
+F = TypeVar("F", bound=Callable[..., Any])  # a command's function, as option decorators take and return it
 
-def output_option():
+
+def output_option() -> Callable[[F], F]:
     """The top-level option: its value goes to the group's callback, which builds the Ctx."""
     return click.option("--output", "-o", type=FORMATS, default="table", show_default=True, help=HELP)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import sys
+from typing import TextIO
 
 import click
 import grpc
@@ -54,7 +55,8 @@ Examples:
 @click.option("--timeout", type=float, help="Seconds to wait for an answer (default 30).")
 @click.option("--config", "config_path", metavar="FILE", help="fleetctl config file (TOML).")
 @click.pass_context
-def cli(ctx: click.Context, controller, node, output, tls_cert, tls_key, tls_ca, timeout, config_path) -> None:
+def cli(ctx: click.Context, controller: str | None, node: str | None, output: str, tls_cert: str | None,
+        tls_key: str | None, tls_ca: str | None, timeout: float | None, config_path: str | None) -> None:
     """Drive a fleetvisor fleet: status, start/stop, logs and config, fleet-wide or per node.
 
     \b
@@ -154,14 +156,14 @@ def _control(obj: Ctx, action: str, names: tuple[str, ...], labels: tuple[str, .
     return results_code(reply.results, action)
 
 
-def _control_command(action: str, summary: str, wait_help: str):
+def _control_command(action: str, summary: str, wait_help: str) -> click.Command:
     @cli.command(action, help=summary + "\n" + CONTROL_EXAMPLES.format(verb=action))
     @click.argument("names", nargs=-1)
     @fleet.label_option("on nodes", shared=True)
     @click.option("--no-wait", is_flag=True, help=wait_help)
     @click.pass_obj
     @run_command
-    def command(obj: Ctx, names, labels, no_wait) -> int:
+    def command(obj: Ctx, names: tuple[str, ...], labels: tuple[str, ...], no_wait: bool) -> int:
         return _control(obj, action, names, labels, not no_wait)
     return command
 
@@ -178,7 +180,7 @@ restart = _control_command("restart", "Stop then start processes.",
 @fleet.label_option("on nodes", shared=True)
 @click.pass_obj
 @run_command
-def signal_(obj: Ctx, sig: str, names, labels) -> int:
+def signal_(obj: Ctx, sig: str, names: tuple[str, ...], labels: tuple[str, ...]) -> int:
     """Send signal SIG (HUP, SIGUSR1, 15 ...) to processes.
 
     \b
@@ -283,7 +285,7 @@ def config_show(obj: Ctx, name: str | None, rev: int | None) -> None:
 @click.option("--revision", help="Revision id to record (default: local-<hash of the text>).")
 @click.pass_obj
 @run_command
-def config_apply(obj: Ctx, file, dry_run: bool, revision: str | None) -> None:
+def config_apply(obj: Ctx, file: TextIO, dry_run: bool, revision: str | None) -> None:
     """Apply program-level sections from FILE on one node (restarts only changed groups).
 
     For the fleet, use `fleetctl config push`.

@@ -20,8 +20,10 @@ import functools
 import sys
 import time
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import click
+from google.protobuf.message import Message
 from rich.console import Group, RenderableType
 from rich.live import Live
 from rich.text import Text
@@ -34,8 +36,15 @@ from .client import CommandError
 from .context import Ctx, run_command
 from .exitcodes import STATUS_UNKNOWN, USAGE
 from .fleet import label_option
-from .opsargs import (DEFAULT_HEALTHY_FOR, DEFAULT_MAX_UNAVAILABLE, DEFAULT_TIMEOUT, ON_FAILURE, RolloutArgs,
-                      operation_id, restart_spec)
+from .opsargs import (
+    DEFAULT_HEALTHY_FOR,
+    DEFAULT_MAX_UNAVAILABLE,
+    DEFAULT_TIMEOUT,
+    ON_FAILURE,
+    RolloutArgs,
+    operation_id,
+    restart_spec,
+)
 
 EXIT_STATUS_HELP = ("Exit status: 0 succeeded (or --dry-run, --detach), 1 failed, aborted or paused, "
                     "2 usage, 130 Ctrl-C while it runs (it goes on).")
@@ -50,7 +59,7 @@ def rollout_options(*, config: bool) -> Callable:
     config rollout has (--rolling, --canary, --auto-revert). Values stay raw (None: not given):
     they are checked by opsargs inside the command, where a refusal is a one-line error.
     """
-    names = ("batch", "max_unavailable", "healthy_for", "batch_timeout", "on_failure", "detach")
+    names: tuple[str, ...] = ("batch", "max_unavailable", "healthy_for", "batch_timeout", "on_failure", "detach")
     names += ("rolling", "canary", "auto_revert") if config else ()
     options = [
         click.option("--batch", type=int, metavar="N", help="N nodes per batch (instead of --max-unavailable)."),
@@ -75,7 +84,7 @@ def rollout_options(*, config: bool) -> Callable:
 
     def decorate(fn: Callable) -> Callable:
         @functools.wraps(fn)
-        def wrapper(*args, **kwargs):
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
             raw = {name: kwargs.pop(name) for name in names}
             raw["timeout"] = raw.pop("batch_timeout")
             return fn(*args, rollout=RolloutArgs(**raw), **kwargs)
@@ -87,7 +96,7 @@ def rollout_options(*, config: bool) -> Callable:
 
 # -- calls -------------------------------------------------------------------------------------
 
-def call(obj: Ctx, command: str, method: str, request):
+def call(obj: Ctx, command: str, method: str, request: Message) -> Any:
     """One operations call; a controller that predates operations is named as such."""
     try:
         return obj.controller(command).call(method, request)
@@ -295,8 +304,7 @@ def _transition(command: str, method: str, summary: str, example: str, *, with_r
         render.show(obj.json, op, lambda: _transition_view(op))
 
     help_text = f"{summary}\n\n\b\nExample:\n  {example}\n"
-    fn = run_command(body)
-    fn = click.pass_obj(fn)
+    fn = click.pass_obj(run_command(body))
     if with_reason:
         fn = click.option("--reason", default="", help="Why: shown with the operation and in the audit log.")(fn)
     fn = click.argument("op_id", metavar="ID")(fn)

@@ -87,7 +87,7 @@ def parse_seconds(option: str, text: str, *, allow_zero: bool) -> float:
     return seconds
 
 
-def pacing_spec(args: RolloutArgs, kind: int) -> cpb.OperationSpec:
+def pacing_spec(args: RolloutArgs, kind: cpb.OperationKind) -> cpb.OperationSpec:
     """The fields both kinds share: batch size, pace, and what a failure does.
 
     Neither `--batch` nor `--max-unavailable`: one node at a time, the safe default.

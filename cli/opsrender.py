@@ -46,19 +46,19 @@ ON_FAILURE_WORD = {cpb.ON_FAILURE_UNSPECIFIED: "pause", cpb.PAUSE: "pause", cpb.
 FULL_TABLE_NODES = 30  # above this many nodes the live table shows only the ones worth a look
 
 
-def op_word(state: int) -> str:
+def op_word(state: cpb.OperationState) -> str:
     return OP_WORD.get(state, "unknown")
 
 
-def step_word(state: int) -> str:
+def step_word(state: cpb.NodeStepState) -> str:
     return STEP_WORD.get(state, "unknown")
 
 
-def state_cell(state: int) -> Text:
+def state_cell(state: cpb.OperationState) -> Text:
     return Text(op_word(state), style=OP_STYLE.get(state, ""))
 
 
-def step_cell(state: int) -> Text:
+def step_cell(state: cpb.NodeStepState) -> Text:
     return Text(step_word(state), style=STEP_STYLE.get(state, ""))
 
 
@@ -71,8 +71,8 @@ def format_seconds(seconds: float) -> str:
     if seconds < 10 and round(seconds, 1) != int(seconds):
         return f"{round(seconds, 1):g}s"
     if seconds < 60:
-        return f"{int(round(seconds))}s"
-    total = int(round(seconds))
+        return f"{round(seconds)}s"
+    total = round(seconds)
     hours, rest = divmod(total, 3600)
     minutes, secs = divmod(rest, 60)
     parts = [f"{hours}h" if hours else "", f"{minutes}m" if minutes else "", f"{secs}s" if secs else ""]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any
 
 from google.protobuf.json_format import MessageToDict
 from google.protobuf.message import Message
@@ -19,6 +20,9 @@ from rich.markup import escape
 from rich.measure import Measurement
 from rich.table import Table
 from rich.text import Text
+
+if TYPE_CHECKING:
+    from fleetvisor.v1 import agent_pb2 as pb
 
 __all__ = ["FAULT_TEXT", "STATE_STYLE", "as_dict", "command_results", "err", "escape", "fault_text", "jsonable",
            "out", "print_json", "print_json_line", "print_view", "process_table", "show", "state_text", "write_log"]
@@ -32,7 +36,7 @@ out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
-def as_dict(message) -> dict:
+def as_dict(message: Message) -> dict[str, Any]:
     return MessageToDict(message, preserving_proto_field_name=True, always_print_fields_with_no_presence=True)
 
 
@@ -92,7 +96,7 @@ def show(as_json: bool, value: object, human: Callable[[], RenderableType | None
         print_view(view)
 
 
-def write_log(chunks, as_json: bool = False) -> None:
+def write_log(chunks: Iterable[pb.LogChunk], as_json: bool = False) -> None:
     """LogChunks to stdout as they come: raw bytes, or one JSON object per chunk for programs."""
     if as_json:
         for chunk in chunks:
@@ -110,7 +114,7 @@ def state_text(statename: str) -> str:
     return f"[{style}]{statename}[/]" if style else statename
 
 
-def process_table(node: str, processes) -> Table:
+def process_table(node: str, processes: Iterable[pb.ProcessInfo]) -> Table:
     table = Table(box=None, pad_edge=False, header_style="bold")
     for column in ("NODE", "NAME", "STATE", "PID", "DESCRIPTION"):
         table.add_column(column, no_wrap=column != "DESCRIPTION")
@@ -130,7 +134,7 @@ def fault_text(status: str) -> str:
     return FAULT_TEXT.get(status, status.lower().replace("_", " "))
 
 
-def command_results(results, verb: str) -> Group:
+def command_results(results: Iterable[pb.ProcessResult], verb: str) -> Group:
     """supervisorctl-style lines: `name: started` or `name: ERROR (already started)`."""
     return Group(*(Text(f"{r.name}: {verb}") if r.ok
                    else Text.assemble(f"{r.name}: ", ("ERROR", "red"), f" ({fault_text(r.status)})")

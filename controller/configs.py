@@ -17,8 +17,17 @@ from fleetvisor.agent.config.errors import ConfigError
 from fleetvisor.agent.config.parser import load
 
 from .errors import InvalidArgument
-from .records import (AssignmentRecord, MemberRecord, RevisionRecord, Rollout, Selector, decode, revision_key,
-                      revisions_prefix, selector_from)
+from .records import (
+    AssignmentRecord,
+    MemberRecord,
+    RevisionRecord,
+    Rollout,
+    Selector,
+    decode,
+    revision_key,
+    revisions_prefix,
+    selector_from,
+)
 
 NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.")
 

@@ -114,6 +114,7 @@ class EmbeddedEtcd:
     async def start(self) -> str:
         """Start etcd and wait until it serves reads; returns "127.0.0.1:PORT"."""
         if self.running:
+            assert self.endpoint is not None, "start() is not re-entrant"
             return self.endpoint
         path = shutil.which(self.binary)
         if path is None:
@@ -139,42 +140,43 @@ class EmbeddedEtcd:
             log.write(f"{_MARK} starting etcd on {endpoint} ---\n".encode())
             log.flush()
             try:
-                self._proc = subprocess.Popen(die_with_parent(self._argv(path, client_port, peer_port)),
-                                              stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                                              process_group=0, close_fds=True)
+                proc = subprocess.Popen(die_with_parent(self._argv(path, client_port, peer_port)),  # noqa: ASYNC220 - see the module docstring
+                                        stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                                        process_group=0, close_fds=True)
             except OSError as exc:
                 raise EtcdError(f"cannot start etcd ({path}): {exc.strerror}") from None
-        self._exited = loop.create_future()
-        self._pidfd = os.pidfd_open(self._proc.pid)
-        loop.add_reader(self._pidfd, self._on_exit)
+        self._proc = proc
+        self._exited = exited = loop.create_future()
+        self._pidfd = os.pidfd_open(proc.pid)
+        loop.add_reader(self._pidfd, self._on_exit, proc, exited)
         try:
-            await self._wait_ready(endpoint)
+            await self._wait_ready(endpoint, exited)
         except BaseException:
             await self.stop()
             raise
         self.endpoint = endpoint
         return endpoint
 
-    def _on_exit(self) -> None:
+    def _on_exit(self, proc: subprocess.Popen, exited: asyncio.Future[int]) -> None:
         asyncio.get_running_loop().remove_reader(self._pidfd)
         os.close(self._pidfd)
         self._pidfd = -1
-        code = self._proc.wait()  # already exited: reaps without blocking
-        if not self._exited.done():
-            self._exited.set_result(code)
+        code = proc.wait()  # already exited: reaps without blocking
+        if not exited.done():
+            exited.set_result(code)
 
-    async def _wait_ready(self, endpoint: str) -> None:
+    async def _wait_ready(self, endpoint: str, exited: asyncio.Future[int]) -> None:
         """Until a linearizable read succeeds, racing etcd's exit and a deadline."""
         client = Client(endpoint, timeout=self.ready_timeout)
         try:
             await client.connect()
             ready = asyncio.ensure_future(client.kvstub.Range(
                 rpc.RangeRequest(key=b"\0", count_only=True), wait_for_ready=True, timeout=self.ready_timeout))
-            done, _ = await asyncio.wait({ready, self._exited}, timeout=self.ready_timeout,
+            done, _ = await asyncio.wait({ready, exited}, timeout=self.ready_timeout,
                                          return_when=asyncio.FIRST_COMPLETED)
-            if self._exited in done:
+            if exited in done:
                 ready.cancel()
-                raise EtcdError(f"etcd exited with status {self._exited.result()}: {self.log_tail()}")
+                raise EtcdError(f"etcd exited with status {exited.result()}: {self.log_tail()}")
             if ready not in done:
                 ready.cancel()
                 raise EtcdError(f"etcd did not answer within {self.ready_timeout:g}s: {self.log_tail()}")
@@ -197,21 +199,23 @@ class EmbeddedEtcd:
 
     async def stop(self) -> None:
         """SIGTERM, then SIGKILL after `stop_timeout`; the data stays for the next start."""
-        if self._proc is None:
+        proc, exited = self._proc, self._exited
+        if proc is None or exited is None:
             return
-        if self.running:
-            self._kill(signal.SIGTERM)
+        if not exited.done():
+            _kill(proc, signal.SIGTERM)
             try:
                 async with asyncio.timeout(self.stop_timeout):
-                    await asyncio.shield(self._exited)
+                    await asyncio.shield(exited)
             except TimeoutError:
-                self._kill(signal.SIGKILL)
-                await self._exited
+                _kill(proc, signal.SIGKILL)
+                await exited
         self._proc = None
         self.endpoint = None
 
-    def _kill(self, sig: int) -> None:
-        try:
-            os.killpg(self._proc.pid, sig)
-        except ProcessLookupError:
-            pass
+
+def _kill(proc: subprocess.Popen, sig: int) -> None:
+    try:
+        os.killpg(proc.pid, sig)
+    except ProcessLookupError:
+        pass

@@ -14,9 +14,10 @@ import asyncio
 import logging
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import aetcd
 import aetcd.watcher
@@ -152,6 +153,7 @@ class _Token:
             if self.value != stale:
                 return  # another call renewed it while we waited
             request = rpc.AuthenticateRequest(name=self.user, password=self._password)
+            assert self.stub is not None, "set by Client.connect() before any call"
             response = await self.stub.Authenticate(request, timeout=self._timeout)
             self.value = response.token
 
@@ -170,7 +172,8 @@ class _UnaryAuth(grpc.aio.UnaryUnaryClientInterceptor):
     def __init__(self, token: _Token) -> None:
         self._token = token
 
-    async def intercept_unary_unary(self, continuation, details, request):
+    async def intercept_unary_unary(self, continuation: Callable[..., Any], details: grpc.aio.ClientCallDetails,
+                                    request: object) -> Any:
         stale = self._token.value
         call = await continuation(self._token.details(details), request)
         if _is_authenticate(details):
@@ -190,12 +193,16 @@ class _StreamAuth(grpc.aio.StreamStreamClientInterceptor):
     def __init__(self, token: _Token) -> None:
         self._token = token
 
-    async def intercept_stream_stream(self, continuation, details, request_iterator):
+    async def intercept_stream_stream(self, continuation: Callable[..., Any], details: grpc.aio.ClientCallDetails,
+                                      request_iterator: object) -> Any:
         return await continuation(self._token.details(details), request_iterator)
 
 
 class Client(aetcd.Client):
     """aetcd's client on a channel we build: TLS when `credentials` is given, renewable auth."""
+
+    _host: str  # aetcd's, set again by fail_over()
+    _port: int
 
     def __init__(self, endpoint: str, *, credentials: grpc.ChannelCredentials | None = None,
                  user: str | None = None, password: str | None = None, timeout: float = 5.0,
@@ -338,7 +345,7 @@ async def connect(settings: EtcdSettings) -> Client:
             async with asyncio.timeout(settings.timeout):
                 await client.probe()
             return client
-        except (Exception, asyncio.TimeoutError) as exc:
+        except Exception as exc:  # TimeoutError included
             reasons.append(f"{endpoint}: {_with_hint(describe(exc), credentials is not None)}")
             await client.close()
     names = ", ".join(settings.endpoints)
@@ -379,6 +386,7 @@ class WatchStream:
         return self
 
     async def __anext__(self) -> rpc.WatchResponse:
+        assert self._call is not None, "iterated outside `async with`"
         response = await self._call.read()
         if response is grpc.aio.EOF:
             raise EtcdError("etcd closed the watch stream")

@@ -68,7 +68,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     p.add_argument("--tls-key", metavar="FILE")
     p.add_argument("--tls-ca", metavar="FILE", help="CA that signs agents' and clients' certificates")
     p.add_argument("--cluster", default="default", help="cluster name: the etcd key prefix /fleetvisor/NAME/")
-    p.add_argument("--state-dir", default=None, help="for the embedded etcd's data (default %s)" % default_state_dir())
+    p.add_argument("--state-dir", default=None, help=f"for the embedded etcd's data (default {default_state_dir()})")
     p.add_argument("--node-ttl", type=int, default=10, metavar="SECONDS",
                    help="a node is down this long after its last heartbeat (default %(default)s)")
     p.add_argument("--leader-ttl", type=int, default=5, metavar="SECONDS",

@@ -22,8 +22,7 @@ import aetcd
 from aetcd import rpc
 
 from .backoff import Backoff
-from .etcd import (EtcdError, WatchCompacted, WatchStream, describe, event_revision,
-                   prefix_range_end, recover)
+from .etcd import EtcdError, WatchCompacted, WatchStream, describe, event_revision, prefix_range_end, recover
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import NoReturn, TypeVar
+from typing import NoReturn, TypeAlias, TypeVar, cast
 
 import aetcd
 import grpc
@@ -38,11 +38,12 @@ from .views import FleetStatus, NodeConfigStatus, NodeInfo
 log = logging.getLogger("fleetvisor.controller")
 T = TypeVar("T")
 LEADER_METADATA = "fleetvisor-leader"
+Context: TypeAlias = grpc.aio.ServicerContext
 STATUS_PERIOD = 1.0   # WatchStatus resends at least this often (uptimes, heartbeat ages)
 STATUS_COALESCE = 0.2  # and at most this often
 
 
-def peer_host(context: grpc.aio.ServicerContext) -> str:
+def peer_host(context: Context) -> str:
     """The caller's IP from "ipv4:10.0.0.5:41234" or "ipv6:[::1]:41234"."""
     peer = context.peer() or ""
     kind, _, rest = peer.partition(":")
@@ -52,7 +53,7 @@ def peer_host(context: grpc.aio.ServicerContext) -> str:
     return host.strip("[]")
 
 
-def caller(context: grpc.aio.ServicerContext) -> str:
+def caller(context: Context) -> str:
     """The certificate's common name under mutual TLS; otherwise what fleetctl says, marked so."""
     names = context.auth_context().get("x509_common_name")
     if names:
@@ -88,7 +89,7 @@ class ControllerServicer(pb_grpc.ControllerServiceServicer):
         self.node_ttl = node_ttl
         self.command_timeout = command_timeout
 
-    async def _fail(self, context: grpc.aio.ServicerContext, exc: Exception) -> NoReturn:
+    async def _fail(self, context: Context, exc: Exception) -> NoReturn:
         """Answer with the status for `exc`; a refused write names the leader, when one leads."""
         code, details = status_of(exc)
         if isinstance(exc, NotLeader) and not self.leadership.is_leader:
@@ -99,14 +100,14 @@ class ControllerServicer(pb_grpc.ControllerServiceServicer):
         await context.abort(code, details)
         raise AssertionError("abort returns only by raising")
 
-    async def _core(self, context: grpc.aio.ServicerContext, work: Callable[[], T]) -> T:
+    async def _core(self, context: Context, work: Callable[[], T]) -> T:
         """A read of the core, its errors as status codes."""
         try:
             return work()
         except ERRORS as exc:
             await self._fail(context, exc)
 
-    async def _write(self, context: grpc.aio.ServicerContext, action: str, args: dict[str, object],
+    async def _write(self, context: Context, action: str, args: dict[str, object],
                      work: Callable[[], Awaitable[T]], summary: Callable[[T], str],
                      succeeded: Callable[[T], bool] = lambda _: True) -> T:
         """A mutating command: only on the leader, always audited."""
@@ -128,7 +129,7 @@ class ControllerServicer(pb_grpc.ControllerServiceServicer):
 
     # -- agents ------------------------------------------------------------------------------
 
-    async def Heartbeat(self, request: pb.HeartbeatRequest, context) -> pb.HeartbeatResponse:
+    async def Heartbeat(self, request: pb.HeartbeatRequest, context: Context) -> pb.HeartbeatResponse:
         if not request.node:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "a heartbeat must name its node")
         if not request.address:
@@ -147,28 +148,28 @@ class ControllerServicer(pb_grpc.ControllerServiceServicer):
 
     # -- reads -------------------------------------------------------------------------------
 
-    async def _status(self, request: pb.StatusRequest, context) -> pb.FleetStatus:
+    async def _status(self, request: pb.StatusRequest, context: Context) -> pb.FleetStatus:
         return status_message(await self._core(
             context, lambda: self.fleet.views.status(list(request.patterns), dict(request.labels))))
 
-    async def GetStatus(self, request: pb.StatusRequest, context) -> pb.FleetStatus:
+    async def GetStatus(self, request: pb.StatusRequest, context: Context) -> pb.FleetStatus:
         return await self._status(request, context)
 
-    async def WatchStatus(self, request: pb.StatusRequest, context) -> AsyncIterator[pb.FleetStatus]:
+    async def WatchStatus(self, request: pb.StatusRequest, context: Context) -> AsyncIterator[pb.FleetStatus]:
         while True:
             seen = self.fleet.changes
             yield await self._status(request, context)
             await asyncio.sleep(STATUS_COALESCE)
             await self.fleet.wait_change(STATUS_PERIOD - STATUS_COALESCE, since=seen)
 
-    async def ListNodes(self, request: pb.ListNodesRequest, context) -> pb.ListNodesResponse:
+    async def ListNodes(self, request: pb.ListNodesRequest, context: Context) -> pb.ListNodesResponse:
         return pb.ListNodesResponse(nodes=[node_message(n) for n in self.fleet.views.nodes(dict(request.labels))])
 
-    async def GetLeader(self, request, context) -> pb.LeaderInfo:
+    async def GetLeader(self, request: pb.GetLeaderRequest, context: Context) -> pb.LeaderInfo:
         return pb.LeaderInfo(leader_id=self.leadership.leader_id, leader_address=self.leadership.leader_address,
                              controller_id=self.fleet.id, is_leader=self.leadership.is_leader)
 
-    async def ListConfigs(self, request, context) -> pb.ListConfigsResponse:
+    async def ListConfigs(self, request: pb.ListConfigsRequest, context: Context) -> pb.ListConfigsResponse:
         members = self.fleet.membership.members()
         summaries = []
         for name, current in sorted(self.fleet.configs.current_configs().items()):
@@ -179,26 +180,26 @@ class ControllerServicer(pb_grpc.ControllerServiceServicer):
                 updated_at=history[current.revision].created_at))
         return pb.ListConfigsResponse(configs=summaries)
 
-    async def ConfigHistory(self, request: pb.ConfigHistoryRequest, context) -> pb.ConfigHistoryResponse:
+    async def ConfigHistory(self, request: pb.ConfigHistoryRequest, context: Context) -> pb.ConfigHistoryResponse:
         history, current = await self._core(context, lambda: self.fleet.configs.history(request.name))
         return pb.ConfigHistoryResponse(
             revisions=[revision_message(request.name, n, rev, text=False) for n, rev in history.items()],
             current_revision=current)
 
-    async def GetConfigRevision(self, request: pb.GetConfigRevisionRequest, context) -> pb.ConfigRevision:
+    async def GetConfigRevision(self, request: pb.GetConfigRevisionRequest, context: Context) -> pb.ConfigRevision:
         number, rev = await self._core(context, lambda: self.fleet.configs.revision(request.name, request.revision))
         return revision_message(request.name, number, rev, text=True)
 
-    async def ConfigStatus(self, request, context) -> pb.ConfigStatusResponse:
+    async def ConfigStatus(self, request: pb.ConfigStatusRequest, context: Context) -> pb.ConfigStatusResponse:
         return pb.ConfigStatusResponse(nodes=[config_status_message(s) for s in self.fleet.views.config_status()])
 
-    async def ListAudit(self, request: pb.ListAuditRequest, context) -> pb.ListAuditResponse:
+    async def ListAudit(self, request: pb.ListAuditRequest, context: Context) -> pb.ListAuditResponse:
         entries = audit.listing(self.fleet.store.mirror, request.since, request.limit)
         return pb.ListAuditResponse(entries=[pb.AuditEntry(
             time=e.time, who=e.who, action=e.action, detail=e.detail, ok=e.ok, result=e.result,
             controller_id=e.controller_id) for e in entries])
 
-    async def TailLog(self, request: pb.FleetTailRequest, context) -> AsyncIterator:
+    async def TailLog(self, request: pb.FleetTailRequest, context: Context) -> AsyncIterator:
         link = self.fleet.links.get(request.node)
         if self.fleet.membership.member(request.node) is None or link is None:
             await self._fail(context, NotFound(f"no such node: {request.node}"))
@@ -213,7 +214,7 @@ class ControllerServicer(pb_grpc.ControllerServiceServicer):
 
     # -- writes ------------------------------------------------------------------------------
 
-    async def PushConfig(self, request: pb.PushConfigRequest, context) -> pb.PushConfigResponse:
+    async def PushConfig(self, request: pb.PushConfigRequest, context: Context) -> pb.PushConfigResponse:
         selector = selector_of(request.assignment)
         args = {"name": request.name, "nodes": list(selector.nodes), "labels": selector.labels,
                 "message": request.message, "rolling": request.HasField("rollout")}
@@ -226,7 +227,7 @@ class ControllerServicer(pb_grpc.ControllerServiceServicer):
                                      rollout=planner)),
                                  _pushed_summary)
 
-    async def RollbackConfig(self, request: pb.RollbackConfigRequest, context) -> pb.PushConfigResponse:
+    async def RollbackConfig(self, request: pb.RollbackConfigRequest, context: Context) -> pb.PushConfigResponse:
         args = {"name": request.name, "to": request.to_revision, "message": request.message}
         return await self._write(context, "config.rollback", args,
                                  lambda: self._stored(request.name, self.fleet.configs.rollback(
@@ -240,9 +241,10 @@ class ControllerServicer(pb_grpc.ControllerServiceServicer):
                                      target_nodes=result.targets, unchanged=result.unchanged,
                                      operation_id=result.operation_id)
 
-    async def Control(self, request: pb.ControlRequest, context) -> pb.ControlResponse:
+    async def Control(self, request: pb.ControlRequest, context: Context) -> pb.ControlResponse:
         action = pb.ControlAction.Name(request.action).lower() if request.action else "unspecified"
-        args = {"patterns": list(request.patterns), "labels": dict(request.labels), "signal": request.signal}
+        args: dict[str, object] = {"patterns": list(request.patterns), "labels": dict(request.labels),
+                                   "signal": request.signal}
         command = fanout.Command(action=action, patterns=list(request.patterns), labels=dict(request.labels),
                                  signal=request.signal, wait=request.wait,
                                  node_timeout=request.node_timeout_seconds)
@@ -255,7 +257,7 @@ class ControllerServicer(pb_grpc.ControllerServiceServicer):
 
     # -- operations ------------------------------------------------------------------------------
 
-    async def StartOperation(self, request: pb.StartOperationRequest, context) -> pb.Operation:
+    async def StartOperation(self, request: pb.StartOperationRequest, context: Context) -> pb.Operation:
         if request.spec.kind not in (pb.OPERATION_KIND_UNSPECIFIED, pb.ROLLING_RESTART):
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
                                 "config rollouts start with a rolling config push")
@@ -271,14 +273,14 @@ class ControllerServicer(pb_grpc.ControllerServiceServicer):
             context, "ops.rolling-restart", args, lambda: self.operations.create(planned),
             lambda op: f"operation {op.id}: {len(op.batches)} batches"))
 
-    async def ListOperations(self, request: pb.ListOperationsRequest, context) -> pb.ListOperationsResponse:
+    async def ListOperations(self, request: pb.ListOperationsRequest, context: Context) -> pb.ListOperationsResponse:
         ops = await self._core(context, lambda: self.operations.list(request.all))
         return pb.ListOperationsResponse(operations=[operation_message(op) for op in ops])
 
-    async def GetOperation(self, request: pb.GetOperationRequest, context) -> pb.Operation:
+    async def GetOperation(self, request: pb.GetOperationRequest, context: Context) -> pb.Operation:
         return operation_message(await self._core(context, lambda: self.operations.get(request.id)))
 
-    async def WatchOperation(self, request: pb.GetOperationRequest, context) -> AsyncIterator[pb.Operation]:
+    async def WatchOperation(self, request: pb.GetOperationRequest, context: Context) -> AsyncIterator[pb.Operation]:
         last = None
         while True:
             seen = self.fleet.changes
@@ -290,16 +292,16 @@ class ControllerServicer(pb_grpc.ControllerServiceServicer):
                 return
             await self.fleet.wait_change(STATUS_PERIOD, since=seen)
 
-    async def PauseOperation(self, request: pb.GetOperationRequest, context) -> pb.Operation:
+    async def PauseOperation(self, request: pb.GetOperationRequest, context: Context) -> pb.Operation:
         return operation_message(await self._write(
             context, "ops.pause", {"id": request.id, "reason": request.reason},
             lambda: self.operations.pause(request.id, request.reason), _op_summary))
 
-    async def ResumeOperation(self, request: pb.GetOperationRequest, context) -> pb.Operation:
+    async def ResumeOperation(self, request: pb.GetOperationRequest, context: Context) -> pb.Operation:
         return operation_message(await self._write(
             context, "ops.resume", {"id": request.id}, lambda: self.operations.resume(request.id), _op_summary))
 
-    async def AbortOperation(self, request: pb.GetOperationRequest, context) -> pb.Operation:
+    async def AbortOperation(self, request: pb.GetOperationRequest, context: Context) -> pb.Operation:
         return operation_message(await self._write(
             context, "ops.abort", {"id": request.id, "reason": request.reason},
             lambda: self.operations.abort(request.id, request.reason), _op_summary))
@@ -377,7 +379,8 @@ def node_message(n: NodeInfo) -> pb.NodeInfo:
 
 def status_message(status: FleetStatus) -> pb.FleetStatus:
     # the processes are the agent client's own messages (livestate.py): passed on as they are
-    return pb.FleetStatus(nodes=[pb.NodeProcesses(node=node_message(n.node), processes=n.processes)
+    return pb.FleetStatus(nodes=[pb.NodeProcesses(node=node_message(n.node),
+                                                  processes=cast(list[apb.ProcessInfo], n.processes))
                                  for n in status.nodes], now=status.now, controller_id=status.controller_id)
 
 
@@ -390,5 +393,6 @@ def config_status_message(s: NodeConfigStatus) -> pb.NodeConfigStatus:
 
 def node_result_message(r: fanout.NodeResult) -> pb.NodeResult:
     return pb.NodeResult(node=r.node, ok=r.ok, error=r.error, seconds=r.seconds, results=[
-        apb.ProcessResult(name=p.name, ok=p.ok, status=p.status, description=p.description, state=p.state)
+        apb.ProcessResult(name=p.name, ok=p.ok, status=p.status, description=p.description,
+                          state=cast(apb.ProcessState, p.state))
         for p in r.results])

@@ -3,4 +3,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash deploy/setup.sh --test
+bash deploy/lint.sh
 exec .venv/bin/python -m pytest "$@"

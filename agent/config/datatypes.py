@@ -343,7 +343,7 @@ def main_logfile(text: str) -> str:
     return path if path == "syslog" else normalize_path(path)
 
 
-def logfile_name(text: str) -> str | None | type[Syslog]:
+def logfile_name(text: str) -> str | type[Syslog] | None:
     """NONE/OFF -> None, AUTO -> AUTO, SYSLOG -> Syslog, anything else a path."""
     word = text.lower()
     if word in ("none", "off"):

@@ -24,8 +24,17 @@ from typing import Any
 from . import datatypes as dt
 from .errors import ConfigError
 from .model import (
-    AUTO, Config, CtlConfig, FcgiSocketConfig, FleetvisorConfig, GroupConfig,
-    GroupKind, HttpServerConfig, LogConfig, ProcessConfig, RpcInterfaceConfig,
+    AUTO,
+    Config,
+    CtlConfig,
+    FcgiSocketConfig,
+    FleetvisorConfig,
+    GroupConfig,
+    GroupKind,
+    HttpServerConfig,
+    LogConfig,
+    ProcessConfig,
+    RpcInterfaceConfig,
     SupervisordConfig,
 )
 

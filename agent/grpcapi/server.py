@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import grpc
 
+from fleetvisor.v1 import agent_pb2_grpc as pb_grpc
+
 from ..config.model import FleetvisorConfig
 from ..daemon import StartupError
 from ..fleetconfig import FleetConfig
@@ -13,7 +15,6 @@ from ..journal import Journal
 from ..mainlog import MainLog
 from ..supervisor import Supervisor
 from .service import AgentServicer
-from fleetvisor.v1 import agent_pb2_grpc as pb_grpc
 
 
 def _read(path: str) -> bytes:

@@ -13,6 +13,9 @@ from typing import NoReturn
 
 import grpc
 
+from fleetvisor.v1 import agent_pb2 as pb
+from fleetvisor.v1 import agent_pb2_grpc as pb_grpc
+
 from .. import operations
 from ..caller import Caller
 from ..config.errors import ConfigError
@@ -24,8 +27,6 @@ from ..logfollow import follow
 from ..process import Process
 from ..states import ProcessState, SupervisorState
 from ..supervisor import GroupChange, ProcessStateChange, Supervisor, SupervisorStateChange
-from fleetvisor.v1 import agent_pb2 as pb
-from fleetvisor.v1 import agent_pb2_grpc as pb_grpc
 
 _STATE = {s: getattr(pb, s.name) for s in ProcessState}
 _MOOD = {SupervisorState.RUNNING: pb.SUPERVISOR_RUNNING, SupervisorState.RESTARTING: pb.SUPERVISOR_RESTARTING,
@@ -74,7 +75,8 @@ class AgentServicer(pb_grpc.AgentServiceServicer):
             await context.abort(code, exc.text)
         raise AssertionError("abort returned")  # it raises; this tells the type checker
 
-    async def _command(self, request, context, act: Callable[..., Awaitable[list[operations.ProcessResult]]],
+    async def _command(self, request: pb.ProcessCommand | pb.SignalCommand, context: grpc.aio.ServicerContext,
+                       act: Callable[..., Awaitable[list[operations.ProcessResult]]],
                        argument: object) -> pb.CommandResponse:
         """`act` (a multi-target call of the core) on the processes the request names."""
         if not request.all and not request.names:
@@ -93,7 +95,7 @@ class AgentServicer(pb_grpc.AgentServiceServicer):
 
     # -- AgentService ----------------------------------------------------------------------------
 
-    async def GetInfo(self, request, context) -> pb.AgentInfo:
+    async def GetInfo(self, request: pb.GetInfoRequest, context: grpc.aio.ServicerContext) -> pb.AgentInfo:
         return self._info(_caller(context))
 
     def _info(self, caller: Caller) -> pb.AgentInfo:
@@ -104,7 +106,8 @@ class AgentServicer(pb_grpc.AgentServiceServicer):
             applied_revision=info.applied_revision, started_at=info.started_at, uptime_seconds=info.uptime,
             state=_MOOD[info.state], pid=info.pid, identifier=info.identifier)
 
-    async def ListProcesses(self, request, context) -> pb.ListProcessesResponse:
+    async def ListProcesses(self, request: pb.ListProcessesRequest,
+                            context: grpc.aio.ServicerContext) -> pb.ListProcessesResponse:
         try:
             procs = operations.resolve(self.core, _caller(context), request.names or ["all"])
         except FaultError as exc:
@@ -112,19 +115,20 @@ class AgentServicer(pb_grpc.AgentServiceServicer):
         now = time.time()
         return pb.ListProcessesResponse(processes=[process_info(p, now) for p in procs], now=now)
 
-    async def Start(self, request, context) -> pb.CommandResponse:
+    async def Start(self, request: pb.ProcessCommand, context: grpc.aio.ServicerContext) -> pb.CommandResponse:
         return await self._command(request, context, operations.start_processes, request.wait)
 
-    async def Stop(self, request, context) -> pb.CommandResponse:
+    async def Stop(self, request: pb.ProcessCommand, context: grpc.aio.ServicerContext) -> pb.CommandResponse:
         return await self._command(request, context, operations.stop_processes, request.wait)
 
-    async def Restart(self, request, context) -> pb.CommandResponse:
+    async def Restart(self, request: pb.ProcessCommand, context: grpc.aio.ServicerContext) -> pb.CommandResponse:
         return await self._command(request, context, operations.restart_processes, request.wait)
 
-    async def Signal(self, request, context) -> pb.CommandResponse:
+    async def Signal(self, request: pb.SignalCommand, context: grpc.aio.ServicerContext) -> pb.CommandResponse:
         return await self._command(request, context, operations.signal_processes, request.signal)
 
-    async def WatchEvents(self, request, context) -> AsyncIterator[pb.AgentEvent]:
+    async def WatchEvents(self, request: pb.WatchEventsRequest,
+                          context: grpc.aio.ServicerContext) -> AsyncIterator[pb.AgentEvent]:
         # Headers now: a watcher that resumes may get no event for a long time, and it must
         # still learn at once that the stream is up.
         await context.send_initial_metadata(())
@@ -154,7 +158,8 @@ class AgentServicer(pb_grpc.AgentServiceServicer):
                 continue
             yield event
 
-    async def TailLog(self, request, context) -> AsyncIterator[pb.LogChunk]:
+    async def TailLog(self, request: pb.TailLogRequest,
+                      context: grpc.aio.ServicerContext) -> AsyncIterator[pb.LogChunk]:
         channel = "stderr" if request.stream == pb.STDERR else "stdout"
         try:
             path = operations.log_path(self.core, _caller(context), request.name, channel, existing=True)
@@ -174,7 +179,8 @@ class AgentServicer(pb_grpc.AgentServiceServicer):
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         yield pb.LogChunk(data=data, offset=os.path.getsize(path))
 
-    async def ApplyConfig(self, request, context) -> pb.ApplyConfigResponse:
+    async def ApplyConfig(self, request: pb.ApplyConfigRequest,
+                          context: grpc.aio.ServicerContext) -> pb.ApplyConfigResponse:
         if not request.revision and not request.dry_run:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "a revision id is required")
         try:
@@ -192,7 +198,7 @@ class AgentServicer(pb_grpc.AgentServiceServicer):
         return pb.ApplyConfigResponse(revision=request.revision, added=plan.added, changed=plan.changed,
                                       removed=plan.removed, applied=not request.dry_run)
 
-    async def GetConfig(self, request, context) -> pb.GetConfigResponse:
+    async def GetConfig(self, request: pb.GetConfigRequest, context: grpc.aio.ServicerContext) -> pb.GetConfigResponse:
         applied = self.fleet.store.current()
         return pb.GetConfigResponse(revision=applied.revision if applied else "",
                                     config_text=applied.text if applied else "",

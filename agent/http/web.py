@@ -381,9 +381,9 @@ async def _form(request: web.Request) -> Mapping[str, str]:
         form.setdefault(key, value)
     if request.method == "POST":
         posted: dict[str, str] = {}
-        for key, value in (await request.post()).items():
-            if isinstance(value, str):
-                posted.setdefault(key, value)
+        for key, field in (await request.post()).items():
+            if isinstance(field, str):
+                posted.setdefault(key, field)
         form.update(posted)
     return form
 

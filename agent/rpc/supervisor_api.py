@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
 from .. import operations as ops
 from ..caller import Caller
@@ -40,10 +40,13 @@ def _results(results: Iterable[ops.ProcessResult]) -> list[dict[str, object]]:
     return [r.as_dict() for r in results]
 
 
+_ANONYMOUS = Caller("xmlrpc")  # an XML-RPC caller the face knows no name for
+
+
 class SupervisorNamespace:
     """supervisor.* — public methods are RPC methods; `ALIASES` are older names."""
 
-    ALIASES = {
+    ALIASES: ClassVar[dict[str, str]] = {
         "getVersion": "getAPIVersion",
         "readMainLog": "readLog",
         "readProcessLog": "readProcessStdoutLog",
@@ -51,7 +54,7 @@ class SupervisorNamespace:
         "clearProcessLog": "clearProcessLogs",
     }
 
-    def __init__(self, core: Supervisor, caller: Caller = Caller("xmlrpc")) -> None:
+    def __init__(self, core: Supervisor, caller: Caller = _ANONYMOUS) -> None:
         self.core = core
         self.caller = caller
 

@@ -123,7 +123,7 @@ class Dispatcher:
             self.methods.update(_methods(name, obj))
         self.methods.update(_methods("system", SystemNamespace(self)))
 
-    async def call(self, name: str, params: Sequence[object]) -> object:
+    async def call(self, name: str, params: Sequence[object]) -> Any:  # what the method returns: marshallable
         method = self.methods.get(name)
         if method is None:
             raise FaultError(Fault.UNKNOWN_METHOD)
@@ -231,11 +231,11 @@ class SystemNamespace:
 
     async def _one(self, call: object) -> object:
         name = call.get("methodName") if isinstance(call, dict) else None
-        if name is None:
+        if name is None or not isinstance(call, dict):
             raise FaultError(Fault.INCORRECT_PARAMETERS, "No methodName")
         if name == "system.multicall":
             raise FaultError(Fault.INCORRECT_PARAMETERS, "Recursive system.multicall forbidden")
-        params = call.get("params", [])  # type: ignore[union-attr]
+        params = call.get("params", [])
         if not isinstance(params, (list, tuple)):
             raise FaultError(Fault.INCORRECT_PARAMETERS)
         return await self._dispatcher.call(str(name), params)
