@@ -17,7 +17,8 @@ import grpc
 from fleetvisor.v1 import controller_pb2 as pb
 from fleetvisor.v1 import controller_pb2_grpc as pb_grpc
 
-from tests.integration.harness import Daemon, free_port, wait_for, write_config
+from tests.integration.harness import Daemon, write_config
+from tests.support import free_port, wait_for
 
 CONTROLLER = [sys.executable, "-m", "fleetvisor.controller"]
 FLEETCTL = [sys.executable, "-m", "fleetvisor.cli.main"]

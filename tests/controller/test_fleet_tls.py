@@ -16,7 +16,7 @@ import pytest
 
 from fleetvisor.cli.certs import issue, make_ca
 
-from tests.integration.harness import wait_for
+from tests.support import wait_for
 
 from .fleet_harness import FLEETCTL, SLEEPER, Agent
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from tests.integration.harness import wait_for
+from tests.support import wait_for
 
 from .fleet_harness import fleetctl, states, wait_status
 from .test_operations import WEB

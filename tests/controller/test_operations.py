@@ -12,7 +12,7 @@ from fleetvisor.v1 import agent_pb2 as apb
 from fleetvisor.v1 import agent_pb2_grpc as apb_grpc
 from fleetvisor.v1 import controller_pb2 as pb
 
-from tests.integration.harness import wait_for
+from tests.support import wait_for
 
 from .fleet_harness import states, wait_status
 

@@ -26,7 +26,9 @@ from fleetvisor.v1 import agent_pb2_grpc as apb_grpc
 from fleetvisor.v1 import controller_pb2 as pb
 from fleetvisor.v1 import controller_pb2_grpc as pb_grpc
 
-from .harness import Daemon, free_port, wait_for, write_config
+from tests.support import free_port, wait_for
+
+from .harness import Daemon, write_config
 
 CONFIG = """
 [unix_http_server]

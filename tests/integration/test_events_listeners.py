@@ -8,8 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.support import wait_for
+
 from .events_helpers import conf, has, named, recorder, wait_records
-from .harness import AGENT, SUPERVISORD, wait_for
+from .harness import AGENT, SUPERVISORD
 
 
 @pytest.fixture(params=["agent", "stock"])
