@@ -171,6 +171,7 @@ def test_on_failure_abort_stops_the_operation(fleet, web_fleet):
     assert all(s.state == pb.STEP_SKIPPED for b in failed.batches[1:] for s in b.nodes)
 
 
+@pytest.mark.slow
 def test_leader_killed_mid_operation_the_other_completes_it_once_per_node(fleet, web_fleet):
     first = web_fleet
     second = fleet.controller("ctl-2")
