@@ -11,7 +11,7 @@ import asyncio
 import os
 import socket
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from typing import TypeVar
 
 T = TypeVar("T")
@@ -24,31 +24,34 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def _rounds(timeout: float, what: str) -> Iterator[None]:
+    """One round per check until `timeout` seconds are over, then the failure."""
+    deadline = time.monotonic() + timeout
+    while True:
+        yield
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
 def wait_for(condition: Callable[[], T], timeout: float = 10.0, what: str = "condition",
              interval: float = 0.02) -> T:
     """Check `condition` every `interval` until it is truthy and return its value; fail after
     `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
+    for _ in _rounds(timeout, what):
+        if value := condition():
             return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
         time.sleep(interval)
+    raise AssertionError("unreachable")
 
 
 async def eventually(condition: Callable[[], T], timeout: float = 10.0, what: str = "condition",
                      interval: float = 0.01) -> T:
     """`wait_for` inside an event loop: the loop keeps running between the checks."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
+    for _ in _rounds(timeout, what):
+        if value := condition():
             return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
         await asyncio.sleep(interval)
+    raise AssertionError("unreachable")
 
 
 def pid_alive(pid: int) -> bool:
