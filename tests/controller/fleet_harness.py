@@ -179,6 +179,15 @@ def fleetctl(controller: str, *args: str, timeout: float = 30) -> subprocess.Com
                                                 "COLUMNS": "200"})
 
 
+def one_line_error(result: subprocess.CompletedProcess) -> str:
+    """fleetctl's rule for failures: exactly one line on stderr, never a traceback."""
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, f"expected one error line, got:\n{result.stderr}"
+    assert "Traceback" not in result.stderr
+    assert lines[0].startswith("error: "), lines[0]
+    return lines[0]
+
+
 def fleetctl_json(controller: str, *args: str) -> object:
     result = fleetctl(controller, "-o", "json", *args)
     assert result.returncode == 0, result.stderr

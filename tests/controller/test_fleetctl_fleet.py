@@ -22,7 +22,7 @@ import pytest
 
 from tests.support import wait_for
 
-from .fleet_harness import FLEETCTL, SLEEPER, fleetctl, fleetctl_json, states, wait_status
+from .fleet_harness import FLEETCTL, SLEEPER, fleetctl, fleetctl_json, one_line_error, states, wait_status
 
 ENV = {"FLEETCTL_CONFIG": "/nonexistent", "PATH": "/usr/bin:/bin", "COLUMNS": "200"}
 # fleetctl runs with no USER/LOGNAME in its environment, so getpass falls back to the passwd entry
@@ -49,15 +49,6 @@ def programs(node: str) -> str:
 
 
 # -- helpers -----------------------------------------------------------------------------------
-
-def one_line_error(result: subprocess.CompletedProcess) -> str:
-    """fleetctl's rule for failures: exactly one line on stderr, never a traceback."""
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1, f"expected one error line, got:\n{result.stderr}"
-    assert "Traceback" not in result.stderr
-    assert lines[0].startswith("error: "), lines[0]
-    return lines[0]
-
 
 def ok(ctl, *args: str) -> str:
     result = fleetctl(ctl.address, *args)
