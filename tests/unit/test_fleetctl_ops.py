@@ -7,11 +7,13 @@ wire and the real engine are covered by the end-to-end tests once the engine exi
 
 from __future__ import annotations
 
+import io
 import json
 import os
 
 import pytest
 from click.testing import CliRunner
+from rich.console import Console
 
 from fleetvisor.cli import ops as ops_module
 from fleetvisor.cli import opsrender as view
@@ -22,11 +24,15 @@ from fleetvisor.cli.opsargs import (RolloutArgs, operation_id, pacing_spec, pars
                                     rollout_spec)
 from fleetvisor.v1 import controller_pb2 as cpb
 
-from .test_fleetctl_render import text_of
-
 NOW = 1_700_000_000.0
 P, A, W, D, F, R, S = (cpb.STEP_PENDING, cpb.STEP_ACTING, cpb.STEP_WAITING, cpb.STEP_DONE, cpb.STEP_FAILED,
                        cpb.STEP_REVERTED, cpb.STEP_SKIPPED)
+
+
+def text_of(renderable, width: int = 160) -> str:
+    console = Console(file=io.StringIO(), width=width, color_system=None, highlight=False)
+    console.print(renderable)
+    return console.file.getvalue()
 
 
 def restart_op(*batches: dict[str, int], state: int = cpb.OP_RUNNING, current: int = 0, reason: str = "",
