@@ -10,8 +10,8 @@ The marks come from where a test lives and what it uses, not from each file:
 - `slow`: about ten seconds or more on a 2-core machine: tests/multihost, tests/benchmarks and
   the modules in SLOW_MODULES as a whole; single long tests carry `@pytest.mark.slow`.
 - `unit`: tests/unit, and the tests in tests/controller that need no etcd (the pure
-  controller tests); they run in-process, start no daemon. `deploy/test.sh --fast` runs
-  `unit and not slow`.
+  controller tests): quick and self-contained, no etcd and no agent or controller running.
+  `deploy/test.sh --fast` runs `unit and not slow`.
 """
 
 from __future__ import annotations
@@ -27,8 +27,6 @@ ETCD_MODULES = ("tests.controller.etcd_harness", "tests.controller.fleet_harness
 # run both daemons through long scenarios, or the whole demo fleet
 SLOW_MODULES = ("integration/test_supervisord_parity.py", "integration/test_events_oracle.py",
                 "integration/test_demo.py")
-
-
 SLOW_PATHS = {TESTS / module for module in SLOW_MODULES}
 
 
