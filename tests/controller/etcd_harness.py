@@ -10,11 +10,9 @@ would freeze nothing but the network).
 
 from __future__ import annotations
 
-import asyncio
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import time
 from dataclasses import dataclass
@@ -25,13 +23,9 @@ from aetcd import rpc
 
 from fleetvisor.controller.embedded import die_with_parent
 
+from tests.support import free_port
+
 ETCD = os.path.abspath(shutil.which("etcd") or "/usr/bin/etcd")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @dataclass
@@ -215,46 +209,3 @@ def cluster(base: Path, size: int = 3, timeout: float = 30.0) -> list[EtcdServer
             member.kill()
         raise
     return members
-
-
-# -- asyncio helpers for tests (pytest-asyncio is not used) --------------------------------------
-
-_loop: asyncio.AbstractEventLoop | None = None
-
-
-def run(coro, timeout: float = 30.0):
-    """Run one async test body, failing rather than hanging past `timeout`.
-
-    All bodies share one event loop: grpc.aio binds its completion queue to every loop it
-    has seen, and events for calls of an already closed loop (a cancelled watch finishing
-    late) make it drop the rest of a batch, which shows up as rare, slow, flaky tests.
-    """
-    global _loop
-    if _loop is None or _loop.is_closed():
-        _loop = asyncio.new_event_loop()
-
-    async def bounded():
-        async with asyncio.timeout(timeout):
-            return await coro
-    try:
-        return _loop.run_until_complete(bounded())
-    finally:
-        leftovers = [t for t in asyncio.all_tasks(_loop) if not t.done()]
-        for task in leftovers:
-            task.cancel()
-        if leftovers:
-            _loop.run_until_complete(asyncio.gather(*leftovers, return_exceptions=True))
-
-
-async def eventually(predicate, timeout: float, what: str) -> float:
-    """Wait until `predicate()` is true; returns the seconds it took, fails after `timeout`.
-
-    Checks every 10 ms: this waits for a condition with a deadline, it does not sleep-and-hope.
-    """
-    loop = asyncio.get_running_loop()
-    start = loop.time()
-    while not predicate():
-        if loop.time() - start > timeout:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        await asyncio.sleep(0.01)
-    return loop.time() - start

@@ -17,7 +17,8 @@ import grpc
 from fleetvisor.v1 import controller_pb2 as pb
 from fleetvisor.v1 import controller_pb2_grpc as pb_grpc
 
-from tests.integration.harness import Daemon, free_port, wait_for, write_config
+from tests.integration.harness import Daemon, write_config
+from tests.support import free_port, wait_for
 
 CONTROLLER = [sys.executable, "-m", "fleetvisor.controller"]
 FLEETCTL = [sys.executable, "-m", "fleetvisor.cli.main"]
@@ -176,6 +177,15 @@ def fleetctl(controller: str, *args: str, timeout: float = 30) -> subprocess.Com
     return subprocess.run([*FLEETCTL, "--controller", controller, *args], capture_output=True, text=True,
                           timeout=timeout, env={"FLEETCTL_CONFIG": "/nonexistent", "PATH": "/usr/bin:/bin",
                                                 "COLUMNS": "200"})
+
+
+def one_line_error(result: subprocess.CompletedProcess) -> str:
+    """fleetctl's rule for failures: exactly one line on stderr, never a traceback."""
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, f"expected one error line, got:\n{result.stderr}"
+    assert "Traceback" not in result.stderr
+    assert lines[0].startswith("error: "), lines[0]
+    return lines[0]
 
 
 def fleetctl_json(controller: str, *args: str) -> object:

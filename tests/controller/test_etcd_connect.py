@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import pytest
@@ -11,7 +10,9 @@ from fleetvisor.cli.certs import issue, make_ca
 from fleetvisor.controller.etcd import EtcdError, EtcdSettings, connect
 from fleetvisor.controller.mirror import Mirror
 
-from .etcd_harness import EtcdServer, ServerTLS, eventually, free_port, run
+from tests.support import eventually, free_port, run
+
+from .etcd_harness import EtcdServer, ServerTLS
 
 
 def test_connect_reads_and_writes(etcd: EtcdServer) -> None:
@@ -40,14 +41,13 @@ def test_connect_skips_dead_endpoints_in_order(etcd: EtcdServer) -> None:
 
 def test_connect_error_names_every_endpoint_on_one_line() -> None:
     dead = [f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"]
-    started = time.monotonic()
     with pytest.raises(EtcdError) as info:
-        run(connect(EtcdSettings(dead, timeout=3)))
+        # refused connections fail fast: the attempt ends long before the 60 s timeout
+        run(connect(EtcdSettings(dead, timeout=60)), timeout=30)
     message = str(info.value)
     assert all(endpoint in message for endpoint in dead)
     assert message.startswith("cannot reach etcd at ")
     assert "\n" not in message and "Traceback" not in message
-    assert time.monotonic() - started < 3  # refused connections fail fast, not at the timeout
 
 
 def test_connect_rejects_bad_settings(tmp_path: Path) -> None:

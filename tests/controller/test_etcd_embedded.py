@@ -6,7 +6,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -14,16 +13,9 @@ import pytest
 from fleetvisor.controller.embedded import NOT_FOUND, EmbeddedEtcd
 from fleetvisor.controller.etcd import EtcdError, EtcdSettings, connect
 
-from .etcd_harness import ETCD, run
+from tests.support import pid_alive, run, wait_for
 
-
-def _alive(pid: int) -> bool:
-    """True while `pid` exists and is not a zombie."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
+from .etcd_harness import ETCD
 
 
 def test_embedded_keeps_data_across_restarts(tmp_path: Path) -> None:
@@ -37,7 +29,7 @@ def test_embedded_keeps_data_across_restarts(tmp_path: Path) -> None:
             await client.close()
             pid = etcd.pid
             await etcd.stop()
-            assert not etcd.running and not _alive(pid)
+            assert not etcd.running and not pid_alive(pid)
 
             endpoint = await etcd.start()
             client = await connect(EtcdSettings([endpoint]))
@@ -89,15 +81,12 @@ def test_embedded_etcd_dies_when_the_controller_is_killed(tmp_path: Path) -> Non
         line = controller.stdout.readline()
         assert line.strip().isdigit(), f"controller did not start etcd: {line!r}"
         etcd_pid = int(line)
-        assert _alive(etcd_pid)
+        assert pid_alive(etcd_pid)
         controller.send_signal(signal.SIGKILL)
         controller.wait(5)
-        deadline = time.monotonic() + 10
-        while _alive(etcd_pid):
-            assert time.monotonic() < deadline, "etcd outlived its SIGKILLed controller"
-            time.sleep(0.02)
+        wait_for(lambda: not pid_alive(etcd_pid), 10, "etcd to die with its SIGKILLed controller")
     finally:
         controller.kill()
         controller.wait()
-        if etcd_pid and _alive(etcd_pid):
+        if etcd_pid and pid_alive(etcd_pid):
             os.kill(etcd_pid, signal.SIGKILL)

@@ -9,7 +9,9 @@ from fleetvisor.controller.election import Election
 from fleetvisor.controller.etcd import EtcdSettings, connect
 from fleetvisor.controller.mirror import Mirror
 
-from .etcd_harness import cluster, eventually, run
+from tests.support import eventually, run
+
+from .etcd_harness import cluster
 
 P = "/fleetvisor/failover/"
 

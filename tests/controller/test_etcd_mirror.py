@@ -11,7 +11,9 @@ from fleetvisor.controller.election import Election
 from fleetvisor.controller.etcd import EtcdError, EtcdSettings, connect
 from fleetvisor.controller.mirror import Change, Mirror
 
-from .etcd_harness import EtcdServer, eventually, run
+from tests.support import eventually, run
+
+from .etcd_harness import EtcdServer
 
 P = "/fleetvisor/t/"
 

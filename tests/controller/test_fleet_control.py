@@ -10,7 +10,7 @@ import pytest
 from fleetvisor.v1 import agent_pb2 as apb
 from fleetvisor.v1 import controller_pb2 as pb
 
-from tests.integration.harness import wait_for
+from tests.support import wait_for
 
 from .fleet_harness import SLEEPER, states, wait_status
 

@@ -7,7 +7,7 @@ import pytest
 
 from fleetvisor.v1 import controller_pb2 as pb
 
-from tests.integration.harness import wait_for
+from tests.support import wait_for
 
 from .fleet_harness import states, wait_status
 from .test_fleet_config import WORKER, config_status, push

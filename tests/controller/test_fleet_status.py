@@ -10,7 +10,7 @@ import pytest
 
 from fleetvisor.v1 import controller_pb2 as pb
 
-from tests.integration.harness import free_port, pid_alive
+from tests.support import free_port, pid_alive
 
 from .fleet_harness import Agent, states, wait_status
 

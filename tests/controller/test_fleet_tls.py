@@ -16,9 +16,9 @@ import pytest
 
 from fleetvisor.cli.certs import issue, make_ca
 
-from tests.integration.harness import wait_for
+from tests.support import wait_for
 
-from .fleet_harness import FLEETCTL, SLEEPER, Agent
+from .fleet_harness import FLEETCTL, SLEEPER, Agent, one_line_error
 
 ENV = {"FLEETCTL_CONFIG": "/nonexistent", "PATH": "/usr/bin:/bin", "COLUMNS": "200"}
 OPERATOR = "alice"
@@ -110,13 +110,6 @@ def tls_fleet(fleet, pki) -> TLSFleet:
     f.wait_running(["web-1", "web-2"])
     wait_for(lambda: f.json("leader")["is_leader"], 10, "ctl-1 to lead")
     return f
-
-
-def one_line_error(result: subprocess.CompletedProcess) -> str:
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1, f"expected one error line, got:\n{result.stderr}"
-    assert "Traceback" not in result.stderr and lines[0].startswith("error: "), result.stderr
-    return lines[0]
 
 
 def test_status_control_and_tail_work_end_to_end_over_mutual_tls(tls_fleet):

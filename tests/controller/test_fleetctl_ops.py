@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import json
 
-from tests.integration.harness import wait_for
+import pytest
+
+from tests.support import wait_for
 
 from .fleet_harness import fleetctl, states, wait_status
 from .test_operations import WEB
 
 
+@pytest.mark.slow
 def test_rolling_restart_and_ops_commands(fleet, tmp_path):
     ctl = fleet.controller()
     for i in (1, 2, 3):

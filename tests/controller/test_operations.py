@@ -12,7 +12,7 @@ from fleetvisor.v1 import agent_pb2 as apb
 from fleetvisor.v1 import agent_pb2_grpc as apb_grpc
 from fleetvisor.v1 import controller_pb2 as pb
 
-from tests.integration.harness import wait_for
+from tests.support import wait_for
 
 from .fleet_harness import states, wait_status
 
@@ -171,6 +171,7 @@ def test_on_failure_abort_stops_the_operation(fleet, web_fleet):
     assert all(s.state == pb.STEP_SKIPPED for b in failed.batches[1:] for s in b.nodes)
 
 
+@pytest.mark.slow
 def test_leader_killed_mid_operation_the_other_completes_it_once_per_node(fleet, web_fleet):
     first = web_fleet
     second = fleet.controller("ctl-2")

@@ -12,7 +12,6 @@ import hashlib
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import textwrap
@@ -23,7 +22,9 @@ from pathlib import Path
 
 from supervisor.xmlrpc import SupervisorTransport
 
-from .harness import AGENT, SUPERVISORD, Daemon, wait_for, write_config
+from tests.support import free_port, wait_for
+
+from .harness import AGENT, SUPERVISORD, Daemon, write_config
 
 SUPERVISORCTL = str(Path(sys.executable).parent / "supervisorctl")
 USER = "admin"
@@ -50,12 +51,6 @@ supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface
 [supervisorctl]
 serverurl=unix://%(here)s/s.sock
 """
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def make_config(directory: Path, programs: str, *, port: int | None = None,

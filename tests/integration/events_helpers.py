@@ -8,7 +8,9 @@ import sys
 import textwrap
 from pathlib import Path
 
-from .harness import wait_for, write_config
+from tests.support import wait_for
+
+from .harness import write_config
 
 RECORDER = Path(__file__).parent / "listeners" / "recorder.py"
 

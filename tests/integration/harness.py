@@ -5,51 +5,24 @@ Tests wait for conditions with a deadline; nothing here sleeps and hopes.
 
 from __future__ import annotations
 
-import os
 import re
 import signal
 import subprocess
 import sys
 import threading
-import time
-from collections.abc import Callable
 from pathlib import Path
+
+from tests.support import wait_for
 
 AGENT = [sys.executable, "-m", "fleetvisor.agent"]
 SUPERVISORD = [str(Path(sys.executable).parent / "supervisord")]
 TIMESTAMP = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} ")
 
 
-def wait_for(condition: Callable[[], object], timeout: float = 10.0, what: str = "condition",
-             interval: float = 0.02) -> object:
-    """Check `condition` every `interval` until it is truthy; fail after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(interval)
-
-
 def write_config(directory: Path, body: str, name: str = "supervisord.conf") -> Path:
     path = directory / name
     path.write_text(body.lstrip())
     return path
-
-
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    # a zombie is dead for our purposes
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().split(") ", 1)[1][0] != "Z"
-    except OSError:
-        return False
 
 
 class Daemon:
@@ -108,11 +81,3 @@ class Daemon:
         if self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait(10)
-
-
-def free_port() -> int:
-    """A loopback TCP port nobody listens on right now."""
-    import socket
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]

@@ -8,7 +8,9 @@ import subprocess
 
 import pytest
 
-from .harness import Daemon, free_port, pid_alive, wait_for, write_config
+from tests.support import free_port, pid_alive, wait_for
+
+from .harness import Daemon, write_config
 
 CONFIG = """
 [supervisord]

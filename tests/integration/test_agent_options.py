@@ -13,7 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from .harness import AGENT, wait_for, write_config
+from tests.support import wait_for
+
+from .harness import AGENT, write_config
 
 HEADER = """
 [supervisord]

@@ -4,7 +4,6 @@ tested on its own): group added/removed, remote communication, pool removal."""
 from __future__ import annotations
 
 import asyncio
-import time
 from pathlib import Path
 
 from fleetvisor.agent.config.parser import load
@@ -12,16 +11,9 @@ from fleetvisor.agent.mainlog import Level, MainLog
 from fleetvisor.agent.states import ProcessState
 from fleetvisor.agent.supervisor import Supervisor
 
+from tests.support import eventually
+
 from .events_helpers import conf, named, recorder, records
-
-
-async def until(condition, timeout: float = 10.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while not (value := condition()):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        await asyncio.sleep(0.02)
-    return value
 
 
 def test_group_and_remote_communication_events(tmp_path: Path):
@@ -48,7 +40,7 @@ def test_group_and_remote_communication_events(tmp_path: Path):
         core = Supervisor(load(str(main)), MainLog(None, maxbytes=0, backups=0, level=Level.INFO))
         task = asyncio.create_task(core.run())
         try:
-            await until(lambda: named("SUPERVISOR_STATE_CHANGE_RUNNING")(records(out)), what="RUNNING event")
+            await eventually(lambda: named("SUPERVISOR_STATE_CHANGE_RUNNING")(records(out)), what="RUNNING event")
             more = load(str(extra))
             for group in more.groups:
                 assert core.add_group(group)
@@ -57,7 +49,7 @@ def test_group_and_remote_communication_events(tmp_path: Path):
             assert core.remove_group("extra")
             # a removed pool gets nothing more
             assert not core.events.wants("TICK_5")
-            await until(lambda: len(records(out)) >= 7, what="7 events")
+            await eventually(lambda: len(records(out)) >= 7, what="7 events")
         finally:
             core.shutdown()
             await asyncio.wait_for(task, 30)

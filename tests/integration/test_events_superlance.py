@@ -12,8 +12,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.support import wait_for
+
 from .events_helpers import conf
-from .harness import AGENT, SUPERVISORD, wait_for
+from .harness import AGENT, SUPERVISORD
 
 CRASHMAIL = Path(sys.executable).parent / "crashmail"
 

@@ -8,7 +8,9 @@ import sys
 import textwrap
 from pathlib import Path
 
-from .harness import free_port, wait_for, write_config
+from tests.support import free_port, wait_for
+
+from .harness import write_config
 
 SERVER = Path(__file__).with_name("programs") / "fd0_server.py"
 HEADER = """

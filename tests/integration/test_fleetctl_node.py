@@ -12,7 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from .harness import Daemon, free_port, wait_for, write_config
+from tests.support import free_port, wait_for
+
+from .harness import Daemon, write_config
 
 FLEETCTL = [sys.executable, "-m", "fleetvisor.cli.main"]
 

@@ -17,7 +17,9 @@ from supervisor.xmlrpc import SupervisorTransport
 from fleetvisor.v1 import agent_pb2 as pb
 from fleetvisor.v1 import agent_pb2_grpc as pb_grpc
 
-from .harness import Daemon, free_port, wait_for, write_config
+from tests.support import free_port, wait_for
+
+from .harness import Daemon, write_config
 
 BASE = """
 [unix_http_server]

@@ -14,8 +14,10 @@ import xmlrpc.client
 import pytest
 from supervisor.xmlrpc import SupervisorTransport
 
-from .ctlharness import SUPERVISORCTL, free_port
-from .harness import AGENT, SUPERVISORD, Daemon, wait_for, write_config
+from tests.support import free_port, wait_for
+
+from .ctlharness import SUPERVISORCTL
+from .harness import AGENT, SUPERVISORD, Daemon, write_config
 
 BASE = """
 [supervisord]

@@ -14,7 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from .harness import AGENT, pid_alive, wait_for, write_config
+from tests.support import pid_alive, wait_for
+
+from .harness import AGENT, write_config
 
 HEADER = """
 [supervisord]

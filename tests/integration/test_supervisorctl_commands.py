@@ -2,17 +2,21 @@
 against the agent with the same config: the same output and exit status (pids, times and
 paths masked).
 
-One pair of daemons serves the whole module; the tests run in file order and leave both
-daemons in the same state, so each comparison is fair.
+Tests that only look share one pair of daemons (`pair`) and must leave it as they found it,
+which is checked after each of them; a test that changes anything gets a pair of its own
+(`own_pair`). So every test starts from the same state, whatever ran before it.
 """
 
 from __future__ import annotations
 
 import re
+import threading
 
 import pytest
 
-from .ctlharness import PASSWORD, USER, Pair, Streaming
+from tests.support import wait_for
+
+from .ctlharness import PASSWORD, USER, Pair, Server, Streaming
 
 PROGRAMS = """
 [program:steady]
@@ -62,15 +66,65 @@ priority=10
 AUTOSTARTED = ("steady", "chatty", "trapper", "grp:g1", "grp:g2")
 
 
-@pytest.fixture(scope="module")
-def pair(tmp_path_factory):
-    pair = Pair(tmp_path_factory.mktemp("ctl"), PROGRAMS)
+def start_pair(directory) -> Pair:
+    pair = Pair(directory, PROGRAMS)
     try:
         for name in AUTOSTARTED:
             pair.for_each(lambda s: s.wait_state(name, "RUNNING"))
-        yield pair
+    except BaseException:
+        pair.close()
+        raise
+    return pair
+
+
+def processes(pair: Pair) -> list[dict]:
+    """What a test that only looks must not change: every process's state, pid and times."""
+    return [{(i["group"], i["name"]): (i["statename"], i["pid"], i["start"], i["stop"])
+             for i in server.rpc().supervisor.getAllProcessInfo()} for server in (pair.stock, pair.agent)]
+
+
+@pytest.fixture(scope="module")
+def shared_pair(tmp_path_factory):
+    pair = start_pair(tmp_path_factory.mktemp("ctl"))
+    try:
+        yield pair, processes(pair)
     finally:
         pair.close()
+
+
+@pytest.fixture
+def pair(shared_pair):
+    """The module's pair, for a test that only looks."""
+    pair, before = shared_pair
+    yield pair
+    assert processes(pair) == before, "the test changed the shared daemons: it needs `own_pair`"
+
+
+@pytest.fixture(scope="module")
+def retiring():
+    """Pairs whose test is over, stopping in the background (stock supervisord takes a second
+    per priority level to shut down); the module waits for them at its end."""
+    threads: list[threading.Thread] = []
+    yield threads
+    for thread in threads:
+        thread.join()
+
+
+@pytest.fixture
+def own_pair(tmp_path, retiring):
+    """A pair for this test alone, freshly started."""
+    pair = start_pair(tmp_path)
+    yield pair
+    thread = threading.Thread(target=pair.close)
+    thread.start()
+    retiring.append(thread)
+
+
+def wait_logged(server: Server, name: str, text: str, count: int = 1) -> None:
+    """Output lands in a log a moment after the spawn: wait until `name`'s stdout log holds
+    `text` `count` times."""
+    wait_for(lambda: server.rpc().supervisor.tailProcessStdoutLog(name, 0, 4096)[0].count(text) >= count,
+             10, f"{count} x {text!r} in the log of {name}")
 
 
 # -- status, version, pid --------------------------------------------------------------------
@@ -114,7 +168,8 @@ def test_pid_is_the_daemons(pair):
 
 # -- start, stop, restart ----------------------------------------------------------------------
 
-def test_start_and_stop_one_process(pair):
+def test_start_and_stop_one_process(own_pair):
+    pair = own_pair
     assert pair.same("start", "manual") == (0, "manual: started\n")
     assert pair.same("start", "manual") == (0, "manual: ERROR (already started)\n")
     assert pair.same("status", "manual")[0] == 0
@@ -136,7 +191,8 @@ def test_usage_errors(pair):
         assert rc != 0 and out
 
 
-def test_start_failures(pair):
+def test_start_failures(own_pair):
+    pair = own_pair
     assert pair.same("start", "crasher") == (7, "crasher: ERROR (spawn error)\n")
     pair.for_each(lambda s: s.wait_state("crasher", "FATAL"))
     rc, out = pair.same("status", "crasher")
@@ -146,7 +202,8 @@ def test_start_failures(pair):
     assert pair.same("start", "noexec") == (1, "noexec: ERROR (file is not executable)\n")
 
 
-def test_group_start_stop_restart(pair):
+def test_group_start_stop_restart(own_pair):
+    pair = own_pair
     assert pair.same_lines("stop", "grp:*") == (0, ["grp:g1: stopped", "grp:g2: stopped"])
     assert pair.same("stop", "grp:*") == (0, "")
     assert pair.same_lines("start", "grp:*") == (0, ["grp:g1: started", "grp:g2: started"])
@@ -156,14 +213,15 @@ def test_group_start_stop_restart(pair):
                                                            "grp:g1: started\nsteady: started\n")
 
 
-def test_group_results_come_in_priority_order(pair):
+def test_group_results_come_in_priority_order(own_pair):
+    pair = own_pair
     """Processes settling together are reported by priority (g2 has the lower number)."""
     assert pair.agent.ctl("stop", "grp:*").out == "grp:g2: stopped\ngrp:g1: stopped\n"
     assert pair.agent.ctl("start", "grp:*").out == "grp:g2: started\ngrp:g1: started\n"
-    pair.stock.ctl("restart", "grp:*")
 
 
-def test_start_all_and_stop_all(pair):
+def test_start_all_and_stop_all(own_pair):
+    pair = own_pair
     rc, out = pair.same_lines("start", "all")
     assert "manual: started" in out and "crasher: ERROR (spawn error)" in out
     pair.for_each(lambda s: s.wait_state("crasher", "FATAL"))
@@ -196,10 +254,14 @@ def test_tail(pair):
         ("manual",), ("grp:g1",)]))
 
 
-def test_tail_shows_the_output(pair):
-    # chatty ran twice by now (start all / stop all above)
+def test_tail_shows_the_output(own_pair):
+    pair = own_pair
+    pair.for_each(lambda s: wait_logged(s, "chatty", "out-line"))
+    pair.same("restart", "chatty")  # a second run: its log goes on after the first
+    pair.for_each(lambda s: wait_logged(s, "chatty", "out-line", count=2))
     assert pair.same("tail", "chatty") == (0, "out-line\nout-line\n\n")
-    assert pair.same("tail", "chatty", "stderr") == (0, "err-line\nerr-line\n\n")
+    wait_for(lambda: pair.both("tail", "chatty", "stderr") == ((0, "err-line\nerr-line\n\n"),) * 2, 10,
+             "both runs in both stderr logs")
 
 
 def test_maintail(pair):
@@ -208,7 +270,9 @@ def test_maintail(pair):
     assert (result.rc, result.out) == (0, log[-200:].decode() + "\n")
 
 
-def test_clear(pair):
+def test_clear(own_pair):
+    pair = own_pair
+    pair.for_each(lambda s: wait_logged(s, "chatty", "out-line"))  # what there is to clear
     assert pair.same("clear", "chatty") == (0, "chatty: cleared\n")
     assert pair.same("tail", "chatty") == (0, "\n")
     assert pair.same("clear", "nosuch")[0] == 1
@@ -242,7 +306,6 @@ def test_tcp_refuses_wrong_credentials(pair):
 # -- streams -----------------------------------------------------------------------------------
 
 def test_tail_f_follows_and_ends_on_ctrl_c(pair):
-    pair.same("restart", "chatty")  # its logs were cleared above
     outputs = []
     for server in (pair.stock, pair.agent):
         stream = Streaming(server, "tail", "-f", "chatty", "stderr")
@@ -255,7 +318,8 @@ def test_tail_f_follows_and_ends_on_ctrl_c(pair):
     assert outputs[1] == outputs[0] == "==> Press Ctrl-C to exit <==\nerr-line\n\n"
 
 
-def test_maintail_f_streams_new_lines(pair):
+def test_maintail_f_streams_new_lines(own_pair):
+    pair = own_pair
     stream = Streaming(pair.agent, "maintail", "-f")
     try:
         stream.wait_for_text("==> Press Ctrl-C to exit <==")
@@ -265,7 +329,6 @@ def test_maintail_f_streams_new_lines(pair):
         assert stream.interrupt() == 0
     finally:
         stream.kill()
-        pair.agent.ctl("stop", "manual")
 
 
 def test_fg_refusals(pair):
@@ -289,7 +352,8 @@ startsecs=0
 """
 
 
-def test_reread_update_add_remove(pair):
+def test_reread_update_add_remove(own_pair):
+    pair = own_pair
     trapper_pid = pair.agent.rpc().supervisor.getProcessInfo("trapper")["pid"]
     assert pair.same("reread") == (0, "No config updates to processes\n")
     pair.rewrite(CHANGED)
@@ -318,25 +382,28 @@ def test_reread_update_add_remove(pair):
     pair.same("status", "newbie")
 
 
-def test_reread_of_a_broken_file_changes_nothing(pair):
-    for server in (pair.stock, pair.agent):
-        server.config.write_text(server.config.read_text() + "\n[program:broken]\n")
-    rc, out = pair.agent.ctl("reread")
+def test_reread_of_a_broken_file_changes_nothing(own_pair):
+    pair = own_pair
+    agent = pair.agent
+    available = agent.ctl("avail")
+    agent.config.write_text(agent.config.read_text() + "\n[program:broken]\n")
+    rc, out = agent.ctl("reread")
     assert rc == 1 and out.startswith("ERROR: CANT_REREAD: ")
     assert "broken" in out
-    assert pair.agent.ctl("status", "newbie").rc == 0
-    pair.rewrite(CHANGED)
+    assert agent.ctl("avail") == available
+    assert agent.ctl("status", *AUTOSTARTED).rc == 0
 
 
 # -- reload and shutdown -------------------------------------------------------------------------
 
-def test_reload(pair):
+def test_reload(own_pair):
+    pair = own_pair
     old = pair.agent.rpc().supervisor.getProcessInfo("steady")["pid"]
     assert pair.same("reload") == (0, "Restarted supervisord\n")
-    for name in ("steady", "trapper", "newbie"):
+    for name in AUTOSTARTED:
         pair.for_each(lambda s: s.wait_state(name, "RUNNING", timeout=30))
     assert pair.agent.rpc().supervisor.getProcessInfo("steady")["pid"] != old
-    pair.same("status", "steady", "trapper", "newbie")
+    pair.same("status", *AUTOSTARTED)
 
 
 SLOW = CHANGED + """
@@ -348,7 +415,8 @@ startsecs=0
 """
 
 
-def test_shutdown(pair):
+def test_shutdown(own_pair):
+    pair = own_pair
     pair.rewrite(SLOW)
     pair.same("update")
     pair.for_each(lambda s: s.wait_state("slowstop", "RUNNING"))

@@ -8,8 +8,10 @@ import subprocess
 
 import pytest
 
+from tests.support import wait_for
+
 from .ctlharness import Server, Streaming, make_config
-from .harness import AGENT, wait_for
+from .harness import AGENT
 
 PROGRAMS = """
 [program:counter]

@@ -10,8 +10,9 @@ from urllib.parse import quote
 
 import pytest
 
-from .harness import wait_for
-from .web_helpers import (LOG_TEXT, Web, free_port, rows, rpc, shown_message, state,
+from tests.support import free_port, wait_for
+
+from .web_helpers import (LOG_TEXT, Web, rows, rpc, shown_message, state,
                           wait_all_running, wait_state, web_config)
 
 RUNNING_AT_BOOT = ["sleeper", "talker", "worker:worker_0", "worker:worker_1"]

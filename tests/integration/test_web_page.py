@@ -18,8 +18,9 @@ from selenium.common.exceptions import NoSuchElementException, StaleElementRefer
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
-from .harness import wait_for
-from .web_helpers import (LOG_TEXT, PASSWORD, PROGRAMS, USER, Web, free_port, rpc, state,
+from tests.support import free_port, wait_for
+
+from .web_helpers import (LOG_TEXT, PASSWORD, PROGRAMS, USER, Web, rpc, state,
                           wait_all_running, web_config)
 
 CHROMIUM = "/usr/bin/chromium"

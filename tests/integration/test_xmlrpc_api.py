@@ -11,8 +11,9 @@ import xmlrpc.client
 
 import pytest
 
+from tests.support import wait_for
+
 from .ctlharness import Pair, Server
-from .harness import wait_for
 
 PROGRAMS = """
 [program:steady]

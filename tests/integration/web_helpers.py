@@ -7,14 +7,15 @@ import base64
 import html
 import http.client
 import re
-import socket
 import textwrap
 import xmlrpc.client
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urlencode
 
-from .harness import wait_for, write_config
+from tests.support import wait_for
+
+from .harness import write_config
 
 USER, PASSWORD = "admin", "s3cret"
 LOG_TEXT = '<script>alert("x")</script> & <b>bold</b>'
@@ -40,12 +41,6 @@ command=/bin/sleep 1000
 autostart=false
 startsecs=0
 """
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def web_config(tmp_path: Path, port: int, programs: str = PROGRAMS, auth: bool = True) -> Path:

@@ -33,10 +33,12 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 from fleetvisor.controller.embedded import die_with_parent
 
-from tests.integration import harness
+from tests import support
+from tests.support import pid_alive
 
 IP = "/usr/sbin/ip"
 PREFIX = "fvmh"
@@ -44,6 +46,7 @@ ROUTE_PROTO = "231"
 REPO = Path(__file__).resolve().parents[2]
 PYTHON = sys.executable
 NAME = re.compile(rf"^{PREFIX}(\d+)-")
+T = TypeVar("T")
 
 
 class NetnsUnavailable(Exception):
@@ -57,19 +60,9 @@ def ip(*args: str, check: bool = True) -> str:
     return result.stdout
 
 
-def wait_for(condition: Callable[[], object], timeout: float, what: str, interval: float = 0.1) -> object:
-    """The harness's wait, checking less often: a condition here runs a process in a namespace."""
-    return harness.wait_for(condition, timeout, what, interval)
-
-
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-        return True
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
+def wait_for(condition: Callable[[], T], timeout: float, what: str, interval: float = 0.1) -> T:
+    """The shared wait, checking less often: a condition here runs a process in a namespace."""
+    return support.wait_for(condition, timeout, what, interval)
 
 
 def netns_pids(ns: str) -> list[int]:
@@ -86,11 +79,8 @@ def cmdline(pid: int) -> list[str]:
 
 
 def is_zombie(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(") ", 1)[1][0] == "Z"
-    except (OSError, IndexError):
-        return True
+    """A zombie, or gone already: nothing left to kill."""
+    return not pid_alive(pid)
 
 
 def kill_netns_processes(ns: str) -> None:
