@@ -23,7 +23,7 @@ import grpc
 from aetcd import rpc
 
 from .backoff import Backoff
-from .etcd import EtcdError, WatchStream, describe, recover
+from .etcd import EtcdError, WatchStream, describe, recover, request_timeout
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +67,7 @@ class Election:
         self._first_round = asyncio.get_running_loop().create_future()
         self._task = asyncio.create_task(self._run(), name=f"election {self.key}")
         try:
-            async with asyncio.timeout(self._timeout() * 2):
+            async with asyncio.timeout(request_timeout(self._client) * 2):
                 await asyncio.shield(self._first_round)
         except Exception as exc:
             await self.close(resign=True)
@@ -84,16 +84,13 @@ class Election:
             leases = self._stale_leases | ({self._lease} if self._lease else set())
             for lease in leases:
                 try:
-                    async with asyncio.timeout(self._timeout()):
+                    async with asyncio.timeout(request_timeout(self._client)):
                         await self._client.revoke_lease(lease)
                 except Exception as exc:
                     log.warning("could not resign %s (lease %x): %s", self.key, lease, describe(exc))
             self._stale_leases.clear()
         self._lease = None
         self._set(False, None)
-
-    def _timeout(self) -> float:
-        return getattr(self._client, "_timeout", None) or 5.0
 
     # -- rounds --------------------------------------------------------------------------------
 

@@ -299,6 +299,11 @@ async def recover(client: aetcd.Client, exc: BaseException) -> None:
         pass  # the caller's retry loop will see the failure again
 
 
+def request_timeout(client: object) -> float:
+    """The per-request deadline a client was built with (aetcd keeps it private), 5 s if none."""
+    return getattr(client, "_timeout", None) or 5.0
+
+
 def is_unavailable(exc: BaseException) -> bool:
     """True when the member we talk to is gone or cut off (not when it refused a request)."""
     cause = exc.__cause__ if isinstance(exc, aetcd.exceptions.ClientError) and exc.__cause__ else exc

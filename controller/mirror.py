@@ -22,7 +22,16 @@ import aetcd
 from aetcd import rpc
 
 from .backoff import Backoff
-from .etcd import EtcdError, WatchCompacted, WatchStream, describe, event_revision, prefix_range_end, recover
+from .etcd import (
+    EtcdError,
+    WatchCompacted,
+    WatchStream,
+    describe,
+    event_revision,
+    prefix_range_end,
+    recover,
+    request_timeout,
+)
 
 log = logging.getLogger(__name__)
 
@@ -116,7 +125,7 @@ class Mirror:
         self._live = asyncio.get_running_loop().create_future()
         self._task = asyncio.create_task(self._run(), name=f"mirror {self.prefix}")
         try:
-            async with asyncio.timeout(self._timeout()):
+            async with asyncio.timeout(request_timeout(self._client)):
                 await asyncio.shield(self._live)
         except Exception as exc:
             await self.close()
@@ -128,9 +137,6 @@ class Mirror:
             await asyncio.wait([self._task])  # unlike awaiting it, keeps a cancel of *us* intact
             self._task = None
         self.connected = False
-
-    def _timeout(self) -> float:
-        return getattr(self._client, "_timeout", None) or 5.0
 
     # -- the watch loop ------------------------------------------------------------------------
 
@@ -219,7 +225,7 @@ class Mirror:
         key = self._start
         while True:
             request = rpc.RangeRequest(key=key, range_end=self._end, limit=PAGE_SIZE, revision=revision)
-            response = await self._client.kvstub.Range(request, timeout=self._timeout(),
+            response = await self._client.kvstub.Range(request, timeout=request_timeout(self._client),
                                                        metadata=self._client.metadata)
             revision = revision or response.header.revision
             for kv in response.kvs:

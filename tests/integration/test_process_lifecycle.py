@@ -12,8 +12,6 @@ import sys
 import textwrap
 from pathlib import Path
 
-import pytest
-
 from tests.support import pid_alive, wait_for
 
 from .harness import AGENT, write_config
