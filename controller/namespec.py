@@ -5,8 +5,7 @@ meaning the group of that name, `group:name`, `group:*`), globs allowed; a bare 
 `NODE:*` is every process on the node, and `all` every process everywhere.
 
 The one reading of the grammar: the controller selects with it and fleetctl refuses a malformed
-pattern with it before any call. So it stays pure (fnmatch only): importing it pulls in neither
-etcd nor grpc.
+pattern with it before any call. So it stays pure: importing it pulls in neither etcd nor grpc.
 """
 
 from __future__ import annotations
@@ -14,6 +13,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
+
+from fleetvisor.agent.security.policy import program_matches
 
 GLOB_CHARS = frozenset("*?[")
 EVERYTHING = "all"
@@ -41,12 +42,7 @@ class Pattern:
         return fnmatchcase(node, self.node)
 
     def matches_process(self, group: str, name: str) -> bool:
-        if self.whole_node:
-            return True
-        if ":" not in self.spec:
-            return fnmatchcase(group, self.spec)
-        want_group, want_name = self.spec.split(":", 1)
-        return fnmatchcase(group, want_group) and fnmatchcase(name, want_name or "*")
+        return program_matches(self.spec, group, name)
 
 
 def parse(text: str) -> Pattern:

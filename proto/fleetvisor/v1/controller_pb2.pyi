@@ -76,7 +76,7 @@ STEP_REVERTED: NodeStepState
 STEP_SKIPPED: NodeStepState
 
 class HeartbeatRequest(_message.Message):
-    __slots__ = ("node", "address", "labels", "agent_version", "applied_revision", "agent_run_id", "started_at", "edited_by_hand")
+    __slots__ = ("node", "address", "labels", "agent_version", "applied_revision", "agent_run_id", "started_at", "edited_by_hand", "security_revision")
     class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -92,6 +92,7 @@ class HeartbeatRequest(_message.Message):
     AGENT_RUN_ID_FIELD_NUMBER: _ClassVar[int]
     STARTED_AT_FIELD_NUMBER: _ClassVar[int]
     EDITED_BY_HAND_FIELD_NUMBER: _ClassVar[int]
+    SECURITY_REVISION_FIELD_NUMBER: _ClassVar[int]
     node: str
     address: str
     labels: _containers.ScalarMap[str, str]
@@ -100,17 +101,71 @@ class HeartbeatRequest(_message.Message):
     agent_run_id: str
     started_at: float
     edited_by_hand: bool
-    def __init__(self, node: _Optional[str] = ..., address: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., agent_version: _Optional[str] = ..., applied_revision: _Optional[str] = ..., agent_run_id: _Optional[str] = ..., started_at: _Optional[float] = ..., edited_by_hand: _Optional[bool] = ...) -> None: ...
+    security_revision: int
+    def __init__(self, node: _Optional[str] = ..., address: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., agent_version: _Optional[str] = ..., applied_revision: _Optional[str] = ..., agent_run_id: _Optional[str] = ..., started_at: _Optional[float] = ..., edited_by_hand: _Optional[bool] = ..., security_revision: _Optional[int] = ...) -> None: ...
 
 class HeartbeatResponse(_message.Message):
-    __slots__ = ("interval_seconds", "ttl_seconds", "controller_id")
+    __slots__ = ("interval_seconds", "ttl_seconds", "controller_id", "security")
     INTERVAL_SECONDS_FIELD_NUMBER: _ClassVar[int]
     TTL_SECONDS_FIELD_NUMBER: _ClassVar[int]
     CONTROLLER_ID_FIELD_NUMBER: _ClassVar[int]
+    SECURITY_FIELD_NUMBER: _ClassVar[int]
     interval_seconds: float
     ttl_seconds: float
     controller_id: str
-    def __init__(self, interval_seconds: _Optional[float] = ..., ttl_seconds: _Optional[float] = ..., controller_id: _Optional[str] = ...) -> None: ...
+    security: SecurityState
+    def __init__(self, interval_seconds: _Optional[float] = ..., ttl_seconds: _Optional[float] = ..., controller_id: _Optional[str] = ..., security: _Optional[_Union[SecurityState, _Mapping]] = ...) -> None: ...
+
+class Policy(_message.Message):
+    __slots__ = ("name", "verbs", "users", "groups", "roles", "labels", "nodes", "programs", "run_as")
+    class LabelsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    VERBS_FIELD_NUMBER: _ClassVar[int]
+    USERS_FIELD_NUMBER: _ClassVar[int]
+    GROUPS_FIELD_NUMBER: _ClassVar[int]
+    ROLES_FIELD_NUMBER: _ClassVar[int]
+    LABELS_FIELD_NUMBER: _ClassVar[int]
+    NODES_FIELD_NUMBER: _ClassVar[int]
+    PROGRAMS_FIELD_NUMBER: _ClassVar[int]
+    RUN_AS_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    verbs: _containers.RepeatedScalarFieldContainer[str]
+    users: _containers.RepeatedScalarFieldContainer[str]
+    groups: _containers.RepeatedScalarFieldContainer[str]
+    roles: _containers.RepeatedScalarFieldContainer[str]
+    labels: _containers.ScalarMap[str, str]
+    nodes: str
+    programs: str
+    run_as: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, name: _Optional[str] = ..., verbs: _Optional[_Iterable[str]] = ..., users: _Optional[_Iterable[str]] = ..., groups: _Optional[_Iterable[str]] = ..., roles: _Optional[_Iterable[str]] = ..., labels: _Optional[_Mapping[str, str]] = ..., nodes: _Optional[str] = ..., programs: _Optional[str] = ..., run_as: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class Revocation(_message.Message):
+    __slots__ = ("serial", "name", "who", "time")
+    SERIAL_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    WHO_FIELD_NUMBER: _ClassVar[int]
+    TIME_FIELD_NUMBER: _ClassVar[int]
+    serial: str
+    name: str
+    who: str
+    time: float
+    def __init__(self, serial: _Optional[str] = ..., name: _Optional[str] = ..., who: _Optional[str] = ..., time: _Optional[float] = ...) -> None: ...
+
+class SecurityState(_message.Message):
+    __slots__ = ("revision", "policies", "revoked")
+    REVISION_FIELD_NUMBER: _ClassVar[int]
+    POLICIES_FIELD_NUMBER: _ClassVar[int]
+    REVOKED_FIELD_NUMBER: _ClassVar[int]
+    revision: int
+    policies: _containers.RepeatedCompositeFieldContainer[Policy]
+    revoked: _containers.RepeatedCompositeFieldContainer[Revocation]
+    def __init__(self, revision: _Optional[int] = ..., policies: _Optional[_Iterable[_Union[Policy, _Mapping]]] = ..., revoked: _Optional[_Iterable[_Union[Revocation, _Mapping]]] = ...) -> None: ...
 
 class NodeInfo(_message.Message):
     __slots__ = ("name", "address", "labels", "agent_version", "up", "reachable", "last_heartbeat", "state_as_of", "applied_revision", "desired_revision", "error", "started_at", "edited_by_hand")
@@ -560,3 +615,57 @@ class GetOperationRequest(_message.Message):
     id: str
     reason: str
     def __init__(self, id: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class ListPoliciesRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListPoliciesResponse(_message.Message):
+    __slots__ = ("policies",)
+    POLICIES_FIELD_NUMBER: _ClassVar[int]
+    policies: _containers.RepeatedCompositeFieldContainer[Policy]
+    def __init__(self, policies: _Optional[_Iterable[_Union[Policy, _Mapping]]] = ...) -> None: ...
+
+class SetPolicyRequest(_message.Message):
+    __slots__ = ("policy",)
+    POLICY_FIELD_NUMBER: _ClassVar[int]
+    policy: Policy
+    def __init__(self, policy: _Optional[_Union[Policy, _Mapping]] = ...) -> None: ...
+
+class DeletePolicyRequest(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...
+
+class DeletePolicyResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ForgetNodeRequest(_message.Message):
+    __slots__ = ("node",)
+    NODE_FIELD_NUMBER: _ClassVar[int]
+    node: str
+    def __init__(self, node: _Optional[str] = ...) -> None: ...
+
+class ForgetNodeResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class RevokeCertificateRequest(_message.Message):
+    __slots__ = ("serial", "name")
+    SERIAL_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    serial: str
+    name: str
+    def __init__(self, serial: _Optional[str] = ..., name: _Optional[str] = ...) -> None: ...
+
+class ListRevocationsRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListRevocationsResponse(_message.Message):
+    __slots__ = ("revoked",)
+    REVOKED_FIELD_NUMBER: _ClassVar[int]
+    revoked: _containers.RepeatedCompositeFieldContainer[Revocation]
+    def __init__(self, revoked: _Optional[_Iterable[_Union[Revocation, _Mapping]]] = ...) -> None: ...

@@ -140,6 +140,36 @@ class ControllerServiceStub:
                 request_serializer=fleetvisor_dot_v1_dot_controller__pb2.GetOperationRequest.SerializeToString,
                 response_deserializer=fleetvisor_dot_v1_dot_controller__pb2.Operation.FromString,
                 _registered_method=True)
+        self.ListPolicies = channel.unary_unary(
+                '/fleetvisor.v1.ControllerService/ListPolicies',
+                request_serializer=fleetvisor_dot_v1_dot_controller__pb2.ListPoliciesRequest.SerializeToString,
+                response_deserializer=fleetvisor_dot_v1_dot_controller__pb2.ListPoliciesResponse.FromString,
+                _registered_method=True)
+        self.SetPolicy = channel.unary_unary(
+                '/fleetvisor.v1.ControllerService/SetPolicy',
+                request_serializer=fleetvisor_dot_v1_dot_controller__pb2.SetPolicyRequest.SerializeToString,
+                response_deserializer=fleetvisor_dot_v1_dot_controller__pb2.Policy.FromString,
+                _registered_method=True)
+        self.DeletePolicy = channel.unary_unary(
+                '/fleetvisor.v1.ControllerService/DeletePolicy',
+                request_serializer=fleetvisor_dot_v1_dot_controller__pb2.DeletePolicyRequest.SerializeToString,
+                response_deserializer=fleetvisor_dot_v1_dot_controller__pb2.DeletePolicyResponse.FromString,
+                _registered_method=True)
+        self.ForgetNode = channel.unary_unary(
+                '/fleetvisor.v1.ControllerService/ForgetNode',
+                request_serializer=fleetvisor_dot_v1_dot_controller__pb2.ForgetNodeRequest.SerializeToString,
+                response_deserializer=fleetvisor_dot_v1_dot_controller__pb2.ForgetNodeResponse.FromString,
+                _registered_method=True)
+        self.RevokeCertificate = channel.unary_unary(
+                '/fleetvisor.v1.ControllerService/RevokeCertificate',
+                request_serializer=fleetvisor_dot_v1_dot_controller__pb2.RevokeCertificateRequest.SerializeToString,
+                response_deserializer=fleetvisor_dot_v1_dot_controller__pb2.Revocation.FromString,
+                _registered_method=True)
+        self.ListRevocations = channel.unary_unary(
+                '/fleetvisor.v1.ControllerService/ListRevocations',
+                request_serializer=fleetvisor_dot_v1_dot_controller__pb2.ListRevocationsRequest.SerializeToString,
+                response_deserializer=fleetvisor_dot_v1_dot_controller__pb2.ListRevocationsResponse.FromString,
+                _registered_method=True)
 
 
 class ControllerServiceServicer:
@@ -282,6 +312,44 @@ class ControllerServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListPolicies(self, request, context):
+        """Administration (verb admin): authorization policies, nodes that are gone for good,
+        revoked certificates.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetPolicy(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeletePolicy(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ForgetNode(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RevokeCertificate(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListRevocations(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ControllerServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -389,6 +457,36 @@ def add_ControllerServiceServicer_to_server(servicer, server):
                     servicer.AbortOperation,
                     request_deserializer=fleetvisor_dot_v1_dot_controller__pb2.GetOperationRequest.FromString,
                     response_serializer=fleetvisor_dot_v1_dot_controller__pb2.Operation.SerializeToString,
+            ),
+            'ListPolicies': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListPolicies,
+                    request_deserializer=fleetvisor_dot_v1_dot_controller__pb2.ListPoliciesRequest.FromString,
+                    response_serializer=fleetvisor_dot_v1_dot_controller__pb2.ListPoliciesResponse.SerializeToString,
+            ),
+            'SetPolicy': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetPolicy,
+                    request_deserializer=fleetvisor_dot_v1_dot_controller__pb2.SetPolicyRequest.FromString,
+                    response_serializer=fleetvisor_dot_v1_dot_controller__pb2.Policy.SerializeToString,
+            ),
+            'DeletePolicy': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeletePolicy,
+                    request_deserializer=fleetvisor_dot_v1_dot_controller__pb2.DeletePolicyRequest.FromString,
+                    response_serializer=fleetvisor_dot_v1_dot_controller__pb2.DeletePolicyResponse.SerializeToString,
+            ),
+            'ForgetNode': grpc.unary_unary_rpc_method_handler(
+                    servicer.ForgetNode,
+                    request_deserializer=fleetvisor_dot_v1_dot_controller__pb2.ForgetNodeRequest.FromString,
+                    response_serializer=fleetvisor_dot_v1_dot_controller__pb2.ForgetNodeResponse.SerializeToString,
+            ),
+            'RevokeCertificate': grpc.unary_unary_rpc_method_handler(
+                    servicer.RevokeCertificate,
+                    request_deserializer=fleetvisor_dot_v1_dot_controller__pb2.RevokeCertificateRequest.FromString,
+                    response_serializer=fleetvisor_dot_v1_dot_controller__pb2.Revocation.SerializeToString,
+            ),
+            'ListRevocations': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListRevocations,
+                    request_deserializer=fleetvisor_dot_v1_dot_controller__pb2.ListRevocationsRequest.FromString,
+                    response_serializer=fleetvisor_dot_v1_dot_controller__pb2.ListRevocationsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -958,6 +1056,168 @@ class ControllerService:
             '/fleetvisor.v1.ControllerService/AbortOperation',
             fleetvisor_dot_v1_dot_controller__pb2.GetOperationRequest.SerializeToString,
             fleetvisor_dot_v1_dot_controller__pb2.Operation.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListPolicies(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fleetvisor.v1.ControllerService/ListPolicies',
+            fleetvisor_dot_v1_dot_controller__pb2.ListPoliciesRequest.SerializeToString,
+            fleetvisor_dot_v1_dot_controller__pb2.ListPoliciesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetPolicy(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fleetvisor.v1.ControllerService/SetPolicy',
+            fleetvisor_dot_v1_dot_controller__pb2.SetPolicyRequest.SerializeToString,
+            fleetvisor_dot_v1_dot_controller__pb2.Policy.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeletePolicy(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fleetvisor.v1.ControllerService/DeletePolicy',
+            fleetvisor_dot_v1_dot_controller__pb2.DeletePolicyRequest.SerializeToString,
+            fleetvisor_dot_v1_dot_controller__pb2.DeletePolicyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ForgetNode(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fleetvisor.v1.ControllerService/ForgetNode',
+            fleetvisor_dot_v1_dot_controller__pb2.ForgetNodeRequest.SerializeToString,
+            fleetvisor_dot_v1_dot_controller__pb2.ForgetNodeResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RevokeCertificate(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fleetvisor.v1.ControllerService/RevokeCertificate',
+            fleetvisor_dot_v1_dot_controller__pb2.RevokeCertificateRequest.SerializeToString,
+            fleetvisor_dot_v1_dot_controller__pb2.Revocation.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListRevocations(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fleetvisor.v1.ControllerService/ListRevocations',
+            fleetvisor_dot_v1_dot_controller__pb2.ListRevocationsRequest.SerializeToString,
+            fleetvisor_dot_v1_dot_controller__pb2.ListRevocationsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,0 +1,161 @@
+"""The one authorization point of a gRPC server: an interceptor that, before any handler runs,
+works out who is calling (from the verified certificate, or the plaintext mode the server was
+started in), refuses revoked, role-less or foreign-cluster certificates with UNAUTHENTICATED,
+and refuses with PERMISSION_DENIED a method that has no rule or whose verb no grant of the
+caller has anywhere. Handlers read the caller from `current()` for their scope checks.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from typing import Any, NoReturn
+
+import grpc
+
+from .identity import LOCAL, Identity, IdentityError, from_pem, insecure
+from .policy import Authorizer, denial
+from .rules import verb_for
+
+_CURRENT: ContextVar[Identity] = ContextVar("fleetvisor_caller")
+_CACHE_MAX = 1024
+
+
+class Mode(enum.Enum):
+    TLS = "mutual TLS"
+    LOCAL = "plaintext on loopback"
+    INSECURE = "plaintext, insecure"
+
+
+class Refused(Exception):
+    def __init__(self, code: grpc.StatusCode, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def current() -> Identity:
+    """The caller of the RPC being served. Outside one, nobody: a LookupError, never a default."""
+    return _CURRENT.get()
+
+
+RefusalHook = Callable[[Identity | None, str, str], Awaitable[None]]
+
+
+@dataclass
+class Gate:
+    """What the guard knows: its mode, its cluster (a certificate for another is refused), the
+    current policies and revoked serials. The owner replaces `authorizer` and `revoked` as
+    they change; both are read per call."""
+    mode: Mode
+    cluster: str = ""
+    authorizer: Authorizer = field(default_factory=Authorizer)
+    revoked: Mapping[str, str] = field(default_factory=dict)
+    on_refusal: RefusalHook | None = None
+    on_unauthenticated: Callable[[str], None] | None = None  # insecure mode: a new peer
+    _identities: dict[bytes, Identity | IdentityError] = field(default_factory=dict)
+    _peers: set[str] = field(default_factory=set)
+
+    def identify(self, context: grpc.aio.ServicerContext) -> Identity:
+        """Raises Refused."""
+        if self.mode is Mode.LOCAL:
+            return LOCAL
+        if self.mode is Mode.INSECURE:
+            peer = context.peer() or ""
+            if self.on_unauthenticated is not None and peer not in self._peers:
+                if len(self._peers) >= _CACHE_MAX:
+                    self._peers.clear()
+                self._peers.add(peer)
+                self.on_unauthenticated(peer)
+            return insecure(peer)
+        pems = context.auth_context().get("x509_pem_cert")
+        if not pems:
+            raise Refused(grpc.StatusCode.UNAUTHENTICATED, "a client certificate signed by the fleet's CA is required")
+        identity = self._parse(pems[0])
+        if self.cluster and identity.cluster != self.cluster:
+            raise Refused(grpc.StatusCode.UNAUTHENTICATED,
+                          f"{identity} holds a certificate for cluster {identity.cluster!r}; this is {self.cluster!r}")
+        if identity.serial in self.revoked:
+            raise Refused(grpc.StatusCode.UNAUTHENTICATED,
+                          f"{identity}: certificate serial {identity.serial} is revoked")
+        return identity
+
+    def _parse(self, pem: bytes) -> Identity:
+        found = self._identities.get(pem)
+        if found is None:
+            try:
+                found = from_pem(pem)
+            except IdentityError as exc:
+                found = exc
+            if len(self._identities) >= _CACHE_MAX:
+                self._identities.clear()
+            self._identities[pem] = found
+        if isinstance(found, IdentityError):
+            raise Refused(grpc.StatusCode.UNAUTHENTICATED, str(found))
+        return found
+
+    def admit(self, context: grpc.aio.ServicerContext, method: str) -> Identity:
+        """Who is calling `method`, if they may call it at all. Raises Refused."""
+        identity = self.identify(context)
+        verb = verb_for(method)
+        if verb is None:
+            raise Refused(grpc.StatusCode.PERMISSION_DENIED, f"{identity} may not call {method}: it has no rule")
+        if not self.authorizer.may(identity, verb):
+            raise Refused(grpc.StatusCode.PERMISSION_DENIED, denial(identity, verb, f"(calling {method})"))
+        return identity
+
+
+class Guard(grpc.aio.ServerInterceptor):
+    def __init__(self, gate: Gate) -> None:
+        self.gate = gate
+
+    async def intercept_service(self, continuation: Callable[[grpc.HandlerCallDetails], Awaitable[Any]],
+                                details: grpc.HandlerCallDetails) -> Any:
+        handler = await continuation(details)
+        if handler is None:
+            return None
+        method: str = details.method
+        gate = self.gate
+
+        async def refuse(context: grpc.aio.ServicerContext, exc: Refused) -> NoReturn:
+            if gate.on_refusal is not None:
+                identity = None
+                try:
+                    identity = gate.identify(context)
+                except Refused:
+                    pass
+                await gate.on_refusal(identity, method, str(exc))
+            await context.abort(exc.code, str(exc))
+            raise AssertionError("abort raises")
+
+        if handler.unary_unary is not None:
+            inner_unary = handler.unary_unary
+
+            async def unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
+                try:
+                    _CURRENT.set(gate.admit(context, method))  # each RPC runs in a task of its own
+                except Refused as exc:
+                    await refuse(context, exc)
+                return await inner_unary(request, context)
+
+            return grpc.unary_unary_rpc_method_handler(unary, handler.request_deserializer,
+                                                       handler.response_serializer)
+        if handler.unary_stream is not None:
+            inner_stream = handler.unary_stream
+
+            async def stream(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+                try:
+                    _CURRENT.set(gate.admit(context, method))
+                except Refused as exc:
+                    await refuse(context, exc)
+                async for item in inner_stream(request, context):
+                    yield item
+
+            return grpc.unary_stream_rpc_method_handler(stream, handler.request_deserializer,
+                                                        handler.response_serializer)
+
+        async def unsupported(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            await refuse(context, Refused(grpc.StatusCode.PERMISSION_DENIED, f"{method} is not served"))
+
+        return grpc.unary_unary_rpc_method_handler(unsupported)

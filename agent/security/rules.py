@@ -1,0 +1,60 @@
+"""The verb each RPC needs. An RPC missing here is refused by the guard, and a test fails
+for every RPC of a service descriptor that has no entry."""
+
+from __future__ import annotations
+
+from .policy import ADMIN, CONTROL, DEPLOY, HEARTBEAT, READ
+
+AGENT_SERVICE = "fleetvisor.v1.AgentService"
+CONTROLLER_SERVICE = "fleetvisor.v1.ControllerService"
+
+AGENT_RULES: dict[str, str] = {
+    "GetInfo": READ,
+    "ListProcesses": READ,
+    "WatchEvents": READ,
+    "TailLog": READ,
+    "GetConfig": READ,
+    "Start": CONTROL,
+    "Stop": CONTROL,
+    "Restart": CONTROL,
+    "Signal": CONTROL,
+    "ApplyConfig": DEPLOY,
+}
+
+CONTROLLER_RULES: dict[str, str] = {
+    "Heartbeat": HEARTBEAT,
+    "GetStatus": READ,
+    "WatchStatus": READ,
+    "ListNodes": READ,
+    "GetLeader": READ,
+    "ListConfigs": READ,
+    "ConfigHistory": READ,
+    "GetConfigRevision": READ,
+    "ConfigStatus": READ,
+    "TailLog": READ,
+    "ListAudit": READ,
+    "ListOperations": READ,
+    "GetOperation": READ,
+    "WatchOperation": READ,
+    "Control": CONTROL,
+    "PushConfig": DEPLOY,
+    "RollbackConfig": DEPLOY,
+    "StartOperation": DEPLOY,
+    "PauseOperation": DEPLOY,
+    "ResumeOperation": DEPLOY,
+    "AbortOperation": DEPLOY,
+    "ListPolicies": ADMIN,
+    "SetPolicy": ADMIN,
+    "DeletePolicy": ADMIN,
+    "ForgetNode": ADMIN,
+    "RevokeCertificate": ADMIN,
+    "ListRevocations": ADMIN,
+}
+
+RULES: dict[str, dict[str, str]] = {AGENT_SERVICE: AGENT_RULES, CONTROLLER_SERVICE: CONTROLLER_RULES}
+
+
+def verb_for(full_method: str) -> str | None:
+    """'/fleetvisor.v1.AgentService/Start' -> 'control'; None when no rule exists."""
+    service, _, method = full_method.lstrip("/").rpartition("/")
+    return RULES.get(service, {}).get(method)
