@@ -48,9 +48,10 @@ def tls_agent(base: Path, node: str, controller: str, pki: Path, *, cert_dir: Pa
 def pki(tmp_path: Path) -> Path:
     directory = tmp_path / "pki"
     make_ca(directory)
-    for name in ("ctl-1", "web-1", "web-2"):
-        issue(directory, name, ["127.0.0.1"])
-    issue(directory, OPERATOR, [], client_only=True)
+    issue(directory, "ctl-1", ["127.0.0.1"], role="controller")
+    for name in ("web-1", "web-2"):
+        issue(directory, name, ["127.0.0.1"], role="agent")
+    issue(directory, OPERATOR, [], role="operator", groups=["admins"])
     return directory
 
 
@@ -59,8 +60,8 @@ def rogue_pki(tmp_path: Path) -> Path:
     """Another CA, with certificates that look right but that the fleet must not trust."""
     directory = tmp_path / "rogue"
     make_ca(directory, "rogue CA")
-    issue(directory, "mallory", [], client_only=True)
-    issue(directory, "web-9", ["127.0.0.1"])
+    issue(directory, "mallory", [], role="operator", groups=["admins"])
+    issue(directory, "web-9", ["127.0.0.1"], role="agent")
     return directory
 
 

@@ -251,8 +251,8 @@ def test_failover_to_the_next_controller_of_the_list(daemons, recorders, tmp_pat
 def test_mutual_tls_to_the_controller(daemons, recorders, tmp_path):
     pki = tmp_path / "pki"
     make_ca(pki)
-    issue(pki, "controller", ["127.0.0.1"])
-    issue(pki, "agent", ["127.0.0.1"])
+    issue(pki, "controller", ["127.0.0.1"], role="controller")
+    issue(pki, "agent", ["127.0.0.1"], role="agent")
     creds = grpc.ssl_server_credentials([((pki / "controller.key").read_bytes(), (pki / "controller.pem").read_bytes())],
                                         root_certificates=(pki / "ca.pem").read_bytes(), require_client_auth=True)
     recorder = recorders(interval=0.2, credentials=creds).start()
