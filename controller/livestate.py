@@ -16,9 +16,11 @@ import asyncio
 import datetime
 import time
 from collections.abc import Callable
+from typing import Any
 
 import grpc
 
+from fleetvisor.agent.security.guard import NODE_KEY
 from fleetvisor.v1 import agent_pb2 as apb
 from fleetvisor.v1 import agent_pb2_grpc as apb_grpc
 
@@ -35,6 +37,30 @@ CHANNEL_OPTIONS = [
     ("grpc.initial_reconnect_backoff_ms", 200),
     ("grpc.max_reconnect_backoff_ms", 5000),
 ]
+
+
+class _NameTheNode:
+    """Every call says which node it is meant for; an agent refuses one meant for another, so
+    a node that took over a gone node's address never gets that node's config or commands.
+    (A channel files an interceptor under one call kind only: one object per kind.)"""
+
+    def __init__(self, node: str) -> None:
+        self.metadata = ((NODE_KEY, node),)
+
+    def _named(self, details: grpc.aio.ClientCallDetails) -> grpc.aio.ClientCallDetails:
+        return details._replace(metadata=grpc.aio.Metadata(*(details.metadata or ()), *self.metadata))
+
+
+class _NameTheNodeUnary(_NameTheNode, grpc.aio.UnaryUnaryClientInterceptor):
+    async def intercept_unary_unary(self, continuation: Any, details: grpc.aio.ClientCallDetails,
+                                    request: Any) -> Any:
+        return await continuation(self._named(details), request)
+
+
+class _NameTheNodeStream(_NameTheNode, grpc.aio.UnaryStreamClientInterceptor):
+    async def intercept_unary_stream(self, continuation: Any, details: grpc.aio.ClientCallDetails,
+                                     request: Any) -> Any:
+        return await continuation(self._named(details), request)
 
 
 def rpc_reason(exc: grpc.aio.AioRpcError) -> str:
@@ -60,8 +86,12 @@ class NodeLink:
         self.name = name
         self.address = address
         self.on_change = on_change
-        self.channel = (grpc.aio.secure_channel(address, credentials, options=CHANNEL_OPTIONS)
-                        if credentials else grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS))
+        interceptors: list[grpc.aio.ClientInterceptor] = [_NameTheNodeUnary(name), _NameTheNodeStream(name)]
+        # Under TLS the agent must show a certificate for its node name, whatever the address.
+        self.channel = (grpc.aio.secure_channel(address, credentials, interceptors=interceptors,
+                                                options=[*CHANNEL_OPTIONS, ("grpc.ssl_target_name_override", name)])
+                        if credentials else
+                        grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS, interceptors=interceptors))
         self.stub = apb_grpc.AgentServiceStub(self.channel)
         self.processes: dict[str, apb.ProcessInfo] = {}
         self.received: dict[str, float] = {}  # namespec -> monotonic time its info arrived

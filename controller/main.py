@@ -20,6 +20,9 @@ from pathlib import Path
 
 import grpc
 
+from fleetvisor.agent.security.guard import CONTROLLER_SERVES, Gate, Guard, InsecureListen, Mode, mode_for
+from fleetvisor.agent.security.identity import IdentityError, from_pem
+
 from .election import Election
 from .embedded import EmbeddedEtcd
 from .etcd import EtcdError, EtcdSettings, connect
@@ -67,6 +70,8 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     p.add_argument("--tls-cert", metavar="FILE", help="certificate for gRPC (server and client to agents)")
     p.add_argument("--tls-key", metavar="FILE")
     p.add_argument("--tls-ca", metavar="FILE", help="CA that signs agents' and clients' certificates")
+    p.add_argument("--insecure", action="store_true",
+                   help="serve plaintext off loopback: anyone who reaches the port may do anything")
     p.add_argument("--cluster", default="default", help="cluster name: the etcd key prefix /fleetvisor/NAME/")
     p.add_argument("--state-dir", default=None, help=f"for the embedded etcd's data (default {default_state_dir()})")
     p.add_argument("--node-ttl", type=int, default=10, metavar="SECONDS",
@@ -91,6 +96,29 @@ def _read(path: str) -> bytes:
         raise StartupError(f"cannot read {path}: {exc.strerror}") from None
 
 
+def _mode(host: str, tls: object, insecure: bool) -> Mode:
+    try:
+        return mode_for(host, bool(tls), insecure)
+    except InsecureListen as exc:
+        raise StartupError(f"{exc}: pass --tls-cert, --tls-key and --tls-ca (see deploy/TLS.md), or --insecure "
+                           "to let anyone who reaches the port control the fleet") from None
+
+
+def _unauthenticated(peer: str) -> None:
+    log.warning("unauthenticated connection from %s (--insecure)", peer)
+
+
+def _check_own_certificate(pem: bytes, path: str, cluster: str) -> None:
+    try:
+        own = from_pem(pem)
+    except IdentityError as exc:
+        raise StartupError(f"--tls-cert {path}: {exc}") from None
+    if own.role != "controller" or own.cluster != cluster:
+        raise StartupError(f"--tls-cert {path} is for {own} of cluster {own.cluster!r}, not a controller of "
+                           f"cluster {cluster!r}; re-issue it with `fleetctl certs issue --role controller "
+                           f"--node NAME --cluster {cluster}`")
+
+
 async def run(args: argparse.Namespace) -> None:
     tls = (_read(args.tls_cert), _read(args.tls_key), _read(args.tls_ca)) if args.tls_cert else None
     state_dir = Path(args.state_dir or default_state_dir())
@@ -107,7 +135,13 @@ async def run(args: argparse.Namespace) -> None:
                                             key=args.etcd_key, user=args.etcd_user,
                                             password=os.environ.get("FLEETVISOR_ETCD_PASSWORD")))
         closers.append(client.close)
-        server = grpc.aio.server(options=[("grpc.http2.min_recv_ping_interval_without_data_ms", 1000),
+        host = args.listen.rpartition(":")[0]
+        gate = Gate(_mode(host, tls, args.insecure), cluster=args.cluster, roles=CONTROLLER_SERVES,
+                    on_unauthenticated=_unauthenticated)
+        if tls:
+            _check_own_certificate(tls[0], args.tls_cert, args.cluster)
+        server = grpc.aio.server(interceptors=[Guard(gate)],
+                                 options=[("grpc.http2.min_recv_ping_interval_without_data_ms", 1000),
                                           ("grpc.http2.max_ping_strikes", 0)])
         if tls:
             port = server.add_secure_port(args.listen, grpc.ssl_server_credentials(
@@ -116,7 +150,6 @@ async def run(args: argparse.Namespace) -> None:
             port = server.add_insecure_port(args.listen)
         if not port:
             raise StartupError(f"cannot listen on {args.listen}: address in use or not available")
-        host = args.listen.rpartition(":")[0]
         advertise = args.advertise or f"{host if host not in ('', '0.0.0.0', '[::]') else socket.getfqdn()}:{port}"
         controller_id = args.id or f"{socket.gethostname()}:{port}"
         prefix = prefix_of(args.cluster)
@@ -145,9 +178,10 @@ async def run(args: argparse.Namespace) -> None:
         await server.start()
         closers.append(lambda: server.stop(grace=1.0))
         log.info("controller %s serving on %s:%d (%s), cluster %r, etcd %s", controller_id, host, port,
-                 "mutual TLS" if tls else "plaintext", args.cluster, ",".join(endpoints))
-        if not tls and host not in ("127.0.0.1", "localhost", "::1", "[::1]"):
-            log.critical("gRPC on %s is not using TLS: pass --tls-cert, --tls-key and --tls-ca", args.listen)
+                 gate.mode.value, args.cluster, ",".join(endpoints))
+        if gate.mode is Mode.INSECURE:
+            log.critical("gRPC on %s is not using TLS (--insecure): anyone who reaches it controls the fleet",
+                         args.listen)
         await _until_signalled()
         log.info("shutting down")
     finally:

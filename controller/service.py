@@ -20,6 +20,7 @@ from typing import NoReturn, TypeAlias, TypeVar, cast
 import aetcd
 import grpc
 
+from fleetvisor.agent.security import guard
 from fleetvisor.v1 import agent_pb2 as apb
 from fleetvisor.v1 import controller_pb2 as pb
 from fleetvisor.v1 import controller_pb2_grpc as pb_grpc
@@ -54,10 +55,13 @@ def peer_host(context: Context) -> str:
 
 
 def caller(context: Context) -> str:
-    """The certificate's common name under mutual TLS; otherwise what fleetctl says, marked so."""
-    names = context.auth_context().get("x509_common_name")
-    if names:
-        return names[0].decode()
+    """Who to audit: the certificate's name under mutual TLS (with its role unless a person's);
+    in plaintext, what fleetctl says, marked so."""
+    who = guard.current()
+    if who.role in ("operator", "viewer"):
+        return who.name
+    if who.verified:
+        return f"{who.role} {who.name}"
     claimed = dict(context.invocation_metadata() or ()).get("fleetvisor-user", "")
     return f"{claimed or 'unknown'} (unverified)"
 

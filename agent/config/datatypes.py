@@ -15,6 +15,7 @@ import re
 import shlex
 import signal
 
+from ..security.identity import check_name
 from .model import AUTO, AutoRestart
 
 TRUE_WORDS = frozenset({"yes", "true", "on", "1"})
@@ -130,6 +131,11 @@ def name(text: str) -> str:
         if char in stripped:
             raise ValueError(f"invalid name {text!r}: it may not contain {char!r}")
     return stripped
+
+
+def node_name(text: str) -> str:
+    """A node's name: it is part of etcd keys, certificates and namespecs (identity.py's rules)."""
+    return check_name("node", text.strip())
 
 
 # -- lists ---------------------------------------------------------------------------------

@@ -148,6 +148,7 @@ class FleetvisorConfig:
     tls_key: str | None = None
     tls_ca: str | None = None
     state_dir: str | None = None
+    insecure: bool = False  # serve gRPC in plaintext off loopback, to anyone who reaches it
 
 
 @dataclass(frozen=True)

@@ -46,7 +46,7 @@ DEFAULT_RESULT_HANDLER = "supervisor.dispatchers:default_handler"
 RPC_FACTORY_KEY = "supervisor.rpcinterface_factory"
 FLEETVISOR_OPTIONS = frozenset(
     {"node", "labels", "grpc_listen", "controllers", "tls_cert", "tls_key", "tls_ca",
-     "state_dir"})
+     "state_dir", "insecure"})
 
 
 def load(path: str, *, environ: Mapping[str, str] | None = None,
@@ -478,11 +478,12 @@ class _Builder:
             raise o.error("controllers needs grpc_listen (the address controllers reach this "
                           "agent on)", "controllers")
         return FleetvisorConfig(
-            node=o.get("node", socket.gethostname(), dt.name),
+            node=o.get("node", socket.gethostname(), dt.node_name),
             labels=o.get("labels", (), dt.labels),
             grpc_listen=grpc_listen,
             controllers=controllers,
             state_dir=o.get("state_dir", None, dt.normalize_path),
+            insecure=o.get("insecure", False, dt.boolean),
             **tls,
         )
 

@@ -1,6 +1,8 @@
 """Serving AgentService on [fleetvisor] grpc_listen, on the agent's loop; mutual TLS when the
 certificate, key and CA are configured (clients without a certificate signed by the CA are
-refused during the handshake)."""
+refused during the handshake). Every call passes the guard (security/guard.py) first.
+
+Plaintext is served on loopback only, unless `insecure = true` says otherwise explicitly."""
 
 from __future__ import annotations
 
@@ -13,6 +15,8 @@ from ..daemon import StartupError
 from ..fleetconfig import FleetConfig
 from ..journal import Journal
 from ..mainlog import MainLog
+from ..security.guard import AGENT_SERVES, Gate, Guard, InsecureListen, Mode, mode_for
+from ..security.identity import Identity, IdentityError, from_pem, reissue_hint
 from ..supervisor import Supervisor
 from .service import AgentServicer
 
@@ -40,8 +44,10 @@ class GrpcFace:
         self.fv = fv
         self.log = log
         self.journal = Journal(core)
+        self.gate = Gate(Mode.LOCAL, node=fv.node, roles=AGENT_SERVES, on_unauthenticated=self._unauthenticated)
         # Controllers ping every 2 s to notice a cut link; allow it (gRPC's default is 5 min).
-        self.server = grpc.aio.server(options=[("grpc.http2.min_recv_ping_interval_without_data_ms", 1000),
+        self.server = grpc.aio.server(interceptors=[Guard(self.gate)],
+                                      options=[("grpc.http2.min_recv_ping_interval_without_data_ms", 1000),
                                                ("grpc.http2.max_ping_strikes", 0)])
         self.servicer = AgentServicer(core, self.journal, fleet)
         self.port = 0  # the bound port, once started (grpc_listen may name port 0)
@@ -51,24 +57,43 @@ class GrpcFace:
         assert self.fv.grpc_listen is not None
         host, port = self.fv.grpc_listen
         address = f"[{host}]:{port}" if ":" in host else f"{host or '0.0.0.0'}:{port}"
+        tls = bool(self.fv.tls_cert and self.fv.tls_key and self.fv.tls_ca)
+        try:
+            self.gate.mode = mode_for(host, tls, self.fv.insecure)
+        except InsecureListen as exc:
+            raise StartupError(f"{exc}: set tls_cert, tls_key and tls_ca in [fleetvisor] (see deploy/TLS.md), "
+                               "or insecure = true to let anyone who reaches the port control this host") from None
         try:
             if self.fv.tls_cert and self.fv.tls_key and self.fv.tls_ca:
+                self.gate.cluster = self._own_identity(self.fv.tls_cert).cluster
                 creds = server_credentials(self.fv.tls_cert, self.fv.tls_key, self.fv.tls_ca)
                 bound = self.server.add_secure_port(address, creds)
-                mode = "mutual TLS"
             else:
                 bound = self.server.add_insecure_port(address)
-                mode = "plaintext"
         except (OSError, RuntimeError) as exc:
             raise StartupError(f"cannot listen for gRPC on {address}: {exc}") from None
         if not bound:
             raise StartupError(f"cannot listen for gRPC on {address}: address in use or not available")
         await self.server.start()
         self.port = bound
-        if mode == "plaintext" and host not in ("127.0.0.1", "localhost", "::1"):
-            self.log.critical(f"gRPC on {address} is not using TLS: set tls_cert, tls_key and tls_ca "
-                              "in [fleetvisor] to require mutual TLS")
-        self.log.info(f"gRPC AgentService listening on {address} ({mode})")
+        if self.gate.mode is Mode.INSECURE:
+            self.log.critical(f"gRPC on {address} is not using TLS (insecure = true): anyone who reaches it "
+                              "controls this host")
+        self.log.info(f"gRPC AgentService listening on {address} ({self.gate.mode.value})")
+
+    def _own_identity(self, cert: str) -> Identity:
+        """The agent's own certificate must name it: controllers accept its heartbeats only then."""
+        try:
+            own = from_pem(_read(cert))
+        except IdentityError as exc:
+            raise StartupError(f"tls_cert {cert}: {exc}") from None
+        if own.role != "agent" or own.name != self.fv.node:
+            raise StartupError(f"tls_cert {cert} is for {own}, not agent {self.fv.node}; "
+                               f"{reissue_hint('agent', self.fv.node)}")
+        return own
+
+    def _unauthenticated(self, peer: str) -> None:
+        self.log.warn(f"unauthenticated gRPC connection from {peer} (insecure = true)")
 
     async def close(self) -> None:
         await self.server.stop(grace=1.0)

@@ -15,12 +15,14 @@ from typing import Any, NoReturn
 
 import grpc
 
-from .identity import LOCAL, Identity, IdentityError, from_pem, insecure
+from .identity import LOCAL, ROLES, Identity, IdentityError, from_pem, insecure
 from .policy import Authorizer, denial
 from .rules import verb_for
 
 _CURRENT: ContextVar[Identity] = ContextVar("fleetvisor_caller")
 _CACHE_MAX = 1024
+NODE_KEY = "fleetvisor-node"  # metadata: the node a controller means a call for
+LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1", "[::1]"})
 
 
 class Mode(enum.Enum):
@@ -33,6 +35,26 @@ class Refused(Exception):
     def __init__(self, code: grpc.StatusCode, message: str) -> None:
         super().__init__(message)
         self.code = code
+
+
+class InsecureListen(ValueError):
+    """Plaintext requested off loopback without the explicit insecure switch."""
+
+
+def mode_for(host: str, tls: bool, insecure: bool) -> Mode:
+    """How a server on `host` authenticates. Raises InsecureListen for plaintext off loopback
+    unless `insecure` was given."""
+    if tls:
+        return Mode.TLS
+    if host in LOOPBACK:
+        return Mode.LOCAL
+    if insecure:
+        return Mode.INSECURE
+    raise InsecureListen(f"refusing to serve plaintext on {host or '0.0.0.0'}, off loopback")
+
+
+AGENT_SERVES = frozenset({"controller", "operator", "viewer"})       # never another agent
+CONTROLLER_SERVES = frozenset({"agent", "operator", "viewer"})     # controllers do not call each other
 
 
 def current() -> Identity:
@@ -50,6 +72,8 @@ class Gate:
     they change; both are read per call."""
     mode: Mode
     cluster: str = ""
+    node: str = ""  # an agent's own name: a call a controller meant for another node is refused
+    roles: frozenset[str] = frozenset(ROLES)  # the certificate roles this server serves at all
     authorizer: Authorizer = field(default_factory=Authorizer)
     revoked: Mapping[str, str] = field(default_factory=dict)
     on_refusal: RefusalHook | None = None
@@ -98,12 +122,31 @@ class Gate:
     def admit(self, context: grpc.aio.ServicerContext, method: str) -> Identity:
         """Who is calling `method`, if they may call it at all. Raises Refused."""
         identity = self.identify(context)
+        if identity.verified and identity.role not in self.roles:
+            raise Refused(grpc.StatusCode.PERMISSION_DENIED, f"{identity} may not call {method}: "
+                          f"this server serves {', '.join(sorted(self.roles))} certificates only")
+        if self.node:
+            self._check_node(identity, context)
         verb = verb_for(method)
         if verb is None:
             raise Refused(grpc.StatusCode.PERMISSION_DENIED, f"{identity} may not call {method}: it has no rule")
         if not self.authorizer.may(identity, verb):
             raise Refused(grpc.StatusCode.PERMISSION_DENIED, denial(identity, verb, f"(calling {method})"))
         return identity
+
+
+    def _check_node(self, identity: Identity, context: grpc.aio.ServicerContext) -> None:
+        """A controller names the node it dialled; a reused address must not get another
+        node's commands. People dialling a node directly need not name it."""
+        meant = next((v for k, v in context.invocation_metadata() or () if k == NODE_KEY), "")
+        if isinstance(meant, bytes):
+            meant = meant.decode(errors="replace")
+        if meant and meant != self.node:
+            raise Refused(grpc.StatusCode.FAILED_PRECONDITION,
+                          f"this is node {self.node!r}; the call was meant for node {meant[:80]!r}")
+        if not meant and identity.role == "controller":
+            raise Refused(grpc.StatusCode.FAILED_PRECONDITION,
+                          f"a controller must name the node it calls ({NODE_KEY} metadata); this is {self.node!r}")
 
 
 class Guard(grpc.aio.ServerInterceptor):

@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-from cryptography import x509
+if TYPE_CHECKING:  # the config parser checks names without loading cryptography
+    from cryptography import x509
 
 SCHEME = "fleetvisor"
 ROLES = ("agent", "controller", "operator", "viewer")
@@ -92,6 +94,8 @@ def reissue_hint(role: str = "ROLE", name: str = "NAME") -> str:
 
 def from_certificate(cert: x509.Certificate) -> Identity:
     """The identity a verified certificate carries. Raises IdentityError naming the certificate."""
+    from cryptography import x509
+
     subject = _common_name(cert)
     try:
         sans = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
@@ -126,6 +130,8 @@ def from_certificate(cert: x509.Certificate) -> Identity:
 
 
 def from_pem(data: bytes) -> Identity:
+    from cryptography import x509
+
     try:
         cert = x509.load_pem_x509_certificate(data)
     except ValueError as exc:
@@ -134,6 +140,8 @@ def from_pem(data: bytes) -> Identity:
 
 
 def _common_name(cert: x509.Certificate) -> str:
+    from cryptography import x509
+
     names = cert.subject.get_attributes_for_oid(x509.oid.NameOID.COMMON_NAME)
     value = names[0].value if names else ""
     return value if isinstance(value, str) else value.decode(errors="replace")

@@ -20,6 +20,7 @@ from fleetvisor.v1 import controller_pb2_grpc as pb_grpc
 from tests.integration.harness import Daemon, write_config
 from tests.support import free_port, wait_for
 
+CLUSTER = "test"  # certificates for the harness's controllers name it
 CONTROLLER = [sys.executable, "-m", "fleetvisor.controller"]
 FLEETCTL = [sys.executable, "-m", "fleetvisor.cli.main"]
 
@@ -30,7 +31,7 @@ class Controller:
         self.name = name
         self.port = port or free_port()
         self.address = f"127.0.0.1:{self.port}"
-        self.argv = [*CONTROLLER, "--etcd", etcd_endpoint, "--listen", self.address, "--cluster", "test",
+        self.argv = [*CONTROLLER, "--etcd", etcd_endpoint, "--listen", self.address, "--cluster", CLUSTER,
                      "--state-dir", str(base / name), "--node-ttl", str(node_ttl), "--leader-ttl", str(leader_ttl),
                      "--id", name, *extra]
         self.lines: list[str] = []

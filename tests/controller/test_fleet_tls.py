@@ -18,7 +18,7 @@ from fleetvisor.cli.certs import issue, make_ca
 
 from tests.support import wait_for
 
-from .fleet_harness import FLEETCTL, SLEEPER, Agent, one_line_error
+from .fleet_harness import CLUSTER, FLEETCTL, SLEEPER, Agent, one_line_error
 
 ENV = {"FLEETCTL_CONFIG": "/nonexistent", "PATH": "/usr/bin:/bin", "COLUMNS": "200"}
 OPERATOR = "alice"
@@ -48,10 +48,10 @@ def tls_agent(base: Path, node: str, controller: str, pki: Path, *, cert_dir: Pa
 def pki(tmp_path: Path) -> Path:
     directory = tmp_path / "pki"
     make_ca(directory)
-    issue(directory, "ctl-1", ["127.0.0.1"], role="controller")
+    issue(directory, "ctl-1", ["127.0.0.1"], role="controller", cluster=CLUSTER)
     for name in ("web-1", "web-2"):
-        issue(directory, name, ["127.0.0.1"], role="agent")
-    issue(directory, OPERATOR, [], role="operator", groups=["admins"])
+        issue(directory, name, ["127.0.0.1"], role="agent", cluster=CLUSTER)
+    issue(directory, OPERATOR, [], role="operator", groups=["admins"], cluster=CLUSTER)
     return directory
 
 
@@ -60,8 +60,8 @@ def rogue_pki(tmp_path: Path) -> Path:
     """Another CA, with certificates that look right but that the fleet must not trust."""
     directory = tmp_path / "rogue"
     make_ca(directory, "rogue CA")
-    issue(directory, "mallory", [], role="operator", groups=["admins"])
-    issue(directory, "web-9", ["127.0.0.1"], role="agent")
+    issue(directory, "mallory", [], role="operator", groups=["admins"], cluster=CLUSTER)
+    issue(directory, "web-9", ["127.0.0.1"], role="agent", cluster=CLUSTER)
     return directory
 
 
@@ -171,7 +171,7 @@ def test_fleetctl_without_a_trusted_client_certificate_is_refused_in_one_line(tl
     assert wrong_ca.returncode != 0
     assert f"TLS handshake with controller {f.ctl.address} failed: its certificate is not signed by the CA " \
         "fleetctl trusts (--tls-ca)" in one_line_error(wrong_ca)
-    issue(f.pki, "ctl-elsewhere", ["10.9.9.9"])
+    issue(f.pki, "ctl-elsewhere", ["10.9.9.9"], role="controller", cluster=CLUSTER)
     elsewhere = f.fleet.controller("ctl-elsewhere", extra=tls_flags(f.pki, "ctl-elsewhere"))
     misnamed = subprocess.run([*FLEETCTL, "--controller", elsewhere.address, *tls_flags(f.pki, OPERATOR), "leader"],
                               capture_output=True, text=True, timeout=30, env=ENV)

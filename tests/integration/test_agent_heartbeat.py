@@ -252,13 +252,13 @@ def test_mutual_tls_to_the_controller(daemons, recorders, tmp_path):
     pki = tmp_path / "pki"
     make_ca(pki)
     issue(pki, "controller", ["127.0.0.1"], role="controller")
-    issue(pki, "agent", ["127.0.0.1"], role="agent")
+    issue(pki, "node-hb", ["127.0.0.1"], role="agent")
     creds = grpc.ssl_server_credentials([((pki / "controller.key").read_bytes(), (pki / "controller.pem").read_bytes())],
                                         root_certificates=(pki / "ca.pem").read_bytes(), require_client_auth=True)
     recorder = recorders(interval=0.2, credentials=creds).start()
-    tls = f"tls_cert={pki}/agent.pem\ntls_key={pki}/agent.key\ntls_ca={pki}/ca.pem"
+    tls = f"tls_cert={pki}/node-hb.pem\ntls_key={pki}/node-hb.key\ntls_ca={pki}/ca.pem"
     daemon, _ = start_agent(daemons, tmp_path, [recorder.address], extra=tls)
     daemon.wait_line(rf"INFO registered with controller {recorder.address}$")
     wait_for(lambda: recorder.count() >= 2, 5, "heartbeats over mutual TLS")
-    assert {cn for _, _, cn in recorder.calls} == {"agent"}  # the agent showed its certificate
+    assert {cn for _, _, cn in recorder.calls} == {"node-hb"}  # the agent showed its certificate
     no_tracebacks(daemon)

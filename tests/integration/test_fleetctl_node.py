@@ -187,16 +187,19 @@ def pki(tmp_path_factory):
     other = tmp_path_factory.mktemp("other-pki")
     for directory in (pki, other):
         assert fleetctl("certs", "init", "--dir", str(directory)).returncode == 0
-    assert fleetctl("certs", "issue", "--node", "agent", "--host", "127.0.0.1", "--dir", str(pki)).returncode == 0
-    assert fleetctl("certs", "issue", "--client", "admin", "--dir", str(pki)).returncode == 0
-    assert fleetctl("certs", "issue", "--client", "intruder", "--dir", str(other)).returncode == 0
+    assert fleetctl("certs", "issue", "--role", "agent", "--node", "node-b", "--host", "127.0.0.1",
+                    "--dir", str(pki)).returncode == 0
+    assert fleetctl("certs", "issue", "--role", "operator", "--user", "admin", "--group", "admins",
+                    "--dir", str(pki)).returncode == 0
+    assert fleetctl("certs", "issue", "--role", "operator", "--user", "intruder", "--group", "admins",
+                    "--dir", str(other)).returncode == 0
     assert oct((pki / "admin.key").stat().st_mode & 0o777) == "0o600"
     return pki, other
 
 
 def test_mtls_accepts_signed_client_and_refuses_others(tmp_path, pki):
     ca_dir, other = pki
-    tls = (f"tls_cert={ca_dir}/agent.pem\ntls_key={ca_dir}/agent.key\ntls_ca={ca_dir}/ca.pem")
+    tls = (f"tls_cert={ca_dir}/node-b.pem\ntls_key={ca_dir}/node-b.key\ntls_ca={ca_dir}/ca.pem")
     daemon, address = start_agent(tmp_path, tls)
     try:
         daemon.wait_line(r"listening on 127\.0\.0\.1:\d+ \(mutual TLS\)")

@@ -41,6 +41,7 @@ labels=role=web,host={node}
 grpc_listen={address}:{port}
 controllers={controllers}
 state_dir=%(here)s/state
+insecure=true
 
 [program:alpha]
 command=sleep 86401
@@ -130,7 +131,7 @@ class Fleet:
     def start_controller(self, name: str):
         address = self.controllers[name]
         argv = [PYTHON, "-m", "fleetvisor.controller", "--etcd", self.etcd_endpoint, "--listen", address,
-                "--advertise", address, "--cluster", "mh", "--node-ttl", str(NODE_TTL),
+                "--advertise", address, "--cluster", "mh", "--insecure", "--node-ttl", str(NODE_TTL),
                 "--leader-ttl", str(LEADER_TTL), "--id", name, "--state-dir", str(self.base / name)]
         proc = self.topo.spawn(name, argv, self.base / f"{name}.out")
         self.ctl_procs[name] = proc

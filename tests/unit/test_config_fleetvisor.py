@@ -64,7 +64,8 @@ def test_all_options(tmp_path, tls):
     ("labels=novalue\n", "labels", "not a valid label"),
     ("grpc_listen=host:port\n", "grpc_listen", "port"),
     ("controllers=:7000\n", "controllers", "HOST:PORT"),
-    ("node=a:b\n", "node", "invalid name"),
+    ("node=a:b\n", "node", "is not plain"),
+    ("node=" + "x" * 64 + "\n", "node", "longer than 63"),
     ("nodes=x\n", "nodes", "unknown option"),
 ])
 def test_errors(tmp_path, tls, body, option, message):

@@ -145,3 +145,12 @@ def test_every_rpc_has_a_rule(module: object, service: str) -> None:
 def test_unknown_methods_have_no_rule() -> None:
     assert verb_for("/fleetvisor.v1.AgentService/Nope") is None
     assert verb_for("/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo") is None
+
+
+def test_policies_cross_the_wire_unchanged() -> None:
+    from fleetvisor.agent.security import wire
+
+    policy = pol.make("p", [pol.CONTROL], groups=["web"], labels=WEB, nodes="web-*", programs="web:*",
+                      run_as=["www-data"])
+    state = pol.PolicySet(3, [policy], {"ab12": "operator mallory"})
+    assert wire.state_from_pb(wire.state_to_pb(state)) == state
