@@ -93,6 +93,8 @@ def describe_rpc_error(exc: grpc.RpcError, target: str, role: str = "", *, tls: 
         return CommandError(_first_line(details), 4)
     if code == grpc.StatusCode.INVALID_ARGUMENT:
         return CommandError(_first_line(details), 2)
+    if code in (grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.UNAUTHENTICATED):
+        return CommandError(f"{peer} refused: {_first_line(details)}")
     if code == grpc.StatusCode.CANCELLED and not details:
         return CommandError(f"{peer} cancelled the call")
     return CommandError(f"{peer}: {_first_line(details) or (code.name if code else 'failed')}")

@@ -124,6 +124,10 @@ class FakeRpcError(grpc.RpcError):
      "controller 127.0.0.1:1: etcd is unavailable: connection refused", 1),
     (grpc.StatusCode.UNAVAILABLE, "web-1: unreachable (connection refused)",
      "controller 127.0.0.1:1: web-1: unreachable (connection refused)", 1),
+    (grpc.StatusCode.PERMISSION_DENIED, "viewer v may not control web:* on node db-1: no policy grants it",
+     "controller 127.0.0.1:1 refused: viewer v may not control web:* on node db-1", 1),
+    (grpc.StatusCode.UNAUTHENTICATED, "operator m: certificate serial ab12 is revoked\nx",
+     "controller 127.0.0.1:1 refused: operator m: certificate serial ab12 is revoked", 1),
 ])
 def test_controller_errors_are_one_line(code, details, message, exit_code):
     error = describe_rpc_error(FakeRpcError(code, details), "127.0.0.1:1", "controller")
