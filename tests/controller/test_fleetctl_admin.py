@@ -20,7 +20,7 @@ from cryptography import x509
 from fleetvisor.agent.security.policy import MAX_POLICIES, Policy
 from fleetvisor.cli.certs import issue, make_ca
 from fleetvisor.controller.etcd import prefix_range_end
-from fleetvisor.controller.records import prefix_of
+from fleetvisor.controller.records import MemberRecord, encode, prefix_of
 from fleetvisor.v1 import controller_pb2 as pb
 from fleetvisor.v1 import controller_pb2_grpc as pb_grpc
 from tests.support import wait_for
@@ -154,9 +154,26 @@ def test_bad_names_and_bounds_are_refused(ctl, etcd):
     ok(ctl, "acl", "set", "p0000", "--group", "ops", "--verb", "control")
 
 
+def test_admin_writes_sent_to_a_follower_reach_the_leader_and_followers_answer_reads(fleet):
+    a = fleet.controller("ctl-a")
+    b = fleet.controller("ctl-b")
+    leader = wait_for(lambda: next((c for c in (a, b) if c.is_leader()), None), 10, "a leader")
+    follower = b if leader is a else a
+    ok(follower, "acl", "set", "web-ops", "--group", "web", "--verb", "read")
+    ok(follower, "certs", "revoke", "abc")
+    assert [p["name"] for p in fleetctl_json(leader.address, "acl", "list")["policies"]] == ["web-ops"]
+    assert [r["serial"] for r in fleetctl_json(leader.address, "certs", "revoked")["revoked"]] == ["abc"]
+    wait_for(lambda: [p["name"] for p in fleetctl_json(follower.address, "acl", "list")["policies"]] == ["web-ops"]
+             and [r["serial"] for r in fleetctl_json(follower.address, "certs", "revoked")["revoked"]] == ["abc"],
+             10, "the follower to list the policy and the revocation")
+    entries = fleetctl_json(follower.address, "audit")["entries"]
+    assert [(e["action"], e["controller_id"]) for e in entries] == [("acl.set", leader.name),
+                                                                    ("certs.revoke", leader.name)]
+
+
 # -- nodes forget ------------------------------------------------------------------------------
 
-def test_nodes_forget_is_refused_while_the_node_is_up_and_removes_it_once_down(fleet, ctl, tmp_path):
+def test_nodes_forget_is_refused_while_the_node_is_up_and_removes_it_once_down(fleet, ctl, etcd, tmp_path):
     for name in ("web-1", "web-2"):
         fleet.agent(name, ctl, labels="role=web", programs=SLEEPER.format(name="app"))
     wait_status(ctl, lambda s: sorted(states(s)) == ["web-1:app", "web-2:app"]
@@ -185,12 +202,24 @@ def test_nodes_forget_is_refused_while_the_node_is_up_and_removes_it_once_down(f
     assert "extra revision 2 stored; targets: web-1" in ok(ctl, "config", "push", str(tmp_path / "extra.conf"),
                                                            "--name", "extra", "-m", "again")
 
+    # a node registered before names were checked (as the 200 fake ones were) can be forgotten too
+    junk = "junk/0/../../x<script>"
+    with grpc.insecure_channel(etcd.endpoint) as channel:
+        rpc.KVStub(channel).Put(rpc.PutRequest(key=f"{PREFIX}members/{junk}".encode(),
+                                               value=encode(MemberRecord(name=junk, address="127.0.0.1:1"))),
+                                timeout=10)
+    wait_for(lambda: junk in [n["name"] for n in fleetctl_json(ctl.address, "nodes")["nodes"]], 10,
+             "the controller to list the junk node")
+    assert ok(ctl, "nodes", "forget", junk) == f"node {junk} forgotten\n"
+    assert [n["name"] for n in fleetctl_json(ctl.address, "nodes")["nodes"]] == ["web-1"]
+    assert sorted(etcd_keys(etcd, "members/")) == ["members/web-1"]
+
     gone = run(ctl, "nodes", "forget", "web-2")
     assert gone.returncode == 4 and one_line_error(gone) == "error: no such node: web-2"
     labelled = run(ctl, "nodes", "--label", "role=web", "forget", "web-1")
     assert labelled.returncode == 2 and "--label is for listing nodes" in one_line_error(labelled)
     assert [(a, succeeded) for a, succeeded, _ in audit(ctl) if a == "node.forget"] == \
-        [("node.forget", False), ("node.forget", True), ("node.forget", False)]
+        [("node.forget", False), ("node.forget", True), ("node.forget", True), ("node.forget", False)]
     assert ("node.forget", True, "node web-2 forgotten; taken out of the assignments of extra") in audit(ctl)
 
 
