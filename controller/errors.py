@@ -22,7 +22,7 @@ class InvalidArgument(ControllerError):
 
 class FailedPrecondition(ControllerError):
     """A request the fleet's current state refuses until that state changes: forgetting a node
-    that is still up."""
+    that is still up, adding a policy past the limit."""
 
 
 class Conflict(ControllerError):
