@@ -136,7 +136,7 @@ def issue(directory: Path, name: str, hosts: list[str], *, role: str | None = No
 
 @click.group()
 def certs() -> None:
-    """Make a private CA and certificates for mutual TLS."""
+    """Make a private CA and certificates for mutual TLS (offline); revoke them (with the controller)."""
 
 
 @certs.command("init")

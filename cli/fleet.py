@@ -126,17 +126,25 @@ def run_tail(obj: Ctx, target: str, follow: bool, stderr: bool, nbytes: int) -> 
 
 # -- fleet-only top-level commands -------------------------------------------------------------
 
-@click.command()
+@click.group(invoke_without_command=True)
 @label_option("nodes")
-@click.pass_obj
-@run_command
-def nodes(obj: Ctx, labels: tuple[str, ...]) -> None:
+@click.pass_context
+def nodes(ctx: click.Context, labels: tuple[str, ...]) -> None:
     """The nodes the controller knows: address, up, labels, version, revisions, last heartbeat.
 
     \b
-    Example:
+    Examples:
       fleetctl nodes --label role=web
+      fleetctl nodes forget web-3      # a node that is gone for good
     """
+    if ctx.invoked_subcommand is None:
+        _list_nodes(ctx.obj, labels)
+    elif labels:
+        raise click.UsageError(f"--label is for listing nodes, not for `nodes {ctx.invoked_subcommand}`")
+
+
+@run_command
+def _list_nodes(obj: Ctx, labels: tuple[str, ...]) -> None:
     reply = obj.controller("nodes").call("ListNodes", cpb.ListNodesRequest(labels=parse_labels(labels)))
     render.show(obj.json, reply, lambda: view.nodes_table(reply.nodes, time.time()))
 

@@ -20,7 +20,7 @@ from rich.text import Text
 
 from fleetvisor.v1 import agent_pb2 as pb
 
-from . import fleet, fleetconfig, fleetrender, ops, render
+from . import admin, fleet, fleetconfig, fleetrender, ops, render
 from .certs import certs
 from .client import CommandError, describe_rpc_error
 from .context import Ctx, Mode, node_only, run_command
@@ -314,7 +314,11 @@ def _apply_view(reply: pb.ApplyConfigResponse, dry_run: bool) -> Group:
 
 for _command in fleetconfig.CONFIG_COMMANDS:
     config.add_command(_command)
-for _command in fleet.TOP_COMMANDS + ops.TOP_COMMANDS:
+for _command in admin.NODES_COMMANDS:
+    fleet.nodes.add_command(_command)
+for _command in admin.CERTS_COMMANDS:
+    certs.add_command(_command)
+for _command in fleet.TOP_COMMANDS + ops.TOP_COMMANDS + admin.TOP_COMMANDS:
     cli.add_command(_command)
 cli.add_command(certs)
 

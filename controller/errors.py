@@ -20,6 +20,11 @@ class InvalidArgument(ControllerError):
     means no node, a plan that cannot be made, an operation not in the state the call needs."""
 
 
+class FailedPrecondition(ControllerError):
+    """A request the fleet's current state refuses until that state changes: forgetting a node
+    that is still up, adding a policy past the limit."""
+
+
 class Conflict(ControllerError):
     """Someone else changed what the request was about at the same time, or a running rollout
     holds it; trying again (after it ends) may succeed."""

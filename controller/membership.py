@@ -64,7 +64,11 @@ class Membership:
             if change.key.startswith(records.NODES):
                 self._note_heartbeat(change.key, change.value)
             elif change.key.startswith(records.MEMBERS):  # the node's own word replaces ours
-                self._applied_here.pop(change.key[len(records.MEMBERS):], None)
+                name = change.key[len(records.MEMBERS):]
+                self._applied_here.pop(name, None)
+                if change.value is None:  # forgotten (admin.py): nothing of it stays here
+                    self.last_heartbeat.pop(name, None)
+                    self._leases.pop(name, None)
                 members_changed = True
         return members_changed
 

@@ -12,6 +12,8 @@ are plain dataclasses so the logic that reads them never sees etcd or JSON.
     reconcile/<node>           ReconcileRecord: the leader's last push to the node and its outcome
     audit/<time>-<id>          AuditRecord
     ops/<id>                   an operation (opmodel.py: versioned JSON): plan and progress
+    acl/<name>                 an authorization policy (agent/security/policy.py Policy.to_json)
+    revoked/<serial>           RevocationRecord: a certificate refused from now on
     leader                     the election key: JSON {"id", "address"}
 """
 
@@ -29,6 +31,8 @@ ASSIGNMENTS = "assignments/"
 RECONCILE = "reconcile/"
 AUDIT = "audit/"
 OPS = "ops/"
+ACL = "acl/"
+REVOKED = "revoked/"
 LEADER = "leader"
 
 T = TypeVar("T")
@@ -65,6 +69,14 @@ def reconcile_key(node: str) -> str:
 
 def op_key(op_id: str) -> str:
     return OPS + op_id
+
+
+def acl_key(name: str) -> str:
+    return ACL + name
+
+
+def revoked_key(serial: str) -> str:
+    return REVOKED + serial
 
 
 def audit_key(when: float) -> str:
@@ -197,3 +209,10 @@ class AuditRecord:
     result: str
     controller_id: str = ""
 
+
+@dataclass(frozen=True)
+class RevocationRecord:
+    serial: str  # lower-case hex, as identity.Identity.serial
+    name: str = ""  # what the certificate was issued to, for people to read
+    who: str = ""
+    time: float = 0.0

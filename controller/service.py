@@ -6,8 +6,9 @@ NOT_FOUND for unknown nodes, processes, configs and operations; INVALID_ARGUMENT
 that do not parse, selectors that mean no node and requests an operation's state does not
 allow; ABORTED when someone else changed the same thing at the same time or a rollout holds
 it; FAILED_PRECONDITION (with the leader's address in the "fleetvisor-leader" trailing
-metadata, when one leads) for a write sent to a controller that does not lead; UNAVAILABLE
-when etcd cannot be reached.
+metadata, when one leads) for a write sent to a controller that does not lead, and (without
+it) for a request the fleet's state refuses, such as forgetting a node that is up;
+UNAVAILABLE when etcd cannot be reached.
 """
 
 from __future__ import annotations
@@ -19,21 +20,24 @@ from typing import NoReturn, TypeAlias, TypeVar, cast
 
 import aetcd
 import grpc
+from google.protobuf.json_format import MessageToDict
 
-from fleetvisor.agent.security import guard
+from fleetvisor.agent.security import guard, wire
+from fleetvisor.agent.security.policy import MAX_POLICY_BYTES, Policy, PolicyError
 from fleetvisor.v1 import agent_pb2 as apb
 from fleetvisor.v1 import controller_pb2 as pb
 from fleetvisor.v1 import controller_pb2_grpc as pb_grpc
 
 from . import audit, configs, fanout, opmodel
+from .admin import Admin, Revoked, shown
 from .configstore import PushResult
-from .errors import Conflict, ControllerError, InvalidArgument, NotFound, NotLeader, Unavailable
+from .errors import Conflict, ControllerError, FailedPrecondition, InvalidArgument, NotFound, NotLeader, Unavailable
 from .fleet import Fleet
 from .leadership import Leadership
 from .livestate import rpc_reason
 from .membership import Heartbeat
 from .operations import Operations
-from .records import RevisionRecord, Selector
+from .records import RevisionRecord, RevocationRecord, Selector
 from .views import FleetStatus, NodeConfigStatus, NodeInfo
 
 log = logging.getLogger("fleetvisor.controller")
@@ -68,7 +72,7 @@ def caller(context: Context) -> str:
 
 STATUS = {NotFound: grpc.StatusCode.NOT_FOUND, InvalidArgument: grpc.StatusCode.INVALID_ARGUMENT,
           Conflict: grpc.StatusCode.ABORTED, NotLeader: grpc.StatusCode.FAILED_PRECONDITION,
-          Unavailable: grpc.StatusCode.UNAVAILABLE}
+          Unavailable: grpc.StatusCode.UNAVAILABLE, FailedPrecondition: grpc.StatusCode.FAILED_PRECONDITION}
 ERRORS = (ControllerError, aetcd.exceptions.ClientError)
 
 
@@ -92,6 +96,7 @@ class ControllerServicer(pb_grpc.ControllerServiceServicer):
         self.operations = operations
         self.node_ttl = node_ttl
         self.command_timeout = command_timeout
+        self.admin = Admin(fleet.store, fleet.membership)
 
     async def _fail(self, context: Context, exc: Exception) -> NoReturn:
         """Answer with the status for `exc`; a refused write names the leader, when one leads."""
@@ -310,6 +315,57 @@ class ControllerServicer(pb_grpc.ControllerServiceServicer):
             context, "ops.abort", {"id": request.id, "reason": request.reason},
             lambda: self.operations.abort(request.id, request.reason), _op_summary))
 
+    # -- administration: reads on any controller, writes on the leader -----------------------------
+
+    async def ListPolicies(self, request: pb.ListPoliciesRequest, context: Context) -> pb.ListPoliciesResponse:
+        return pb.ListPoliciesResponse(policies=[wire.policy_to_pb(p) for p in self.admin.policies()])
+
+    async def SetPolicy(self, request: pb.SetPolicyRequest, context: Context) -> pb.Policy:
+        if request.policy.ByteSize() > MAX_POLICY_BYTES:  # refused unread: too big for the audit log too
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"a policy is limited to {MAX_POLICY_BYTES} bytes")
+        args: dict[str, object] = MessageToDict(request.policy, preserving_proto_field_name=True)
+
+        async def work() -> tuple[Policy, str]:
+            policy = policy_of(request.policy)
+            return policy, await self.admin.set_policy(policy)
+        policy, _ = await self._write(context, "acl.set", args, work, lambda r: f"policy {r[0].name} {r[1]}")
+        return wire.policy_to_pb(policy)
+
+    async def DeletePolicy(self, request: pb.DeletePolicyRequest, context: Context) -> pb.DeletePolicyResponse:
+        await self._write(context, "acl.delete", {"name": request.name[:100]},
+                          lambda: self.admin.delete_policy(request.name),
+                          lambda _: f"policy {shown(request.name)} deleted")
+        return pb.DeletePolicyResponse()
+
+    async def ForgetNode(self, request: pb.ForgetNodeRequest, context: Context) -> pb.ForgetNodeResponse:
+        await self._write(context, "node.forget", {"node": request.node[:100]},
+                          lambda: self.admin.forget_node(request.node),
+                          lambda configs: _forget_summary(request.node, configs))
+        return pb.ForgetNodeResponse()
+
+    async def RevokeCertificate(self, request: pb.RevokeCertificateRequest, context: Context) -> pb.Revocation:
+        args: dict[str, object] = {"serial": request.serial[:100], "name": request.name[:100]}
+        revoked = await self._write(context, "certs.revoke", args,
+                                    lambda: self.admin.revoke(request.serial, request.name, caller(context)),
+                                    _revoke_summary)
+        return revocation_message(revoked.record)
+
+    async def ListRevocations(self, request: pb.ListRevocationsRequest,
+                              context: Context) -> pb.ListRevocationsResponse:
+        return pb.ListRevocationsResponse(revoked=[revocation_message(r) for r in self.admin.revocations()])
+
+
+def _forget_summary(node: str, configs: list[str]) -> str:
+    taken = f"; taken out of the assignments of {', '.join(configs)}" if configs else ""
+    return f"node {shown(node)} forgotten{taken}"
+
+
+def _revoke_summary(revoked: Revoked) -> str:
+    r = revoked.record
+    if not revoked.new:
+        return f"certificate {r.serial} was revoked already, by {r.who}"
+    return f"certificate {r.serial}{f' ({r.name})' if r.name else ''} revoked"
+
 
 def _op_summary(op: opmodel.Operation) -> str:
     return f"operation {op.id} is {op.state.word}"
@@ -333,6 +389,17 @@ def _control_summary(response: pb.ControlResponse) -> str:
 
 def selector_of(assignment: pb.Assignment) -> Selector:
     return Selector(tuple(assignment.nodes), dict(assignment.labels))
+
+
+def policy_of(message: pb.Policy) -> Policy:
+    try:
+        return wire.policy_from_pb(message)
+    except PolicyError as exc:
+        raise InvalidArgument(str(exc)) from None
+
+
+def revocation_message(r: RevocationRecord) -> pb.Revocation:
+    return pb.Revocation(serial=r.serial, name=r.name, who=r.who, time=r.time)
 
 
 def assignment_message(selector: Selector) -> pb.Assignment:

@@ -39,18 +39,21 @@ class Store:
         return self.mirror.items(subprefix)
 
     async def compare_and_put(self, puts: Sequence[Put], expect: Mapping[str, bytes | None] | None = None, *,
-                              visible: bool = True) -> bool:
-        """Write every put in one transaction if each key of `expect` holds its value (None: the
-        key is absent); False when one does not. With `visible`, return once this controller's
-        mirror shows the write, so the caller's next read sees it."""
+                              deletes: Sequence[str] = (), visible: bool = True) -> bool:
+        """Write every put and delete every key of `deletes` in one transaction if each key of
+        `expect` holds its value (None: the key is absent); False when one does not. With
+        `visible`, return once this controller's mirror shows the write, so the caller's next
+        read sees it."""
         tx = self.client.transactions
         compare = [tx.create(self.key(k)) == 0 if v is None else tx.value(self.key(k)) == v
                    for k, v in (expect or {}).items()]
         success = [tx.put(self.key(p.key), p.value, lease=p.lease) if p.lease else tx.put(self.key(p.key), p.value)
                    for p in puts]
+        success += [tx.delete(self.key(k)) for k in deletes]
         ok, responses = await self.client.transaction(compare=compare, success=success, failure=[])
-        if ok and visible:
-            revision = responses[-1].response_put.header.revision
+        if ok and visible and responses:
+            last = responses[-1]
+            revision = getattr(last, last.WhichOneof("response")).header.revision
             try:
                 await self.mirror.wait_revision(revision, timeout=VISIBLE_WITHIN)
             except TimeoutError:

@@ -192,6 +192,7 @@ def test_per_node_only_things_refuse_fleet_options(run):
      "either --nodes or --label"),
     (["audit", "--since", "10"], "neither a duration"),
     (["nodes", "--label", "=x"], "key before '=' is empty"),
+    (["acl", "set", "web-ops", "--group", "web", "--verb", "read", "--label", "role"], "expected KEY=VALUE"),
 ])
 def test_fleet_usage_errors_are_one_line_before_any_call(run, args, words):
     result = run("--controller", "127.0.0.1:1", *args)
@@ -207,7 +208,8 @@ def test_a_file_that_is_not_text_is_refused(run, tmp_path):
 
 def test_every_command_has_an_example_in_its_help(run):
     groups = {"": ["status", "start", "stop", "restart", "signal", "tail", "nodes", "audit", "leader", "info"],
-              "config": ["push", "history", "show", "diff", "rollback", "status", "list", "apply"]}
+              "config": ["push", "history", "show", "diff", "rollback", "status", "list", "apply"],
+              "acl": ["list", "show", "set", "delete"], "nodes": ["forget"], "certs": ["revoke", "revoked"]}
     for group, commands in groups.items():
         for command in commands:
             args = [group, command, "--help"] if group else [command, "--help"]
