@@ -14,6 +14,7 @@ UNAVAILABLE when etcd cannot be reached.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import NoReturn, TypeAlias, TypeVar, cast
@@ -96,7 +97,10 @@ class ControllerServicer(pb_grpc.ControllerServiceServicer):
         self.operations = operations
         self.node_ttl = node_ttl
         self.command_timeout = command_timeout
-        self.admin = Admin(fleet.store, fleet.membership)
+
+    @functools.cached_property
+    def admin(self) -> Admin:
+        return Admin(self.fleet.store, self.fleet.membership)
 
     async def _fail(self, context: Context, exc: Exception) -> NoReturn:
         """Answer with the status for `exc`; a refused write names the leader, when one leads."""
