@@ -50,7 +50,7 @@ def test_plaintext_agent_and_controller_off_loopback_refuse_to_start(topology, t
     (line,) = error_lines(ctl.text())
     assert topology.addr("ctl-a") in line and "--tls-cert" in line and "--insecure" in line, line
 
-    # the same agent with insecure = true serves (and says so), which is what makes the refusal meaningful
+    # the same agent with insecure = true serves: the refusal above was for plaintext, nothing else
     config.write_text(PLAIN_AGENT.format(address=address, port=AGENT_PORT, extra="insecure=true\n"))
     allowed = topology.spawn("n1", [PYTHON, "-m", "fleetvisor.agent", "-c", str(config), "-n"],
                              tmp_path / "allowed.out")
