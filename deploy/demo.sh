@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# A local demo fleet on loopback: a controller with its embedded etcd and three agents.
+# A local demo fleet on loopback: a controller with its embedded etcd and three agents, every
+# gRPC link mutual TLS with role certificates from `fleetctl certs` (made once, kept in $RUN/pki).
 #   bash deploy/demo.sh          set up (if needed), start the fleet in the background, show its status
 #   bash deploy/demo.sh stop     stop the agents (and their programs), the controller and etcd
 set -euo pipefail
@@ -8,6 +9,9 @@ RUN=${FLEETVISOR_DEMO_DIR:-deploy/demo/run}  # where the demo keeps its state an
 CONTROLLER=127.0.0.1:7400
 NODES=(demo-1 demo-2 demo-3)
 LABELS=("role=web,zone=a" "role=web,zone=b" "role=batch,zone=a")
+CLUSTER=demo
+OPERATOR=admin  # an operator in group admins: may do everything
+VIEWER=guest    # a viewer: may only read
 
 alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
 
@@ -48,24 +52,46 @@ for port in 7400 7401 7402 7403 9001 9002 9003; do
     fi
 done
 mkdir -p "$RUN"
+SHOWN=$RUN               # as given, for the hints printed at the end
+RUN=$(cd "$RUN" && pwd)  # absolute: the configs name their certificate files by it
+PKI=$RUN/pki
+
+fleetctl() { .venv/bin/fleetctl "$@"; }
+# issue NAME ARGS...: each certificate once; a second run reuses it (certs issue never overwrites)
+issue() { [ -f "$PKI/$1.pem" ] || fleetctl certs issue --cluster "$CLUSTER" --dir "$PKI" "${@:2}" > /dev/null; }
+if [ ! -f "$PKI/ca.key" ]; then
+    echo "making the demo's CA and role certificates in $PKI"
+    fleetctl certs init --dir "$PKI" > /dev/null
+fi
+issue ctl-1 --role controller --node ctl-1 --host 127.0.0.1
+for node in "${NODES[@]}"; do issue "$node" --role agent --node "$node" --host 127.0.0.1; done
+issue "$OPERATOR" --role operator --user "$OPERATOR" --group admins
+issue "$VIEWER" --role viewer --user "$VIEWER"
+# fleetctl's config files (cli/settings.py): the controller, and whose certificate to show it
+for who in "$OPERATOR" "$VIEWER"; do
+    file=$RUN/fleetctl.toml; [ "$who" = "$VIEWER" ] && file=$RUN/fleetctl-$VIEWER.toml
+    printf 'controller = "%s"\ntls_cert = "%s"\ntls_key = "%s"\ntls_ca = "%s"\n' \
+        "$CONTROLLER" "$PKI/$who.pem" "$PKI/$who.key" "$PKI/ca.pem" > "$file"
+done
+
 trap 'echo "the demo did not come up; see $RUN/*.log and $RUN/*/supervisord.log" >&2; stop_fleet' ERR
 
 echo "starting the controller on $CONTROLLER (embedded etcd in $RUN/controller)"
-nohup .venv/bin/fleetvisor-controller --listen "$CONTROLLER" --cluster demo --state-dir "$RUN/controller" \
-    --node-ttl 6 > "$RUN/controller.log" 2>&1 &
+nohup .venv/bin/fleetvisor-controller --listen "$CONTROLLER" --cluster "$CLUSTER" --state-dir "$RUN/controller" \
+    --node-ttl 6 --tls-cert "$PKI/ctl-1.pem" --tls-key "$PKI/ctl-1.key" --tls-ca "$PKI/ca.pem" \
+    > "$RUN/controller.log" 2>&1 &
 echo $! > "$RUN/controller.pid"
 
 for i in "${!NODES[@]}"; do
     node=${NODES[$i]}
     mkdir -p "$RUN/$node"
-    sed -e "s/@NODE@/$node/" -e "s/@LABELS@/${LABELS[$i]}/" -e "s/@HTTP_PORT@/900$((i + 1))/" \
-        -e "s/@GRPC_PORT@/740$((i + 1))/" deploy/demo/agent.conf > "$RUN/$node/supervisord.conf"
+    sed -e "s/@NODE@/$node/g" -e "s/@LABELS@/${LABELS[$i]}/" -e "s/@HTTP_PORT@/900$((i + 1))/" \
+        -e "s/@GRPC_PORT@/740$((i + 1))/" -e "s|@PKI@|$PKI|" deploy/demo/agent.conf > "$RUN/$node/supervisord.conf"
     echo "starting agent $node (gRPC 127.0.0.1:740$((i + 1)), web page http://127.0.0.1:900$((i + 1))/)"
     .venv/bin/fleetvisor-agent -c "$RUN/$node/supervisord.conf"   # daemonizes, as supervisord does
 done
 
-export FLEETCTL_CONTROLLER=$CONTROLLER
-fleetctl() { .venv/bin/fleetctl "$@"; }
+export FLEETCTL_CONFIG=$RUN/fleetctl.toml
 wait_until() {  # wait_until SECONDS WHAT COMMAND...
     local deadline=$((SECONDS + $1)) what=$2; shift 2
     until "$@" > /dev/null 2>&1; do
@@ -88,9 +114,10 @@ fleetctl status || true
 cat <<EOF
 
 The demo fleet runs in the background: a controller on $CONTROLLER (with its own etcd) and
-three agents, demo-1 and demo-2 (role=web) and demo-3 (role=batch). Try:
+three agents, demo-1 and demo-2 (role=web) and demo-3 (role=batch), over mutual TLS.
+fleetctl.toml makes fleetctl the operator $OPERATOR (group admins: may do everything). Try:
 
-  export FLEETCTL_CONTROLLER=$CONTROLLER
+  export FLEETCTL_CONFIG=$SHOWN/fleetctl.toml
   .venv/bin/fleetctl status --watch                    # live view; Ctrl-C leaves it
   .venv/bin/fleetctl nodes
   .venv/bin/fleetctl restart '*:web:*' --label role=web # restart the web group on both web nodes
@@ -98,7 +125,8 @@ three agents, demo-1 and demo-2 (role=web) and demo-3 (role=batch). Try:
   .venv/bin/fleetctl tail -f demo-1:web:web_00
   .venv/bin/fleetctl audit
   .venv/bin/fleetctl --node 127.0.0.1:7401 status      # one agent directly, without the controller
-  .venv/bin/supervisorctl -c $RUN/demo-1/supervisord.conf status   # the stock client
+  .venv/bin/supervisorctl -c $SHOWN/demo-1/supervisord.conf status   # the stock client
+  FLEETCTL_CONFIG=$SHOWN/fleetctl-$VIEWER.toml .venv/bin/fleetctl restart all   # a viewer: refused
   web pages: http://127.0.0.1:9001/ http://127.0.0.1:9002/ http://127.0.0.1:9003/
 
 Stop it with: bash deploy/demo.sh stop

@@ -1,9 +1,13 @@
-"""A fleet on seven test hosts (network namespaces) plus a driver host.
+"""A fleet on seven test hosts (network namespaces) plus a driver host, over mutual TLS.
 
 `topology` (one per pytest run) makes the namespaces, the bridge and the blackhole route and
 removes them at the end, also on failure. `fleet` (one per test) starts etcd, two
 controllers, four agents and the driver's probe on those hosts, and at the end stops them,
 kills whatever is left in any of our namespaces and brings every link back up.
+
+Every gRPC link uses role certificates from `fleetctl certs` (cluster "mh"): each controller
+and agent names its own address, and the driver (probe and fleetctl) is an operator in group
+admins.
 """
 
 from __future__ import annotations
@@ -13,6 +17,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from fleetvisor.cli.certs import issue, make_ca
 
 from .netns import PYTHON, Driver, NetnsUnavailable, Proc, Topology, wait_for
 
@@ -24,6 +30,8 @@ CTL_PORT = 7500
 AGENT_PORT = 7400
 NODE_TTL = 3
 LEADER_TTL = 2
+CLUSTER = "mh"
+OPERATOR = "mh-admin"
 
 # Each program has its own command line, so its processes can be counted in a host's /proc.
 ALPHA = ["sleep", "86401"]
@@ -41,7 +49,9 @@ labels=role=web,host={node}
 grpc_listen={address}:{port}
 controllers={controllers}
 state_dir=%(here)s/state
-insecure=true
+tls_cert={pki}/{node}.pem
+tls_key={pki}/{node}.key
+tls_ca={pki}/ca.pem
 
 [program:alpha]
 command=sleep 86401
@@ -68,6 +78,21 @@ def topology() -> Iterator[Topology]:
         topo.destroy()
 
 
+def make_pki(topo: Topology, directory: Path) -> Path:
+    """A CA and role certificates: each controller and agent with its address, the operator."""
+    make_ca(directory)
+    for name in (*CONTROLLERS, *AGENTS):
+        issue(directory, name, [topo.addr(name)], role="controller" if name in CONTROLLERS else "agent",
+              cluster=CLUSTER)
+    issue(directory, OPERATOR, [], role="operator", groups=["admins"], cluster=CLUSTER)
+    return directory
+
+
+def tls_flags(pki: Path, name: str) -> tuple[str, ...]:
+    return ("--tls-cert", str(pki / f"{name}.pem"), "--tls-key", str(pki / f"{name}.key"),
+            "--tls-ca", str(pki / "ca.pem"))
+
+
 class Agent:
     def __init__(self, fleet: Fleet, node: str) -> None:
         self.fleet = fleet
@@ -78,7 +103,7 @@ class Agent:
         controllers = ",".join(fleet.controllers[c] for c in CONTROLLERS)
         self.config = self.dir / "supervisord.conf"
         self.config.write_text(AGENT_CONFIG.format(node=node, address=fleet.topo.addr(node), port=AGENT_PORT,
-                                                   controllers=controllers).lstrip())
+                                                   controllers=controllers, pki=fleet.pki).lstrip())
         self.proc: Proc | None = None
 
     @property
@@ -105,6 +130,7 @@ class Fleet:
         self.base = base
         self.etcd_endpoint = f"{topo.addr('etcd')}:{ETCD_PORT}"
         self.controllers = {c: f"{topo.addr(c)}:{CTL_PORT}" for c in CONTROLLERS}
+        self.pki = make_pki(topo, base / "pki")
         self.ctl_procs: dict[str, Proc] = {}
         self.etcd: Proc | None = None
         self.agents = {n: Agent(self, n) for n in AGENTS}
@@ -131,7 +157,7 @@ class Fleet:
     def start_controller(self, name: str):
         address = self.controllers[name]
         argv = [PYTHON, "-m", "fleetvisor.controller", "--etcd", self.etcd_endpoint, "--listen", address,
-                "--advertise", address, "--cluster", "mh", "--insecure", "--node-ttl", str(NODE_TTL),
+                "--advertise", address, "--cluster", CLUSTER, *tls_flags(self.pki, name), "--node-ttl", str(NODE_TTL),
                 "--leader-ttl", str(LEADER_TTL), "--id", name, "--state-dir", str(self.base / name)]
         proc = self.topo.spawn(name, argv, self.base / f"{name}.out")
         self.ctl_procs[name] = proc
@@ -143,7 +169,7 @@ class Fleet:
             self.start_controller(name)
         for agent in self.agents.values():
             agent.start()
-        self.driver = Driver(self.topo, self.base / "driver.out")
+        self.driver = Driver(self.topo, self.base / "driver.out", tls_flags(self.pki, OPERATOR))
         for proc in self.ctl_procs.values():
             proc.wait_log("serving on", 60)
         self.wait_converged(timeout=60)

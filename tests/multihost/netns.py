@@ -322,9 +322,11 @@ class Proc:
 class Driver:
     """probe.py running in the driver namespace; `call` sends it one request and waits for the answer."""
 
-    def __init__(self, topo: Topology, log: Path) -> None:
+    def __init__(self, topo: Topology, log: Path, tls: tuple[str, ...] = ()) -> None:
+        """`tls`: fleetctl's --tls-cert/--tls-key/--tls-ca flags, used by the probe as well."""
         self.topo = topo
-        self.proc = topo.spawn("driver", [PYTHON, str(Path(__file__).with_name("probe.py"))], log,
+        self.tls = tls
+        self.proc = topo.spawn("driver", [PYTHON, str(Path(__file__).with_name("probe.py")), *tls], log,
                                stdin=subprocess.PIPE, stdout=subprocess.PIPE)
         self._answers: queue.Queue = queue.Queue()
         threading.Thread(target=self._read, daemon=True).start()
@@ -362,7 +364,7 @@ class Driver:
     def fleetctl(self, controller: str, *args: str, timeout: float = 30.0) -> subprocess.CompletedProcess:
         """fleetctl run inside the driver namespace."""
         argv = [IP, "netns", "exec", self.topo.ns("driver"), PYTHON, "-m", "fleetvisor.cli.main",
-                "--controller", controller, "--timeout", "10", *args]
+                "--controller", controller, "--timeout", "10", *self.tls, *args]
         return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, cwd=REPO,
                               env={"FLEETCTL_CONFIG": "/nonexistent", "PATH": "/usr/bin:/bin", "COLUMNS": "200"})
 

@@ -4,6 +4,8 @@ The pytest process lives in the root network namespace, which by the multi-host 
 has no address in the test subnet and cannot reach any test host. So it starts this script
 with `ip netns exec <driver> ...` and talks to it over stdin/stdout, one JSON object per line:
 
+    probe.py [--tls-cert F --tls-key F --tls-ca F]     mutual TLS with that certificate; else plaintext
+
     -> {"op": "status", "ctl": "10.231.120.11:7500"}
     <- {"ok": true, "result": {...}}          or {"ok": false, "code": "UNAVAILABLE", ...}
 
@@ -18,6 +20,7 @@ import sys
 import threading
 import time
 import traceback
+from pathlib import Path
 
 import grpc
 
@@ -32,11 +35,22 @@ CHANNEL_OPTIONS = [("grpc.initial_reconnect_backoff_ms", 100), ("grpc.min_reconn
 CALL_TIMEOUT = 3.0
 
 _channels: dict[str, grpc.Channel] = {}
+_credentials: grpc.ChannelCredentials | None = None
+
+
+def read_tls(argv: list[str]) -> grpc.ChannelCredentials | None:
+    """fleetctl's three TLS flags, as `--tls-cert F --tls-key F --tls-ca F`."""
+    if not argv:
+        return None
+    flags = dict(zip(argv[::2], argv[1::2], strict=True))
+    files = [Path(flags[f"--tls-{k}"]).read_bytes() for k in ("ca", "key", "cert")]
+    return grpc.ssl_channel_credentials(root_certificates=files[0], private_key=files[1], certificate_chain=files[2])
 
 
 def channel(address: str) -> grpc.Channel:
     if address not in _channels:
-        _channels[address] = grpc.insecure_channel(address, CHANNEL_OPTIONS)
+        _channels[address] = (grpc.secure_channel(address, _credentials, CHANNEL_OPTIONS) if _credentials
+                               else grpc.insecure_channel(address, CHANNEL_OPTIONS))
     return _channels[address]
 
 
@@ -146,6 +160,8 @@ def handle(req: dict):
 
 
 def main() -> None:
+    global _credentials
+    _credentials = read_tls(sys.argv[1:])
     out = sys.stdout
     out.write(json.dumps({"ok": True, "result": "ready"}) + "\n")
     out.flush()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import re
 
 from .conftest import AGENTS
 from .netns import ip
@@ -24,3 +25,8 @@ def test_hosts_are_isolated_and_the_fleet_converges(fleet):
             assert ipaddress.ip_address(nodes[node]["address"].rsplit(":", 1)[0]) in topo.subnet
     for agent in fleet.agents.values():
         assert {k: len(v) for k, v in agent.programs().items()} == {"alpha": 1, "beta": 1}
+    # every link is mutual TLS: controllers and agents say so, and nobody runs insecure
+    for name, proc in fleet.ctl_procs.items():
+        assert "(mutual TLS)" in proc.text() and "--insecure" not in proc.text(), name
+    for agent in fleet.agents.values():
+        assert re.search(r"gRPC AgentService listening on \S+ \(mutual TLS\)", agent.proc.text()), agent.node

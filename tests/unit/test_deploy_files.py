@@ -24,6 +24,8 @@ from click.testing import CliRunner
 from cryptography import x509
 
 from fleetvisor.agent.config.parser import FLEETVISOR_OPTIONS, load, read_ini
+from fleetvisor.agent.security.identity import from_pem
+from fleetvisor.agent.security.rules import RULES
 from fleetvisor.cli.certs import certs
 from fleetvisor.controller.main import parse_args
 
@@ -141,7 +143,8 @@ def fake_tls(directory: Path, *names: str) -> None:
     runner = CliRunner()
     assert runner.invoke(certs, ["init", "--dir", str(ca)]).exit_code == 0
     for name in names:
-        assert runner.invoke(certs, ["issue", "--node", name, "--dir", str(ca)]).exit_code == 0
+        assert runner.invoke(certs, ["issue", "--role", "agent", "--node", name, "--cluster", "prod",
+                                     "--dir", str(ca)]).exit_code == 0
         shutil.copy(ca / f"{name}.pem", directory / f"{name}.pem")
         shutil.copy(ca / f"{name}.key", directory / f"{name}.key")
     shutil.copy(ca / "ca.pem", directory / "ca.pem")
@@ -387,10 +390,11 @@ def test_etcd_variables_are_flags_of_the_installed_etcd():
 # -- the TLS walkthrough ------------------------------------------------------------------
 
 def tls_commands() -> list[list[str]]:
+    """The `fleetctl certs init|issue` lines (revoke talks to a controller: not run here)."""
     commands = []
     for block in fenced(TLS_DOC, "sh"):
         for line in block.splitlines():
-            if line.split()[:2] == ["fleetctl", "certs"]:
+            if line.split()[:2] == ["fleetctl", "certs"] and line.split()[2] in ("init", "issue"):
                 commands.append(shlex.split(line, comments=True)[2:])
     return commands
 
@@ -400,6 +404,15 @@ def sans(path: Path) -> set[str]:
     names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     return ({str(ip) for ip in names.get_values_for_type(x509.IPAddress)}
             | set(names.get_values_for_type(x509.DNSName)))
+
+
+def sans_uris(path: Path) -> list[str]:
+    cert = x509.load_pem_x509_certificate(path.read_bytes())
+    try:
+        names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:  # the CA
+        return []
+    return names.get_values_for_type(x509.UniformResourceIdentifier)
 
 
 def test_tls_walkthrough_commands_work(tmp_path, monkeypatch):
@@ -429,11 +442,34 @@ def test_tls_walkthrough_commands_work(tmp_path, monkeypatch):
             for url in member[key].split(","):
                 host = host_port(url).rpartition(":")[0]
                 assert host in member_sans, f"etcd-{n}.pem lacks {host} ({key})"
+    # Fleet certificates carry the role and name they are placed as, for the controllers' cluster;
+    # etcd's carry none.
+    cluster = parse_args(controller_argv(CONTROLLER_EXAMPLES / "ctl-1.env")[0][1:]).cluster
+    roles = {}
+    for pem in (tmp_path / "pki").glob("*.pem"):
+        if pem.name != "ca.pem":
+            who = from_pem(pem.read_bytes())
+            assert (who.name, who.cluster) == (pem.stem, cluster), pem.name
+            roles[pem.stem] = (who.role, sorted(who.groups))
+    assert roles == {**{f"ctl-{n}": ("controller", []) for n in HOSTS}, "web-1": ("agent", []),
+                     "alice": ("operator", ["admins"]), "bob": ("viewer", [])}
+    for pem in (tmp_path / "pki-etcd").glob("*.pem"):
+        assert not any(str(u).startswith("fleetvisor:") for u in sans_uris(pem)), pem.name
     # Operators' certificates are client-only; the fleet CA and the etcd CA differ.
     alice = x509.load_pem_x509_certificate((tmp_path / "pki" / "alice.pem").read_bytes())
     usage = alice.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
     assert x509.oid.ExtendedKeyUsageOID.SERVER_AUTH not in usage
     assert (tmp_path / "pki" / "ca.pem").read_bytes() != (tmp_path / "pki-etcd" / "ca.pem").read_bytes()
+
+
+def test_tls_rpc_table_lists_every_rpc_with_its_verb():
+    """TLS.md's role x RPC table: a row per RPC of both services, with the verb rules.py gives it."""
+    rows = re.findall(r"^\| `(\w+)\.(\w+)` \| (\w+) \|", TLS_DOC.read_text(), re.M)
+    documented = {(service, method): verb for service, method, verb in rows}
+    assert len(documented) == len(rows), "an RPC is listed twice"
+    expected = {(service.rpartition(".")[2], method): verb for service, rules in RULES.items()
+                for method, verb in rules.items()}
+    assert documented == expected
 
 
 def test_tls_walkthrough_fleetctl_file_has_known_settings():
