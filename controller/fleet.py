@@ -25,7 +25,7 @@ from .views import Views
 
 class Fleet:
     def __init__(self, client: aetcd.Client, mirror: Mirror, controller_id: str, *, node_ttl: int,
-                 agent_credentials: grpc.ChannelCredentials | None) -> None:
+                 agent_credentials: Callable[[], grpc.ChannelCredentials] | None) -> None:
         self.id = controller_id
         self.store = Store(client, mirror)
         self.membership = Membership(self.store, controller_id, node_ttl)

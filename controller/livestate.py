@@ -222,9 +222,12 @@ class NodeLink:
 
 
 class NodeLinks:
-    """One link per member, dialled at its current address."""
+    """One link per member, dialled at its current address. `credentials` gives the current
+    TLS credentials for each new link (they follow certificate rotation; links already open
+    keep theirs), or is None for plaintext."""
 
-    def __init__(self, credentials: grpc.ChannelCredentials | None, on_change: Callable[[], None]) -> None:
+    def __init__(self, credentials: Callable[[], grpc.ChannelCredentials] | None,
+                 on_change: Callable[[], None]) -> None:
         self.credentials = credentials
         self.on_change = on_change
         self.links: dict[str, NodeLink] = {}
@@ -242,7 +245,8 @@ class NodeLinks:
                 closing.add_done_callback(self._closing.discard)
         for name, address in addresses.items():
             if name not in self.links and address:
-                link = NodeLink(name, address, self.credentials, lambda _link: self.on_change())
+                link = NodeLink(name, address, self.credentials() if self.credentials else None,
+                                lambda _link: self.on_change())
                 self.links[name] = link
                 link.start()
 
