@@ -157,8 +157,7 @@ async def run(args: argparse.Namespace) -> None:
         mirror = Mirror(client, prefix)
         await mirror.start()
         closers.append(mirror.close)
-        fleet = Fleet(client, mirror, controller_id, node_ttl=args.node_ttl,
-                      agent_credentials=tls.channel_credentials if tls else None)
+        fleet = Fleet(client, mirror, controller_id, node_ttl=args.node_ttl, tls=tls)
         fleet.start()
         closers.append(fleet.close)
         reconciler = Reconciler(fleet)

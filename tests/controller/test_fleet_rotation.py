@@ -141,6 +141,15 @@ def test_rotation_keeps_open_streams_and_serves_the_new_certificates(tls_fleet, 
         f.fleet.agents.append(tls_agent(f.fleet.base, "web-3", f.ctl.address, new_ca))
         f.wait_running(["web-1", "web-2", "web-3"])
 
+        # web-2 comes back at the same address trusting only the new CA: the controller's link,
+        # dialled before the rotation, fails once and dials again with the new certificate.
+        web_2 = f.fleet.agents[1]
+        web_2.stop()
+        issue(new_ca, "web-2", ["127.0.0.1"], role="agent", cluster=CLUSTER)
+        web_2.config.write_text(web_2.config.read_text().replace(str(f.pki), str(new_ca)))
+        web_2.start()
+        f.wait_running(["web-1", "web-2", "web-3"])
+
         # SIGHUP makes the controller look at once; a broken key keeps the current set.
         (f.pki / "ctl-1.key").write_text("garbage")
         f.ctl.proc.send_signal(signal.SIGHUP)
