@@ -117,7 +117,7 @@ def _tls(args: argparse.Namespace) -> TlsMaterial | None:
         return None
     try:
         return TlsMaterial(TlsFiles(args.tls_cert, args.tls_key, args.tls_ca), _controller_of(args.cluster),
-                           lambda line: log.warning("%s", line))
+                           lambda line, trouble: log.log(logging.WARNING if trouble else logging.INFO, "%s", line))
     except TlsFileError as exc:
         raise StartupError(f"--tls-cert: {exc}") from None
 

@@ -8,6 +8,7 @@ Plaintext is served on loopback only, unless `insecure = true` says otherwise ex
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 import grpc
 
@@ -74,8 +75,9 @@ class GrpcFace:
     def _material(self, files: TlsFiles, previous: TlsMaterial | None) -> TlsMaterial:
         loop = asyncio.get_running_loop()
 
-        def report(line: str) -> None:  # gRPC asks for server credentials on its own threads
-            loop.call_soon_threadsafe(self.log.warn, line)
+        def report(line: str, trouble: bool) -> None:  # gRPC asks for credentials on its own threads
+            with contextlib.suppress(RuntimeError):  # the loop of a run that has ended
+                loop.call_soon_threadsafe(self.log.warn if trouble else self.log.info, line)
 
         if previous is not None and previous.files == files:
             self.tls, self.gate.cluster = previous, previous.current.identity.cluster

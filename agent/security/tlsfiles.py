@@ -77,7 +77,7 @@ def read_set(files: TlsFiles, check: Check) -> TlsSet:
     try:
         identity = from_pem(data["certificate"])
     except IdentityError as exc:
-        raise TlsFileError(f"the certificate {files.cert}: {exc}") from None
+        raise TlsFileError(f"the certificate {files.cert}: {exc}", True) from None
     refusal = check(identity)
     if refusal is not None:
         raise TlsFileError(f"the certificate {files.cert} is for {identity}: {refusal}")
@@ -87,10 +87,11 @@ def read_set(files: TlsFiles, check: Check) -> TlsSet:
 class TlsMaterial:
     """The current set, shared by the server credentials and new client channels.
 
-    gRPC calls the server's fetcher from its own threads, hence the lock; `report` is how
-    a rejected or accepted change is logged, and it must be safe to call from any thread."""
+    gRPC calls the server's fetcher from its own threads, hence the lock; `report(line,
+    trouble)` is how a rejected (trouble) or accepted change is logged, and it must be safe
+    to call from any thread."""
 
-    def __init__(self, files: TlsFiles, check: Check, report: Callable[[str], None]) -> None:
+    def __init__(self, files: TlsFiles, check: Check, report: Callable[[str, bool], None]) -> None:
         self.files = files
         self.check = check
         self.report = report
@@ -111,13 +112,13 @@ class TlsMaterial:
             try:
                 fresh = read_set(self.files, self.check)
             except TlsFileError as exc:
-                self.report(f"keeping the current TLS certificate (serial {self.current.identity.serial}): {exc}")
+                self.report(f"keeping the current TLS certificate (serial {self.current.identity.serial}): {exc}", True)
                 return False
             if fresh == self.current:
                 return False
             self.current = fresh
             self.generation += 1
-        self.report(f"TLS certificate reloaded: {fresh.identity}, serial {fresh.identity.serial}")
+        self.report(f"TLS certificate reloaded: {fresh.identity}, serial {fresh.identity.serial}", False)
         return True
 
     def _stat(self) -> _Stamp:

@@ -33,7 +33,7 @@ def pki(tmp_path: Path) -> Path:
 def material(pki: Path) -> tuple[TlsMaterial, list[str]]:
     lines: list[str] = []
     files = TlsFiles(str(pki / "web-1.pem"), str(pki / "web-1.key"), str(pki / "ca.pem"))
-    return TlsMaterial(files, only_web_1, lines.append), lines
+    return TlsMaterial(files, only_web_1, lambda line, trouble: lines.append(("! " if trouble else "") + line)), lines
 
 
 def test_unchanged_files_are_not_read_again(material):
@@ -63,13 +63,14 @@ def test_a_bad_set_keeps_the_current_one_and_says_why_once(pki, material, break_
     break_it(pki)
     assert not tls.refresh() and not tls.refresh()
     assert tls.current is before and tls.generation == 0
-    assert len(lines) == 1 and reason in lines[0] and before.identity.serial in lines[0]
+    assert len(lines) == 1 and lines[0].startswith("! keeping the current TLS certificate")
+    assert reason in lines[0] and before.identity.serial in lines[0]
 
 
 def test_a_bad_set_at_startup_is_an_error(pki):
     files = TlsFiles(str(pki / "web-2.pem"), str(pki / "web-2.key"), str(pki / "ca.pem"))
     with pytest.raises(TlsFileError, match="is for agent web-2: not agent web-1"):
-        TlsMaterial(files, only_web_1, print)
+        TlsMaterial(files, only_web_1, lambda line, trouble: None)
 
 
 def test_a_ca_bundle_with_two_cas(pki, material, tmp_path_factory):
