@@ -16,7 +16,7 @@ def test_environment_values_expand_on_the_agent_and_never_show(fleet, monkeypatc
     monkeypatch.setenv("SECRET", CONTROLLER_SECRET)
     ctl = fleet.controller()
     monkeypatch.setenv("SECRET", AGENT_SECRET)
-    fleet.agent("web-1", ctl)
+    agent = fleet.agent("web-1", ctl)
     wait_status(ctl, lambda s: "web-1:app" in states(s), what="web-1 registered")
     wait_for(ctl.is_leader, 10, "ctl-1 to lead")
 
@@ -36,6 +36,6 @@ def test_environment_values_expand_on_the_agent_and_never_show(fleet, monkeypatc
 
     audit = fleetctl(ctl.address, "-o", "json", "audit")
     assert audit.returncode == 0, audit.stderr
-    seen += [audit.stdout, ctl.log()]
+    seen += [audit.stdout, ctl.log(), "\n".join(agent.daemon.messages())]
     for text in seen:
         assert CONTROLLER_SECRET not in text and AGENT_SECRET not in text
