@@ -28,12 +28,12 @@ from fleetvisor.v1 import controller_pb2_grpc as pb_grpc
 from . import operations
 from .caller import LOCAL
 from .config.model import FleetvisorConfig
-from .daemon import StartupError
 from .mainlog import MainLog
 from .timeouts import wait_within
 
 if TYPE_CHECKING:
     from .grpcapi.server import GrpcFace
+    from .security.tlsfiles import TlsMaterial
 
 DEFAULT_INTERVAL = 3.0   # until a controller says otherwise
 MIN_INTERVAL = 0.05      # a controller answering 0.001 must not turn this into a busy loop
@@ -156,25 +156,20 @@ class Heartbeat:
     """
 
     def __init__(self, fv: FleetvisorConfig, describe: Callable[[], pb.HeartbeatRequest], log: MainLog,
-                 *, schedule: Schedule | None = None, call_timeout: float = CALL_TIMEOUT) -> None:
+                 *, schedule: Schedule | None = None, call_timeout: float = CALL_TIMEOUT,
+                 tls: TlsMaterial | None = None) -> None:
         self.fv = fv
         self.describe = describe
         self.log = log
         self.call_timeout = call_timeout
         self.schedule = schedule or Schedule(tuple(format_address(h, p) for h, p in fv.controllers))
         self._channels: dict[str, grpc.aio.Channel] = {}
-        self._credentials: grpc.ChannelCredentials | None = None
+        self.tls = tls  # the agent's own set (GrpcFace's): new channels follow its rotation
+        self._generation = tls.generation if tls is not None else 0
         self._poked = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
-        fv = self.fv
-        if fv.tls_cert and fv.tls_key and fv.tls_ca:
-            from .grpcapi.server import channel_credentials
-            try:
-                self._credentials = channel_credentials(fv.tls_cert, fv.tls_key, fv.tls_ca)
-            except OSError as exc:
-                raise StartupError(f"cannot read the TLS files for heartbeats: {exc}") from None
         self._task = asyncio.get_running_loop().create_task(self._run(), name="heartbeat")
 
     def poke(self, revision: str = "") -> None:
@@ -206,6 +201,12 @@ class Heartbeat:
         target = schedule.current
         schedule.started()
         attempt = schedule.attempts
+        if self.tls is not None:
+            self.tls.refresh()
+            if self.tls.generation != self._generation:  # rotated: dial again with the new set
+                self._generation = self.tls.generation
+                for old in list(self._channels):
+                    await self._drop(old)
         try:
             request = self.describe()
             stub = pb_grpc.ControllerServiceStub(self._channel(target))
@@ -235,8 +236,8 @@ class Heartbeat:
     def _channel(self, target: str) -> grpc.aio.Channel:
         channel = self._channels.get(target)
         if channel is None:
-            if self._credentials is not None:
-                channel = grpc.aio.secure_channel(target, self._credentials)
+            if self.tls is not None:
+                channel = grpc.aio.secure_channel(target, self.tls.channel_credentials())
             else:
                 channel = grpc.aio.insecure_channel(target)
             self._channels[target] = channel

@@ -10,7 +10,7 @@ import signal
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .config import datatypes
 from .config.errors import ConfigError
@@ -26,6 +26,9 @@ from .mainlog import BootLog, MainLog, level_from_name
 from .operations import SUPERVISOR_VERSION  # the version clients see
 from .states import SupervisorState
 from .supervisor import Supervisor, clear_auto_logs
+
+if TYPE_CHECKING:
+    from .security.tlsfiles import TlsMaterial  # grpc: imported only where served
 
 # The first line depends on the name the agent was started under: as `supervisord` (a symlink
 # or a copy of the entry point) its usage begins exactly as supervisord's does.
@@ -160,6 +163,7 @@ async def serve(core: Supervisor) -> SupervisorState:
 def run(opts: Options) -> int:
     first = True
     config = load_config(opts)
+    kept = _Kept()
     while True:
         sd = config.supervisord
         boot = BootLog()
@@ -182,7 +186,7 @@ def run(opts: Options) -> int:
                 daemonize(sd.directory, sd.umask, log)
             wrote_pid = write_pidfile(sd.pidfile, log)
             reloader = _Reloader(opts)
-            mood = asyncio.run(_serve_config(config, log, reloader, listeners))
+            mood = asyncio.run(_serve_config(config, log, reloader, listeners, kept))
         finally:
             close_listeners(listeners)
         if wrote_pid:
@@ -210,8 +214,15 @@ class _Reloader:
         return load_config(self.opts, fleet_file)
 
 
+@dataclass
+class _Kept:
+    """What a SIGHUP restart carries over: the TLS set, kept if the files went bad."""
+
+    tls: TlsMaterial | None = None
+
+
 async def _serve_config(config: Config, log: MainLog, reloader: _Reloader,
-                        listeners: list[Listener]) -> SupervisorState:
+                        listeners: list[Listener], kept: _Kept) -> SupervisorState:
     core = Supervisor(config, log, reloader=reloader)
     ledger = None
     if config.fleetvisor is not None:  # fleet nodes only: standalone, behave exactly as supervisord
@@ -227,10 +238,11 @@ async def _serve_config(config: Config, log: MainLog, reloader: _Reloader,
             from .grpcapi.server import GrpcFace  # grpc costs ~20 MB of RSS: only when served
             fleet = FleetConfig(core, RevisionStore(state_dir_of(config)), reloader.with_fleet_file)
             grpc_face = GrpcFace(core, fleet, fv, log)
-            await grpc_face.start()
+            await grpc_face.start(kept.tls)
+            kept.tls = grpc_face.tls
             if fv.controllers:  # the parser refuses controllers without grpc_listen
                 from .heartbeat import Heartbeat, agent_describer
-                heartbeat = Heartbeat(fv, agent_describer(fv, grpc_face), log)
+                heartbeat = Heartbeat(fv, agent_describer(fv, grpc_face), log, tls=grpc_face.tls)
                 grpc_face.servicer.on_applied.append(heartbeat.poke)
                 heartbeat.start()
         return await serve(core)

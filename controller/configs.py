@@ -3,6 +3,12 @@
 A node may be assigned several named configs; what it is sent is their current revisions
 joined into one fleet file, identified as `name@rev,name@rev` (sorted by name), so the
 agent's single applied revision says exactly which configs and revisions it runs.
+
+`%(ENV_X)s` in a pushed config means the agent's environment, so validation here never
+reads the controller's: each ENV_ name expands to a marker, an option whose value holds one
+is not converted or checked (nor anything that depends on its value, which is checked with
+the option's default), and the agent makes those checks when it applies the config. Errors
+name the variable, never a value.
 """
 
 from __future__ import annotations
@@ -55,7 +61,7 @@ def validate(named_texts: Mapping[str, str]) -> None:
                 f.write(text)
             paths.append(path)
         try:
-            load(main, extra_files=paths, host_node_name="node")
+            load(main, extra_files=paths, host_node_name="node", defer_env=True)
         except ConfigError as exc:
             raise InvalidArgument(str(exc).replace(tmp + os.sep, "")) from None
 

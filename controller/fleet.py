@@ -13,7 +13,8 @@ import asyncio
 from collections.abc import Callable
 
 import aetcd
-import grpc
+
+from fleetvisor.agent.security.tlsfiles import TlsMaterial
 
 from .configstore import ConfigStore
 from .livestate import NodeLinks
@@ -25,12 +26,12 @@ from .views import Views
 
 class Fleet:
     def __init__(self, client: aetcd.Client, mirror: Mirror, controller_id: str, *, node_ttl: int,
-                 agent_credentials: grpc.ChannelCredentials | None) -> None:
+                 tls: TlsMaterial | None) -> None:
         self.id = controller_id
         self.store = Store(client, mirror)
         self.membership = Membership(self.store, controller_id, node_ttl)
         self.configs = ConfigStore(self.store, self.membership)
-        self.links = NodeLinks(agent_credentials, self._notify)
+        self.links = NodeLinks(tls, self._notify)
         self.views = Views(self.membership, self.configs, self.links, controller_id)
         self._changed = asyncio.Event()
         self.changes = 0  # counts changes; see wait_change

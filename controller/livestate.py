@@ -21,6 +21,7 @@ from typing import Any
 import grpc
 
 from fleetvisor.agent.security.guard import NODE_KEY
+from fleetvisor.agent.security.tlsfiles import TlsMaterial
 from fleetvisor.v1 import agent_pb2 as apb
 from fleetvisor.v1 import agent_pb2_grpc as apb_grpc
 
@@ -81,17 +82,13 @@ def running_description(proc: apb.ProcessInfo, elapsed: float) -> str:
 
 
 class NodeLink:
-    def __init__(self, name: str, address: str, credentials: grpc.ChannelCredentials | None,
+    def __init__(self, name: str, address: str, tls: TlsMaterial | None,
                  on_change: Callable[[NodeLink], None]) -> None:
         self.name = name
         self.address = address
         self.on_change = on_change
-        interceptors: list[grpc.aio.ClientInterceptor] = [_NameTheNodeUnary(name), _NameTheNodeStream(name)]
-        # Under TLS the agent must show a certificate for its node name, whatever the address.
-        self.channel = (grpc.aio.secure_channel(address, credentials, interceptors=interceptors,
-                                                options=[*CHANNEL_OPTIONS, ("grpc.ssl_target_name_override", name)])
-                        if credentials else
-                        grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS, interceptors=interceptors))
+        self.tls = tls
+        self.channel, self.generation = self._dial()
         self.stub = apb_grpc.AgentServiceStub(self.channel)
         self.processes: dict[str, apb.ProcessInfo] = {}
         self.received: dict[str, float] = {}  # namespec -> monotonic time its info arrived
@@ -106,6 +103,31 @@ class NodeLink:
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._follow(), name=f"follow {self.name}")
+
+    def _dial(self) -> tuple[grpc.aio.Channel, int]:
+        """A channel with the controller's current certificate, and that set's generation."""
+        interceptors: list[grpc.aio.ClientInterceptor] = [_NameTheNodeUnary(self.name), _NameTheNodeStream(self.name)]
+        if self.tls is None:
+            return grpc.aio.insecure_channel(self.address, options=CHANNEL_OPTIONS, interceptors=interceptors), 0
+        credentials = self.tls.channel_credentials()
+        # Under TLS the agent must show a certificate for its node name, whatever the address.
+        options = [*CHANNEL_OPTIONS, ("grpc.ssl_target_name_override", self.name)]
+        return (grpc.aio.secure_channel(self.address, credentials, interceptors=interceptors, options=options),
+                self.tls.generation)
+
+    async def _redial_if_rotated(self) -> None:
+        """After a failure: a link dialled before a certificate rotation dials again with the
+        new set (its reconnects would keep showing the old one, which peers may no longer
+        trust). A link that works keeps its connection and streams."""
+        if self.tls is None:
+            return
+        self.tls.refresh()
+        if self.tls.generation == self.generation:
+            return
+        old = self.channel
+        self.channel, self.generation = self._dial()
+        self.stub = apb_grpc.AgentServiceStub(self.channel)
+        await old.close(grace=None)
 
     async def close(self) -> None:
         tasks = [t for t in (self._task, *self._loading) if t is not None]
@@ -175,6 +197,7 @@ class NodeLink:
                 self.error = reason
                 self.on_change(self)
             await asyncio.sleep(backoff.next())
+            await self._redial_if_rotated()
 
     def _apply(self, event: apb.AgentEvent) -> None:
         kind = event.WhichOneof("kind")
@@ -222,10 +245,12 @@ class NodeLink:
 
 
 class NodeLinks:
-    """One link per member, dialled at its current address."""
+    """One link per member, dialled at its current address, with the controller's current TLS
+    set (`tls`, None for plaintext): links follow certificate rotation when they are made or
+    fail; working ones keep their connection."""
 
-    def __init__(self, credentials: grpc.ChannelCredentials | None, on_change: Callable[[], None]) -> None:
-        self.credentials = credentials
+    def __init__(self, tls: TlsMaterial | None, on_change: Callable[[], None]) -> None:
+        self.tls = tls
         self.on_change = on_change
         self.links: dict[str, NodeLink] = {}
         self._closing: set[asyncio.Task[None]] = set()
@@ -242,7 +267,7 @@ class NodeLinks:
                 closing.add_done_callback(self._closing.discard)
         for name, address in addresses.items():
             if name not in self.links and address:
-                link = NodeLink(name, address, self.credentials, lambda _link: self.on_change())
+                link = NodeLink(name, address, self.tls, lambda _link: self.on_change())
                 self.links[name] = link
                 link.start()
 

@@ -21,7 +21,8 @@ from pathlib import Path
 import grpc
 
 from fleetvisor.agent.security.guard import CONTROLLER_SERVES, Gate, Guard, InsecureListen, Mode, mode_for
-from fleetvisor.agent.security.identity import IdentityError, from_pem
+from fleetvisor.agent.security.identity import Identity
+from fleetvisor.agent.security.tlsfiles import Check, TlsFileError, TlsFiles, TlsMaterial
 
 from .election import Election
 from .embedded import EmbeddedEtcd
@@ -89,13 +90,6 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     return args
 
 
-def _read(path: str) -> bytes:
-    try:
-        return Path(path).read_bytes()
-    except OSError as exc:
-        raise StartupError(f"cannot read {path}: {exc.strerror}") from None
-
-
 def _mode(host: str, tls: object, insecure: bool) -> Mode:
     try:
         return mode_for(host, bool(tls), insecure)
@@ -108,19 +102,28 @@ def _unauthenticated(peer: str) -> None:
     log.warning("unauthenticated connection from %s (--insecure)", peer)
 
 
-def _check_own_certificate(pem: bytes, path: str, cluster: str) -> None:
+def _controller_of(cluster: str) -> Check:
+    """Whether a certificate (at startup, or rotated in) is a controller's of this cluster."""
+    def check(own: Identity) -> str | None:
+        if own.role == "controller" and own.cluster == cluster:
+            return None
+        return (f"cluster {own.cluster!r}, not a controller of cluster {cluster!r}; re-issue it with "
+                f"`fleetctl certs issue --role controller --node NAME --cluster {cluster}`")
+    return check
+
+
+def _tls(args: argparse.Namespace) -> TlsMaterial | None:
+    if not args.tls_cert:
+        return None
     try:
-        own = from_pem(pem)
-    except IdentityError as exc:
-        raise StartupError(f"--tls-cert {path}: {exc}") from None
-    if own.role != "controller" or own.cluster != cluster:
-        raise StartupError(f"--tls-cert {path} is for {own} of cluster {own.cluster!r}, not a controller of "
-                           f"cluster {cluster!r}; re-issue it with `fleetctl certs issue --role controller "
-                           f"--node NAME --cluster {cluster}`")
+        return TlsMaterial(TlsFiles(args.tls_cert, args.tls_key, args.tls_ca), _controller_of(args.cluster),
+                           lambda line, trouble: log.log(logging.WARNING if trouble else logging.INFO, "%s", line))
+    except TlsFileError as exc:
+        raise StartupError(f"--tls-cert: {exc}") from None
 
 
 async def run(args: argparse.Namespace) -> None:
-    tls = (_read(args.tls_cert), _read(args.tls_key), _read(args.tls_ca)) if args.tls_cert else None
+    tls = _tls(args)
     state_dir = Path(args.state_dir or default_state_dir())
     embedded = None
     if args.etcd == "embedded":
@@ -138,14 +141,11 @@ async def run(args: argparse.Namespace) -> None:
         host = args.listen.rpartition(":")[0]
         gate = Gate(_mode(host, tls, args.insecure), cluster=args.cluster, roles=CONTROLLER_SERVES,
                     on_unauthenticated=_unauthenticated)
-        if tls:
-            _check_own_certificate(tls[0], args.tls_cert, args.cluster)
         server = grpc.aio.server(interceptors=[Guard(gate)],
                                  options=[("grpc.http2.min_recv_ping_interval_without_data_ms", 1000),
                                           ("grpc.http2.max_ping_strikes", 0)])
         if tls:
-            port = server.add_secure_port(args.listen, grpc.ssl_server_credentials(
-                [(tls[1], tls[0])], root_certificates=tls[2], require_client_auth=True))
+            port = server.add_secure_port(args.listen, tls.server_credentials())
         else:
             port = server.add_insecure_port(args.listen)
         if not port:
@@ -157,9 +157,7 @@ async def run(args: argparse.Namespace) -> None:
         mirror = Mirror(client, prefix)
         await mirror.start()
         closers.append(mirror.close)
-        agent_creds = grpc.ssl_channel_credentials(root_certificates=tls[2], private_key=tls[1],
-                                                   certificate_chain=tls[0]) if tls else None
-        fleet = Fleet(client, mirror, controller_id, node_ttl=args.node_ttl, agent_credentials=agent_creds)
+        fleet = Fleet(client, mirror, controller_id, node_ttl=args.node_ttl, tls=tls)
         fleet.start()
         closers.append(fleet.close)
         reconciler = Reconciler(fleet)
@@ -182,7 +180,7 @@ async def run(args: argparse.Namespace) -> None:
         if gate.mode is Mode.INSECURE:
             log.critical("gRPC on %s is not using TLS (--insecure): anyone who reaches it controls the fleet",
                          args.listen)
-        await _until_signalled()
+        await _until_signalled(tls)
         log.info("shutting down")
     finally:
         for close in reversed(closers):
@@ -194,11 +192,14 @@ async def run(args: argparse.Namespace) -> None:
             await embedded.stop()
 
 
-async def _until_signalled() -> None:
+async def _until_signalled(tls: TlsMaterial | None) -> None:
+    """Until SIGTERM or SIGINT. SIGHUP takes rotated TLS files at once (they are also taken
+    when a connection finds them changed); existing connections and streams carry on."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, lambda: tls is not None and tls.refresh(force=True))
     await stop.wait()
 
 

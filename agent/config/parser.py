@@ -50,19 +50,90 @@ FLEETVISOR_OPTIONS = frozenset(
 
 
 def load(path: str, *, environ: Mapping[str, str] | None = None,
-         extra_files: Sequence[str] = (), host_node_name: str | None = None) -> Config:
+         extra_files: Sequence[str] = (), host_node_name: str | None = None,
+         defer_env: bool = False) -> Config:
     """Parse the file named by -c, everything it includes, then `extra_files` (program-level
-    sections only, as if included last). Raises ConfigError for anything wrong."""
-    environ = os.environ if environ is None else environ
+    sections only, as if included last). Raises ConfigError for anything wrong.
+
+    Environment values may be secrets: no error or warning shows one, it names the
+    variable instead (see `_Redactor`). With `defer_env` (a controller checking a config
+    that an agent will expand against its own environment) `environ` is not used at all:
+    each `%(ENV_X)s` expands to a marker, and an option whose text holds a marker is not
+    converted or checked here (it gets its default); the agent checks it when it loads."""
+    environ = {} if defer_env else os.environ if environ is None else environ
     node = platform.node() if host_node_name is None else host_node_name
     names: dict[str, object] = {f"ENV_{k}": v for k, v in environ.items()}
     names["host_node_name"] = node
     loader = _Loader(names)
+    redactor = _Redactor(names, loader)
     main = os.path.abspath(path)
-    loader.read_main(main)
-    for extra in extra_files:
-        loader.read_extra(os.path.abspath(extra))
-    return _Builder(main, loader, names).build()
+    with redactor:
+        loader.read_main(main)
+        for extra in extra_files:
+            loader.read_extra(os.path.abspath(extra))
+        if defer_env:
+            names.update({ref: _DEFERRED.format(ref) for ref in redactor.references()})
+        config = _Builder(main, loader, names, deferred=defer_env).build()
+    return replace(config, warnings=tuple(redactor.text(w) for w in config.warnings))
+
+
+# The stand-in for an environment value the controller does not know. NUL never occurs in
+# a real environment value, so a text holding it was expanded from a deferred name.
+_DEFERRED = "\0{}\0"
+_ENV_REFERENCE = re.compile(r"%\((ENV_[^)]*)\)")
+_SHORTEST_FOLDED = 4  # shorter values are not searched for in other letter cases
+
+
+class _Redactor:
+    """Takes environment values out of error messages and warnings.
+
+    The values to hide are those of every ENV_ name some option of the files read refers
+    to; any expansion that reaches an environment value goes through such a reference
+    (a program's own environment= only passes them on). Each occurrence is replaced by the
+    reference itself, so `numprocs=%(ENV_SECRET)s` is reported as not a valid integer
+    '%(ENV_SECRET)s' (also where repr() escaped it). If a value still shows in another
+    letter case, the message is replaced by one that names the variables only. Errors
+    about options that expand no environment name keep supervisord's exact text."""
+
+    def __init__(self, names: Mapping[str, object], loader: _Loader) -> None:
+        self.names = names
+        self.loader = loader
+
+    def references(self) -> set[str]:
+        sections = [*self.loader.sections.values(), *self.loader.includes]
+        values = [*self.loader.defaults.values(),
+                  *(v for s in sections for v in s.options.values())]
+        return {m for v in values for m in _ENV_REFERENCE.findall(v.text)}
+
+    def hidden(self) -> dict[str, str]:
+        found = {ref: self.names.get(ref) for ref in self.references()}
+        return {ref: v for ref, v in found.items() if isinstance(v, str) and v}
+
+    def text(self, message: str) -> str:
+        hidden = self.hidden()
+        if not hidden:
+            return message
+        # As written, and as repr() escapes it inside a quoted value.
+        forms = [(form, ref) for ref, v in hidden.items() for form in {v, repr(v)[1:-1]}]
+        forms.sort(key=lambda fr: -len(fr[0]))
+        for form, ref in forms:
+            message = message.replace(form, f"%({ref})s")
+        folded = message.casefold()
+        left = sorted({ref for form, ref in forms
+                       if len(form) >= _SHORTEST_FOLDED and form.casefold() in folded})
+        if left:
+            return (f"a value expanded from {', '.join(left)} is not valid here (the value "
+                    f"is not shown)")
+        return message
+
+    def __enter__(self) -> _Redactor:
+        return self
+
+    def __exit__(self, kind: type | None, exc: BaseException | None, tb: Any) -> None:
+        if isinstance(exc, ConfigError):
+            exc.message = self.text(exc.message)
+            exc.args = (exc.message,)
+            exc.file = exc.file and self.text(exc.file)
 
 
 # -- stage 1: lines to located values -----------------------------------------------------
@@ -204,6 +275,7 @@ class _Loader:
         self.defaults: dict[str, Value] = {}
         self.files: list[str] = []  # included and extra files, in read order
         self.warnings: list[str] = []
+        self.includes: list[Section] = []  # [include] sections, kept for their references
         self._seen: set[str] = set()
 
     def read_main(self, path: str) -> None:
@@ -244,6 +316,7 @@ class _Loader:
     def _include(self, include: Section) -> None:
         """Globs relative to the including file, each sorted. Includes may include; a file
         already read is not read again, which also ends include cycles."""
+        self.includes.append(include)
         files = include.options.get("files")
         if files is None:
             raise ConfigError("[include] section has no files option", file=include.file,
@@ -288,13 +361,18 @@ class _Options:
     converted, and every failure turned into a ConfigError pointing at the value."""
 
     def __init__(self, section: Section, defaults: Mapping[str, Value],
-                 names: Mapping[str, object]) -> None:
+                 names: Mapping[str, object], deferred: bool = False) -> None:
         self.section = section
         self.defaults = defaults
         self.names = names
+        self.deferred = deferred  # ENV_ names expand to markers: see load()
 
     def with_names(self, names: Mapping[str, object]) -> _Options:
-        return _Options(self.section, self.defaults, names)
+        return _Options(self.section, self.defaults, names, self.deferred)
+
+    def unknown(self, text: str | None) -> bool:
+        """Whether `text` was expanded from an environment value only the agent knows."""
+        return self.deferred and text is not None and "\0" in text
 
     def value(self, option: str) -> Value | None:
         return self.section.options.get(option) or self.defaults.get(option)
@@ -307,11 +385,19 @@ class _Options:
         value = self.value(option)
         if value is None and not isinstance(default, str):
             return default
-        text = value.text if value is not None else default
-        names = {**self.names, "here": _here((value or self.section).file)}
-        for _ in range(expand):
-            text = self.convert(option, _expand, text, names)
+        text = self.expanded(option, value.text if value is not None else default, value, expand)
+        if convert and self.unknown(text):
+            # Left to the agent; what follows from it is checked with the default.
+            if not isinstance(default, str):
+                return default
+            text = self.expanded(option, default, None, expand)
         return self.convert(option, convert, text) if convert else text
+
+    def expanded(self, option: str, text: str, value: Value | None, times: int) -> str:
+        names = {**self.names, "here": _here((value or self.section).file)}
+        for _ in range(times):
+            text = self.convert(option, _expand, text, names)
+        return text
 
     def convert(self, option: str | None, func: Callable[..., Any], *args: Any) -> Any:
         try:
@@ -326,8 +412,10 @@ class _Options:
 
 
 class _Builder:
-    def __init__(self, path: str, loader: _Loader, names: dict[str, object]) -> None:
+    def __init__(self, path: str, loader: _Loader, names: dict[str, object],
+                 deferred: bool = False) -> None:
         self.path = path
+        self.deferred = deferred
         self.sections = loader.sections
         self.defaults = loader.defaults
         self.files = loader.files
@@ -335,7 +423,7 @@ class _Builder:
         self.names = names
 
     def options(self, section: Section) -> _Options:
-        return _Options(section, self.defaults, self.names)
+        return _Options(section, self.defaults, self.names, self.deferred)
 
     def with_prefix(self, prefix: str) -> list[Section]:
         return [s for name, s in self.sections.items() if name.startswith(prefix)]
@@ -582,7 +670,8 @@ class _Builder:
         url = o.with_names({**self.names, "program_name": name}).get("socket")
         if not url:
             raise o.error(f'[{section.name}] section requires a "socket" line', "socket")
-        url = o.convert("socket", dt.fcgi_socket_url, url)
+        if not o.unknown(url):
+            url = o.convert("socket", dt.fcgi_socket_url, url)
         if url.startswith("unix://"):
             mode = 0o700 if mode is None else mode
             if owner is None and user is not None:

@@ -1,10 +1,14 @@
 """Serving AgentService on [fleetvisor] grpc_listen, on the agent's loop; mutual TLS when the
 certificate, key and CA are configured (clients without a certificate signed by the CA are
-refused during the handshake). Every call passes the guard (security/guard.py) first.
+refused during the handshake), following the files when they change (security/tlsfiles.py).
+Every call passes the guard (security/guard.py) first.
 
 Plaintext is served on loopback only, unless `insecure = true` says otherwise explicitly."""
 
 from __future__ import annotations
+
+import asyncio
+import contextlib
 
 import grpc
 
@@ -16,26 +20,10 @@ from ..fleetconfig import FleetConfig
 from ..journal import Journal
 from ..mainlog import MainLog
 from ..security.guard import AGENT_SERVES, Gate, Guard, InsecureListen, Mode, mode_for
-from ..security.identity import Identity, IdentityError, from_pem, reissue_hint
+from ..security.identity import Identity, reissue_hint
+from ..security.tlsfiles import TlsFileError, TlsFiles, TlsMaterial
 from ..supervisor import Supervisor
 from .service import AgentServicer
-
-
-def _read(path: str) -> bytes:
-    with open(path, "rb") as f:
-        return f.read()
-
-
-def server_credentials(cert: str, key: str, ca: str) -> grpc.ServerCredentials:
-    return grpc.ssl_server_credentials([(_read(key), _read(cert))], root_certificates=_read(ca),
-                                       require_client_auth=True)
-
-
-def channel_credentials(cert: str, key: str, ca: str) -> grpc.ChannelCredentials:
-    """The same files the other way round: the agent dialing a controller shows its own
-    certificate and trusts only servers signed by the fleet's CA. Raises OSError."""
-    return grpc.ssl_channel_credentials(root_certificates=_read(ca), private_key=_read(key),
-                                        certificate_chain=_read(cert))
 
 
 class GrpcFace:
@@ -43,6 +31,7 @@ class GrpcFace:
         self.core = core
         self.fv = fv
         self.log = log
+        self.tls: TlsMaterial | None = None  # under TLS, once started; heartbeats dial with it too
         self.journal = Journal(core)
         self.gate = Gate(Mode.LOCAL, node=fv.node, roles=AGENT_SERVES, on_unauthenticated=self._unauthenticated)
         # Controllers ping every 2 s to notice a cut link; allow it (gRPC's default is 5 min).
@@ -53,7 +42,9 @@ class GrpcFace:
         self.port = 0  # the bound port, once started (grpc_listen may name port 0)
         pb_grpc.add_AgentServiceServicer_to_server(self.servicer, self.server)
 
-    async def start(self) -> None:
+    async def start(self, previous: TlsMaterial | None = None) -> None:
+        """`previous` is the TLS set of the run before a SIGHUP restart: if the files no longer
+        make a usable set, that one is kept (and the reason logged) rather than failing."""
         assert self.fv.grpc_listen is not None
         host, port = self.fv.grpc_listen
         address = f"[{host}]:{port}" if ":" in host else f"{host or '0.0.0.0'}:{port}"
@@ -65,9 +56,9 @@ class GrpcFace:
                                "or insecure = true to let anyone who reaches the port control this host") from None
         try:
             if self.fv.tls_cert and self.fv.tls_key and self.fv.tls_ca:
-                self.gate.cluster = self._own_identity(self.fv.tls_cert).cluster
-                creds = server_credentials(self.fv.tls_cert, self.fv.tls_key, self.fv.tls_ca)
-                bound = self.server.add_secure_port(address, creds)
+                self.tls = self._material(TlsFiles(self.fv.tls_cert, self.fv.tls_key, self.fv.tls_ca), previous)
+                self.gate.cluster = self.tls.current.identity.cluster
+                bound = self.server.add_secure_port(address, self.tls.server_credentials())
             else:
                 bound = self.server.add_insecure_port(address)
         except (OSError, RuntimeError) as exc:
@@ -81,16 +72,31 @@ class GrpcFace:
                               "controls this host")
         self.log.info(f"gRPC AgentService listening on {address} ({self.gate.mode.value})")
 
-    def _own_identity(self, cert: str) -> Identity:
-        """The agent's own certificate must name it: controllers accept its heartbeats only then."""
+    def _material(self, files: TlsFiles, previous: TlsMaterial | None) -> TlsMaterial:
+        loop = asyncio.get_running_loop()
+
+        def report(line: str, trouble: bool) -> None:  # gRPC asks for credentials on its own threads
+            with contextlib.suppress(RuntimeError):  # the loop of a run that has ended
+                loop.call_soon_threadsafe(self.log.warn if trouble else self.log.info, line)
+
+        if previous is not None and previous.files == files:
+            self.tls, self.gate.cluster = previous, previous.current.identity.cluster
+            previous.report, previous.check = report, self._own_identity
+            previous.refresh(force=True)
+            return previous
         try:
-            own = from_pem(_read(cert))
-        except IdentityError as exc:
-            raise StartupError(f"tls_cert {cert}: {exc}") from None
+            return TlsMaterial(files, self._own_identity, report)
+        except TlsFileError as exc:
+            raise StartupError(f"tls_cert: {exc}") from None
+
+    def _own_identity(self, own: Identity) -> str | None:
+        """The agent's own certificate must name it: controllers accept its heartbeats only
+        then. A rotated one must also stay in the cluster the agent started in."""
         if own.role != "agent" or own.name != self.fv.node:
-            raise StartupError(f"tls_cert {cert} is for {own}, not agent {self.fv.node}; "
-                               f"{reissue_hint('agent', self.fv.node)}")
-        return own
+            return f"not agent {self.fv.node}; {reissue_hint('agent', self.fv.node)}"
+        if self.tls is not None and own.cluster != self.gate.cluster:
+            return f"cluster {own.cluster!r}, not {self.gate.cluster!r}"
+        return None
 
     def _unauthenticated(self, peer: str) -> None:
         self.log.warn(f"unauthenticated gRPC connection from {peer} (insecure = true)")
