@@ -230,7 +230,7 @@ async def _serve_config(config: Config, log: MainLog, reloader: _Reloader,
             await grpc_face.start()
             if fv.controllers:  # the parser refuses controllers without grpc_listen
                 from .heartbeat import Heartbeat, agent_describer
-                heartbeat = Heartbeat(fv, agent_describer(fv, grpc_face), log)
+                heartbeat = Heartbeat(fv, agent_describer(fv, grpc_face), log, keeper=grpc_face.keeper)
                 grpc_face.servicer.on_applied.append(heartbeat.poke)
                 heartbeat.start()
         return await serve(core)
