@@ -291,3 +291,23 @@ def test_the_state_a_controller_sends_is_kept_across_a_restart_without_it(daemon
     assert again.code_for("mallory") == grpc.StatusCode.UNAUTHENTICATED
     refused(again.fleetctl("webop", "restart", "db"), "may not control db:db")
     assert again.fleetctl("webop", "restart", "web:web_1").returncode == 0
+
+
+def test_a_scoped_operator_watches_only_its_programs(daemons, tmp_path, pki):
+    node = Node(daemons, tmp_path, pki, state=kept(pki).to_json())
+    channel, stub = node.stub("webop")
+    with channel:
+        events = stub.WatchEvents(apb.WatchEventsRequest(), timeout=30)
+        snapshot = next(events).snapshot
+        assert {p.namespec for p in snapshot.processes} == {"web:web_0", "web:web_1"}
+        # db changes first, in the journal's order: a leak would arrive before web_0's
+        for name in ("db", "web:web_0"):
+            assert node.fleetctl("admin", "restart", name).returncode == 0
+        seen = []
+        for event in events:
+            if event.WhichOneof("kind") == "process_state":
+                seen.append((event.process_state.process.namespec, event.process_state.process.statename))
+                if seen[-1] == ("web:web_0", "RUNNING"):
+                    break
+        events.cancel()
+    assert {name for name, _ in seen} == {"web:web_0"}, seen
