@@ -43,10 +43,9 @@ class Access:
         await context.abort(grpc.StatusCode.PERMISSION_DENIED, message)
         raise AssertionError("abort raises")
 
-    def _allows(self, identity: Identity, verb: str, group: str | None = None, name: str = "",
-                run_as: str | None = None) -> bool:
+    def _allows(self, identity: Identity, verb: str, group: str, name: str, run_as: str | None = None) -> bool:
         return self.gate.authorizer.allows(identity, verb, node=self.node, labels=self.labels,
-                                           program=None if group is None else (group, name), run_as=run_as)
+                                           program=(group, name), run_as=run_as)
 
     async def on_node(self, context: grpc.aio.ServicerContext, verb: str) -> Identity:
         """`verb` on this node at all (some process of it, for a program-scoped grant)."""
@@ -66,18 +65,15 @@ class Access:
 
     def readable(self, procs: Iterable[Process]) -> list[Process]:
         """The processes the caller may read; the rest are left out, not refused."""
-        identity = guard.current()
-        if self.gate.authorizer.everywhere(identity, READ):
-            return list(procs)
-        return [p for p in procs if self._allows(identity, READ, p.group.name, p.name)]
+        return [p for p in procs if self.sees(p.group.name, p.name)]
 
     def sees(self, group: str, name: str) -> bool:
         identity = guard.current()
         return self.gate.authorizer.everywhere(identity, READ) or self._allows(identity, READ, group, name)
 
     def sees_group(self, group: str) -> bool:
-        """A group event: shown to whoever may read some process of the group, as configured
-        now or before a removal."""
+        """A group event: shown to whoever may read some process of the group as configured
+        now; a removed group has none left, and is judged by its name as process name."""
         configs = [g for g in self.core.group_configs if g.name == group]
         names = [p.name for g in configs for p in g.processes] or [group]
         return any(self.sees(group, name) for name in names)

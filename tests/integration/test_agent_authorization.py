@@ -191,6 +191,8 @@ def test_a_scoped_operator_controls_and_sees_only_its_programs(daemons, tmp_path
     listed = {p["namespec"] for p in (data["processes"] if isinstance(data, dict) else data)}
     assert listed == {"web:web_0", "web:web_1"}
     refused(node.fleetctl("webop", "status", "db"), "may not read db:db")
+    refused(node.fleetctl("webop", "tail", "db"), "may not read db:db")
+    assert node.fleetctl("webop", "tail", "web:web_0").returncode == 0
 
     restarted = node.fleetctl("webop", "restart", "web:*")
     assert restarted.returncode == 0, restarted.stderr
