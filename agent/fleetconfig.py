@@ -13,12 +13,12 @@ import json
 import os
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from . import operations
 from .caller import Caller
-from .config.model import Config
+from .config.model import Config, GroupConfig
 from .supervisor import Supervisor, diff_groups
 
 FLEET_FILE = "fleet.conf"
@@ -119,15 +119,20 @@ class FleetConfig:
     def edited_by_hand(self) -> bool:
         return file_fingerprints(self.core.config, self.store.fleet_file()) != self.fingerprints
 
-    async def apply(self, revision: str, text: str, *, dry_run: bool, caller: Caller) -> Plan:
+    async def apply(self, revision: str, text: str, *, dry_run: bool, caller: Caller,
+                    permit: Callable[[list[GroupConfig]], Awaitable[None]] | None = None) -> Plan:
         """Validate the revision with the node's file; unless dry_run, persist it, then stop
         removed groups, restart changed ones and add new ones. Raises ConfigError; on error
-        nothing is changed, on disk or in the running state."""
+        nothing is changed, on disk or in the running state. `permit` sees the groups the plan
+        touches (new ones as they will be, removed ones as they are) and raises to refuse."""
         staged = self.store.stage(text)
         try:
             new = self.loader(staged)
             running = [g.config for g in self.core.groups.values()]
             plan = Plan(*diff_groups(new.groups, running))
+            if permit is not None:
+                await permit([g for g in new.groups if g.name in plan.added + plan.changed]
+                             + [g for g in running if g.name in plan.removed])
             if dry_run:
                 return plan
             self.store.commit(revision, staged)

@@ -29,10 +29,13 @@ from . import operations
 from .caller import LOCAL
 from .config.model import FleetvisorConfig
 from .mainlog import MainLog
+from .security.policy import PolicyError
+from .security.wire import state_from_pb
 from .timeouts import wait_within
 
 if TYPE_CHECKING:
     from .grpcapi.server import GrpcFace
+    from .security.keeper import Keeper
     from .security.tlsfiles import TlsMaterial
 
 DEFAULT_INTERVAL = 3.0   # until a controller says otherwise
@@ -157,10 +160,11 @@ class Heartbeat:
 
     def __init__(self, fv: FleetvisorConfig, describe: Callable[[], pb.HeartbeatRequest], log: MainLog,
                  *, schedule: Schedule | None = None, call_timeout: float = CALL_TIMEOUT,
-                 tls: TlsMaterial | None = None) -> None:
+                 tls: TlsMaterial | None = None, keeper: Keeper | None = None) -> None:
         self.fv = fv
         self.describe = describe
         self.log = log
+        self.keeper = keeper  # takes the security state a controller answers with
         self.call_timeout = call_timeout
         self.schedule = schedule or Schedule(tuple(format_address(h, p) for h, p in fv.controllers))
         self._channels: dict[str, grpc.aio.Channel] = {}
@@ -220,8 +224,22 @@ class Heartbeat:
             return
         if schedule.succeeded(response.interval_seconds) is Transition.REGISTERED:
             self.log.info(f"registered with controller {target}")
+        if self.keeper is not None and response.HasField("security"):
+            self._secure(target, response.security)
         self.log.trace(f"heartbeat attempt {attempt} to controller {target} ok; "
                        f"next in {schedule.due():.2f}s")
+
+    def _secure(self, target: str, message: pb.SecurityState) -> None:
+        assert self.keeper is not None
+        try:
+            state = state_from_pb(message)
+        except PolicyError as exc:
+            self.log.warn(f"controller {target} sent policies this agent cannot use ({exc}); "
+                          f"keeping revision {self.keeper.revision}")
+            return
+        self.keeper.accept(state)
+        self.log.info(f"policies at revision {state.revision} from controller {target}: "
+                      f"{len(state.policies)} policies, {len(state.revoked)} revoked certificates")
 
     async def _failed(self, target: str, attempt: int, reason: str) -> None:
         schedule = self.schedule
@@ -264,5 +282,5 @@ def agent_describer(fv: FleetvisorConfig, face: GrpcFace) -> Callable[[], pb.Hea
             node=info.node, address=address, labels=dict(info.labels),
             agent_version=info.agent_version, applied_revision=info.applied_revision,
             agent_run_id=face.journal.run_id, started_at=info.started_at,
-            edited_by_hand=info.edited_by_hand)
+            edited_by_hand=info.edited_by_hand, security_revision=face.keeper.revision)
     return describe

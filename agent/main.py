@@ -242,7 +242,8 @@ async def _serve_config(config: Config, log: MainLog, reloader: _Reloader,
             kept.tls = grpc_face.tls
             if fv.controllers:  # the parser refuses controllers without grpc_listen
                 from .heartbeat import Heartbeat, agent_describer
-                heartbeat = Heartbeat(fv, agent_describer(fv, grpc_face), log, tls=grpc_face.tls)
+                heartbeat = Heartbeat(fv, agent_describer(fv, grpc_face), log, tls=grpc_face.tls,
+                                      keeper=grpc_face.keeper)
                 grpc_face.servicer.on_applied.append(heartbeat.poke)
                 heartbeat.start()
         return await serve(core)

@@ -21,8 +21,10 @@ from ..journal import Journal
 from ..mainlog import MainLog
 from ..security.guard import AGENT_SERVES, Gate, Guard, InsecureListen, Mode, mode_for
 from ..security.identity import Identity, reissue_hint
+from ..security.keeper import Keeper
 from ..security.tlsfiles import TlsFileError, TlsFiles, TlsMaterial
 from ..supervisor import Supervisor
+from .authorize import Access
 from .service import AgentServicer
 
 
@@ -34,11 +36,14 @@ class GrpcFace:
         self.tls: TlsMaterial | None = None  # under TLS, once started; heartbeats dial with it too
         self.journal = Journal(core)
         self.gate = Gate(Mode.LOCAL, node=fv.node, roles=AGENT_SERVES, on_unauthenticated=self._unauthenticated)
+        self.access = Access(self.gate, core, fv.node, fv.labels, log.warn)
+        self.gate.on_refusal = self.access.on_refusal
+        self.keeper = Keeper(self.gate, fleet.store.state_dir, log.warn)
         # Controllers ping every 2 s to notice a cut link; allow it (gRPC's default is 5 min).
         self.server = grpc.aio.server(interceptors=[Guard(self.gate)],
                                       options=[("grpc.http2.min_recv_ping_interval_without_data_ms", 1000),
                                                ("grpc.http2.max_ping_strikes", 0)])
-        self.servicer = AgentServicer(core, self.journal, fleet)
+        self.servicer = AgentServicer(core, self.journal, fleet, self.access)
         self.port = 0  # the bound port, once started (grpc_listen may name port 0)
         pb_grpc.add_AgentServiceServicer_to_server(self.servicer, self.server)
 
@@ -49,6 +54,7 @@ class GrpcFace:
         host, port = self.fv.grpc_listen
         address = f"[{host}]:{port}" if ":" in host else f"{host or '0.0.0.0'}:{port}"
         tls = bool(self.fv.tls_cert and self.fv.tls_key and self.fv.tls_ca)
+        self.keeper.load()  # before the first call: revocations hold while no controller answers
         try:
             self.gate.mode = mode_for(host, tls, self.fv.insecure)
         except InsecureListen as exc:

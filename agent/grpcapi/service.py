@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from functools import partial
 from typing import NoReturn
 
 import grpc
@@ -25,8 +26,10 @@ from ..journal import Journal
 from ..logfiles import LogReadError, read_log
 from ..logfollow import follow
 from ..process import Process
+from ..security.policy import CONTROL, DEPLOY, READ
 from ..states import ProcessState, SupervisorState
 from ..supervisor import GroupChange, ProcessStateChange, Supervisor, SupervisorStateChange
+from .authorize import Access
 
 _STATE = {s: getattr(pb, s.name) for s in ProcessState}
 _MOOD = {SupervisorState.RUNNING: pb.SUPERVISOR_RUNNING, SupervisorState.RESTARTING: pb.SUPERVISOR_RESTARTING,
@@ -57,10 +60,11 @@ def process_info(proc: Process, now: float | None = None) -> pb.ProcessInfo:
 
 
 class AgentServicer(pb_grpc.AgentServiceServicer):
-    def __init__(self, core: Supervisor, journal: Journal, fleet: FleetConfig) -> None:
+    def __init__(self, core: Supervisor, journal: Journal, fleet: FleetConfig, access: Access) -> None:
         self.core = core
         self.journal = journal
         self.fleet = fleet
+        self.access = access
         # Called with the revision id after a revision was applied (not on dry runs): the
         # heartbeat tells the controller at once instead of at its next interval.
         self.on_applied: list[Callable[[str], None]] = []
@@ -86,6 +90,10 @@ class AgentServicer(pb_grpc.AgentServiceServicer):
         try:
             operations.ensure_running(self.core)
             procs = operations.resolve(self.core, caller, ["all"] if request.all else request.names)
+        except FaultError as exc:
+            await self._fail(context, exc)
+        await self.access.processes(context, CONTROL, procs)
+        try:
             results = await act(self.core, caller, procs, argument)
         except FaultError as exc:
             await self._fail(context, exc)
@@ -96,6 +104,7 @@ class AgentServicer(pb_grpc.AgentServiceServicer):
     # -- AgentService ----------------------------------------------------------------------------
 
     async def GetInfo(self, request: pb.GetInfoRequest, context: grpc.aio.ServicerContext) -> pb.AgentInfo:
+        await self.access.on_node(context, READ)
         return self._info(_caller(context))
 
     def _info(self, caller: Caller) -> pb.AgentInfo:
@@ -108,10 +117,14 @@ class AgentServicer(pb_grpc.AgentServiceServicer):
 
     async def ListProcesses(self, request: pb.ListProcessesRequest,
                             context: grpc.aio.ServicerContext) -> pb.ListProcessesResponse:
+        await self.access.on_node(context, READ)
         try:
             procs = operations.resolve(self.core, _caller(context), request.names or ["all"])
         except FaultError as exc:
             await self._fail(context, exc)
+        if request.names:  # asked for by name: refused, not silently left out
+            await self.access.processes(context, READ, procs)
+        procs = self.access.readable(procs)
         now = time.time()
         return pb.ListProcessesResponse(processes=[process_info(p, now) for p in procs], now=now)
 
@@ -129,13 +142,14 @@ class AgentServicer(pb_grpc.AgentServiceServicer):
 
     async def WatchEvents(self, request: pb.WatchEventsRequest,
                           context: grpc.aio.ServicerContext) -> AsyncIterator[pb.AgentEvent]:
+        await self.access.on_node(context, READ)
         # Headers now: a watcher that resumes may get no event for a long time, and it must
         # still learn at once that the stream is up.
         await context.send_initial_metadata(())
         after = request.after_sequence
         if not self.journal.can_resume(after, request.agent_run_id):
             caller = _caller(context)
-            procs = operations.resolve(self.core, caller, ["all"])
+            procs = self.access.readable(operations.resolve(self.core, caller, ["all"]))
             after = self.journal.last_sequence
             yield pb.AgentEvent(sequence=after, time=time.time(), agent_run_id=self.journal.run_id,
                                 snapshot=pb.Snapshot(processes=[process_info(p) for p in procs],
@@ -144,6 +158,8 @@ class AgentServicer(pb_grpc.AgentServiceServicer):
             event = pb.AgentEvent(sequence=entry.sequence, time=entry.time, agent_run_id=self.journal.run_id)
             change = entry.change
             if isinstance(change, ProcessStateChange):
+                if not self.access.sees(change.process.group.name, change.process.name):
+                    continue
                 event.process_state.CopyFrom(pb.ProcessStateEvent(
                     process=process_info(change.process), from_state=_STATE[change.old],
                     expected=bool(change.expected)))
@@ -151,6 +167,8 @@ class AgentServicer(pb_grpc.AgentServiceServicer):
                 event.process_state.process.state = _STATE[change.new]
                 event.process_state.process.statename = change.new.name
             elif isinstance(change, GroupChange):
+                if not self.access.sees_group(change.name):
+                    continue
                 event.group.CopyFrom(pb.GroupEvent(group=change.name, added=change.added))
             elif isinstance(change, SupervisorStateChange):
                 event.supervisor_state.CopyFrom(pb.SupervisorStateEvent(state=_MOOD[change.new]))
@@ -161,7 +179,9 @@ class AgentServicer(pb_grpc.AgentServiceServicer):
     async def TailLog(self, request: pb.TailLogRequest,
                       context: grpc.aio.ServicerContext) -> AsyncIterator[pb.LogChunk]:
         channel = "stderr" if request.stream == pb.STDERR else "stdout"
+        await self.access.on_node(context, READ)
         try:
+            await self.access.processes(context, READ, operations.resolve(self.core, _caller(context), [request.name]))
             path = operations.log_path(self.core, _caller(context), request.name, channel, existing=True)
         except FaultError as exc:
             await self._fail(context, exc)
@@ -183,10 +203,11 @@ class AgentServicer(pb_grpc.AgentServiceServicer):
                           context: grpc.aio.ServicerContext) -> pb.ApplyConfigResponse:
         if not request.revision and not request.dry_run:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "a revision id is required")
+        await self.access.on_node(context, DEPLOY)
         try:
             operations.ensure_running(self.core)
             plan = await self.fleet.apply(request.revision, request.config_text, dry_run=request.dry_run,
-                                          caller=_caller(context))
+                                          caller=_caller(context), permit=partial(self.access.deploy, context))
         except (FaultError, ConfigError) as exc:
             await self._fail(context, exc)
         except OSError as exc:
@@ -199,6 +220,7 @@ class AgentServicer(pb_grpc.AgentServiceServicer):
                                       removed=plan.removed, applied=not request.dry_run)
 
     async def GetConfig(self, request: pb.GetConfigRequest, context: grpc.aio.ServicerContext) -> pb.GetConfigResponse:
+        await self.access.on_node(context, READ)
         applied = self.fleet.store.current()
         return pb.GetConfigResponse(revision=applied.revision if applied else "",
                                     config_text=applied.text if applied else "",
