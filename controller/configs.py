@@ -14,6 +14,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from fleetvisor.agent.config.errors import ConfigError
+from fleetvisor.agent.config.model import Config
 from fleetvisor.agent.config.parser import load
 
 from .errors import InvalidArgument
@@ -41,7 +42,7 @@ def sha256(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def validate(named_texts: Mapping[str, str]) -> None:
+def validate(named_texts: Mapping[str, str]) -> Config:
     """Parse the configs together as one node would include them, against an empty node file.
     Raises InvalidArgument with the agent parser's message (file named after the config)."""
     with tempfile.TemporaryDirectory(prefix="fleetvisor-validate-") as tmp:
@@ -55,7 +56,7 @@ def validate(named_texts: Mapping[str, str]) -> None:
                 f.write(text)
             paths.append(path)
         try:
-            load(main, extra_files=paths, host_node_name="node")
+            return load(main, extra_files=paths, host_node_name="node")
         except ConfigError as exc:
             raise InvalidArgument(str(exc).replace(tmp + os.sep, "")) from None
 
@@ -130,3 +131,9 @@ def revisions_of(entries: Mapping[str, bytes], name: str) -> dict[int, RevisionR
 
 def selector_of(record: RevisionRecord) -> Selector:
     return selector_from(record.selector)
+
+
+def programs(text: str) -> list[tuple[str, str, str | None]]:
+    """(group, process name, user= or None) of every process a config defines. Raises
+    InvalidArgument when it does not parse."""
+    return [(p.group or g.name, p.name, p.user) for g in validate({"config": text}).groups for p in g.processes]

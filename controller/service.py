@@ -15,19 +15,26 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import replace
 from typing import NoReturn, TypeAlias, TypeVar, cast
 
 import aetcd
 import grpc
 
 from fleetvisor.agent.security import guard
+from fleetvisor.agent.security.identity import IdentityError, check_name
+from fleetvisor.agent.security.policy import Authorizer
+from fleetvisor.agent.security.rules import CONTROLLER_SERVICE
+from fleetvisor.agent.security.wire import state_to_pb
 from fleetvisor.v1 import agent_pb2 as apb
 from fleetvisor.v1 import controller_pb2 as pb
 from fleetvisor.v1 import controller_pb2_grpc as pb_grpc
 
-from . import audit, configs, fanout, opmodel
+from . import audit, configs, fanout, opmodel, records
+from .acl import Acl
+from .authorize import Checks
 from .configstore import PushResult
-from .errors import Conflict, ControllerError, InvalidArgument, NotFound, NotLeader, Unavailable
+from .errors import Conflict, ControllerError, InvalidArgument, NotFound, NotLeader, PermissionDenied, Unavailable
 from .fleet import Fleet
 from .leadership import Leadership
 from .livestate import rpc_reason
@@ -68,7 +75,7 @@ def caller(context: Context) -> str:
 
 STATUS = {NotFound: grpc.StatusCode.NOT_FOUND, InvalidArgument: grpc.StatusCode.INVALID_ARGUMENT,
           Conflict: grpc.StatusCode.ABORTED, NotLeader: grpc.StatusCode.FAILED_PRECONDITION,
-          Unavailable: grpc.StatusCode.UNAVAILABLE}
+          Unavailable: grpc.StatusCode.UNAVAILABLE, PermissionDenied: grpc.StatusCode.PERMISSION_DENIED}
 ERRORS = (ControllerError, aetcd.exceptions.ClientError)
 
 
@@ -86,12 +93,32 @@ def register(server: grpc.aio.Server, servicer: ControllerServicer) -> None:
 
 class ControllerServicer(pb_grpc.ControllerServiceServicer):
     def __init__(self, fleet: Fleet, leadership: Leadership, operations: Operations, *, node_ttl: float,
-                 command_timeout: float) -> None:
+                 command_timeout: float, acl: Acl | None = None, refusals: audit.Refusals | None = None) -> None:
         self.fleet = fleet
         self.leadership = leadership
         self.operations = operations
         self.node_ttl = node_ttl
         self.command_timeout = command_timeout
+        self.acl = acl
+        self.refusals = refusals
+        fixed = Authorizer()
+        self.checks = Checks((lambda: acl.gate.authorizer) if acl is not None else (lambda: fixed))
+
+    async def _refuse(self, context: Context, method: str, exc: PermissionDenied) -> NoReturn:
+        """A scope check said no: audited like the guard's refusals, nothing done."""
+        if self.refusals is not None:
+            await self.refusals(guard.current(), f"/{CONTROLLER_SERVICE}/{method}", str(exc))
+        await context.abort(grpc.StatusCode.PERMISSION_DENIED, str(exc))
+        raise AssertionError("abort returns only by raising")
+
+    async def _check(self, context: Context, method: str, check: Callable[[], T]) -> T:
+        """A scope check (or what it needs to know first), before any work."""
+        try:
+            return check()
+        except PermissionDenied as exc:
+            await self._refuse(context, method, exc)
+        except ERRORS as exc:
+            await self._fail(context, exc)
 
     async def _fail(self, context: Context, exc: Exception) -> NoReturn:
         """Answer with the status for `exc`; a refused write names the leader, when one leads."""
@@ -111,7 +138,7 @@ class ControllerServicer(pb_grpc.ControllerServiceServicer):
         except ERRORS as exc:
             await self._fail(context, exc)
 
-    async def _write(self, context: Context, action: str, args: dict[str, object],
+    async def _write(self, context: Context, method: str, action: str, args: dict[str, object],
                      work: Callable[[], Awaitable[T]], summary: Callable[[T], str],
                      succeeded: Callable[[T], bool] = lambda _: True) -> T:
         """A mutating command: only on the leader, always audited."""
@@ -123,6 +150,8 @@ class ControllerServicer(pb_grpc.ControllerServiceServicer):
         store = self.fleet.store
         try:
             result = await work()
+        except PermissionDenied as exc:
+            await self._refuse(context, method, exc)
         except ERRORS as exc:
             await audit.record(store.client, store.prefix,
                                audit.entry(who, action, args, False, str(exc), self.fleet.id))
@@ -136,6 +165,11 @@ class ControllerServicer(pb_grpc.ControllerServiceServicer):
     async def Heartbeat(self, request: pb.HeartbeatRequest, context: Context) -> pb.HeartbeatResponse:
         if not request.node:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "a heartbeat must name its node")
+        try:
+            check_name("node", request.node)
+        except IdentityError as exc:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        await self._check(context, "Heartbeat", lambda: self.checks.heartbeat(guard.current(), request.node))
         if not request.address:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
                                 f"node {request.node} has no gRPC address: set grpc_listen in [fleetvisor]")
@@ -144,17 +178,27 @@ class ControllerServicer(pb_grpc.ControllerServiceServicer):
                          run_id=request.agent_run_id, started_at=request.started_at,
                          edited_by_hand=request.edited_by_hand)
         try:
-            await self.fleet.membership.heartbeat(beat, peer_host(context))
+            await self.fleet.membership.heartbeat(beat, peer_host(context), who=caller(context))
         except ERRORS as exc:
             await self._fail(context, exc)
-        return pb.HeartbeatResponse(interval_seconds=self.node_ttl / 3, ttl_seconds=self.node_ttl,
-                                    controller_id=self.fleet.id)
+        response = pb.HeartbeatResponse(interval_seconds=self.node_ttl / 3, ttl_seconds=self.node_ttl,
+                                        controller_id=self.fleet.id)
+        if self.acl is not None and request.security_revision != self.acl.state.revision:
+            response.security.CopyFrom(state_to_pb(self.acl.state))
+        return response
 
     # -- reads -------------------------------------------------------------------------------
 
     async def _status(self, request: pb.StatusRequest, context: Context) -> pb.FleetStatus:
-        return status_message(await self._core(
-            context, lambda: self.fleet.views.status(list(request.patterns), dict(request.labels))))
+        status = await self._core(
+            context, lambda: self.fleet.views.status(list(request.patterns), dict(request.labels)))
+        who = guard.current()
+        if not self.checks.sees_all(who):
+            status = replace(status, nodes=[
+                replace(n, processes=self.checks.visible(who, n.node.name, n.node.labels, n.processes,
+                                                         lambda p: (p.group, p.name)))
+                for n in status.nodes if self.checks.sees_node(who, n.node.name, n.node.labels)])
+        return status_message(status)
 
     async def GetStatus(self, request: pb.StatusRequest, context: Context) -> pb.FleetStatus:
         return await self._status(request, context)
@@ -167,7 +211,11 @@ class ControllerServicer(pb_grpc.ControllerServiceServicer):
             await self.fleet.wait_change(STATUS_PERIOD - STATUS_COALESCE, since=seen)
 
     async def ListNodes(self, request: pb.ListNodesRequest, context: Context) -> pb.ListNodesResponse:
-        return pb.ListNodesResponse(nodes=[node_message(n) for n in self.fleet.views.nodes(dict(request.labels))])
+        who = guard.current()
+        nodes = self.fleet.views.nodes(dict(request.labels))
+        if not self.checks.sees_all(who):
+            nodes = [n for n in nodes if self.checks.sees_node(who, n.name, n.labels)]
+        return pb.ListNodesResponse(nodes=[node_message(n) for n in nodes])
 
     async def GetLeader(self, request: pb.GetLeaderRequest, context: Context) -> pb.LeaderInfo:
         return pb.LeaderInfo(leader_id=self.leadership.leader_id, leader_address=self.leadership.leader_address,
@@ -195,7 +243,13 @@ class ControllerServicer(pb_grpc.ControllerServiceServicer):
         return revision_message(request.name, number, rev, text=True)
 
     async def ConfigStatus(self, request: pb.ConfigStatusRequest, context: Context) -> pb.ConfigStatusResponse:
-        return pb.ConfigStatusResponse(nodes=[config_status_message(s) for s in self.fleet.views.config_status()])
+        who = guard.current()
+        found = self.fleet.views.config_status()
+        if not self.checks.sees_all(who):
+            members = self.fleet.membership.members()
+            found = [s for s in found if s.node in members
+                     and self.checks.sees_node(who, s.node, members[s.node].labels)]
+        return pb.ConfigStatusResponse(nodes=[config_status_message(s) for s in found])
 
     async def ListAudit(self, request: pb.ListAuditRequest, context: Context) -> pb.ListAuditResponse:
         entries = audit.listing(self.fleet.store.mirror, request.since, request.limit)
@@ -205,8 +259,11 @@ class ControllerServicer(pb_grpc.ControllerServiceServicer):
 
     async def TailLog(self, request: pb.FleetTailRequest, context: Context) -> AsyncIterator:
         link = self.fleet.links.get(request.node)
-        if self.fleet.membership.member(request.node) is None or link is None:
+        member = self.fleet.membership.member(request.node)
+        if member is None or link is None:
             await self._fail(context, NotFound(f"no such node: {request.node}"))
+        await self._check(context, "TailLog",
+                          lambda: self.checks.read_process(guard.current(), member, request.request.name))
         try:
             async for chunk in link.stub.TailLog(request.request, timeout=None if request.request.follow
                                                  else self.command_timeout):
@@ -223,9 +280,11 @@ class ControllerServicer(pb_grpc.ControllerServiceServicer):
         args = {"name": request.name, "nodes": list(selector.nodes), "labels": selector.labels,
                 "message": request.message, "rolling": request.HasField("rollout")}
         who = caller(context)
+        await self._check(context, "PushConfig",
+                          lambda: self._check_deploy(request.name, request.config_text, selector))
         planner = (self.operations.rollout_planner(spec_of(request.rollout), request.name, who, request.message)
                    if request.HasField("rollout") else None)
-        return await self._write(context, "config.push", args,
+        return await self._write(context, "PushConfig", "config.push", args,
                                  lambda: self._stored(request.name, self.fleet.configs.push(
                                      request.name, request.config_text, selector, request.message, who,
                                      rollout=planner)),
@@ -233,10 +292,24 @@ class ControllerServicer(pb_grpc.ControllerServiceServicer):
 
     async def RollbackConfig(self, request: pb.RollbackConfigRequest, context: Context) -> pb.PushConfigResponse:
         args = {"name": request.name, "to": request.to_revision, "message": request.message}
-        return await self._write(context, "config.rollback", args,
+
+        def check() -> None:
+            history = configs.revisions_of(self.fleet.store.items(records.revisions_prefix(request.name)),
+                                           request.name)
+            if request.to_revision in history:  # else the rollback itself says NotFound
+                self._check_deploy(request.name, history[request.to_revision].text, Selector())
+        await self._check(context, "RollbackConfig", check)
+        return await self._write(context, "RollbackConfig", "config.rollback", args,
                                  lambda: self._stored(request.name, self.fleet.configs.rollback(
                                      request.name, request.to_revision, request.message, caller(context))),
                                  _pushed_summary)
+
+    def _check_deploy(self, name: str, text: str, selector: Selector) -> None:
+        """A push of `text` as config `name` (an empty selector: where it goes now)."""
+        current = self.fleet.configs.current_configs().get(name)
+        if selector.empty and current is not None:
+            selector = current.selector
+        self.checks.deploy(guard.current(), selector, configs.programs(text))
 
     async def _stored(self, name: str, push: Awaitable[PushResult]) -> pb.PushConfigResponse:
         result = await push
@@ -252,11 +325,13 @@ class ControllerServicer(pb_grpc.ControllerServiceServicer):
         command = fanout.Command(action=action, patterns=list(request.patterns), labels=dict(request.labels),
                                  signal=request.signal, wait=request.wait,
                                  node_timeout=request.node_timeout_seconds)
+        who = guard.current()
 
         async def work() -> pb.ControlResponse:
-            results = await fanout.control(self.fleet, command, default_timeout=self.command_timeout)
+            results = await fanout.control(self.fleet, command, default_timeout=self.command_timeout,
+                                           check=lambda targets: self.checks.control(who, targets))
             return pb.ControlResponse(nodes=[node_result_message(r) for r in results])
-        return await self._write(context, f"control.{action}", args, work,
+        return await self._write(context, "Control", f"control.{action}", args, work,
                                  _control_summary, lambda response: all(n.ok for n in response.nodes))
 
     # -- operations ------------------------------------------------------------------------------
@@ -266,6 +341,8 @@ class ControllerServicer(pb_grpc.ControllerServiceServicer):
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
                                 "config rollouts start with a rolling config push")
         spec = spec_of(request.spec)
+        await self._check(context, "StartOperation",
+                          lambda: self.checks.deploy_group(guard.current(), spec.selector, spec.group))
         planned = await self._core(context, lambda: self.operations.plan_restart(spec, caller(context),
                                                                                  request.message))
         if request.dry_run:
@@ -274,7 +351,7 @@ class ControllerServicer(pb_grpc.ControllerServiceServicer):
         args = {"group": spec.group, "nodes": list(spec.selector.nodes), "labels": dict(spec.selector.labels),
                 "batch": spec.batch, "max_unavailable": spec.max_unavailable, "message": request.message}
         return operation_message(await self._write(
-            context, "ops.rolling-restart", args, lambda: self.operations.create(planned),
+            context, "StartOperation", "ops.rolling-restart", args, lambda: self.operations.create(planned),
             lambda op: f"operation {op.id}: {len(op.batches)} batches"))
 
     async def ListOperations(self, request: pb.ListOperationsRequest, context: Context) -> pb.ListOperationsResponse:
@@ -296,18 +373,32 @@ class ControllerServicer(pb_grpc.ControllerServiceServicer):
                 return
             await self.fleet.wait_change(STATUS_PERIOD, since=seen)
 
+    async def _check_operation(self, context: Context, method: str, op_id: str) -> None:
+        """Deploy on the operation's selector (and, for a restart, its group)."""
+        def check() -> None:
+            spec = self.operations.get(op_id).spec
+            if spec.kind is opmodel.Kind.ROLLING_RESTART:
+                self.checks.deploy_group(guard.current(), spec.selector, spec.group)
+            else:
+                self.checks.deploy(guard.current(), spec.selector, ())
+        await self._check(context, method, check)
+
     async def PauseOperation(self, request: pb.GetOperationRequest, context: Context) -> pb.Operation:
+        await self._check_operation(context, "PauseOperation", request.id)
         return operation_message(await self._write(
-            context, "ops.pause", {"id": request.id, "reason": request.reason},
+            context, "PauseOperation", "ops.pause", {"id": request.id, "reason": request.reason},
             lambda: self.operations.pause(request.id, request.reason), _op_summary))
 
     async def ResumeOperation(self, request: pb.GetOperationRequest, context: Context) -> pb.Operation:
+        await self._check_operation(context, "ResumeOperation", request.id)
         return operation_message(await self._write(
-            context, "ops.resume", {"id": request.id}, lambda: self.operations.resume(request.id), _op_summary))
+            context, "ResumeOperation", "ops.resume", {"id": request.id},
+            lambda: self.operations.resume(request.id), _op_summary))
 
     async def AbortOperation(self, request: pb.GetOperationRequest, context: Context) -> pb.Operation:
+        await self._check_operation(context, "AbortOperation", request.id)
         return operation_message(await self._write(
-            context, "ops.abort", {"id": request.id, "reason": request.reason},
+            context, "AbortOperation", "ops.abort", {"id": request.id, "reason": request.reason},
             lambda: self.operations.abort(request.id, request.reason), _op_summary))
 
 
