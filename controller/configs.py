@@ -133,7 +133,8 @@ def selector_of(record: RevisionRecord) -> Selector:
     return selector_from(record.selector)
 
 
-def programs(text: str) -> list[tuple[str, str, str | None]]:
-    """(group, process name, user= or None) of every process a config defines. Raises
-    InvalidArgument when it does not parse."""
-    return [(p.group or g.name, p.name, p.user) for g in validate({"config": text}).groups for p in g.processes]
+def programs(name: str, text: str) -> list[tuple[str, str, str | None]]:
+    """(group, process name, user= or None) of every process config `name` defines. Raises
+    InvalidArgument when the name is not plain or the text does not parse."""
+    check_name(name)
+    return [(p.group or g.name, p.name, p.user) for g in validate({name: text}).groups for p in g.processes]

@@ -309,7 +309,7 @@ class ControllerServicer(pb_grpc.ControllerServiceServicer):
         current = self.fleet.configs.current_configs().get(name)
         if selector.empty and current is not None:
             selector = current.selector
-        self.checks.deploy(guard.current(), selector, configs.programs(text))
+        self.checks.deploy(guard.current(), selector, configs.programs(name, text))
 
     async def _stored(self, name: str, push: Awaitable[PushResult]) -> pb.PushConfigResponse:
         result = await push
