@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable
 
 from fleetvisor.agent.security.guard import Gate
 from fleetvisor.agent.security.policy import MAX_POLICIES, Authorizer, Policy, PolicyError, PolicySet
@@ -58,16 +57,11 @@ class Acl:
         self.gate = gate
         self.state = PolicySet()
         self._bad: set[str] = set()
-        self._unsubscribe: Callable[[], None] | None = None
 
     def start(self) -> None:
+        """Load what the mirror holds and follow it from then on (for the mirror's lifetime)."""
         self._load(self.mirror.revision)
-        self._unsubscribe = self.mirror.subscribe(self._on_mirror)
-
-    def close(self) -> None:
-        if self._unsubscribe is not None:
-            self._unsubscribe()
-            self._unsubscribe = None
+        self.mirror.subscribe(self._on_mirror)
 
     def _on_mirror(self, changes: list[Change]) -> None:
         touched = [c for c in changes if c.key.startswith((ACL, REVOKED))]
