@@ -190,6 +190,10 @@ def test_scoped_operators_viewers_and_readers(fleet, pki, tmp_path):
     pushed = f.run(BOB, "config", "push", str(conf), "--name", "extra", "--label", "role=web", "-m", "m")
     assert pushed.returncode == 0 and "targets: web-1" in pushed.stdout, pushed.stdout + pushed.stderr
 
+    # a rolling restart is a deploy on its selector and group: bob deploys extra* only
+    refused(f.run(BOB, "rolling-restart", "web", "--label", "role=web", "--dry-run"),
+            "may not deploy on group web of role=web")
+
     # a viewer sees everything and may change nothing; rita reads only role=db nodes
     assert [n["node"]["name"] for n in f.json("status", user=VIC)["nodes"]] == ["db-1", "web-1"]
     refused(f.run(VIC, "restart", "all"), f"viewer {VIC} may not control")
@@ -202,7 +206,7 @@ def test_scoped_operators_viewers_and_readers(fleet, pki, tmp_path):
         {k: v for k, v in before.items() if k.startswith("db-1:")}
     denied = f.denied()
     assert {e["who"] for e in denied} == {BOB, VIC, RITA}
-    assert sum(e["who"] == BOB for e in denied) == 7
+    assert sum(e["who"] == BOB for e in denied) == 8
     assert all(e["result"].endswith("no policy grants it") for e in denied)
 
     # a revoked certificate is refused from the next call on, without a restart
