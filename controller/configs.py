@@ -20,6 +20,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from fleetvisor.agent.config.errors import ConfigError
+from fleetvisor.agent.config.model import Config
 from fleetvisor.agent.config.parser import load
 
 from .errors import InvalidArgument
@@ -47,7 +48,7 @@ def sha256(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def validate(named_texts: Mapping[str, str]) -> None:
+def validate(named_texts: Mapping[str, str]) -> Config:
     """Parse the configs together as one node would include them, against an empty node file.
     Raises InvalidArgument with the agent parser's message (file named after the config)."""
     with tempfile.TemporaryDirectory(prefix="fleetvisor-validate-") as tmp:
@@ -61,7 +62,7 @@ def validate(named_texts: Mapping[str, str]) -> None:
                 f.write(text)
             paths.append(path)
         try:
-            load(main, extra_files=paths, host_node_name="node", defer_env=True)
+            return load(main, extra_files=paths, host_node_name="node", defer_env=True)
         except ConfigError as exc:
             raise InvalidArgument(str(exc).replace(tmp + os.sep, "")) from None
 
@@ -136,3 +137,10 @@ def revisions_of(entries: Mapping[str, bytes], name: str) -> dict[int, RevisionR
 
 def selector_of(record: RevisionRecord) -> Selector:
     return selector_from(record.selector)
+
+
+def programs(name: str, text: str) -> list[tuple[str, str, str | None]]:
+    """(group, process name, user= or None) of every process config `name` defines. Raises
+    InvalidArgument when the name is not plain or the text does not parse."""
+    check_name(name)
+    return [(p.group or g.name, p.name, p.user) for g in validate({name: text}).groups for p in g.processes]

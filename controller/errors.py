@@ -36,3 +36,7 @@ class NotLeader(ControllerError):
 
 class Unavailable(ControllerError):
     """etcd cannot be reached, or a stored record cannot be read by this controller."""
+
+
+class PermissionDenied(ControllerError):
+    """The caller's policies do not cover what the request would touch; nothing was done."""

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from .errors import InvalidArgument, NotFound
 from .fleet import Fleet
-from .processes import AgentCallFailed, ProcessResult
+from .processes import AgentCallFailed, ProcessResult, ProcessView
+from .records import MemberRecord
 
 ACTIONS = ("start", "stop", "restart", "signal")
 
@@ -37,8 +39,13 @@ class NodeResult:
     seconds: float = 0.0
 
 
+Check = Callable[[list[tuple[MemberRecord, list[ProcessView]]]], None]
+
+
 async def control(fleet: Fleet, command: Command, *, default_timeout: float,
-                  concurrency: int = 64) -> list[NodeResult]:
+                  concurrency: int = 64, check: Check | None = None) -> list[NodeResult]:
+    """`check` sees every (node, processes) the command would reach before any is called, and
+    may raise to stop it."""
     if command.action not in ACTIONS:
         raise InvalidArgument("no action given (start, stop, restart or signal)")
     if command.action == "signal" and not command.signal:
@@ -63,12 +70,14 @@ async def control(fleet: Fleet, command: Command, *, default_timeout: float,
         return NodeResult(node=name, ok=all(r.ok for r in results), results=results,
                           seconds=time.monotonic() - began)
 
-    jobs = []
+    targets = []
     for member, procs in picked:
         link = fleet.links.get(member.name)
         if link is not None and link.reachable and not procs:
             continue  # the node is live and nothing of it matches
-        jobs.append(one(member.name, [p.namespec for p in procs]))
-    if not jobs:
+        targets.append((member, procs))
+    if not targets:
         raise NotFound("nothing matches: " + " ".join(command.patterns))
-    return list(await asyncio.gather(*jobs))
+    if check is not None:
+        check(targets)
+    return list(await asyncio.gather(*(one(m.name, [p.namespec for p in procs]) for m, procs in targets)))

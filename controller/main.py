@@ -24,6 +24,8 @@ from fleetvisor.agent.security.guard import CONTROLLER_SERVES, Gate, Guard, Inse
 from fleetvisor.agent.security.identity import Identity
 from fleetvisor.agent.security.tlsfiles import Check, TlsFileError, TlsFiles, TlsMaterial
 
+from .acl import Acl
+from .audit import Refusals
 from .election import Election
 from .embedded import EmbeddedEtcd
 from .etcd import EtcdError, EtcdSettings, connect
@@ -160,6 +162,10 @@ async def run(args: argparse.Namespace) -> None:
         fleet = Fleet(client, mirror, controller_id, node_ttl=args.node_ttl, tls=tls)
         fleet.start()
         closers.append(fleet.close)
+        acl = Acl(mirror, gate)
+        acl.start()
+        refusals = Refusals(client, prefix, controller_id)
+        gate.on_refusal = refusals
         reconciler = Reconciler(fleet)
         me = identity(controller_id, advertise)
         operations = Operations(fleet, me)
@@ -172,7 +178,7 @@ async def run(args: argparse.Namespace) -> None:
         closers.append(election.close)
         closers.append(leadership.close)
         register(server, ControllerServicer(fleet, leadership, operations, node_ttl=args.node_ttl,
-                                            command_timeout=args.command_timeout))
+                                            command_timeout=args.command_timeout, acl=acl, refusals=refusals))
         await server.start()
         closers.append(lambda: server.stop(grace=1.0))
         log.info("controller %s serving on %s:%d (%s), cluster %r, etcd %s", controller_id, host, port,

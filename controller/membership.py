@@ -10,7 +10,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 
-from . import records
+from . import audit, records
 from .errors import InvalidArgument
 from .mirror import Change
 from .records import MemberRecord, NodeRecord, decode, encode
@@ -110,8 +110,9 @@ class Membership:
 
     # -- heartbeats ------------------------------------------------------------------------------
 
-    async def heartbeat(self, beat: Heartbeat, peer_host: str) -> None:
-        """Record the node (members/), and renew its lease-bound registration (nodes/)."""
+    async def heartbeat(self, beat: Heartbeat, peer_host: str, who: str = "") -> None:
+        """Record the node (members/), and renew its lease-bound registration (nodes/). A new
+        address of a known node, or one another live node uses, is logged and audited."""
         name = beat.node
         old = self.member(name)
         address = dial_address(beat.address, peer_host)
@@ -119,6 +120,8 @@ class Membership:
                 and self.node_record(name) is not None):
             raise InvalidArgument(f"node name {name} is in use by the agent at {old.address}: give this agent "
                                   "another node name in [fleetvisor]")
+        if old is None or old.address != address:
+            await self._note_address(name, old.address if old else "", address, who)
         member = MemberRecord(
             name=name, address=address, labels=dict(beat.labels), agent_version=beat.agent_version,
             started_at=beat.started_at, run_id=beat.run_id, applied_revision=beat.applied_revision,
@@ -130,6 +133,20 @@ class Membership:
             if old is None:
                 log.info("node %s registered from %s", name, member.address)
         await self.store.compare_and_put(puts, visible=False)
+
+    async def _note_address(self, name: str, old: str, new: str, who: str) -> None:
+        notes = []
+        if old:
+            notes.append(("node.address", f"node {name} moved from {old} to {new}"))
+        others = [n for n, m in self.members().items()
+                  if n != name and m.address == new and self.node_record(n) is not None]
+        if others:
+            notes.append(("node.address-conflict",
+                          f"node {name} claims address {new}, which live node {others[0]} uses"))
+        for action, text in notes:
+            log.warning("%s (heartbeat from %s)", text, who or "unknown")
+            await audit.record(self.store.client, self.store.prefix, audit.entry(
+                who, action, {"node": name, "old": old, "new": new}, not others, text, self.controller_id))
 
     async def _renew_lease(self, name: str) -> int:
         record = self.node_record(name)

@@ -17,6 +17,7 @@ import asyncio
 import functools
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import replace
 from typing import NoReturn, TypeAlias, TypeVar, cast
 
 import aetcd
@@ -24,15 +25,28 @@ import grpc
 from google.protobuf.json_format import MessageToDict
 
 from fleetvisor.agent.security import guard, wire
-from fleetvisor.agent.security.policy import MAX_POLICY_BYTES, Policy, PolicyError
+from fleetvisor.agent.security.identity import IdentityError, check_name
+from fleetvisor.agent.security.policy import MAX_POLICY_BYTES, Authorizer, Policy, PolicyError
+from fleetvisor.agent.security.rules import CONTROLLER_SERVICE
 from fleetvisor.v1 import agent_pb2 as apb
 from fleetvisor.v1 import controller_pb2 as pb
 from fleetvisor.v1 import controller_pb2_grpc as pb_grpc
 
-from . import audit, configs, fanout, opmodel
+from . import audit, configs, fanout, opmodel, records
+from .acl import Acl
 from .admin import Admin, Revoked, shown
+from .authorize import Checks
 from .configstore import PushResult
-from .errors import Conflict, ControllerError, FailedPrecondition, InvalidArgument, NotFound, NotLeader, Unavailable
+from .errors import (
+    Conflict,
+    ControllerError,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    NotLeader,
+    PermissionDenied,
+    Unavailable,
+)
 from .fleet import Fleet
 from .leadership import Leadership
 from .livestate import rpc_reason
@@ -73,7 +87,8 @@ def caller(context: Context) -> str:
 
 STATUS = {NotFound: grpc.StatusCode.NOT_FOUND, InvalidArgument: grpc.StatusCode.INVALID_ARGUMENT,
           Conflict: grpc.StatusCode.ABORTED, NotLeader: grpc.StatusCode.FAILED_PRECONDITION,
-          Unavailable: grpc.StatusCode.UNAVAILABLE, FailedPrecondition: grpc.StatusCode.FAILED_PRECONDITION}
+          Unavailable: grpc.StatusCode.UNAVAILABLE, FailedPrecondition: grpc.StatusCode.FAILED_PRECONDITION,
+          PermissionDenied: grpc.StatusCode.PERMISSION_DENIED}
 ERRORS = (ControllerError, aetcd.exceptions.ClientError)
 
 
@@ -91,12 +106,32 @@ def register(server: grpc.aio.Server, servicer: ControllerServicer) -> None:
 
 class ControllerServicer(pb_grpc.ControllerServiceServicer):
     def __init__(self, fleet: Fleet, leadership: Leadership, operations: Operations, *, node_ttl: float,
-                 command_timeout: float) -> None:
+                 command_timeout: float, acl: Acl | None = None, refusals: audit.Refusals | None = None) -> None:
         self.fleet = fleet
         self.leadership = leadership
         self.operations = operations
         self.node_ttl = node_ttl
         self.command_timeout = command_timeout
+        self.acl = acl
+        self.refusals = refusals
+        fixed = Authorizer()
+        self.checks = Checks((lambda: acl.gate.authorizer) if acl is not None else (lambda: fixed))
+
+    async def _refuse(self, context: Context, method: str, exc: PermissionDenied) -> NoReturn:
+        """A scope check said no: audited like the guard's refusals, nothing done."""
+        if self.refusals is not None:
+            await self.refusals(guard.current(), f"/{CONTROLLER_SERVICE}/{method}", str(exc))
+        await context.abort(grpc.StatusCode.PERMISSION_DENIED, str(exc))
+        raise AssertionError("abort returns only by raising")
+
+    async def _check(self, context: Context, method: str, check: Callable[[], T]) -> T:
+        """A scope check (or what it needs to know first), before any work."""
+        try:
+            return check()
+        except PermissionDenied as exc:
+            await self._refuse(context, method, exc)
+        except ERRORS as exc:
+            await self._fail(context, exc)
 
     @functools.cached_property
     def admin(self) -> Admin:
@@ -120,7 +155,7 @@ class ControllerServicer(pb_grpc.ControllerServiceServicer):
         except ERRORS as exc:
             await self._fail(context, exc)
 
-    async def _write(self, context: Context, action: str, args: dict[str, object],
+    async def _write(self, context: Context, method: str, action: str, args: dict[str, object],
                      work: Callable[[], Awaitable[T]], summary: Callable[[T], str],
                      succeeded: Callable[[T], bool] = lambda _: True) -> T:
         """A mutating command: only on the leader, always audited."""
@@ -132,6 +167,8 @@ class ControllerServicer(pb_grpc.ControllerServiceServicer):
         store = self.fleet.store
         try:
             result = await work()
+        except PermissionDenied as exc:
+            await self._refuse(context, method, exc)
         except ERRORS as exc:
             await audit.record(store.client, store.prefix,
                                audit.entry(who, action, args, False, str(exc), self.fleet.id))
@@ -145,6 +182,11 @@ class ControllerServicer(pb_grpc.ControllerServiceServicer):
     async def Heartbeat(self, request: pb.HeartbeatRequest, context: Context) -> pb.HeartbeatResponse:
         if not request.node:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "a heartbeat must name its node")
+        try:
+            check_name("node", request.node)
+        except IdentityError as exc:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        await self._check(context, "Heartbeat", lambda: self.checks.heartbeat(guard.current(), request.node))
         if not request.address:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
                                 f"node {request.node} has no gRPC address: set grpc_listen in [fleetvisor]")
@@ -153,17 +195,27 @@ class ControllerServicer(pb_grpc.ControllerServiceServicer):
                          run_id=request.agent_run_id, started_at=request.started_at,
                          edited_by_hand=request.edited_by_hand)
         try:
-            await self.fleet.membership.heartbeat(beat, peer_host(context))
+            await self.fleet.membership.heartbeat(beat, peer_host(context), who=caller(context))
         except ERRORS as exc:
             await self._fail(context, exc)
-        return pb.HeartbeatResponse(interval_seconds=self.node_ttl / 3, ttl_seconds=self.node_ttl,
-                                    controller_id=self.fleet.id)
+        response = pb.HeartbeatResponse(interval_seconds=self.node_ttl / 3, ttl_seconds=self.node_ttl,
+                                        controller_id=self.fleet.id)
+        if self.acl is not None and request.security_revision != self.acl.state.revision:
+            response.security.CopyFrom(wire.state_to_pb(self.acl.state))
+        return response
 
     # -- reads -------------------------------------------------------------------------------
 
     async def _status(self, request: pb.StatusRequest, context: Context) -> pb.FleetStatus:
-        return status_message(await self._core(
-            context, lambda: self.fleet.views.status(list(request.patterns), dict(request.labels))))
+        status = await self._core(
+            context, lambda: self.fleet.views.status(list(request.patterns), dict(request.labels)))
+        who = guard.current()
+        if not self.checks.sees_all(who):
+            status = replace(status, nodes=[
+                replace(n, processes=self.checks.visible(who, n.node.name, n.node.labels, n.processes,
+                                                         lambda p: (p.group, p.name)))
+                for n in status.nodes if self.checks.sees_node(who, n.node.name, n.node.labels)])
+        return status_message(status)
 
     async def GetStatus(self, request: pb.StatusRequest, context: Context) -> pb.FleetStatus:
         return await self._status(request, context)
@@ -176,7 +228,11 @@ class ControllerServicer(pb_grpc.ControllerServiceServicer):
             await self.fleet.wait_change(STATUS_PERIOD - STATUS_COALESCE, since=seen)
 
     async def ListNodes(self, request: pb.ListNodesRequest, context: Context) -> pb.ListNodesResponse:
-        return pb.ListNodesResponse(nodes=[node_message(n) for n in self.fleet.views.nodes(dict(request.labels))])
+        who = guard.current()
+        nodes = self.fleet.views.nodes(dict(request.labels))
+        if not self.checks.sees_all(who):
+            nodes = [n for n in nodes if self.checks.sees_node(who, n.name, n.labels)]
+        return pb.ListNodesResponse(nodes=[node_message(n) for n in nodes])
 
     async def GetLeader(self, request: pb.GetLeaderRequest, context: Context) -> pb.LeaderInfo:
         return pb.LeaderInfo(leader_id=self.leadership.leader_id, leader_address=self.leadership.leader_address,
@@ -204,7 +260,13 @@ class ControllerServicer(pb_grpc.ControllerServiceServicer):
         return revision_message(request.name, number, rev, text=True)
 
     async def ConfigStatus(self, request: pb.ConfigStatusRequest, context: Context) -> pb.ConfigStatusResponse:
-        return pb.ConfigStatusResponse(nodes=[config_status_message(s) for s in self.fleet.views.config_status()])
+        who = guard.current()
+        found = self.fleet.views.config_status()
+        if not self.checks.sees_all(who):
+            members = self.fleet.membership.members()
+            found = [s for s in found if s.node in members
+                     and self.checks.sees_node(who, s.node, members[s.node].labels)]
+        return pb.ConfigStatusResponse(nodes=[config_status_message(s) for s in found])
 
     async def ListAudit(self, request: pb.ListAuditRequest, context: Context) -> pb.ListAuditResponse:
         entries = audit.listing(self.fleet.store.mirror, request.since, request.limit)
@@ -214,8 +276,11 @@ class ControllerServicer(pb_grpc.ControllerServiceServicer):
 
     async def TailLog(self, request: pb.FleetTailRequest, context: Context) -> AsyncIterator:
         link = self.fleet.links.get(request.node)
-        if self.fleet.membership.member(request.node) is None or link is None:
+        member = self.fleet.membership.member(request.node)
+        if member is None or link is None:
             await self._fail(context, NotFound(f"no such node: {request.node}"))
+        await self._check(context, "TailLog",
+                          lambda: self.checks.read_process(guard.current(), member, request.request.name))
         try:
             async for chunk in link.stub.TailLog(request.request, timeout=None if request.request.follow
                                                  else self.command_timeout):
@@ -232,9 +297,11 @@ class ControllerServicer(pb_grpc.ControllerServiceServicer):
         args = {"name": request.name, "nodes": list(selector.nodes), "labels": selector.labels,
                 "message": request.message, "rolling": request.HasField("rollout")}
         who = caller(context)
+        await self._check(context, "PushConfig",
+                          lambda: self._check_deploy(request.name, request.config_text, selector))
         planner = (self.operations.rollout_planner(spec_of(request.rollout), request.name, who, request.message)
                    if request.HasField("rollout") else None)
-        return await self._write(context, "config.push", args,
+        return await self._write(context, "PushConfig", "config.push", args,
                                  lambda: self._stored(request.name, self.fleet.configs.push(
                                      request.name, request.config_text, selector, request.message, who,
                                      rollout=planner)),
@@ -242,10 +309,24 @@ class ControllerServicer(pb_grpc.ControllerServiceServicer):
 
     async def RollbackConfig(self, request: pb.RollbackConfigRequest, context: Context) -> pb.PushConfigResponse:
         args = {"name": request.name, "to": request.to_revision, "message": request.message}
-        return await self._write(context, "config.rollback", args,
+
+        def check() -> None:
+            history = configs.revisions_of(self.fleet.store.items(records.revisions_prefix(request.name)),
+                                           request.name)
+            if request.to_revision in history:  # else the rollback itself says NotFound
+                self._check_deploy(request.name, history[request.to_revision].text, Selector())
+        await self._check(context, "RollbackConfig", check)
+        return await self._write(context, "RollbackConfig", "config.rollback", args,
                                  lambda: self._stored(request.name, self.fleet.configs.rollback(
                                      request.name, request.to_revision, request.message, caller(context))),
                                  _pushed_summary)
+
+    def _check_deploy(self, name: str, text: str, selector: Selector) -> None:
+        """A push of `text` as config `name` (an empty selector: where it goes now)."""
+        current = self.fleet.configs.current_configs().get(name)
+        if selector.empty and current is not None:
+            selector = current.selector
+        self.checks.deploy(guard.current(), selector, configs.programs(name, text))
 
     async def _stored(self, name: str, push: Awaitable[PushResult]) -> pb.PushConfigResponse:
         result = await push
@@ -261,11 +342,13 @@ class ControllerServicer(pb_grpc.ControllerServiceServicer):
         command = fanout.Command(action=action, patterns=list(request.patterns), labels=dict(request.labels),
                                  signal=request.signal, wait=request.wait,
                                  node_timeout=request.node_timeout_seconds)
+        who = guard.current()
 
         async def work() -> pb.ControlResponse:
-            results = await fanout.control(self.fleet, command, default_timeout=self.command_timeout)
+            results = await fanout.control(self.fleet, command, default_timeout=self.command_timeout,
+                                           check=lambda targets: self.checks.control(who, targets))
             return pb.ControlResponse(nodes=[node_result_message(r) for r in results])
-        return await self._write(context, f"control.{action}", args, work,
+        return await self._write(context, "Control", f"control.{action}", args, work,
                                  _control_summary, lambda response: all(n.ok for n in response.nodes))
 
     # -- operations ------------------------------------------------------------------------------
@@ -275,6 +358,8 @@ class ControllerServicer(pb_grpc.ControllerServiceServicer):
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
                                 "config rollouts start with a rolling config push")
         spec = spec_of(request.spec)
+        await self._check(context, "StartOperation",
+                          lambda: self.checks.deploy_group(guard.current(), spec.selector, spec.group))
         planned = await self._core(context, lambda: self.operations.plan_restart(spec, caller(context),
                                                                                  request.message))
         if request.dry_run:
@@ -283,7 +368,7 @@ class ControllerServicer(pb_grpc.ControllerServiceServicer):
         args = {"group": spec.group, "nodes": list(spec.selector.nodes), "labels": dict(spec.selector.labels),
                 "batch": spec.batch, "max_unavailable": spec.max_unavailable, "message": request.message}
         return operation_message(await self._write(
-            context, "ops.rolling-restart", args, lambda: self.operations.create(planned),
+            context, "StartOperation", "ops.rolling-restart", args, lambda: self.operations.create(planned),
             lambda op: f"operation {op.id}: {len(op.batches)} batches"))
 
     async def ListOperations(self, request: pb.ListOperationsRequest, context: Context) -> pb.ListOperationsResponse:
@@ -305,18 +390,32 @@ class ControllerServicer(pb_grpc.ControllerServiceServicer):
                 return
             await self.fleet.wait_change(STATUS_PERIOD, since=seen)
 
+    async def _check_operation(self, context: Context, method: str, op_id: str) -> None:
+        """Deploy on the operation's selector (and, for a restart, its group)."""
+        def check() -> None:
+            spec = self.operations.get(op_id).spec
+            if spec.kind is opmodel.Kind.ROLLING_RESTART:
+                self.checks.deploy_group(guard.current(), spec.selector, spec.group)
+            else:
+                self.checks.deploy(guard.current(), spec.selector, ())
+        await self._check(context, method, check)
+
     async def PauseOperation(self, request: pb.GetOperationRequest, context: Context) -> pb.Operation:
+        await self._check_operation(context, "PauseOperation", request.id)
         return operation_message(await self._write(
-            context, "ops.pause", {"id": request.id, "reason": request.reason},
+            context, "PauseOperation", "ops.pause", {"id": request.id, "reason": request.reason},
             lambda: self.operations.pause(request.id, request.reason), _op_summary))
 
     async def ResumeOperation(self, request: pb.GetOperationRequest, context: Context) -> pb.Operation:
+        await self._check_operation(context, "ResumeOperation", request.id)
         return operation_message(await self._write(
-            context, "ops.resume", {"id": request.id}, lambda: self.operations.resume(request.id), _op_summary))
+            context, "ResumeOperation", "ops.resume", {"id": request.id},
+            lambda: self.operations.resume(request.id), _op_summary))
 
     async def AbortOperation(self, request: pb.GetOperationRequest, context: Context) -> pb.Operation:
+        await self._check_operation(context, "AbortOperation", request.id)
         return operation_message(await self._write(
-            context, "ops.abort", {"id": request.id, "reason": request.reason},
+            context, "AbortOperation", "ops.abort", {"id": request.id, "reason": request.reason},
             lambda: self.operations.abort(request.id, request.reason), _op_summary))
 
     # -- administration: reads on any controller, writes on the leader -----------------------------
@@ -332,24 +431,25 @@ class ControllerServicer(pb_grpc.ControllerServiceServicer):
         async def work() -> tuple[Policy, str]:
             policy = policy_of(request.policy)
             return policy, await self.admin.set_policy(policy)
-        policy, _ = await self._write(context, "acl.set", args, work, lambda r: f"policy {r[0].name} {r[1]}")
+        policy, _ = await self._write(context, "SetPolicy", "acl.set", args, work,
+                                      lambda r: f"policy {r[0].name} {r[1]}")
         return wire.policy_to_pb(policy)
 
     async def DeletePolicy(self, request: pb.DeletePolicyRequest, context: Context) -> pb.DeletePolicyResponse:
-        await self._write(context, "acl.delete", {"name": request.name[:100]},
+        await self._write(context, "DeletePolicy", "acl.delete", {"name": request.name[:100]},
                           lambda: self.admin.delete_policy(request.name),
                           lambda _: f"policy {shown(request.name)} deleted")
         return pb.DeletePolicyResponse()
 
     async def ForgetNode(self, request: pb.ForgetNodeRequest, context: Context) -> pb.ForgetNodeResponse:
-        await self._write(context, "node.forget", {"node": request.node[:100]},
+        await self._write(context, "ForgetNode", "node.forget", {"node": request.node[:100]},
                           lambda: self.admin.forget_node(request.node),
                           lambda configs: _forget_summary(request.node, configs))
         return pb.ForgetNodeResponse()
 
     async def RevokeCertificate(self, request: pb.RevokeCertificateRequest, context: Context) -> pb.Revocation:
         args: dict[str, object] = {"serial": request.serial[:100], "name": request.name[:100]}
-        revoked = await self._write(context, "certs.revoke", args,
+        revoked = await self._write(context, "RevokeCertificate", "certs.revoke", args,
                                     lambda: self.admin.revoke(request.serial, request.name, caller(context)),
                                     _revoke_summary)
         return revocation_message(revoked.record)
