@@ -20,6 +20,7 @@ from fleetvisor.v1 import agent_pb2_grpc as pb_grpc
 from .. import operations
 from ..caller import Caller
 from ..config.errors import ConfigError
+from ..detached import carried_through
 from ..faults import Fault, FaultError
 from ..fleetconfig import FleetConfig
 from ..journal import Journal
@@ -94,7 +95,7 @@ class AgentServicer(pb_grpc.AgentServiceServicer):
             await self._fail(context, exc)
         await self.access.processes(context, CONTROL, procs)
         try:
-            results = await act(self.core, caller, procs, argument)
+            results = await carried_through(act(self.core, caller, procs, argument))
         except FaultError as exc:
             await self._fail(context, exc)
         return pb.CommandResponse(results=[
@@ -206,8 +207,9 @@ class AgentServicer(pb_grpc.AgentServiceServicer):
         await self.access.on_node(context, DEPLOY)
         try:
             operations.ensure_running(self.core)
-            plan = await self.fleet.apply(request.revision, request.config_text, dry_run=request.dry_run,
-                                          caller=_caller(context), permit=partial(self.access.deploy, context))
+            plan = await carried_through(self.fleet.apply(
+                request.revision, request.config_text, dry_run=request.dry_run, caller=_caller(context),
+                permit=partial(self.access.deploy, context)))
         except (FaultError, ConfigError) as exc:
             await self._fail(context, exc)
         except OSError as exc:

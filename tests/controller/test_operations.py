@@ -109,7 +109,12 @@ def wait_op(ctl, op_id, states_wanted, timeout=60.0):
     def done():
         holder[:] = [ctl.stub.GetOperation(pb.GetOperationRequest(id=op_id), timeout=5)]
         return holder[0].state in states_wanted
-    wait_for(done, timeout, f"operation {op_id} to reach {states_wanted}")
+    try:
+        wait_for(done, timeout, f"operation {op_id} to reach {states_wanted}")
+    except AssertionError as exc:  # say where it stopped, and what the controller said
+        last = holder[0] if holder else None
+        where = f"{pb.OperationState.Name(last.state)} {last.reason!r}" if last else "never read"
+        raise AssertionError(f"{exc}; it is {where}\n{ctl.log()[-4000:]}") from None
     return holder[0]
 
 

@@ -46,6 +46,11 @@ state_dir=%(here)s/state
 command=sleep 1000
 startsecs=0
 
+[program:stubborn]
+command=/bin/sh -c "trap '' TERM; exec sleep 1000"
+startsecs=0
+stopwaitsecs=2
+
 [program:talker]
 command=/bin/sh -c "echo first-line; while read line; do echo got-$line; done"
 startsecs=0
@@ -113,7 +118,7 @@ def test_get_info(agent):
 
 def test_list_processes_with_filters_and_bad_names(agent):
     names = [p.namespec for p in agent.processes()]
-    assert names == ["local", "talker", "web:w1", "web:w2"]
+    assert names == ["local", "stubborn", "talker", "web:w1", "web:w2"]
     web = agent.stub.ListProcesses(pb.ListProcessesRequest(names=["web:*"]), timeout=10).processes
     assert [p.namespec for p in web] == ["web:w1", "web:w2"]
     one = agent.stub.ListProcesses(pb.ListProcessesRequest(names=["local"]), timeout=10).processes[0]
@@ -135,6 +140,15 @@ def test_stop_start_restart_with_results(agent):
     assert restarted.results[0].ok and agent.by_name()["web:w1"].pid != before
     code = code_of(lambda: agent.stub.Start(pb.ProcessCommand(names=["web:w1", "ghost"]), timeout=10))
     assert code == grpc.StatusCode.NOT_FOUND  # checked before anything is done
+
+
+def test_a_restart_whose_caller_goes_away_is_carried_out(agent):
+    # stubborn ignores SIGTERM, so its stop takes stopwaitsecs; the caller gives up first.
+    before = agent.by_name()["stubborn"].pid
+    assert code_of(lambda: agent.stub.Restart(pb.ProcessCommand(names=["stubborn"], wait=True), timeout=0.5)) \
+        == grpc.StatusCode.DEADLINE_EXCEEDED
+    wait_for(lambda: (p := agent.by_name()["stubborn"]).statename == "RUNNING" and p.pid != before, 15,
+             "stubborn restarted all the same")
 
 
 def test_signal_and_bad_signal(agent):
