@@ -94,6 +94,46 @@ class Checks:
     def sees_node(self, who: Identity, name: str, labels: Mapping[str, str]) -> bool:
         return self.authorizer.allows(who, READ, node=name, labels=labels)
 
+    def sees_config(self, who: Identity, selector: Selector, members: Mapping[str, MemberRecord]) -> bool:
+        """A config is readable where it goes: a read grant that covers its selector, or one of
+        the nodes it goes to now."""
+        if self.sees_all(who):
+            return True
+        grants = self.authorizer.scopes(who, READ)
+        if any(g.scope.covers_selector(selector.labels, selector.nodes) for g in grants):
+            return True
+        return any(g.scope.covers_node(m.name, m.labels) for m in members.values() if selector.matches(m)
+                   for g in grants)
+
+    def read_config(self, who: Identity, name: str, selector: Selector | None,
+                    members: Mapping[str, MemberRecord]) -> None:
+        """Refused when the config is out of the caller's scope (or unknown, to a scoped caller:
+        which configs exist outside its scope is not its business either)."""
+        if self.sees_all(who) or (selector is not None and self.sees_config(who, selector, members)):
+            return
+        raise PermissionDenied(denial(who, READ, f"config {name}"))
+
+    def sees_operation(self, who: Identity, group: str, nodes: Sequence[str],
+                       members: Mapping[str, MemberRecord]) -> bool:
+        """An operation is readable by whoever may read its group (every group for a rollout) on
+        one of its nodes."""
+        if self.sees_all(who):
+            return True
+        program = (group or "*", "*")
+        authz = self.authorizer
+        return any(authz.allows(who, READ, node=n, labels=members[n].labels, program=program)
+                   for n in nodes if n in members)
+
+    def read_operation(self, who: Identity, op_id: str, group: str, nodes: Sequence[str],
+                       members: Mapping[str, MemberRecord]) -> None:
+        if not self.sees_operation(who, group, nodes, members):
+            raise PermissionDenied(denial(who, READ, f"operation {op_id}"))
+
+    def read_audit(self, who: Identity) -> None:
+        """The audit log tells about every node and config: read everywhere only."""
+        if not self.sees_all(who):
+            raise PermissionDenied(denial(who, READ, "the audit log (it needs read everywhere)"))
+
     def visible(self, who: Identity, name: str, labels: Mapping[str, str], procs: Sequence[T],
                 program: Callable[[T], tuple[str, str]]) -> list[T]:
         authz = self.authorizer

@@ -239,9 +239,12 @@ class ControllerServicer(pb_grpc.ControllerServiceServicer):
                              controller_id=self.fleet.id, is_leader=self.leadership.is_leader)
 
     async def ListConfigs(self, request: pb.ListConfigsRequest, context: Context) -> pb.ListConfigsResponse:
+        who = guard.current()
         members = self.fleet.membership.members()
         summaries = []
         for name, current in sorted(self.fleet.configs.current_configs().items()):
+            if not self.checks.sees_config(who, current.selector, members):
+                continue
             history, _ = self.fleet.configs.history(name)
             summaries.append(pb.ConfigSummary(
                 name=name, current_revision=current.revision, assignment=assignment_message(current.selector),
@@ -250,14 +253,22 @@ class ControllerServicer(pb_grpc.ControllerServiceServicer):
         return pb.ListConfigsResponse(configs=summaries)
 
     async def ConfigHistory(self, request: pb.ConfigHistoryRequest, context: Context) -> pb.ConfigHistoryResponse:
+        await self._check_config(context, "ConfigHistory", request.name)
         history, current = await self._core(context, lambda: self.fleet.configs.history(request.name))
         return pb.ConfigHistoryResponse(
             revisions=[revision_message(request.name, n, rev, text=False) for n, rev in history.items()],
             current_revision=current)
 
     async def GetConfigRevision(self, request: pb.GetConfigRevisionRequest, context: Context) -> pb.ConfigRevision:
+        await self._check_config(context, "GetConfigRevision", request.name)
         number, rev = await self._core(context, lambda: self.fleet.configs.revision(request.name, request.revision))
         return revision_message(request.name, number, rev, text=True)
+
+    async def _check_config(self, context: Context, method: str, name: str) -> None:
+        """Read on config `name`, before anything of it is looked up."""
+        current = self.fleet.configs.current_configs().get(name)
+        await self._check(context, method, lambda: self.checks.read_config(
+            guard.current(), name, current.selector if current else None, self.fleet.membership.members()))
 
     async def ConfigStatus(self, request: pb.ConfigStatusRequest, context: Context) -> pb.ConfigStatusResponse:
         who = guard.current()
@@ -269,6 +280,7 @@ class ControllerServicer(pb_grpc.ControllerServiceServicer):
         return pb.ConfigStatusResponse(nodes=[config_status_message(s) for s in found])
 
     async def ListAudit(self, request: pb.ListAuditRequest, context: Context) -> pb.ListAuditResponse:
+        await self._check(context, "ListAudit", lambda: self.checks.read_audit(guard.current()))
         entries = audit.listing(self.fleet.store.mirror, request.since, request.limit)
         return pb.ListAuditResponse(entries=[pb.AuditEntry(
             time=e.time, who=e.who, action=e.action, detail=e.detail, ok=e.ok, result=e.result,
@@ -373,16 +385,34 @@ class ControllerServicer(pb_grpc.ControllerServiceServicer):
 
     async def ListOperations(self, request: pb.ListOperationsRequest, context: Context) -> pb.ListOperationsResponse:
         ops = await self._core(context, lambda: self.operations.list(request.all))
-        return pb.ListOperationsResponse(operations=[operation_message(op) for op in ops])
+        return pb.ListOperationsResponse(operations=[operation_message(op) for op in ops
+                                                     if self._sees_operation(op)])
 
     async def GetOperation(self, request: pb.GetOperationRequest, context: Context) -> pb.Operation:
-        return operation_message(await self._core(context, lambda: self.operations.get(request.id)))
+        return operation_message(await self._read_operation(context, "GetOperation", request.id))
+
+    def _sees_operation(self, op: opmodel.Operation) -> bool:
+        return self.checks.sees_operation(guard.current(), op.spec.group, [s.node for s in op.steps()],
+                                          self.fleet.membership.members())
+
+    async def _read_operation(self, context: Context, method: str, op_id: str) -> opmodel.Operation:
+        """Read on operation `op_id`; as for configs, a scoped caller is not told which exist."""
+        def check() -> opmodel.Operation:
+            try:
+                op = self.operations.get(op_id)
+            except NotFound:
+                self.checks.read_operation(guard.current(), op_id, "", (), {})
+                raise
+            self.checks.read_operation(guard.current(), op_id, op.spec.group, [s.node for s in op.steps()],
+                                       self.fleet.membership.members())
+            return op
+        return await self._check(context, method, check)
 
     async def WatchOperation(self, request: pb.GetOperationRequest, context: Context) -> AsyncIterator[pb.Operation]:
         last = None
         while True:
             seen = self.fleet.changes
-            op = await self._core(context, lambda: self.operations.get(request.id))
+            op = await self._read_operation(context, "WatchOperation", request.id)
             if op != last:
                 yield operation_message(op)
                 last = op

@@ -202,10 +202,25 @@ def test_scoped_operators_viewers_and_readers(fleet, pki, tmp_path):
     assert [n["node"] for n in f.json("config", "status", user=RITA)["nodes"]] == ["db-1"]
     refused(f.run(RITA, "tail", "web-1:web"), f"operator {RITA} may not read web-1:web")
 
+    # configs and operations are read where they go; the audit log needs read everywhere
+    assert [c["name"] for c in f.json("config", "list", user=BOB)["configs"]] == ["extra"]
+    assert f.json("config", "list", user=RITA) == {"configs": []}
+    for args in (("config", "history", "extra"), ("config", "show", "extra"), ("config", "show", "nosuch")):
+        refused(f.run(RITA, *args), f"operator {RITA} may not read config ")
+    started = f.run(ADMIN, "-o", "json", "rolling-restart", "web", "--label", "role=web", "--detach")
+    assert started.returncode == 0, started.stderr
+    op_id = json.loads(started.stdout)["id"]
+    assert [o["id"] for o in f.json("ops", "list", "--all", user=BOB)["operations"]] == [op_id]
+    assert f.json("ops", "list", "--all", user=RITA)["operations"] == []
+    for some_id in (op_id, "nosuch"):
+        refused(f.run(RITA, "ops", "show", some_id), f"operator {RITA} may not read operation {some_id}")
+    refused(f.run(RITA, "audit"), f"operator {RITA} may not read the audit log")
+
     assert {k: v for k, v in f.pids().items() if k.startswith("db-1:")} == \
         {k: v for k, v in before.items() if k.startswith("db-1:")}
     denied = f.denied()
     assert {e["who"] for e in denied} == {BOB, VIC, RITA}
+    assert sum(e["who"] == RITA for e in denied) == 7
     assert sum(e["who"] == BOB for e in denied) == 8
     assert all(e["result"].endswith("no policy grants it") for e in denied)
 
