@@ -71,7 +71,7 @@ class Acl:
         policies, revoked = parse(entries, self._bad)
         self._bad &= entries.keys()
         self.gate.authorizer = Authorizer(policies)
-        self.gate.revoked = revoked
+        self.gate.revoke(revoked)
         self.state = PolicySet(revision, policies, revoked)
         log.info("security state at etcd revision %d: %d policies, %d revoked certificates",
                  revision, len(policies), len(revoked))

@@ -7,6 +7,7 @@ caller has anywhere. Handlers read the caller from `current()` for their scope c
 
 from __future__ import annotations
 
+import asyncio
 import enum
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextvars import ContextVar
@@ -80,6 +81,27 @@ class Gate:
     on_unauthenticated: Callable[[str], None] | None = None  # insecure mode: a new peer
     _identities: dict[bytes, Identity | IdentityError] = field(default_factory=dict)
     _peers: set[str] = field(default_factory=set)
+    _streams: dict[str, set[asyncio.Task[Any]]] = field(default_factory=dict)  # serial -> open streams
+
+    def revoke(self, revoked: Mapping[str, str]) -> None:
+        """Replace the revoked serials; a stream open under one that is newly revoked is cut."""
+        self.revoked = revoked
+        for serial in self._streams.keys() & revoked.keys():
+            for task in self._streams[serial]:
+                task.cancel()
+
+    def _follow(self, identity: Identity, task: asyncio.Task[Any] | None) -> Callable[[], None]:
+        """Note an open stream of `identity`; returns what forgets it."""
+        if not identity.serial or task is None:
+            return lambda: None
+        open_ = self._streams.setdefault(identity.serial, set())
+        open_.add(task)
+
+        def forget() -> None:
+            open_.discard(task)
+            if not open_:
+                self._streams.pop(identity.serial, None)
+        return forget
 
     def identify(self, context: grpc.aio.ServicerContext) -> Identity:
         """Raises Refused."""
@@ -101,8 +123,7 @@ class Gate:
             raise Refused(grpc.StatusCode.UNAUTHENTICATED,
                           f"{identity} holds a certificate for cluster {identity.cluster!r}; this is {self.cluster!r}")
         if identity.serial in self.revoked:
-            raise Refused(grpc.StatusCode.UNAUTHENTICATED,
-                          f"{identity}: certificate serial {identity.serial} is revoked")
+            raise Refused(grpc.StatusCode.UNAUTHENTICATED, _revoked(identity))
         return identity
 
     def _parse(self, pem: bytes) -> Identity:
@@ -149,6 +170,10 @@ class Gate:
                           f"a controller must name the node it calls ({NODE_KEY} metadata); this is {self.node!r}")
 
 
+def _revoked(identity: Identity) -> str:
+    return f"{identity}: certificate serial {identity.serial} is revoked"
+
+
 class Guard(grpc.aio.ServerInterceptor):
     def __init__(self, gate: Gate) -> None:
         self.gate = gate
@@ -189,11 +214,20 @@ class Guard(grpc.aio.ServerInterceptor):
 
             async def stream(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
                 try:
-                    _CURRENT.set(gate.admit(context, method))
+                    identity = gate.admit(context, method)
                 except Refused as exc:
                     await refuse(context, exc)
-                async for item in inner_stream(request, context):
-                    yield item
+                _CURRENT.set(identity)
+                forget = gate._follow(identity, asyncio.current_task())
+                try:
+                    async for item in inner_stream(request, context):
+                        yield item
+                except asyncio.CancelledError:
+                    if identity.serial not in gate.revoked:
+                        raise
+                    await context.abort(grpc.StatusCode.UNAUTHENTICATED, _revoked(identity))
+                finally:
+                    forget()
 
             return grpc.unary_stream_rpc_method_handler(stream, handler.request_deserializer,
                                                         handler.response_serializer)

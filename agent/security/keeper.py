@@ -54,7 +54,7 @@ class Keeper:
     def _use(self, state: PolicySet) -> None:
         self.state = state
         self.gate.authorizer = Authorizer(state.policies)
-        self.gate.revoked = dict(state.revoked)
+        self.gate.revoke(dict(state.revoked))
 
     def _save(self, state: PolicySet) -> None:
         os.makedirs(self.state_dir, mode=0o700, exist_ok=True)

@@ -224,10 +224,17 @@ def test_scoped_operators_viewers_and_readers(fleet, pki, tmp_path):
     assert sum(e["who"] == BOB for e in denied) == 8
     assert all(e["result"].endswith("no policy grants it") for e in denied)
 
-    # a revoked certificate is refused from the next call on, without a restart
+    # a revoked certificate is refused from the next call on, without a restart, and a stream
+    # it has open is cut
+    watching = f.stub(BOB).WatchStatus(pb.StatusRequest(), timeout=60)
+    assert next(watching).nodes
     serial = from_pem((pki / f"{BOB}.pem").read_bytes()).serial
     revision = f.fleet.etcd.put(f"{prefix_of(CLUSTER)}revoked/{serial}".encode(),
                                 json.dumps({"serial": serial, "name": BOB, "who": ADMIN, "time": 0}).encode())
     f.ctl.wait_line(f"security state at etcd revision {revision}: 3 policies, 1 revoked certificates")
     refused(f.run(BOB, "status"), f"certificate serial {serial} is revoked")
+    with pytest.raises(grpc.RpcError) as cut:
+        for _ in watching:
+            pass
+    assert cut.value.code() == grpc.StatusCode.UNAUTHENTICATED and "is revoked" in cut.value.details()
     assert f.run(VIC, "status").returncode in (0, 3)
