@@ -216,12 +216,20 @@ def test_scoped_operators_viewers_and_readers(fleet, pki, tmp_path):
         refused(f.run(RITA, "ops", "show", some_id), f"operator {RITA} may not read operation {some_id}")
     refused(f.run(RITA, "audit"), f"operator {RITA} may not read the audit log")
 
+    # operations are steered with deploy on their group: bob may abort his own restart of
+    # extra, not pause the admin's of web
+    mine = f.run(BOB, "-o", "json", "rolling-restart", "extra", "--label", "role=web", "--healthy-for", "60s",
+                 "--detach")
+    assert mine.returncode == 0, mine.stderr
+    refused(f.run(BOB, "ops", "pause", op_id), "may not deploy on group web of role=web")
+    assert f.run(BOB, "ops", "abort", json.loads(mine.stdout)["id"]).returncode == 0
+
     assert {k: v for k, v in f.pids().items() if k.startswith("db-1:")} == \
         {k: v for k, v in before.items() if k.startswith("db-1:")}
     denied = f.denied()
     assert {e["who"] for e in denied} == {BOB, VIC, RITA}
     assert sum(e["who"] == RITA for e in denied) == 7
-    assert sum(e["who"] == BOB for e in denied) == 8
+    assert sum(e["who"] == BOB for e in denied) == 9
     assert all(e["result"].endswith("no policy grants it") for e in denied)
 
     # a revoked certificate is refused from the next call on, without a restart, and a stream
