@@ -178,9 +178,12 @@ def audit(obj: Ctx, since: str | None, limit: int) -> None:
 def leader(obj: Ctx) -> int:
     """Which controller leads (carries out writes); exit 1 while none does.
 
+    Any controller of the list may answer: the one that answered is named too.
+
     \b
-    Example:
+    Examples:
       fleetctl leader
+      fleetctl --controller ctl-1:7400,ctl-2:7400,ctl-3:7400 leader
     """
     reply = obj.controller("leader").call("GetLeader", cpb.GetLeaderRequest())
     render.show(obj.json, reply, lambda: view.leader_line(reply))
