@@ -1,8 +1,10 @@
 """gRPC channels for fleetctl, and turning transport failures into one clear line.
 
 Also the controller side of the wire: every call names the local user (unverified; the
-controller prefers the certificate CN under mTLS) and a write refused by a follower is sent
-once more to the leader the follower names, so operators never need to know who leads.
+controller prefers the certificate CN under mTLS), goes to the first controller of the list
+that answers, and a write refused by a follower is sent on to the leader the follower names, so
+operators never need to know who leads or which controller is down. Which controller to ask
+first is controllers.py's.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import getpass
 import os
 import socket
+import threading
 from collections.abc import Generator, Sequence
 from typing import Any
 
@@ -18,6 +21,8 @@ from google.protobuf.message import Message
 
 from fleetvisor.v1 import controller_pb2_grpc as cpb_grpc
 
+from .controllers import Memory, ordered
+from .exitcodes import STATUS_UNKNOWN
 from .settings import Settings
 
 USER_KEY = "fleetvisor-user"
@@ -30,6 +35,11 @@ class CommandError(Exception):
     def __init__(self, message: str, exit_code: int = 1) -> None:
         super().__init__(message)
         self.exit_code = exit_code
+
+
+class NoController(CommandError):
+    """No controller of the list answered. Its exit status 4 is not "no such thing" (also 4):
+    a watch reconnects after it, and no hint about names is added to it."""
 
 
 def _read(path: str, what: str) -> bytes:
@@ -116,6 +126,13 @@ TRANSPORT_PREFIXES = (
 )
 
 
+def _tls_trouble(lowered_details: str) -> bool:
+    """Whether a transport failure was the TLS handshake's (a certificate, not a dead host)."""
+    return any(sign in lowered_details for sign in ("ssl", "handshake", "certificate", "tls",
+                                                    "hostname verification", "not in peer certificate",
+                                                    *SERVER_NOT_TRUSTED))
+
+
 def _hung_up_hint(lowered_details: str, tls: bool | None, role: str) -> str:
     """Why a server may have closed a new connection at once: the TLS side of it."""
     if tls is None or not lowered_details.startswith("failed to connect") or "socket closed" not in lowered_details:
@@ -160,47 +177,210 @@ def leader_redirect(code: grpc.StatusCode | None, metadata: Sequence[tuple[str, 
     return None
 
 
-class Controller:
-    """ControllerService calls with identity metadata, one leader redirect, and one-line errors."""
+# The ControllerService calls that change nothing. Any controller answers them, so one that breaks
+# off or times out is simply asked of the next; a write is sent on only when it cannot have
+# reached the first (no connection was ever made), since it must not be carried out twice.
+READS = frozenset({"GetStatus", "WatchStatus", "ListNodes", "GetLeader", "ListConfigs", "ConfigHistory",
+                   "GetConfigRevision", "ConfigStatus", "TailLog", "ListAudit", "ListOperations", "GetOperation",
+                   "WatchOperation", "ListPolicies", "ListRevocations"})
+CONNECT_TIMEOUT = 5.0  # a controller that has not taken the connection by then is passed over, when others are left
+MAX_REDIRECTS = 3      # a leader that changed while the write travelled names the next one; a loop is cut off
 
-    def __init__(self, address: str, settings: Settings) -> None:
-        self.address = address
+
+class NoAnswer(Exception):
+    """One controller of the list gave no answer; the next may. `unreachable`: it could not be
+    reached at all (refused, timed out), rather than refusing the connection (TLS)."""
+
+    def __init__(self, error: CommandError, unreachable: bool) -> None:
+        super().__init__(str(error))
+        self.error = error
+        self.unreachable = unreachable
+
+
+def none_answered(failures: Sequence[NoAnswer]) -> NoController:
+    """One line for a list that gave no answer, every address with its reason. Exit 4 when none
+    could be reached, as `status` always said for an unreachable controller; a TLS refusal among
+    them keeps its own code, since no retry later will fix it."""
+    assert failures, "a list is never empty"
+    refused = [f.error for f in failures if not f.unreachable]
+    code = refused[0].exit_code if refused else STATUS_UNKNOWN
+    if len(failures) == 1:
+        return NoController(str(failures[0].error), code)
+    return NoController(f"no controller answered ({len(failures)} tried): "
+                        + "; ".join(str(f.error) for f in failures), code)
+
+
+def unreachable(exc: grpc.RpcError, tls: bool | None = None) -> bool:
+    """The controller was not reached, or did not answer in time: not a refusal, not an answer."""
+    code = exc.code() if hasattr(exc, "code") else None
+    if code == grpc.StatusCode.DEADLINE_EXCEEDED:
+        return True
+    if code != grpc.StatusCode.UNAVAILABLE:
+        return False
+    lowered = ((exc.details() if hasattr(exc, "details") else "") or "").lower()
+    if "shutdown" in lowered.replace("_", ""):
+        return True
+    return _from_transport(lowered) and not _tls_trouble(lowered) and not _hung_up_hint(lowered, tls, "controller")
+
+
+def unanswered(exc: grpc.RpcError, *, read: bool, connected: bool | None) -> bool:
+    """Whether another controller of the list should be asked after `exc`.
+
+    `connected`: whether a connection was made before the call (None: not looked at). Words the
+    controller itself sent (not found, refused, etcd down) are an answer, the same from any of
+    them. A write goes on only when it cannot have been received; a read whenever the transport
+    failed or time ran out.
+    """
+    code = exc.code() if hasattr(exc, "code") else None
+    lowered = ((exc.details() if hasattr(exc, "details") else "") or "").lower()
+    never_connected = connected is False or lowered.startswith("failed to connect")
+    if code == grpc.StatusCode.UNAVAILABLE:
+        if "shutdown" in lowered.replace("_", ""):
+            return read or never_connected
+        return _from_transport(lowered) and (read or never_connected)
+    if code == grpc.StatusCode.DEADLINE_EXCEEDED:
+        return read or never_connected
+    return False
+
+
+def wait_connected(chan: grpc.Channel, bound: float) -> bool | None:
+    """True once `chan` is connected, False when its first attempt failed (refused, TLS), None
+    when neither happened within `bound` seconds (a host that drops packets, a hung server)."""
+    settled = threading.Event()
+    outcome: list[bool] = []
+
+    def watch(state: grpc.ChannelConnectivity) -> None:
+        if state in (grpc.ChannelConnectivity.READY, grpc.ChannelConnectivity.TRANSIENT_FAILURE,
+                     grpc.ChannelConnectivity.SHUTDOWN) and not outcome:
+            outcome.append(state is grpc.ChannelConnectivity.READY)
+            settled.set()
+
+    chan.subscribe(watch, try_to_connect=True)
+    try:
+        settled.wait(bound)
+    finally:
+        chan.unsubscribe(watch)
+    return outcome[0] if outcome else None
+
+
+class Controller:
+    """ControllerService calls to the first controller of the list that answers, with identity
+    metadata, leader redirects for writes, and one-line errors.
+
+    The list is tried in order, the one that answered last (this run, else as `memory` recalls
+    from earlier runs) first. Every controller but the last gets CONNECT_TIMEOUT to take the
+    connection, so a dead host costs seconds, not the whole --timeout; the last one gets the
+    call's own deadline, which makes a single controller behave as it always did.
+    """
+
+    def __init__(self, addresses: str | Sequence[str], settings: Settings, *, memory: Memory | None = None) -> None:
+        self.addresses = (addresses,) if isinstance(addresses, str) else tuple(addresses)
+        assert self.addresses, "fleet mode needs a controller"
         self.settings = settings
+        self.memory = memory
         self.metadata = ((USER_KEY, local_identity()),)
+        self.order = ordered(self.addresses, memory.recall(self.addresses) if memory else None)
+        self.address = self.order[0]  # the one that answered last, or the first to ask
+
+    def candidates(self) -> tuple[str, ...]:
+        return ordered(self.order, self.address)
+
+    def _connect_bound(self, index: int, count: int, timeout: float | None) -> float | None:
+        if index == count - 1:
+            return None
+        return min(CONNECT_TIMEOUT, timeout) if timeout else CONNECT_TIMEOUT
+
+    def _answered(self, target: str) -> None:
+        self.address = target
+        if self.memory is not None:
+            self.memory.remember(self.addresses, target)
 
     def call(self, method: str, request: Message, *, timeout: float | None = None) -> Any:
-        target = self.address
-        redirected = False
+        timeout = timeout or self.settings.timeout
+        failures: list[NoAnswer] = []
+        order = self.candidates()
+        for index, target in enumerate(order):
+            try:
+                return self._call_at(target, method, request, timeout,
+                                     self._connect_bound(index, len(order), timeout))
+            except NoAnswer as failure:
+                failures.append(failure)
+        raise none_answered(failures)
+
+    def _call_at(self, target: str, method: str, request: Message, timeout: float, bound: float | None) -> Any:
+        """The call at `target`, following leader redirects; NoAnswer when the next controller
+        of the list should be asked instead."""
+        named_by: str | None = None  # who named `target` as the leader
+        seen = {target}
         while True:
             chan = channel(target, self.settings)
             try:
-                stub = cpb_grpc.ControllerServiceStub(chan)
-                return getattr(stub, method)(request, timeout=timeout or self.settings.timeout,
-                                             metadata=self.metadata)
-            except grpc.RpcError as exc:
-                leader = None if redirected else leader_redirect(exc.code(), _trailers(exc))
-                if leader and leader != target:
-                    target, redirected = leader, True
-                    continue
-                error = describe_rpc_error(exc, target, "controller", tls=self.settings.tls)
-                if redirected:  # say where the address came from: it was not typed by the operator
-                    error = CommandError(f"{error} (the leader, as named by {self.address})", error.exit_code)
-                raise error from None
+                connected = wait_connected(chan, bound) if bound is not None else None
+                if connected is None and bound is not None:
+                    raise NoAnswer(CommandError(f"controller {target} took no connection within {bound:g} s"), True)
+                try:
+                    result = getattr(cpb_grpc.ControllerServiceStub(chan), method)(
+                        request, timeout=timeout, metadata=self.metadata)
+                except grpc.RpcError as exc:
+                    leader = leader_redirect(exc.code(), _trailers(exc))
+                    if leader and leader not in seen and len(seen) <= MAX_REDIRECTS:
+                        named_by, target, bound = target, leader, None
+                        seen.add(leader)
+                        continue
+                    error = describe_rpc_error(exc, target, "controller", tls=self.settings.tls)
+                    if named_by:  # say where the address came from: it was not typed by the operator
+                        raise CommandError(f"{error} (the leader, as named by {named_by})", error.exit_code) from None
+                    if unanswered(exc, read=method in READS, connected=connected):
+                        raise NoAnswer(error, unreachable(exc, self.settings.tls)) from None
+                    raise error from None
+                self._answered(target)
+                return result
             finally:
                 chan.close()
 
     def stream(self, method: str, request: Message, *, timeout: float | None = None) -> Generator[Any, None, None]:
-        """Messages of a server stream; closing the iterator cancels the call (Ctrl-C, --watch)."""
-        chan = channel(self.address, self.settings)
-        call = getattr(cpb_grpc.ControllerServiceStub(chan), method)(request, timeout=timeout,
-                                                                    metadata=self.metadata)
-        try:
-            yield from call
-        except grpc.RpcError as exc:
-            raise describe_rpc_error(exc, self.address, "controller", tls=self.settings.tls) from None
-        finally:
-            call.cancel()
-            chan.close()
+        """Messages of a server stream from the first controller that answers; closing the
+        iterator cancels the call (Ctrl-C, --watch). Once messages flow, a break is the caller's
+        to handle (reconnect.py asks the list again): a stream is not silently stitched together
+        from two controllers."""
+        failures: list[NoAnswer] = []
+        order = self.candidates()
+        read = method in READS
+        for index, target in enumerate(order):
+            bound = self._connect_bound(index, len(order), timeout or self.settings.timeout)
+            chan = channel(target, self.settings)
+            call = None
+            try:
+                connected = wait_connected(chan, bound) if bound is not None else None
+                if connected is None and bound is not None:
+                    failures.append(NoAnswer(CommandError(f"controller {target} took no connection within "
+                                                          f"{bound:g} s"), True))
+                    continue
+                call = getattr(cpb_grpc.ControllerServiceStub(chan), method)(request, timeout=timeout,
+                                                                            metadata=self.metadata)
+                try:
+                    first = next(call)
+                except StopIteration:  # an empty stream is an answer too
+                    self._answered(target)
+                    return
+                except grpc.RpcError as exc:
+                    error = describe_rpc_error(exc, target, "controller", tls=self.settings.tls)
+                    if unanswered(exc, read=read, connected=connected):
+                        failures.append(NoAnswer(error, unreachable(exc, self.settings.tls)))
+                        continue
+                    raise error from None
+                self._answered(target)
+                yield first
+                try:
+                    yield from call
+                except grpc.RpcError as exc:
+                    raise describe_rpc_error(exc, target, "controller", tls=self.settings.tls) from None
+                return
+            finally:
+                if call is not None:
+                    call.cancel()
+                chan.close()
+        raise none_answered(failures)
 
 
 def _trailers(exc: grpc.RpcError) -> Sequence[tuple[str, Any]]:

@@ -4,7 +4,7 @@ Mode is decided here, once, so the commands that exist in both modes (status, st
 restart, signal, tail, config show) only branch on `obj.mode`:
 
 - `--node` on the command line: per-node mode, straight to that agent;
-- else a controller (flag, FLEETCTL_CONTROLLER, or the config file): fleet mode;
+- else a controller, or a list of them (flag, FLEETCTL_CONTROLLER, or the config file): fleet mode;
 - else a node from FLEETCTL_NODE or the config file: per-node mode;
 - else a usage error naming both options.
 """
@@ -25,6 +25,7 @@ from fleetvisor.v1 import agent_pb2_grpc as pb_grpc
 
 from . import render
 from .client import USER_KEY, CommandError, Controller, channel, describe_rpc_error, local_identity
+from .controllers import Memory
 from .exitcodes import USAGE
 from .settings import Settings
 
@@ -43,7 +44,7 @@ def choose_mode(node_flag: str | None, settings: Settings) -> Mode:
     all, else a node from the environment or file: an explicit flag beats a standing default."""
     if node_flag:
         return Mode.NODE
-    if settings.controller:
+    if settings.controllers:
         return Mode.FLEET
     if settings.node:
         return Mode.NODE
@@ -68,7 +69,7 @@ class Ctx:
     def node(self) -> str:
         """The agent for per-node calls; with only a controller known, say that this verb is per-node."""
         if not self.settings.node:
-            if self.settings.controller:
+            if self.settings.controllers:
                 raise CommandError("this command talks to one agent: pass --node HOST:PORT (or set FLEETCTL_NODE, "
                                    "or node= in the fleetctl config file)", USAGE)
             raise CommandError(NO_TARGET, USAGE)
@@ -76,12 +77,12 @@ class Ctx:
 
     def controller(self, command: str = "") -> Controller:
         """The controller client; fleet-only commands use it whatever --node says."""
-        if not self.settings.controller:
+        if not self.settings.controllers:
             what = f"`fleetctl {command}` talks to the controller" if command else "this needs the controller"
-            raise CommandError(f"{what}: pass --controller HOST:PORT (or set FLEETCTL_CONTROLLER, or "
-                               "controller= in the fleetctl config file)", USAGE)
+            raise CommandError(f"{what}: pass --controller HOST:PORT[,HOST:PORT...] (or set FLEETCTL_CONTROLLER, "
+                               "or controller= in the fleetctl config file)", USAGE)
         if self._controller is None:
-            self._controller = Controller(self.settings.controller, self.settings)
+            self._controller = Controller(self.settings.controllers, self.settings, memory=Memory())
         return self._controller
 
     def call(self, method: str, request: Message, *, stream: bool = False, timeout: float | None = None) -> Any:

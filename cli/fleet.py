@@ -22,7 +22,7 @@ from fleetvisor.v1 import controller_pb2 as cpb
 
 from . import fleetrender as view
 from . import reconnect, render
-from .client import CommandError
+from .client import CommandError, NoController
 from .context import Ctx, run_command
 from .duration import DurationError, parse_since
 from .exitcodes import STATUS_UNKNOWN, USAGE, control_code, fleet_status_code
@@ -49,7 +49,8 @@ def run_status(obj: Ctx, names: Sequence[str], labels: Sequence[str], watch: boo
     try:
         reply = obj.controller().call("GetStatus", request)
     except CommandError as exc:
-        if exc.exit_code == STATUS_UNKNOWN:  # "no such node: app" is often a bare process name
+        # "no such node: app" is often a bare process name; no controller answering is not about names
+        if exc.exit_code == STATUS_UNKNOWN and not isinstance(exc, NoController):
             raise CommandError(f"{exc} ({PATTERN_HINT})", STATUS_UNKNOWN) from None
         raise
     render.show(obj.json, reply, lambda: view.status_view(reply))
@@ -177,9 +178,12 @@ def audit(obj: Ctx, since: str | None, limit: int) -> None:
 def leader(obj: Ctx) -> int:
     """Which controller leads (carries out writes); exit 1 while none does.
 
+    Any controller of the list may answer: the one that answered is named too.
+
     \b
-    Example:
+    Examples:
       fleetctl leader
+      fleetctl --controller ctl-1:7400,ctl-2:7400,ctl-3:7400 leader
     """
     reply = obj.controller("leader").call("GetLeader", cpb.GetLeaderRequest())
     render.show(obj.json, reply, lambda: view.leader_line(reply))

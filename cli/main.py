@@ -45,7 +45,9 @@ Examples:
 
 
 @click.group(cls=OutputGroup, context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--controller", metavar="HOST:PORT", help="The fleet's controller (env FLEETCTL_CONTROLLER).")
+@click.option("--controller", metavar="HOST:PORT[,...]",
+              help="The fleet's controllers, comma-separated: asked in turn, the one that answered last first; "
+                   "writes go on to the leader (env FLEETCTL_CONTROLLER).")
 @click.option("--node", metavar="HOST:PORT", help="Talk to this agent directly (env FLEETCTL_NODE); "
                                                  "beats the controller when given here.")
 @output_option()
@@ -62,7 +64,12 @@ def cli(ctx: click.Context, controller: str | None, node: str | None, output: st
     \b
     Examples:
       fleetctl --controller 10.0.0.1:7500 status
+      fleetctl --controller 10.0.0.1:7500,10.0.0.2:7500,10.0.0.3:7500 leader
       fleetctl --node 10.0.0.5:7400 restart app
+
+    With several controllers, one that is down is passed over (a host that does not answer
+    after 5 s) and the one that answered is asked first next time; the TLS options apply to each.
+    When none answers, the error names every one tried and why, with exit status 4.
     """
     try:
         settings = resolve({"node": node, "controller": controller, "tls_cert": tls_cert, "tls_key": tls_key,

@@ -18,7 +18,7 @@ from rich.text import Text
 
 from fleetvisor.controller.backoff import Backoff
 
-from .client import CommandError, Controller
+from .client import CommandError, Controller, NoController
 
 FIRST_RETRY = 0.5
 RETRY_CAP = 5.0
@@ -33,7 +33,8 @@ def reconnecting(controller: Controller, method: str, request: Any, *, what: str
     `what` names the stream in "controller X ended the <what>"; `hint` says what Ctrl-C does.
     `note(text)` shows that the view is stale and why, `note(None)` that it is live again.
     A CommandError whose exit code is in `fatal` ends the watch even after answers (an
-    operation that no longer exists will not come back by asking again).
+    operation that no longer exists will not come back by asking again); no controller
+    answering never does, whatever its code: they may come back.
     """
     backoff = Backoff(initial=FIRST_RETRY, cap=RETRY_CAP)
     answered = stale = False
@@ -49,11 +50,11 @@ def reconnecting(controller: Controller, method: str, request: Any, *, what: str
                 yield message
                 if done(message):
                     return
-            problem = f"controller {controller.address} ended the {what}"
+            problem = f"controller {controller.address} ended the {what}"  # the one that was streaming
             if not answered:
                 raise CommandError(problem)
         except CommandError as exc:
-            if not answered or exc.exit_code in fatal:
+            if not answered or (exc.exit_code in fatal and not isinstance(exc, NoController)):
                 raise
             problem = str(exc)
         finally:

@@ -2,12 +2,16 @@
 
 The file is TOML, by default ~/.config/fleetvisor/fleetctl.toml (or $FLEETCTL_CONFIG):
 
-    controller = "10.0.0.1:7500"  # fleet mode: the default for every command
+    controller = ["10.0.0.1:7500", "10.0.0.2:7500"]  # fleet mode: the default for every command
     node = "10.0.0.5:7400"        # per-node mode when no controller is set (or with --node)
     tls_cert = "/etc/fleetvisor/admin.pem"
     tls_key = "/etc/fleetvisor/admin.key"
     tls_ca = "/etc/fleetvisor/ca.pem"
     timeout = 30
+
+`controller` is one address or several: a TOML list, or one string with commas as on the
+command line (`--controller a:7500,b:7500`) and in FLEETCTL_CONTROLLER. fleetctl tries them in
+order, the one that answered last time first (controllers.py).
 """
 
 from __future__ import annotations
@@ -16,6 +20,8 @@ import os
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
+
+from .controllers import AddressError, parse_list
 
 KEYS = ("node", "controller", "tls_cert", "tls_key", "tls_ca", "timeout")
 
@@ -27,7 +33,7 @@ class SettingsError(Exception):
 @dataclass(frozen=True)
 class Settings:
     node: str | None = None
-    controller: str | None = None
+    controllers: tuple[str, ...] = ()  # fleet mode: every controller of the fleet, in the order given
     tls_cert: str | None = None
     tls_key: str | None = None
     tls_ca: str | None = None
@@ -67,12 +73,20 @@ def resolve(flags: dict[str, object], config_path: str | None) -> Settings:
     path = Path(config_path) if config_path else default_path()
     from_file = read_file(path, required=config_path is not None)
     values: dict[str, object] = {}
+    sources: dict[str, str] = {}
     for key in KEYS:
-        value = flags.get(key)
-        if value is None:
-            value = os.environ.get(f"FLEETCTL_{key.upper()}") or from_file.get(key)
-        if value is not None:
-            values[key] = value
+        env = f"FLEETCTL_{key.upper()}"
+        if flags.get(key) is not None:
+            values[key], sources[key] = flags[key], f"--{key.replace('_', '-')}"
+        elif os.environ.get(env):
+            values[key], sources[key] = os.environ[env], env
+        elif from_file.get(key) is not None:
+            values[key], sources[key] = from_file[key], f"{key} in {path}"
+    if "controller" in values:
+        try:
+            values["controllers"] = parse_list(values.pop("controller"), sources["controller"])
+        except AddressError as exc:
+            raise SettingsError(str(exc)) from None
     if "timeout" in values:
         try:
             values["timeout"] = float(values["timeout"])  # type: ignore[arg-type]

@@ -478,8 +478,10 @@ def test_tls_walkthrough_fleetctl_file_has_known_settings():
     data = tomllib.loads(block)
     assert set(data) == {"controller", "tls_cert", "tls_key", "tls_ca"} <= set(KEYS)
     assert all(Path(data[k]).is_absolute() for k in ("tls_cert", "tls_key", "tls_ca"))
-    ctl1 = parse_args(controller_argv(CONTROLLER_EXAMPLES / "ctl-1.env")[0][1:])
-    assert data["controller"] == ctl1.advertise
+    from fleetvisor.cli.controllers import parse_list
+    advertised = [parse_args(controller_argv(CONTROLLER_EXAMPLES / f"ctl-{n}.env")[0][1:]).advertise
+                  for n in (1, 2, 3)]
+    assert parse_list(data["controller"], "controller") == tuple(advertised)  # every controller, as each says
 
 
 # -- the container image ------------------------------------------------------------------

@@ -24,10 +24,10 @@ from fleetvisor.v1 import controller_pb2 as cpb
 
 
 def test_node_flag_beats_controller_which_beats_a_default_node():
-    both = Settings(node="n:1", controller="c:1")
+    both = Settings(node="n:1", controllers=("c:1",))
     assert choose_mode("n:1", both) is Mode.NODE  # --node on the command line
     assert choose_mode(None, both) is Mode.FLEET  # node only from env/file: the controller wins
-    assert choose_mode(None, Settings(controller="c:1")) is Mode.FLEET
+    assert choose_mode(None, Settings(controllers=("c:1",))) is Mode.FLEET
     assert choose_mode(None, Settings(node="n:1")) is Mode.NODE
 
 

@@ -8,7 +8,7 @@ import pytest
 from rich.text import Text
 
 from fleetvisor.cli import reconnect
-from fleetvisor.cli.client import CommandError
+from fleetvisor.cli.client import CommandError, NoController
 
 BROKEN = CommandError("cannot reach controller ctl:1: Connection refused")
 
@@ -90,6 +90,17 @@ def test_a_fatal_refusal_ends_the_watch_even_after_answers(slept):
     with pytest.raises(CommandError) as info:
         list(watch(Streams([1, BROKEN], [gone]), notes, fatal=(2, 4)))
     assert info.value is gone and slept == [0.5]
+
+
+def test_no_controller_answering_is_not_fatal_though_its_exit_status_is_4(slept):
+    """An operation that is gone ends `ops watch` (4); every controller being down (also 4) does not."""
+    down = NoController("no controller answered (2 tried): cannot reach controller ctl:1: Connection refused; "
+                        "cannot reach controller ctl:2: Connection refused", 4)
+    notes: list = []
+    got = list(watch(Streams([1, BROKEN], [down], [down], [2, "end"]), notes, done=lambda m: m == "end",
+                     fatal=(2, 4)))
+    assert got == [1, 2, "end"] and slept == [0.5, 1.0, 2.0]
+    assert notes[0].startswith("cannot reach controller ctl:1") and notes[1:] == [None]
 
 
 def test_done_ends_without_reopening(slept):
