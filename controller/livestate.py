@@ -155,10 +155,11 @@ class NodeLink:
             raise AgentCallFailed(rpc_reason(exc)) from None
         return [ProcessResult(r.name, r.ok, r.status, r.description, r.state) for r in answer.results]
 
-    async def apply_config(self, revision: str, text: str, *, timeout: float) -> None:
-        """Make the agent run this fleet config. Raises AgentCallFailed."""
+    async def apply_config(self, revision: str, text: str, *, cluster_id: str, timeout: float) -> None:
+        """Make the agent run this fleet config, as the cluster `cluster_id`. Raises AgentCallFailed."""
         try:
-            await self.stub.ApplyConfig(apb.ApplyConfigRequest(revision=revision, config_text=text), timeout=timeout)
+            await self.stub.ApplyConfig(apb.ApplyConfigRequest(revision=revision, config_text=text,
+                                                               cluster_id=cluster_id), timeout=timeout)
         except grpc.aio.AioRpcError as exc:
             raise AgentCallFailed(rpc_reason(exc)) from None
 

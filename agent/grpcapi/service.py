@@ -22,7 +22,7 @@ from ..caller import Caller
 from ..config.errors import ConfigError
 from ..detached import carried_through
 from ..faults import Fault, FaultError
-from ..fleetconfig import FleetConfig
+from ..fleetconfig import FleetConfig, apply_refusal
 from ..journal import Journal
 from ..logfiles import LogReadError, read_log
 from ..logfollow import follow
@@ -110,11 +110,14 @@ class AgentServicer(pb_grpc.AgentServiceServicer):
 
     def _info(self, caller: Caller) -> pb.AgentInfo:
         info = operations.agent_info(self.core, caller, self.fleet)
+        applied = self.fleet.store.current()
         return pb.AgentInfo(
             node=info.node, labels=dict(info.labels), agent_version=info.agent_version,
             supervisor_version=info.supervisor_version, api_version=info.api_version,
             applied_revision=info.applied_revision, started_at=info.started_at, uptime_seconds=info.uptime,
-            state=_MOOD[info.state], pid=info.pid, identifier=info.identifier)
+            state=_MOOD[info.state], pid=info.pid, identifier=info.identifier, controllers=self.controllers(),
+            fleet_sections=applied.sections() if applied is not None else [],
+            local_revision=applied is not None and applied.local)
 
     async def ListProcesses(self, request: pb.ListProcessesRequest,
                             context: grpc.aio.ServicerContext) -> pb.ListProcessesResponse:
@@ -204,12 +207,17 @@ class AgentServicer(pb_grpc.AgentServiceServicer):
                           context: grpc.aio.ServicerContext) -> pb.ApplyConfigResponse:
         if not request.revision and not request.dry_run:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "a revision id is required")
-        await self.access.on_node(context, DEPLOY)
+        who = await self.access.on_node(context, DEPLOY)
+        info = operations.agent_info(self.core, _caller(context), self.fleet)
+        refusal = apply_refusal(info.node, self.controllers(), cluster_id=request.cluster_id, force=request.force,
+                                dry_run=request.dry_run, role=who.role if who.verified else "")
+        if refusal:
+            await context.abort(grpc.StatusCode.FAILED_PRECONDITION, refusal)
         try:
             operations.ensure_running(self.core)
             plan = await carried_through(self.fleet.apply(
                 request.revision, request.config_text, dry_run=request.dry_run, caller=_caller(context),
-                permit=partial(self.access.deploy, context)))
+                permit=partial(self.access.deploy, context), cluster_id=request.cluster_id))
         except (FaultError, ConfigError) as exc:
             await self._fail(context, exc)
         except OSError as exc:
@@ -220,6 +228,11 @@ class AgentServicer(pb_grpc.AgentServiceServicer):
                 hook(request.revision)
         return pb.ApplyConfigResponse(revision=request.revision, added=plan.added, changed=plan.changed,
                                       removed=plan.removed, applied=not request.dry_run)
+
+    def controllers(self) -> list[str]:
+        """The controllers this node heartbeats to ([fleetvisor] controllers=): it is managed."""
+        fv = self.core.config.fleetvisor
+        return [f"[{h}]:{p}" if ":" in h else f"{h}:{p}" for h, p in fv.controllers] if fv is not None else []
 
     async def GetConfig(self, request: pb.GetConfigRequest, context: grpc.aio.ServicerContext) -> pb.GetConfigResponse:
         await self.access.on_node(context, READ)
