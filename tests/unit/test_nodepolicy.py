@@ -115,3 +115,21 @@ def test_fleet_sections_and_the_names_that_touch_them():
     assert fleet_programs_named(["app", "local", "pool:a", "ev:*"], applied.sections()) == ["app", "pool:a", "ev:*"]
     assert fleet_programs_named(["all"], ["app"]) == ["all"]
     assert fleet_programs_named(["all", "app"], []) == []
+
+
+def test_the_controller_state_dir_is_one_path_whoever_runs_it(monkeypatch, tmp_path):
+    from fleetvisor.controller import main as controller_main
+    seen = set()
+    for uid in (0, 1000):
+        monkeypatch.setattr(controller_main.os, "getuid", lambda uid=uid: uid)
+        monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / f"xdg-{uid}"))
+        seen.add(controller_main.default_state_dir())
+        assert controller_main.parse_args([]).state_dir is None
+    assert seen == {"/var/lib/fleetvisor-controller"}
+    blocked = tmp_path / "file"
+    blocked.write_text("")
+    with pytest.raises(controller_main.StartupError) as raised:
+        controller_main.check_state_dir(blocked / "state")
+    assert "pass --state-dir DIR" in str(raised.value) and "\n" not in str(raised.value)
+    controller_main.check_state_dir(tmp_path / "fine")
+    assert (tmp_path / "fine").is_dir()
