@@ -92,15 +92,15 @@ class RevisionStore:
             f.write(text)
         return path
 
-    def commit(self, revision: str, staged: str, cluster_id: str = "") -> None:
+    def commit(self, revision: str, staged: str, cluster_id: str = "", local: bool = True) -> None:
         """Make the staged file the applied revision. `cluster_id`: the controller's cluster that
-        applied it; empty for a per-node apply, which keeps the last one and is marked local."""
+        applied it (empty: the last one is kept); `local`: applied per node, not by a controller."""
         previous = self.current()
         with open(staged, "rb") as f:
             digest = hashlib.sha256(f.read()).hexdigest()
         meta = json.dumps({"revision": revision, "applied_at": time.time(), "sha256": digest,
                            "cluster_id": cluster_id or (previous.cluster_id if previous else ""),
-                           "local": not cluster_id})
+                           "local": local})
         fd, tmp = tempfile.mkstemp(prefix=".meta-", dir=self.state_dir)
         with os.fdopen(fd, "w") as f:
             f.write(meta)
@@ -121,12 +121,13 @@ def apply_refusal(node: str, controllers: list[str], *, cluster_id: str, force: 
     """Why an ApplyConfig may not be carried out on this node ("" when it may).
 
     A controller's push carries its cluster identity; only a controller may send one (under
-    TLS the certificate says who calls; in plaintext nobody is verified). Without one, the
-    apply is per node: on a node with controllers it needs `force`, and then shows as drift.
-    A dry run changes nothing and is always allowed."""
+    TLS the certificate says who calls, `role`; in plaintext nobody is verified, ""). A
+    controller's certificate is enough (a controller from before cluster identities sends
+    none). Otherwise the apply is per node: on a node with controllers it needs `force`, and
+    then shows as drift. A dry run changes nothing and is always allowed."""
     if cluster_id and role not in ("controller", ""):
         return "only a controller's ApplyConfig carries a cluster identity"
-    if dry_run or cluster_id or force or not controllers:
+    if dry_run or cluster_id or role == "controller" or force or not controllers:
         return ""
     return managed_refusal(node, controllers, "config apply")
 
@@ -167,12 +168,12 @@ class FleetConfig:
 
     async def apply(self, revision: str, text: str, *, dry_run: bool, caller: Caller,
                     permit: Callable[[list[GroupConfig]], Awaitable[None]] | None = None,
-                    cluster_id: str = "") -> Plan:
+                    cluster_id: str = "", local: bool = True) -> Plan:
         """Validate the revision with the node's file; unless dry_run, persist it, then stop
         removed groups, restart changed ones and add new ones. Raises ConfigError; on error
         nothing is changed, on disk or in the running state. `permit` sees the groups the plan
         touches (new ones as they will be, removed ones as they are) and raises to refuse.
-        `cluster_id`: set by a controller's push, empty for a per-node apply (see RevisionStore)."""
+        `cluster_id` and `local`: who applied it (RevisionStore.commit)."""
         staged = self.store.stage(text)
         try:
             new = self.loader(staged)
@@ -183,7 +184,7 @@ class FleetConfig:
                              + [g for g in running if g.name in plan.removed])
             if dry_run:
                 return plan
-            self.store.commit(revision, staged, cluster_id)
+            self.store.commit(revision, staged, cluster_id, local)
         finally:
             if os.path.exists(staged):
                 os.unlink(staged)

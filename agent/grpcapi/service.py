@@ -209,15 +209,17 @@ class AgentServicer(pb_grpc.AgentServiceServicer):
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "a revision id is required")
         who = await self.access.on_node(context, DEPLOY)
         info = operations.agent_info(self.core, _caller(context), self.fleet)
+        role = who.role if who.verified else ""
         refusal = apply_refusal(info.node, self.controllers(), cluster_id=request.cluster_id, force=request.force,
-                                dry_run=request.dry_run, role=who.role if who.verified else "")
+                                dry_run=request.dry_run, role=role)
         if refusal:
             await context.abort(grpc.StatusCode.FAILED_PRECONDITION, refusal)
         try:
             operations.ensure_running(self.core)
             plan = await carried_through(self.fleet.apply(
                 request.revision, request.config_text, dry_run=request.dry_run, caller=_caller(context),
-                permit=partial(self.access.deploy, context), cluster_id=request.cluster_id))
+                permit=partial(self.access.deploy, context), cluster_id=request.cluster_id,
+                local=not (request.cluster_id or role == "controller")))
         except (FaultError, ConfigError) as exc:
             await self._fail(context, exc)
         except OSError as exc:

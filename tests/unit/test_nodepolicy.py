@@ -104,6 +104,9 @@ def test_agent_refuses_an_unforced_per_node_apply_only_on_a_managed_node():
     assert apply_refusal("web-1", ctl, cluster_id="", force=False, dry_run=True, role="") == ""
     assert apply_refusal("web-1", ctl, cluster_id=OURS, force=False, dry_run=False, role="controller") == ""
     assert apply_refusal("web-1", ctl, cluster_id=OURS, force=False, dry_run=False, role="") == ""
+    # a controller's certificate is enough: one from before cluster identities sends none
+    assert apply_refusal("web-1", ctl, cluster_id="", force=False, dry_run=False, role="controller") == ""
+    assert apply_refusal("web-1", ctl, cluster_id="", force=False, dry_run=False, role="operator") != ""
     # under TLS only a controller's certificate may carry a cluster identity
     assert "only a controller" in apply_refusal("web-1", ctl, cluster_id=OURS, force=True, dry_run=False,
                                                 role="operator")
