@@ -65,7 +65,7 @@ def foreign_reason(ours: str, facts: NodeFacts, missing: Callable[[str, int], st
                    override: OverrideRecord) -> str:
     """Why the node is foreign to the cluster whose identity is `ours`; "" when it is not."""
     if override.adopted and facts.cluster_id == override.adopted_from and (
-            not override.kept_revision or facts.applied == override.kept_revision):
+            not override.kept_revision or (facts.applied or NO_CONFIG) == override.kept_revision):
         return ""
     if facts.cluster_id and facts.cluster_id != ours:
         return (f"last reconciled by another cluster (identity {short(facts.cluster_id)}, "
@@ -102,7 +102,7 @@ def decide(desired: str, facts: NodeFacts, *, foreign: str, override: OverrideRe
         return Action.NONE
     if foreign:
         return Action.FOREIGN
-    if (override.adopted and override.kept_revision and facts.applied == override.kept_revision
+    if (override.adopted and override.kept_revision and (facts.applied or NO_CONFIG) == override.kept_revision
             and desired == override.kept_desired and not facts.local):
         return Action.KEPT
     if theirs and same_revision(desired, facts.applied) and not override.adopted:

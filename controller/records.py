@@ -246,7 +246,8 @@ class OverrideRecord:
 
     adopted_from: the cluster id the node reported when it was adopted (adoption holds while it
     reports that one; "" none); kept_revision: with `adopt --keep`, the revision it ran then,
-    taken as this cluster's while its desired revision stays `kept_desired` ("" with replace).
+    taken as this cluster's while its desired revision stays `kept_desired` ("" with replace;
+    "none" for a node that ran nothing).
     """
 
     pinned: bool = False

@@ -136,3 +136,9 @@ def test_the_controller_state_dir_is_one_path_whoever_runs_it(monkeypatch, tmp_p
     assert "pass --state-dir DIR" in str(raised.value) and "\n" not in str(raised.value)
     controller_main.check_state_dir(tmp_path / "fine")
     assert (tmp_path / "fine").is_dir()
+
+
+def test_keeping_a_node_that_runs_nothing():
+    kept = OverrideRecord(adopted=True, adopted_from=OTHER, kept_revision="none", kept_desired="")
+    assert foreign(NodeFacts(applied="", cluster_id=OTHER), kept) == ""
+    assert decide("web@2", NodeFacts("", OTHER), foreign="", override=kept, ours=OURS) is Action.PUSH
