@@ -210,7 +210,7 @@ def test_an_unforced_per_node_apply_on_a_managed_node_is_refused(managed, tmp_pa
     assert "app" not in pids(web1) and pids(web1)["worker"] == before["worker"]
 
 
-def test_a_forced_per_node_apply_is_drift_reverted_by_default_and_held_when_pinned(managed, tmp_path: Path):
+def test_a_forced_per_node_apply_is_drift_reverted_by_default_and_held_when_pinned(fleet, managed, tmp_path: Path):
     ctl, web1 = managed
     hotfix = tmp_path / "hotfix.conf"
     hotfix.write_text(WORKER + HOTFIX)
@@ -235,6 +235,8 @@ def test_a_forced_per_node_apply_is_drift_reverted_by_default_and_held_when_pinn
              "the new drift audited")
     node = wait_for(lambda: (n := ctl.node("web-1")) and n.local_revision and n, 10, "drift shown")
     assert node.pinned and not node.foreign
+    follower = fleet.controller("ctl-2")  # the pin is in etcd: every controller shows it
+    assert wait_for(lambda: (n := follower.node("web-1")) and n.pinned, 10, "the follower to show the pin")
     assert meta(web1)["local"] and meta(web1)["revision"].startswith("local-") and "hotfix" in pids(web1)
     listing = fleetctl(ctl.address, "nodes")
     assert "pinned by" in listing.stdout and "drift" in listing.stdout
@@ -245,3 +247,7 @@ def test_a_forced_per_node_apply_is_drift_reverted_by_default_and_held_when_pinn
              "reverted once unpinned")
     assert {e.action for e in ctl.stub.ListAudit(pb.ListAuditRequest(), timeout=5).entries} >= {
         "node.pin", "node.unpin", "node.drift"}
+    for args, words in ((("nodes", "pin", "nosuch"), "no such node: nosuch"),
+                        (("nodes", "unpin", "web-1"), "node web-1 is not pinned")):
+        bad = fleetctl(ctl.address, *args)
+        assert bad.returncode != 0 and words in one_line_error(bad)
