@@ -132,6 +132,18 @@ def apply_refusal(node: str, controllers: list[str], *, cluster_id: str, force: 
     return managed_refusal(node, controllers, "config apply")
 
 
+def control_refusal(node: str, controllers: list[str], action: str, fleet_groups: list[str], *,
+                    cluster_id: str, force: bool, role: str) -> str:
+    """Why a start or stop may not be carried out ("" when it may): per node (no cluster
+    identity, not a controller's certificate), without `force`, on programs of the fleet
+    revision (`fleet_groups`, the ones the call reaches) of a node with controllers."""
+    if not fleet_groups or not controllers or force or cluster_id or role == "controller":
+        return ""
+    where = " ".join(f"{node}:{g}:*" for g in fleet_groups)
+    return managed_refusal(node, controllers, f"{action} of fleet program {', '.join(fleet_groups)}",
+                           f"fleetctl {action} {where}")
+
+
 @dataclass(frozen=True)
 class Plan:
     added: list[str] = field(default_factory=list)

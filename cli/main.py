@@ -161,7 +161,7 @@ def _control(obj: Ctx, action: str, names: tuple[str, ...], labels: tuple[str, .
     if action in FORCED and not force:
         managed.check_control(obj.call("GetInfo", pb.GetInfoRequest()), action, names)
     everything = "all" in names
-    request = pb.ProcessCommand(names=[n for n in names if n != "all"], all=everything, wait=wait)
+    request = pb.ProcessCommand(names=[n for n in names if n != "all"], all=everything, wait=wait, force=force)
     reply = obj.call(PER_NODE_METHOD[action], request, timeout=max(obj.settings.timeout, 600))
     render.show(obj.json, reply.results, lambda: render.command_results(reply.results, fleetrender.VERBS[action]))
     return results_code(reply.results, action)

@@ -142,13 +142,15 @@ class NodeLink:
         return self.info is not None
 
     async def command(self, action: str, names: list[str], *, timeout: float, wait: bool = False,
-                      signal: str = "") -> list[ProcessResult]:
-        """Start, stop, restart or signal `names` on the agent. Raises AgentCallFailed."""
+                      signal: str = "", cluster_id: str = "") -> list[ProcessResult]:
+        """Start, stop, restart or signal `names` on the agent, for the cluster `cluster_id` (an
+        agent with controllers refuses a start or stop of its fleet programs without one).
+        Raises AgentCallFailed."""
         if action == "signal":
             call = self.stub.Signal(apb.SignalCommand(names=names, signal=signal), timeout=timeout)
         else:
             method = {"start": self.stub.Start, "stop": self.stub.Stop, "restart": self.stub.Restart}[action]
-            call = method(apb.ProcessCommand(names=names, wait=wait), timeout=timeout)
+            call = method(apb.ProcessCommand(names=names, wait=wait, cluster_id=cluster_id), timeout=timeout)
         try:
             answer = await call
         except grpc.aio.AioRpcError as exc:

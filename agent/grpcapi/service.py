@@ -22,11 +22,12 @@ from ..caller import Caller
 from ..config.errors import ConfigError
 from ..detached import carried_through
 from ..faults import Fault, FaultError
-from ..fleetconfig import FleetConfig, apply_refusal
+from ..fleetconfig import FleetConfig, apply_refusal, control_refusal
 from ..journal import Journal
 from ..logfiles import LogReadError, read_log
 from ..logfollow import follow
 from ..process import Process
+from ..security import guard
 from ..security.policy import CONTROL, DEPLOY, READ
 from ..states import ProcessState, SupervisorState
 from ..supervisor import GroupChange, ProcessStateChange, Supervisor, SupervisorStateChange
@@ -94,6 +95,10 @@ class AgentServicer(pb_grpc.AgentServiceServicer):
         except FaultError as exc:
             await self._fail(context, exc)
         await self.access.processes(context, CONTROL, procs)
+        who = guard.current()
+        if isinstance(request, pb.ProcessCommand) and act in (operations.start_processes, operations.stop_processes):
+            await self._managed(context, request, "start" if act is operations.start_processes else "stop", procs,
+                                who.role if who.verified else "")
         try:
             results = await carried_through(act(self.core, caller, procs, argument))
         except FaultError as exc:
@@ -101,6 +106,18 @@ class AgentServicer(pb_grpc.AgentServiceServicer):
         return pb.CommandResponse(results=[
             pb.ProcessResult(name=r.namespec, ok=r.ok, status=r.status.name, description=r.description,
                              state=_STATE[r.state]) for r in results])
+
+    async def _managed(self, context: grpc.aio.ServicerContext, request: pb.ProcessCommand, action: str,
+                       procs: list[Process], role: str) -> None:
+        """A per-node start or stop of fleet programs on a node with controllers needs `force`."""
+        applied = self.fleet.store.current()
+        owned = set(applied.sections()) if applied is not None else set()
+        groups = sorted({p.group.name for p in procs if p.group.name in owned})
+        node = operations.agent_info(self.core, _caller(context), self.fleet).node
+        refusal = control_refusal(node, self.controllers(), action, groups, cluster_id=request.cluster_id,
+                                  force=request.force, role=role)
+        if refusal:
+            await context.abort(grpc.StatusCode.FAILED_PRECONDITION, refusal)
 
     # -- AgentService ----------------------------------------------------------------------------
 

@@ -200,6 +200,12 @@ def test_an_unforced_per_node_apply_on_a_managed_node_is_refused(managed, tmp_pa
     stopped = per_node(web1, "stop", "worker")
     line = one_line_error(stopped)
     assert "fleet program worker" in line and "fleetctl stop web-1:worker" in line
+    with grpc.insecure_channel(web1.address) as channel:
+        for method in ("Stop", "Start"):
+            with pytest.raises(grpc.RpcError) as raised:
+                getattr(apb_grpc.AgentServiceStub(channel), method)(apb.ProcessCommand(all=True), timeout=10)
+            assert raised.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+            assert "fleet program worker" in raised.value.details()
 
     assert pids(web1) == before and meta(web1) == kept  # nothing changed
     dry = per_node(web1, "config", "apply", str(hotfix), "--dry-run")
@@ -208,6 +214,12 @@ def test_an_unforced_per_node_apply_on_a_managed_node_is_refused(managed, tmp_pa
     local = per_node(web1, "stop", "app")
     assert local.returncode == 0, local.stderr
     assert "app" not in pids(web1) and pids(web1)["worker"] == before["worker"]
+    # through the controller, or with --force, a fleet program may be stopped
+    assert fleetctl(ctl.address, "stop", "web-1:worker").returncode == 0
+    assert "worker" not in pids(web1)
+    forced = per_node(web1, "start", "worker", "--force")
+    assert forced.returncode == 0, forced.stderr
+    assert "worker" in pids(web1)
 
 
 def test_a_forced_per_node_apply_is_drift_reverted_by_default_and_held_when_pinned(fleet, managed, tmp_path: Path):

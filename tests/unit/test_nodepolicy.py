@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from fleetvisor.agent.fleetconfig import Applied, apply_refusal
+from fleetvisor.agent.fleetconfig import Applied, apply_refusal, control_refusal
 from fleetvisor.cli.managed import fleet_programs_named
 from fleetvisor.controller.nodepolicy import Action, NodeFacts, decide, foreign_reason, parts, unknown_configs
 from fleetvisor.controller.records import OverrideRecord
@@ -142,3 +142,15 @@ def test_keeping_a_node_that_runs_nothing():
     kept = OverrideRecord(adopted=True, adopted_from=OTHER, kept_revision="none", kept_desired="")
     assert foreign(NodeFacts(applied="", cluster_id=OTHER), kept) == ""
     assert decide("web@2", NodeFacts("", OTHER), foreign="", override=kept, ours=OURS) is Action.PUSH
+
+
+def test_agent_refuses_a_per_node_start_or_stop_of_fleet_programs_only_on_a_managed_node():
+    ctl = ["127.0.0.1:7400"]
+    line = control_refusal("web-1", ctl, "stop", ["worker"], cluster_id="", force=False, role="")
+    assert "stop of fleet program worker" in line and "fleetctl stop web-1:worker:*" in line
+    assert "fleetctl nodes pin web-1" in line and "\n" not in line
+    assert control_refusal("web-1", ctl, "stop", [], cluster_id="", force=False, role="") == ""  # local programs
+    assert control_refusal("web-1", [], "stop", ["worker"], cluster_id="", force=False, role="") == ""
+    assert control_refusal("web-1", ctl, "stop", ["worker"], cluster_id="", force=True, role="") == ""
+    assert control_refusal("web-1", ctl, "stop", ["worker"], cluster_id=OURS, force=False, role="") == ""
+    assert control_refusal("web-1", ctl, "start", ["worker"], cluster_id="", force=False, role="controller") == ""

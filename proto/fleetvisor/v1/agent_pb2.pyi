@@ -206,14 +206,18 @@ class AgentEvent(_message.Message):
     def __init__(self, sequence: _Optional[int] = ..., time: _Optional[float] = ..., agent_run_id: _Optional[str] = ..., snapshot: _Optional[_Union[Snapshot, _Mapping]] = ..., process_state: _Optional[_Union[ProcessStateEvent, _Mapping]] = ..., group: _Optional[_Union[GroupEvent, _Mapping]] = ..., supervisor_state: _Optional[_Union[SupervisorStateEvent, _Mapping]] = ..., config_applied: _Optional[_Union[ConfigAppliedEvent, _Mapping]] = ...) -> None: ...
 
 class ProcessCommand(_message.Message):
-    __slots__ = ("names", "all", "wait")
+    __slots__ = ("names", "all", "wait", "force", "cluster_id")
     NAMES_FIELD_NUMBER: _ClassVar[int]
     ALL_FIELD_NUMBER: _ClassVar[int]
     WAIT_FIELD_NUMBER: _ClassVar[int]
+    FORCE_FIELD_NUMBER: _ClassVar[int]
+    CLUSTER_ID_FIELD_NUMBER: _ClassVar[int]
     names: _containers.RepeatedScalarFieldContainer[str]
     all: bool
     wait: bool
-    def __init__(self, names: _Optional[_Iterable[str]] = ..., all: _Optional[bool] = ..., wait: _Optional[bool] = ...) -> None: ...
+    force: bool
+    cluster_id: str
+    def __init__(self, names: _Optional[_Iterable[str]] = ..., all: _Optional[bool] = ..., wait: _Optional[bool] = ..., force: _Optional[bool] = ..., cluster_id: _Optional[str] = ...) -> None: ...
 
 class SignalCommand(_message.Message):
     __slots__ = ("names", "all", "signal")
