@@ -4,6 +4,12 @@ The node's own file keeps the daemon-level sections (and may keep local programs
 owns the program-level sections it pushes; the applied revision lives in the state dir as
 `fleet.conf` (+ `fleet.json` with its id) and every load of the config includes it, so an
 agent restarted without its controller comes back with it.
+
+`fleet.json` also keeps the cluster identity of the controller that last applied a revision
+here (the heartbeat reports it, so that a controller of another cluster, or on an empty store,
+knows the node is not its own) and whether the applied revision was applied per node
+(`fleetctl --node ... config apply --force`), which the controller shows as drift. A per-node
+apply keeps the cluster identity: the node still belongs to that cluster.
 """
 
 from __future__ import annotations
@@ -11,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
@@ -39,11 +46,20 @@ def state_dir_of(config: Config) -> str:
     return default_state_dir(config.supervisord.identifier)
 
 
+_SECTION = re.compile(r"^\s*\[\s*(?:program|group|eventlistener|fcgi-program)\s*:\s*([^\]\s]+)\s*\]", re.M)
+
+
 @dataclass(frozen=True)
 class Applied:
     revision: str
     text: str
     applied_at: float
+    cluster_id: str = ""  # the cluster identity of the controller that last applied a revision here
+    local: bool = False  # this revision was applied per node, not by a controller
+
+    def sections(self) -> list[str]:
+        """The names of the program-level sections the revision defines (its groups and programs)."""
+        return sorted(set(_SECTION.findall(self.text)))
 
 
 class RevisionStore:
@@ -62,7 +78,8 @@ class RevisionStore:
                 text = f.read()
         except (OSError, ValueError):
             return None
-        return Applied(str(meta.get("revision", "")), text, float(meta.get("applied_at", 0)))
+        return Applied(str(meta.get("revision", "")), text, float(meta.get("applied_at", 0)),
+                       str(meta.get("cluster_id", "")), bool(meta.get("local", False)))
 
     def fleet_file(self) -> str | None:
         return self.fleet_path if os.path.exists(self.fleet_path) else None
@@ -75,14 +92,56 @@ class RevisionStore:
             f.write(text)
         return path
 
-    def commit(self, revision: str, staged: str) -> None:
-        meta = json.dumps({"revision": revision, "applied_at": time.time(),
-                           "sha256": hashlib.sha256(open(staged, "rb").read()).hexdigest()})
+    def commit(self, revision: str, staged: str, cluster_id: str = "", local: bool = True) -> None:
+        """Make the staged file the applied revision. `cluster_id`: the controller's cluster that
+        applied it (empty: the last one is kept); `local`: applied per node, not by a controller."""
+        previous = self.current()
+        with open(staged, "rb") as f:
+            digest = hashlib.sha256(f.read()).hexdigest()
+        meta = json.dumps({"revision": revision, "applied_at": time.time(), "sha256": digest,
+                           "cluster_id": cluster_id or (previous.cluster_id if previous else ""),
+                           "local": local})
         fd, tmp = tempfile.mkstemp(prefix=".meta-", dir=self.state_dir)
         with os.fdopen(fd, "w") as f:
             f.write(meta)
         os.replace(staged, self.fleet_path)
         os.replace(tmp, self.meta_path)
+
+
+def managed_refusal(node: str, controllers: list[str], action: str,
+                    instead: str = "fleetctl config push") -> str:
+    """The one line that refuses a per-node change on a node a controller manages."""
+    return (f"node {node} is managed by controller {', '.join(controllers)}, which would revert this per-node "
+            f"{action}: do it through the controller ({instead}), or pin the node "
+            f"(fleetctl nodes pin {node}) and repeat with --force")
+
+
+def apply_refusal(node: str, controllers: list[str], *, cluster_id: str, force: bool, dry_run: bool,
+                  role: str) -> str:
+    """Why an ApplyConfig may not be carried out on this node ("" when it may).
+
+    A controller's push carries its cluster identity; only a controller may send one (under
+    TLS the certificate says who calls, `role`; in plaintext nobody is verified, ""). A
+    controller's certificate is enough (a controller from before cluster identities sends
+    none). Otherwise the apply is per node: on a node with controllers it needs `force`, and
+    then shows as drift. A dry run changes nothing and is always allowed."""
+    if cluster_id and role not in ("controller", ""):
+        return "only a controller's ApplyConfig carries a cluster identity"
+    if dry_run or cluster_id or role == "controller" or force or not controllers:
+        return ""
+    return managed_refusal(node, controllers, "config apply")
+
+
+def control_refusal(node: str, controllers: list[str], action: str, fleet_groups: list[str], *,
+                    cluster_id: str, force: bool, role: str) -> str:
+    """Why a start or stop may not be carried out ("" when it may): per node (no cluster
+    identity, not a controller's certificate), without `force`, on programs of the fleet
+    revision (`fleet_groups`, the ones the call reaches) of a node with controllers."""
+    if not fleet_groups or not controllers or force or cluster_id or role == "controller":
+        return ""
+    where = " ".join(f"{node}:{g}:*" for g in fleet_groups)
+    return managed_refusal(node, controllers, f"{action} of fleet program {', '.join(fleet_groups)}",
+                           f"fleetctl {action} {where}")
 
 
 @dataclass(frozen=True)
@@ -120,11 +179,13 @@ class FleetConfig:
         return file_fingerprints(self.core.config, self.store.fleet_file()) != self.fingerprints
 
     async def apply(self, revision: str, text: str, *, dry_run: bool, caller: Caller,
-                    permit: Callable[[list[GroupConfig]], Awaitable[None]] | None = None) -> Plan:
+                    permit: Callable[[list[GroupConfig]], Awaitable[None]] | None = None,
+                    cluster_id: str = "", local: bool = True) -> Plan:
         """Validate the revision with the node's file; unless dry_run, persist it, then stop
         removed groups, restart changed ones and add new ones. Raises ConfigError; on error
         nothing is changed, on disk or in the running state. `permit` sees the groups the plan
-        touches (new ones as they will be, removed ones as they are) and raises to refuse."""
+        touches (new ones as they will be, removed ones as they are) and raises to refuse.
+        `cluster_id` and `local`: who applied it (RevisionStore.commit)."""
         staged = self.store.stage(text)
         try:
             new = self.loader(staged)
@@ -135,7 +196,7 @@ class FleetConfig:
                              + [g for g in running if g.name in plan.removed])
             if dry_run:
                 return plan
-            self.store.commit(revision, staged)
+            self.store.commit(revision, staged, cluster_id, local)
         finally:
             if os.path.exists(staged):
                 os.unlink(staged)

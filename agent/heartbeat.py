@@ -278,9 +278,12 @@ def agent_describer(fv: FleetvisorConfig, face: GrpcFace) -> Callable[[], pb.Hea
 
     def describe() -> pb.HeartbeatRequest:
         info = operations.agent_info(face.core, LOCAL, face.servicer.fleet)
+        applied = face.servicer.fleet.store.current()
         return pb.HeartbeatRequest(
             node=info.node, address=address, labels=dict(info.labels),
             agent_version=info.agent_version, applied_revision=info.applied_revision,
             agent_run_id=face.journal.run_id, started_at=info.started_at,
-            edited_by_hand=info.edited_by_hand, security_revision=face.keeper.revision)
+            edited_by_hand=info.edited_by_hand, security_revision=face.keeper.revision,
+            cluster_id=applied.cluster_id if applied is not None else "",
+            local_revision=applied is not None and applied.local)
     return describe

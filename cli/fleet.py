@@ -131,12 +131,15 @@ def run_tail(obj: Ctx, target: str, follow: bool, stderr: bool, nbytes: int) -> 
 @label_option("nodes")
 @click.pass_context
 def nodes(ctx: click.Context, labels: tuple[str, ...]) -> None:
-    """The nodes the controller knows: address, up, labels, version, revisions, last heartbeat.
+    """The nodes the controller knows: address, up, labels, version, revisions, last heartbeat,
+    and a NOTE for a node the controller does not reconcile as usual (foreign, pinned, drift).
 
     \b
     Examples:
       fleetctl nodes --label role=web
       fleetctl nodes forget web-3      # a node that is gone for good
+      fleetctl nodes adopt web-1 --keep
+      fleetctl nodes pin web-1 -m "incident 4711"
     """
     if ctx.invoked_subcommand is None:
         _list_nodes(ctx.obj, labels)

@@ -86,6 +86,24 @@ def node_header(node: cpb.NodeInfo, now: float) -> Text:
         text.append(f" (desired {node.desired_revision})", style="yellow")
     if node.edited_by_hand:
         text.append("  edited by hand", style="yellow")
+    note = node_note(node)
+    if note:
+        text.append("  ")
+        text.append(note)
+    return text
+
+
+def node_note(node: cpb.NodeInfo) -> Text:
+    """What keeps the controller from reconciling the node as usual: foreign, pinned, drift."""
+    text = Text()
+    if node.foreign:
+        text.append(f"FOREIGN: {node.foreign} (fleetctl nodes adopt {node.name} [--keep])", style="bold red")
+    if node.pinned:
+        text.append("  " if text else "")
+        text.append(f"pinned by {node.pinned_by or '?'}", style="bold yellow")
+    if node.local_revision:
+        text.append("  " if text else "")
+        text.append("drift: per-node revision" + ("" if node.pinned else ", reverted"), style="yellow")
     return text
 
 
@@ -179,13 +197,18 @@ def up_cell(node: cpb.NodeInfo) -> Text:
 
 
 def nodes_table(nodes: Iterable, now: float) -> Table:
-    table = _table("NAME", "ADDRESS", "UP", "LABELS", "AGENT", "APPLIED", "DESIRED", "HEARTBEAT",
-                   wrap=("LABELS",))
-    for node in nodes:
+    """A NOTE column (foreign, pinned, drift) only when some node has one."""
+    nodes = list(nodes)
+    notes = [node_note(node) for node in nodes]
+    extra = ("NOTE",) if any(notes) else ()
+    table = _table("NAME", "ADDRESS", "UP", "LABELS", "AGENT", "APPLIED", "DESIRED", "HEARTBEAT", *extra,
+                   wrap=("LABELS", *extra))
+    for node, note in zip(nodes, notes, strict=True):
         style = revision_style(node)
         table.add_row(Text(node.name), Text(node.address or "-"), up_cell(node), Text(labels_text(node.labels)),
                       Text(node.agent_version or "-"), Text(node.applied_revision or "-", style=style),
-                      Text(node.desired_revision or "-", style=style), Text(format_ago(node.last_heartbeat, now)))
+                      Text(node.desired_revision or "-", style=style), Text(format_ago(node.last_heartbeat, now)),
+                      *([note] if extra else []))
     return table
 
 

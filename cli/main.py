@@ -20,7 +20,7 @@ from rich.text import Text
 
 from fleetvisor.v1 import agent_pb2 as pb
 
-from . import admin, fleet, fleetconfig, fleetrender, ops, render
+from . import admin, fleet, fleetconfig, fleetrender, managed, nodes, ops, render
 from .certs import certs
 from .client import CommandError, describe_rpc_error
 from .context import Ctx, Mode, node_only, run_command
@@ -137,6 +137,7 @@ def _info_view(reply: pb.AgentInfo) -> Table:
 # -- process control ---------------------------------------------------------------------------
 
 PER_NODE_METHOD = {"start": "Start", "stop": "Stop", "restart": "Restart"}
+FORCED = ("start", "stop")  # per node, on a fleet program of a managed node: only with --force
 CONTROL_EXAMPLES = """
 \b
 Fleet mode: NAMES are host-prefixed (web-1:app, *:worker, web-*:workers:*) or all.
@@ -148,30 +149,44 @@ Examples:
   fleetctl {verb} all
   fleetctl --node 10.0.0.5:7400 {verb} app
 """
+FORCED_NOTE = """
+Per node, a fleet program of a node that heartbeats to a controller is refused unless
+--force is given: {verb} it through the controller, or pin the node first (fleetctl nodes pin NODE).
+"""
 
 
-def _control(obj: Ctx, action: str, names: tuple[str, ...], labels: tuple[str, ...], wait: bool) -> int:
+def _control(obj: Ctx, action: str, names: tuple[str, ...], labels: tuple[str, ...], wait: bool,
+             force: bool = False) -> int:
     if obj.mode is Mode.FLEET:
+        if force:
+            raise CommandError(f"--force is for per-node mode (--node): `fleetctl {action}` through the "
+                               "controller needs none", USAGE)
         return fleet.run_control(obj, action, names, labels, wait)
     node_only(obj, action, **{"--label": labels})
     if not names:
         raise CommandError("name required: give process names, group:*, or all", USAGE)
+    if action in FORCED and not force:
+        managed.check_control(obj.call("GetInfo", pb.GetInfoRequest()), action, names)
     everything = "all" in names
-    request = pb.ProcessCommand(names=[n for n in names if n != "all"], all=everything, wait=wait)
+    request = pb.ProcessCommand(names=[n for n in names if n != "all"], all=everything, wait=wait, force=force)
     reply = obj.call(PER_NODE_METHOD[action], request, timeout=max(obj.settings.timeout, 600))
     render.show(obj.json, reply.results, lambda: render.command_results(reply.results, fleetrender.VERBS[action]))
     return results_code(reply.results, action)
 
 
 def _control_command(action: str, summary: str, wait_help: str) -> click.Command:
-    @cli.command(action, help=summary + "\n" + CONTROL_EXAMPLES.format(verb=action))
+    forced = FORCED_NOTE.format(verb=action) if action in FORCED else ""
+
+    @cli.command(action, help=summary + "\n" + CONTROL_EXAMPLES.format(verb=action) + forced)
     @click.argument("names", nargs=-1)
     @fleet.label_option("on nodes", shared=True)
     @click.option("--no-wait", is_flag=True, help=wait_help)
+    @click.option("--force", is_flag=True, hidden=action not in FORCED,
+                  help="Per-node mode: also on a fleet program of a node a controller manages.")
     @click.pass_obj
     @run_command
-    def command(obj: Ctx, names: tuple[str, ...], labels: tuple[str, ...], no_wait: bool) -> int:
-        return _control(obj, action, names, labels, not no_wait)
+    def command(obj: Ctx, names: tuple[str, ...], labels: tuple[str, ...], no_wait: bool, force: bool) -> int:
+        return _control(obj, action, names, labels, not no_wait, force)
     return command
 
 
@@ -290,20 +305,28 @@ def config_show(obj: Ctx, name: str | None, rev: int | None) -> None:
 @click.argument("file", type=click.File("r"))
 @click.option("--dry-run", is_flag=True, help="Only show which groups would be added, changed, removed.")
 @click.option("--revision", help="Revision id to record (default: local-<hash of the text>).")
+@click.option("--force", is_flag=True, help="Apply although a controller manages the node (it shows as drift).")
 @click.pass_obj
 @run_command
-def config_apply(obj: Ctx, file: TextIO, dry_run: bool, revision: str | None) -> None:
+def config_apply(obj: Ctx, file: TextIO, dry_run: bool, revision: str | None, force: bool) -> None:
     """Apply program-level sections from FILE on one node (restarts only changed groups).
 
-    For the fleet, use `fleetctl config push`.
+    For the fleet, use `fleetctl config push`. On a node that heartbeats to a controller this
+    is refused unless --force is given: the controller would revert it. With --force the node
+    runs a local revision, which the controller shows as drift and reverts unless the node is
+    pinned (`fleetctl nodes pin NODE`).
 
     \b
-    Example:
+    Examples:
       fleetctl --node 10.0.0.5:7400 config apply extra.conf --dry-run
+      fleetctl nodes pin web-1 -m "incident 4711" && fleetctl --node 10.0.0.5:7400 config apply hotfix.conf --force
     """
     text = file.read()
+    if not dry_run and not force:
+        managed.check_apply(obj.call("GetInfo", pb.GetInfoRequest()))
     revision = revision or "local-" + hashlib.sha256(text.encode()).hexdigest()[:12]
-    reply = obj.call("ApplyConfig", pb.ApplyConfigRequest(revision=revision, config_text=text, dry_run=dry_run),
+    reply = obj.call("ApplyConfig", pb.ApplyConfigRequest(revision=revision, config_text=text, dry_run=dry_run,
+                                                          force=force),
                      timeout=max(obj.settings.timeout, 600))
     render.show(obj.json, reply, lambda: _apply_view(reply, dry_run))
 
@@ -321,7 +344,7 @@ def _apply_view(reply: pb.ApplyConfigResponse, dry_run: bool) -> Group:
 
 for _command in fleetconfig.CONFIG_COMMANDS:
     config.add_command(_command)
-for _command in admin.NODES_COMMANDS:
+for _command in admin.NODES_COMMANDS + nodes.NODES_COMMANDS:
     fleet.nodes.add_command(_command)
 for _command in admin.CERTS_COMMANDS:
     certs.add_command(_command)

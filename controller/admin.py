@@ -10,7 +10,8 @@ Only writing them is done here; the controller that enforces them (and pushes th
 follows the same keys.
 
 Forgetting a node deletes its member record (`members/<node>`, so it leaves status, nodes and
-config status, and this controller drops its link to it) and its last reconcile record. It
+config status, and this controller drops its link to it), its last reconcile record and what
+operators said about it (`overrides/<node>`: an adoption or a pin). It
 also takes the node out of every current config assignment that names it explicitly, so that
 a later push or rollback of those configs, which reuses the assignment, does not name a node
 that no longer exists; the stored revisions keep their history as it was. It is refused while
@@ -126,7 +127,7 @@ class Admin:
             puts.append(Put(key, encode(replace(assignment, selector=records.selector_data(pruned)))))
             expect[key] = raw
             configs.append(key[len(records.ASSIGNMENTS):])
-        deletes = [member_key, records.reconcile_key(name)]
+        deletes = [member_key, records.reconcile_key(name), records.override_key(name)]
         if not await self.store.compare_and_put(puts, expect, deletes=deletes):
             self._refuse_if_up(name)
             raise Conflict(f"node {name} or a config assigned to it changed at the same time; try again")

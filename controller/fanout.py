@@ -64,7 +64,7 @@ async def control(fleet: Fleet, command: Command, *, default_timeout: float,
         try:
             async with slots:
                 results = await link.command(command.action, names, timeout=timeout, wait=command.wait,
-                                             signal=command.signal)
+                                             signal=command.signal, cluster_id=fleet.cluster_id)
         except AgentCallFailed as exc:
             return NodeResult(node=name, ok=False, error=str(exc), seconds=time.monotonic() - began)
         return NodeResult(node=name, ok=all(r.ok for r in results), results=results,

@@ -20,6 +20,7 @@ from .configstore import ConfigStore
 from .livestate import NodeLinks
 from .membership import Membership
 from .mirror import Change, Mirror
+from .overrides import Overrides, ensure_cluster_id
 from .store import Store
 from .views import Views
 
@@ -31,12 +32,23 @@ class Fleet:
         self.store = Store(client, mirror)
         self.membership = Membership(self.store, controller_id, node_ttl)
         self.configs = ConfigStore(self.store, self.membership)
+        self.overrides = Overrides(self.store, self.membership)
         self.links = NodeLinks(tls, self._notify)
-        self.views = Views(self.membership, self.configs, self.links, controller_id)
+        self.views = Views(self.membership, self.configs, self.links, controller_id, self.overrides)
         self._changed = asyncio.Event()
         self.changes = 0  # counts changes; see wait_change
         self._listeners: list[Callable[[], None]] = []
         mirror.subscribe(self._on_mirror)
+
+    @property
+    def cluster_id(self) -> str:
+        """The identity of this fleet's etcd data (records.py `cluster-id`), known after `identify`."""
+        return self.overrides.cluster_id
+
+    async def identify(self) -> str:
+        """Read this store's cluster identity, making it if the store has none (before `start`)."""
+        self.overrides.cluster_id = await ensure_cluster_id(self.store, self.id)
+        return self.overrides.cluster_id
 
     def start(self) -> None:
         self.membership.start()

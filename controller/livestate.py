@@ -142,23 +142,26 @@ class NodeLink:
         return self.info is not None
 
     async def command(self, action: str, names: list[str], *, timeout: float, wait: bool = False,
-                      signal: str = "") -> list[ProcessResult]:
-        """Start, stop, restart or signal `names` on the agent. Raises AgentCallFailed."""
+                      signal: str = "", cluster_id: str = "") -> list[ProcessResult]:
+        """Start, stop, restart or signal `names` on the agent, for the cluster `cluster_id` (an
+        agent with controllers refuses a start or stop of its fleet programs without one).
+        Raises AgentCallFailed."""
         if action == "signal":
             call = self.stub.Signal(apb.SignalCommand(names=names, signal=signal), timeout=timeout)
         else:
             method = {"start": self.stub.Start, "stop": self.stub.Stop, "restart": self.stub.Restart}[action]
-            call = method(apb.ProcessCommand(names=names, wait=wait), timeout=timeout)
+            call = method(apb.ProcessCommand(names=names, wait=wait, cluster_id=cluster_id), timeout=timeout)
         try:
             answer = await call
         except grpc.aio.AioRpcError as exc:
             raise AgentCallFailed(rpc_reason(exc)) from None
         return [ProcessResult(r.name, r.ok, r.status, r.description, r.state) for r in answer.results]
 
-    async def apply_config(self, revision: str, text: str, *, timeout: float) -> None:
-        """Make the agent run this fleet config. Raises AgentCallFailed."""
+    async def apply_config(self, revision: str, text: str, *, cluster_id: str, timeout: float) -> None:
+        """Make the agent run this fleet config, as the cluster `cluster_id`. Raises AgentCallFailed."""
         try:
-            await self.stub.ApplyConfig(apb.ApplyConfigRequest(revision=revision, config_text=text), timeout=timeout)
+            await self.stub.ApplyConfig(apb.ApplyConfigRequest(revision=revision, config_text=text,
+                                                               cluster_id=cluster_id), timeout=timeout)
         except grpc.aio.AioRpcError as exc:
             raise AgentCallFailed(rpc_reason(exc)) from None
 

@@ -44,11 +44,24 @@ class StartupError(Exception):
     """Why the controller cannot start, in one line."""
 
 
+DEFAULT_STATE_DIR = "/var/lib/fleetvisor-controller"  # the systemd unit's StateDirectory
+
+
 def default_state_dir() -> str:
-    if os.getuid() == 0:
-        return "/var/lib/fleetvisor/controller"
-    base = os.environ.get("XDG_STATE_HOME") or os.path.expanduser("~/.local/state")
-    return os.path.join(base, "fleetvisor", "controller")
+    """One path whoever runs the controller: a state dir that depended on the user (root or not)
+    started a second, empty embedded etcd when the same controller was run another way."""
+    return DEFAULT_STATE_DIR
+
+
+def check_state_dir(path: Path) -> None:
+    """The embedded etcd's data dir can be made and written; else one line that says what to pass."""
+    try:
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if not os.access(path, os.W_OK | os.X_OK):
+            raise PermissionError(13, "permission denied")
+    except OSError as exc:
+        raise StartupError(f"cannot use state dir {path} for the embedded etcd ({exc.strerror or exc}): "
+                           "pass --state-dir DIR (the same one every time: it holds the fleet's data)") from None
 
 
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
@@ -76,7 +89,9 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     p.add_argument("--insecure", action="store_true",
                    help="serve plaintext off loopback: anyone who reaches the port may do anything")
     p.add_argument("--cluster", default="default", help="cluster name: the etcd key prefix /fleetvisor/NAME/")
-    p.add_argument("--state-dir", default=None, help=f"for the embedded etcd's data (default {default_state_dir()})")
+    p.add_argument("--state-dir", default=None, metavar="DIR",
+                   help=f"the embedded etcd's data: the fleet's desired state (default {DEFAULT_STATE_DIR}, whoever "
+                        "runs the controller; pass the same DIR every time)")
     p.add_argument("--node-ttl", type=int, default=10, metavar="SECONDS",
                    help="a node is down this long after its last heartbeat (default %(default)s)")
     p.add_argument("--leader-ttl", type=int, default=5, metavar="SECONDS",
@@ -129,6 +144,7 @@ async def run(args: argparse.Namespace) -> None:
     state_dir = Path(args.state_dir or default_state_dir())
     embedded = None
     if args.etcd == "embedded":
+        check_state_dir(state_dir)
         embedded = EmbeddedEtcd(state_dir / "etcd")
         endpoints = [await embedded.start()]
         log.info("embedded etcd at %s (data in %s)", endpoints[0], state_dir / "etcd")
@@ -160,6 +176,7 @@ async def run(args: argparse.Namespace) -> None:
         await mirror.start()
         closers.append(mirror.close)
         fleet = Fleet(client, mirror, controller_id, node_ttl=args.node_ttl, tls=tls)
+        cluster_id = await fleet.identify()
         fleet.start()
         closers.append(fleet.close)
         acl = Acl(mirror, gate)
@@ -181,8 +198,8 @@ async def run(args: argparse.Namespace) -> None:
                                             command_timeout=args.command_timeout, acl=acl, refusals=refusals))
         await server.start()
         closers.append(lambda: server.stop(grace=1.0))
-        log.info("controller %s serving on %s:%d (%s), cluster %r, etcd %s", controller_id, host, port,
-                 gate.mode.value, args.cluster, ",".join(endpoints))
+        log.info("controller %s serving on %s:%d (%s), cluster %r (identity %s), etcd %s", controller_id, host,
+                 port, gate.mode.value, args.cluster, cluster_id, ",".join(endpoints))
         if gate.mode is Mode.INSECURE:
             log.critical("gRPC on %s is not using TLS (--insecure): anyone who reaches it controls the fleet",
                          args.listen)

@@ -31,6 +31,8 @@ class Heartbeat:
     run_id: str = ""
     started_at: float = 0.0
     edited_by_hand: bool = False
+    cluster_id: str = ""
+    local_revision: bool = False
 
 
 def dial_address(announced: str, peer_host: str) -> str:
@@ -52,6 +54,7 @@ class Membership:
         # last heartbeat per node as seen in etcd; kept after the lease (and its key) expired
         self.last_heartbeat: dict[str, float] = {}
         self._applied_here: dict[str, str] = {}  # see applied()
+        self._pushed_here: set[str] = set()  # see local()
 
     def start(self) -> None:
         for key, raw in self.store.items(records.NODES).items():
@@ -66,6 +69,7 @@ class Membership:
             elif change.key.startswith(records.MEMBERS):  # the node's own word replaces ours
                 name = change.key[len(records.MEMBERS):]
                 self._applied_here.pop(name, None)
+                self._pushed_here.discard(name)
                 if change.value is None:  # forgotten (admin.py): nothing of it stays here
                     self.last_heartbeat.pop(name, None)
                     self._leases.pop(name, None)
@@ -105,8 +109,14 @@ class Membership:
         member = self.member(name)
         return self.applied(member) if member is not None else ""
 
+    def local(self, member: MemberRecord) -> bool:
+        """Whether the node runs a revision applied per node; not right after this controller
+        applied one there, until the node's next heartbeat."""
+        return member.local_revision and member.name not in self._pushed_here
+
     def note_applied(self, name: str, revision: str) -> None:
         self._applied_here[name] = revision
+        self._pushed_here.add(name)
 
     # -- heartbeats ------------------------------------------------------------------------------
 
@@ -125,7 +135,8 @@ class Membership:
         member = MemberRecord(
             name=name, address=address, labels=dict(beat.labels), agent_version=beat.agent_version,
             started_at=beat.started_at, run_id=beat.run_id, applied_revision=beat.applied_revision,
-            edited_by_hand=beat.edited_by_hand, first_seen=old.first_seen if old else time.time())
+            edited_by_hand=beat.edited_by_hand, first_seen=old.first_seen if old else time.time(),
+            cluster_id=beat.cluster_id, local_revision=beat.local_revision)
         lease = await self._renew_lease(name)
         puts = [Put(records.node_key(name), encode(NodeRecord(lease, time.time(), self.controller_id)), lease)]
         if member != old:

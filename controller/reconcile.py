@@ -5,6 +5,12 @@ ApplyConfig where they differ. A pass runs when anything changes (a push, a node
 an agent restart) and when a retry falls due; failed pushes back off per node (1 s doubling
 to 60 s). Nothing is remembered between passes except the backoff, so a missed push, a lost
 answer or a restarted agent all heal on the next pass.
+
+Not every difference is pushed (nodepolicy.py has the rules): nothing goes to a pinned node,
+nothing to a foreign one (another cluster's, or running configs this store does not know) until
+it is adopted, and a node adopted with --keep is held until its desired revision changes. A
+revision applied per node with --force (drift) is reverted, with a log line saying how to pin.
+A node's foreign reason and drift are logged and audited once per change.
 """
 
 from __future__ import annotations
@@ -15,10 +21,11 @@ import time
 
 import aetcd
 
-from .configstore import NO_CONFIG, same_revision
+from .configstore import NO_CONFIG
 from .fleet import Fleet
+from .nodepolicy import Action, decide
 from .processes import AgentCallFailed
-from .records import MemberRecord, ReconcileRecord
+from .records import MemberRecord, OverrideRecord, ReconcileRecord
 
 log = logging.getLogger("fleetvisor.controller")
 
@@ -36,6 +43,7 @@ class Reconciler:
         self._in_flight: dict[str, asyncio.Task[None]] = {}
         self._retry_at: dict[str, float] = {}
         self._failures: dict[str, int] = {}
+        self._noting: dict[str, asyncio.Task[None]] = {}
         fleet.on_change(self._wake.set)
 
     async def run(self) -> None:
@@ -49,10 +57,12 @@ class Reconciler:
                 except TimeoutError:
                     pass
         finally:
-            for task in self._in_flight.values():
+            tasks = [*self._in_flight.values(), *self._noting.values()]
+            for task in tasks:
                 task.cancel()
-            await asyncio.gather(*self._in_flight.values(), return_exceptions=True)
+            await asyncio.gather(*tasks, return_exceptions=True)
             self._in_flight.clear()
+            self._noting.clear()
 
     def _pass(self) -> float:
         """Start a push for every node that needs one; return the seconds until the next retry."""
@@ -65,7 +75,15 @@ class Reconciler:
             if name in self._in_flight or link is None or not link.reachable:
                 continue
             desired = configs.desired(member, current)
-            if same_revision(desired.revision, self.fleet.membership.applied(member)):
+            overrides = self.fleet.overrides
+            override = overrides.record(name)
+            facts = overrides.facts(member)
+            foreign = overrides.foreign(member, override)
+            drift = facts.applied if facts.local else ""
+            if (foreign, drift) != (override.noted_foreign, override.noted_drift) and name not in self._noting:
+                self._noting[name] = asyncio.create_task(self._note(name, override, foreign, drift))
+            action = decide(desired.revision, facts, foreign=foreign, override=override, ours=overrides.cluster_id)
+            if action not in (Action.PUSH, Action.REVERT):
                 self._failures.pop(name, None)
                 self._retry_at.pop(name, None)
                 continue
@@ -73,9 +91,21 @@ class Reconciler:
             if due > now:
                 next_due = min(next_due, due - now)
                 continue
+            if action is Action.REVERT:
+                log.warning("node %s runs per-node revision %s: reverting it to %s (policy: revert; "
+                            "`fleetctl nodes pin %s` holds a node at its local state)", name, facts.applied,
+                            desired.revision or NO_CONFIG, name)
             self._in_flight[name] = asyncio.create_task(self._push(member, desired.revision or NO_CONFIG,
                                                                    desired.text))
         return next_due
+
+    async def _note(self, name: str, override: OverrideRecord, foreign: str, drift: str) -> None:
+        try:
+            await self.fleet.overrides.note(name, override, foreign, drift, self.fleet.id)
+        except aetcd.exceptions.ClientError as exc:  # the next pass tries again
+            log.warning("cannot record the state of node %s: %s", name, exc)
+        finally:
+            self._noting.pop(name, None)
 
     async def _push(self, member: MemberRecord, revision: str, text: str) -> None:
         name = member.name
@@ -83,7 +113,8 @@ class Reconciler:
         error = ""
         try:
             async with self._slots:
-                await link.apply_config(revision, text, timeout=self.apply_timeout)
+                await link.apply_config(revision, text, cluster_id=self.fleet.cluster_id,
+                                        timeout=self.apply_timeout)
         except AgentCallFailed as exc:
             error = str(exc)
         finally:

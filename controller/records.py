@@ -15,6 +15,13 @@ are plain dataclasses so the logic that reads them never sees etcd or JSON.
     acl/<name>                 an authorization policy (agent/security/policy.py Policy.to_json)
     revoked/<serial>           RevocationRecord: a certificate refused from now on
     leader                     the election key: JSON {"id", "address"}
+    cluster-id                 ClusterRecord: the identity of this fleet's data, a random id made once
+                               (create-if-absent) by the first controller that starts on the store.
+                               Agents keep the id of the controller that last applied a revision
+                               there; a node that reports another id is foreign (nodepolicy.py)
+    overrides/<node>           OverrideRecord: what an operator said about one node (adopted from
+                               another cluster, pinned at its local state) and the foreign reason and
+                               local revision the leader last logged and audited
 """
 
 from __future__ import annotations
@@ -34,6 +41,8 @@ OPS = "ops/"
 ACL = "acl/"
 REVOKED = "revoked/"
 LEADER = "leader"
+CLUSTER_ID = "cluster-id"
+OVERRIDES = "overrides/"
 
 T = TypeVar("T")
 
@@ -75,6 +84,10 @@ def acl_key(name: str) -> str:
     return ACL + name
 
 
+def override_key(node: str) -> str:
+    return OVERRIDES + node
+
+
 def revoked_key(serial: str) -> str:
     return REVOKED + serial
 
@@ -113,6 +126,8 @@ class MemberRecord:
     applied_revision: str = ""
     edited_by_hand: bool = False
     first_seen: float = 0.0
+    cluster_id: str = ""  # the cluster identity of the controller that last applied a revision there
+    local_revision: bool = False  # the applied revision was applied per node with --force
 
 
 @dataclass(frozen=True)
@@ -216,3 +231,35 @@ class RevocationRecord:
     name: str = ""  # what the certificate was issued to, for people to read
     who: str = ""
     time: float = 0.0
+
+
+@dataclass(frozen=True)
+class ClusterRecord:
+    id: str
+    created_at: float = 0.0
+    created_by: str = ""  # the controller that made it
+
+
+@dataclass(frozen=True)
+class OverrideRecord:
+    """An operator's word about one node, and what the leader last said about it.
+
+    adopted_from: the cluster id the node reported when it was adopted (adoption holds while it
+    reports that one; "" none); kept_revision: with `adopt --keep`, the revision it ran then,
+    taken as this cluster's while its desired revision stays `kept_desired` ("" with replace;
+    "none" for a node that ran nothing).
+    """
+
+    pinned: bool = False
+    pinned_by: str = ""
+    pinned_at: float = 0.0
+    pin_reason: str = ""
+    adopted: bool = False
+    adopted_from: str = ""
+    adopted_applied: str = ""  # what it ran when adopted
+    kept_revision: str = ""
+    kept_desired: str = ""
+    adopted_by: str = ""
+    adopted_at: float = 0.0
+    noted_foreign: str = ""  # the foreign reason last logged and audited ("" not foreign)
+    noted_drift: str = ""  # the local revision last logged and audited ("" none)

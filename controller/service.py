@@ -193,7 +193,8 @@ class ControllerServicer(pb_grpc.ControllerServiceServicer):
         beat = Heartbeat(node=request.node, address=request.address, labels=dict(request.labels),
                          agent_version=request.agent_version, applied_revision=request.applied_revision,
                          run_id=request.agent_run_id, started_at=request.started_at,
-                         edited_by_hand=request.edited_by_hand)
+                         edited_by_hand=request.edited_by_hand, cluster_id=request.cluster_id,
+                         local_revision=request.local_revision)
         try:
             await self.fleet.membership.heartbeat(beat, peer_host(context), who=caller(context))
         except ERRORS as exc:
@@ -488,6 +489,35 @@ class ControllerServicer(pb_grpc.ControllerServiceServicer):
                               context: Context) -> pb.ListRevocationsResponse:
         return pb.ListRevocationsResponse(revoked=[revocation_message(r) for r in self.admin.revocations()])
 
+    # -- nodes an operator takes in hand: deploy on the node, on the leader ----------------------
+
+    async def _on_node(self, context: Context, method: str, action: str, node: str,
+                       args: dict[str, object], work: Callable[[], Awaitable[str]]) -> pb.NodeInfo:
+        member = self.fleet.membership.member(node)
+        if member is None:
+            await self._fail(context, NotFound(f"no such node: {shown(node)}"))
+        await self._check(context, method, lambda: self.checks.deploy(guard.current(), Selector(nodes=(node,)), ()))
+        await self._write(context, method, action, {"node": node, **args}, work, lambda line: line)
+        info = next(n for n in self.fleet.views.nodes({}) if n.name == node)
+        return node_message(info)
+
+    async def AdoptNode(self, request: pb.AdoptNodeRequest, context: Context) -> pb.NodeInfo:
+        def desired() -> str:
+            member = self.fleet.membership.member(request.node)
+            return self.fleet.configs.desired(member).revision if member is not None else ""
+        return await self._on_node(context, "AdoptNode", "node.adopt", request.node, {"keep": request.keep},
+                                   lambda: self.fleet.overrides.adopt(request.node, request.keep, desired(),
+                                                                      caller(context)))
+
+    async def PinNode(self, request: pb.PinNodeRequest, context: Context) -> pb.NodeInfo:
+        return await self._on_node(context, "PinNode", "node.pin", request.node, {"reason": request.reason[:200]},
+                                   lambda: self.fleet.overrides.pin(request.node, request.reason[:200],
+                                                                    caller(context)))
+
+    async def UnpinNode(self, request: pb.PinNodeRequest, context: Context) -> pb.NodeInfo:
+        return await self._on_node(context, "UnpinNode", "node.unpin", request.node, {},
+                                   lambda: self.fleet.overrides.unpin(request.node, caller(context)))
+
 
 def _forget_summary(node: str, configs: list[str]) -> str:
     taken = f"; taken out of the assignments of {', '.join(configs)}" if configs else ""
@@ -579,7 +609,8 @@ def node_message(n: NodeInfo) -> pb.NodeInfo:
         name=n.name, address=n.address, labels=n.labels, agent_version=n.agent_version, up=n.up,
         reachable=n.reachable, last_heartbeat=n.last_heartbeat, state_as_of=n.state_as_of,
         applied_revision=n.applied_revision, desired_revision=n.desired_revision, error=n.error,
-        started_at=n.started_at, edited_by_hand=n.edited_by_hand)
+        started_at=n.started_at, edited_by_hand=n.edited_by_hand, foreign=n.foreign,
+        local_revision=n.local_revision, pinned=n.pinned, pinned_by=n.pinned_by, cluster_id=n.cluster_id)
 
 
 def status_message(status: FleetStatus) -> pb.FleetStatus:

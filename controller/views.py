@@ -12,6 +12,7 @@ from .configstore import ConfigStore, same_revision
 from .errors import NotFound
 from .livestate import NodeLinks
 from .membership import Membership
+from .overrides import Overrides
 from .processes import ProcessView
 from .records import MemberRecord
 
@@ -31,6 +32,11 @@ class NodeInfo:
     error: str = ""  # why the node is unreachable, or the last apply error
     started_at: float = 0.0
     edited_by_hand: bool = False
+    foreign: str = ""  # why the node is foreign (nodepolicy.py); "" when it is not
+    local_revision: bool = False  # drift: it runs a revision applied per node with --force
+    pinned: bool = False
+    pinned_by: str = ""
+    cluster_id: str = ""  # the cluster identity the node reports
 
 
 @dataclass(frozen=True)
@@ -60,7 +66,9 @@ class NodeConfigStatus:
 
 
 class Views:
-    def __init__(self, membership: Membership, configs: ConfigStore, links: NodeLinks, controller_id: str) -> None:
+    def __init__(self, membership: Membership, configs: ConfigStore, links: NodeLinks, controller_id: str,
+                 overrides: Overrides) -> None:
+        self.overrides = overrides
         self.membership = membership
         self.configs = configs
         self.links = links
@@ -76,13 +84,16 @@ class Views:
         applied = self.membership.applied(member)
         if not error and reconcile.last_error and not same_revision(desired, applied):
             error = f"config not applied: {reconcile.last_error}"
+        override = self.overrides.record(member.name)
         return NodeInfo(
             name=member.name, address=member.address, labels=member.labels, agent_version=member.agent_version,
             up=record is not None, reachable=reachable,
             last_heartbeat=self.membership.last_heartbeat.get(member.name, 0),
             state_as_of=time.time() if reachable else (link.state_as_of if link else 0),
             applied_revision=applied, desired_revision=desired, error=error,
-            started_at=member.started_at, edited_by_hand=member.edited_by_hand)
+            started_at=member.started_at, edited_by_hand=member.edited_by_hand,
+            foreign=self.overrides.foreign(member, override), local_revision=self.membership.local(member),
+            pinned=override.pinned, pinned_by=override.pinned_by, cluster_id=member.cluster_id)
 
     def pick(self, patterns: list[str], labels: dict[str, str]) -> list[tuple[MemberRecord, list[ProcessView]]]:
         """The nodes and processes that patterns and labels select. An exact node name that is not

@@ -22,11 +22,12 @@ from ..caller import Caller
 from ..config.errors import ConfigError
 from ..detached import carried_through
 from ..faults import Fault, FaultError
-from ..fleetconfig import FleetConfig
+from ..fleetconfig import FleetConfig, apply_refusal, control_refusal
 from ..journal import Journal
 from ..logfiles import LogReadError, read_log
 from ..logfollow import follow
 from ..process import Process
+from ..security import guard
 from ..security.policy import CONTROL, DEPLOY, READ
 from ..states import ProcessState, SupervisorState
 from ..supervisor import GroupChange, ProcessStateChange, Supervisor, SupervisorStateChange
@@ -94,6 +95,10 @@ class AgentServicer(pb_grpc.AgentServiceServicer):
         except FaultError as exc:
             await self._fail(context, exc)
         await self.access.processes(context, CONTROL, procs)
+        who = guard.current()
+        if isinstance(request, pb.ProcessCommand) and act in (operations.start_processes, operations.stop_processes):
+            await self._managed(context, request, "start" if act is operations.start_processes else "stop", procs,
+                                who.role if who.verified else "")
         try:
             results = await carried_through(act(self.core, caller, procs, argument))
         except FaultError as exc:
@@ -101,6 +106,18 @@ class AgentServicer(pb_grpc.AgentServiceServicer):
         return pb.CommandResponse(results=[
             pb.ProcessResult(name=r.namespec, ok=r.ok, status=r.status.name, description=r.description,
                              state=_STATE[r.state]) for r in results])
+
+    async def _managed(self, context: grpc.aio.ServicerContext, request: pb.ProcessCommand, action: str,
+                       procs: list[Process], role: str) -> None:
+        """A per-node start or stop of fleet programs on a node with controllers needs `force`."""
+        applied = self.fleet.store.current()
+        owned = set(applied.sections()) if applied is not None else set()
+        groups = sorted({p.group.name for p in procs if p.group.name in owned})
+        node = operations.agent_info(self.core, _caller(context), self.fleet).node
+        refusal = control_refusal(node, self.controllers(), action, groups, cluster_id=request.cluster_id,
+                                  force=request.force, role=role)
+        if refusal:
+            await context.abort(grpc.StatusCode.FAILED_PRECONDITION, refusal)
 
     # -- AgentService ----------------------------------------------------------------------------
 
@@ -110,11 +127,14 @@ class AgentServicer(pb_grpc.AgentServiceServicer):
 
     def _info(self, caller: Caller) -> pb.AgentInfo:
         info = operations.agent_info(self.core, caller, self.fleet)
+        applied = self.fleet.store.current()
         return pb.AgentInfo(
             node=info.node, labels=dict(info.labels), agent_version=info.agent_version,
             supervisor_version=info.supervisor_version, api_version=info.api_version,
             applied_revision=info.applied_revision, started_at=info.started_at, uptime_seconds=info.uptime,
-            state=_MOOD[info.state], pid=info.pid, identifier=info.identifier)
+            state=_MOOD[info.state], pid=info.pid, identifier=info.identifier, controllers=self.controllers(),
+            fleet_sections=applied.sections() if applied is not None else [],
+            local_revision=applied is not None and applied.local)
 
     async def ListProcesses(self, request: pb.ListProcessesRequest,
                             context: grpc.aio.ServicerContext) -> pb.ListProcessesResponse:
@@ -204,12 +224,19 @@ class AgentServicer(pb_grpc.AgentServiceServicer):
                           context: grpc.aio.ServicerContext) -> pb.ApplyConfigResponse:
         if not request.revision and not request.dry_run:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "a revision id is required")
-        await self.access.on_node(context, DEPLOY)
+        who = await self.access.on_node(context, DEPLOY)
+        info = operations.agent_info(self.core, _caller(context), self.fleet)
+        role = who.role if who.verified else ""
+        refusal = apply_refusal(info.node, self.controllers(), cluster_id=request.cluster_id, force=request.force,
+                                dry_run=request.dry_run, role=role)
+        if refusal:
+            await context.abort(grpc.StatusCode.FAILED_PRECONDITION, refusal)
         try:
             operations.ensure_running(self.core)
             plan = await carried_through(self.fleet.apply(
                 request.revision, request.config_text, dry_run=request.dry_run, caller=_caller(context),
-                permit=partial(self.access.deploy, context)))
+                permit=partial(self.access.deploy, context), cluster_id=request.cluster_id,
+                local=not (request.cluster_id or role == "controller")))
         except (FaultError, ConfigError) as exc:
             await self._fail(context, exc)
         except OSError as exc:
@@ -220,6 +247,11 @@ class AgentServicer(pb_grpc.AgentServiceServicer):
                 hook(request.revision)
         return pb.ApplyConfigResponse(revision=request.revision, added=plan.added, changed=plan.changed,
                                       removed=plan.removed, applied=not request.dry_run)
+
+    def controllers(self) -> list[str]:
+        """The controllers this node heartbeats to ([fleetvisor] controllers=): it is managed."""
+        fv = self.core.config.fleetvisor
+        return [f"[{h}]:{p}" if ":" in h else f"{h}:{p}" for h, p in fv.controllers] if fv is not None else []
 
     async def GetConfig(self, request: pb.GetConfigRequest, context: grpc.aio.ServicerContext) -> pb.GetConfigResponse:
         await self.access.on_node(context, READ)

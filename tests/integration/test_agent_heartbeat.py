@@ -186,6 +186,7 @@ def test_heartbeat_says_who_the_agent_is_and_follows_the_interval(daemons, recor
         assert first.address == f"127.0.0.1:{grpc_port}"
         assert first.agent_version == info.agent_version and first.agent_version
         assert first.applied_revision == "" and not first.edited_by_hand
+        assert first.cluster_id == "" and not first.local_revision
         assert first.agent_run_id == run_id and len(run_id) == 32
         assert first.started_at == pytest.approx(info.started_at)
 
@@ -198,14 +199,18 @@ def test_heartbeat_says_who_the_agent_is_and_follows_the_interval(daemons, recor
         seen = recorder.count()
         wait_for(lambda: recorder.count() > seen, 5, "a heartbeat answered with the long interval")
         seen = recorder.count()
-        stub.ApplyConfig(apb.ApplyConfigRequest(revision="rev-7", config_text=FLEET), timeout=30)
+        stub.ApplyConfig(apb.ApplyConfigRequest(revision="rev-7", config_text=FLEET, cluster_id="c-1"), timeout=30)
         wait_for(lambda: recorder.count() > seen, 15, "a heartbeat long before the 30 s interval is up")
         assert recorder.requests()[seen].applied_revision == "rev-7"
+        # the identity of the cluster that applied it, and that a controller did (no drift)
+        assert recorder.requests()[seen].cluster_id == "c-1" and not recorder.requests()[seen].local_revision
         # a dry run is no news: the next heartbeat is the one for the next real apply
         stub.ApplyConfig(apb.ApplyConfigRequest(revision="rev-8", config_text=FLEET, dry_run=True), timeout=30)
-        stub.ApplyConfig(apb.ApplyConfigRequest(revision="rev-9", config_text=FLEET), timeout=30)
+        # a per-node apply (forced: the node has controllers) keeps the identity and is drift
+        stub.ApplyConfig(apb.ApplyConfigRequest(revision="rev-9", config_text=FLEET, force=True), timeout=30)
         wait_for(lambda: recorder.count() > seen + 1, 15, "a heartbeat right after the second apply")
         assert [r.applied_revision for r in recorder.requests()[seen:]] == ["rev-7", "rev-9"]
+        assert recorder.requests()[seen + 1].cluster_id == "c-1" and recorder.requests()[seen + 1].local_revision
     finally:
         channel.close()
     assert count(daemon, "registered with controller") == 1

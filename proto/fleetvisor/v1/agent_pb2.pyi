@@ -55,7 +55,7 @@ class GetInfoRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class AgentInfo(_message.Message):
-    __slots__ = ("node", "labels", "agent_version", "supervisor_version", "api_version", "applied_revision", "started_at", "uptime_seconds", "state", "pid", "identifier")
+    __slots__ = ("node", "labels", "agent_version", "supervisor_version", "api_version", "applied_revision", "started_at", "uptime_seconds", "state", "pid", "identifier", "controllers", "fleet_sections", "local_revision")
     class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -74,6 +74,9 @@ class AgentInfo(_message.Message):
     STATE_FIELD_NUMBER: _ClassVar[int]
     PID_FIELD_NUMBER: _ClassVar[int]
     IDENTIFIER_FIELD_NUMBER: _ClassVar[int]
+    CONTROLLERS_FIELD_NUMBER: _ClassVar[int]
+    FLEET_SECTIONS_FIELD_NUMBER: _ClassVar[int]
+    LOCAL_REVISION_FIELD_NUMBER: _ClassVar[int]
     node: str
     labels: _containers.ScalarMap[str, str]
     agent_version: str
@@ -85,7 +88,10 @@ class AgentInfo(_message.Message):
     state: SupervisorState
     pid: int
     identifier: str
-    def __init__(self, node: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., agent_version: _Optional[str] = ..., supervisor_version: _Optional[str] = ..., api_version: _Optional[str] = ..., applied_revision: _Optional[str] = ..., started_at: _Optional[float] = ..., uptime_seconds: _Optional[float] = ..., state: _Optional[_Union[SupervisorState, str]] = ..., pid: _Optional[int] = ..., identifier: _Optional[str] = ...) -> None: ...
+    controllers: _containers.RepeatedScalarFieldContainer[str]
+    fleet_sections: _containers.RepeatedScalarFieldContainer[str]
+    local_revision: bool
+    def __init__(self, node: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., agent_version: _Optional[str] = ..., supervisor_version: _Optional[str] = ..., api_version: _Optional[str] = ..., applied_revision: _Optional[str] = ..., started_at: _Optional[float] = ..., uptime_seconds: _Optional[float] = ..., state: _Optional[_Union[SupervisorState, str]] = ..., pid: _Optional[int] = ..., identifier: _Optional[str] = ..., controllers: _Optional[_Iterable[str]] = ..., fleet_sections: _Optional[_Iterable[str]] = ..., local_revision: _Optional[bool] = ...) -> None: ...
 
 class ProcessInfo(_message.Message):
     __slots__ = ("name", "group", "namespec", "state", "statename", "pid", "start", "stop", "now", "exitstatus", "spawnerr", "description", "stdout_logfile", "stderr_logfile")
@@ -200,14 +206,18 @@ class AgentEvent(_message.Message):
     def __init__(self, sequence: _Optional[int] = ..., time: _Optional[float] = ..., agent_run_id: _Optional[str] = ..., snapshot: _Optional[_Union[Snapshot, _Mapping]] = ..., process_state: _Optional[_Union[ProcessStateEvent, _Mapping]] = ..., group: _Optional[_Union[GroupEvent, _Mapping]] = ..., supervisor_state: _Optional[_Union[SupervisorStateEvent, _Mapping]] = ..., config_applied: _Optional[_Union[ConfigAppliedEvent, _Mapping]] = ...) -> None: ...
 
 class ProcessCommand(_message.Message):
-    __slots__ = ("names", "all", "wait")
+    __slots__ = ("names", "all", "wait", "force", "cluster_id")
     NAMES_FIELD_NUMBER: _ClassVar[int]
     ALL_FIELD_NUMBER: _ClassVar[int]
     WAIT_FIELD_NUMBER: _ClassVar[int]
+    FORCE_FIELD_NUMBER: _ClassVar[int]
+    CLUSTER_ID_FIELD_NUMBER: _ClassVar[int]
     names: _containers.RepeatedScalarFieldContainer[str]
     all: bool
     wait: bool
-    def __init__(self, names: _Optional[_Iterable[str]] = ..., all: _Optional[bool] = ..., wait: _Optional[bool] = ...) -> None: ...
+    force: bool
+    cluster_id: str
+    def __init__(self, names: _Optional[_Iterable[str]] = ..., all: _Optional[bool] = ..., wait: _Optional[bool] = ..., force: _Optional[bool] = ..., cluster_id: _Optional[str] = ...) -> None: ...
 
 class SignalCommand(_message.Message):
     __slots__ = ("names", "all", "signal")
@@ -264,14 +274,18 @@ class LogChunk(_message.Message):
     def __init__(self, data: _Optional[bytes] = ..., offset: _Optional[int] = ..., truncated: _Optional[bool] = ...) -> None: ...
 
 class ApplyConfigRequest(_message.Message):
-    __slots__ = ("revision", "config_text", "dry_run")
+    __slots__ = ("revision", "config_text", "dry_run", "cluster_id", "force")
     REVISION_FIELD_NUMBER: _ClassVar[int]
     CONFIG_TEXT_FIELD_NUMBER: _ClassVar[int]
     DRY_RUN_FIELD_NUMBER: _ClassVar[int]
+    CLUSTER_ID_FIELD_NUMBER: _ClassVar[int]
+    FORCE_FIELD_NUMBER: _ClassVar[int]
     revision: str
     config_text: str
     dry_run: bool
-    def __init__(self, revision: _Optional[str] = ..., config_text: _Optional[str] = ..., dry_run: _Optional[bool] = ...) -> None: ...
+    cluster_id: str
+    force: bool
+    def __init__(self, revision: _Optional[str] = ..., config_text: _Optional[str] = ..., dry_run: _Optional[bool] = ..., cluster_id: _Optional[str] = ..., force: _Optional[bool] = ...) -> None: ...
 
 class ApplyConfigResponse(_message.Message):
     __slots__ = ("revision", "added", "changed", "removed", "applied")

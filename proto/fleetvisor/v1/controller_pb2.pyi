@@ -76,7 +76,7 @@ STEP_REVERTED: NodeStepState
 STEP_SKIPPED: NodeStepState
 
 class HeartbeatRequest(_message.Message):
-    __slots__ = ("node", "address", "labels", "agent_version", "applied_revision", "agent_run_id", "started_at", "edited_by_hand", "security_revision")
+    __slots__ = ("node", "address", "labels", "agent_version", "applied_revision", "agent_run_id", "started_at", "edited_by_hand", "security_revision", "cluster_id", "local_revision")
     class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -93,6 +93,8 @@ class HeartbeatRequest(_message.Message):
     STARTED_AT_FIELD_NUMBER: _ClassVar[int]
     EDITED_BY_HAND_FIELD_NUMBER: _ClassVar[int]
     SECURITY_REVISION_FIELD_NUMBER: _ClassVar[int]
+    CLUSTER_ID_FIELD_NUMBER: _ClassVar[int]
+    LOCAL_REVISION_FIELD_NUMBER: _ClassVar[int]
     node: str
     address: str
     labels: _containers.ScalarMap[str, str]
@@ -102,7 +104,9 @@ class HeartbeatRequest(_message.Message):
     started_at: float
     edited_by_hand: bool
     security_revision: int
-    def __init__(self, node: _Optional[str] = ..., address: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., agent_version: _Optional[str] = ..., applied_revision: _Optional[str] = ..., agent_run_id: _Optional[str] = ..., started_at: _Optional[float] = ..., edited_by_hand: _Optional[bool] = ..., security_revision: _Optional[int] = ...) -> None: ...
+    cluster_id: str
+    local_revision: bool
+    def __init__(self, node: _Optional[str] = ..., address: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., agent_version: _Optional[str] = ..., applied_revision: _Optional[str] = ..., agent_run_id: _Optional[str] = ..., started_at: _Optional[float] = ..., edited_by_hand: _Optional[bool] = ..., security_revision: _Optional[int] = ..., cluster_id: _Optional[str] = ..., local_revision: _Optional[bool] = ...) -> None: ...
 
 class HeartbeatResponse(_message.Message):
     __slots__ = ("interval_seconds", "ttl_seconds", "controller_id", "security")
@@ -168,7 +172,7 @@ class SecurityState(_message.Message):
     def __init__(self, revision: _Optional[int] = ..., policies: _Optional[_Iterable[_Union[Policy, _Mapping]]] = ..., revoked: _Optional[_Iterable[_Union[Revocation, _Mapping]]] = ...) -> None: ...
 
 class NodeInfo(_message.Message):
-    __slots__ = ("name", "address", "labels", "agent_version", "up", "reachable", "last_heartbeat", "state_as_of", "applied_revision", "desired_revision", "error", "started_at", "edited_by_hand")
+    __slots__ = ("name", "address", "labels", "agent_version", "up", "reachable", "last_heartbeat", "state_as_of", "applied_revision", "desired_revision", "error", "started_at", "edited_by_hand", "foreign", "local_revision", "pinned", "pinned_by", "cluster_id")
     class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -189,6 +193,11 @@ class NodeInfo(_message.Message):
     ERROR_FIELD_NUMBER: _ClassVar[int]
     STARTED_AT_FIELD_NUMBER: _ClassVar[int]
     EDITED_BY_HAND_FIELD_NUMBER: _ClassVar[int]
+    FOREIGN_FIELD_NUMBER: _ClassVar[int]
+    LOCAL_REVISION_FIELD_NUMBER: _ClassVar[int]
+    PINNED_FIELD_NUMBER: _ClassVar[int]
+    PINNED_BY_FIELD_NUMBER: _ClassVar[int]
+    CLUSTER_ID_FIELD_NUMBER: _ClassVar[int]
     name: str
     address: str
     labels: _containers.ScalarMap[str, str]
@@ -202,7 +211,12 @@ class NodeInfo(_message.Message):
     error: str
     started_at: float
     edited_by_hand: bool
-    def __init__(self, name: _Optional[str] = ..., address: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., agent_version: _Optional[str] = ..., up: _Optional[bool] = ..., reachable: _Optional[bool] = ..., last_heartbeat: _Optional[float] = ..., state_as_of: _Optional[float] = ..., applied_revision: _Optional[str] = ..., desired_revision: _Optional[str] = ..., error: _Optional[str] = ..., started_at: _Optional[float] = ..., edited_by_hand: _Optional[bool] = ...) -> None: ...
+    foreign: str
+    local_revision: bool
+    pinned: bool
+    pinned_by: str
+    cluster_id: str
+    def __init__(self, name: _Optional[str] = ..., address: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., agent_version: _Optional[str] = ..., up: _Optional[bool] = ..., reachable: _Optional[bool] = ..., last_heartbeat: _Optional[float] = ..., state_as_of: _Optional[float] = ..., applied_revision: _Optional[str] = ..., desired_revision: _Optional[str] = ..., error: _Optional[str] = ..., started_at: _Optional[float] = ..., edited_by_hand: _Optional[bool] = ..., foreign: _Optional[str] = ..., local_revision: _Optional[bool] = ..., pinned: _Optional[bool] = ..., pinned_by: _Optional[str] = ..., cluster_id: _Optional[str] = ...) -> None: ...
 
 class NodeProcesses(_message.Message):
     __slots__ = ("node", "processes")
@@ -663,6 +677,22 @@ class RevokeCertificateRequest(_message.Message):
 class ListRevocationsRequest(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
+
+class AdoptNodeRequest(_message.Message):
+    __slots__ = ("node", "keep")
+    NODE_FIELD_NUMBER: _ClassVar[int]
+    KEEP_FIELD_NUMBER: _ClassVar[int]
+    node: str
+    keep: bool
+    def __init__(self, node: _Optional[str] = ..., keep: _Optional[bool] = ...) -> None: ...
+
+class PinNodeRequest(_message.Message):
+    __slots__ = ("node", "reason")
+    NODE_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    node: str
+    reason: str
+    def __init__(self, node: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
 
 class ListRevocationsResponse(_message.Message):
     __slots__ = ("revoked",)

@@ -170,6 +170,21 @@ class ControllerServiceStub:
                 request_serializer=fleetvisor_dot_v1_dot_controller__pb2.ListRevocationsRequest.SerializeToString,
                 response_deserializer=fleetvisor_dot_v1_dot_controller__pb2.ListRevocationsResponse.FromString,
                 _registered_method=True)
+        self.AdoptNode = channel.unary_unary(
+                '/fleetvisor.v1.ControllerService/AdoptNode',
+                request_serializer=fleetvisor_dot_v1_dot_controller__pb2.AdoptNodeRequest.SerializeToString,
+                response_deserializer=fleetvisor_dot_v1_dot_controller__pb2.NodeInfo.FromString,
+                _registered_method=True)
+        self.PinNode = channel.unary_unary(
+                '/fleetvisor.v1.ControllerService/PinNode',
+                request_serializer=fleetvisor_dot_v1_dot_controller__pb2.PinNodeRequest.SerializeToString,
+                response_deserializer=fleetvisor_dot_v1_dot_controller__pb2.NodeInfo.FromString,
+                _registered_method=True)
+        self.UnpinNode = channel.unary_unary(
+                '/fleetvisor.v1.ControllerService/UnpinNode',
+                request_serializer=fleetvisor_dot_v1_dot_controller__pb2.PinNodeRequest.SerializeToString,
+                response_deserializer=fleetvisor_dot_v1_dot_controller__pb2.NodeInfo.FromString,
+                _registered_method=True)
 
 
 class ControllerServiceServicer:
@@ -350,6 +365,27 @@ class ControllerServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def AdoptNode(self, request, context):
+        """Nodes this controller will not reconcile as they are (verb deploy on the node): adopt a
+        foreign node (one reconciled by another cluster, or running configs this store does not
+        know), pin a node at its local state, release the pin.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PinNode(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UnpinNode(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ControllerServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -487,6 +523,21 @@ def add_ControllerServiceServicer_to_server(servicer, server):
                     servicer.ListRevocations,
                     request_deserializer=fleetvisor_dot_v1_dot_controller__pb2.ListRevocationsRequest.FromString,
                     response_serializer=fleetvisor_dot_v1_dot_controller__pb2.ListRevocationsResponse.SerializeToString,
+            ),
+            'AdoptNode': grpc.unary_unary_rpc_method_handler(
+                    servicer.AdoptNode,
+                    request_deserializer=fleetvisor_dot_v1_dot_controller__pb2.AdoptNodeRequest.FromString,
+                    response_serializer=fleetvisor_dot_v1_dot_controller__pb2.NodeInfo.SerializeToString,
+            ),
+            'PinNode': grpc.unary_unary_rpc_method_handler(
+                    servicer.PinNode,
+                    request_deserializer=fleetvisor_dot_v1_dot_controller__pb2.PinNodeRequest.FromString,
+                    response_serializer=fleetvisor_dot_v1_dot_controller__pb2.NodeInfo.SerializeToString,
+            ),
+            'UnpinNode': grpc.unary_unary_rpc_method_handler(
+                    servicer.UnpinNode,
+                    request_deserializer=fleetvisor_dot_v1_dot_controller__pb2.PinNodeRequest.FromString,
+                    response_serializer=fleetvisor_dot_v1_dot_controller__pb2.NodeInfo.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1218,6 +1269,87 @@ class ControllerService:
             '/fleetvisor.v1.ControllerService/ListRevocations',
             fleetvisor_dot_v1_dot_controller__pb2.ListRevocationsRequest.SerializeToString,
             fleetvisor_dot_v1_dot_controller__pb2.ListRevocationsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AdoptNode(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fleetvisor.v1.ControllerService/AdoptNode',
+            fleetvisor_dot_v1_dot_controller__pb2.AdoptNodeRequest.SerializeToString,
+            fleetvisor_dot_v1_dot_controller__pb2.NodeInfo.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PinNode(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fleetvisor.v1.ControllerService/PinNode',
+            fleetvisor_dot_v1_dot_controller__pb2.PinNodeRequest.SerializeToString,
+            fleetvisor_dot_v1_dot_controller__pb2.NodeInfo.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UnpinNode(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fleetvisor.v1.ControllerService/UnpinNode',
+            fleetvisor_dot_v1_dot_controller__pb2.PinNodeRequest.SerializeToString,
+            fleetvisor_dot_v1_dot_controller__pb2.NodeInfo.FromString,
             options,
             channel_credentials,
             insecure,
