@@ -317,9 +317,14 @@ def _read(path: Path | None, what: str) -> bytes | None:
     if path is None:
         return None
     try:
-        return Path(path).read_bytes()
+        data = Path(path).read_bytes()
     except OSError as exc:
         raise EtcdError(f"cannot read etcd {what} {path}: {exc.strerror or exc}") from None
+    if b"-----BEGIN" not in data:
+        # grpc takes only PEM, and would take an empty CA as "the system's CAs" and fail later
+        # with a TLS error; under the shipped unit this is a credential whose file is missing
+        raise EtcdError(f"etcd {what} {path} holds no PEM data")
+    return data
 
 
 def channel_credentials(settings: EtcdSettings) -> grpc.ChannelCredentials | None:
