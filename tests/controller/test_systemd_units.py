@@ -104,8 +104,7 @@ class Service:
 
 @pytest.fixture
 def pki(tmp_path: Path) -> Path:
-    """The fleet CA, the controller's credentials as the unit's LoadCredential= lines name
-    them, and an operator certificate for fleetctl."""
+    """The fleet CA: it signs the controller's certificate and fleetctl's."""
     directory = tmp_path / "pki"
     make_ca(directory)
     return directory
@@ -210,12 +209,12 @@ def test_controller_unit_with_the_env_file_uses_an_external_etcd_over_tls(tmp_pa
         env_file = tmp_path / "controller.env"
         env_file.write_text(text + "\n")
         env = read_env_file(env_file)
-        cluster = shlex.split(env["FLEETVISOR_CONTROLLER_ARGS"])
-        cluster_name = cluster[cluster.index("--cluster") + 1]
+        words = shlex.split(env["FLEETVISOR_CONTROLLER_ARGS"])
+        cluster_name = words[words.index("--cluster") + 1]
 
         cred = credentials(tmp_path, pki, cluster_name)
         client_cert, client_key = issue(etcd_pki, "controller", [], client_only=True)
-        # the files the unit loads from /etc/fleetvisor/controller/ replace the empty fallbacks
+        # the files the unit loads from /etc/fleetvisor/controller/ replace the fallbacks
         (cred / "etcd-ca.pem").write_bytes(etcd_ca.read_bytes())
         (cred / "etcd.pem").write_bytes(client_cert.read_bytes())
         (cred / "etcd.key").write_bytes(client_key.read_bytes())
