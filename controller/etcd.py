@@ -318,25 +318,27 @@ class Client(aetcd.Client):
         if self._retiring:
             await asyncio.gather(*self._retiring, return_exceptions=True)
 
-    async def refresh_lease(self, lease_id: int) -> rpc.LeaseKeepAliveResponse:
+    async def refresh_lease(self, lease_id: int) -> rpc.LeaseKeepAliveResponse | None:
         """Renew a lease once, on a keepalive stream that is closed before returning.
 
         aetcd's version returns from inside `async for` over the stream, leaving the call, its
         response generator and the task that writes its requests to the garbage collector.
-        Raises aetcd's exceptions for gRPC errors, as aetcd's own does."""
+        Like aetcd's: None when etcd ends the stream without an answer, aetcd's exceptions for
+        gRPC errors."""
         await self.connect()
         call = self.leasestub.LeaseKeepAlive(timeout=self._timeout, metadata=self.metadata)
         try:
             await call.write(rpc.LeaseKeepAliveRequest(ID=lease_id))
             response = await call.read()
+            await call.done_writing()  # etcd then ends the stream
+            await call.code()  # and nothing of the call outlives this method
         except grpc.aio.AioRpcError as exc:
             aetcd.exceptions._handle_exception(exc)  # raises aetcd's ClientError for it
             raise
         finally:
-            call.cancel()
-        if response is grpc.aio.EOF:
-            raise EtcdError("etcd ended the lease keepalive stream without an answer")
-        return response
+            if not call.done():
+                call.cancel()
+        return None if response is grpc.aio.EOF else response
 
     async def renew_token(self, stale: BaseException | None = None) -> None:
         """Get a fresh token if `stale` says etcd forgot ours (a no-op without credentials)."""
