@@ -177,11 +177,15 @@ def test_controller_log_stays_clean_when_its_etcd_member_is_lost(tmp_path: Path,
             members[0].kill()
         else:
             os.killpg(members[0].proc.pid, signal.SIGSTOP)
-        ctl.wait_line(f"etcd member {members[0].endpoint} is not answering; switching to", timeout=30)
-        wait_for(ctl.is_leader, 30, "the controller to lead again on a live member")
-        # heartbeats are recorded on the new member well past the node TTL (3 s): still up
-        wait_for(lambda: (node := ctl.node("web-1")) is not None and node.up
-                 and node.last_heartbeat > killed_at + 4, 30, "web-1 heartbeating through the new member")
+        try:
+            ctl.wait_line(f"etcd member {members[0].endpoint} is not answering; switching to", timeout=30)
+            wait_for(ctl.is_leader, 30, "the controller to lead again on a live member")
+            # heartbeats are recorded on the new member well past the node TTL (3 s): still up
+            wait_for(lambda: (node := ctl.node("web-1")) is not None and node.up
+                     and node.last_heartbeat > killed_at + 4, 30, "web-1 heartbeating through the new member")
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}\ncontroller log:\n{ctl.log()}\nagent log:\n"
+                                 f"{(tmp_path / 'web-1' / 'main.log').read_text(errors='replace')[-3000:]}") from None
         agent.stop()
         agent = None
         ctl.stop()
