@@ -258,13 +258,22 @@ class Supervisor:
         else:
             self.log.blather(f"received {name} indicating nothing")
 
-    def reload_config_ok(self) -> bool:
+    def reload_config(self) -> None:
+        """Parse the config file again before a restart, whoever asked for it (SIGHUP,
+        `supervisorctl reload`): a broken one is logged in the main log and raised, and
+        the running state is kept."""
         if self.reloader is None:
-            return True
+            return
         try:
             self.reloader()
         except ConfigError as exc:
             self.log.error(f"restart refused, the config file is not valid: {exc}")
+            raise
+
+    def reload_config_ok(self) -> bool:
+        try:
+            self.reload_config()
+        except ConfigError:
             return False
         return True
 

@@ -22,6 +22,8 @@ import grpc
 from google.protobuf.message import Message
 
 from fleetvisor.v1 import agent_pb2_grpc as pb_grpc
+from fleetvisor.v1 import controller_pb2 as ctl_pb
+from fleetvisor.v1 import controller_pb2_grpc as ctl_grpc
 
 from . import render
 from .client import USER_KEY, CommandError, Controller, channel, describe_rpc_error, local_identity
@@ -95,10 +97,34 @@ class Ctx:
                                            metadata=((USER_KEY, local_identity()),))
             return (result, chan) if stream else result
         except grpc.RpcError as exc:
-            raise describe_rpc_error(exc, target, tls=self.settings.tls) from None
+            raise self.node_error(exc, chan) from None
         finally:
             if not stream:
                 chan.close()
+
+    def node_error(self, exc: grpc.RpcError, chan: grpc.Channel) -> CommandError:
+        """An AgentService call's failure in one line. A server without AgentService answers
+        UNIMPLEMENTED ("Method not found!"); the usual reason is a controller's address given to
+        --node, so the same channel asks whether ControllerService answers there."""
+        target = self.node()
+        if exc.code() == grpc.StatusCode.UNIMPLEMENTED:
+            if _is_controller(chan, min(self.settings.timeout, 5.0)):
+                return CommandError(f"{target} is a fleetvisor controller, not an agent; use --controller {target}",
+                                    USAGE)
+            return CommandError(f"{target} does not serve fleetvisor's AgentService: is it an agent's grpc_listen "
+                                "address?", USAGE)
+        return describe_rpc_error(exc, target, tls=self.settings.tls)
+
+
+def _is_controller(chan: grpc.Channel, timeout: float) -> bool:
+    """Whether ControllerService is served on `chan`: any answer but UNIMPLEMENTED (a refusal
+    for this certificate included) says it is."""
+    try:
+        ctl_grpc.ControllerServiceStub(chan).GetLeader(ctl_pb.GetLeaderRequest(), timeout=timeout)
+    except grpc.RpcError as exc:
+        return exc.code() not in (grpc.StatusCode.UNIMPLEMENTED, grpc.StatusCode.UNAVAILABLE,
+                                  grpc.StatusCode.DEADLINE_EXCEEDED)
+    return True
 
 
 P = ParamSpec("P")

@@ -145,7 +145,7 @@ def status_view(status: cpb.FleetStatus) -> RenderableType:
 @dataclass
 class Summary:
     up: int = 0            # heartbeating and streaming: its state is live
-    unreachable: int = 0   # heartbeating, but this controller cannot stream from it
+    unreachable: int = 0   # this controller cannot stream from it (down or not)
     down: int = 0          # no heartbeat within the TTL
     states: Counter = field(default_factory=Counter)
 
@@ -155,15 +155,14 @@ class Summary:
 
 
 def summarize(nodes: Iterable) -> Summary:
-    """Counts for the summary line; the three node categories do not overlap."""
+    """Counts for the summary line, as the node headers show them: a node whose header says
+    DOWN and UNREACHABLE counts as both, so `down` and `unreachable` may overlap; `up` is a node
+    that is neither."""
     summary = Summary()
     for entry in nodes:
-        if not entry.node.up:
-            summary.down += 1
-        elif not entry.node.reachable:
-            summary.unreachable += 1
-        else:
-            summary.up += 1
+        summary.down += not entry.node.up
+        summary.unreachable += not entry.node.reachable
+        summary.up += entry.node.up and entry.node.reachable
         summary.states.update(p.statename for p in entry.processes)
     return summary
 

@@ -22,7 +22,7 @@ from fleetvisor.v1 import agent_pb2 as pb
 
 from . import admin, fleet, fleetconfig, fleetrender, managed, nodes, ops, render
 from .certs import certs
-from .client import CommandError, describe_rpc_error
+from .client import CommandError
 from .context import Ctx, Mode, node_only, run_command
 from .exitcodes import STATUS_UNKNOWN, USAGE, processes_code, results_code
 from .group import OutputGroup, output_option
@@ -33,14 +33,15 @@ STATUS_HELP = """Process states: per node, or across the fleet with the controll
 \b
 Fleet mode: NAMES are NODE, NODE:NAME, NODE:group:* (NODE may be a glob) or all.
 Per-node mode (--node): NAMES are name, group:name, group:*.
-Exit status: 0 all running, 3 some process not running (or a node down), 4 an unknown name.
+Exit status: 0 all running, 3 some process not running (or a node down), 4 an unknown name
+or no answer (the controller or agent cannot be reached), as supervisorctl.
 
 \b
 Examples:
   fleetctl status                       # the whole fleet
   fleetctl status 'web-*:app' --label dc=east
   fleetctl status --watch
-  fleetctl --node 10.0.0.5:7400 status app
+  fleetctl --node 10.0.0.5:7401 status app
 """
 
 
@@ -55,7 +56,8 @@ Examples:
 @click.option("--tls-key", metavar="FILE", help="Client key (env FLEETCTL_TLS_KEY).")
 @click.option("--tls-ca", metavar="FILE", help="CA that signed the server's certificate (env FLEETCTL_TLS_CA).")
 @click.option("--timeout", type=float, help="Seconds to wait for an answer (default 30).")
-@click.option("--config", "config_path", metavar="FILE", help="fleetctl config file (TOML).")
+@click.option("--config", "config_path", metavar="FILE",
+              help="fleetctl config file (TOML; env FLEETCTL_CONFIG; default ~/.config/fleetvisor/fleetctl.toml).")
 @click.pass_context
 def cli(ctx: click.Context, controller: str | None, node: str | None, output: str, tls_cert: str | None,
         tls_key: str | None, tls_ca: str | None, timeout: float | None, config_path: str | None) -> None:
@@ -63,13 +65,19 @@ def cli(ctx: click.Context, controller: str | None, node: str | None, output: st
 
     \b
     Examples:
-      fleetctl --controller 10.0.0.1:7500 status
-      fleetctl --controller 10.0.0.1:7500,10.0.0.2:7500,10.0.0.3:7500 leader
-      fleetctl --node 10.0.0.5:7400 restart app
+      fleetctl --controller 10.0.0.1:7400 status
+      fleetctl --controller 10.0.0.1:7400,10.0.0.2:7400,10.0.0.3:7400 leader
+      fleetctl --node 10.0.0.5:7401 restart app
+      FLEETCTL_CONFIG=~/prod.toml fleetctl status
 
     With several controllers, one that is down is passed over (a host that does not answer
     after 5 s) and the one that answered is asked first next time; the TLS options apply to each.
     When none answers, the error names every one tried and why, with exit status 4.
+
+    
+    Settings come from the options, then FLEETCTL_* variables, then the
+    config file: --config FILE, else $FLEETCTL_CONFIG, else
+    ~/.config/fleetvisor/fleetctl.toml.
     """
     try:
         settings = resolve({"node": node, "controller": controller, "tls_cert": tls_cert, "tls_key": tls_key,
@@ -114,7 +122,7 @@ def info(obj: Ctx) -> None:
 
     \b
     Example:
-      fleetctl --node 10.0.0.5:7400 info
+      fleetctl --node 10.0.0.5:7401 info
     """
     reply = obj.call("GetInfo", pb.GetInfoRequest())
     render.show(obj.json, reply, lambda: _info_view(reply))
@@ -147,7 +155,7 @@ Per-node mode (--node): name, group:*, all. Exit 1 on a failure, 7 if a process 
 Examples:
   fleetctl {verb} 'web-*:app' --label dc=east
   fleetctl {verb} all
-  fleetctl --node 10.0.0.5:7400 {verb} app
+  fleetctl --node 10.0.0.5:7401 {verb} app
 """
 FORCED_NOTE = """
 Per node, a fleet program of a node that heartbeats to a controller is refused unless
@@ -208,7 +216,7 @@ def signal_(obj: Ctx, sig: str, names: tuple[str, ...], labels: tuple[str, ...])
     \b
     Examples:
       fleetctl signal HUP '*:nginx'
-      fleetctl --node 10.0.0.5:7400 signal USR1 app
+      fleetctl --node 10.0.0.5:7401 signal USR1 app
     """
     if obj.mode is Mode.FLEET:
         return fleet.run_control(obj, "signal", names, labels, False, sig)
@@ -240,7 +248,7 @@ def tail(obj: Ctx, name: str, follow: bool, stderr: bool, nbytes: int) -> None:
     Examples:
       fleetctl tail -f web-1:app
       fleetctl tail --stderr -n 4000 web-2:workers:worker_01
-      fleetctl --node 10.0.0.5:7400 tail app
+      fleetctl --node 10.0.0.5:7401 tail app
     """
     if obj.mode is Mode.FLEET:
         return fleet.run_tail(obj, name, follow, stderr, nbytes)
@@ -250,7 +258,7 @@ def tail(obj: Ctx, name: str, follow: bool, stderr: bool, nbytes: int) -> None:
     try:
         render.write_log(stream, obj.json)
     except grpc.RpcError as exc:
-        raise describe_rpc_error(exc, obj.node(), tls=obj.settings.tls) from None
+        raise obj.node_error(exc, chan) from None
     finally:
         chan.close()
 
@@ -265,7 +273,7 @@ def config() -> None:
     Examples:
       fleetctl config push web.conf --name web --label role=web -m "4 workers"
       fleetctl config history web
-      fleetctl --node 10.0.0.5:7400 config show
+      fleetctl --node 10.0.0.5:7401 config show
     """
 
 
@@ -283,7 +291,7 @@ def config_show(obj: Ctx, name: str | None, rev: int | None) -> None:
     \b
     Examples:
       fleetctl config show web --rev 3
-      fleetctl --node 10.0.0.5:7400 config show
+      fleetctl --node 10.0.0.5:7401 config show
     """
     if obj.mode is Mode.FLEET:
         return fleetconfig.run_config_show(obj, name, rev)
@@ -317,9 +325,19 @@ def config_apply(obj: Ctx, file: TextIO, dry_run: bool, revision: str | None, fo
     pinned (`fleetctl nodes pin NODE`).
 
     \b
-    Examples:
-      fleetctl --node 10.0.0.5:7400 config apply extra.conf --dry-run
-      fleetctl nodes pin web-1 -m "incident 4711" && fleetctl --node 10.0.0.5:7400 config apply hotfix.conf --force
+      fleetctl --controller 10.0.0.1:7400 status
+      fleetctl --controller 10.0.0.1:7400,10.0.0.2:7400,10.0.0.3:7400 leader
+      fleetctl --node 10.0.0.5:7401 restart app
+      FLEETCTL_CONFIG=~/prod.toml fleetctl status
+
+    With several controllers, one that is down is passed over (a host that does not answer
+    after 5 s) and the one that answered is asked first next time; the TLS options apply to each.
+    When none answers, the error names every one tried and why, with exit status 4.
+
+    
+    Settings come from the options, then FLEETCTL_* variables, then the
+    config file: --config FILE, else $FLEETCTL_CONFIG, else
+    ~/.config/fleetvisor/fleetctl.toml.
     """
     text = file.read()
     if not dry_run and not force:

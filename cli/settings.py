@@ -2,8 +2,8 @@
 
 The file is TOML, by default ~/.config/fleetvisor/fleetctl.toml (or $FLEETCTL_CONFIG):
 
-    controller = ["10.0.0.1:7500", "10.0.0.2:7500"]  # fleet mode: the default for every command
-    node = "10.0.0.5:7400"        # per-node mode when no controller is set (or with --node)
+    controller = ["10.0.0.1:7400", "10.0.0.2:7400"]  # fleet mode: the default for every command
+    node = "10.0.0.5:7401"        # per-node mode when no controller is set (or with --node)
     tls_cert = "/etc/fleetvisor/admin.pem"
     tls_key = "/etc/fleetvisor/admin.key"
     tls_ca = "/etc/fleetvisor/ca.pem"

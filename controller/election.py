@@ -23,7 +23,7 @@ import grpc
 from aetcd import rpc
 
 from .backoff import Backoff
-from .etcd import EtcdError, WatchStream, describe, recover, request_timeout
+from .etcd import CallCutOff, EtcdError, WatchStream, being_cancelled, describe, recover, request_timeout
 
 log = logging.getLogger(__name__)
 
@@ -98,8 +98,13 @@ class Election:
         backoff = Backoff()
         while True:
             try:
-                await self._revoke_stale()
-                await self._round(backoff)
+                try:
+                    await self._revoke_stale()
+                    await self._round(backoff)
+                except asyncio.CancelledError:
+                    if being_cancelled():
+                        raise
+                    raise CallCutOff() from None  # a call's channel was retired: retry on the new one
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -172,7 +177,9 @@ class Election:
         self._lease, self.revision = None, None
         self._stale_leases.add(lease)
         self._set(False, None)
-        error = next((t.exception() for t in done if t.exception() is not None), None)
+        # a subtask whose call was cut off by a retired channel ends cancelled, not failed
+        errors = [CallCutOff() if t.cancelled() else t.exception() for t in done]
+        error = next((e for e in errors if e is not None), None)
         log.warning("stepped down from %s: %s", self.key,
                     describe(error) if error else "the key changed hands")
         if error is not None:

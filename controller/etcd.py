@@ -27,12 +27,33 @@ from aetcd.utils import prefix_range_end
 
 log = logging.getLogger("fleetvisor.controller")
 
-__all__ = ["Client", "EtcdError", "EtcdSettings", "WatchCanceled", "WatchCompacted",
-           "WatchStream", "connect", "describe", "event_revision", "prefix_range_end", "recover"]
+__all__ = ["CallCutOff", "Client", "EtcdError", "EtcdSettings", "WatchCanceled", "WatchCompacted",
+           "WatchStream", "being_cancelled", "connect", "describe", "event_revision", "prefix_range_end",
+           "recover"]
 
 
 class EtcdError(Exception):
     """etcd could not be reached or refused us; the message is one line fit for a user."""
+
+
+class CallCutOff(Exception):
+    """A call or stream on the channel of a member that was left for another (fail_over())
+    ended when that channel was closed; retry on the current one."""
+
+    def __init__(self) -> None:
+        super().__init__("cut off when the client moved to another etcd member")
+
+
+def being_cancelled() -> bool:
+    """Whether the running task was asked to stop.
+
+    grpc.aio reports a call that its channel cancelled (closing the channel of a member that
+    was left behind) to whoever awaits it as asyncio.CancelledError, which looks exactly like a
+    request to stop. A retry loop that catches CancelledError asks this: if its task is not
+    being cancelled, the call was cut off (CallCutOff) and the loop carries on.
+    """
+    task = asyncio.current_task()
+    return task is None or task.cancelling() > 0
 
 
 class WatchCompacted(Exception):
@@ -216,6 +237,9 @@ class Client(aetcd.Client):
         self._token = _Token(user, password or "", timeout) if user else None
         self._connect_lock = asyncio.Lock()
         self._failed_over_at = 0.0
+        # channels of members left behind, closed once the calls still on them had their time
+        self._retired: set[grpc.aio.Channel] = set()
+        self._retiring: set[asyncio.Task[None]] = set()
 
     async def connect(self) -> None:
         """Open the channel and, with credentials, get a token. Safe to call repeatedly."""
@@ -267,7 +291,54 @@ class Client(aetcd.Client):
             await self.connect()
         finally:
             if old_channel is not None:
-                await old_channel.close()
+                self._retire(old_channel)
+
+    def _retire(self, channel: grpc.aio.Channel) -> None:
+        """Close the old member's channel in the background, after a grace period as long as a
+        request's deadline. Closing it at once would cancel the calls other tasks still have on
+        it, and grpc.aio raises CancelledError in whoever awaits a cancelled call: a heartbeat
+        handler or a retry loop would take that for a request to stop. Unary calls end within
+        the grace on their own deadline; streams still open then are cut off (being_cancelled()
+        tells their owners it was not meant for them)."""
+        async def close() -> None:
+            try:
+                await channel.close(grace=self._timeout)
+            finally:
+                self._retired.discard(channel)
+        self._retired.add(channel)
+        task = asyncio.create_task(close(), name="close a left etcd member's channel")
+        self._retiring.add(task)  # held until done: the loop keeps only weak references
+        task.add_done_callback(self._retiring.discard)
+
+    async def close(self) -> None:
+        """Close the channel and any left behind, without waiting for their grace."""
+        await super().close()
+        for channel in list(self._retired):
+            await channel.close()
+        if self._retiring:
+            await asyncio.gather(*self._retiring, return_exceptions=True)
+
+    async def refresh_lease(self, lease_id: int) -> rpc.LeaseKeepAliveResponse | None:
+        """Renew a lease once, on a keepalive stream that is closed before returning.
+
+        aetcd's version returns from inside `async for` over the stream, leaving the call, its
+        response generator and the task that writes its requests to the garbage collector.
+        Like aetcd's: None when etcd ends the stream without an answer, aetcd's exceptions for
+        gRPC errors."""
+        await self.connect()
+        call = self.leasestub.LeaseKeepAlive(timeout=self._timeout, metadata=self.metadata)
+        try:
+            await call.write(rpc.LeaseKeepAliveRequest(ID=lease_id))
+            response = await call.read()
+            await call.done_writing()  # etcd then ends the stream
+            await call.code()  # and nothing of the call outlives this method
+        except grpc.aio.AioRpcError as exc:
+            aetcd.exceptions._handle_exception(exc)  # raises aetcd's ClientError for it
+            raise
+        finally:
+            if not call.done():
+                call.cancel()
+        return None if response is grpc.aio.EOF else response
 
     async def renew_token(self, stale: BaseException | None = None) -> None:
         """Get a fresh token if `stale` says etcd forgot ours (a no-op without credentials)."""
@@ -317,9 +388,14 @@ def _read(path: Path | None, what: str) -> bytes | None:
     if path is None:
         return None
     try:
-        return Path(path).read_bytes()
+        data = Path(path).read_bytes()
     except OSError as exc:
         raise EtcdError(f"cannot read etcd {what} {path}: {exc.strerror or exc}") from None
+    if b"-----BEGIN" not in data:
+        # grpc takes only PEM, and would take an empty CA as "the system's CAs" and fail later
+        # with a TLS error; under the shipped unit this is a credential whose file is missing
+        raise EtcdError(f"etcd {what} {path} holds no PEM data")
+    return data
 
 
 def channel_credentials(settings: EtcdSettings) -> grpc.ChannelCredentials | None:

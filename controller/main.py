@@ -102,6 +102,9 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     args = p.parse_args(argv)
     if (args.tls_cert or args.tls_key or args.tls_ca) and not (args.tls_cert and args.tls_key and args.tls_ca):
         p.error("TLS needs all three of --tls-cert, --tls-key and --tls-ca")
+    if args.etcd == "embedded" and (args.etcd_ca or args.etcd_cert or args.etcd_key or args.etcd_user):
+        p.error("--etcd-ca, --etcd-cert, --etcd-key and --etcd-user are for an external etcd (--etcd HOST:PORT,...); "
+                "the embedded etcd is plaintext on loopback, without users")
     if args.node_ttl < 2 or args.leader_ttl < 2:
         p.error("--node-ttl and --leader-ttl must be at least 2 seconds")
     return args

@@ -23,9 +23,11 @@ from aetcd import rpc
 
 from .backoff import Backoff
 from .etcd import (
+    CallCutOff,
     EtcdError,
     WatchCompacted,
     WatchStream,
+    being_cancelled,
     describe,
     event_revision,
     prefix_range_end,
@@ -146,11 +148,17 @@ class Mirror:
             try:
                 await self._watch(backoff)
             except asyncio.CancelledError:
-                raise
+                if being_cancelled():
+                    raise
+                await self._retry_later(CallCutOff(), backoff)  # our stream's channel was retired
             except (WatchCompacted, Rewound) as exc:
                 log.warning("etcd watch on %s cannot resume (%s); reloading", self.prefix, describe(exc))
                 try:
                     await self._reload()
+                except asyncio.CancelledError:
+                    if being_cancelled():
+                        raise
+                    await self._retry_later(CallCutOff(), backoff)
                 except Exception as reload_exc:
                     await self._retry_later(reload_exc, backoff)
             except Exception as exc:

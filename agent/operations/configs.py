@@ -47,11 +47,10 @@ def remove_group(core: Supervisor, caller: Caller, name: str) -> bool:
 def restart_daemon(core: Supervisor, caller: Caller) -> bool:
     """Restart the daemon; a config file that no longer parses is refused, not obeyed."""
     ensure_running(core)
-    if core.reloader is not None:
-        try:
-            core.reloader()
-        except ConfigError as exc:
-            raise FaultError(Fault.CANT_REREAD, exc) from None
+    try:
+        core.reload_config()  # logs a refusal in the main log, as SIGHUP does
+    except ConfigError as exc:
+        raise FaultError(Fault.CANT_REREAD, exc) from None
     core.restart()
     return True
 

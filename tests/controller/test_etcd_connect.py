@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
@@ -125,5 +126,23 @@ def test_auth_token_is_renewed_after_etcd_restart(etcd: EtcdServer) -> None:
             await eventually(lambda: mirror.connected, 5, "the mirror's watch to be back")
         finally:
             await mirror.close()
+            await client.close()
+    run(body())
+
+
+def test_refresh_lease_renews_and_leaves_nothing_running(etcd: EtcdServer) -> None:
+    """One renewal per call on a stream of its own, closed before it returns: no task or call
+    is left for the garbage collector (and a revoked lease answers TTL 0)."""
+    async def body():
+        client = await connect(EtcdSettings([etcd.endpoint]))
+        try:
+            lease = await client.lease(10)
+            reply = await client.refresh_lease(lease.id)
+            assert reply is not None and reply.ID == lease.id and 0 < reply.TTL <= 10
+            await client.revoke_lease(lease.id)
+            assert (await client.refresh_lease(lease.id)).TTL <= 0
+            others = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            assert not others, others
+        finally:
             await client.close()
     run(body())

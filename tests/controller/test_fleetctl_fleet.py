@@ -277,7 +277,8 @@ def test_killed_node_is_flagged_not_hidden_and_fanout_exits_1(fleet, three_nodes
     header = node_block(status.stdout, "web-2")[0]
     assert re.search(r"DOWN \(last heartbeat \d+s ago\)\s+UNREACHABLE\s+stale \d+s", header), header
     assert process_rows(node_block(status.stdout, "web-2"))  # its last known processes are still listed
-    assert status.stdout.splitlines()[-1].startswith("nodes: 2 up, 1 down, 0 unreachable   processes: 9")
+    # counted as its header shows it: down and unreachable
+    assert status.stdout.splitlines()[-1].startswith("nodes: 2 up, 1 down, 1 unreachable   processes: 9")
     assert fleetctl(ctl.address, "status", "web-1:app").returncode == 0  # the rest of the fleet is fine
 
     nodes = table_rows(ok(ctl, "nodes"))
@@ -618,3 +619,22 @@ def test_status_watch_rides_out_a_controller_restart(fleet, streaming):
     assert lines[0].startswith(f"cannot reach controller {ctl.address}") or \
         lines[0].startswith(f"controller {ctl.address}"), lines[0]
     assert lines[0].endswith("; reconnecting (Ctrl-C to stop)")
+
+
+def test_node_mode_pointed_at_a_controller_says_so(fleet, etcd):
+    """A new user's slip: the controller's address given to --node. gRPC answers UNIMPLEMENTED
+    ("Method not found!"); fleetctl says what the address is and which option it wants."""
+    ctl = fleet.controller()
+    for command in (["status"], ["info"], ["tail", "app"]):
+        result = subprocess.run([*FLEETCTL, "--node", ctl.address, *command], capture_output=True, text=True,
+                                timeout=60, env=ENV)
+        assert result.returncode == 2, result.stderr
+        line = one_line_error(result)
+        assert line == (f"error: {ctl.address} is a fleetvisor controller, not an agent; "
+                        f"use --controller {ctl.address}"), line
+        assert "Method not found" not in result.stderr
+    # a gRPC server that is neither (etcd) is not called a controller
+    result = subprocess.run([*FLEETCTL, "--node", etcd.endpoint, "info"], capture_output=True, text=True,
+                            timeout=60, env=ENV)
+    assert result.returncode == 2
+    assert "does not serve fleetvisor's AgentService" in one_line_error(result)

@@ -392,6 +392,35 @@ def test_sighup_with_broken_config_keeps_running(tmp_path, daemons):
     assert not any("stopped: one" in m for m in d.messages())
 
 
+def test_supervisorctl_reload_with_broken_config_logs_the_refusal(tmp_path, daemons):
+    """The XML-RPC restart (supervisorctl reload) refuses a broken file as SIGHUP does, and
+    says so in the main log too, not only to the client that asked."""
+    config = conf(tmp_path, """
+        [program:one]
+        command=sleep 1000
+        startsecs=0
+    """, HEADER + f"""
+[unix_http_server]
+file={tmp_path}/supervisor.sock
+
+[rpcinterface:supervisor]
+supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface
+
+[supervisorctl]
+serverurl=unix://{tmp_path}/supervisor.sock
+""")
+    d = daemons(config)
+    d.wait_line(r"success: one entered RUNNING")
+    pid = d.pid_of("one")
+    config.write_text(config.read_text() + "[program:bad]\nnumprocs=zero\ncommand=x\n")
+    ctl = subprocess.run([str(Path(sys.executable).parent / "supervisorctl"), "-c", str(config), "reload"],
+                         capture_output=True, text=True, timeout=30)
+    assert ctl.returncode != 0 and "numprocs" in ctl.stdout + ctl.stderr, ctl
+    d.wait_line(r"^ERRO restart refused, the config file is not valid: .*numprocs")
+    assert pid_alive(pid) and d.proc.poll() is None
+    assert not any("stopped: one" in m for m in d.messages())
+
+
 def test_sigusr2_reopens_logs(tmp_path, daemons):
     config = conf(tmp_path, """
         [program:writer]

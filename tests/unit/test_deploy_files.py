@@ -233,15 +233,17 @@ def test_controller_readme_agent_snippet_matches_the_example():
 
 # -- the systemd units --------------------------------------------------------------------
 
-@pytest.mark.parametrize("path, script", [(AGENT_UNIT, "fleetvisor-agent"),
-                                          (CONTROLLER_UNIT, "fleetvisor-controller")])
-def test_units_parse_and_run_an_installed_entry_point(path, script):
+# The agent's programs outlive an agent crash (its ledger stops them at the next start); the
+# controller's one child, an embedded etcd, is killed if the controller leaves it behind.
+@pytest.mark.parametrize("path, script, kill_mode", [(AGENT_UNIT, "fleetvisor-agent", "process"),
+                                                     (CONTROLLER_UNIT, "fleetvisor-controller", "mixed")])
+def test_units_parse_and_run_an_installed_entry_point(path, script, kill_mode):
     unit = read_unit(path)
     assert list(unit) == ["Unit", "Service", "Install"]
     assert one(unit, "Install", "WantedBy") == "multi-user.target"
     assert one(unit, "Service", "Type") == "exec"
     assert one(unit, "Service", "Restart") == "on-failure"
-    assert one(unit, "Service", "KillMode") == "mixed"
+    assert one(unit, "Service", "KillMode") == kill_mode
     binary = Path(one(unit, "Service", "ExecStart").split()[0])
     assert binary.name == script
     assert binary.parent == Path("/opt/fleetvisor/bin")
@@ -268,7 +270,7 @@ def test_controller_unit_is_sandboxed():
                 "NoNewPrivileges": "yes", "CapabilityBoundingSet": "", "AmbientCapabilities": "",
                 "StateDirectory": "fleetvisor-controller", "ProtectHome": "yes",
                 "PrivateDevices": "yes", "RestrictNamespaces": "yes",
-                "EnvironmentFile": "/etc/fleetvisor/controller.env"}
+                "EnvironmentFile": "-/etc/fleetvisor/controller.env"}
     for key, value in expected.items():
         assert unit.get(key) == [value], f"{key}={unit.get(key)}"
     assert "@system-service" in unit["SystemCallFilter"]
@@ -277,18 +279,37 @@ def test_controller_unit_is_sandboxed():
 
 def test_controller_unit_loads_every_credential_it_uses():
     unit = read_unit(CONTROLLER_UNIT)["Service"]
+    credentials = "/run/credentials/fleetvisor-controller.service"
     used = set(re.findall(r"%d/([\w.-]+)", unit["ExecStart"][0]))
+    for n in HOSTS:  # the env files name the etcd credentials by their full path
+        env = read_env_file(CONTROLLER_EXAMPLES / f"ctl-{n}.env")
+        used |= set(re.findall(rf"{credentials}/([\w.-]+)", env["FLEETVISOR_CONTROLLER_ARGS"]))
     loaded = {}
     for value in unit["LoadCredential"]:
         name, _, source = value.partition(":")
         loaded[name] = source
         assert source.startswith("/etc/fleetvisor/controller/"), value
     assert used == set(loaded)
-    argv = parse_args(controller_argv(CONTROLLER_EXAMPLES / "ctl-1.env", "/CRED")[0][1:])
+    # the etcd ones are optional (an embedded etcd needs none): each has a fallback
+    optional = {value.partition(":")[0]: value.partition(":")[2] for value in unit["SetCredential"]}
+    assert optional == {"etcd-ca.pem": "absent", "etcd.pem": "absent", "etcd.key": "absent"}
+    argv = parse_args(controller_argv(CONTROLLER_EXAMPLES / "ctl-1.env", credentials)[0][1:])
     assert argv.state_dir == "/var/lib/" + unit["StateDirectory"][0]
-    assert (argv.tls_cert, argv.tls_key, argv.tls_ca) == ("/CRED/tls.pem", "/CRED/tls.key", "/CRED/ca.pem")
+    assert (argv.tls_cert, argv.tls_key, argv.tls_ca) == tuple(f"{credentials}/{name}"
+                                                               for name in ("tls.pem", "tls.key", "ca.pem"))
     assert tuple(map(str, (argv.etcd_ca, argv.etcd_cert, argv.etcd_key))) == \
-        ("/CRED/etcd-ca.pem", "/CRED/etcd.pem", "/CRED/etcd.key")
+        tuple(f"{credentials}/{name}" for name in ("etcd-ca.pem", "etcd.pem", "etcd.key"))
+
+
+def test_controller_unit_without_env_file_runs_an_embedded_etcd():
+    unit = read_unit(CONTROLLER_UNIT)["Service"]
+    assert unit["EnvironmentFile"] == ["-/etc/fleetvisor/controller.env"]
+    words = [w for w in one(read_unit(CONTROLLER_UNIT), "Service", "ExecStart").split()
+             if w != "$FLEETVISOR_CONTROLLER_ARGS"]  # unset: no word at all
+    args = parse_args([w.replace("%d", "/CRED") for w in words[1:]])
+    assert args.etcd == "embedded" and args.etcd_ca is None
+    template = read_env_file(CONTROLLER_EXAMPLES / "controller.env")
+    assert template == {}, "the template is all comments: installing it as is keeps the embedded etcd"
 
 
 def test_systemd_analyze_verify(tmp_path):
@@ -328,6 +349,8 @@ def test_the_parser_check_can_fail():
         parse_args(["--no-such-flag"])
     with pytest.raises(SystemExit):
         parse_args(["--tls-cert", "a.pem"])  # the other two TLS files missing
+    with pytest.raises(SystemExit):
+        parse_args(["--etcd-ca", "ca.pem"])  # the embedded etcd is plaintext: the unit's old failure
 
 
 def test_controller_commands_in_the_docs_are_accepted():

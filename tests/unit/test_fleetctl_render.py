@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 
+import pytest
 from rich.console import Console
 
 from fleetvisor.cli import fleetrender as view
@@ -68,7 +69,7 @@ def test_status_view_groups_processes_under_node_headers():
     assert lines[1].index("RUNNING") == lines[5].index("RUNNING")
     assert lines[6].startswith("db-1") and "UNREACHABLE" in lines[6] and "no data" in lines[6] and "rev -" in lines[6]
     assert lines[7].strip() == "(no processes)"
-    assert lines[8] == "nodes: 1 up, 1 down, 1 unreachable   processes: 3 (2 RUNNING, 1 FATAL)"
+    assert lines[8] == "nodes: 1 up, 1 down, 2 unreachable   processes: 3 (2 RUNNING, 1 FATAL)"
 
 
 def test_status_view_colours_states_and_flags_bad_nodes():
@@ -90,12 +91,31 @@ def test_empty_fleet_says_so():
     assert "no nodes match" in text and "nodes: 0 up, 0 down, 0 unreachable   processes: 0" in text
 
 
-def test_summary_counts_disjoint_node_categories_and_states_in_order():
+def test_summary_counts_node_categories_and_states_in_order():
     summary = view.summarize(fleet().nodes)
-    assert (summary.up, summary.down, summary.unreachable, summary.processes) == (1, 1, 1, 3)
+    # web-2 is DOWN and UNREACHABLE: counted in both, as its header shows both
+    assert (summary.up, summary.down, summary.unreachable, summary.processes) == (1, 1, 2, 3)
     summary.states.update({"STOPPED": 2, "WEIRD": 1})
     assert view.summary_text(summary).plain == (
-        "nodes: 1 up, 1 down, 1 unreachable   processes: 6 (2 RUNNING, 2 STOPPED, 1 FATAL, 1 WEIRD)")
+        "nodes: 1 up, 1 down, 2 unreachable   processes: 6 (2 RUNNING, 2 STOPPED, 1 FATAL, 1 WEIRD)")
+
+
+@pytest.mark.parametrize("up, reachable", [(u, r) for u in (True, False) for r in (True, False)])
+def test_summary_counts_agree_with_the_node_headers(up, reachable):
+    """Every combination of up and reachable, one node each and all four together: the summary's
+    counts are the number of headers that say "up  reachable", "DOWN" and "UNREACHABLE"."""
+    def node(name: str, up: bool, reachable: bool) -> cpb.NodeProcesses:
+        return cpb.NodeProcesses(node=cpb.NodeInfo(name=name, address="10.0.0.9:7401", up=up, reachable=reachable,
+                                                   state_as_of=NOW, last_heartbeat=NOW - 30))
+    combos = [(u, r) for u in (True, False) for r in (True, False)]
+    for nodes in ([node("n", up, reachable)], [node(f"n{i}", u, r) for i, (u, r) in enumerate(combos)]):
+        status = cpb.FleetStatus(now=NOW, nodes=nodes)
+        lines = text_of(view.status_view(status)).splitlines()
+        headers = [line for line in lines if line.startswith("n") and "10.0.0.9:7401" in line]
+        assert len(headers) == len(nodes)
+        shown = (sum(" up  reachable" in h for h in headers), sum("DOWN" in h for h in headers),
+                 sum("UNREACHABLE" in h for h in headers))
+        assert lines[-1].startswith(f"nodes: {shown[0]} up, {shown[1]} down, {shown[2]} unreachable"), lines[-1]
 
 
 # -- nodes -------------------------------------------------------------------------------------
