@@ -267,6 +267,8 @@ def history_table(reply: cpb.ConfigHistoryResponse) -> Table:
             notes.append(Text(f"rollback to {rev.rollback_of}", style="yellow"))
         if rev.revision == reply.current_revision:
             notes.append(Text("current", style="bold green"))
+        if rev.withdrawn:
+            notes.append(Text(f"withdrawn: {rev.withdrawn}", style="red"))
         table.add_row(Text(str(rev.revision), style="bold" if rev.revision == reply.current_revision else ""),
                       Text(format_time(rev.created_at)), Text(rev.author or "-"), Text(rev.message),
                       Text(", ").join(notes))

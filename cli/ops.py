@@ -169,8 +169,10 @@ def _started(op_id: str, detach: bool) -> Group:
 
 def follow_rollout(obj: Ctx, reply: cpb.PushConfigResponse, detach: bool) -> int:
     """After `config push --rolling` stored a revision: watch its rollout like rolling-restart."""
-    if reply.unchanged:
-        return 0  # nothing stored, nothing to roll out; the push line said so
+    if reply.unchanged:  # nothing stored: --rolling is not silently dropped, it has nothing to do
+        if not obj.json:
+            render.print_view(Text("no rollout started: the text and targets equal the current revision"))
+        return 0
     if not reply.operation_id:
         raise CommandError("the controller stored the revision but started no rollout (a controller without "
                            "fleet operations pushes to every node at once): see fleetctl config status")

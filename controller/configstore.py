@@ -12,7 +12,16 @@ from . import configs, opmodel, records
 from .configs import Current, Desired
 from .errors import Conflict, InvalidArgument, NotFound, Unavailable
 from .membership import Membership
-from .records import AssignmentRecord, MemberRecord, ReconcileRecord, RevisionRecord, Selector, decode, encode
+from .records import (
+    AssignmentRecord,
+    MemberRecord,
+    ReconcileRecord,
+    RevisionRecord,
+    Rollout,
+    Selector,
+    decode,
+    encode,
+)
 from .store import Put, Store
 
 log = logging.getLogger("fleetvisor.controller")
@@ -54,11 +63,16 @@ class ConfigStore:
         current = decode(AssignmentRecord, self.store.get(records.assignment_key(name)))
         if not history or current is None:
             raise NotFound(f"no such config: {name}")
-        return history, current.revision
+        return history, current.revision  # 0 when its first rollout was withdrawn
+
+    def withdrawn(self, name: str) -> dict[int, str]:
+        """The revisions of `name` whose rollout failed or was aborted, with why."""
+        current = decode(AssignmentRecord, self.store.get(records.assignment_key(name)))
+        return {int(k): v for k, v in current.withdrawn.items()} if current else {}
 
     def revision(self, name: str, number: int) -> tuple[int, RevisionRecord]:
         history, current = self.history(name)
-        number = number or current
+        number = number or current or max(history)
         if number not in history:
             raise NotFound(f"config {name} has no revision {number} (revisions 1-{max(history)})")
         return number, history[number]
@@ -112,12 +126,15 @@ class ConfigStore:
         puts = [Put(records.revision_key(name, number), encode(revision))]
         op_id = ""
         if rollout is not None:
-            op = rollout(targets, number, current.revision if current else 0)
+            # Nodes the new rollout has not reached stay on what every node converged to:
+            # never a revision an earlier rollout did not finish.
+            previous = self._converged(current, pinned)
+            op = rollout(targets, number, previous)
             op_id = op.id
-            pin = {"op": op.id, "previous": current.revision if current else 0, "done": []}
+            pin = {"op": op.id, "previous": previous, "done": []}
             puts.append(Put(records.op_key(op.id), opmodel.encode(op)))
-        puts.append(Put(records.assignment_key(name),
-                        encode(AssignmentRecord(number, records.selector_data(selector), now, pin))))
+        puts.append(Put(records.assignment_key(name), encode(AssignmentRecord(
+            number, records.selector_data(selector), now, pin, current.withdrawn if current else {}))))
         expect = {records.revision_key(name, number): None, records.assignment_key(name): assignment_raw}
         if not await self.store.compare_and_put(puts, expect):
             raise Conflict(f"config {name} was changed by someone else at the same time; try again")
@@ -125,14 +142,26 @@ class ConfigStore:
                  f" (rolled out by operation {op_id})" if op_id else "")
         return PushResult(number, targets, False, op_id)
 
+    def _converged(self, current: AssignmentRecord | None, pinned: Rollout | None) -> int:
+        """The revision every node of a config runs or is being sent back to. A rollout that
+        ended without saying so (its controller died in between) counts only if it succeeded."""
+        if current is None:
+            return 0
+        if pinned is None or self._operation_state(pinned.op) == opmodel.OpState.SUCCEEDED:
+            return current.revision
+        return pinned.previous
+
+    def _operation_state(self, op_id: str) -> opmodel.OpState | None:
+        raw = self.store.get(records.op_key(op_id))
+        try:
+            return opmodel.decode(raw).state if raw is not None else None
+        except Unavailable:
+            return None
+
     def _operation_live(self, op_id: str) -> bool:
         """Whether an operation is running or paused. An aborted or failed rollout leaves its
         nodes where it stopped until the next push, which it no longer holds up."""
-        raw = self.store.get(records.op_key(op_id))
-        try:
-            return raw is not None and opmodel.decode(raw).state in opmodel.LIVE
-        except Unavailable:
-            return False
+        return self._operation_state(op_id) in opmodel.LIVE
 
     async def update_rollout(self, name: str, op_id: str, change: Callable[[list[str]], list[str] | None]) -> None:
         """Change the set of nodes a rollout has reached (`change` returns the new list, or None to
@@ -147,6 +176,24 @@ class ConfigStore:
             done = change(list(rollout.done))
             pin = {} if done is None else {**assignment.rollout, "done": sorted(set(done))}
             if await self.store.compare_and_put([Put(key, encode(replace(assignment, rollout=pin)))], {key: raw}):
+                return
+
+    async def withdraw_rollout(self, name: str, op_id: str, why: str) -> None:
+        """A rollout failed or was aborted: `name` goes back to the revision every node ran
+        before it (the nodes it reached are sent that one again), and the rolled-out revision
+        is marked withdrawn. A no-op once the rollout is no longer the config's."""
+        key = records.assignment_key(name)
+        while True:
+            raw = self.store.get(key)
+            assignment = decode(AssignmentRecord, raw)
+            rollout = assignment.active_rollout() if assignment else None
+            if assignment is None or rollout is None or rollout.op != op_id:
+                return
+            back = replace(assignment, revision=rollout.previous, rollout={},
+                           withdrawn={**assignment.withdrawn, str(assignment.revision): why})
+            if await self.store.compare_and_put([Put(key, encode(back))], {key: raw}):
+                log.warning("config %s: revision %d withdrawn (%s); back to %s", name, assignment.revision, why,
+                            f"revision {rollout.previous}" if rollout.previous else "no revision")
                 return
 
     def _validate_on_targets(self, name: str, text: str, targets: list[str]) -> None:

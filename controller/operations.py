@@ -30,7 +30,7 @@ from .fleet import Fleet
 from .opmodel import Kind, Operation, OpState, Spec, StepState
 from .processes import AgentCallFailed
 from .store import Put
-from .transitions import EndRollout, Event, RevertNode
+from .transitions import EndRollout, Event, RevertNode, WithdrawRollout
 
 log = logging.getLogger("fleetvisor.controller")
 
@@ -166,6 +166,8 @@ class Operations:
             await configs.update_rollout(op.spec.config_name, op.id, lambda done: [n for n in done if n != action.node])
         elif isinstance(action, EndRollout):
             await configs.update_rollout(op.spec.config_name, op.id, lambda done: None)
+        elif isinstance(action, WithdrawRollout):
+            await configs.withdraw_rollout(op.spec.config_name, op.id, action.why)
 
     async def pause(self, op_id: str, reason: str) -> Operation:
         return await self.update(self._exists(op_id), transitions.Pause(reason))
@@ -264,7 +266,8 @@ class Operations:
         if send:
             try:
                 results = await link.command("restart", [f"{group}:*"], wait=True,
-                                             timeout=max(1.0, deadline - time.monotonic()))
+                                             timeout=max(1.0, deadline - time.monotonic()),
+                                             cluster_id=self.fleet.cluster_id)
             except AgentCallFailed as exc:
                 raise StepFailed(f"restart failed: {exc}") from None
             bad = [f"{r.name}: {r.description}" for r in results if not r.ok]
@@ -320,9 +323,30 @@ class Operations:
             if time.monotonic() >= deadline:
                 raise StepFailed(f"{wanted} not applied after {spec.timeout_seconds:g}s")
             await self.fleet.wait_change(max(0.01, deadline - time.monotonic()))
+        groups = planning.groups_of(configs.revision(spec.config_name, spec.config_revision)[1].text)
+        if self._now(op_id).step(node).retries:
+            await self._start_fatal(node, groups, deadline)
         await self.update(op_id, transitions.StepWaiting(node))
-        text = configs.revision(spec.config_name, spec.config_revision)[1].text
-        await self._wait_healthy(op_id, node, planning.groups_of(text), set(), deadline)
+        await self._wait_healthy(op_id, node, groups, set(), deadline)
+
+    async def _start_fatal(self, node: str, groups: set[str], deadline: float) -> None:
+        """A retried step: the revision may already be applied, so applying it restarted nothing;
+        start what gave up (FATAL) for the operator's retry to mean something."""
+        link = self.fleet.links.get(node)
+        if link is None or not link.reachable:
+            raise StepFailed(f"not reachable: {link.error if link else 'no address known'}")
+        fatal = planning.gave_up(link.processes.values(), groups)
+        if not fatal:
+            return
+        log.info("operation retry: starting %s on %s", ", ".join(fatal), node)
+        try:
+            results = await link.command("start", fatal, timeout=max(1.0, deadline - time.monotonic()),
+                                         cluster_id=self.fleet.cluster_id)
+        except AgentCallFailed as exc:
+            raise StepFailed(f"start failed: {exc}") from None
+        bad = [f"{r.name}: {r.description}" for r in results if not r.ok]
+        if bad:
+            raise StepFailed(f"start failed: {'; '.join(bad)}")
 
     # -- failures ------------------------------------------------------------------------------
 

@@ -99,6 +99,7 @@ class Step:
     healthy_at: float = 0.0
     done_at: float = 0.0
     pids_before: list[int] = field(default_factory=list)
+    retries: int = 0  # times an operator resumed the operation to retry this step
 
 
 @dataclass
@@ -187,7 +188,7 @@ def _spec(data: dict[str, Any]) -> Spec:
 def _step(data: dict[str, Any]) -> Step:
     d = _known(Step, data)
     return Step(**{**d, "state": StepState(d.get("state", StepState.UNSPECIFIED)),
-                   "pids_before": [int(p) for p in d.get("pids_before", ())]})
+                   "pids_before": [int(p) for p in d.get("pids_before", ())], "retries": int(d.get("retries", 0))})
 
 
 def _operation(data: dict[str, Any]) -> Operation:

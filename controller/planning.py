@@ -80,6 +80,11 @@ def health(processes: Iterable[ProcessView], groups: set[str], pids_before: set[
     return Health(running, "")
 
 
+def gave_up(processes: Iterable[ProcessView], groups: set[str]) -> list[str]:
+    """The namespecs of `groups` that supervisord gave up on (FATAL), sorted."""
+    return sorted(p.namespec for p in processes if p.group in groups and p.state == ProcState.FATAL)
+
+
 def groups_of(config_text: str) -> set[str]:
     """The names a config's processes may be grouped under (what a rollout's health gate
     watches): every [group:x] and every program's own name. Programs that a [group:x] lists run

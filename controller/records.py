@@ -187,6 +187,9 @@ class AssignmentRecord:
     selector: dict[str, Any] = field(default_factory=dict)
     updated_at: float = 0.0
     rollout: dict[str, Any] = field(default_factory=dict)  # a Rollout as stored; empty: none
+    # revision (as a string: JSON keys) -> why it never became current: its rollout failed or
+    # was aborted, and `revision` went back to the last one fully rolled out
+    withdrawn: dict[str, str] = field(default_factory=dict)
 
     def active_rollout(self) -> Rollout | None:
         if not self.rollout:

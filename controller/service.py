@@ -256,14 +256,17 @@ class ControllerServicer(pb_grpc.ControllerServiceServicer):
     async def ConfigHistory(self, request: pb.ConfigHistoryRequest, context: Context) -> pb.ConfigHistoryResponse:
         await self._check_config(context, "ConfigHistory", request.name)
         history, current = await self._core(context, lambda: self.fleet.configs.history(request.name))
+        withdrawn = self.fleet.configs.withdrawn(request.name)
         return pb.ConfigHistoryResponse(
-            revisions=[revision_message(request.name, n, rev, text=False) for n, rev in history.items()],
+            revisions=[revision_message(request.name, n, rev, text=False, withdrawn=withdrawn.get(n, ""))
+                       for n, rev in history.items()],
             current_revision=current)
 
     async def GetConfigRevision(self, request: pb.GetConfigRevisionRequest, context: Context) -> pb.ConfigRevision:
         await self._check_config(context, "GetConfigRevision", request.name)
         number, rev = await self._core(context, lambda: self.fleet.configs.revision(request.name, request.revision))
-        return revision_message(request.name, number, rev, text=True)
+        return revision_message(request.name, number, rev, text=True,
+                                withdrawn=self.fleet.configs.withdrawn(request.name).get(number, ""))
 
     async def _check_config(self, context: Context, method: str, name: str) -> None:
         """Read on config `name`, before anything of it is looked up."""
@@ -597,11 +600,12 @@ def operation_message(op: opmodel.Operation) -> pb.Operation:
             for step in batch.nodes]) for batch in op.batches])
 
 
-def revision_message(name: str, number: int, rev: RevisionRecord, *, text: bool) -> pb.ConfigRevision:
+def revision_message(name: str, number: int, rev: RevisionRecord, *, text: bool,
+                     withdrawn: str = "") -> pb.ConfigRevision:
     return pb.ConfigRevision(
         name=name, revision=number, config_text=rev.text if text else "", author=rev.author, message=rev.message,
         created_at=rev.created_at, rollback_of=rev.rollback_of, sha256=rev.sha256,
-        assignment=assignment_message(configs.selector_of(rev)))
+        assignment=assignment_message(configs.selector_of(rev)), withdrawn=withdrawn)
 
 
 def node_message(n: NodeInfo) -> pb.NodeInfo:

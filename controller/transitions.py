@@ -83,7 +83,15 @@ class EndRollout:
     """A rollout: every node now runs the new revision."""
 
 
-Action = RevertNode | EndRollout
+@dataclass(frozen=True)
+class WithdrawRollout:
+    """A rollout failed or was aborted: the config goes back to the revision every node ran
+    before it, and the new one is marked as never rolled out."""
+
+    why: str
+
+
+Action = RevertNode | EndRollout | WithdrawRollout
 
 
 def apply(op: Operation, event: Event) -> tuple[Operation, list[Action]]:
@@ -99,7 +107,9 @@ def apply(op: Operation, event: Event) -> tuple[Operation, list[Action]]:
             op.reason = reason or "paused by an operator"
         case Resume():
             if op.state != OpState.PAUSED:
-                raise InvalidArgument(f"operation {op.id} is {op.state.word}, not paused")
+                withdrawn = (f"; revision {op.spec.config_revision} of {op.spec.config_name} was withdrawn, "
+                             f"push it again to retry" if _withdraws(op) else "")
+                raise InvalidArgument(f"operation {op.id} is {op.state.word}, not paused{withdrawn}")
             op.state = OpState.RUNNING
             op.reason = ""
             if op.current_batch < len(op.batches):  # retry what failed in the batch it stopped in
@@ -107,12 +117,15 @@ def apply(op: Operation, event: Event) -> tuple[Operation, list[Action]]:
                     if step.state in (StepState.FAILED, StepState.REVERTED):
                         step.state = StepState.PENDING
                         step.error = ""
+                        step.retries += 1
         case Abort(reason):
             if op.state in ENDED:
                 raise InvalidArgument(f"operation {op.id} has already ended ({op.state.word})")
             op.state = OpState.ABORTED
             op.reason = reason or "aborted by an operator"
             _skip_pending(op)
+            if op.spec.kind == Kind.CONFIG_ROLLOUT:
+                actions.append(WithdrawRollout(f"operation {op.id} aborted: {op.reason}"))
         case StepStarted(node, at, pids):
             step = op.step(node)
             step.state, step.started_at, step.pids_before, step.error = StepState.ACTING, at, list(pids), ""
@@ -133,6 +146,8 @@ def apply(op: Operation, event: Event) -> tuple[Operation, list[Action]]:
                 op.reason = f"{node}: {error}"
                 if op.state == OpState.FAILED:
                     _skip_pending(op)
+                    if op.spec.kind == Kind.CONFIG_ROLLOUT:
+                        actions.append(WithdrawRollout(f"operation {op.id} failed: {op.reason}"))
         case BatchSettled():
             op.current_batch += 1
             if op.spec.canary and op.current_batch == 1 and op.current_batch < len(op.batches):
@@ -144,6 +159,10 @@ def apply(op: Operation, event: Event) -> tuple[Operation, list[Action]]:
                 actions.append(EndRollout())
             op.state = OpState.SUCCEEDED
     return op, actions
+
+
+def _withdraws(op: Operation) -> bool:
+    return op.spec.kind == Kind.CONFIG_ROLLOUT and op.state in (OpState.FAILED, OpState.ABORTED)
 
 
 def _skip_pending(op: Operation) -> None:

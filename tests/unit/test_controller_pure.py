@@ -287,8 +287,22 @@ def test_resume_retries_the_failed_nodes_of_the_batch_it_stopped_in():
     op, _ = transitions.apply(_op(["a", "b"]), transitions.StepFailed("a", "boom", 3.0))
     op, _ = transitions.apply(op, transitions.Resume())
     assert op.state == OpState.RUNNING and op.reason == ""
-    assert (op.step("a").state, op.step("a").error) == (StepState.PENDING, "")
+    assert (op.step("a").state, op.step("a").error, op.step("a").retries) == (StepState.PENDING, "", 1)
     assert transitions.pending_in_batch(op) == ["a", "b"]
+
+
+@pytest.mark.parametrize("event, state", [(transitions.Abort("bad build"), OpState.ABORTED),
+                                          (transitions.StepFailed("a", "boom", 1.0), OpState.FAILED)])
+def test_a_rollout_that_ends_unfinished_is_withdrawn(event, state):
+    op = _op(["a"], ["b"], kind=Kind.CONFIG_ROLLOUT, on_failure=OnFailure.ABORT)
+    ended, actions = transitions.apply(op, event)
+    assert ended.state == state and isinstance(actions[-1], transitions.WithdrawRollout)
+    assert actions[-1].why.startswith(f"operation op {state.word}: ")
+    with pytest.raises(InvalidArgument, match="revision 0 of cfg was withdrawn, push it again"):
+        transitions.apply(ended, transitions.Resume())
+    # a rolling restart has nothing to withdraw
+    restart, actions = transitions.apply(_op(["a"], on_failure=OnFailure.ABORT), event)
+    assert restart.state == state and actions == []
 
 
 def test_a_rollout_reverts_a_failed_node_and_ends_its_pin_when_finished():

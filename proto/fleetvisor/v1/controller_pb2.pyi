@@ -302,7 +302,7 @@ class Assignment(_message.Message):
     def __init__(self, nodes: _Optional[_Iterable[str]] = ..., labels: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class ConfigRevision(_message.Message):
-    __slots__ = ("name", "revision", "config_text", "author", "message", "created_at", "rollback_of", "assignment", "sha256")
+    __slots__ = ("name", "revision", "config_text", "author", "message", "created_at", "rollback_of", "assignment", "sha256", "withdrawn")
     NAME_FIELD_NUMBER: _ClassVar[int]
     REVISION_FIELD_NUMBER: _ClassVar[int]
     CONFIG_TEXT_FIELD_NUMBER: _ClassVar[int]
@@ -312,6 +312,7 @@ class ConfigRevision(_message.Message):
     ROLLBACK_OF_FIELD_NUMBER: _ClassVar[int]
     ASSIGNMENT_FIELD_NUMBER: _ClassVar[int]
     SHA256_FIELD_NUMBER: _ClassVar[int]
+    WITHDRAWN_FIELD_NUMBER: _ClassVar[int]
     name: str
     revision: int
     config_text: str
@@ -321,7 +322,8 @@ class ConfigRevision(_message.Message):
     rollback_of: int
     assignment: Assignment
     sha256: str
-    def __init__(self, name: _Optional[str] = ..., revision: _Optional[int] = ..., config_text: _Optional[str] = ..., author: _Optional[str] = ..., message: _Optional[str] = ..., created_at: _Optional[float] = ..., rollback_of: _Optional[int] = ..., assignment: _Optional[_Union[Assignment, _Mapping]] = ..., sha256: _Optional[str] = ...) -> None: ...
+    withdrawn: str
+    def __init__(self, name: _Optional[str] = ..., revision: _Optional[int] = ..., config_text: _Optional[str] = ..., author: _Optional[str] = ..., message: _Optional[str] = ..., created_at: _Optional[float] = ..., rollback_of: _Optional[int] = ..., assignment: _Optional[_Union[Assignment, _Mapping]] = ..., sha256: _Optional[str] = ..., withdrawn: _Optional[str] = ...) -> None: ...
 
 class PushConfigRequest(_message.Message):
     __slots__ = ("name", "config_text", "assignment", "message", "rollout")
