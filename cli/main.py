@@ -74,7 +74,7 @@ def cli(ctx: click.Context, controller: str | None, node: str | None, output: st
     after 5 s) and the one that answered is asked first next time; the TLS options apply to each.
     When none answers, the error names every one tried and why, with exit status 4.
 
-    
+    \b
     Settings come from the options, then FLEETCTL_* variables, then the
     config file: --config FILE, else $FLEETCTL_CONFIG, else
     ~/.config/fleetvisor/fleetctl.toml.
@@ -325,19 +325,9 @@ def config_apply(obj: Ctx, file: TextIO, dry_run: bool, revision: str | None, fo
     pinned (`fleetctl nodes pin NODE`).
 
     \b
-      fleetctl --controller 10.0.0.1:7400 status
-      fleetctl --controller 10.0.0.1:7400,10.0.0.2:7400,10.0.0.3:7400 leader
-      fleetctl --node 10.0.0.5:7401 restart app
-      FLEETCTL_CONFIG=~/prod.toml fleetctl status
-
-    With several controllers, one that is down is passed over (a host that does not answer
-    after 5 s) and the one that answered is asked first next time; the TLS options apply to each.
-    When none answers, the error names every one tried and why, with exit status 4.
-
-    
-    Settings come from the options, then FLEETCTL_* variables, then the
-    config file: --config FILE, else $FLEETCTL_CONFIG, else
-    ~/.config/fleetvisor/fleetctl.toml.
+    Examples:
+      fleetctl --node 10.0.0.5:7401 config apply extra.conf --dry-run
+      fleetctl nodes pin web-1 -m "incident 4711" && fleetctl --node 10.0.0.5:7401 config apply hotfix.conf --force
     """
     text = file.read()
     if not dry_run and not force:
