@@ -29,6 +29,9 @@ log = logging.getLogger("fleetvisor.controller")
 # Plans a rollout: (target nodes, new revision, previous revision) -> the operation to store
 RolloutPlanner = Callable[[list[str], int, int], opmodel.Operation]
 
+# A new assignment from the current one and its rollout (configstore's rollout updates)
+RolloutChange = Callable[[AssignmentRecord, Rollout], AssignmentRecord]
+
 NO_CONFIG = "none"  # the revision id of an empty fleet file, sent when a node's last config is unassigned
 
 
@@ -166,35 +169,38 @@ class ConfigStore:
     async def update_rollout(self, name: str, op_id: str, change: Callable[[list[str]], list[str] | None]) -> None:
         """Change the set of nodes a rollout has reached (`change` returns the new list, or None to
         end the rollout: every node then runs the new revision). A no-op once the rollout is gone."""
-        key = records.assignment_key(name)
-        while True:
-            raw = self.store.get(key)
-            assignment = decode(AssignmentRecord, raw)
-            rollout = assignment.active_rollout() if assignment else None
-            if assignment is None or rollout is None or rollout.op != op_id:
-                return
+        def changed(assignment: AssignmentRecord, rollout: Rollout) -> AssignmentRecord:
             done = change(list(rollout.done))
             pin = {} if done is None else {**assignment.rollout, "done": sorted(set(done))}
-            if await self.store.compare_and_put([Put(key, encode(replace(assignment, rollout=pin)))], {key: raw}):
-                return
+            return replace(assignment, rollout=pin)
+        await self._change_rollout(name, op_id, changed)
 
     async def withdraw_rollout(self, name: str, op_id: str, why: str) -> None:
         """A rollout failed or was aborted: `name` goes back to the revision every node ran
         before it (the nodes it reached are sent that one again), and the rolled-out revision
         is marked withdrawn. A no-op once the rollout is no longer the config's."""
+        def withdrawn(assignment: AssignmentRecord, rollout: Rollout) -> AssignmentRecord:
+            return replace(assignment, revision=rollout.previous, rollout={},
+                           withdrawn={**assignment.withdrawn, str(assignment.revision): why})
+        changed = await self._change_rollout(name, op_id, withdrawn)
+        if changed is not None:
+            before, rollout = changed
+            log.warning("config %s: revision %d withdrawn (%s); back to %s", name, before.revision, why,
+                        f"revision {rollout.previous}" if rollout.previous else "no revision")
+
+    async def _change_rollout(self, name: str, op_id: str,
+                              change: RolloutChange) -> tuple[AssignmentRecord, Rollout] | None:
+        """Store `change` of config `name`'s assignment while rollout `op_id` is its own; the
+        assignment and rollout as they were, or None (nothing changed) once the rollout is gone."""
         key = records.assignment_key(name)
         while True:
             raw = self.store.get(key)
             assignment = decode(AssignmentRecord, raw)
             rollout = assignment.active_rollout() if assignment else None
             if assignment is None or rollout is None or rollout.op != op_id:
-                return
-            back = replace(assignment, revision=rollout.previous, rollout={},
-                           withdrawn={**assignment.withdrawn, str(assignment.revision): why})
-            if await self.store.compare_and_put([Put(key, encode(back))], {key: raw}):
-                log.warning("config %s: revision %d withdrawn (%s); back to %s", name, assignment.revision, why,
-                            f"revision {rollout.previous}" if rollout.previous else "no revision")
-                return
+                return None
+            if await self.store.compare_and_put([Put(key, encode(change(assignment, rollout)))], {key: raw}):
+                return assignment, rollout
 
     def _validate_on_targets(self, name: str, text: str, targets: list[str]) -> None:
         """The config alone, and together with every other config each target node gets."""

@@ -21,12 +21,14 @@ import asyncio
 import logging
 import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import replace
 
 from . import opmodel, planning, records, transitions
 from .configstore import RolloutPlanner
 from .errors import Conflict, InvalidArgument, NotFound, NotLeader, Unavailable
 from .fleet import Fleet
+from .livestate import NodeLink
 from .opmodel import Kind, Operation, OpState, Spec, StepState
 from .processes import AgentCallFailed
 from .store import Put
@@ -264,15 +266,7 @@ class Operations:
             log.info("operation %s: %s was already restarted, not restarting it again", op_id, node)
         pids_before = set(self._now(op_id).step(node).pids_before)
         if send:
-            try:
-                results = await link.command("restart", [f"{group}:*"], wait=True,
-                                             timeout=max(1.0, deadline - time.monotonic()),
-                                             cluster_id=self.fleet.cluster_id)
-            except AgentCallFailed as exc:
-                raise StepFailed(f"restart failed: {exc}") from None
-            bad = [f"{r.name}: {r.description}" for r in results if not r.ok]
-            if bad:
-                raise StepFailed(f"restart failed: {'; '.join(bad)}")
+            await self._command(link, "restart", [f"{group}:*"], deadline)
         if not self._still_running(op_id):
             return
         await self.update(op_id, transitions.StepWaiting(node))
@@ -339,14 +333,18 @@ class Operations:
         if not fatal:
             return
         log.info("operation retry: starting %s on %s", ", ".join(fatal), node)
+        await self._command(link, "start", fatal, deadline)
+
+    async def _command(self, link: NodeLink, action: str, names: Sequence[str], deadline: float) -> None:
+        """`action` on `names` of a node, waited for; StepFailed with what went wrong."""
         try:
-            results = await link.command("start", fatal, timeout=max(1.0, deadline - time.monotonic()),
+            results = await link.command(action, list(names), wait=True, timeout=max(1.0, deadline - time.monotonic()),
                                          cluster_id=self.fleet.cluster_id)
         except AgentCallFailed as exc:
-            raise StepFailed(f"start failed: {exc}") from None
+            raise StepFailed(f"{action} failed: {exc}") from None
         bad = [f"{r.name}: {r.description}" for r in results if not r.ok]
         if bad:
-            raise StepFailed(f"start failed: {'; '.join(bad)}")
+            raise StepFailed(f"{action} failed: {'; '.join(bad)}")
 
     # -- failures ------------------------------------------------------------------------------
 
