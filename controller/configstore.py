@@ -32,12 +32,6 @@ RolloutPlanner = Callable[[list[str], int, int], opmodel.Operation]
 # A new assignment from the current one and its rollout (configstore's rollout updates)
 RolloutChange = Callable[[AssignmentRecord, Rollout], AssignmentRecord]
 
-NO_CONFIG = "none"  # the revision id of an empty fleet file, sent when a node's last config is unassigned
-
-
-def same_revision(desired: str, applied: str) -> bool:
-    return (desired or NO_CONFIG) == (applied or NO_CONFIG)
-
 
 @dataclass(frozen=True)
 class PushResult:

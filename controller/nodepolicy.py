@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 from .records import OverrideRecord
 
-NO_CONFIG = "none"  # as configstore.NO_CONFIG: the revision id of an empty fleet file
+NO_CONFIG = "none"  # the revision id of an empty fleet file, sent when a node's last config is unassigned
 
 
 @dataclass(frozen=True)

@@ -21,9 +21,8 @@ import time
 
 import aetcd
 
-from .configstore import NO_CONFIG
 from .fleet import Fleet
-from .nodepolicy import Action, decide
+from .nodepolicy import NO_CONFIG, Action, decide
 from .processes import AgentCallFailed
 from .records import MemberRecord, OverrideRecord, ReconcileRecord
 

@@ -8,10 +8,11 @@ from dataclasses import dataclass, field
 
 from . import records, selection
 from .configs import Current
-from .configstore import ConfigStore, same_revision
+from .configstore import ConfigStore
 from .errors import NotFound
 from .livestate import NodeLinks
 from .membership import Membership
+from .nodepolicy import same_revision
 from .overrides import Overrides
 from .processes import ProcessView
 from .records import MemberRecord

@@ -13,9 +13,9 @@ from google.protobuf import json_format
 
 from fleetvisor.cli.client import leader_redirect
 from fleetvisor.controller import configs, opmodel, planning, records, selection, transitions
-from fleetvisor.controller.configstore import same_revision
 from fleetvisor.controller.errors import Conflict, InvalidArgument, NotFound, NotLeader, Unavailable
 from fleetvisor.controller.membership import dial_address
+from fleetvisor.controller.nodepolicy import same_revision
 from fleetvisor.controller.operations import new_operation
 from fleetvisor.controller.opmodel import Batch, Kind, OnFailure, Operation, OpState, Spec, Step, StepState
 from fleetvisor.controller.processes import ProcState
