@@ -314,6 +314,8 @@ class Operations:
             pushed = configs.reconcile_record(node)
             if pushed.last_error and wanted in pushed.desired.split(","):
                 raise StepFailed(f"not applied: {pushed.last_error}")
+            if held := self.fleet.overrides.held(node):
+                raise StepFailed(f"not pushed: {held}")
             if time.monotonic() >= deadline:
                 raise StepFailed(f"{wanted} not applied after {spec.timeout_seconds:g}s")
             await self.fleet.wait_change(max(0.01, deadline - time.monotonic()))

@@ -67,6 +67,18 @@ class Overrides:
 
     # -- writing ---------------------------------------------------------------------------------
 
+    def held(self, node: str) -> str:
+        """Why nothing is pushed to `node` whatever its desired revision ("" when it gets it):
+        foreign until adopted, or pinned. A rollout fails such a node at once."""
+        member = self.membership.member(node)
+        if member is None:
+            return ""
+        override = self.record(node)
+        if override.pinned:
+            return f"{node} is pinned: unpin it first (fleetctl nodes unpin {node})"
+        foreign = self.foreign(member, override)
+        return f"{node} is foreign ({foreign}): adopt it first (fleetctl nodes adopt {node})" if foreign else ""
+
     async def update(self, node: str, **fields: object) -> OverrideRecord:
         key = records.override_key(node)
         while True:

@@ -252,6 +252,14 @@ def test_a_forced_per_node_apply_is_drift_reverted_by_default_and_held_when_pinn
     assert meta(web1)["local"] and meta(web1)["revision"].startswith("local-") and "hotfix" in pids(web1)
     listing = fleetctl(ctl.address, "nodes")
     assert "pinned by" in listing.stdout and "drift" in listing.stdout
+    # a rollout does not wait out its timeout on a pinned node: it fails it at once, saying why
+    rolled = ctl.stub.PushConfig(pb.PushConfigRequest(
+        name="workers", config_text=WORKER + "; v2\n", message="while pinned",
+        rollout=pb.OperationSpec(batch=1, on_failure=pb.ABORT, timeout_seconds=300)), timeout=30)
+    failed = wait_for(lambda: (o := ctl.stub.GetOperation(pb.GetOperationRequest(id=rolled.operation_id),
+                                                          timeout=5)).state == pb.OP_FAILED and o,
+                      20, "the rollout to fail on the pinned node")
+    assert "web-1 is pinned: unpin it first" in failed.reason
 
     unpinned = fleetctl(ctl.address, "nodes", "unpin", "web-1")
     assert unpinned.returncode == 0, unpinned.stderr
