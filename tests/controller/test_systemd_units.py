@@ -222,7 +222,7 @@ def test_controller_unit_with_the_env_file_uses_an_external_etcd_over_tls(tmp_pa
         argv = exec_start(SYSTEMD / "fleetvisor-controller.service", env, controller_paths(tmp_path, cred))
         assert argv[argv.index("--etcd") + 1] == server.endpoint
         service = Service(argv, {**env, "CREDENTIALS_DIRECTORY": str(cred)})
-        service.wait_line(rf"serving on 127\.0\.0\.1:{port} \(mutual TLS\), cluster '{cluster_name}', "
+        service.wait_line(rf"serving on 127\.0\.0\.1:{port} \(mutual TLS\), cluster '{cluster_name}' \(identity \w+\), "
                           rf"etcd {re.escape(server.endpoint)}")
         assert "embedded etcd" not in service.log()
         address = f"127.0.0.1:{port}"
