@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
-from . import configs, opmodel, records
+from . import audit, configs, opmodel, records
 from .configs import Current, Desired
 from .errors import Conflict, InvalidArgument, NotFound, Unavailable
 from .membership import Membership
@@ -169,18 +169,25 @@ class ConfigStore:
             return replace(assignment, rollout=pin)
         await self._change_rollout(name, op_id, changed)
 
-    async def withdraw_rollout(self, name: str, op_id: str, why: str) -> None:
+    async def withdraw_rollout(self, name: str, op_id: str, why: str, controller_id: str) -> None:
         """A rollout failed or was aborted: `name` goes back to the revision every node ran
         before it (the nodes it reached are sent that one again), and the rolled-out revision
-        is marked withdrawn. A no-op once the rollout is no longer the config's."""
+        is marked withdrawn; logged and audited. A no-op once the rollout is no longer the
+        config's."""
         def withdrawn(assignment: AssignmentRecord, rollout: Rollout) -> AssignmentRecord:
             return replace(assignment, revision=rollout.previous, rollout={},
                            withdrawn={**assignment.withdrawn, str(assignment.revision): why})
         changed = await self._change_rollout(name, op_id, withdrawn)
-        if changed is not None:
-            before, rollout = changed
-            log.warning("config %s: revision %d withdrawn (%s); back to %s", name, before.revision, why,
-                        f"revision {rollout.previous}" if rollout.previous else "no revision")
+        if changed is None:
+            return
+        before, rollout = changed
+        text = (f"config {name}: revision {before.revision} withdrawn ({why}); back to "
+                + (f"revision {rollout.previous}" if rollout.previous else "no revision")
+                + (f", sent again to {', '.join(rollout.done)}" if rollout.done else ""))
+        log.warning("%s", text)
+        await audit.record(self.store.client, self.store.prefix, audit.entry(
+            "controller " + controller_id, "config.withdraw", {"name": name, "revision": before.revision,
+                                                               "operation": op_id}, True, text, controller_id))
 
     async def _change_rollout(self, name: str, op_id: str,
                               change: RolloutChange) -> tuple[AssignmentRecord, Rollout] | None:

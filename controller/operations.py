@@ -169,7 +169,7 @@ class Operations:
         elif isinstance(action, EndRollout):
             await configs.update_rollout(op.spec.config_name, op.id, lambda done: None)
         elif isinstance(action, WithdrawRollout):
-            await configs.withdraw_rollout(op.spec.config_name, op.id, action.why)
+            await configs.withdraw_rollout(op.spec.config_name, op.id, action.why, self.fleet.id)
 
     async def pause(self, op_id: str, reason: str) -> Operation:
         return await self.update(self._exists(op_id), transitions.Pause(reason))

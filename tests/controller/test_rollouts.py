@@ -81,6 +81,10 @@ def test_an_aborted_rollout_is_withdrawn_and_never_shipped_again(fleet, web_node
     assert history.current_revision == 1
     assert [(r.revision, bool(r.withdrawn)) for r in history.revisions] == [(1, False), (2, True)]
     assert "bad build" in history.revisions[1].withdrawn
+    withdrawals = [e for e in ctl.stub.ListAudit(pb.ListAuditRequest(), timeout=5).entries
+                   if e.action == "config.withdraw"]
+    assert len(withdrawals) == 1 and "revision 2 withdrawn" in withdrawals[0].result
+    assert "back to revision 1, sent again to web-1" in withdrawals[0].result
     listed = ctl.stub.ListConfigs(pb.ListConfigsRequest(), timeout=5).configs
     assert [(c.name, c.current_revision) for c in listed] == [("web", 1)]
     wait_for(lambda: set(applied(ctl).values()) == {"web@1"}, 30, "web-1 sent back to revision 1")
