@@ -202,6 +202,20 @@ def _replace(src: str, dst: str) -> None:
 # --- reading ---------------------------------------------------------------------------
 
 
+# The most a tail (gRPC TailLog, the controller's, fleetctl tail -n) asks for: a log tail is
+# read into memory and sent as one message, so a bigger ask is refused, not attempted.
+MAX_TAIL_BYTES = 4 * 1024 * 1024 - 64 * 1024  # under gRPC's default 4 MiB message size
+
+
+def tail_bytes_refusal(count: int) -> str | None:
+    """Why a tail of `count` bytes is refused (None: it is not)."""
+    if count < 0:
+        return f"a tail length cannot be negative (got {count})"
+    if count > MAX_TAIL_BYTES:
+        return f"a tail is limited to {MAX_TAIL_BYTES} bytes (got {count}); page through longer logs with an offset"
+    return None
+
+
 class LogReadError(ValueError):
     """A read the RPC layer turns into a fault; `fault` is the supervisord fault name."""
 
