@@ -243,16 +243,22 @@ def read_log(path: str | None, offset: int, length: int) -> bytes:
     """
     if path is None or not os.path.exists(path):
         raise NoFile(path)
+    if not all(isinstance(n, int) and not isinstance(n, bool) for n in (offset, length)):
+        raise BadArguments()  # 1e300 arrives as a float; supervisord fails with a 500 there
     if (offset < 0 and length != 0) or length < 0:
         raise BadArguments()
     try:
         with open(path, "rb") as f:
+            # every position and count is bounded by the file's size first: -10**12 or
+            # 10**30 must not reach seek() or read() (supervisord answers those with a 500)
+            size = f.seek(0, os.SEEK_END)
             if offset < 0:
-                size = f.seek(0, os.SEEK_END)
                 f.seek(max(size + offset, 0))
-                return f.read(-offset)
+                return f.read(min(-offset, size))
+            if offset >= size:
+                return b""
             f.seek(offset)
-            return f.read(length or -1)
+            return f.read(min(length, size - offset) if length else -1)
     except OSError as exc:
         raise Failed(str(exc)) from exc
 
