@@ -291,3 +291,31 @@ def test_restarted_agent_comes_back_with_applied_revision(tmp_path):
         assert b.stub.GetConfig(pb.GetConfigRequest(), timeout=10).edited_by_hand
     finally:
         b.stop()
+
+
+# -- issue 15 item 5: undecodable requests and unbounded tails ------------------------------------
+
+def test_invalid_utf8_in_a_string_field_is_invalid_argument(agent):
+    raw = pb.ListProcessesRequest(names=["local"]).SerializeToString().replace(b"local", b"l\xffcal")
+    call = agent.channel.unary_unary("/fleetvisor.v1.AgentService/ListProcesses",
+                                     request_serializer=lambda b: b,
+                                     response_deserializer=pb.ListProcessesResponse.FromString)
+    with pytest.raises(grpc.RpcError) as info:
+        call(raw, timeout=10)
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "does not decode" in info.value.details() and "\n" not in info.value.details()
+    stream = agent.channel.unary_stream("/fleetvisor.v1.AgentService/TailLog", request_serializer=lambda b: b,
+                                        response_deserializer=pb.LogChunk.FromString)
+    raw = pb.TailLogRequest(name="local", last_bytes=10).SerializeToString().replace(b"local", b"\xc3(cal")
+    with pytest.raises(grpc.RpcError) as info:
+        list(stream(raw, timeout=10))
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert agent.processes()  # still serving
+    assert "Traceback" not in "\n".join(agent.daemon.messages())
+
+
+@pytest.mark.parametrize("count", [-5, 1000000000000])
+def test_tail_lengths_out_of_bounds_are_invalid_argument(agent, count):
+    with pytest.raises(grpc.RpcError) as info:
+        list(agent.stub.TailLog(pb.TailLogRequest(name="local", last_bytes=count), timeout=10))
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "tail" in info.value.details()
