@@ -16,6 +16,9 @@ from typing import Any, NoReturn
 import grpc
 from google.protobuf.message import DecodeError
 
+from ..security import guard
+from ..security.guard import Gate
+
 
 @dataclass(frozen=True)
 class Undecodable:
@@ -35,14 +38,26 @@ def _safe(deserialize: Callable[[bytes], Any] | None) -> Callable[[bytes], Any] 
     return decode
 
 
-async def _refuse(context: grpc.aio.ServicerContext, method: str, bad: Undecodable) -> NoReturn:
-    await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
-                        f"{method.rpartition('/')[2]}: the request does not decode "
-                        f"(is every string field valid UTF-8?): {bad.reason}")
+async def _refuse(context: grpc.aio.ServicerContext, method: str, bad: Undecodable, gate: Gate | None) -> NoReturn:
+    reason = (f"{method.rpartition('/')[2]}: the request does not decode "
+              f"(is every string field valid UTF-8?): {bad.reason}")
+    if gate is not None and gate.on_refusal is not None:  # audited like the guard's refusals
+        try:
+            identity = guard.current()
+        except LookupError:
+            identity = None
+        await gate.on_refusal(identity, method, reason)
+    await context.abort(grpc.StatusCode.INVALID_ARGUMENT, reason)
     raise AssertionError("abort raises")
 
 
 class DecodeGuard(grpc.aio.ServerInterceptor):
+    """`gate`: the security guard's, whose refusal hook (the controller's audit) hears of
+    every request refused here."""
+
+    def __init__(self, gate: Gate | None = None) -> None:
+        self.gate = gate
+
     async def intercept_service(self, continuation: Callable[[grpc.HandlerCallDetails], Awaitable[Any]],
                                 details: grpc.HandlerCallDetails) -> Any:
         handler = await continuation(details)
@@ -55,7 +70,7 @@ class DecodeGuard(grpc.aio.ServerInterceptor):
 
             async def unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
                 if isinstance(request, Undecodable):
-                    await _refuse(context, method, request)
+                    await _refuse(context, method, request, self.gate)
                 return await inner_unary(request, context)
             return grpc.unary_unary_rpc_method_handler(unary, deserialize, handler.response_serializer)
         if handler.unary_stream is not None:
@@ -63,7 +78,7 @@ class DecodeGuard(grpc.aio.ServerInterceptor):
 
             async def stream(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
                 if isinstance(request, Undecodable):
-                    await _refuse(context, method, request)
+                    await _refuse(context, method, request, self.gate)
                 async for item in inner_stream(request, context):
                     yield item
             return grpc.unary_stream_rpc_method_handler(stream, deserialize, handler.response_serializer)

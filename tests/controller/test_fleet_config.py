@@ -143,6 +143,8 @@ def test_undecodable_requests_and_huge_tails_are_invalid_argument(two_nodes):
     with pytest.raises(grpc.RpcError) as info:
         push_raw(raw.replace(b"web", b"w\xffb"), timeout=10)
     assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "does not decode" in info.value.details()
+    wait_for(lambda: [(e.action, e.ok) for e in ctl.stub.ListAudit(pb.ListAuditRequest(), timeout=5).entries
+                      if "does not decode" in e.result] == [("denied", False)], 10, "the refusal audited")
     with pytest.raises(grpc.RpcError) as info:
         list(ctl.stub.TailLog(pb.FleetTailRequest(node="web-1", request=apb.TailLogRequest(
             name="local", last_bytes=1000000000000)), timeout=10))
