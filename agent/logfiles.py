@@ -276,6 +276,7 @@ def tail_log(path: str | None, offset: int, length: int) -> tuple[bytes, int, bo
         with open(path, "rb") as f:
             size = f.seek(0, os.SEEK_END)
             start, count, overflow = _tail_window(size, offset, length)
+            count = min(count, max(size - start, 0))  # read() of 10**12 would allocate it first
             if count == 0:
                 return b"", size, overflow
             f.seek(start)

@@ -269,3 +269,15 @@ def test_deeply_nested_arguments_are_bad_arguments(pair):
     status, _, answer = request(pair.agent, "POST", "/RPC2", body)
     assert status == 200 and xmlrpc.client.loads(answer)[0] == (True,)
     assert "Traceback" not in (pair.agent.dir / "main.log").read_text()
+
+
+def test_tail_process_log_with_huge_numbers_answers_without_a_500(pair):
+    for offset, length in (("-1000000000000", "1000000000000"), ("0", "1000000000000"),
+                           ("1000000000000", "1000000000000")):
+        body = raw_call("supervisor.tailProcessStdoutLog", "<param><value><string>steady</string></value></param>"
+                        f"<param><value><int>{offset}</int></value></param>"
+                        f"<param><value><int>{length}</int></value></param>")
+        status, _, answer = request(pair.agent, "POST", "/RPC2", body)
+        assert status == 200, (offset, length, answer)
+        (data, _, _), = xmlrpc.client.loads(answer)[0]
+        assert set(data.splitlines()) <= {"hello"}, data  # the log, or nothing; never a 500
