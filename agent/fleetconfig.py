@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 
 from . import operations
 from .caller import Caller
+from .config.errors import ConfigError
 from .config.model import Config, GroupConfig
 from .supervisor import Supervisor, diff_groups
 
@@ -69,6 +70,21 @@ class RevisionStore:
         self.state_dir = state_dir
         self.fleet_path = os.path.join(state_dir, FLEET_FILE)
         self.meta_path = os.path.join(state_dir, META_FILE)
+        self.remove_leftovers()
+
+    def remove_leftovers(self) -> None:
+        """Staged revisions and meta files an agent killed mid-apply left behind: at start no
+        apply is under way, so any there is garbage."""
+        try:
+            names = os.listdir(self.state_dir)
+        except OSError:
+            return
+        for name in names:
+            if (name.startswith(".staged-") and name.endswith(".conf")) or name.startswith(".meta-"):
+                try:
+                    os.unlink(os.path.join(self.state_dir, name))
+                except OSError:
+                    pass
 
     def current(self) -> Applied | None:
         try:
@@ -188,7 +204,13 @@ class FleetConfig:
         `cluster_id` and `local`: who applied it (RevisionStore.commit)."""
         staged = self.store.stage(text)
         try:
-            new = self.loader(staged)
+            try:
+                new = self.loader(staged)
+            except ConfigError as exc:  # name the revision, not the temp file it was staged in
+                exc.message = exc.message.replace(staged, f"revision {revision}")
+                if exc.file == staged:
+                    exc.file = f"revision {revision}"
+                raise
             running = [g.config for g in self.core.groups.values()]
             plan = Plan(*diff_groups(new.groups, running))
             if permit is not None:

@@ -202,6 +202,20 @@ def _replace(src: str, dst: str) -> None:
 # --- reading ---------------------------------------------------------------------------
 
 
+# The most a tail (gRPC TailLog, the controller's, fleetctl tail -n) asks for: a log tail is
+# read into memory and sent as one message, so a bigger ask is refused, not attempted.
+MAX_TAIL_BYTES = 4 * 1024 * 1024 - 64 * 1024  # under gRPC's default 4 MiB message size
+
+
+def tail_bytes_refusal(count: int) -> str | None:
+    """Why a tail of `count` bytes is refused (None: it is not)."""
+    if count < 0:
+        return f"a tail length cannot be negative (got {count})"
+    if count > MAX_TAIL_BYTES:
+        return f"a tail is limited to {MAX_TAIL_BYTES} bytes (got {count}); page through longer logs with an offset"
+    return None
+
+
 class LogReadError(ValueError):
     """A read the RPC layer turns into a fault; `fault` is the supervisord fault name."""
 
@@ -229,16 +243,22 @@ def read_log(path: str | None, offset: int, length: int) -> bytes:
     """
     if path is None or not os.path.exists(path):
         raise NoFile(path)
+    if not all(isinstance(n, int) and not isinstance(n, bool) for n in (offset, length)):
+        raise BadArguments()  # 1e300 arrives as a float; supervisord fails with a 500 there
     if (offset < 0 and length != 0) or length < 0:
         raise BadArguments()
     try:
         with open(path, "rb") as f:
+            # every position and count is bounded by the file's size first: -10**12 or
+            # 10**30 must not reach seek() or read() (supervisord answers those with a 500)
+            size = f.seek(0, os.SEEK_END)
             if offset < 0:
-                size = f.seek(0, os.SEEK_END)
                 f.seek(max(size + offset, 0))
-                return f.read(-offset)
+                return f.read(min(-offset, size))
+            if offset >= size:
+                return b""
             f.seek(offset)
-            return f.read(length or -1)
+            return f.read(min(length, size - offset) if length else -1)
     except OSError as exc:
         raise Failed(str(exc)) from exc
 
@@ -256,6 +276,7 @@ def tail_log(path: str | None, offset: int, length: int) -> tuple[bytes, int, bo
         with open(path, "rb") as f:
             size = f.seek(0, os.SEEK_END)
             start, count, overflow = _tail_window(size, offset, length)
+            count = min(count, max(size - start, 0))  # read() of 10**12 would allocate it first
             if count == 0:
                 return b"", size, overflow
             f.seek(start)

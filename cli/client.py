@@ -9,6 +9,7 @@ first is controllers.py's.
 
 from __future__ import annotations
 
+import datetime
 import getpass
 import os
 import socket
@@ -17,6 +18,7 @@ from collections.abc import Generator, Sequence
 from typing import Any
 
 import grpc
+from cryptography import x509
 from google.protobuf.message import Message
 
 from fleetvisor.v1 import controller_pb2_grpc as cpb_grpc
@@ -67,13 +69,16 @@ def channel(target: str, settings: Settings) -> grpc.Channel:
     return grpc.insecure_channel(target)
 
 
-def describe_rpc_error(exc: grpc.RpcError, target: str, role: str = "", *, tls: bool | None = None) -> CommandError:
+def describe_rpc_error(exc: grpc.RpcError, target: str, role: str = "", *, tls: bool | None = None,
+                       cert: str | None = None) -> CommandError:
     """The message an operator needs, without gRPC's internals.
 
     `role` ("controller") goes before the address so the line says which part is missing.
     `tls` (whether fleetctl dialled with certificates) turns gRPC's bare "Socket closed" while
     connecting into a hint: a mutual-TLS server hangs up on a plaintext client, and on a client
-    certificate it does not trust, without saying why.
+    certificate it does not trust, without saying why. gRPC gives the client no reason for
+    such a hang-up, so `cert` (fleetctl's own certificate file) is checked here: an expired or
+    not yet valid one is named as the reason instead of the CA.
     """
     peer = f"{role} {target}" if role else target
     code = exc.code() if hasattr(exc, "code") else None
@@ -95,7 +100,7 @@ def describe_rpc_error(exc: grpc.RpcError, target: str, role: str = "", *, tls: 
             return CommandError(f"TLS handshake with {peer} failed: check the certificates "
                                 f"(the {role or 'agent'} requires a client certificate signed by its CA)")
         reason = _first_line(details).rsplit(": ", 1)[-1] or "unavailable"
-        hint = _hung_up_hint(lowered, tls, role or "agent")
+        hint = _hung_up_hint(lowered, tls, role or "agent", cert)
         return CommandError(f"cannot reach {peer}: {reason}{hint}")
     if code == grpc.StatusCode.DEADLINE_EXCEEDED:
         return CommandError(f"{peer} did not answer in time")
@@ -133,15 +138,33 @@ def _tls_trouble(lowered_details: str) -> bool:
                                                     *SERVER_NOT_TRUSTED))
 
 
-def _hung_up_hint(lowered_details: str, tls: bool | None, role: str) -> str:
+def _hung_up_hint(lowered_details: str, tls: bool | None, role: str, cert: str | None = None) -> str:
     """Why a server may have closed a new connection at once: the TLS side of it."""
     if tls is None or not lowered_details.startswith("failed to connect") or "socket closed" not in lowered_details:
         return ""
+    if tls and cert and (stale := _validity_problem(cert)):
+        return f" (the {role} hung up during the TLS handshake: fleetctl's certificate {cert} {stale})"
     if tls:
         return (f" (the {role} hung up during the TLS handshake: it accepts only client certificates "
                 "signed by its CA)")
     return (f" (the {role} hung up at once: it may require mutual TLS; pass --tls-cert, --tls-key and "
             "--tls-ca)")
+
+
+def _validity_problem(cert_path: str) -> str | None:
+    """"expired on ..." or "is not valid before ..." for a certificate outside its dates now."""
+    try:
+        with open(cert_path, "rb") as f:
+            certificate = x509.load_pem_x509_certificate(f.read())
+    except (OSError, ValueError):
+        return None
+    now = datetime.datetime.now(datetime.UTC)
+    if certificate.not_valid_after_utc < now:
+        return (f"expired on {certificate.not_valid_after_utc:%Y-%m-%d %H:%M} UTC; "
+                "issue a new one (fleetctl certs issue)")
+    if certificate.not_valid_before_utc > now:
+        return f"is not valid before {certificate.not_valid_before_utc:%Y-%m-%d %H:%M} UTC (check the clocks)"
+    return None
 
 
 def _from_transport(lowered_details: str) -> bool:
@@ -285,6 +308,9 @@ class Controller:
     def candidates(self) -> tuple[str, ...]:
         return ordered(self.order, self.address)
 
+    def _describe(self, exc: grpc.RpcError, target: str) -> CommandError:
+        return describe_rpc_error(exc, target, "controller", tls=self.settings.tls, cert=self.settings.tls_cert)
+
     def _connect_bound(self, index: int, count: int, timeout: float | None) -> float | None:
         if index == count - 1:
             return None
@@ -327,7 +353,7 @@ class Controller:
                         named_by, target, bound = target, leader, None
                         seen.add(leader)
                         continue
-                    error = describe_rpc_error(exc, target, "controller", tls=self.settings.tls)
+                    error = self._describe(exc, target)
                     if named_by:  # say where the address came from: it was not typed by the operator
                         raise CommandError(f"{error} (the leader, as named by {named_by})", error.exit_code) from None
                     if unanswered(exc, read=method in READS, connected=connected):
@@ -364,7 +390,7 @@ class Controller:
                     self._answered(target)
                     return
                 except grpc.RpcError as exc:
-                    error = describe_rpc_error(exc, target, "controller", tls=self.settings.tls)
+                    error = self._describe(exc, target)
                     if unanswered(exc, read=read, connected=connected):
                         failures.append(NoAnswer(error, unreachable(exc, self.settings.tls)))
                         continue
@@ -374,7 +400,7 @@ class Controller:
                 try:
                     yield from call
                 except grpc.RpcError as exc:
-                    raise describe_rpc_error(exc, target, "controller", tls=self.settings.tls) from None
+                    raise self._describe(exc, target) from None
                 return
             finally:
                 if call is not None:

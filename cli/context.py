@@ -113,7 +113,7 @@ class Ctx:
                                     USAGE)
             return CommandError(f"{target} does not serve fleetvisor's AgentService: is it an agent's grpc_listen "
                                 "address?", USAGE)
-        return describe_rpc_error(exc, target, tls=self.settings.tls)
+        return describe_rpc_error(exc, target, tls=self.settings.tls, cert=self.settings.tls_cert)
 
 
 def _is_controller(chan: grpc.Channel, timeout: float) -> bool:

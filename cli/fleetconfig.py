@@ -13,6 +13,7 @@ import time
 import click
 from rich.text import Text
 
+from fleetvisor.agent.limits import MAX_CONFIG_BYTES
 from fleetvisor.v1 import controller_pb2 as cpb
 
 from . import fleetrender as view
@@ -41,12 +42,17 @@ def run_config_show(obj: Ctx, name: str | None, rev: int | None) -> None:
 
 
 def read_config_file(path: str) -> str:
-    """The file to push, as text; `-` is stdin. Unreadable or non-UTF-8 is one clear line."""
+    """The file to push, as text; `-` is stdin. Unreadable, non-UTF-8 or over the controller's
+    size limit (read no further: /dev/zero never ends) is one clear line."""
     try:
         if path == "-":
-            return sys.stdin.read()
-        with open(path, encoding="utf-8") as f:
-            return f.read()
+            raw = sys.stdin.buffer.read(MAX_CONFIG_BYTES + 1)
+        else:
+            with open(path, "rb") as f:
+                raw = f.read(MAX_CONFIG_BYTES + 1)
+        if len(raw) > MAX_CONFIG_BYTES:
+            raise CommandError(f"{path}: a config is limited to {MAX_CONFIG_BYTES} bytes", USAGE)
+        return raw.decode("utf-8")
     except OSError as exc:
         raise CommandError(f"cannot read {path}: {exc.strerror or exc}", USAGE) from None
     except UnicodeDecodeError as exc:
@@ -58,7 +64,8 @@ def read_config_file(path: str) -> str:
 @click.option("--name", required=True, help="The config's name (one name per set of programs).")
 @click.option("--nodes", metavar="A,B", help="Send it to these nodes (comma-separated).")
 @label_option("send it to the nodes")
-@click.option("-m", "--message", required=True, help="Why: recorded with the revision and in the audit log.")
+@click.option("-m", "--message", required=True, callback=lambda ctx, param, value: required_text(param, value),
+              help="Why: recorded with the revision and in the audit log.")
 @rollout_options(config=True)
 @click.pass_obj
 @run_command
@@ -91,6 +98,13 @@ def config_push(obj: Ctx, file: str, name: str, nodes: str | None, labels: tuple
         raise CommandError(name_pushed_file(str(exc), name, file), exc.exit_code) from None
     render.show(obj.json, reply, lambda: view.push_line(reply))
     return follow_rollout(obj, reply, rollout.detach) if spec is not None else 0
+
+
+def required_text(param: click.Parameter, value: str) -> str:
+    """A required option given as '' (or only blanks) is as good as missing."""
+    if not value.strip():
+        raise click.BadParameter("must not be empty", param=param)
+    return value
 
 
 def name_pushed_file(message: str, name: str, path: str) -> str:

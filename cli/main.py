@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import sys
-from typing import TextIO
 
 import click
 import grpc
@@ -18,6 +17,7 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
+from fleetvisor.agent.logfiles import MAX_TAIL_BYTES
 from fleetvisor.v1 import agent_pb2 as pb
 
 from . import admin, fleet, fleetconfig, fleetrender, managed, nodes, ops, render
@@ -236,7 +236,8 @@ def signal_(obj: Ctx, sig: str, names: tuple[str, ...], labels: tuple[str, ...])
 @click.argument("name")
 @click.option("-f", "--follow", is_flag=True, help="Keep printing what is appended.")
 @click.option("--stderr", is_flag=True, help="The stderr log instead of stdout.")
-@click.option("-n", "--bytes", "nbytes", type=int, default=1600, show_default=True, help="Last N bytes.")
+@click.option("-n", "--bytes", "nbytes", type=click.IntRange(0, MAX_TAIL_BYTES), default=1600, show_default=True,
+              help=f"Last N bytes (at most {MAX_TAIL_BYTES}).")
 @click.pass_obj
 @run_command
 def tail(obj: Ctx, name: str, follow: bool, stderr: bool, nbytes: int) -> None:
@@ -310,13 +311,13 @@ def config_show(obj: Ctx, name: str | None, rev: int | None) -> None:
 
 
 @config.command("apply")
-@click.argument("file", type=click.File("r"))
+@click.argument("file", type=click.Path(dir_okay=False, allow_dash=True))
 @click.option("--dry-run", is_flag=True, help="Only show which groups would be added, changed, removed.")
 @click.option("--revision", help="Revision id to record (default: local-<hash of the text>).")
 @click.option("--force", is_flag=True, help="Apply although a controller manages the node (it shows as drift).")
 @click.pass_obj
 @run_command
-def config_apply(obj: Ctx, file: TextIO, dry_run: bool, revision: str | None, force: bool) -> None:
+def config_apply(obj: Ctx, file: str, dry_run: bool, revision: str | None, force: bool) -> None:
     """Apply program-level sections from FILE on one node (restarts only changed groups).
 
     For the fleet, use `fleetctl config push`. On a node that heartbeats to a controller this
@@ -329,7 +330,7 @@ def config_apply(obj: Ctx, file: TextIO, dry_run: bool, revision: str | None, fo
       fleetctl --node 10.0.0.5:7401 config apply extra.conf --dry-run
       fleetctl nodes pin web-1 -m "incident 4711" && fleetctl --node 10.0.0.5:7401 config apply hotfix.conf --force
     """
-    text = file.read()
+    text = fleetconfig.read_config_file(file)
     if not dry_run and not force:
         managed.check_apply(obj.call("GetInfo", pb.GetInfoRequest()))
     revision = revision or "local-" + hashlib.sha256(text.encode()).hexdigest()[:12]

@@ -24,6 +24,8 @@ import aetcd
 import grpc
 from google.protobuf.json_format import MessageToDict
 
+from fleetvisor.agent.limits import config_name_refusal, config_size_refusal
+from fleetvisor.agent.logfiles import tail_bytes_refusal
 from fleetvisor.agent.security import guard, wire
 from fleetvisor.agent.security.identity import IdentityError, check_name
 from fleetvisor.agent.security.policy import MAX_POLICY_BYTES, Authorizer, Policy, PolicyError
@@ -147,6 +149,13 @@ class ControllerServicer(pb_grpc.ControllerServiceServicer):
                 details = f"{details}; the leader is at {address}"
         await context.abort(code, details)
         raise AssertionError("abort returns only by raising")
+
+    async def _refuse_input(self, context: Context, action: str, args: dict[str, object], reason: str) -> NoReturn:
+        """A write refused for its input before any work: audited, then INVALID_ARGUMENT."""
+        store = self.fleet.store
+        await audit.record(store.client, store.prefix,
+                           audit.entry(caller(context), action, args, False, reason, self.fleet.id))
+        await self._fail(context, InvalidArgument(reason))
 
     async def _core(self, context: Context, work: Callable[[], T]) -> T:
         """A read of the core, its errors as status codes."""
@@ -295,6 +304,8 @@ class ControllerServicer(pb_grpc.ControllerServiceServicer):
         member = self.fleet.membership.member(request.node)
         if member is None or link is None:
             await self._fail(context, NotFound(f"no such node: {request.node}"))
+        if refusal := tail_bytes_refusal(request.request.last_bytes):
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, refusal)
         await self._check(context, "TailLog",
                           lambda: self.checks.read_process(guard.current(), member, request.request.name))
         try:
@@ -309,6 +320,10 @@ class ControllerServicer(pb_grpc.ControllerServiceServicer):
     # -- writes ------------------------------------------------------------------------------
 
     async def PushConfig(self, request: pb.PushConfigRequest, context: Context) -> pb.PushConfigResponse:
+        if refusal := config_name_refusal(request.name) or config_size_refusal(request.config_text):
+            shown_name = request.name if len(request.name) <= 64 else request.name[:64] + "..."
+            await self._refuse_input(context, "config.push", {"name": shown_name, "message": request.message[:200]},
+                                     refusal)
         selector = selector_of(request.assignment)
         args = {"name": request.name, "nodes": list(selector.nodes), "labels": selector.labels,
                 "message": request.message, "rolling": request.HasField("rollout")}

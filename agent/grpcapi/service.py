@@ -24,7 +24,7 @@ from ..detached import carried_through
 from ..faults import Fault, FaultError
 from ..fleetconfig import FleetConfig, apply_refusal, control_refusal
 from ..journal import Journal
-from ..logfiles import LogReadError, read_log
+from ..logfiles import LogReadError, read_log, tail_bytes_refusal
 from ..logfollow import follow
 from ..process import Process
 from ..security import guard
@@ -201,6 +201,8 @@ class AgentServicer(pb_grpc.AgentServiceServicer):
                       context: grpc.aio.ServicerContext) -> AsyncIterator[pb.LogChunk]:
         channel = "stderr" if request.stream == pb.STDERR else "stdout"
         await self.access.on_node(context, READ)
+        if refusal := tail_bytes_refusal(request.last_bytes):
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, refusal)
         try:
             await self.access.processes(context, READ, operations.resolve(self.core, _caller(context), [request.name]))
             path = operations.log_path(self.core, _caller(context), request.name, channel, existing=True)

@@ -9,6 +9,7 @@ A wrong or missing password is a bare 401 with a Basic challenge; nothing else i
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import hashlib
@@ -27,20 +28,21 @@ from ..rpc.supervisor_api import SupervisorNamespace
 from ..rpc.xmlrpc import Dispatcher
 from . import logtail
 from . import web as web_page
+from .guard import Guard, Limits
 from .listeners import Listener, rpc_namespaces
 
 if TYPE_CHECKING:
     from ..supervisor import Supervisor
 
 CORE = web.AppKey("core", object)
-# XML-RPC bodies (sendProcessStdin) may be large; supervisord sets no limit at all.
-MAX_BODY = 64 * 1024 * 1024
+GUARD = web.AppKey("guard", Guard)
 # How long in-flight requests get to finish once the daemon stops serving. Requests waiting
 # on processes settle while the core stops them, before the servers close.
 SHUTDOWN_TIMEOUT = 2.0
 REALM = "default"
 
-_REASONS = {400: "Bad Request", 401: "Unauthorized", 404: "Not Found", 500: "Internal Server Error"}
+_REASONS = {400: "Bad Request", 401: "Unauthorized", 404: "Not Found", 408: "Request Timeout",
+            413: "Request Entity Too Large", 500: "Internal Server Error"}
 
 
 def error_response(status: int) -> web.Response:
@@ -85,6 +87,48 @@ def auth_middleware(username: str, password: str) -> Callable[..., Awaitable[web
     return authenticate
 
 
+def body_too_large(limit: int) -> web.Response:
+    response = web.Response(status=413, text=(
+        f"413 Request Entity Too Large: the request body is over the {limit}-byte limit"
+        " (FLEETVISOR_HTTP_MAX_BODY raises it)\n"))
+    response.force_close()
+    return response
+
+
+async def read_body(request: web.Request, limits: Limits) -> bytes | web.Response:
+    """The request body, or the answer that refuses it: over `limits.max_body` (told by
+    Content-Length before anything is read, or found while reading a chunked body) or not
+    all there within `limits.body` seconds."""
+    if request.content_length is not None and request.content_length > limits.max_body:
+        return body_too_large(limits.max_body)
+    try:
+        async with asyncio.timeout(limits.body):
+            return await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        return body_too_large(limits.max_body)
+    except TimeoutError:
+        response = web.Response(status=408, text=(
+            f"408 Request Timeout: the request body did not arrive within {limits.body:g}s\n"))
+        response.force_close()
+        return response
+
+
+def guard_middleware(guard: Guard) -> Callable[..., Awaitable[web.StreamResponse]]:
+    """Tells the guard a request is being served, so its connection is not timed out."""
+    @web.middleware
+    async def track(request: web.Request,
+                    handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+                    ) -> web.StreamResponse:
+        transport = request.transport
+        guard.request_started(transport)
+        try:
+            return await handler(request)
+        finally:
+            guard.request_ended(transport)
+
+    return track
+
+
 # -- the request log ---------------------------------------------------------------------------
 
 def request_line(request: web.BaseRequest, status: int, length: int, when: float) -> str:
@@ -122,12 +166,15 @@ def request_log_middleware(core: Supervisor) -> Callable[..., Awaitable[web.Stre
 
 # -- the application ---------------------------------------------------------------------------
 
-def make_app(core: Supervisor, server: HttpServerConfig) -> web.Application:
-    middlewares = [request_log_middleware(core)]
+def make_app(core: Supervisor, server: HttpServerConfig, guard: Guard | None = None
+             ) -> web.Application:
+    guard = guard or Guard(Limits.from_environ())
+    middlewares = [guard_middleware(guard), request_log_middleware(core)]
     if server.username is not None and server.password is not None:
         middlewares.append(auth_middleware(server.username, server.password))
-    app = web.Application(middlewares=middlewares, client_max_size=MAX_BODY)
+    app = web.Application(middlewares=middlewares, client_max_size=guard.limits.max_body)
     app[CORE] = core
+    app[GUARD] = guard
     caller = Caller("xmlrpc", server.username or "")
     namespaces = {name: SupervisorNamespace(core, caller) for name in rpc_namespaces(core.config)}
     dispatcher = Dispatcher(namespaces, core.log)
@@ -135,7 +182,10 @@ def make_app(core: Supervisor, server: HttpServerConfig) -> web.Application:
     async def rpc(request: web.Request) -> web.StreamResponse:
         if request.method != "POST":
             return error_response(400)
-        reply = await dispatcher.handle(await request.read())
+        body = await read_body(request, guard.limits)
+        if isinstance(body, web.Response):
+            return body
+        reply = await dispatcher.handle(body)
         if reply.status != 200:
             return error_response(reply.status)
         return web.Response(body=reply.body, content_type="text/xml")
@@ -146,6 +196,22 @@ def make_app(core: Supervisor, server: HttpServerConfig) -> web.Application:
     logtail.install(app, core)
     web_page.install(app, core)
     return app
+
+
+class GuardedSite(web.SockSite):
+    """aiohttp's site on an already bound socket, with every connection behind `guard`."""
+
+    def __init__(self, runner: web.AppRunner, sock: object, guard: Guard) -> None:
+        super().__init__(runner, sock)  # type: ignore[arg-type]
+        self._guard = guard
+
+    async def start(self) -> None:
+        await web.BaseSite.start(self)
+        server = self._runner.server
+        assert server is not None
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(self._guard.protocol_factory(server),
+                                                sock=self._sock, backlog=self._backlog)
 
 
 class HttpFace:
@@ -160,13 +226,15 @@ class HttpFace:
         # aiohttp reports through `logging`; with no handler configured Python would print
         # tracebacks of dropped connections on our stderr. The main log is our log.
         logging.getLogger("aiohttp").addHandler(logging.NullHandler())
+        limits = Limits.from_environ()
         for listener in self.listeners:
-            runner = web.AppRunner(make_app(self.core, listener.config), handle_signals=False,
-                                   access_log=None, handler_cancellation=True,
-                                   shutdown_timeout=SHUTDOWN_TIMEOUT)
+            guard = Guard(limits)
+            runner = web.AppRunner(make_app(self.core, listener.config, guard),
+                                   handle_signals=False, access_log=None,
+                                   handler_cancellation=True, shutdown_timeout=SHUTDOWN_TIMEOUT)
             await runner.setup()
             self._runners.append(runner)
-            await web.SockSite(runner, listener.sock).start()
+            await GuardedSite(runner, listener.sock, guard).start()
 
     async def close(self) -> None:
         runners, self._runners = self._runners, []

@@ -29,6 +29,28 @@ from ..mainlog import Level, MainLog
 
 # Request bodies are quoted in log lines only this far.
 _LOGGED_BODY = 200
+# Arrays and structs nested deeper than this are refused (BAD_ARGUMENTS) before any method
+# sees them: converting them to text would recurse past Python's limit.
+MAX_NESTING = 64
+
+
+def nesting_depth(value: object) -> int:
+    """How deeply arrays and structs nest in `value`, counted without recursion."""
+    deepest = 0
+    stack: list[tuple[object, int]] = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, (list, tuple)):
+            children: Sequence[object] = item
+        elif isinstance(item, dict):
+            children = list(item.values())
+        else:
+            continue
+        deepest = max(deepest, depth + 1)
+        if deepest > MAX_NESTING:
+            return deepest
+        stack.extend((child, depth + 1) for child in children)
+    return deepest
 
 
 @dataclass(frozen=True)
@@ -146,6 +168,8 @@ class Dispatcher:
         try:
             if trace:
                 self.log.trace(f"XML-RPC method called: {name}()")
+            if max((nesting_depth(p) for p in params), default=0) > MAX_NESTING:
+                raise FaultError(Fault.BAD_ARGUMENTS, f"arguments nested deeper than {MAX_NESTING} levels")
             value = await self.call(name, params)
             response = xmlrpc.client.dumps((value,), methodresponse=True)
             if trace:

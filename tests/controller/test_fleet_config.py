@@ -5,6 +5,7 @@ from __future__ import annotations
 import grpc
 import pytest
 
+from fleetvisor.v1 import agent_pb2 as apb
 from fleetvisor.v1 import controller_pb2 as pb
 
 from tests.support import wait_for
@@ -113,3 +114,38 @@ def test_clash_with_a_local_program_is_reported_per_node(two_nodes):
     status = config_status(ctl)["web-1"]
     assert not status.in_sync and status.attempts >= 1
     assert states(ctl.status()).get("web-1:app") == "RUNNING"  # the local program is untouched
+
+
+# -- issue 15 item 5: refused before any work, and audited ---------------------------------------
+
+def test_oversized_names_and_configs_are_refused_first_and_audited(two_nodes):
+    ctl = two_nodes
+    with pytest.raises(grpc.RpcError) as info:
+        push(ctl, "n" * 300, WORKER, nodes=["web-1"])
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert info.value.details() == "a config name is limited to 128 characters (got 300)"
+    with pytest.raises(grpc.RpcError) as info:
+        push(ctl, "big", WORKER + "#" * (1024 * 1024), nodes=["web-1"])
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "a config is limited to 1048576 bytes" in info.value.details()
+    assert not ctl.stub.ListConfigs(pb.ListConfigsRequest(), timeout=5).configs
+    entries = ctl.stub.ListAudit(pb.ListAuditRequest(), timeout=5).entries
+    assert [(e.action, e.ok) for e in entries] == [("config.push", False), ("config.push", False)]
+    assert "limited to 128 characters" in entries[0].result and "1048576 bytes" in entries[1].result
+
+
+def test_undecodable_requests_and_huge_tails_are_invalid_argument(two_nodes):
+    ctl = two_nodes
+    raw = pb.PushConfigRequest(name="web", config_text=WORKER, message="m").SerializeToString()
+    channel = ctl._channel
+    push_raw = channel.unary_unary("/fleetvisor.v1.ControllerService/PushConfig", request_serializer=lambda b: b,
+                                   response_deserializer=pb.PushConfigResponse.FromString)
+    with pytest.raises(grpc.RpcError) as info:
+        push_raw(raw.replace(b"web", b"w\xffb"), timeout=10)
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "does not decode" in info.value.details()
+    wait_for(lambda: [(e.action, e.ok) for e in ctl.stub.ListAudit(pb.ListAuditRequest(), timeout=5).entries
+                      if "does not decode" in e.result] == [("denied", False)], 10, "the refusal audited")
+    with pytest.raises(grpc.RpcError) as info:
+        list(ctl.stub.TailLog(pb.FleetTailRequest(node="web-1", request=apb.TailLogRequest(
+            name="local", last_bytes=1000000000000)), timeout=10))
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "tail is limited" in info.value.details()

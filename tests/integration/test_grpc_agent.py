@@ -269,6 +269,9 @@ def test_apply_config_refuses_bad_revisions_and_changes_nothing(agent, text, nee
     with pytest.raises(grpc.RpcError) as info:
         agent.stub.ApplyConfig(pb.ApplyConfigRequest(revision="bad", config_text=text), timeout=30)
     assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT and needle in info.value.details()
+    assert ".staged-" not in info.value.details()
+    if needle == "numprocs":  # a parse error names the revision, not the temp file it was staged in
+        assert "revision bad" in info.value.details()
     assert {k: (v.pid, v.statename) for k, v in agent.by_name().items()} == before
     assert agent.stub.GetConfig(pb.GetConfigRequest(), timeout=10).revision == revision
 
@@ -281,13 +284,46 @@ def test_restarted_agent_comes_back_with_applied_revision(tmp_path):
         wait_for(lambda: "svc" in a.by_name(), 10)
     finally:
         a.stop()
+    # what a kill mid-apply leaves behind is removed when the agent starts again
+    leftovers = [tmp_path / "state" / ".staged-abc123.conf", tmp_path / "state" / ".meta-xyz"]
+    for path in leftovers:
+        path.write_text("[program:half]\ncommand=sleep 1\n")
     b = Agent.__new__(Agent)
     b.dir, b.port, b.config, b.daemon = a.dir, a.port, a.config, None
     b.start()
     try:
         assert b.stub.GetConfig(pb.GetConfigRequest(), timeout=10).revision == "keep-me"
         assert b.by_name()["svc"].statename == "RUNNING"
+        assert not any(path.exists() for path in leftovers)
         a.config.write_text(a.config.read_text() + "\n; an operator's note\n")
         assert b.stub.GetConfig(pb.GetConfigRequest(), timeout=10).edited_by_hand
     finally:
         b.stop()
+
+
+# -- issue 15 item 5: undecodable requests and unbounded tails ------------------------------------
+
+def test_invalid_utf8_in_a_string_field_is_invalid_argument(agent):
+    raw = pb.ListProcessesRequest(names=["local"]).SerializeToString().replace(b"local", b"l\xffcal")
+    call = agent.channel.unary_unary("/fleetvisor.v1.AgentService/ListProcesses",
+                                     request_serializer=lambda b: b,
+                                     response_deserializer=pb.ListProcessesResponse.FromString)
+    with pytest.raises(grpc.RpcError) as info:
+        call(raw, timeout=10)
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "does not decode" in info.value.details() and "\n" not in info.value.details()
+    stream = agent.channel.unary_stream("/fleetvisor.v1.AgentService/TailLog", request_serializer=lambda b: b,
+                                        response_deserializer=pb.LogChunk.FromString)
+    raw = pb.TailLogRequest(name="local", last_bytes=10).SerializeToString().replace(b"local", b"\xc3(cal")
+    with pytest.raises(grpc.RpcError) as info:
+        list(stream(raw, timeout=10))
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert agent.processes()  # still serving
+    assert "Traceback" not in "\n".join(agent.daemon.messages())
+
+
+@pytest.mark.parametrize("count", [-5, 1000000000000])
+def test_tail_lengths_out_of_bounds_are_invalid_argument(agent, count):
+    with pytest.raises(grpc.RpcError) as info:
+        list(agent.stub.TailLog(pb.TailLogRequest(name="local", last_bytes=count), timeout=10))
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "tail" in info.value.details()

@@ -228,3 +228,56 @@ def test_logtail_starts_with_the_log(pair):
     finally:
         conn.close()
     assert pair.agent.rpc().supervisor.getState()["statename"] == "RUNNING"
+
+
+# -- issue 15 item 5: numbers and nesting that used to be a 500 ----------------------------------
+
+def raw_call(method: str, params: str) -> bytes:
+    return (f"<?xml version='1.0'?><methodCall><methodName>{method}</methodName>"
+            f"<params>{params}</params></methodCall>").encode()
+
+
+def test_read_log_with_huge_offsets_answers_without_a_500(pair):
+    """Stock supervisord answers these with a 500 and a traceback; the agent reads what the
+    file has (a negative offset past the start is the whole log; an offset past the end, '')."""
+    whole = pair.agent.rpc().supervisor.readLog(0, 0)
+    for offset, expected in (("<int>-1000000000000</int>", whole), ("<double>1e300</double>", ""),
+                             ("<int>1000000000000</int>", "")):
+        body = raw_call("supervisor.readLog", f"<param><value>{offset}</value></param>"
+                        "<param><value><int>0</int></value></param>")
+        status, _, answer = request(pair.agent, "POST", "/RPC2", body)
+        assert status == 200, (offset, answer)
+        (value,), _ = xmlrpc.client.loads(answer)
+        assert value.startswith(expected) if expected else value == "", offset
+    body = raw_call("supervisor.readLog", "<param><value><int>0</int></value></param>"
+                    "<param><value><int>1000000000000</int></value></param>")
+    status, _, answer = request(pair.agent, "POST", "/RPC2", body)
+    assert status == 200 and xmlrpc.client.loads(answer)[0][0].startswith(whole[:40])
+
+
+def test_deeply_nested_arguments_are_bad_arguments(pair):
+    nested = "<value><array><data>" * 5000 + "<value><int>1</int></value>" + "</data></array></value>" * 5000
+    body = raw_call("supervisor.sendRemoteCommEvent",
+                    f"<param><value><string>t</string></value></param><param>{nested}</param>")
+    status, _, answer = request(pair.agent, "POST", "/RPC2", body)
+    assert status == 200
+    code, text = fault_of(answer)
+    assert code == 3 and "nested deeper than 64 levels" in text  # BAD_ARGUMENTS
+    shallow = "<value><array><data>" * 3 + "<value><int>1</int></value>" + "</data></array></value>" * 3
+    body = raw_call("supervisor.sendRemoteCommEvent",
+                    f"<param><value><string>t</string></value></param><param>{shallow}</param>")
+    status, _, answer = request(pair.agent, "POST", "/RPC2", body)
+    assert status == 200 and xmlrpc.client.loads(answer)[0] == (True,)
+    assert "Traceback" not in (pair.agent.dir / "main.log").read_text()
+
+
+def test_tail_process_log_with_huge_numbers_answers_without_a_500(pair):
+    for offset, length in (("-1000000000000", "1000000000000"), ("0", "1000000000000"),
+                           ("1000000000000", "1000000000000")):
+        body = raw_call("supervisor.tailProcessStdoutLog", "<param><value><string>steady</string></value></param>"
+                        f"<param><value><int>{offset}</int></value></param>"
+                        f"<param><value><int>{length}</int></value></param>")
+        status, _, answer = request(pair.agent, "POST", "/RPC2", body)
+        assert status == 200, (offset, length, answer)
+        (data, _, _), = xmlrpc.client.loads(answer)[0]
+        assert set(data.splitlines()) <= {"hello"}, data  # the log, or nothing; never a 500

@@ -285,3 +285,31 @@ def test_every_command_takes_output_after_its_name():
     found = [path for path, command in commands(cli)
              if path and not any(p.name == "output" and {"-o", "--output"} <= set(p.opts) for p in command.params)]
     assert found == [] and len(list(commands(cli))) > 30
+
+
+# -- issue 15 item 8: bad input is one line, before any call ------------------------------------
+
+@pytest.mark.parametrize("target", [("--controller", "127.0.0.1:1"), ("--node", "127.0.0.1:1")])
+@pytest.mark.parametrize("count, words", [("99999999999999999999", "0<=x<="), ("-5", "0<=x<="),
+                                          ("1000000000000", "0<=x<=")])
+def test_tail_lengths_out_of_bounds_are_refused(run, target, count, words):
+    result = run(*target, "tail", "-n", count, "web-1:app")
+    assert result.exit_code == 2 and words in result.stderr and "Traceback" not in result.output
+
+
+def test_config_apply_of_a_non_utf8_file_is_one_line(run, tmp_path):
+    binary = tmp_path / "x.conf"
+    binary.write_bytes(b"[program:x]\ncommand=\xff\xfe\n")
+    result = run("--node", "127.0.0.1:1", "config", "apply", str(binary))
+    assert result.exit_code == 2 and "not UTF-8" in result.stderr and result.stderr.count("\n") == 1
+
+
+def test_config_push_stops_reading_at_the_size_limit(run):
+    result = run("--controller", "127.0.0.1:1", "config", "push", "/dev/zero", "--name", "x", "-m", "m")
+    assert result.exit_code == 2 and "a config is limited to 1048576 bytes" in result.stderr
+
+
+@pytest.mark.parametrize("message", ["", "   "])
+def test_config_push_needs_a_message_that_says_something(run, message):
+    result = run("--controller", "127.0.0.1:1", "config", "push", "/dev/null", "--name", "x", "-m", message)
+    assert result.exit_code == 2 and "must not be empty" in result.stderr

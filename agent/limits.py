@@ -1,0 +1,22 @@
+"""Bounds on what a config push carries, shared by fleetctl (which stops reading there) and
+the controller (which refuses more before any work is done for it)."""
+
+from __future__ import annotations
+
+# A revision is stored in etcd as one value; etcd refuses requests over 1.5 MiB by default.
+MAX_CONFIG_BYTES = 1024 * 1024
+# A config name is a key segment in etcd and a file name on every agent (NAME.conf).
+MAX_CONFIG_NAME_CHARS = 128
+
+
+def config_name_refusal(name: str) -> str | None:
+    if len(name) > MAX_CONFIG_NAME_CHARS:
+        return f"a config name is limited to {MAX_CONFIG_NAME_CHARS} characters (got {len(name)})"
+    return None
+
+
+def config_size_refusal(text: str) -> str | None:
+    size = len(text.encode("utf-8", "surrogatepass"))
+    if size > MAX_CONFIG_BYTES:
+        return f"a config is limited to {MAX_CONFIG_BYTES} bytes (got {size})"
+    return None
