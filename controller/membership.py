@@ -97,6 +97,14 @@ class Membership:
     def node_record(self, name: str) -> NodeRecord | None:
         return decode(NodeRecord, self.store.get(records.node_key(name)))
 
+    def is_up(self, name: str, now: float | None = None) -> bool:
+        """Registered and heard from within the TTL. The record alone is not enough: while etcd
+        is away nothing expires the lease, and this controller's copy keeps the key."""
+        record = self.node_record(name)
+        if record is None:
+            return False
+        return (time.time() if now is None else now) - record.last_heartbeat <= self.node_ttl
+
     def select(self, labels: dict[str, str]) -> dict[str, MemberRecord]:
         return {n: m for n, m in self.members().items() if records.labels_match(m.labels, labels)}
 
