@@ -246,6 +246,7 @@ class EmbeddedEtcd:
             return used
         if self._stopping:
             return used
+        last = last or f"it died again within {self.stays_up:g}s of each restart"
         raise EtcdError(f"embedded etcd {why} and could not be restarted ({used} attempts in "
                         f"{time.monotonic() - since:.0f}s; last: {last}); exiting so that the service "
                         "manager restarts the controller")
