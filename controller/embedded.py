@@ -216,8 +216,8 @@ class EmbeddedEtcd:
             if not used or now - self._ready_at >= self.stays_up:
                 streak_at, used = now, 0
             why = f"exited with {exit_text(code)}"
-            log.error("embedded etcd (pid %s) %s (%s); restarting it on %s", self.pid, why, self.log_tail(2),
-                      self.endpoint)
+            said = f" ({self.log_tail(2)})" if code >= 0 else ""  # a signal comes from outside: etcd said nothing
+            log.error("embedded etcd (pid %s) %s%s; restarting it on %s", self.pid, why, said, self.endpoint)
             used = await self._restart(why, streak_at, used)
 
     async def _restart(self, why: str, since: float, used: int) -> int:
@@ -239,6 +239,8 @@ class EmbeddedEtcd:
             except EtcdError as exc:
                 last = str(exc)
                 log.warning("embedded etcd restart %d of %d failed: %s", used, self.restart_attempts, last)
+                if used >= self.restart_attempts:
+                    break
                 await asyncio.sleep(min(backoff.next(), max(0.0, since + self.restart_within - time.monotonic())))
                 continue
             self.restarts += 1

@@ -164,7 +164,7 @@ class ControllerServicer(pb_grpc.ControllerServiceServicer):
         fresh = self.fleet.views.freshness()
         if not fresh.etcd_unavailable:
             return None
-        return Unavailable(f"{fresh.reason}; the controller retries, try again once etcd is back")
+        return Unavailable(fresh.reason)
 
     async def _core(self, context: Context, work: Callable[[], T]) -> T:
         """A read of the core, its errors as status codes."""
@@ -178,7 +178,7 @@ class ControllerServicer(pb_grpc.ControllerServiceServicer):
                      succeeded: Callable[[T], bool] = lambda _: True) -> T:
         """A mutating command: only on the leader, always audited."""
         if down := self._etcd_down():
-            await self._fail(context, down)
+            await self._fail(context, Unavailable(f"{down}; nothing was changed, try again once etcd is back"))
         if not self.leadership.is_leader:
             await self._fail(context, NotLeader(
                 "this controller is not the leader" if self.leadership.leader_address
