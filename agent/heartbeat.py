@@ -45,6 +45,7 @@ MAX_BACKOFF = 30.0
 JITTER = 0.25            # a delay is shortened by up to this fraction, so a fleet does not retry in step
 CALL_TIMEOUT = 5.0       # a blackholed controller must not hold the heartbeat longer than this
 _LAST_ERROR = re.compile(r"last error: [A-Z_]+: (?:ipv[46]:\S+: )?(.+)")
+ANSWERED_METADATA = "fleetvisor-controller"  # set by a controller on the errors it answers itself
 
 
 class Transition(enum.Enum):
@@ -138,10 +139,25 @@ class Schedule:
         self.next_at = self.clock() + (0.0 if self.urgent else delay)
 
 
+def answered_by(exc: BaseException) -> str:
+    """The id of the controller that answered with this error itself ("" when the call failed
+    on the way: no connection, a timeout)."""
+    if not isinstance(exc, grpc.aio.AioRpcError):
+        return ""
+    for key, value in exc.trailing_metadata() or ():
+        if key == ANSWERED_METADATA:
+            return value if isinstance(value, str) else value.decode(errors="replace")
+    return ""
+
+
 def describe_error(exc: BaseException) -> str:
-    """One line, no traceback: an unreachable controller is an expected condition."""
+    """One line, no traceback: an unreachable controller is an expected condition. What a
+    controller answered is given as it said it (its details may quote a connection error of
+    its own, to etcd, which is not ours to shorten)."""
     if isinstance(exc, grpc.aio.AioRpcError):
         details = " ".join((exc.details() or "").split())
+        if answered_by(exc):
+            return f"{exc.code().name}: {details}" if details else exc.code().name
         # "failed to connect to all addresses; last error: UNKNOWN: ipv4:10.0.0.1:7000: Failed
         # to connect to remote host: Connection refused": the address is in the line already
         inner = _LAST_ERROR.search(details)
@@ -216,7 +232,7 @@ class Heartbeat:
             stub = pb_grpc.ControllerServiceStub(self._channel(target))
             response = await stub.Heartbeat(request, timeout=self.call_timeout)
         except (grpc.RpcError, OSError) as exc:
-            await self._failed(target, attempt, describe_error(exc))
+            await self._failed(target, attempt, describe_error(exc), answered=bool(answered_by(exc)))
             return
         except Exception as exc:  # a bug here must not end membership
             self.log.error(f"heartbeat to controller {target} failed unexpectedly: {exc!r}")
@@ -241,15 +257,19 @@ class Heartbeat:
         self.log.info(f"policies at revision {state.revision} from controller {target}: "
                       f"{len(state.policies)} policies, {len(state.revoked)} revoked certificates")
 
-    async def _failed(self, target: str, attempt: int, reason: str) -> None:
+    async def _failed(self, target: str, attempt: int, reason: str, *, answered: bool = False) -> None:
         schedule = self.schedule
         await self._drop(target)
         transition = schedule.failed()
         self.log.debug(f"heartbeat attempt {attempt} to controller {target} failed: {reason}; "
                        f"next attempt in {schedule.due():.1f}s")
         if transition is Transition.UNREACHABLE:
-            self.log.warn(f"cannot reach any controller ({', '.join(schedule.controllers)}): "
-                          f"{reason}; retrying")
+            if answered:  # reached, and it said no: say what it said, not that it is unreachable
+                self.log.warn(f"no controller took the heartbeat ({', '.join(schedule.controllers)}): "
+                              f"controller {target} answered {reason}; retrying")
+            else:
+                self.log.warn(f"cannot reach any controller ({', '.join(schedule.controllers)}): "
+                              f"{reason}; retrying")
 
     def _channel(self, target: str) -> grpc.aio.Channel:
         channel = self._channels.get(target)

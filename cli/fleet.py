@@ -54,6 +54,7 @@ def run_status(obj: Ctx, names: Sequence[str], labels: Sequence[str], watch: boo
             raise CommandError(f"{exc} ({PATTERN_HINT})", STATUS_UNKNOWN) from None
         raise
     render.show(obj.json, reply, lambda: view.status_view(reply))
+    _warn_stale(obj, reply.stale, reply.now)
     if request.labels and not reply.nodes:
         render.err.print(f"[red]error:[/] no node has labels {render.escape(view.labels_text(request.labels))}")
     return fleet_status_code(reply.nodes, bool(request.labels))
@@ -75,6 +76,7 @@ def _watch(obj: Ctx, request: cpb.StatusRequest) -> int:
                 render.print_json_line(message)
         elif not render.out.is_terminal:
             for message in messages(render.note_line):
+                _warn_stale(obj, message.stale, message.now)
                 render.print_view(view.status_view(message))
                 sys.stdout.write("\n")
                 sys.stdout.flush()
@@ -86,7 +88,8 @@ def _watch(obj: Ctx, request: cpb.StatusRequest) -> int:
                     live.update(Group(last[0], note) if note else last[0], refresh=True)
 
                 for message in messages(show_note):
-                    last[0] = view.status_view(message)
+                    stale = view.stale_line(message.stale, message.now)
+                    last[0] = Group(stale, view.status_view(message)) if stale else view.status_view(message)
                     live.update(last[0], refresh=True)
     except KeyboardInterrupt:
         return 0
@@ -151,6 +154,14 @@ def nodes(ctx: click.Context, labels: tuple[str, ...]) -> None:
 def _list_nodes(obj: Ctx, labels: tuple[str, ...]) -> None:
     reply = obj.controller("nodes").call("ListNodes", cpb.ListNodesRequest(labels=parse_labels(labels)))
     render.show(obj.json, reply, lambda: view.nodes_table(reply.nodes, time.time()))
+    _warn_stale(obj, reply.stale, time.time())
+
+
+def _warn_stale(obj: Ctx, stale: cpb.Staleness, now: float) -> None:
+    """On stderr, so that what a script reads from stdout keeps its shape (JSON has the field)."""
+    line = view.stale_line(stale, now)
+    if line is not None and not obj.json:
+        render.err.print(line)
 
 
 @click.command()

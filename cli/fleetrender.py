@@ -111,6 +111,16 @@ def revision_style(node: cpb.NodeInfo) -> str:
     return "bold yellow" if node.desired_revision and node.desired_revision != node.applied_revision else ""
 
 
+def stale_line(stale: cpb.Staleness, now: float) -> Text | None:
+    """One warning line when the controller answered from its last copy because etcd is away."""
+    if not stale.etcd_unavailable:
+        return None
+    when = f"as of {format_time(stale.as_of)} ({format_ago(stale.as_of, now)})" if stale.as_of else "not current"
+    return Text.assemble(("warning: ", "bold yellow"),
+                         f"stale: {stale.reason or 'etcd is unavailable'}; this is the controller's last copy, "
+                         f"{when}")
+
+
 def status_view(status: cpb.FleetStatus) -> RenderableType:
     """The whole fleet: a header and process rows per node, then the summary line.
 

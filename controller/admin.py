@@ -115,7 +115,11 @@ class Admin:
         if member is None:
             raise NotFound(f"no such node: {shown(name)}")
         self._refuse_if_up(name)
-        expect: dict[str, bytes | None] = {member_key: member, records.node_key(name): None}
+        # down by its heartbeats' age, its registration may outlive them until etcd expires the
+        # lease: removed too, unless a heartbeat renews it meanwhile (then the compare fails)
+        node_key = records.node_key(name)
+        registration = self.store.get(node_key)
+        expect: dict[str, bytes | None] = {member_key: member, node_key: registration}
         puts = []
         configs = []
         for key, raw in self.store.items(records.ASSIGNMENTS).items():
@@ -128,6 +132,8 @@ class Admin:
             expect[key] = raw
             configs.append(key[len(records.ASSIGNMENTS):])
         deletes = [member_key, records.reconcile_key(name), records.override_key(name)]
+        if registration is not None:
+            deletes.append(node_key)
         if not await self.store.compare_and_put(puts, expect, deletes=deletes):
             self._refuse_if_up(name)
             raise Conflict(f"node {name} or a config assigned to it changed at the same time; try again")
@@ -136,7 +142,7 @@ class Admin:
         return configs
 
     def _refuse_if_up(self, name: str) -> None:
-        if self.membership.node_record(name) is not None:
+        if self.membership.is_up(name):
             raise FailedPrecondition(f"node {name} is up (its agent heartbeats): stop the agent, and forget the "
                                      f"node once `fleetctl nodes` shows it DOWN (within {self.membership.node_ttl}s)")
 

@@ -12,23 +12,33 @@ needs code between fork and exec. So the child first runs a few lines of Python
 etcd in place; the death signal survives exec. It also runs in its own process group, so a
 Ctrl-C at the controller's terminal reaches the controller, which can resign its leadership
 before it stops etcd.
+
+Once running, `supervise()` watches it: an etcd that dies under a running controller is
+started again on the same data dir and the same ports (so the controller's client, watches
+and leases carry on against the same endpoint), with backoff; when that keeps failing it
+raises, and the controller exits non-zero for its service manager to restart it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import shutil
 import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from aetcd import rpc
 
+from .backoff import Backoff
 from .etcd import Client, EtcdError, describe
+
+log = logging.getLogger("fleetvisor.controller")
 
 NOT_FOUND = "etcd not found: install Debian's etcd-server (apt-get install etcd-server) or pass --etcd HOST:PORT"
 NAME = "fleetvisor-embedded"
@@ -74,16 +84,40 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+RESTART_ATTEMPTS = 5      # restarts in a row that may fail before the controller gives up
+RESTART_WITHIN = 60.0     # seconds all of them may take together
+STAYS_UP = 30.0           # an etcd up this long counts as recovered: its next death starts afresh
+
+
+def exit_text(code: int) -> str:
+    """Popen's returncode as words: "status 3" or "signal SIGKILL"."""
+    if code < 0:
+        try:
+            return f"signal {signal.Signals(-code).name}"
+        except ValueError:
+            return f"signal {-code}"
+    return f"status {code}"
+
+
 class EmbeddedEtcd:
     """One single-member etcd owned by this process; `start()` returns its client endpoint."""
 
     def __init__(self, data_dir: Path, binary: str = "etcd", *, ready_timeout: float = 30.0,
-                 stop_timeout: float = 10.0) -> None:
+                 stop_timeout: float = 10.0, restart_attempts: int = RESTART_ATTEMPTS,
+                 restart_within: float = RESTART_WITHIN, stays_up: float = STAYS_UP) -> None:
         self.data_dir = Path(data_dir)
         self.binary = binary
         self.ready_timeout = ready_timeout
         self.stop_timeout = stop_timeout
+        self.restart_attempts = restart_attempts
+        self.restart_within = restart_within
+        self.stays_up = stays_up
         self.endpoint: str | None = None
+        self.restarts = 0  # successful restarts after an unexpected exit
+        # the ports of the first start, kept for every later start: clients know this endpoint
+        self._ports: tuple[int, int] | None = None
+        self._stopping = False
+        self._ready_at = 0.0
         self._proc: subprocess.Popen | None = None
         self._pidfd = -1
         self._exited: asyncio.Future[int] | None = None
@@ -123,18 +157,23 @@ class EmbeddedEtcd:
             self.data_dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise EtcdError(f"cannot create etcd data dir {self.data_dir}: {exc.strerror}") from None
+        self._stopping = False
         for attempt in range(3):
             try:
                 return await self._start_once(os.path.abspath(path))
             except EtcdError as exc:
-                # another process took a port between our probe and etcd's bind: pick new ones
-                if "address already in use" not in str(exc) or attempt == 2:
+                # another process took a port between our probe and etcd's bind: pick new ones,
+                # unless clients already know these (a restart): then this attempt failed
+                if "address already in use" not in str(exc) or attempt == 2 or self.endpoint:
                     raise
+                self._ports = None
         raise AssertionError("unreachable")
 
     async def _start_once(self, path: str) -> str:
         loop = asyncio.get_running_loop()
-        client_port, peer_port = free_port(), free_port()
+        if self._ports is None:
+            self._ports = free_port(), free_port()
+        client_port, peer_port = self._ports
         endpoint = f"127.0.0.1:{client_port}"
         with open(self.log_path, "ab") as log:
             log.write(f"{_MARK} starting etcd on {endpoint} ---\n".encode())
@@ -152,10 +191,73 @@ class EmbeddedEtcd:
         try:
             await self._wait_ready(endpoint, exited)
         except BaseException:
-            await self.stop()
+            await self._terminate()
             raise
         self.endpoint = endpoint
+        self._ready_at = time.monotonic()
         return endpoint
+
+    async def supervise(self) -> None:
+        """Restart etcd whenever it exits without `stop()`; returns only after `stop()`.
+
+        Raises EtcdError, in one line, when `restart_attempts` restarts in a row failed or
+        `restart_within` seconds went by without etcd serving again (an etcd that dies again
+        within `stays_up` of a restart continues the same streak): then something outside this
+        process is wrong (binary, data dir, port, disk) and a fresh controller, started by its
+        service manager, is the better next step than more of the same."""
+        streak_at, used = 0.0, 0
+        while not self._stopping:
+            exited = self._exited
+            assert exited is not None, "supervise() after start()"
+            code = await asyncio.shield(exited)
+            if self._stopping:
+                return
+            now = time.monotonic()
+            if not used or now - self._ready_at >= self.stays_up:
+                streak_at, used = now, 0
+            why = f"exited with {exit_text(code)}"
+            said = f" ({self.log_tail(2)})" if code >= 0 else ""  # a signal comes from outside: etcd said nothing
+            log.error("embedded etcd (pid %s) %s%s; restarting it on %s", self.pid, why, said, self.endpoint)
+            used = await self._restart(why, streak_at, used)
+
+    async def _restart(self, why: str, since: float, used: int) -> int:
+        """Start etcd again, with backoff; the attempts used so far in this streak come back."""
+        backoff = Backoff(initial=1.0, cap=8.0)  # 5 attempts: about 15 s
+        last = ""
+        while used < self.restart_attempts and not self._stopping:
+            used += 1
+            left = since + self.restart_within - time.monotonic()
+            if left <= 0:
+                last = last or f"not serving within {self.restart_within:g}s"
+                break
+            try:
+                async with asyncio.timeout(left):
+                    await self._start_again()
+            except TimeoutError:
+                last = f"not serving within {self.restart_within:g}s"
+                break
+            except EtcdError as exc:
+                last = str(exc)
+                log.warning("embedded etcd restart %d of %d failed: %s", used, self.restart_attempts, last)
+                if used >= self.restart_attempts:
+                    break
+                await asyncio.sleep(min(backoff.next(), max(0.0, since + self.restart_within - time.monotonic())))
+                continue
+            self.restarts += 1
+            log.warning("embedded etcd restarted on %s (pid %s) after it %s", self.endpoint, self.pid, why)
+            return used
+        if self._stopping:
+            return used
+        last = last or f"it died again within {self.stays_up:g}s of each restart"
+        raise EtcdError(f"embedded etcd {why} and could not be restarted ({used} attempts in "
+                        f"{time.monotonic() - since:.0f}s; last: {last}); exiting so that the service "
+                        "manager restarts the controller")
+
+    async def _start_again(self) -> None:
+        path = shutil.which(self.binary)
+        if path is None:
+            raise EtcdError(NOT_FOUND)
+        await self._start_once(os.path.abspath(path))
 
     def _on_exit(self, proc: subprocess.Popen, exited: asyncio.Future[int]) -> None:
         asyncio.get_running_loop().remove_reader(self._pidfd)
@@ -199,6 +301,10 @@ class EmbeddedEtcd:
 
     async def stop(self) -> None:
         """SIGTERM, then SIGKILL after `stop_timeout`; the data stays for the next start."""
+        self._stopping = True
+        await self._terminate()
+
+    async def _terminate(self) -> None:
         proc, exited = self._proc, self._exited
         if proc is None or exited is None:
             return

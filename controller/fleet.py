@@ -34,7 +34,7 @@ class Fleet:
         self.configs = ConfigStore(self.store, self.membership)
         self.overrides = Overrides(self.store, self.membership)
         self.links = NodeLinks(tls, self._notify)
-        self.views = Views(self.membership, self.configs, self.links, controller_id, self.overrides)
+        self.views = Views(self.membership, self.configs, self.links, controller_id, self.overrides, mirror)
         self._changed = asyncio.Event()
         self.changes = 0  # counts changes; see wait_change
         self._listeners: list[Callable[[], None]] = []

@@ -196,7 +196,8 @@ async def run(args: argparse.Namespace) -> None:
             await asyncio.gather(reconciler.run(), operations.run())
         leadership = Leadership(election, duties)
         await election.start()
-        closers.append(election.close)
+        # resigning revokes our lease: pointless (and a wait for a timeout) without an etcd
+        closers.append(lambda: election.close(resign=embedded is None or embedded.running))
         closers.append(leadership.close)
         register(server, ControllerServicer(fleet, leadership, operations, node_ttl=args.node_ttl,
                                             command_timeout=args.command_timeout, acl=acl, refusals=refusals))
@@ -207,7 +208,7 @@ async def run(args: argparse.Namespace) -> None:
         if gate.mode is Mode.INSECURE:
             log.critical("gRPC on %s is not using TLS (--insecure): anyone who reaches it controls the fleet",
                          args.listen)
-        await _until_signalled(tls)
+        await _until_signalled(tls, embedded)
         log.info("shutting down")
     finally:
         for close in reversed(closers):
@@ -219,15 +220,30 @@ async def run(args: argparse.Namespace) -> None:
             await embedded.stop()
 
 
-async def _until_signalled(tls: TlsMaterial | None) -> None:
+async def _until_signalled(tls: TlsMaterial | None, embedded: EmbeddedEtcd | None) -> None:
     """Until SIGTERM or SIGINT. SIGHUP takes rotated TLS files at once (they are also taken
-    when a connection finds them changed); existing connections and streams carry on."""
+    when a connection finds them changed); existing connections and streams carry on.
+
+    Meanwhile the embedded etcd, if any, is restarted whenever it dies; when it cannot be, its
+    EtcdError ends this (and the controller, non-zero) instead."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     loop.add_signal_handler(signal.SIGHUP, lambda: tls is not None and tls.refresh(force=True))
-    await stop.wait()
+    if embedded is None:
+        await stop.wait()
+        return
+    stopped = asyncio.create_task(stop.wait(), name="until signalled")
+    supervised = asyncio.create_task(embedded.supervise(), name="embedded etcd")
+    try:
+        await asyncio.wait([stopped, supervised], return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in (stopped, supervised):
+            task.cancel()
+        await asyncio.wait([stopped, supervised])
+    if supervised.done() and not supervised.cancelled() and supervised.exception() is not None:
+        raise supervised.exception()  # type: ignore[misc]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

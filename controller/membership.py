@@ -97,6 +97,14 @@ class Membership:
     def node_record(self, name: str) -> NodeRecord | None:
         return decode(NodeRecord, self.store.get(records.node_key(name)))
 
+    def is_up(self, name: str, now: float | None = None) -> bool:
+        """Registered and heard from within the TTL. The record alone is not enough: while etcd
+        is away nothing expires the lease, and this controller's copy keeps the key."""
+        record = self.node_record(name)
+        if record is None:
+            return False
+        return (time.time() if now is None else now) - record.last_heartbeat <= self.node_ttl
+
     def select(self, labels: dict[str, str]) -> dict[str, MemberRecord]:
         return {n: m for n, m in self.members().items() if records.labels_match(m.labels, labels)}
 
@@ -127,7 +135,7 @@ class Membership:
         old = self.member(name)
         address = dial_address(beat.address, peer_host)
         if (old is not None and old.address != address and old.run_id != beat.run_id
-                and self.node_record(name) is not None):
+                and self.is_up(name)):
             raise InvalidArgument(f"node name {name} is in use by the agent at {old.address}: give this agent "
                                   "another node name in [fleetvisor]")
         if old is None or old.address != address:
@@ -150,7 +158,7 @@ class Membership:
         if old:
             notes.append(("node.address", f"node {name} moved from {old} to {new}"))
         others = [n for n, m in self.members().items()
-                  if n != name and m.address == new and self.node_record(n) is not None]
+                  if n != name and m.address == new and self.is_up(n)]
         if others:
             notes.append(("node.address-conflict",
                           f"node {name} claims address {new}, which live node {others[0]} uses"))

@@ -15,6 +15,7 @@ import asyncio
 import bisect
 import itertools
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -81,6 +82,9 @@ class Mirror:
         self._task: asyncio.Task | None = None
         self.revision = 0
         self.connected = False
+        # while not connected after having been: since when (unix time) and why
+        self.lost_at = 0.0
+        self.last_error = ""
         self.reloads = 0  # full re-reads after compaction or a rewound etcd (not the first load)
 
     # -- reading -------------------------------------------------------------------------------
@@ -114,6 +118,12 @@ class Mirror:
         async with asyncio.timeout(timeout):
             while self.revision < revision:
                 await self._advanced.wait()
+
+    def endpoints(self) -> str:
+        """The etcd endpoint(s) this copy follows, for messages."""
+        client = self._client
+        listed = getattr(client, "endpoints", None) or [getattr(client, "endpoint", "")]
+        return ",".join(e for e in listed if e) or "?"
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -185,6 +195,8 @@ class Mirror:
         if self.connected:
             log.warning("lost etcd watch on %s at revision %d (%s); retrying",
                         self.prefix, self.revision, describe(exc))
+            self.lost_at = time.time()
+        self.last_error = describe(exc) if not isinstance(exc, CallCutOff) else self.last_error
         self._set_connected(False)
         await recover(self._client, exc)
         await asyncio.sleep(backoff.next())
@@ -193,6 +205,8 @@ class Mirror:
         if connected and not self.connected and self._live is not None and self._live.done():
             log.info("etcd watch on %s is back at revision %d", self.prefix, self.revision)
         self.connected = connected
+        if connected:
+            self.lost_at, self.last_error = 0.0, ""
         if connected and self._live is not None and not self._live.done():
             self._live.set_result(None)
 

@@ -8,7 +8,11 @@ allow; ABORTED when someone else changed the same thing at the same time or a ro
 it; FAILED_PRECONDITION (with the leader's address in the "fleetvisor-leader" trailing
 metadata, when one leads) for a write sent to a controller that does not lead, and (without
 it) for a request the fleet's state refuses, such as forgetting a node that is up;
-UNAVAILABLE when etcd cannot be reached.
+UNAVAILABLE when etcd cannot be reached, naming its endpoint(s), also for a write that
+reaches a controller that lost its leadership because etcd went away (saying "no controller
+leads" would send the operator after the wrong thing). Every status the servicer sets
+itself carries the "fleetvisor-controller" trailing metadata, so a caller can tell the
+controller's answer from a failure to reach it.
 """
 
 from __future__ import annotations
@@ -49,17 +53,19 @@ from .errors import (
     PermissionDenied,
     Unavailable,
 )
+from .etcd import describe
 from .fleet import Fleet
 from .leadership import Leadership
 from .livestate import rpc_reason
 from .membership import Heartbeat
 from .operations import Operations
 from .records import RevisionRecord, RevocationRecord, Selector
-from .views import FleetStatus, NodeConfigStatus, NodeInfo
+from .views import FleetStatus, Freshness, NodeConfigStatus, NodeInfo
 
 log = logging.getLogger("fleetvisor.controller")
 T = TypeVar("T")
 LEADER_METADATA = "fleetvisor-leader"
+ANSWERED_METADATA = "fleetvisor-controller"  # on every error the servicer answers: its id
 Context: TypeAlias = grpc.aio.ServicerContext
 STATUS_PERIOD = 1.0   # WatchStatus resends at least this often (uptimes, heartbeat ages)
 STATUS_COALESCE = 0.2  # and at most this often
@@ -141,12 +147,16 @@ class ControllerServicer(pb_grpc.ControllerServiceServicer):
 
     async def _fail(self, context: Context, exc: Exception) -> NoReturn:
         """Answer with the status for `exc`; a refused write names the leader, when one leads."""
+        if isinstance(exc, aetcd.exceptions.ClientError):
+            exc = Unavailable(f"etcd is unavailable at {self.fleet.store.mirror.endpoints()}: {describe(exc)}")
         code, details = status_of(exc)
+        metadata = [(ANSWERED_METADATA, self.fleet.id)]
         if isinstance(exc, NotLeader) and not self.leadership.is_leader:
             address = self.leadership.leader_address
             if address:
-                context.set_trailing_metadata(((LEADER_METADATA, address),))
+                metadata.append((LEADER_METADATA, address))
                 details = f"{details}; the leader is at {address}"
+        context.set_trailing_metadata(tuple(metadata))
         await context.abort(code, details)
         raise AssertionError("abort returns only by raising")
 
@@ -156,6 +166,14 @@ class ControllerServicer(pb_grpc.ControllerServiceServicer):
         await audit.record(store.client, store.prefix,
                            audit.entry(caller(context), action, args, False, reason, self.fleet.id))
         await self._fail(context, InvalidArgument(reason))
+
+    def _etcd_down(self) -> Unavailable | None:
+        """Unavailable when this controller cannot follow etcd (its watch is down): a write or
+        a heartbeat cannot be recorded, and is refused at once rather than at a timeout."""
+        fresh = self.fleet.views.freshness()
+        if not fresh.etcd_unavailable:
+            return None
+        return Unavailable(fresh.reason)
 
     async def _core(self, context: Context, work: Callable[[], T]) -> T:
         """A read of the core, its errors as status codes."""
@@ -168,6 +186,8 @@ class ControllerServicer(pb_grpc.ControllerServiceServicer):
                      work: Callable[[], Awaitable[T]], summary: Callable[[T], str],
                      succeeded: Callable[[T], bool] = lambda _: True) -> T:
         """A mutating command: only on the leader, always audited."""
+        if down := self._etcd_down():
+            await self._fail(context, Unavailable(f"{down}; nothing was changed, try again once etcd is back"))
         if not self.leadership.is_leader:
             await self._fail(context, NotLeader(
                 "this controller is not the leader" if self.leadership.leader_address
@@ -205,6 +225,8 @@ class ControllerServicer(pb_grpc.ControllerServiceServicer):
                          edited_by_hand=request.edited_by_hand, cluster_id=request.cluster_id,
                          local_revision=request.local_revision)
         try:
+            if down := self._etcd_down():
+                raise down
             await self.fleet.membership.heartbeat(beat, peer_host(context), who=caller(context))
         except ERRORS as exc:
             await self._fail(context, exc)
@@ -242,7 +264,8 @@ class ControllerServicer(pb_grpc.ControllerServiceServicer):
         nodes = self.fleet.views.nodes(dict(request.labels))
         if not self.checks.sees_all(who):
             nodes = [n for n in nodes if self.checks.sees_node(who, n.name, n.labels)]
-        return pb.ListNodesResponse(nodes=[node_message(n) for n in nodes])
+        return pb.ListNodesResponse(nodes=[node_message(n) for n in nodes],
+                                    stale=staleness_message(self.fleet.views.freshness()))
 
     async def GetLeader(self, request: pb.GetLeaderRequest, context: Context) -> pb.LeaderInfo:
         return pb.LeaderInfo(leader_id=self.leadership.leader_id, leader_address=self.leadership.leader_address,
@@ -632,11 +655,18 @@ def node_message(n: NodeInfo) -> pb.NodeInfo:
         local_revision=n.local_revision, pinned=n.pinned, pinned_by=n.pinned_by, cluster_id=n.cluster_id)
 
 
+def staleness_message(fresh: Freshness) -> pb.Staleness | None:
+    if not fresh.etcd_unavailable:
+        return None
+    return pb.Staleness(etcd_unavailable=True, as_of=fresh.as_of, reason=fresh.reason)
+
+
 def status_message(status: FleetStatus) -> pb.FleetStatus:
     # the processes are the agent client's own messages (livestate.py): passed on as they are
     return pb.FleetStatus(nodes=[pb.NodeProcesses(node=node_message(n.node),
                                                   processes=cast(list[apb.ProcessInfo], n.processes))
-                                 for n in status.nodes], now=status.now, controller_id=status.controller_id)
+                                 for n in status.nodes], now=status.now, controller_id=status.controller_id,
+                          stale=staleness_message(status.freshness))
 
 
 def config_status_message(s: NodeConfigStatus) -> pb.NodeConfigStatus:

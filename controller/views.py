@@ -12,6 +12,7 @@ from .configstore import ConfigStore
 from .errors import NotFound
 from .livestate import NodeLinks
 from .membership import Membership
+from .mirror import Mirror
 from .nodepolicy import same_revision
 from .overrides import Overrides
 from .processes import ProcessView
@@ -47,10 +48,21 @@ class NodeProcesses:
 
 
 @dataclass(frozen=True)
+class Freshness:
+    """Whether what this controller serves is current: while it cannot follow etcd (its watch
+    is down), reads come from its last copy, which is `as_of` that time, and `reason` says why."""
+
+    etcd_unavailable: bool = False
+    as_of: float = 0.0  # unix time the copy was last known current (0: it is current)
+    reason: str = ""
+
+
+@dataclass(frozen=True)
 class FleetStatus:
     nodes: list[NodeProcesses]
     now: float
     controller_id: str
+    freshness: Freshness = Freshness()
 
 
 @dataclass(frozen=True)
@@ -68,7 +80,8 @@ class NodeConfigStatus:
 
 class Views:
     def __init__(self, membership: Membership, configs: ConfigStore, links: NodeLinks, controller_id: str,
-                 overrides: Overrides) -> None:
+                 overrides: Overrides, mirror: Mirror | None = None) -> None:
+        self.mirror = mirror
         self.overrides = overrides
         self.membership = membership
         self.configs = configs
@@ -76,7 +89,6 @@ class Views:
         self.controller_id = controller_id
 
     def node_info(self, member: MemberRecord, current: dict[str, Current]) -> NodeInfo:
-        record = self.membership.node_record(member.name)
         link = self.links.get(member.name)
         reachable = bool(link and link.reachable)
         error = link.error if link and not reachable else ""
@@ -88,7 +100,7 @@ class Views:
         override = self.overrides.record(member.name)
         return NodeInfo(
             name=member.name, address=member.address, labels=member.labels, agent_version=member.agent_version,
-            up=record is not None, reachable=reachable,
+            up=self.membership.is_up(member.name), reachable=reachable,
             last_heartbeat=self.membership.last_heartbeat.get(member.name, 0),
             state_as_of=time.time() if reachable else (link.state_as_of if link else 0),
             applied_revision=applied, desired_revision=desired, error=error,
@@ -133,11 +145,17 @@ class Views:
                 raise NotFound(f"no such process: {patterns[i]}")
         return chosen
 
+    def freshness(self) -> Freshness:
+        mirror = self.mirror
+        if mirror is None or mirror.connected:
+            return Freshness()
+        return Freshness(True, mirror.lost_at, f"etcd is unavailable at {mirror.endpoints()}: {mirror.last_error}")
+
     def status(self, patterns: list[str], labels: dict[str, str]) -> FleetStatus:
         current = self.configs.current_configs()
         return FleetStatus([NodeProcesses(self.node_info(member, current), procs)
                             for member, procs in self.pick(patterns, labels)],
-                           now=time.time(), controller_id=self.controller_id)
+                           now=time.time(), controller_id=self.controller_id, freshness=self.freshness())
 
     def nodes(self, labels: dict[str, str]) -> list[NodeInfo]:
         current = self.configs.current_configs()
@@ -155,5 +173,5 @@ class Views:
                 node=name, desired_revision=desired, applied_revision=applied, in_sync=in_sync,
                 last_error="" if in_sync else rec.last_error, last_attempt=rec.last_attempt,
                 attempts=0 if in_sync else rec.attempts, edited_by_hand=member.edited_by_hand,
-                up=self.membership.node_record(name) is not None))
+                up=self.membership.is_up(name)))
         return result

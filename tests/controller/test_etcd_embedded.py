@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
@@ -13,7 +14,7 @@ import pytest
 from fleetvisor.controller.embedded import NOT_FOUND, EmbeddedEtcd
 from fleetvisor.controller.etcd import EtcdError, EtcdSettings, connect
 
-from tests.support import pid_alive, run, wait_for
+from tests.support import eventually, pid_alive, run, wait_for
 
 from .etcd_harness import ETCD
 
@@ -90,3 +91,35 @@ def test_embedded_etcd_dies_when_the_controller_is_killed(tmp_path: Path) -> Non
         controller.wait()
         if etcd_pid and pid_alive(etcd_pid):
             os.kill(etcd_pid, signal.SIGKILL)
+
+
+def test_embedded_etcd_that_keeps_dying_is_restarted_then_given_up(tmp_path: Path) -> None:
+    """Each death is restarted on the same endpoint; one that dies again soon after each
+    restart counts towards one streak, and the streak's end is an EtcdError in one line."""
+    async def body():
+        etcd = EmbeddedEtcd(tmp_path / "state", binary=ETCD, restart_attempts=3)
+        supervised = None
+        try:
+            endpoint = await etcd.start()
+            supervised = asyncio.ensure_future(etcd.supervise())
+            for restarts in range(1, 4):
+                pid = etcd.pid
+                os.kill(pid, signal.SIGKILL)
+                await eventually(lambda: etcd.restarts == restarts and etcd.running, 20,  # noqa: B023
+                                 f"restart {restarts}")
+                assert etcd.pid != pid and etcd.endpoint == endpoint
+                client = await connect(EtcdSettings([endpoint]))
+                await client.put(b"/alive", str(restarts).encode())
+                await client.close()
+            os.kill(etcd.pid, signal.SIGKILL)
+            with pytest.raises(EtcdError) as info:
+                await asyncio.wait_for(supervised, 20)
+            message = str(info.value)
+            assert "exited with signal SIGKILL and could not be restarted" in message
+            assert "it died again within 30s of each restart" in message
+            assert "exiting so that the service manager restarts the controller" in message and "\n" not in message
+        finally:
+            if supervised is not None:
+                supervised.cancel()
+            await etcd.stop()
+    run(body(), timeout=90)

@@ -25,8 +25,10 @@ def test_etcd_outage_leaves_agents_alone_and_controllers_recover(fleet):
     print(f"leader stepped down {time.monotonic() - stopped_at:.1f}s after etcd stopped; GetLeader then: {infos}")
     # the agents feel it: heartbeats cannot be recorded, so every controller refuses them
     for node, agent in fleet.agents.items():
-        wait_for(lambda agent=agent: "cannot reach any controller" in agent.proc.text(), 20,
-                 f"{node}'s agent to log that no controller takes its heartbeats")
+        # ... and log what the controller answered, not a connection error of their own
+        wait_for(lambda agent=agent: "no controller took the heartbeat" in agent.proc.text()
+                 and "answered UNAVAILABLE: etcd is unavailable at" in agent.proc.text(), 20,
+                 f"{node}'s agent to log that no controller takes its heartbeats, and why")
     print(f"every agent without a controller {time.monotonic() - stopped_at:.1f}s after etcd stopped")
     registered = {n: a.proc.text().count("registered with controller") for n, a in fleet.agents.items()}
     reads = {c: fleet.driver.call("status", ctl=fleet.controllers[c]) for c in CONTROLLERS}

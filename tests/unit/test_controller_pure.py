@@ -4,6 +4,7 @@ validation, the operation record and its transitions, and the error mapping."""
 from __future__ import annotations
 
 import asyncio
+from types import SimpleNamespace
 import json
 from dataclasses import dataclass
 
@@ -369,12 +370,14 @@ class _Leadership:
     (_Leadership(False, ""), (), "stopped leading"),
 ])
 def test_a_lost_leadership_names_the_leader_for_fleetctl_to_retry_there(leadership, trailers, details):
-    servicer = ControllerServicer(None, leadership, None, node_ttl=10, command_timeout=5)  # type: ignore[arg-type]
+    fleet = SimpleNamespace(id="ctl-1")
+    servicer = ControllerServicer(fleet, leadership, None, node_ttl=10, command_timeout=5)  # type: ignore[arg-type]
     context = _Context()
     with pytest.raises(grpc.RpcError):
         asyncio.run(servicer._fail(context, NotLeader("stopped leading")))
     assert context.aborted == (grpc.StatusCode.FAILED_PRECONDITION, details)
-    assert context.trailers == trailers
+    # the controller's own answer says so (agents tell it from a failure to reach it), then the leader
+    assert context.trailers == (("fleetvisor-controller", "ctl-1"), *trailers)
     assert leader_redirect(context.aborted[0], context.trailers) == (leadership.leader_address or None)
 
 

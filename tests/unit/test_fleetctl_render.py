@@ -307,3 +307,12 @@ def test_show_prints_json_or_the_view(capsys):
     assert capsys.readouterr().out == "leader: ctl-1 at 10.0.0.1:7500  (answered by the leader)\n"
     render.show(True, {"node": "n", "processes": [pb.ProcessInfo(name="app")]}, lambda: None)
     assert json.loads(capsys.readouterr().out)["processes"][0]["name"] == "app"  # messages inside plain values
+
+
+def test_a_stale_answer_is_one_warning_line_and_a_current_one_none():
+    assert view.stale_line(cpb.Staleness(), 100.0) is None
+    line = view.stale_line(cpb.Staleness(etcd_unavailable=True, as_of=49.0,
+                                         reason="etcd is unavailable at 127.0.0.1:2379: connection refused"), 100.0)
+    assert line is not None and "\n" not in line.plain
+    assert line.plain.startswith("warning: stale: etcd is unavailable at 127.0.0.1:2379: connection refused;")
+    assert "(51s ago)" in line.plain

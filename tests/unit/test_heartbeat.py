@@ -11,7 +11,7 @@ import pytest
 from fleetvisor.agent.config.errors import ConfigError
 from fleetvisor.agent.config.parser import load
 from fleetvisor.agent.heartbeat import (DEFAULT_INTERVAL, MIN_INTERVAL, Schedule, Transition,
-                                        describe_error, format_address)
+                                        answered_by, describe_error, format_address)
 
 
 class Clock:
@@ -165,3 +165,18 @@ def test_controllers_with_grpc_listen_or_neither_is_fine(tmp_path):
     fv = load_text(tmp_path, "[fleetvisor]\ncontrollers=c1:7000\ngrpc_listen=:50051\n").fleetvisor
     assert fv.controllers == (("c1", 7000),) and fv.grpc_listen == ("", 50051)
     assert load_text(tmp_path, "[fleetvisor]\ngrpc_listen=127.0.0.1:50051\n").fleetvisor.controllers == ()
+
+
+def test_a_controllers_own_answer_is_kept_whole():
+    """A controller's words (it reached etcd and could not) are not shortened to the connection
+    error they quote: that error is the controller's, to etcd, not the agent's."""
+    details = ("etcd is unavailable at 127.0.0.1:2379: failed to connect to all addresses; last error: "
+               "UNKNOWN: ipv4:127.0.0.1:2379: Failed to connect to remote host: Connection refused")
+    answered = grpc.aio.AioRpcError(grpc.StatusCode.UNAVAILABLE, grpc.aio.Metadata(),
+                                    grpc.aio.Metadata(("fleetvisor-controller", "ctl-1")), details=details)
+    assert answered_by(answered) == "ctl-1"
+    assert describe_error(answered) == f"UNAVAILABLE: {details}"
+    transport = grpc.aio.AioRpcError(grpc.StatusCode.UNAVAILABLE, grpc.aio.Metadata(), grpc.aio.Metadata(),
+                                     details=details)
+    assert answered_by(transport) == ""
+    assert describe_error(transport) == "UNAVAILABLE: Failed to connect to remote host: Connection refused"

@@ -241,15 +241,27 @@ class StatusRequest(_message.Message):
     labels: _containers.ScalarMap[str, str]
     def __init__(self, patterns: _Optional[_Iterable[str]] = ..., labels: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
+class Staleness(_message.Message):
+    __slots__ = ("etcd_unavailable", "as_of", "reason")
+    ETCD_UNAVAILABLE_FIELD_NUMBER: _ClassVar[int]
+    AS_OF_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    etcd_unavailable: bool
+    as_of: float
+    reason: str
+    def __init__(self, etcd_unavailable: _Optional[bool] = ..., as_of: _Optional[float] = ..., reason: _Optional[str] = ...) -> None: ...
+
 class FleetStatus(_message.Message):
-    __slots__ = ("nodes", "now", "controller_id")
+    __slots__ = ("nodes", "now", "controller_id", "stale")
     NODES_FIELD_NUMBER: _ClassVar[int]
     NOW_FIELD_NUMBER: _ClassVar[int]
     CONTROLLER_ID_FIELD_NUMBER: _ClassVar[int]
+    STALE_FIELD_NUMBER: _ClassVar[int]
     nodes: _containers.RepeatedCompositeFieldContainer[NodeProcesses]
     now: float
     controller_id: str
-    def __init__(self, nodes: _Optional[_Iterable[_Union[NodeProcesses, _Mapping]]] = ..., now: _Optional[float] = ..., controller_id: _Optional[str] = ...) -> None: ...
+    stale: Staleness
+    def __init__(self, nodes: _Optional[_Iterable[_Union[NodeProcesses, _Mapping]]] = ..., now: _Optional[float] = ..., controller_id: _Optional[str] = ..., stale: _Optional[_Union[Staleness, _Mapping]] = ...) -> None: ...
 
 class ListNodesRequest(_message.Message):
     __slots__ = ("labels",)
@@ -265,10 +277,12 @@ class ListNodesRequest(_message.Message):
     def __init__(self, labels: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class ListNodesResponse(_message.Message):
-    __slots__ = ("nodes",)
+    __slots__ = ("nodes", "stale")
     NODES_FIELD_NUMBER: _ClassVar[int]
+    STALE_FIELD_NUMBER: _ClassVar[int]
     nodes: _containers.RepeatedCompositeFieldContainer[NodeInfo]
-    def __init__(self, nodes: _Optional[_Iterable[_Union[NodeInfo, _Mapping]]] = ...) -> None: ...
+    stale: Staleness
+    def __init__(self, nodes: _Optional[_Iterable[_Union[NodeInfo, _Mapping]]] = ..., stale: _Optional[_Union[Staleness, _Mapping]] = ...) -> None: ...
 
 class GetLeaderRequest(_message.Message):
     __slots__ = ()
