@@ -14,6 +14,7 @@ apply keeps the cluster identity: the node still belongs to that cluster.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import os
@@ -188,7 +189,9 @@ class FleetConfig:
         `cluster_id` and `local`: who applied it (RevisionStore.commit)."""
         staged = self.store.stage(text)
         try:
-            new = self.loader(staged)
+            # Off the loop: a big config must not stall status calls while it parses. The
+            # parse only reads files; it touches no live state.
+            new = await asyncio.to_thread(self.loader, staged)
             running = [g.config for g in self.core.groups.values()]
             plan = Plan(*diff_groups(new.groups, running))
             if permit is not None:
