@@ -249,7 +249,9 @@ def read_ini(text: str, path: str) -> dict[str, Section]:
     return sections
 
 
-def _read_text(path: str, max_bytes: int | None = None) -> str:
+def _read_text(path: str, max_bytes: int | None = None, limit: int = 0) -> str:
+    """The file's text; with max_bytes (what is left of the `limit` on all files read), a
+    file that does not fit is refused after reading at most one byte more than fits."""
     try:
         with open(path, "rb") as fh:
             # Read one byte past the limit, never the whole of a file that is too big.
@@ -262,8 +264,8 @@ def _read_text(path: str, max_bytes: int | None = None) -> str:
         reason = getattr(exc, "strerror", None) or str(exc)
         raise ConfigError(f"could not read config file {path}: {reason}", file=path) from None
     if max_bytes is not None and len(data) > max_bytes:
-        raise _limit_error(f"config file is larger than {max_bytes} bytes", "max_config_bytes",
-                           max_bytes, file=path)
+        raise _limit_error(f"config files are larger than {limit} bytes together",
+                           "max_config_bytes", limit, file=path)
     try:
         text = data.decode("utf-8-sig")  # an editor's byte order mark is not content
     except UnicodeDecodeError as exc:
@@ -287,9 +289,13 @@ def _expand(text: str, names: Mapping[str, object]) -> str:
         raise ValueError(f"format string {text!r} is badly formatted: {exc}") from None
 
 
+def _limit_text(message: str, limit: str, value: int) -> str:
+    return (f"{message} (limit {limit}={value}; raise it with {limit}= in the node's "
+            f"[fleetvisor] section)")
+
+
 def _limit_error(message: str, limit: str, value: int, **where: Any) -> ConfigError:
-    return ConfigError(f"{message} (limit {limit}={value}; raise it with {limit}= in the "
-                       f"node's [fleetvisor] section)", **where)
+    return ConfigError(_limit_text(message, limit, value), **where)
 
 
 def _limit_value(section: Section, option: str, default: int) -> int:
@@ -328,7 +334,7 @@ class _Loader:
 
     def _text(self, path: str) -> str:
         limit = self.limits.max_config_bytes
-        text = _read_text(path, limit - self.bytes_read)
+        text = _read_text(path, limit - self.bytes_read, limit)
         self.bytes_read += len(text.encode())
         return text
 
@@ -786,15 +792,13 @@ class _Builder:
         # Checked before a single process is expanded: numprocs=10**8 must fail here, at once.
         limits = self.limits
         if numprocs > limits.max_numprocs:
-            raise _limit_error(f"numprocs {numprocs} is more than {limits.max_numprocs}",
-                               "max_numprocs", limits.max_numprocs, file=section.file, option="numprocs",
-                               section=section.name, line=section.line)
-        if self.process_count + max(numprocs, 0) > limits.max_processes:
-            raise _limit_error(f"numprocs {numprocs} brings the config to "
-                               f"{self.process_count + numprocs} processes, more than "
-                               f"{limits.max_processes}", "max_processes",
-                               limits.max_processes, file=section.file, option="numprocs",
-                               section=section.name, line=section.line)
+            raise o.error(_limit_text(f"numprocs {numprocs} is more than {limits.max_numprocs}",
+                                      "max_numprocs", limits.max_numprocs), "numprocs")
+        total = self.process_count + max(numprocs, 0)
+        if total > limits.max_processes:
+            raise o.error(_limit_text(f"numprocs {numprocs} brings the config to {total} "
+                                      f"processes, more than {limits.max_processes}",
+                                      "max_processes", limits.max_processes), "numprocs")
         self.process_count += max(numprocs, 0)
         process_name = o.get("process_name", "%(program_name)s", dt.name, expand=0)
         if numprocs > 1 and "%(process_num)" not in process_name:
