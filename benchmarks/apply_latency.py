@@ -44,7 +44,9 @@ def summary(name: str, samples: list[float]) -> str:
             f"p99 {p99:.1f} ms, max {ms[-1]:.1f} ms")
 
 
-def run(count: int) -> None:
+def run(count: int, via: str) -> None:
+    """One agent, one apply, status calls over one interface (two client threads in one process
+    would contend for the client's GIL and time each other, not the agent)."""
     port = free_port()
     daemon = Daemon("agent", "")
     daemon.config.write_text(daemon.config.read_text() + (
@@ -55,58 +57,48 @@ def run(count: int) -> None:
         channel = grpc.insecure_channel(f"127.0.0.1:{port}")
         stub = pb_grpc.AgentServiceStub(channel)
         grpc.channel_ready_future(channel).result(timeout=30)
-        stub.ListProcesses(pb.ListProcessesRequest(), timeout=30)
-
+        server = daemon.rpc()
+        if via == "xmlrpc":
+            def status() -> object:
+                return server.supervisor.getAllProcessInfo()
+        else:
+            def status() -> object:
+                return stub.ListProcesses(pb.ListProcessesRequest(), timeout=60)
+        status()
         done = threading.Event()
-        xml: list[float] = []
-
-        def xmlrpc_loop() -> None:
-            server = daemon.rpc()
-            while not done.is_set():
-                t = time.monotonic()
-                server.supervisor.getAllProcessInfo()
-                if not done.is_set():
-                    xml.append(time.monotonic() - t)
-
-        thread = threading.Thread(target=xmlrpc_loop, daemon=True)
         started = time.monotonic()
         future = stub.ApplyConfig.future(pb.ApplyConfigRequest(revision="big", config_text=programs(count)),
                                          timeout=600)
         future.add_done_callback(lambda _: done.set())
-        thread.start()
-        grpc_calls: list[float] = []
+        during: list[float] = []
         while not done.is_set():
             t = time.monotonic()
-            stub.ListProcesses(pb.ListProcessesRequest(), timeout=60)
+            status()
             if not done.is_set():
-                grpc_calls.append(time.monotonic() - t)
+                during.append(time.monotonic() - t)
         future.result()
         took = time.monotonic() - started
-        thread.join(60)
-        # The same calls with every program in place: what a reply of N entries costs by itself.
-        server = daemon.rpc()
-        xml_after, grpc_after = [], []
+        after = []  # with every program in place: what a reply of N entries costs by itself
         for _ in range(20):
             t = time.monotonic()
-            server.supervisor.getAllProcessInfo()
-            xml_after.append(time.monotonic() - t)
-            t = time.monotonic()
-            stub.ListProcesses(pb.ListProcessesRequest(), timeout=60)
-            grpc_after.append(time.monotonic() - t)
+            status()
+            after.append(time.monotonic() - t)
         channel.close()
     finally:
         daemon.stop()
+    name = "XML-RPC getAllProcessInfo" if via == "xmlrpc" else "gRPC ListProcesses"
     print(f"apply of {count} programs took {took:.2f} s")
-    print(summary("XML-RPC getAllProcessInfo", xml))
-    print(summary("gRPC ListProcesses", grpc_calls))
-    print(summary("after the apply, XML-RPC getAllProcessInfo", xml_after).replace(" during the apply", ""))
-    print(summary("after the apply, gRPC ListProcesses", grpc_after).replace(" during the apply", ""))
+    print(summary(name, during))
+    print(summary(f"after the apply, {name}", after).replace(" during the apply", ""))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--programs", type=int, default=5000)
-    run(parser.parse_args().programs)
+    parser.add_argument("--via", choices=("grpc", "xmlrpc", "both"), default="both")
+    args = parser.parse_args()
+    for via in ("grpc", "xmlrpc") if args.via == "both" else (args.via,):
+        run(args.programs, via)
 
 
 if __name__ == "__main__":
