@@ -14,6 +14,7 @@ apply keeps the cluster identity: the node still belongs to that cluster.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import os
@@ -132,6 +133,10 @@ def managed_refusal(node: str, controllers: list[str], action: str,
             f"(fleetctl nodes pin {node}) and repeat with --force")
 
 
+# Groups added or removed between two yields to the loop during an apply.
+APPLY_SLICE = 20
+
+
 def apply_refusal(node: str, controllers: list[str], *, cluster_id: str, force: bool, dry_run: bool,
                   role: str) -> str:
     """Why an ApplyConfig may not be carried out on this node ("" when it may).
@@ -205,7 +210,9 @@ class FleetConfig:
         staged = self.store.stage(text)
         try:
             try:
-                new = self.loader(staged)
+                # Off the loop: a big config must not stall status calls while it parses. The
+                # parse only reads files; it touches no live state.
+                new = await asyncio.to_thread(self.loader, staged)
             except ConfigError as exc:  # name the revision, not the temp file it was staged in
                 exc.message = exc.message.replace(staged, f"revision {revision}")
                 if exc.file == staged:
@@ -229,9 +236,15 @@ class FleetConfig:
     async def _update(self, new: Config, plan: Plan, caller: Caller) -> None:
         core = self.core
         core.group_configs = new.groups
-        for name in plan.removed + plan.changed:
+        # In slices that yield to the loop: status calls and signals are answered between
+        # them, however many groups the revision adds or removes.
+        for i, name in enumerate(plan.removed + plan.changed, 1):
             await operations.stop_group(core, caller, name, wait=True)
             core.remove_group(name)
-        for name in plan.changed + plan.added:
+            if i % APPLY_SLICE == 0:
+                await asyncio.sleep(0)
+        for i, name in enumerate(plan.changed + plan.added, 1):
             operations.add_group(core, caller, name)
+            if i % APPLY_SLICE == 0:
+                await asyncio.sleep(0)
 

@@ -86,6 +86,7 @@ class Supervisor:
         self.log = log
         # Parses the config again before a restart, so a broken file cannot take the daemon down.
         self.reloader = reloader
+        self._reloading: asyncio.Future[None] | None = None  # a SIGHUP's parse, off the loop
         self.mood = SupervisorState.RUNNING
         self.started_at = time.time()  # of this run of the daemon (a restart begins another)
         self.groups: dict[str, ProcessGroup] = {}
@@ -136,6 +137,14 @@ class Supervisor:
         (added, changed, removed) group names against the running groups. Nothing running
         changes. Raises ConfigError for a bad file."""
         config = self.reloader() if self.reloader is not None else self.config
+        self.group_configs = config.groups
+        return diff_groups(config.groups, [g.config for g in self.groups.values()])
+
+    async def reread_off_loop(self) -> tuple[list[str], list[str], list[str]]:
+        """reread, with the parse in a worker thread so that status calls and signals keep
+        being answered while a big file parses. The parse reads files only; the groups it
+        yields are kept here, on the loop."""
+        config = await asyncio.to_thread(self.reloader) if self.reloader is not None else self.config
         self.group_configs = config.groups
         return diff_groups(config.groups, [g.config for g in self.groups.values()])
 
@@ -250,8 +259,7 @@ class Supervisor:
                 self.log.warn(f"ignored {name} indicating restart request (shutdown in progress)")
             else:
                 self.log.warn(f"received {name} indicating restart request")
-                if self.reload_config_ok():
-                    self.restart()
+                self._reloading = asyncio.ensure_future(self._reload_then_restart())
         elif sig == signal.SIGUSR2:
             self.log.info(f"received {name} indicating log reopen request")
             self.reopen_logs()
@@ -269,6 +277,24 @@ class Supervisor:
         except ConfigError as exc:
             self.log.error(f"restart refused, the config file is not valid: {exc}")
             raise
+
+    async def reload_config_off_loop(self) -> None:
+        """reload_config with the parse in a worker thread (a big file must not stall the loop)."""
+        if self.reloader is None:
+            return
+        try:
+            await asyncio.to_thread(self.reloader)
+        except ConfigError as exc:
+            self.log.error(f"restart refused, the config file is not valid: {exc}")
+            raise
+
+    async def _reload_then_restart(self) -> None:
+        try:
+            await self.reload_config_off_loop()
+        except ConfigError:
+            return
+        if self.mood != SupervisorState.SHUTDOWN:
+            self.restart()
 
     def reload_config_ok(self) -> bool:
         try:

@@ -3,6 +3,7 @@ and the leader's record of what it pushed to each node."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable
@@ -109,7 +110,8 @@ class ConfigStore:
                 raise InvalidArgument(f"config {name} is new: say where it goes (--nodes or --label)")
             selector = current.target()
         targets = self._check_selector(selector)
-        self._validate_on_targets(name, text, targets)
+        # The agent's parser, off the loop: a big config must not stall the controller.
+        await asyncio.to_thread(self._validate_on_targets, name, text, targets)
         history = configs.revisions_of(self.store.items(records.revisions_prefix(name)), name)
         if current is not None and current.target() == selector and history.get(current.revision) \
                 and history[current.revision].text == text and not rollback_of:

@@ -351,8 +351,8 @@ class ControllerServicer(pb_grpc.ControllerServiceServicer):
         args = {"name": request.name, "nodes": list(selector.nodes), "labels": selector.labels,
                 "message": request.message, "rolling": request.HasField("rollout")}
         who = caller(context)
-        await self._check(context, "PushConfig",
-                          lambda: self._check_deploy(request.name, request.config_text, selector))
+        defined = await self._programs(context, request.name, request.config_text)
+        await self._check(context, "PushConfig", lambda: self._check_deploy(request.name, defined, selector))
         planner = (self.operations.rollout_planner(spec_of(request.rollout), request.name, who, request.message)
                    if request.HasField("rollout") else None)
         return await self._write(context, "PushConfig", "config.push", args,
@@ -364,23 +364,31 @@ class ControllerServicer(pb_grpc.ControllerServiceServicer):
     async def RollbackConfig(self, request: pb.RollbackConfigRequest, context: Context) -> pb.PushConfigResponse:
         args = {"name": request.name, "to": request.to_revision, "message": request.message}
 
-        def check() -> None:
-            history = configs.revisions_of(self.fleet.store.items(records.revisions_prefix(request.name)),
-                                           request.name)
-            if request.to_revision in history:  # else the rollback itself says NotFound
-                self._check_deploy(request.name, history[request.to_revision].text, Selector())
-        await self._check(context, "RollbackConfig", check)
+        history = await self._check(context, "RollbackConfig", lambda: configs.revisions_of(
+            self.fleet.store.items(records.revisions_prefix(request.name)), request.name))
+        if request.to_revision in history:  # else the rollback itself says NotFound
+            defined = await self._programs(context, request.name, history[request.to_revision].text)
+            await self._check(context, "RollbackConfig",
+                              lambda: self._check_deploy(request.name, defined, Selector()))
         return await self._write(context, "RollbackConfig", "config.rollback", args,
                                  lambda: self._stored(request.name, self.fleet.configs.rollback(
                                      request.name, request.to_revision, request.message, caller(context))),
                                  _pushed_summary)
 
-    def _check_deploy(self, name: str, text: str, selector: Selector) -> None:
-        """A push of `text` as config `name` (an empty selector: where it goes now)."""
+    async def _programs(self, context: Context, name: str, text: str) -> list[tuple[str, str, str | None]]:
+        """The processes config `name` defines, parsed in a worker thread: a big config must not
+        stall the controller's loop (the parse reads nothing the loop changes)."""
+        try:
+            return await asyncio.to_thread(configs.programs, name, text)
+        except ERRORS as exc:
+            await self._fail(context, exc)
+
+    def _check_deploy(self, name: str, defined: list[tuple[str, str, str | None]], selector: Selector) -> None:
+        """A push of config `name` defining `defined` (an empty selector: where it goes now)."""
         current = self.fleet.configs.current_configs().get(name)
         if selector.empty and current is not None:
             selector = current.selector
-        self.checks.deploy(guard.current(), selector, configs.programs(name, text))
+        self.checks.deploy(guard.current(), selector, defined)
 
     async def _stored(self, name: str, push: Awaitable[PushResult]) -> pb.PushConfigResponse:
         result = await push

@@ -46,12 +46,28 @@ DEFAULT_RESULT_HANDLER = "supervisor.dispatchers:default_handler"
 RPC_FACTORY_KEY = "supervisor.rpcinterface_factory"
 FLEETVISOR_OPTIONS = frozenset(
     {"node", "labels", "grpc_listen", "controllers", "tls_cert", "tls_key", "tls_ca",
-     "state_dir", "insecure"})
+     "state_dir", "insecure", "max_numprocs", "max_processes", "max_config_bytes"})
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Bounds checked before any per-process work is done, so that no input (numprocs=10**8,
+    a huge file) can make a parse allocate or loop without end. Stock supervisord has none;
+    every config it accepts that stays within these parses the same. The node's own file
+    may raise them in [fleetvisor]."""
+
+    max_numprocs: int = 1000  # numprocs of one [program:x]-like section
+    max_processes: int = 10000  # processes (and program sections) in one whole config
+    max_config_bytes: int = 4 * 1024 * 1024  # each file read, and all of them together
+
+
+DEFAULT_LIMITS = Limits()
+_LIMIT_OPTIONS = ("max_numprocs", "max_processes", "max_config_bytes")
 
 
 def load(path: str, *, environ: Mapping[str, str] | None = None,
          extra_files: Sequence[str] = (), host_node_name: str | None = None,
-         defer_env: bool = False) -> Config:
+         defer_env: bool = False, limits: Limits | None = None) -> Config:
     """Parse the file named by -c, everything it includes, then `extra_files` (program-level
     sections only, as if included last). Raises ConfigError for anything wrong.
 
@@ -59,12 +75,15 @@ def load(path: str, *, environ: Mapping[str, str] | None = None,
     variable instead (see `_Redactor`). With `defer_env` (a controller checking a config
     that an agent will expand against its own environment) `environ` is not used at all:
     each `%(ENV_X)s` expands to a marker, and an option whose text holds a marker is not
-    converted or checked here (it gets its default); the agent checks it when it loads."""
+    converted or checked here (it gets its default); the agent checks it when it loads.
+
+    `limits` (default DEFAULT_LIMITS) hold until the main file's [fleetvisor] section sets
+    its own max_* options, which then bound the included and extra files and the build."""
     environ = {} if defer_env else os.environ if environ is None else environ
     node = platform.node() if host_node_name is None else host_node_name
     names: dict[str, object] = {f"ENV_{k}": v for k, v in environ.items()}
     names["host_node_name"] = node
-    loader = _Loader(names)
+    loader = _Loader(names, limits or DEFAULT_LIMITS)
     redactor = _Redactor(names, loader)
     main = os.path.abspath(path)
     with redactor:
@@ -73,7 +92,7 @@ def load(path: str, *, environ: Mapping[str, str] | None = None,
             loader.read_extra(os.path.abspath(extra))
         if defer_env:
             names.update({ref: _DEFERRED.format(ref) for ref in redactor.references()})
-        config = _Builder(main, loader, names, deferred=defer_env).build()
+        config = _Builder(main, loader, names, deferred=defer_env, limits=loader.limits).build()
     return replace(config, warnings=tuple(redactor.text(w) for w in config.warnings))
 
 
@@ -230,10 +249,13 @@ def read_ini(text: str, path: str) -> dict[str, Section]:
     return sections
 
 
-def _read_text(path: str) -> str:
+def _read_text(path: str, max_bytes: int | None = None, limit: int = 0) -> str:
+    """The file's text; with max_bytes (what is left of the `limit` on all files read), a
+    file that does not fit is refused after reading at most one byte more than fits."""
     try:
         with open(path, "rb") as fh:
-            data = fh.read()
+            # Read one byte past the limit, never the whole of a file that is too big.
+            data = fh.read() if max_bytes is None else fh.read(max_bytes + 1)
     except FileNotFoundError:
         raise ConfigError(f"could not find config file {path}", file=path) from None
     except IsADirectoryError:
@@ -241,6 +263,9 @@ def _read_text(path: str) -> str:
     except (OSError, ValueError) as exc:
         reason = getattr(exc, "strerror", None) or str(exc)
         raise ConfigError(f"could not read config file {path}: {reason}", file=path) from None
+    if max_bytes is not None and len(data) > max_bytes:
+        raise _limit_error(f"config files are larger than {limit} bytes together",
+                           "max_config_bytes", limit, file=path)
     try:
         text = data.decode("utf-8-sig")  # an editor's byte order mark is not content
     except UnicodeDecodeError as exc:
@@ -264,13 +289,39 @@ def _expand(text: str, names: Mapping[str, object]) -> str:
         raise ValueError(f"format string {text!r} is badly formatted: {exc}") from None
 
 
+def _limit_text(message: str, limit: str, value: int) -> str:
+    return (f"{message} (limit {limit}={value}; raise it with {limit}= in the node's "
+            f"[fleetvisor] section)")
+
+
+def _limit_error(message: str, limit: str, value: int, **where: Any) -> ConfigError:
+    return ConfigError(_limit_text(message, limit, value), **where)
+
+
+def _limit_value(section: Section, option: str, default: int) -> int:
+    """One max_* option of [fleetvisor], read raw: limits are needed before anything is built."""
+    value = section.options.get(option)
+    if value is None:
+        return default
+    try:
+        number = int(value.text.strip())
+    except ValueError:
+        number = 0
+    if number < 1:
+        raise ConfigError(f"{option} must be a positive integer, not {value.text.strip()!r}",
+                          file=value.file, section="fleetvisor", option=option, line=value.line)
+    return number
+
+
 # -- includes -----------------------------------------------------------------------------
 
 class _Loader:
     """Reads the main file and its includes into one merged set of sections."""
 
-    def __init__(self, names: Mapping[str, object]) -> None:
+    def __init__(self, names: Mapping[str, object], limits: Limits = DEFAULT_LIMITS) -> None:
         self.names = names
+        self.limits = limits
+        self.bytes_read = 0
         self.sections: dict[str, Section] = {}
         self.defaults: dict[str, Value] = {}
         self.files: list[str] = []  # included and extra files, in read order
@@ -279,11 +330,24 @@ class _Loader:
         self._seen: set[str] = set()
 
     def read_main(self, path: str) -> None:
-        self._read(path)
+        self._read(path, main=True)
+
+    def _text(self, path: str) -> str:
+        limit = self.limits.max_config_bytes
+        text = _read_text(path, limit - self.bytes_read, limit)
+        self.bytes_read += len(text.encode())
+        return text
+
+    def _set_limits(self, parsed: dict[str, Section]) -> None:
+        section = parsed.get("fleetvisor")
+        if section is None:
+            return
+        self.limits = Limits(**{o: _limit_value(section, o, getattr(self.limits, o))
+                                for o in _LIMIT_OPTIONS})
 
     def read_extra(self, path: str) -> None:
         """A fleet-pushed file: program-level sections only, none already defined."""
-        parsed = read_ini(_read_text(path), path)
+        parsed = read_ini(self._text(path), path)
         for section in parsed.values():
             if not section.name.startswith(PROGRAM_SECTION_PREFIXES):
                 raise ConfigError("only [program:x], [group:x], [eventlistener:x] and "
@@ -296,9 +360,11 @@ class _Loader:
         self.files.append(path)
         self._merge(parsed)
 
-    def _read(self, path: str) -> None:
+    def _read(self, path: str, main: bool = False) -> None:
         self._seen.add(_real(path))
-        parsed = read_ini(_read_text(path), path)
+        parsed = read_ini(self._text(path), path)
+        if main:
+            self._set_limits(parsed)
         include = parsed.pop("include", None)
         self._merge(parsed)
         if include is not None:
@@ -413,8 +479,10 @@ class _Options:
 
 class _Builder:
     def __init__(self, path: str, loader: _Loader, names: dict[str, object],
-                 deferred: bool = False) -> None:
+                 deferred: bool = False, limits: Limits = DEFAULT_LIMITS) -> None:
         self.path = path
+        self.limits = limits
+        self.process_count = 0  # processes built so far, against limits.max_processes
         self.deferred = deferred
         self.sections = loader.sections
         self.defaults = loader.defaults
@@ -578,6 +646,12 @@ class _Builder:
     # process groups
 
     def groups(self, base_env: dict[str, str]) -> tuple[GroupConfig, ...]:
+        sections = [s for s in self.sections.values()
+                    if s.name.startswith(PROGRAM_SECTION_PREFIXES)]
+        if len(sections) > self.limits.max_processes:
+            raise _limit_error(f"the config has {len(sections)} program sections, more than "
+                               f"{self.limits.max_processes}", "max_processes",
+                               self.limits.max_processes, file=self.path)
         built: list[tuple[GroupConfig, Section]] = []
         grouped: set[str] = set()
         for section in self.with_prefix("group:"):
@@ -715,6 +789,17 @@ class _Builder:
         killasgroup = o.get("killasgroup", stopasgroup, dt.boolean)
         numprocs = o.get("numprocs", "1", dt.integer)
         start = o.get("numprocs_start", "0", dt.integer)
+        # Checked before a single process is expanded: numprocs=10**8 must fail here, at once.
+        limits = self.limits
+        if numprocs > limits.max_numprocs:
+            raise o.error(_limit_text(f"numprocs {numprocs} is more than {limits.max_numprocs}",
+                                      "max_numprocs", limits.max_numprocs), "numprocs")
+        total = self.process_count + max(numprocs, 0)
+        if total > limits.max_processes:
+            raise o.error(_limit_text(f"numprocs {numprocs} brings the config to {total} "
+                                      f"processes, more than {limits.max_processes}",
+                                      "max_processes", limits.max_processes), "numprocs")
+        self.process_count += max(numprocs, 0)
         process_name = o.get("process_name", "%(program_name)s", dt.name, expand=0)
         if numprocs > 1 and "%(process_num)" not in process_name:
             raise o.error("%(process_num) must be present within process_name when "

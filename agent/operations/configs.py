@@ -13,11 +13,11 @@ if TYPE_CHECKING:
     from ..supervisor import Supervisor
 
 
-def reread(core: Supervisor, caller: Caller) -> tuple[list[str], list[str], list[str]]:
-    """reloadConfig: parse the file again; (added, changed, removed) group names."""
+async def reread(core: Supervisor, caller: Caller) -> tuple[list[str], list[str], list[str]]:
+    """reloadConfig: parse the file again (off the loop); (added, changed, removed) group names."""
     ensure_running(core)
     try:
-        return core.reread()
+        return await core.reread_off_loop()
     except ConfigError as exc:
         raise FaultError(Fault.CANT_REREAD, exc) from None
 
@@ -44,11 +44,11 @@ def remove_group(core: Supervisor, caller: Caller, name: str) -> bool:
     return True
 
 
-def restart_daemon(core: Supervisor, caller: Caller) -> bool:
+async def restart_daemon(core: Supervisor, caller: Caller) -> bool:
     """Restart the daemon; a config file that no longer parses is refused, not obeyed."""
     ensure_running(core)
     try:
-        core.reload_config()  # logs a refusal in the main log, as SIGHUP does
+        await core.reload_config_off_loop()  # logs a refusal in the main log, as SIGHUP does
     except ConfigError as exc:
         raise FaultError(Fault.CANT_REREAD, exc) from None
     core.restart()

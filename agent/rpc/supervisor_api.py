@@ -125,22 +125,22 @@ class SupervisorNamespace:
         """
         return ops.shutdown(self.core, self.caller)
 
-    def restart(self) -> bool:
+    async def restart(self) -> bool:
         """Stop every process, read the config file again and start over.
 
         @return boolean result  true unless an error occurred
         """
-        return ops.restart_daemon(self.core, self.caller)
+        return await ops.restart_daemon(self.core, self.caller)
 
     # -- configuration -------------------------------------------------------------------------
 
-    def reloadConfig(self) -> list[list[list[str]]]:
+    async def reloadConfig(self) -> list[list[list[str]]]:
         """Read the config file again without changing what runs; report how its process
         groups differ from the running ones.
 
         @return array result  [[added, changed, removed]], each an array of group names
         """
-        added, changed, removed = ops.reread(self.core, self.caller)
+        added, changed, removed = await ops.reread(self.core, self.caller)
         return [[added, changed, removed]]
 
     def addProcessGroup(self, name: str) -> bool:

@@ -74,6 +74,10 @@ def test_push_is_applied_on_every_assigned_node(two_nodes):
 @pytest.mark.parametrize("text, nodes, labels, expected", [
     ("[program:bad]\ncommand=x\nnumprocs=abc\n", ["web-1"], {}, "option 'numprocs' (file: 'broken.conf', line: 3)"),
     ("[supervisord]\nlogfile=/tmp/x\n", ["web-1"], {}, "only [program:x]"),
+    # Refused at once by the parser's limit (push's deadline is 15 s), never expanded (issue 15).
+    ("[program:huge]\ncommand=x\nprocess_name=%(program_name)s_%(process_num)s\nnumprocs=100000000\n",
+     ["web-1"], {}, "limit max_numprocs=1000; raise it with max_numprocs= in the node's [fleetvisor] section) "
+     "in section 'program:huge', option 'numprocs' (file: 'broken.conf', line: 4)"),
     (WORKER, ["nosuch"], {}, "unknown node(s): nosuch"),
     (WORKER, [], {"role": "nosuch"}, "no node has the label(s) role=nosuch"),
     (WORKER, [], {}, "is new"),
