@@ -110,8 +110,9 @@ class ConfigStore:
                 raise InvalidArgument(f"config {name} is new: say where it goes (--nodes or --label)")
             selector = current.target()
         targets = self._check_selector(selector)
-        # The agent's parser, off the loop: a big config must not stall the controller.
-        await asyncio.to_thread(self._validate_on_targets, name, text, targets)
+        # The agent's parser, off the loop (a big config must not stall the controller), on
+        # texts gathered here: the mirror changes on the loop while the thread parses.
+        await asyncio.to_thread(_validate_all, self._combinations(name, text, targets))
         history = configs.revisions_of(self.store.items(records.revisions_prefix(name)), name)
         if current is not None and current.target() == selector and history.get(current.revision) \
                 and history[current.revision].text == text and not rollback_of:
@@ -205,16 +206,16 @@ class ConfigStore:
             if await self.store.compare_and_put([Put(key, encode(change(assignment, rollout)))], {key: raw}):
                 return assignment, rollout
 
-    def _validate_on_targets(self, name: str, text: str, targets: list[str]) -> None:
-        """The config alone, and together with every other config each target node gets."""
+    def _combinations(self, name: str, text: str, targets: list[str]) -> list[dict[str, str]]:
+        """What to validate: the config alone, and together with every other config each target
+        node gets (each combination once)."""
         current = self.current_configs()
         members = self.membership.members()
         combinations: set[frozenset[str]] = {frozenset()}
         for node in targets:
             combinations.add(frozenset(c.name for c in current.values()
                                        if c.name != name and c.selector.matches(members[node])))
-        for others in combinations:
-            configs.validate({name: text, **{o: current[o].text for o in others}})
+        return [{name: text, **{o: current[o].text for o in others}} for others in combinations]
 
     async def rollback(self, name: str, to: int, message: str, author: str) -> PushResult:
         history = configs.revisions_of(self.store.items(records.revisions_prefix(name)), name)
@@ -228,3 +229,9 @@ class ConfigStore:
     async def record_reconcile(self, name: str, record: ReconcileRecord) -> None:
         if record != self.reconcile_record(name):
             await self.store.client.put(self.store.key(records.reconcile_key(name)), encode(record))
+
+
+def _validate_all(combinations: list[dict[str, str]]) -> None:
+    """Raises InvalidArgument for the first combination the agent's parser refuses."""
+    for named_texts in combinations:
+        configs.validate(named_texts)
