@@ -19,14 +19,7 @@ from tests.support import wait_for
 
 from .etcd_harness import EtcdServer
 from .fleet_harness import FLEETCTL, Controller, fleetctl, one_line_error, states, wait_status
-
-WORKER = """
-[program:worker]
-command=sleep 1000
-startsecs=0
-stopwaitsecs=2
-"""
-WORKER_V2 = WORKER + "environment=VERSION=2\n"
+from .test_fleet_config import WORKER, WORKER_V2
 HOTFIX = """
 [program:hotfix]
 command=sleep 1000
