@@ -27,6 +27,7 @@ from fleetvisor.v1 import controller_pb2 as cpb
 from fleetvisor.v1 import controller_pb2_grpc as cpb_grpc
 
 from tests.support import free_port
+from tests.unit.test_fleetctl_modes import FakeRpcError as RpcError
 
 # -- the list ----------------------------------------------------------------------------------
 
@@ -165,17 +166,6 @@ def test_the_state_dir_follows_xdg_state_home(monkeypatch, tmp_path):
 
 
 # -- what counts as no answer ------------------------------------------------------------------
-
-class RpcError(grpc.RpcError):
-    def __init__(self, code: grpc.StatusCode, details: str) -> None:
-        self._code, self._details = code, details
-
-    def code(self) -> grpc.StatusCode:
-        return self._code
-
-    def details(self) -> str:
-        return self._details
-
 
 REFUSED = RpcError(grpc.StatusCode.UNAVAILABLE, "failed to connect to all addresses; last error: UNKNOWN: "
                    "ipv4:127.0.0.1:1: Failed to connect to remote host: Connection refused")
