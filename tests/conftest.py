@@ -9,6 +9,7 @@ The marks come from where a test lives and what it uses, not from each file:
 - `browser`: its module drives chromium through selenium.
 - `slow`: about ten seconds or more on a 2-core machine: tests/multihost, tests/benchmarks and
   the modules in SLOW_MODULES as a whole; single long tests carry `@pytest.mark.slow`.
+- `fuzz`: tests/fuzz, property-based fuzzing with Hypothesis; also `slow`.
 - `unit`: tests/unit, and the tests in tests/controller that need no etcd (the pure
   controller tests): quick and self-contained, no etcd and no agent or controller running.
   `deploy/test.sh --fast` runs `unit and not slow`.
@@ -51,7 +52,10 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         multihost = _under(item, "multihost")
         if multihost:
             item.add_marker(pytest.mark.netns)
-        if multihost or _under(item, "benchmarks") or item.path in SLOW_PATHS:
+        fuzz = _under(item, "fuzz")
+        if fuzz:
+            item.add_marker(pytest.mark.fuzz)
+        if multihost or fuzz or _under(item, "benchmarks") or item.path in SLOW_PATHS:
             item.add_marker(pytest.mark.slow)
         etcd = multihost or "etcd" in getattr(item, "fixturenames", ()) or _uses(module, ETCD_MODULES)
         if etcd:
