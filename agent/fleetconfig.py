@@ -18,7 +18,6 @@ import asyncio
 import hashlib
 import json
 import os
-import re
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
@@ -28,6 +27,7 @@ from . import operations
 from .caller import Caller
 from .config.errors import ConfigError
 from .config.model import Config, GroupConfig
+from .config.parser import program_sections
 from .supervisor import Supervisor, diff_groups
 
 FLEET_FILE = "fleet.conf"
@@ -48,9 +48,6 @@ def state_dir_of(config: Config) -> str:
     return default_state_dir(config.supervisord.identifier)
 
 
-_SECTION = re.compile(r"^\s*\[\s*(?:program|group|eventlistener|fcgi-program)\s*:\s*([^\]\s]+)\s*\]", re.M)
-
-
 @dataclass(frozen=True)
 class Applied:
     revision: str
@@ -61,7 +58,7 @@ class Applied:
 
     def sections(self) -> list[str]:
         """The names of the program-level sections the revision defines (its groups and programs)."""
-        return sorted(set(_SECTION.findall(self.text)))
+        return sorted({section.split(":", 1)[1] for section in program_sections(self.text)})
 
 
 class RevisionStore:
@@ -131,10 +128,6 @@ def managed_refusal(node: str, controllers: list[str], action: str,
     return (f"node {node} is managed by controller {', '.join(controllers)}, which would revert this per-node "
             f"{action}: do it through the controller ({instead}), or pin the node "
             f"(fleetctl nodes pin {node}) and repeat with --force")
-
-
-# Groups added or removed between two yields to the loop during an apply.
-APPLY_SLICE = 20
 
 
 def apply_refusal(node: str, controllers: list[str], *, cluster_id: str, force: bool, dry_run: bool,
@@ -241,10 +234,10 @@ class FleetConfig:
         for i, name in enumerate(plan.removed + plan.changed, 1):
             await operations.stop_group(core, caller, name, wait=True)
             core.remove_group(name)
-            if i % APPLY_SLICE == 0:
+            if i % operations.SLICE == 0:
                 await asyncio.sleep(0)
         for i, name in enumerate(plan.changed + plan.added, 1):
-            operations.add_group(core, caller, name)
-            if i % APPLY_SLICE == 0:
+            await operations.add_group(core, caller, name)
+            if i % operations.SLICE == 0:
                 await asyncio.sleep(0)
 

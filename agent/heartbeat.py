@@ -305,5 +305,6 @@ def agent_describer(fv: FleetvisorConfig, face: GrpcFace) -> Callable[[], pb.Hea
             agent_run_id=face.journal.run_id, started_at=info.started_at,
             edited_by_hand=info.edited_by_hand, security_revision=face.keeper.revision,
             cluster_id=applied.cluster_id if applied is not None else "",
-            local_revision=applied is not None and applied.local)
+            local_revision=applied is not None and applied.local,
+            local_sections=face.core.config.local_sections)
     return describe

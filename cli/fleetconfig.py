@@ -1,5 +1,5 @@
-"""fleetctl's config revision commands in fleet mode: push, rollback, history, diff, show,
-status, list.
+"""fleetctl's config revision commands in fleet mode: push, rollback, delete, history, diff,
+show, status, list.
 
 Kept apart from fleet.py because they share one concern (named configs and their numbered
 revisions in the controller) and none of the process-control plumbing.
@@ -133,6 +133,37 @@ def config_rollback(obj: Ctx, name: str, to_revision: int, message: str) -> None
     render.show(obj.json, reply, lambda: view.push_line(reply))
 
 
+@click.command("delete")
+@click.argument("name")
+@click.option("-m", "--message", required=True, callback=lambda ctx, param, value: required_text(param, value),
+              help="Why: recorded in the audit log.")
+@click.option("--yes", is_flag=True, help="Do not ask first.")
+@click.pass_obj
+@run_command
+def config_delete(obj: Ctx, name: str, message: str, yes: bool) -> None:
+    """Take config NAME off every node it goes to.
+
+    The nodes stop and remove its programs. Its history stays (config history NAME), and a
+    later push of NAME starts it again. Without --yes this asks first, and refuses when there
+    is no terminal to ask on.
+
+    \b
+    Example:
+      fleetctl config delete old-web -m "replaced by web" --yes
+    """
+    controller = obj.controller("config delete")
+    if not yes:
+        listed = controller.call("ListConfigs", cpb.ListConfigsRequest()).configs
+        targets = next((", ".join(c.target_nodes) for c in listed if c.name == name), "") or "no node"
+        question = f"delete config {name} and remove its programs from {targets}?"
+        if not sys.stdin.isatty():
+            raise CommandError(f"{question} Repeat with --yes to confirm (there is no terminal to ask on)", USAGE)
+        if not click.confirm(question):
+            raise CommandError("nothing deleted", 1)
+    reply = controller.call("DeleteConfig", cpb.DeleteConfigRequest(name=name, message=message))
+    render.show(obj.json, reply, lambda: view.deleted_line(reply))
+
+
 @click.command("history")
 @click.argument("name")
 @click.pass_obj
@@ -206,4 +237,4 @@ def config_list(obj: Ctx) -> None:
     render.show(obj.json, reply, lambda: view.configs_table(reply.configs, time.time()))
 
 
-CONFIG_COMMANDS = (config_push, config_rollback, config_history, config_diff, config_status, config_list)
+CONFIG_COMMANDS = (config_push, config_rollback, config_delete, config_history, config_diff, config_status, config_list)

@@ -269,6 +269,12 @@ def push_line(reply: cpb.PushConfigResponse) -> Text:
     return Text(f"{rev.name} revision {rev.revision} stored{rollback}; targets: {targets}")
 
 
+def deleted_line(reply: cpb.DeleteConfigResponse) -> Text:
+    targets = ", ".join(reply.target_nodes) or "no node"
+    return Text(f"config {reply.name} deleted (it was at revision {reply.last_revision}); "
+                f"its programs are removed from {targets}")
+
+
 def history_table(reply: cpb.ConfigHistoryResponse) -> Table:
     table = _table("REV", "TIME", "AUTHOR", "MESSAGE", "NOTE", wrap=("MESSAGE",))
     for rev in reply.revisions:

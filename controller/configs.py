@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 from fleetvisor.agent.config.errors import ConfigError
 from fleetvisor.agent.config.model import Config
-from fleetvisor.agent.config.parser import load
+from fleetvisor.agent.config.parser import load, program_sections
 
 from .errors import InvalidArgument
 from .records import (
@@ -67,6 +67,24 @@ def validate(named_texts: Mapping[str, str]) -> Config:
             raise InvalidArgument(str(exc).replace(tmp + os.sep, "")) from None
 
 
+def check_local(name: str, text: str, local: Mapping[str, Iterable[str]]) -> None:
+    """Raises InvalidArgument when config `name` defines a program-level section that the own
+    files of a node it goes to define too (`local`: node -> its sections, as heartbeats say):
+    the node would refuse it."""
+    defined = set(program_sections(text))
+    clashes: dict[tuple[str, ...], list[str]] = {}
+    for node, sections in sorted(local.items()):
+        both = tuple(sorted(defined.intersection(sections)))
+        if both:
+            clashes.setdefault(both, []).append(node)
+    if clashes:
+        both, nodes = next(iter(clashes.items()))
+        where = ", ".join(nodes[:3]) + (f" (and {len(nodes) - 3} more)" if len(nodes) > 3 else "")
+        raise InvalidArgument(f"config {name} defines {', '.join(f'[{s}]' for s in both)}, which node {where} "
+                              "already defines in its own config file: rename one of them, or leave the node "
+                              "out (--nodes, --label)")
+
+
 @dataclass(frozen=True)
 class Current:
     """One config's current revision as the fleet should run it."""
@@ -108,20 +126,47 @@ def current_configs(entries: Mapping[str, bytes]) -> dict[str, Current]:
 
 
 @dataclass(frozen=True)
-class Desired:
-    revision: str  # "" when nothing is assigned: the node's fleet file should be empty
+class Part:
+    """One config at one revision, as part of a node's fleet file."""
+
+    name: str
+    revision: int
     text: str
 
 
+@dataclass(frozen=True)
+class Desired:
+    revision: str  # "" when nothing is assigned: the node's fleet file should be empty
+    text: str
+    parts: tuple[Part, ...] = ()
+
+
+def compose(parts: Iterable[Part]) -> Desired:
+    """The fleet file of these configs, and its revision id."""
+    chosen = tuple(sorted(parts, key=lambda p: p.name))
+    revision = ",".join(f"{p.name}@{p.revision}" for p in chosen)
+    text = "".join(f"; fleet config {p.name} revision {p.revision}\n{p.text.rstrip()}\n\n" for p in chosen)
+    return Desired(revision, text, chosen)
+
+
 def desired_for(member: MemberRecord, configs: Iterable[Current]) -> Desired:
-    chosen = []
-    for c in sorted(configs, key=lambda c: c.name):
+    parts = []
+    for c in configs:
         wanted = c.for_node(member.name) if c.selector.matches(member) else None
         if wanted is not None:
-            chosen.append((c.name, *wanted))
-    revision = ",".join(f"{name}@{rev}" for name, rev, _ in chosen)
-    text = "".join(f"; fleet config {name} revision {rev}\n{body.rstrip()}\n\n" for name, rev, body in chosen)
-    return Desired(revision, text)
+            parts.append(Part(c.name, *wanted))
+    return compose(parts)
+
+
+def revision_numbers(revision: str) -> dict[str, int]:
+    """Config name -> revision number, from a node's applied revision id (`name@rev,...`). Parts
+    of another form (a revision applied per node under a name of its own) give nothing."""
+    result = {}
+    for part in revision.split(","):
+        name, _, number = part.rpartition("@")
+        if name and number.isdigit():
+            result[name] = int(number)
+    return result
 
 
 def revisions_of(entries: Mapping[str, bytes], name: str) -> dict[int, RevisionRecord]:

@@ -58,14 +58,14 @@ class ConfigStore:
 
     def history(self, name: str) -> tuple[dict[int, RevisionRecord], int]:
         history = configs.revisions_of(self.store.items(records.revisions_prefix(name)), name)
-        current = decode(AssignmentRecord, self.store.get(records.assignment_key(name)))
+        current = self.assignment(name)
         if not history or current is None:
             raise NotFound(f"no such config: {name}")
         return history, current.revision  # 0 when its first rollout was withdrawn
 
     def withdrawn(self, name: str) -> dict[int, str]:
         """The revisions of `name` whose rollout failed or was aborted, with why."""
-        current = decode(AssignmentRecord, self.store.get(records.assignment_key(name)))
+        current = self.assignment(name)
         return {int(k): v for k, v in current.withdrawn.items()} if current else {}
 
     def revision(self, name: str, number: int) -> tuple[int, RevisionRecord]:
@@ -74,6 +74,15 @@ class ConfigStore:
         if number not in history:
             raise NotFound(f"config {name} has no revision {number} (revisions 1-{max(history)})")
         return number, history[number]
+
+    def running_parts(self, applied: str) -> dict[str, configs.Part | None]:
+        """The configs in a node's applied revision id, each as the part it runs (None when that
+        revision is no longer stored)."""
+        result: dict[str, configs.Part | None] = {}
+        for name, number in configs.revision_numbers(applied).items():
+            rev = decode(RevisionRecord, self.store.get(records.revision_key(name, number)))
+            result[name] = configs.Part(name, number, rev.text) if rev is not None else None
+        return result
 
     def reconcile_record(self, name: str) -> ReconcileRecord:
         return decode(ReconcileRecord, self.store.get(records.reconcile_key(name))) or ReconcileRecord()
@@ -106,13 +115,16 @@ class ConfigStore:
             raise Conflict(f"a rollout of {name} is in progress (operation {pinned.op}): let it finish "
                            f"or abort it first (fleetctl ops abort {pinned.op})")
         if selector.empty:
-            if current is None:
-                raise InvalidArgument(f"config {name} is new: say where it goes (--nodes or --label)")
+            if current is None or current.deleted_by:
+                state = "was deleted" if current is not None else "is new"
+                raise InvalidArgument(f"config {name} {state}: say where it goes (--nodes or --label)")
             selector = current.target()
         targets = self._check_selector(selector)
         # The agent's parser, off the loop (a big config must not stall the controller), on
         # texts gathered here: the mirror changes on the loop while the thread parses.
-        await asyncio.to_thread(_validate_all, self._combinations(name, text, targets))
+        members = self.membership.members()
+        local = {node: members[node].local_sections for node in targets}
+        await asyncio.to_thread(_validate_all, name, text, self._combinations(name, text, targets), local)
         history = configs.revisions_of(self.store.items(records.revisions_prefix(name)), name)
         if current is not None and current.target() == selector and history.get(current.revision) \
                 and history[current.revision].text == text and not rollback_of:
@@ -217,6 +229,32 @@ class ConfigStore:
                                        if c.name != name and c.selector.matches(members[node])))
         return [{name: text, **{o: current[o].text for o in others}} for others in combinations]
 
+    def assignment(self, name: str) -> AssignmentRecord | None:
+        return decode(AssignmentRecord, self.store.get(records.assignment_key(name)))
+
+    async def delete(self, name: str, author: str) -> tuple[int, list[str]]:
+        """Take config `name` off every node it goes to (the reconciler then removes its programs
+        there); it is listed no more, and its history stays. Returns the revision it was at and
+        those nodes. A later push of the name starts it again (it must say where it goes)."""
+        configs.check_name(name)
+        key = records.assignment_key(name)
+        raw = self.store.get(key)
+        current = decode(AssignmentRecord, raw)
+        if current is None or current.deleted_by:
+            raise NotFound(f"no such config: {name}")
+        rollout = current.active_rollout()
+        if rollout is not None and self._operation_live(rollout.op):
+            raise Conflict(f"a rollout of {name} is in progress (operation {rollout.op}): abort it first "
+                           f"(fleetctl ops abort {rollout.op})")
+        selector = current.target()
+        targets = [n for n, m in self.membership.members().items() if selector.matches(m)]
+        gone = AssignmentRecord(0, {}, time.time(), {}, current.withdrawn, deleted_by=author)
+        if not await self.store.compare_and_put([Put(key, encode(gone))], {key: raw}):
+            raise Conflict(f"config {name} was changed by someone else at the same time; try again")
+        log.info("config %s deleted by %s (it was at revision %d; taken off %s)", name, author, current.revision,
+                 ", ".join(targets) or "no node")
+        return current.revision, targets
+
     async def rollback(self, name: str, to: int, message: str, author: str) -> PushResult:
         history = configs.revisions_of(self.store.items(records.revisions_prefix(name)), name)
         if not history:
@@ -231,7 +269,10 @@ class ConfigStore:
             await self.store.client.put(self.store.key(records.reconcile_key(name)), encode(record))
 
 
-def _validate_all(combinations: list[dict[str, str]]) -> None:
-    """Raises InvalidArgument for the first combination the agent's parser refuses."""
+def _validate_all(name: str, text: str, combinations: list[dict[str, str]],
+                  local: dict[str, list[str]]) -> None:
+    """Raises InvalidArgument for the first combination the agent's parser refuses, or when the
+    config clashes with a node's own programs (`local`)."""
     for named_texts in combinations:
         configs.validate(named_texts)
+    configs.check_local(name, text, local)

@@ -64,6 +64,10 @@ class _NameTheNodeStream(_NameTheNode, grpc.aio.UnaryStreamClientInterceptor):
         return await continuation(self._named(details), request)
 
 
+# What an agent answers when it refuses a config as it is (its parser, its deploy policy).
+REFUSALS = (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.PERMISSION_DENIED)
+
+
 def rpc_reason(exc: grpc.aio.AioRpcError) -> str:
     """One line about a failed call, without gRPC's debug string."""
     details = (exc.details() or "").strip().splitlines()
@@ -157,13 +161,16 @@ class NodeLink:
             raise AgentCallFailed(rpc_reason(exc)) from None
         return [ProcessResult(r.name, r.ok, r.status, r.description, r.state) for r in answer.results]
 
-    async def apply_config(self, revision: str, text: str, *, cluster_id: str, timeout: float) -> None:
-        """Make the agent run this fleet config, as the cluster `cluster_id`. Raises AgentCallFailed."""
+    async def apply_config(self, revision: str, text: str, *, cluster_id: str, timeout: float,
+                           dry_run: bool = False) -> None:
+        """Make the agent run this fleet config, as the cluster `cluster_id` (with `dry_run`: only
+        ask whether it would). Raises AgentCallFailed, `refused` when the agent refuses the config."""
         try:
             await self.stub.ApplyConfig(apb.ApplyConfigRequest(revision=revision, config_text=text,
-                                                               cluster_id=cluster_id), timeout=timeout)
+                                                               cluster_id=cluster_id, dry_run=dry_run),
+                                        timeout=timeout)
         except grpc.aio.AioRpcError as exc:
-            raise AgentCallFailed(rpc_reason(exc)) from None
+            raise AgentCallFailed(rpc_reason(exc), refused=exc.code() in REFUSALS) from None
 
     def snapshot(self) -> list[apb.ProcessInfo]:
         """The processes with RUNNING descriptions brought up to date."""

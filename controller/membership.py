@@ -33,6 +33,7 @@ class Heartbeat:
     edited_by_hand: bool = False
     cluster_id: str = ""
     local_revision: bool = False
+    local_sections: tuple[str, ...] = ()  # program-level sections of the node's own files
 
 
 def dial_address(announced: str, peer_host: str) -> str:
@@ -144,7 +145,8 @@ class Membership:
             name=name, address=address, labels=dict(beat.labels), agent_version=beat.agent_version,
             started_at=beat.started_at, run_id=beat.run_id, applied_revision=beat.applied_revision,
             edited_by_hand=beat.edited_by_hand, first_seen=old.first_seen if old else time.time(),
-            cluster_id=beat.cluster_id, local_revision=beat.local_revision)
+            cluster_id=beat.cluster_id, local_revision=beat.local_revision,
+            local_sections=list(beat.local_sections))
         lease = await self._renew_lease(name)
         puts = [Put(records.node_key(name), encode(NodeRecord(lease, time.time(), self.controller_id)), lease)]
         if member != old:

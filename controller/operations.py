@@ -312,8 +312,8 @@ class Operations:
             if not self._still_running(op_id):
                 return
             pushed = configs.reconcile_record(node)
-            if pushed.last_error and wanted in pushed.desired.split(","):
-                raise StepFailed(f"not applied: {pushed.last_error}")
+            if (refusal := pushed.refusal(spec.config_name)) and wanted in pushed.desired.split(","):
+                raise StepFailed(f"not applied: {refusal}")
             if held := self.fleet.overrides.held(node):
                 raise StepFailed(f"not pushed: {held}")
             if time.monotonic() >= deadline:

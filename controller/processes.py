@@ -56,4 +56,10 @@ class ProcessResult:
 
 
 class AgentCallFailed(Exception):
-    """A call to an agent failed; the message is one line (unreachable, timed out, ...)."""
+    """A call to an agent failed; the message is one line (unreachable, timed out, ...).
+    `refused`: the agent answered and refused the request as it is (bad input, not allowed),
+    rather than failing to carry it out."""
+
+    def __init__(self, message: str, *, refused: bool = False) -> None:
+        super().__init__(message)
+        self.refused = refused

@@ -21,6 +21,8 @@ import time
 
 import aetcd
 
+from . import perconfig
+from .configs import Desired
 from .fleet import Fleet
 from .nodepolicy import NO_CONFIG, Action, decide
 from .processes import AgentCallFailed
@@ -94,8 +96,7 @@ class Reconciler:
                 log.warning("node %s runs per-node revision %s: reverting it to %s (policy: revert; "
                             "`fleetctl nodes pin %s` holds a node at its local state)", name, facts.applied,
                             desired.revision or NO_CONFIG, name)
-            self._in_flight[name] = asyncio.create_task(self._push(member, desired.revision or NO_CONFIG,
-                                                                   desired.text))
+            self._in_flight[name] = asyncio.create_task(self._push(member, desired))
         return next_due
 
     async def _note(self, name: str, override: OverrideRecord, foreign: str, drift: str) -> None:
@@ -106,32 +107,68 @@ class Reconciler:
         finally:
             self._noting.pop(name, None)
 
-    async def _push(self, member: MemberRecord, revision: str, text: str) -> None:
+    async def _push(self, member: MemberRecord, desired: Desired) -> None:
         name = member.name
-        link = self.fleet.links.links[name]
-        error = ""
+        revision = desired.revision or NO_CONFIG
+        applied, error = "", ""
+        refused: dict[str, str] = {}
         try:
             async with self._slots:
-                await link.apply_config(revision, text, cluster_id=self.fleet.cluster_id,
-                                        timeout=self.apply_timeout)
+                applied, refused = await self._apply(member, desired)
         except AgentCallFailed as exc:
             error = str(exc)
         finally:
             self._in_flight.pop(name, None)
+        if refused:
+            error = "; ".join(f"config {config} refused: {why}" for config, why in refused.items())
         failures = self._failures.get(name, 0) + 1 if error else 0
+        if applied:
+            self.fleet.note_applied(name, applied)
         if error:
             self._failures[name] = failures
             self._retry_at[name] = time.monotonic() + min(RETRY_CAP, RETRY_FIRST * 2 ** (failures - 1))
-            log.warning("config %s not applied on %s (attempt %d): %s", revision, name, failures, error)
+            ran = f"; it runs {applied} instead" if applied else ""
+            log.warning("config %s not applied on %s (attempt %d): %s%s", revision, name, failures, error, ran)
         else:
             self._failures.pop(name, None)
             self._retry_at.pop(name, None)
-            self.fleet.note_applied(name, revision)
             log.info("config %s applied on %s", revision, name)
         try:
             await self.fleet.configs.record_reconcile(name, ReconcileRecord(
-                desired=revision, applied="" if error else revision, last_error=error, attempts=failures,
-                last_attempt=time.time()))
+                desired=revision, applied=applied, last_error=error, attempts=failures,
+                last_attempt=time.time(), refused=refused))
         except aetcd.exceptions.ClientError as exc:  # the outcome is logged anyway; the next pass retries
             log.warning("cannot record the reconcile outcome for %s: %s", name, exc)
         self._wake.set()
+
+    async def _apply(self, member: MemberRecord, desired: Desired) -> tuple[str, dict[str, str]]:
+        """Apply `desired` on the node or, when the node refuses it, what it accepts of it
+        (perconfig.py). Returns the revision applied and the configs refused; raises
+        AgentCallFailed when nothing was applied."""
+        link = self.fleet.links.links[member.name]
+
+        async def send(file: Desired, dry_run: bool = False) -> str:
+            await link.apply_config(file.revision or NO_CONFIG, file.text, cluster_id=self.fleet.cluster_id,
+                                    timeout=self.apply_timeout, dry_run=dry_run)
+            return file.revision or NO_CONFIG
+
+        async def trial(file: Desired) -> str:
+            try:
+                await send(file, dry_run=True)
+            except AgentCallFailed as exc:
+                if not exc.refused:
+                    raise
+                return str(exc)
+            return ""
+
+        try:
+            return await send(desired), {}
+        except AgentCallFailed as exc:
+            if not exc.refused:
+                raise
+            running = self.fleet.configs.running_parts(self.fleet.membership.applied(member))
+            outcome = await perconfig.accepted(desired, running, trial)
+            if outcome is None:
+                raise
+        accepted, refused = outcome
+        return await send(accepted), refused

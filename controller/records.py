@@ -128,6 +128,7 @@ class MemberRecord:
     first_seen: float = 0.0
     cluster_id: str = ""  # the cluster identity of the controller that last applied a revision there
     local_revision: bool = False  # the applied revision was applied per node with --force
+    local_sections: list[str] = field(default_factory=list)  # "program:x", ... of the node's own files
 
 
 @dataclass(frozen=True)
@@ -190,6 +191,9 @@ class AssignmentRecord:
     # revision (as a string: JSON keys) -> why it never became current: its rollout failed or
     # was aborted, and `revision` went back to the last one fully rolled out
     withdrawn: dict[str, str] = field(default_factory=dict)
+    # who deleted the config (`fleetctl config delete`): it goes to no node and is listed no
+    # more; its revisions stay, as history and so that nodes still running one are not foreign
+    deleted_by: str = ""
 
     def active_rollout(self) -> Rollout | None:
         if not self.rollout:
@@ -215,6 +219,11 @@ class ReconcileRecord:
     last_error: str = ""
     attempts: int = 0
     last_attempt: float = 0.0
+    refused: dict[str, str] = field(default_factory=dict)  # configs the node refused, with why
+
+    def refusal(self, config: str) -> str:
+        """Why the last push did not bring `config` to the node ("" if it did, or was not pushed)."""
+        return self.refused.get(config, "") if self.refused else self.last_error
 
 
 @dataclass(frozen=True)

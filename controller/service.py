@@ -28,7 +28,7 @@ import aetcd
 import grpc
 from google.protobuf.json_format import MessageToDict
 
-from fleetvisor.agent.limits import config_name_refusal, config_size_refusal
+from fleetvisor.agent.limits import config_name_refusal, config_size_refusal, sections_refusal
 from fleetvisor.agent.logfiles import tail_bytes_refusal
 from fleetvisor.agent.security import guard, wire
 from fleetvisor.agent.security.identity import IdentityError, check_name
@@ -216,6 +216,8 @@ class ControllerServicer(pb_grpc.ControllerServiceServicer):
         except IdentityError as exc:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         await self._check(context, "Heartbeat", lambda: self.checks.heartbeat(guard.current(), request.node))
+        if refusal := sections_refusal(request.local_sections):
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"node {request.node}: {refusal}")
         if not request.address:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
                                 f"node {request.node} has no gRPC address: set grpc_listen in [fleetvisor]")
@@ -223,7 +225,7 @@ class ControllerServicer(pb_grpc.ControllerServiceServicer):
                          agent_version=request.agent_version, applied_revision=request.applied_revision,
                          run_id=request.agent_run_id, started_at=request.started_at,
                          edited_by_hand=request.edited_by_hand, cluster_id=request.cluster_id,
-                         local_revision=request.local_revision)
+                         local_revision=request.local_revision, local_sections=tuple(request.local_sections))
         try:
             if down := self._etcd_down():
                 raise down
@@ -377,6 +379,22 @@ class ControllerServicer(pb_grpc.ControllerServiceServicer):
                                  lambda: self._stored(request.name, self.fleet.configs.rollback(
                                      request.name, request.to_revision, request.message, caller(context))),
                                  _pushed_summary)
+
+    async def DeleteConfig(self, request: pb.DeleteConfigRequest, context: Context) -> pb.DeleteConfigResponse:
+        args: dict[str, object] = {"name": request.name, "message": request.message}
+        store = self.fleet.configs
+        assignment = await self._check(context, "DeleteConfig", lambda: store.assignment(request.name))
+        # Deleting takes the config's programs off its nodes: the deploy a push of it would need.
+        # An unknown name needs deploy everywhere, to be told that it is unknown.
+        current = store.current_configs().get(request.name) if assignment and not assignment.deleted_by else None
+        defined = await self._programs(context, request.name, current.text) if current is not None else []
+        selector = assignment.target() if assignment is not None and not assignment.deleted_by else Selector()
+        await self._check(context, "DeleteConfig", lambda: self.checks.deploy(guard.current(), selector, defined))
+
+        async def work() -> pb.DeleteConfigResponse:
+            number, targets = await store.delete(request.name, caller(context))
+            return pb.DeleteConfigResponse(name=request.name, last_revision=number, target_nodes=targets)
+        return await self._write(context, "DeleteConfig", "config.delete", args, work, _deleted_summary)
 
     async def _programs(self, context: Context, name: str, text: str) -> list[tuple[str, str, str | None]]:
         """The processes config `name` defines, parsed in a worker thread: a big config must not
@@ -598,6 +616,11 @@ def _pushed_summary(response: pb.PushConfigResponse) -> str:
     return f"{rev.name} revision {rev.revision} for {', '.join(response.target_nodes) or 'no node yet'}{rolling}"
 
 
+def _deleted_summary(response: pb.DeleteConfigResponse) -> str:
+    return (f"config {response.name} deleted at revision {response.last_revision}; its programs are removed "
+            f"from {', '.join(response.target_nodes) or 'no node'}")
+
+
 def _control_summary(response: pb.ControlResponse) -> str:
     failed = [n.node for n in response.nodes if not n.ok]
     return (f"{len(response.nodes) - len(failed)} of {len(response.nodes)} nodes ok"
@@ -691,7 +714,7 @@ def config_status_message(s: NodeConfigStatus) -> pb.NodeConfigStatus:
     return pb.NodeConfigStatus(
         node=s.node, desired_revision=s.desired_revision, applied_revision=s.applied_revision, in_sync=s.in_sync,
         last_error=s.last_error, last_attempt=s.last_attempt, attempts=s.attempts,
-        edited_by_hand=s.edited_by_hand, up=s.up)
+        edited_by_hand=s.edited_by_hand, up=s.up, refused=s.refused)
 
 
 def node_result_message(r: fanout.NodeResult) -> pb.NodeResult:

@@ -76,6 +76,7 @@ class NodeConfigStatus:
     attempts: int  # failed pushes since the last success
     edited_by_hand: bool
     up: bool
+    refused: dict[str, str] = field(default_factory=dict)  # configs the node refused, with why
 
 
 class Views:
@@ -96,7 +97,7 @@ class Views:
         desired = self.configs.desired(member, current).revision
         applied = self.membership.applied(member)
         if not error and reconcile.last_error and not same_revision(desired, applied):
-            error = f"config not applied: {reconcile.last_error}"
+            error = reconcile.last_error if reconcile.refused else f"config not applied: {reconcile.last_error}"
         override = self.overrides.record(member.name)
         return NodeInfo(
             name=member.name, address=member.address, labels=member.labels, agent_version=member.agent_version,
@@ -173,5 +174,5 @@ class Views:
                 node=name, desired_revision=desired, applied_revision=applied, in_sync=in_sync,
                 last_error="" if in_sync else rec.last_error, last_attempt=rec.last_attempt,
                 attempts=0 if in_sync else rec.attempts, edited_by_hand=member.edited_by_hand,
-                up=self.membership.is_up(name)))
+                up=self.membership.is_up(name), refused={} if in_sync else rec.refused))
         return result

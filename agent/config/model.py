@@ -186,6 +186,9 @@ class Config:
     rpcinterfaces: tuple[RpcInterfaceConfig, ...] = ()
     fleetvisor: FleetvisorConfig | None = None
     included_files: tuple[str, ...] = ()
+    # The program-level sections ("program:x", "group:g", ...) of the node's own files, not of
+    # fleet-pushed ones: a pushed config may not define them again.
+    local_sections: tuple[str, ...] = ()
     # Problems worth a line in the main log but not worth refusing the file for.
     warnings: tuple[str, ...] = ()
 

@@ -88,12 +88,13 @@ def load(path: str, *, environ: Mapping[str, str] | None = None,
     main = os.path.abspath(path)
     with redactor:
         loader.read_main(main)
+        local = tuple(sorted(n for n in loader.sections if n.startswith(PROGRAM_SECTION_PREFIXES)))
         for extra in extra_files:
             loader.read_extra(os.path.abspath(extra))
         if defer_env:
             names.update({ref: _DEFERRED.format(ref) for ref in redactor.references()})
         config = _Builder(main, loader, names, deferred=defer_env, limits=loader.limits).build()
-    return replace(config, warnings=tuple(redactor.text(w) for w in config.warnings))
+    return replace(config, warnings=tuple(redactor.text(w) for w in config.warnings), local_sections=local)
 
 
 # The stand-in for an environment value the controller does not know. NUL never occurs in
@@ -201,6 +202,12 @@ def _comment_start(line: str) -> int | None:
         if found:
             return min(found)
     return None
+
+
+def program_sections(text: str) -> list[str]:
+    """The program-level section names ("program:x", "group:g", ...) a fleet file defines, as
+    read_extra compares them with the node's own. Raises ConfigError when it does not parse."""
+    return sorted(n for n in read_ini(text, "<fleet config>") if n.startswith(PROGRAM_SECTION_PREFIXES))
 
 
 def read_ini(text: str, path: str) -> dict[str, Section]:

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import TYPE_CHECKING
 
 from ..caller import Caller
 from ..config.errors import ConfigError
+from ..detached import carried_through
 from ..faults import Fault, FaultError
 from .names import ensure_running
 
 if TYPE_CHECKING:
+    from ..process import Process
     from ..supervisor import Supervisor
 
 
@@ -22,17 +25,30 @@ async def reread(core: Supervisor, caller: Caller) -> tuple[list[str], list[str]
         raise FaultError(Fault.CANT_REREAD, exc) from None
 
 
-def add_group(core: Supervisor, caller: Caller, name: str) -> bool:
-    """addProcessGroup: make a group of the last reread live; it autostarts as at boot."""
+# Processes started (or groups added or removed) between two yields to the loop: a group may
+# have numprocs=1000 and a revision thousands of groups, and status calls and signals are
+# answered between slices.
+SLICE = 20
+
+
+async def add_group(core: Supervisor, caller: Caller, name: str) -> bool:
+    """addProcessGroup: make a group of the last reread live; it autostarts as at boot, in
+    slices. Carried through: a caller that goes away mid-way leaves no process behind unstarted."""
     ensure_running(core)
-    for config in core.group_configs:
-        if config.name == name:
-            if not core.add_group(config):
-                raise FaultError(Fault.ALREADY_ADDED, name)
-            for proc in core.groups[name].processes.values():
-                proc.advance()
-            return True
-    raise FaultError(Fault.BAD_NAME, name)
+    config = next((c for c in core.group_configs if c.name == name), None)
+    if config is None:
+        raise FaultError(Fault.BAD_NAME, name)
+    if not core.add_group(config):
+        raise FaultError(Fault.ALREADY_ADDED, name)
+    await carried_through(_autostart(list(core.groups[name].processes.values())))
+    return True
+
+
+async def _autostart(procs: list[Process]) -> None:
+    for i, proc in enumerate(procs, 1):
+        proc.advance()
+        if i % SLICE == 0:
+            await asyncio.sleep(0)
 
 
 def remove_group(core: Supervisor, caller: Caller, name: str) -> bool:

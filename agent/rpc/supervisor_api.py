@@ -143,13 +143,13 @@ class SupervisorNamespace:
         added, changed, removed = await ops.reread(self.core, self.caller)
         return [[added, changed, removed]]
 
-    def addProcessGroup(self, name: str) -> bool:
+    async def addProcessGroup(self, name: str) -> bool:
         """Make a process group of the last read config file live.
 
         @param string name  the group's name
         @return boolean result  true if it was added
         """
-        return ops.add_group(self.core, self.caller, name)
+        return await ops.add_group(self.core, self.caller, name)
 
     def removeProcessGroup(self, name: str) -> bool:
         """Forget a process group whose processes are all stopped.

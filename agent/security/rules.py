@@ -39,6 +39,7 @@ CONTROLLER_RULES: dict[str, str] = {
     "Control": CONTROL,
     "PushConfig": DEPLOY,
     "RollbackConfig": DEPLOY,
+    "DeleteConfig": DEPLOY,
     "StartOperation": DEPLOY,
     "PauseOperation": DEPLOY,
     "ResumeOperation": DEPLOY,

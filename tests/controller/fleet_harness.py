@@ -176,8 +176,8 @@ def children_of(pid: int) -> list[int]:
 
 def fleetctl(controller: str, *args: str, timeout: float = 30) -> subprocess.CompletedProcess:
     return subprocess.run([*FLEETCTL, "--controller", controller, *args], capture_output=True, text=True,
-                          timeout=timeout, env={"FLEETCTL_CONFIG": "/nonexistent", "PATH": "/usr/bin:/bin",
-                                                "COLUMNS": "200"})
+                          stdin=subprocess.DEVNULL, timeout=timeout,
+                          env={"FLEETCTL_CONFIG": "/nonexistent", "PATH": "/usr/bin:/bin", "COLUMNS": "200"})
 
 
 def one_line_error(result: subprocess.CompletedProcess) -> str:

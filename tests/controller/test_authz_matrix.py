@@ -109,6 +109,7 @@ CONTROLLER_REQUESTS: dict[str, object] = {
     "Control": pb.ControlRequest(action=pb.STOP, patterns=["nosuch-node:x"]),
     "PushConfig": pb.PushConfigRequest(name="matrix", config_text="[program:x"),
     "RollbackConfig": pb.RollbackConfigRequest(name="nosuch", to_revision=1),
+    "DeleteConfig": pb.DeleteConfigRequest(name="nosuch"),
     "StartOperation": pb.StartOperationRequest(dry_run=True),
     "PauseOperation": pb.GetOperationRequest(id="nosuch"),
     "ResumeOperation": pb.GetOperationRequest(id="nosuch"),

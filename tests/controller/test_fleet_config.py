@@ -110,16 +110,6 @@ def test_reconcile_heals_an_agent_that_lost_its_revision(fleet, two_nodes):
     assert config_status(ctl)["web-1"].applied_revision == "workers@1"
 
 
-def test_clash_with_a_local_program_is_reported_per_node(two_nodes):
-    ctl = two_nodes
-    push(ctl, "clash", "[program:app]\ncommand=sleep 1000\n", nodes=["web-1"])
-    wait_for(lambda: "already defined" in config_status(ctl)["web-1"].last_error, 15,
-             "the clash reported in config status")
-    status = config_status(ctl)["web-1"]
-    assert not status.in_sync and status.attempts >= 1
-    assert states(ctl.status()).get("web-1:app") == "RUNNING"  # the local program is untouched
-
-
 # -- issue 15 item 5: refused before any work, and audited ---------------------------------------
 
 def test_oversized_names_and_configs_are_refused_first_and_audited(two_nodes):

@@ -113,7 +113,7 @@ def test_agent_refuses_an_unforced_per_node_apply_only_on_a_managed_node():
 
 
 def test_fleet_sections_and_the_names_that_touch_them():
-    applied = Applied("web@1", "[program:app]\ncommand=x\n\n[group:pool]\nprograms=a,b\n[ eventlistener : ev ]\n", 0)
+    applied = Applied("web@1", "[program:app]\ncommand=x\n\n[group:pool]\nprograms=a,b\n[eventlistener:ev]\n", 0)
     assert applied.sections() == ["app", "ev", "pool"]
     assert fleet_programs_named(["app", "local", "pool:a", "ev:*"], applied.sections()) == ["app", "pool:a", "ev:*"]
     assert fleet_programs_named(["all"], ["app"]) == ["all"]

@@ -76,7 +76,7 @@ STEP_REVERTED: NodeStepState
 STEP_SKIPPED: NodeStepState
 
 class HeartbeatRequest(_message.Message):
-    __slots__ = ("node", "address", "labels", "agent_version", "applied_revision", "agent_run_id", "started_at", "edited_by_hand", "security_revision", "cluster_id", "local_revision")
+    __slots__ = ("node", "address", "labels", "agent_version", "applied_revision", "agent_run_id", "started_at", "edited_by_hand", "security_revision", "cluster_id", "local_revision", "local_sections")
     class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -95,6 +95,7 @@ class HeartbeatRequest(_message.Message):
     SECURITY_REVISION_FIELD_NUMBER: _ClassVar[int]
     CLUSTER_ID_FIELD_NUMBER: _ClassVar[int]
     LOCAL_REVISION_FIELD_NUMBER: _ClassVar[int]
+    LOCAL_SECTIONS_FIELD_NUMBER: _ClassVar[int]
     node: str
     address: str
     labels: _containers.ScalarMap[str, str]
@@ -106,7 +107,8 @@ class HeartbeatRequest(_message.Message):
     security_revision: int
     cluster_id: str
     local_revision: bool
-    def __init__(self, node: _Optional[str] = ..., address: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., agent_version: _Optional[str] = ..., applied_revision: _Optional[str] = ..., agent_run_id: _Optional[str] = ..., started_at: _Optional[float] = ..., edited_by_hand: _Optional[bool] = ..., security_revision: _Optional[int] = ..., cluster_id: _Optional[str] = ..., local_revision: _Optional[bool] = ...) -> None: ...
+    local_sections: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, node: _Optional[str] = ..., address: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., agent_version: _Optional[str] = ..., applied_revision: _Optional[str] = ..., agent_run_id: _Optional[str] = ..., started_at: _Optional[float] = ..., edited_by_hand: _Optional[bool] = ..., security_revision: _Optional[int] = ..., cluster_id: _Optional[str] = ..., local_revision: _Optional[bool] = ..., local_sections: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class HeartbeatResponse(_message.Message):
     __slots__ = ("interval_seconds", "ttl_seconds", "controller_id", "security")
@@ -375,6 +377,24 @@ class RollbackConfigRequest(_message.Message):
     message: str
     def __init__(self, name: _Optional[str] = ..., to_revision: _Optional[int] = ..., message: _Optional[str] = ...) -> None: ...
 
+class DeleteConfigRequest(_message.Message):
+    __slots__ = ("name", "message")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    message: str
+    def __init__(self, name: _Optional[str] = ..., message: _Optional[str] = ...) -> None: ...
+
+class DeleteConfigResponse(_message.Message):
+    __slots__ = ("name", "last_revision", "target_nodes")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    LAST_REVISION_FIELD_NUMBER: _ClassVar[int]
+    TARGET_NODES_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    last_revision: int
+    target_nodes: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, name: _Optional[str] = ..., last_revision: _Optional[int] = ..., target_nodes: _Optional[_Iterable[str]] = ...) -> None: ...
+
 class ListConfigsRequest(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
@@ -426,7 +446,14 @@ class ConfigStatusRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class NodeConfigStatus(_message.Message):
-    __slots__ = ("node", "desired_revision", "applied_revision", "in_sync", "last_error", "last_attempt", "attempts", "edited_by_hand", "up")
+    __slots__ = ("node", "desired_revision", "applied_revision", "in_sync", "last_error", "last_attempt", "attempts", "edited_by_hand", "up", "refused")
+    class RefusedEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
     NODE_FIELD_NUMBER: _ClassVar[int]
     DESIRED_REVISION_FIELD_NUMBER: _ClassVar[int]
     APPLIED_REVISION_FIELD_NUMBER: _ClassVar[int]
@@ -436,6 +463,7 @@ class NodeConfigStatus(_message.Message):
     ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
     EDITED_BY_HAND_FIELD_NUMBER: _ClassVar[int]
     UP_FIELD_NUMBER: _ClassVar[int]
+    REFUSED_FIELD_NUMBER: _ClassVar[int]
     node: str
     desired_revision: str
     applied_revision: str
@@ -445,7 +473,8 @@ class NodeConfigStatus(_message.Message):
     attempts: int
     edited_by_hand: bool
     up: bool
-    def __init__(self, node: _Optional[str] = ..., desired_revision: _Optional[str] = ..., applied_revision: _Optional[str] = ..., in_sync: _Optional[bool] = ..., last_error: _Optional[str] = ..., last_attempt: _Optional[float] = ..., attempts: _Optional[int] = ..., edited_by_hand: _Optional[bool] = ..., up: _Optional[bool] = ...) -> None: ...
+    refused: _containers.ScalarMap[str, str]
+    def __init__(self, node: _Optional[str] = ..., desired_revision: _Optional[str] = ..., applied_revision: _Optional[str] = ..., in_sync: _Optional[bool] = ..., last_error: _Optional[str] = ..., last_attempt: _Optional[float] = ..., attempts: _Optional[int] = ..., edited_by_hand: _Optional[bool] = ..., up: _Optional[bool] = ..., refused: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class ConfigStatusResponse(_message.Message):
     __slots__ = ("nodes",)

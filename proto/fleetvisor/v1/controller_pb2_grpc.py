@@ -70,6 +70,11 @@ class ControllerServiceStub:
                 request_serializer=fleetvisor_dot_v1_dot_controller__pb2.RollbackConfigRequest.SerializeToString,
                 response_deserializer=fleetvisor_dot_v1_dot_controller__pb2.PushConfigResponse.FromString,
                 _registered_method=True)
+        self.DeleteConfig = channel.unary_unary(
+                '/fleetvisor.v1.ControllerService/DeleteConfig',
+                request_serializer=fleetvisor_dot_v1_dot_controller__pb2.DeleteConfigRequest.SerializeToString,
+                response_deserializer=fleetvisor_dot_v1_dot_controller__pb2.DeleteConfigResponse.FromString,
+                _registered_method=True)
         self.ListConfigs = channel.unary_unary(
                 '/fleetvisor.v1.ControllerService/ListConfigs',
                 request_serializer=fleetvisor_dot_v1_dot_controller__pb2.ListConfigsRequest.SerializeToString,
@@ -232,6 +237,14 @@ class ControllerServiceServicer:
 
     def RollbackConfig(self, request, context):
         """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteConfig(self, request, context):
+        """Take a config off every node it goes to (the reconciler removes its programs there); it is
+        listed no more, its history stays, and a later push of the name starts it again.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -423,6 +436,11 @@ def add_ControllerServiceServicer_to_server(servicer, server):
                     servicer.RollbackConfig,
                     request_deserializer=fleetvisor_dot_v1_dot_controller__pb2.RollbackConfigRequest.FromString,
                     response_serializer=fleetvisor_dot_v1_dot_controller__pb2.PushConfigResponse.SerializeToString,
+            ),
+            'DeleteConfig': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteConfig,
+                    request_deserializer=fleetvisor_dot_v1_dot_controller__pb2.DeleteConfigRequest.FromString,
+                    response_serializer=fleetvisor_dot_v1_dot_controller__pb2.DeleteConfigResponse.SerializeToString,
             ),
             'ListConfigs': grpc.unary_unary_rpc_method_handler(
                     servicer.ListConfigs,
@@ -729,6 +747,33 @@ class ControllerService:
             '/fleetvisor.v1.ControllerService/RollbackConfig',
             fleetvisor_dot_v1_dot_controller__pb2.RollbackConfigRequest.SerializeToString,
             fleetvisor_dot_v1_dot_controller__pb2.PushConfigResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteConfig(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fleetvisor.v1.ControllerService/DeleteConfig',
+            fleetvisor_dot_v1_dot_controller__pb2.DeleteConfigRequest.SerializeToString,
+            fleetvisor_dot_v1_dot_controller__pb2.DeleteConfigResponse.FromString,
             options,
             channel_credentials,
             insecure,
