@@ -73,6 +73,30 @@ def integer(text: str) -> int:
         raise ValueError(f"not a valid integer: {text!r}") from None
 
 
+def positive_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not 0 < value < float("inf"):
+        raise ValueError(f"not a positive number of seconds: {text!r}")
+    return value
+
+
+def positive_integer(text: str) -> int:
+    value = integer(text)
+    if value < 1:
+        raise ValueError(f"not a positive integer: {text!r}")
+    return value
+
+
+def positive_byte_size(text: str) -> int:
+    value = byte_size(text)
+    if value < 1:
+        raise ValueError(f"not a positive byte size: {text!r}")
+    return value
+
+
 def byte_size(text: str) -> int:
     """`1024`, `10KB`, `50MB`, `1GB` (suffix case-insensitive) as a number of bytes."""
     multiplier = _BYTE_SUFFIXES.get(text[-2:].lower(), 1)

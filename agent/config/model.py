@@ -137,6 +137,18 @@ class RpcInterfaceConfig:
 
 
 @dataclass(frozen=True)
+class HttpLimits:
+    """Bounds on the HTTP face's connections ([fleetvisor] http_* options; agent/http/guard.py
+    enforces them)."""
+
+    header_timeout: float = 10.0  # seconds for a request's headers once it has begun
+    body_timeout: float = 60.0  # seconds for an XML-RPC body to arrive
+    idle_timeout: float = 75.0  # seconds a connection may sit between requests
+    max_connections_per_client: int = 32  # open TCP connections per client address
+    max_body: int = 8 * 1024 * 1024  # bytes of an XML-RPC request body
+
+
+@dataclass(frozen=True)
 class FleetvisorConfig:
     """[fleetvisor]: fleet membership of this node. Stock supervisord ignores the section."""
 
@@ -189,6 +201,7 @@ class Config:
     # The program-level sections ("program:x", "group:g", ...) of the node's own files, not of
     # fleet-pushed ones: a pushed config may not define them again.
     local_sections: tuple[str, ...] = ()
+    http_limits: HttpLimits = field(default_factory=HttpLimits)
     # Problems worth a line in the main log but not worth refusing the file for.
     warnings: tuple[str, ...] = ()
 

@@ -31,6 +31,7 @@ from .model import (
     FleetvisorConfig,
     GroupConfig,
     GroupKind,
+    HttpLimits,
     HttpServerConfig,
     LogConfig,
     ProcessConfig,
@@ -46,7 +47,9 @@ DEFAULT_RESULT_HANDLER = "supervisor.dispatchers:default_handler"
 RPC_FACTORY_KEY = "supervisor.rpcinterface_factory"
 FLEETVISOR_OPTIONS = frozenset(
     {"node", "labels", "grpc_listen", "controllers", "tls_cert", "tls_key", "tls_ca",
-     "state_dir", "insecure", "max_numprocs", "max_processes", "max_config_bytes"})
+     "state_dir", "insecure", "max_numprocs", "max_processes", "max_config_bytes",
+     "http_header_timeout", "http_body_timeout", "http_idle_timeout", "http_max_connections_per_client",
+     "http_max_body"})
 
 
 @dataclass(frozen=True)
@@ -517,6 +520,7 @@ class _Builder:
             http_servers=self.http_servers(),
             ctl=self.ctl(self.sections.get("supervisorctl")),
             fleetvisor=self.fleetvisor(self.sections.get("fleetvisor")),
+            http_limits=self.http_limits(self.sections.get("fleetvisor")),
             included_files=tuple(self.files),
             warnings=tuple(dict.fromkeys(self.warnings)),
         )
@@ -649,6 +653,20 @@ class _Builder:
             insecure=o.get("insecure", False, dt.boolean),
             **tls,
         )
+
+    def http_limits(self, section: Section | None) -> HttpLimits:
+        """The HTTP face's bounds, from [fleetvisor] (whose other options need not be set)."""
+        d = HttpLimits()
+        if section is None:
+            return d
+        o = self.options(section)
+        return HttpLimits(
+            header_timeout=o.get("http_header_timeout", d.header_timeout, dt.positive_seconds),
+            body_timeout=o.get("http_body_timeout", d.body_timeout, dt.positive_seconds),
+            idle_timeout=o.get("http_idle_timeout", d.idle_timeout, dt.positive_seconds),
+            max_connections_per_client=o.get("http_max_connections_per_client", d.max_connections_per_client,
+                                             dt.positive_integer),
+            max_body=o.get("http_max_body", d.max_body, dt.positive_byte_size))
 
     # process groups
 

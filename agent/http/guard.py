@@ -11,48 +11,19 @@ aiohttp's protocol, so it sees a connection before any request exists:
   it has started to send a request whose headers are not complete yet;
 - a request's body must arrive within `body` seconds (the /RPC2 handler enforces it).
 
-The values come from the environment (``FLEETVISOR_HTTP_*``), so the daemon-level config
-file stays supervisord's.
+The values are [fleetvisor] options (config/model.py HttpLimits): stock supervisord ignores
+that section, so one file serves both.
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-
-def _env_number(name: str, default: float) -> float:
-    raw = os.environ.get(name)
-    if raw is None or not raw.strip():
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        return default
-    return value if value > 0 else default
-
-
-@dataclass(frozen=True)
-class Limits:
-    header: float = 10.0
-    body: float = 60.0
-    idle: float = 75.0
-    per_client: int = 32
-    max_body: int = 8 * 1024 * 1024
-
-    @classmethod
-    def from_environ(cls) -> Limits:
-        d = cls()
-        return cls(header=_env_number("FLEETVISOR_HTTP_HEADER_TIMEOUT", d.header),
-                   body=_env_number("FLEETVISOR_HTTP_BODY_TIMEOUT", d.body),
-                   idle=_env_number("FLEETVISOR_HTTP_IDLE_TIMEOUT", d.idle),
-                   per_client=int(_env_number("FLEETVISOR_HTTP_MAX_CONNECTIONS_PER_CLIENT",
-                                              d.per_client)),
-                   max_body=int(_env_number("FLEETVISOR_HTTP_MAX_BODY", d.max_body)))
+from ..config.model import HttpLimits
 
 
 @dataclass
@@ -68,7 +39,7 @@ class _Connection:
 class Guard:
     """The connections of one HTTP server, keyed by their transport."""
 
-    limits: Limits
+    limits: HttpLimits
     connections: dict[Any, _Connection] = field(default_factory=dict)
     per_address: Counter[str] = field(default_factory=Counter)
 
@@ -81,13 +52,13 @@ class Guard:
     def admit(self, transport: asyncio.BaseTransport) -> bool:
         peer = transport.get_extra_info("peername")
         address = peer[0] if isinstance(peer, tuple) and peer else None
-        if address is not None and self.per_address[address] >= self.limits.per_client:
+        if address is not None and self.per_address[address] >= self.limits.max_connections_per_client:
             return False
         if address is not None:
             self.per_address[address] += 1
         conn = _Connection(address)
         self.connections[transport] = conn
-        self._arm(transport, conn, self.limits.idle)
+        self._arm(transport, conn, self.limits.idle_timeout)
         return True
 
     def received(self, transport: asyncio.BaseTransport) -> None:
@@ -96,8 +67,8 @@ class Guard:
             return
         conn.receiving = True  # a request has begun: its headers get `header` seconds
         loop = asyncio.get_running_loop()
-        if conn.deadline - loop.time() > self.limits.header:
-            self._arm(transport, conn, self.limits.header)
+        if conn.deadline - loop.time() > self.limits.header_timeout:
+            self._arm(transport, conn, self.limits.header_timeout)
 
     def forget(self, transport: asyncio.BaseTransport) -> None:
         conn = self.connections.pop(transport, None)
@@ -128,7 +99,7 @@ class Guard:
             return
         conn.active = max(0, conn.active - 1)
         if not conn.active:
-            self._arm(transport, conn, self.limits.idle)
+            self._arm(transport, conn, self.limits.idle_timeout)
 
     # -- the timer ----------------------------------------------------------------------------
 

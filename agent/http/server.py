@@ -22,13 +22,13 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 
 from ..caller import Caller
-from ..config.model import HttpServerConfig
+from ..config.model import HttpLimits, HttpServerConfig
 from ..mainlog import Level
 from ..rpc.supervisor_api import SupervisorNamespace
 from ..rpc.xmlrpc import Dispatcher
 from . import logtail
 from . import web as web_page
-from .guard import Guard, Limits
+from .guard import Guard
 from .listeners import Listener, rpc_namespaces
 
 if TYPE_CHECKING:
@@ -90,25 +90,25 @@ def auth_middleware(username: str, password: str) -> Callable[..., Awaitable[web
 def body_too_large(limit: int) -> web.Response:
     response = web.Response(status=413, text=(
         f"413 Request Entity Too Large: the request body is over the {limit}-byte limit"
-        " (FLEETVISOR_HTTP_MAX_BODY raises it)\n"))
+        " (http_max_body in [fleetvisor] raises it)\n"))
     response.force_close()
     return response
 
 
-async def read_body(request: web.Request, limits: Limits) -> bytes | web.Response:
+async def read_body(request: web.Request, limits: HttpLimits) -> bytes | web.Response:
     """The request body, or the answer that refuses it: over `limits.max_body` (told by
     Content-Length before anything is read, or found while reading a chunked body) or not
-    all there within `limits.body` seconds."""
+    all there within `limits.body_timeout` seconds."""
     if request.content_length is not None and request.content_length > limits.max_body:
         return body_too_large(limits.max_body)
     try:
-        async with asyncio.timeout(limits.body):
+        async with asyncio.timeout(limits.body_timeout):
             return await request.read()
     except web.HTTPRequestEntityTooLarge:
         return body_too_large(limits.max_body)
     except TimeoutError:
         response = web.Response(status=408, text=(
-            f"408 Request Timeout: the request body did not arrive within {limits.body:g}s\n"))
+            f"408 Request Timeout: the request body did not arrive within {limits.body_timeout:g}s\n"))
         response.force_close()
         return response
 
@@ -168,7 +168,7 @@ def request_log_middleware(core: Supervisor) -> Callable[..., Awaitable[web.Stre
 
 def make_app(core: Supervisor, server: HttpServerConfig, guard: Guard | None = None
              ) -> web.Application:
-    guard = guard or Guard(Limits.from_environ())
+    guard = guard or Guard(core.config.http_limits)
     middlewares = [guard_middleware(guard), request_log_middleware(core)]
     if server.username is not None and server.password is not None:
         middlewares.append(auth_middleware(server.username, server.password))
@@ -226,9 +226,8 @@ class HttpFace:
         # aiohttp reports through `logging`; with no handler configured Python would print
         # tracebacks of dropped connections on our stderr. The main log is our log.
         logging.getLogger("aiohttp").addHandler(logging.NullHandler())
-        limits = Limits.from_environ()
         for listener in self.listeners:
-            guard = Guard(limits)
+            guard = Guard(self.core.config.http_limits)
             runner = web.AppRunner(make_app(self.core, listener.config, guard),
                                    handle_signals=False, access_log=None,
                                    handler_cancellation=True, shutdown_timeout=SHUTDOWN_TIMEOUT)

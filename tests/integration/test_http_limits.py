@@ -5,7 +5,6 @@ refused with a clear HTTP error before it is read."""
 
 from __future__ import annotations
 
-import os
 import socket
 import subprocess
 import textwrap
@@ -19,8 +18,9 @@ from .harness import Daemon, write_config
 CAP = 20
 
 
-def start(tmp_path, daemons, **env: str):
+def start(tmp_path, daemons, **limits: str):
     port = free_port()
+    options = "".join(f"{option} = {value}\n" for option, value in limits.items())
     body = textwrap.dedent(f"""
         [supervisord]
         logfile=%(here)s/main.log
@@ -32,12 +32,14 @@ def start(tmp_path, daemons, **env: str):
         serverurl=http://127.0.0.1:{port}
         [rpcinterface:supervisor]
         supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface
+        [fleetvisor]
+        {{options}}
         [program:sleeper]
         command=sleep 1000
         startsecs=0
         """)
-    config = write_config(tmp_path, body)
-    d: Daemon = daemons(config, env={**os.environ, **env})
+    config = write_config(tmp_path, body.replace("{options}", options))
+    d: Daemon = daemons(config)
 
     def answers() -> bool:
         try:
@@ -73,8 +75,8 @@ def status(config) -> subprocess.CompletedProcess:
 
 
 def test_half_sent_flood_is_capped_and_timed_out_while_supervisorctl_answers(tmp_path, daemons):
-    config, port, _ = start(tmp_path, daemons, FLEETVISOR_HTTP_HEADER_TIMEOUT="2",
-                            FLEETVISOR_HTTP_MAX_CONNECTIONS_PER_CLIENT=str(CAP))
+    config, port, _ = start(tmp_path, daemons, http_header_timeout="2",
+                            http_max_connections_per_client=str(CAP))
     flood = []
     try:
         for _ in range(10 * CAP):
@@ -97,7 +99,7 @@ def test_half_sent_flood_is_capped_and_timed_out_while_supervisorctl_answers(tmp
 
 
 def test_idle_connection_is_closed_after_the_idle_timeout(tmp_path, daemons):
-    config, port, _ = start(tmp_path, daemons, FLEETVISOR_HTTP_IDLE_TIMEOUT="1")
+    config, port, _ = start(tmp_path, daemons, http_idle_timeout="1")
     idle = connect(port, "127.0.0.1")
     kept = connect(port, "127.0.0.1")
     try:

@@ -7,6 +7,7 @@ import textwrap
 import pytest
 
 from fleetvisor.agent.config.errors import ConfigError
+from fleetvisor.agent.config.model import HttpLimits
 from fleetvisor.agent.config.parser import DEFAULT_LIMITS, Limits, load
 
 
@@ -97,3 +98,30 @@ def test_limits_passed_in_apply_without_a_fleetvisor_section(tmp_path):
     path = write(tmp_path, "[supervisord]\n" + program(numprocs=5))
     with pytest.raises(ConfigError, match="max_numprocs=4"):
         load(path, limits=Limits(max_numprocs=4))
+
+
+# -- the HTTP face's bounds ([fleetvisor] http_*) -------------------------------------------------
+
+def test_http_limits_default_without_a_fleetvisor_section(tmp_path):
+    assert load(write(tmp_path, "[supervisord]\n")).http_limits == HttpLimits()
+    assert HttpLimits() == HttpLimits(10.0, 60.0, 75.0, 32, 8 * 1024 * 1024)  # README's table
+
+
+def test_http_limits_are_fleetvisor_options(tmp_path):
+    config = load(write(tmp_path, "[supervisord]\n[fleetvisor]\nhttp_header_timeout=2.5\nhttp_body_timeout=5\n"
+                                  "http_idle_timeout=1\nhttp_max_connections_per_client=4\nhttp_max_body=1MB\n"))
+    assert config.http_limits == HttpLimits(2.5, 5.0, 1.0, 4, 1024 * 1024)
+
+
+@pytest.mark.parametrize("option, value, message", [
+    ("http_idle_timeout", "0", "not a positive number of seconds: '0'"),
+    ("http_header_timeout", "soon", "not a positive number of seconds: 'soon'"),
+    ("http_body_timeout", "inf", "not a positive number of seconds: 'inf'"),
+    ("http_max_connections_per_client", "0", "not a positive integer: '0'"),
+    ("http_max_body", "lots", "not a valid byte size: 'lots'"),
+])
+def test_a_bad_http_limit_is_an_error_naming_it(tmp_path, option, value, message):
+    with pytest.raises(ConfigError) as info:
+        load(write(tmp_path, f"[supervisord]\n[fleetvisor]\n{option}={value}\n"))
+    assert (info.value.section, info.value.option) == ("fleetvisor", option)
+    assert message in str(info.value)
