@@ -20,7 +20,6 @@ from pathlib import Path
 
 import grpc
 
-from fleetvisor.agent.grpcapi.decoding import DecodeGuard
 from fleetvisor.agent.security.guard import CONTROLLER_SERVES, Gate, Guard, InsecureListen, Mode, mode_for
 from fleetvisor.agent.security.identity import Identity
 from fleetvisor.agent.security.tlsfiles import Check, TlsFileError, TlsFiles, TlsMaterial
@@ -163,7 +162,7 @@ async def run(args: argparse.Namespace) -> None:
         host = args.listen.rpartition(":")[0]
         gate = Gate(_mode(host, tls, args.insecure), cluster=args.cluster, roles=CONTROLLER_SERVES,
                     on_unauthenticated=_unauthenticated)
-        server = grpc.aio.server(interceptors=[Guard(gate), DecodeGuard(gate)],
+        server = grpc.aio.server(interceptors=[Guard(gate)],
                                  options=[("grpc.http2.min_recv_ping_interval_without_data_ms", 1000),
                                           ("grpc.http2.max_ping_strikes", 0)])
         if tls:

@@ -25,7 +25,6 @@ from ..security.keeper import Keeper
 from ..security.tlsfiles import TlsFileError, TlsFiles, TlsMaterial
 from ..supervisor import Supervisor
 from .authorize import Access
-from .decoding import DecodeGuard
 from .service import AgentServicer
 
 
@@ -41,7 +40,7 @@ class GrpcFace:
         self.gate.on_refusal = self.access.on_refusal
         self.keeper = Keeper(self.gate, fleet.store.state_dir, log.warn)
         # Controllers ping every 2 s to notice a cut link; allow it (gRPC's default is 5 min).
-        self.server = grpc.aio.server(interceptors=[Guard(self.gate), DecodeGuard(self.gate)],
+        self.server = grpc.aio.server(interceptors=[Guard(self.gate)],
                                       options=[("grpc.http2.min_recv_ping_interval_without_data_ms", 1000),
                                                ("grpc.http2.max_ping_strikes", 0)])
         self.servicer = AgentServicer(core, self.journal, fleet, self.access)

@@ -3,6 +3,11 @@ works out who is calling (from the verified certificate, or the plaintext mode t
 started in), refuses revoked, role-less or foreign-cluster certificates with UNAUTHENTICATED,
 and refuses with PERMISSION_DENIED a method that has no rule or whose verb no grant of the
 caller has anywhere. Handlers read the caller from `current()` for their scope checks.
+
+A request that does not decode (invalid UTF-8 in a string field, a truncated message) is
+refused here too, once the caller is admitted: INVALID_ARGUMENT with one line, where grpc's
+own answer would be an INTERNAL "Exception deserializing request!" and a traceback in the
+server's log. Every refusal goes to the gate's refusal hook (the controller's audit).
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
 import grpc
+from google.protobuf.message import DecodeError
 
 from .identity import LOCAL, ROLES, Identity, IdentityError, from_pem, insecure
 from .policy import Authorizer, denial
@@ -174,6 +180,30 @@ def _revoked(identity: Identity) -> str:
     return f"{identity}: certificate serial {identity.serial} is revoked"
 
 
+@dataclass(frozen=True)
+class Undecodable:
+    """What the guard's deserializer gives for a request that does not decode."""
+
+    reason: str
+
+    def refusal(self, method: str) -> Refused:
+        return Refused(grpc.StatusCode.INVALID_ARGUMENT, f"{method.rpartition('/')[2]}: the request does not "
+                                                         f"decode (is every string field valid UTF-8?): {self.reason}")
+
+
+def _tolerant(deserialize: Callable[[bytes], Any] | None) -> Callable[[bytes], Any] | None:
+    """`deserialize` with its failure as a value, for the handler to refuse."""
+    if deserialize is None:
+        return None
+
+    def decode(raw: bytes) -> Any:
+        try:
+            return deserialize(raw)
+        except (DecodeError, UnicodeDecodeError, ValueError) as exc:
+            return Undecodable(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+    return decode
+
+
 class Guard(grpc.aio.ServerInterceptor):
     def __init__(self, gate: Gate) -> None:
         self.gate = gate
@@ -203,11 +233,13 @@ class Guard(grpc.aio.ServerInterceptor):
             async def unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
                 try:
                     _CURRENT.set(gate.admit(context, method))  # each RPC runs in a task of its own
+                    if isinstance(request, Undecodable):
+                        raise request.refusal(method)
                 except Refused as exc:
                     await refuse(context, exc)
                 return await inner_unary(request, context)
 
-            return grpc.unary_unary_rpc_method_handler(unary, handler.request_deserializer,
+            return grpc.unary_unary_rpc_method_handler(unary, _tolerant(handler.request_deserializer),
                                                        handler.response_serializer)
         if handler.unary_stream is not None:
             inner_stream = handler.unary_stream
@@ -215,6 +247,8 @@ class Guard(grpc.aio.ServerInterceptor):
             async def stream(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
                 try:
                     identity = gate.admit(context, method)
+                    if isinstance(request, Undecodable):
+                        raise request.refusal(method)
                 except Refused as exc:
                     await refuse(context, exc)
                 _CURRENT.set(identity)
@@ -229,7 +263,7 @@ class Guard(grpc.aio.ServerInterceptor):
                 finally:
                     forget()
 
-            return grpc.unary_stream_rpc_method_handler(stream, handler.request_deserializer,
+            return grpc.unary_stream_rpc_method_handler(stream, _tolerant(handler.request_deserializer),
                                                         handler.response_serializer)
 
         async def unsupported(request: Any, context: grpc.aio.ServicerContext) -> Any:
