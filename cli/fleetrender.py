@@ -302,9 +302,11 @@ def configs_table(configs: Iterable, now: float) -> Table:
 def config_status_table(nodes: Iterable) -> Table:
     table = _table("NODE", "UP", "DESIRED", "APPLIED", "IN SYNC", "EDITED BY HAND", "LAST ERROR", wrap=("LAST ERROR",))
     for n in nodes:
-        error = Text(n.last_error, style="red") if n.last_error else Text("-")
+        error = Text(n.last_error, style="red") if n.last_error else Text("-" if not n.held else "")
         if n.last_error and n.attempts:
             error.append(f" ({n.attempts} failed attempt{'s' if n.attempts != 1 else ''})", style="dim")
+        if n.held:
+            error.append(("; " if n.last_error else "") + f"held: {n.held}", style="yellow")
         table.add_row(Text(n.node, style="bold"), yes_no(n.up), Text(n.desired_revision or "-"),
                       Text(n.applied_revision or "-", style="" if n.in_sync else "bold yellow"), yes_no(n.in_sync),
                       Text("yes", style="yellow") if n.edited_by_hand else Text("-"), error)

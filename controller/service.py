@@ -714,7 +714,7 @@ def config_status_message(s: NodeConfigStatus) -> pb.NodeConfigStatus:
     return pb.NodeConfigStatus(
         node=s.node, desired_revision=s.desired_revision, applied_revision=s.applied_revision, in_sync=s.in_sync,
         last_error=s.last_error, last_attempt=s.last_attempt, attempts=s.attempts,
-        edited_by_hand=s.edited_by_hand, up=s.up, refused=s.refused)
+        edited_by_hand=s.edited_by_hand, up=s.up, refused=s.refused, held=s.held)
 
 
 def node_result_message(r: fanout.NodeResult) -> pb.NodeResult:

@@ -77,6 +77,7 @@ class NodeConfigStatus:
     edited_by_hand: bool
     up: bool
     refused: dict[str, str] = field(default_factory=dict)  # configs the node refused, with why
+    held: str = ""  # why nothing is pushed to the node (pinned, foreign); "" when it is reconciled
 
 
 class Views:
@@ -174,5 +175,6 @@ class Views:
                 node=name, desired_revision=desired, applied_revision=applied, in_sync=in_sync,
                 last_error="" if in_sync else rec.last_error, last_attempt=rec.last_attempt,
                 attempts=0 if in_sync else rec.attempts, edited_by_hand=member.edited_by_hand,
-                up=self.membership.is_up(name), refused={} if in_sync else rec.refused))
+                up=self.membership.is_up(name), refused={} if in_sync else rec.refused,
+                held=self.overrides.held(name)))
         return result

@@ -245,6 +245,9 @@ def test_a_forced_per_node_apply_is_drift_reverted_by_default_and_held_when_pinn
     assert meta(web1)["local"] and meta(web1)["revision"].startswith("local-") and "hotfix" in pids(web1)
     listing = fleetctl(ctl.address, "nodes")
     assert "pinned by" in listing.stdout and "drift" in listing.stdout
+    held = {n.node: n for n in ctl.stub.ConfigStatus(pb.ConfigStatusRequest(), timeout=5).nodes}["web-1"].held
+    assert held == "web-1 is pinned: unpin it first (fleetctl nodes unpin web-1)"
+    assert "held: web-1 is pinned" in fleetctl(ctl.address, "config", "status").stdout
     # a rollout does not wait out its timeout on a pinned node: it fails it at once, saying why
     rolled = ctl.stub.PushConfig(pb.PushConfigRequest(
         name="workers", config_text=WORKER + "; v2\n", message="while pinned",

@@ -446,7 +446,7 @@ class ConfigStatusRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class NodeConfigStatus(_message.Message):
-    __slots__ = ("node", "desired_revision", "applied_revision", "in_sync", "last_error", "last_attempt", "attempts", "edited_by_hand", "up", "refused")
+    __slots__ = ("node", "desired_revision", "applied_revision", "in_sync", "last_error", "last_attempt", "attempts", "edited_by_hand", "up", "refused", "held")
     class RefusedEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -464,6 +464,7 @@ class NodeConfigStatus(_message.Message):
     EDITED_BY_HAND_FIELD_NUMBER: _ClassVar[int]
     UP_FIELD_NUMBER: _ClassVar[int]
     REFUSED_FIELD_NUMBER: _ClassVar[int]
+    HELD_FIELD_NUMBER: _ClassVar[int]
     node: str
     desired_revision: str
     applied_revision: str
@@ -474,7 +475,8 @@ class NodeConfigStatus(_message.Message):
     edited_by_hand: bool
     up: bool
     refused: _containers.ScalarMap[str, str]
-    def __init__(self, node: _Optional[str] = ..., desired_revision: _Optional[str] = ..., applied_revision: _Optional[str] = ..., in_sync: _Optional[bool] = ..., last_error: _Optional[str] = ..., last_attempt: _Optional[float] = ..., attempts: _Optional[int] = ..., edited_by_hand: _Optional[bool] = ..., up: _Optional[bool] = ..., refused: _Optional[_Mapping[str, str]] = ...) -> None: ...
+    held: str
+    def __init__(self, node: _Optional[str] = ..., desired_revision: _Optional[str] = ..., applied_revision: _Optional[str] = ..., in_sync: _Optional[bool] = ..., last_error: _Optional[str] = ..., last_attempt: _Optional[float] = ..., attempts: _Optional[int] = ..., edited_by_hand: _Optional[bool] = ..., up: _Optional[bool] = ..., refused: _Optional[_Mapping[str, str]] = ..., held: _Optional[str] = ...) -> None: ...
 
 class ConfigStatusResponse(_message.Message):
     __slots__ = ("nodes",)
