@@ -15,8 +15,10 @@ timer (`POLL_INTERVAL`), which costs one fstat and one stat per interval and fol
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 from collections.abc import AsyncGenerator
+from dataclasses import dataclass
 
 from .inotify import Watcher
 from .timeouts import wait_within
@@ -28,9 +30,25 @@ CHUNK = 64 * 1024
 POLL_INTERVAL = 0.5
 
 
+@dataclass(frozen=True)
+class Piece:
+    data: bytes
+    offset: int  # the file offset just after `data`
+    truncated: bool = False  # the file was rotated or truncated before this piece
+
+
 async def follow(path: str, head: int = 1024) -> AsyncGenerator[bytes, None]:
     """Yield chunks appended to the file at `path`, starting `head` bytes before its end
     (from the start if it is smaller). Raises OSError if it cannot be opened at first."""
+    async with contextlib.aclosing(follow_pieces(path, head=head)) as pieces:
+        async for piece in pieces:
+            yield piece.data
+
+
+async def follow_pieces(path: str, *, head: int = 1024, start: int | None = None) -> AsyncGenerator[Piece, None]:
+    """As `follow`, with where each chunk ends in the file: a reader that lost its stream can
+    ask again from there. `start`: an absolute offset to begin at instead of `head` (from the
+    start of the file if it is past the end: the file was rotated or truncated meanwhile)."""
     f = open(path, "rb", buffering=0)  # closed in finally, may be replaced
     changed = asyncio.Event()
     cancel_watch = None
@@ -41,20 +59,25 @@ async def follow(path: str, head: int = 1024) -> AsyncGenerator[bytes, None]:
     try:
         st = os.fstat(f.fileno())
         identity = (st.st_dev, st.st_ino)
-        position = st.st_size - head if st.st_size >= head else 0
+        if start is not None:
+            position = start if 0 <= start <= st.st_size else 0
+        else:
+            position = st.st_size - head if st.st_size >= head else 0
+        replaced = False
         while True:
             changed.clear()
             size = os.fstat(f.fileno()).st_size
             if size < position:
                 position = 0
-                yield TRUNCATED
+                yield Piece(TRUNCATED, 0, True)
                 continue
             if size > position:
                 f.seek(position)
                 data = f.read(min(size - position, CHUNK))
                 if data:
                     position += len(data)
-                    yield data
+                    yield Piece(data, position, replaced)
+                    replaced = False
                     continue
             # Nothing more in the open file. Has the path moved on to a new one?
             try:
@@ -72,6 +95,7 @@ async def follow(path: str, head: int = 1024) -> AsyncGenerator[bytes, None]:
                     st = os.fstat(f.fileno())
                     identity = (st.st_dev, st.st_ino)
                     position = 0
+                    replaced = True
                     continue
             if cancel_watch is None:
                 await wait_within(changed.wait(), POLL_INTERVAL)

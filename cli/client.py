@@ -32,11 +32,14 @@ LEADER_KEY = "fleetvisor-leader"
 
 
 class CommandError(Exception):
-    """A failure to report as one line; `exit_code` follows supervisorctl's meanings."""
+    """A failure to report as one line; `exit_code` follows supervisorctl's meanings.
+    `unavailable`: the server itself said that something it needs is unavailable (a node it
+    relays, etcd), as opposed to the server being out of reach."""
 
-    def __init__(self, message: str, exit_code: int = 1) -> None:
+    def __init__(self, message: str, exit_code: int = 1, *, unavailable: bool = False) -> None:
         super().__init__(message)
         self.exit_code = exit_code
+        self.unavailable = unavailable
 
 
 class NoController(CommandError):
@@ -88,7 +91,7 @@ def describe_rpc_error(exc: grpc.RpcError, target: str, role: str = "", *, tls: 
         if "shutdown" in lowered.replace("_", ""):
             return CommandError(f"{peer} is shutting down")
         if not _from_transport(lowered):  # the server said it (e.g. "etcd is unavailable"): it was reached
-            return CommandError(f"{peer}: {_first_line(details)}")
+            return CommandError(f"{peer}: {_first_line(details)}", unavailable=True)
         if "hostname verification" in lowered or "not in peer certificate" in lowered:
             host = target.rpartition(":")[0].strip("[]")
             return CommandError(f"TLS handshake with {peer} failed: its certificate does not name {host} "

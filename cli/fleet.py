@@ -118,14 +118,33 @@ def run_control(obj: Ctx, action: str, names: Sequence[str], labels: Sequence[st
 # -- logs --------------------------------------------------------------------------------------
 
 def run_tail(obj: Ctx, target: str, follow: bool, stderr: bool, nbytes: int) -> None:
+    """`tail NODE:NAME`; with `follow`, across controller restarts and failovers: the stream is
+    asked again from the file offset the last chunk ended at, so nothing is lost or repeated."""
     node, name = split_tail_target(target)
+    channel = pb.STDERR if stderr else pb.STDOUT
     request = cpb.FleetTailRequest(node=node, request=pb.TailLogRequest(
-        name=name, stream=pb.STDERR if stderr else pb.STDOUT, last_bytes=nbytes, follow=follow))
-    stream = obj.controller().stream("TailLog", request, timeout=None if follow else obj.settings.timeout)
-    try:
-        render.write_log(stream, obj.json)
-    finally:
-        stream.close()
+        name=name, stream=channel, last_bytes=nbytes, follow=follow))
+    if not follow:
+        stream = obj.controller().stream("TailLog", request, timeout=obj.settings.timeout)
+        try:
+            render.write_log(stream, obj.json)
+        finally:
+            stream.close()
+        return
+    offset = 0
+
+    def resumed() -> cpb.FleetTailRequest:
+        return cpb.FleetTailRequest(node=node, request=pb.TailLogRequest(
+            name=name, stream=channel, offset=offset, follow=True))
+
+    def chunks() -> Iterator[pb.LogChunk]:
+        nonlocal offset
+        for chunk in reconnect.reconnecting(obj.controller(), "TailLog", request, what="log stream",
+                                            hint="Ctrl-C to stop", note=render.note_line,
+                                            fatal=(USAGE, STATUS_UNKNOWN), again=resumed, relayed=True):
+            offset = chunk.offset
+            yield chunk
+    render.write_log(chunks(), obj.json)
 
 
 # -- fleet-only top-level commands -------------------------------------------------------------

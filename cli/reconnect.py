@@ -1,5 +1,5 @@
-"""A controller stream that outlives a controller restart or failover, for `status --watch` and
-`ops watch`.
+"""A controller stream that outlives a controller restart or failover, for `status --watch`,
+`ops watch` and `tail -f`.
 
 A stream that breaks or ends after it has answered (a restart, a failover, a cut connection) is
 opened again with capped backoff while the caller's last view stays up; one that never answered
@@ -27,8 +27,12 @@ Note = Callable[[Text | None], None]
 
 
 def reconnecting(controller: Controller, method: str, request: Any, *, what: str, hint: str, note: Note,
-                 done: Callable[[Any], bool] = lambda message: False, fatal: Collection[int] = ()) -> Iterator[Any]:
+                 done: Callable[[Any], bool] = lambda message: False, fatal: Collection[int] = (),
+                 again: Callable[[], Any] | None = None, relayed: bool = False) -> Iterator[Any]:
     """The messages of `controller.method(request)` across reconnects, until `done(message)`.
+    `again()`, if given, is the request of each reconnect (a log stream resumes where it was).
+    `relayed`: the controller relays the stream from an agent, and its word that the agent is
+    unavailable ends the watch (the controller going away does not).
 
     `what` names the stream in "controller X ended the <what>"; `hint` says what Ctrl-C does.
     `note(text)` shows that the view is stale and why, `note(None)` that it is live again.
@@ -39,7 +43,7 @@ def reconnecting(controller: Controller, method: str, request: Any, *, what: str
     backoff = Backoff(initial=FIRST_RETRY, cap=RETRY_CAP)
     answered = stale = False
     while True:
-        stream = controller.stream(method, request, timeout=None)
+        stream = controller.stream(method, again() if again is not None and answered else request, timeout=None)
         try:
             for message in stream:
                 if stale:
@@ -54,7 +58,8 @@ def reconnecting(controller: Controller, method: str, request: Any, *, what: str
             if not answered:
                 raise CommandError(problem)
         except CommandError as exc:
-            if not answered or (exc.exit_code in fatal and not isinstance(exc, NoController)):
+            if not answered or (exc.exit_code in fatal and not isinstance(exc, NoController)) or \
+                    (relayed and exc.unavailable):
                 raise
             problem = str(exc)
         finally:

@@ -100,6 +100,8 @@ def write_log(chunks: Iterable[pb.LogChunk], as_json: bool = False) -> None:
     """LogChunks to stdout as they come: raw bytes, or one JSON object per chunk for programs."""
     if as_json:
         for chunk in chunks:
+            if not chunk.data and not chunk.truncated:
+                continue  # a followed stream says where it starts before it has anything to say
             print_json_line({"data": chunk.data.decode("utf-8", "replace"), "offset": chunk.offset,
                              "truncated": chunk.truncated})
         return

@@ -25,7 +25,7 @@ from ..faults import Fault, FaultError
 from ..fleetconfig import FleetConfig, apply_refusal, control_refusal
 from ..journal import Journal
 from ..logfiles import LogReadError, read_log, tail_bytes_refusal
-from ..logfollow import follow
+from ..logfollow import follow_pieces
 from ..process import Process
 from ..security import guard
 from ..security.policy import CONTROL, DEPLOY, READ
@@ -211,9 +211,11 @@ class AgentServicer(pb_grpc.AgentServiceServicer):
         assert path is not None
         if request.follow:
             size = os.path.getsize(path)
-            head = request.last_bytes if request.last_bytes else max(0, size - request.offset)
-            async for data in follow(path, head=head):
-                yield pb.LogChunk(data=data)
+            start = max(0, size - request.last_bytes) if request.last_bytes else request.offset
+            start = start if start <= size else 0  # rotated or truncated since the caller read there
+            yield pb.LogChunk(offset=start)  # where it starts, before any data: a stream to resume
+            async for piece in follow_pieces(path, start=start):
+                yield pb.LogChunk(data=piece.data, offset=piece.offset, truncated=piece.truncated)
             return
         try:
             offset, length = (-request.last_bytes, 0) if request.last_bytes else (request.offset, 0)

@@ -125,10 +125,11 @@ def test_three_controllers_the_first_then_the_leader_killed(fleet, tmp_path):
 
 
 class Watch:
-    """`status --watch -o json` on a pipe, read by a thread; killed at the end whatever happens."""
+    """`status --watch -o json` (or another stream: `args`) on a pipe, read by a thread; killed at
+    the end whatever happens."""
 
-    def __init__(self, op: Operator) -> None:
-        self.proc = subprocess.Popen(op.argv("-o", "json", "status", "--watch"), stdout=subprocess.PIPE,
+    def __init__(self, op: Operator, *args: str) -> None:
+        self.proc = subprocess.Popen(op.argv(*(args or ("-o", "json", "status", "--watch"))), stdout=subprocess.PIPE,
                                      stderr=subprocess.PIPE, text=True, env=op.env)
         self.lines: list[str] = []
         self._lock = threading.Lock()
@@ -143,10 +144,11 @@ class Watch:
         with self._lock:
             return [json.loads(line) for line in self.lines]
 
-    def wait(self, check, what: str, timeout: float = 20) -> None:
+    def wait(self, check, what: str, timeout: float = 20, parse=json.loads) -> None:
         def probe():
             assert self.proc.poll() is None, f"the watch ended ({self.proc.returncode}): {self.proc.stderr.read()}"
-            return any(check(s) for s in self.statuses())
+            with self._lock:
+                return any(check(parse(line)) for line in self.lines)
         wait_for(probe, timeout, what)
 
     def stop(self) -> str:
@@ -169,6 +171,34 @@ def test_status_watch_goes_on_at_another_controller_of_the_list(fleet, tmp_path)
     finally:
         stderr = watch.stop()
     assert [s["controller_id"] for s in watch.statuses()][-1] == b.name
+    notes = [line for line in stderr.splitlines() if line.strip()]
+    assert len(notes) == 1 and a.address in notes[0] and notes[0].endswith("; reconnecting (Ctrl-C to stop)"), stderr
+
+
+COUNTER = """
+[program:counter]
+command=sh -c 'i=0; while :; do i=$((i+1)); echo line-$i; sleep 0.02; done'
+startsecs=0
+stopwaitsecs=2
+"""
+
+
+def test_tail_follow_goes_on_at_another_controller_without_a_gap_or_a_repeat(fleet, tmp_path):
+    a, b = fleet.controller("ctl-a"), fleet.controller("ctl-b")
+    fleet.agent("web-1", a, b, programs=COUNTER)
+    for ctl in (a, b):
+        wait_status(ctl, lambda s: states(s).get("web-1:counter") == "RUNNING", what=f"web-1 seen by {ctl.name}")
+    tail = Watch(Operator(tmp_path / "state", [a, b]), "tail", "-f", "web-1:counter")
+    try:
+        tail.wait(lambda line: line == "line-20\n", "20 lines through the first controller", parse=str)
+        a.kill()
+        seen = len(tail.lines)
+        wait_for(lambda: tail.proc.poll() is None and len(tail.lines) > seen + 50, 20,
+                 "50 more lines through the second controller")
+    finally:
+        stderr = tail.stop()
+    numbers = [int(line.removeprefix("line-")) for line in tail.lines if line.endswith("\n")]
+    assert numbers == list(range(numbers[0], numbers[0] + len(numbers))), "a gap or a repeat across the failover"
     notes = [line for line in stderr.splitlines() if line.strip()]
     assert len(notes) == 1 and a.address in notes[0] and notes[0].endswith("; reconnecting (Ctrl-C to stop)"), stderr
 
