@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import time
@@ -20,6 +21,37 @@ from .etcd_harness import cluster
 from .fleet_harness import Agent, Controller
 
 P = "/fleetvisor/failover/"
+
+
+@pytest.fixture
+def members(tmp_path: Path):
+    """A three-member etcd, killed at the end whatever happened (SIGKILL ends a stopped one too)."""
+    started = cluster(tmp_path)
+    try:
+        yield started
+    finally:
+        for member in started:
+            member.kill()
+
+
+@contextlib.asynccontextmanager
+async def followed(members, **settings):
+    """A client on every member with a mirror and an election on it (it talks to the first
+    member), and a writer on the last member; all closed at the end."""
+    client = await connect(EtcdSettings([m.endpoint for m in members], **settings))
+    writer = await connect(EtcdSettings([members[2].endpoint]))
+    mirror = Mirror(client, P)
+    election = Election(client, P + "leader", b"me", ttl=2)
+    try:
+        await mirror.start()
+        await election.start()
+        assert election.is_leader and client.endpoint == members[0].endpoint
+        yield client, writer, mirror, election
+    finally:
+        await election.close()
+        await mirror.close()
+        await client.close()
+        await writer.close()
 
 
 async def put_retrying(client, key: str, value: bytes) -> None:
@@ -40,19 +72,9 @@ async def put_retrying(client, key: str, value: bytes) -> None:
     raise AssertionError(f"put {key} kept failing: {failures[-1]}")
 
 
-def test_mirror_election_and_writes_move_to_a_live_member(tmp_path: Path) -> None:
-    members = cluster(tmp_path)
-
+def test_mirror_election_and_writes_move_to_a_live_member(members) -> None:
     async def body():
-        client = await connect(EtcdSettings([m.endpoint for m in members]))
-        writer = await connect(EtcdSettings([members[2].endpoint]))
-        mirror = Mirror(client, P)
-        election = Election(client, P + "leader", b"me", ttl=2)
-        try:
-            await mirror.start()
-            await election.start()
-            assert election.is_leader and client.endpoint == members[0].endpoint
-
+        async with followed(members) as (client, writer, mirror, election):
             members[0].kill()  # the member this controller talks to
             await put_retrying(writer, f"{P}after", b"1")  # the survivors may first elect a raft leader
             await eventually(lambda: mirror.get("after") == b"1", 20, "the mirror to follow on another member")
@@ -60,24 +82,13 @@ def test_mirror_election_and_writes_move_to_a_live_member(tmp_path: Path) -> Non
             await eventually(lambda: election.is_leader, 20, "leadership kept (or regained) on another member")
             await put_retrying(client, f"{P}written", b"2")  # plain calls use the new member too
             assert (await writer.get(f"{P}written".encode())).value == b"2"
-        finally:
-            await election.close()
-            await mirror.close()
-            await client.close()
-            await writer.close()
-    try:
-        run(body(), timeout=60)
-    finally:
-        for member in members:
-            member.kill()
+    run(body(), timeout=60)
 
 
-
-def test_calls_in_flight_when_the_client_moves_are_not_cancelled(tmp_path: Path) -> None:
+def test_calls_in_flight_when_the_client_moves_are_not_cancelled(members) -> None:
     """Moving to another member must not cancel other tasks' calls on the old channel: grpc.aio
     reports such a call as asyncio.CancelledError, so a heartbeat being recorded, or a retry
     loop, would stop as if told to. Lease renewals run in a loop across several moves."""
-    members = cluster(tmp_path)
 
     async def body():
         client = await connect(EtcdSettings([m.endpoint for m in members], timeout=2))
@@ -111,28 +122,15 @@ def test_calls_in_flight_when_the_client_moves_are_not_cancelled(tmp_path: Path)
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             await client.close()
-    try:
-        run(body(), timeout=60)
-    finally:
-        for member in members:
-            member.kill()
+    run(body(), timeout=60)
 
 
-def test_mirror_and_election_carry_on_when_their_streams_channel_is_retired(tmp_path: Path) -> None:
+def test_mirror_and_election_carry_on_when_their_streams_channel_is_retired(members) -> None:
     """The member under the mirror's and the election's streams freezes (no error, no answer),
     and the client moves on because of some other call. When the old channel is closed its
     open streams are cut off; their owners must resume on the new member, not end."""
-    members = cluster(tmp_path)
-
     async def body():
-        client = await connect(EtcdSettings([m.endpoint for m in members], timeout=2))
-        writer = await connect(EtcdSettings([members[2].endpoint]))
-        mirror = Mirror(client, P)
-        election = Election(client, P + "leader", b"me", ttl=2)
-        try:
-            await mirror.start()
-            await election.start()
-            assert election.is_leader and client.endpoint == members[0].endpoint
+        async with followed(members, timeout=2) as (client, writer, mirror, election):
             os.killpg(members[0].proc.pid, signal.SIGSTOP)  # frozen: its streams neither end nor answer
             client._failed_over_at = 0.0
             await client.fail_over()  # as a timed-out call's recover() would
@@ -141,16 +139,8 @@ def test_mirror_and_election_carry_on_when_their_streams_channel_is_retired(tmp_
             await eventually(lambda: mirror.get("after-freeze") == b"1", 30, "the mirror to follow on another member")
             await eventually(lambda: election.is_leader, 30, "leadership regained on another member")
             assert not mirror._task.done() and not election._task.done()
-        finally:
-            await election.close()
-            await mirror.close()
-            await client.close()
-            await writer.close()
-    try:
-        run(body(), timeout=90)
-    finally:
-        for member in members:
-            member.kill()  # SIGKILL ends a stopped process too
+    run(body(), timeout=90)
+
 
 # What must never reach a controller's log: asyncio's reports of tasks and async generators
 # that were dropped instead of being closed, and tracebacks of any kind.
@@ -159,12 +149,11 @@ UNCLEAN = ("Task was destroyed", "Traceback", "aclose()", "never awaited", "Exce
 
 
 @pytest.mark.parametrize("loss", ["killed", "frozen"])
-def test_controller_log_stays_clean_when_its_etcd_member_is_lost(tmp_path: Path, loss: str) -> None:
+def test_controller_log_stays_clean_when_its_etcd_member_is_lost(tmp_path: Path, members, loss: str) -> None:
     """A controller process with an agent heartbeating to it: the member it talks to is killed
     (its connections fail at once) or frozen (they hang until timeouts). The controller moves
     on (watch, election, node leases), and neither then nor at its shutdown does asyncio report
     a pending task destroyed, an async generator's failed aclose() or any traceback."""
-    members = cluster(tmp_path)
     ctl = agent = None
     try:
         ctl = Controller(tmp_path, ",".join(m.endpoint for m in members), name="ctl-1")
@@ -199,5 +188,3 @@ def test_controller_log_stays_clean_when_its_etcd_member_is_lost(tmp_path: Path,
             agent.kill()
         if ctl is not None:
             ctl.kill()
-        for member in members:
-            member.kill()
