@@ -214,8 +214,8 @@ class FleetConfig:
             running = [g.config for g in self.core.groups.values()]
             plan = Plan(*diff_groups(new.groups, running))
             if permit is not None:
-                await permit([g for g in new.groups if g.name in plan.added + plan.changed]
-                             + [g for g in running if g.name in plan.removed])
+                touched, removed = {*plan.added, *plan.changed}, set(plan.removed)
+                await permit([g for g in new.groups if g.name in touched] + [g for g in running if g.name in removed])
             if dry_run:
                 return plan
             self.store.commit(revision, staged, cluster_id, local)
@@ -236,8 +236,12 @@ class FleetConfig:
             core.remove_group(name)
             if i % operations.SLICE == 0:
                 await asyncio.sleep(0)
-        for i, name in enumerate(plan.changed + plan.added, 1):
-            await operations.add_group(core, caller, name)
+        configs = {g.name: g for g in new.groups}
+        adding = plan.changed + plan.added
+        # every AUTO log file in one worker thread: thousands of file creations, off the loop
+        logs = await asyncio.to_thread(lambda: {name: core.make_auto_logs(configs[name]) for name in adding})
+        for i, name in enumerate(adding, 1):
+            await operations.add_group_config(core, caller, configs[name], logs[name])
             if i % operations.SLICE == 0:
                 await asyncio.sleep(0)
 

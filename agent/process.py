@@ -18,6 +18,7 @@ import stat
 import subprocess
 import time
 from collections import deque
+from collections.abc import Mapping
 from itertools import islice
 from typing import TYPE_CHECKING
 
@@ -226,17 +227,34 @@ class OutputChannel:
         self.log.close()
 
 
+def own_stderr_log(config: ProcessConfig) -> bool:
+    """Whether stderr has a log of its own (an event listener's stdout is the protocol)."""
+    return not config.redirect_stderr or config.kind == GroupKind.EVENTLISTENER
+
+
+def auto_log_channels(config: ProcessConfig) -> list[str]:
+    """The channels whose log file is AUTO: a file in childlogdir made for each."""
+    channels = ["stdout"] if config.stdout.logfile == AUTO else []
+    if own_stderr_log(config) and config.stderr.logfile == AUTO:
+        channels.append("stderr")
+    return channels
+
+
 class Process:
     """A configured process: its lifecycle plus the OS resources of its current run."""
 
-    def __init__(self, config: ProcessConfig, group: ProcessGroup, core: Supervisor) -> None:
+    def __init__(self, config: ProcessConfig, group: ProcessGroup, core: Supervisor,
+                 auto_logs: Mapping[tuple[str, str], str] | None = None) -> None:
+        """`auto_logs`: AUTO log files made for it beforehand ((name, channel) -> path); the
+        others are made here."""
         self.config = config
         self.group = group
         self.core = core
         self.lifecycle = Lifecycle(config, self)
-        self.stdout_logfile = self._log_path(config.stdout.logfile, "stdout")
-        self.stderr_logfile = (None if config.redirect_stderr and config.kind != GroupKind.EVENTLISTENER
-                               else self._log_path(config.stderr.logfile, "stderr"))
+        made = auto_logs or {}
+        self.stdout_logfile = self._log_path(config.stdout.logfile, "stdout", made)
+        self.stderr_logfile = (self._log_path(config.stderr.logfile, "stderr", made)
+                               if own_stderr_log(config) else None)
         self._popen: subprocess.Popen | None = None
         self._pidfd = -1
         self._channels: list[OutputChannel] = []
@@ -250,10 +268,10 @@ class Process:
         # Set by the pool when this process is an event listener.
         self.listener: Listener | None = None
 
-    def _log_path(self, value: str | None, channel: str) -> str | None:
+    def _log_path(self, value: str | None, channel: str, made: Mapping[tuple[str, str], str]) -> str | None:
         if value != AUTO:
             return value
-        return self.core.auto_log_path(self.config.name, channel)
+        return made.get((self.config.name, channel)) or self.core.auto_log_path(self.config.name, channel)
 
     # -- facts ---------------------------------------------------------------------------------
 

@@ -13,7 +13,7 @@ import re
 import signal
 import tempfile
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 from . import events
@@ -23,7 +23,7 @@ from .fcgisocket import FcgiSocket
 from .lifecycle import signame
 from .listener import ListenerPool
 from .mainlog import MainLog
-from .process import Process
+from .process import Process, auto_log_channels
 from .states import STOPPED_STATES, ProcessState, SupervisorState
 from .timeouts import wait_within
 
@@ -55,10 +55,11 @@ Change = ProcessStateChange | SupervisorStateChange | GroupChange
 
 
 class ProcessGroup:
-    def __init__(self, config: GroupConfig, core: Supervisor) -> None:
+    def __init__(self, config: GroupConfig, core: Supervisor,
+                 auto_logs: Mapping[tuple[str, str], str] | None = None) -> None:
         self.config = config
         ordered = sorted(config.processes, key=lambda p: p.priority)
-        self.processes: dict[str, Process] = {p.name: Process(p, self, core) for p in ordered}
+        self.processes: dict[str, Process] = {p.name: Process(p, self, core, auto_logs) for p in ordered}
         self.pool = ListenerPool(self, core) if config.kind == GroupKind.EVENTLISTENER else None
         self.fcgi_socket = FcgiSocket(config.socket) if config.socket is not None else None
 
@@ -110,10 +111,11 @@ class Supervisor:
         """Groups by priority; equal priorities keep config order (sort is stable)."""
         return sorted(self.groups.values(), key=lambda g: g.config.priority)
 
-    def add_group(self, config: GroupConfig) -> bool:
+    def add_group(self, config: GroupConfig, auto_logs: Mapping[tuple[str, str], str] | None = None) -> bool:
+        """`auto_logs`: the group's AUTO log files, made beforehand by `make_auto_logs`."""
         if config.name in self.groups:
             return False
-        self.groups[config.name] = ProcessGroup(config, self)
+        self.groups[config.name] = ProcessGroup(config, self, auto_logs)
         self._publish(GroupChange(config.name, added=True))
         return True
 
@@ -161,6 +163,13 @@ class Supervisor:
                                     dir=sd.childlogdir)
         os.close(fd)
         return path
+
+    def make_auto_logs(self, config: GroupConfig) -> dict[tuple[str, str], str]:
+        """The AUTO log files of a group's processes, made now. A file creation can take a
+        millisecond and a group may have a thousand processes: callers run this in a worker
+        thread (it reads only the daemon's settings) and hand the result to add_group."""
+        return {(p.name, channel): self.auto_log_path(p.name, channel)
+                for p in config.processes for channel in auto_log_channels(p)}
 
     def child_environment(self, proc: Process) -> dict[str, str]:
         env = dict(os.environ)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 from typing import TYPE_CHECKING
 
 from ..caller import Caller
@@ -12,6 +14,7 @@ from ..faults import Fault, FaultError
 from .names import ensure_running
 
 if TYPE_CHECKING:
+    from ..config.model import GroupConfig
     from ..process import Process
     from ..supervisor import Supervisor
 
@@ -38,9 +41,23 @@ async def add_group(core: Supervisor, caller: Caller, name: str) -> bool:
     config = next((c for c in core.group_configs if c.name == name), None)
     if config is None:
         raise FaultError(Fault.BAD_NAME, name)
-    if not core.add_group(config):
-        raise FaultError(Fault.ALREADY_ADDED, name)
-    await carried_through(_autostart(list(core.groups[name].processes.values())))
+    return await add_group_config(core, caller, config)
+
+
+async def add_group_config(core: Supervisor, caller: Caller, config: GroupConfig,
+                           logs: dict[tuple[str, str], str] | None = None) -> bool:
+    """add_group of a config at hand (an apply adds thousands: no search for each). Its AUTO
+    log files are made in a worker thread first, unless the caller made them (`logs`)."""
+    if config.name in core.groups:
+        raise FaultError(Fault.ALREADY_ADDED, config.name)
+    if logs is None:
+        logs = await carried_through(asyncio.to_thread(core.make_auto_logs, config))
+    if not core.add_group(config, logs):  # added by another caller meanwhile
+        for path in logs.values():
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+        raise FaultError(Fault.ALREADY_ADDED, config.name)
+    await carried_through(_autostart(list(core.groups[config.name].processes.values())))
     return True
 
 
