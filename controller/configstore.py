@@ -42,6 +42,13 @@ class PushResult:
     operation_id: str = ""  # the rollout operation, for a rolling push
 
 
+@dataclass(frozen=True)
+class History:
+    revisions: dict[int, RevisionRecord]
+    current: int  # 0 when its first rollout was withdrawn, or the config was deleted
+    withdrawn: dict[int, str]  # the revisions whose rollout failed or was aborted, with why
+
+
 class ConfigStore:
     def __init__(self, store: Store, membership: Membership) -> None:
         self.store = store
@@ -56,24 +63,21 @@ class ConfigStore:
     def desired(self, member: MemberRecord, current: dict[str, Current] | None = None) -> Desired:
         return configs.desired_for(member, (self.current_configs() if current is None else current).values())
 
-    def history(self, name: str) -> tuple[dict[int, RevisionRecord], int]:
-        history = configs.revisions_of(self.store.items(records.revisions_prefix(name)), name)
+    def history(self, name: str) -> History:
+        revisions = configs.revisions_of(self.store.items(records.revisions_prefix(name)), name)
         current = self.assignment(name)
-        if not history or current is None:
+        if not revisions or current is None:
             raise NotFound(f"no such config: {name}")
-        return history, current.revision  # 0 when its first rollout was withdrawn
+        return History(revisions, current.revision, {int(k): v for k, v in current.withdrawn.items()})
 
-    def withdrawn(self, name: str) -> dict[int, str]:
-        """The revisions of `name` whose rollout failed or was aborted, with why."""
-        current = self.assignment(name)
-        return {int(k): v for k, v in current.withdrawn.items()} if current else {}
-
-    def revision(self, name: str, number: int) -> tuple[int, RevisionRecord]:
-        history, current = self.history(name)
-        number = number or current or max(history)
-        if number not in history:
-            raise NotFound(f"config {name} has no revision {number} (revisions 1-{max(history)})")
-        return number, history[number]
+    def revision(self, name: str, number: int) -> tuple[int, RevisionRecord, History]:
+        """Revision `number` of config `name` (0: its current one, else its newest), and its history."""
+        history = self.history(name)
+        revisions = history.revisions
+        number = number or history.current or max(revisions)
+        if number not in revisions:
+            raise NotFound(f"config {name} has no revision {number} (revisions 1-{max(revisions)})")
+        return number, revisions[number], history
 
     def running_parts(self, applied: str) -> dict[str, configs.Part | None]:
         """The configs in a node's applied revision id, each as the part it runs (None when that

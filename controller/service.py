@@ -280,7 +280,7 @@ class ControllerServicer(pb_grpc.ControllerServiceServicer):
         for name, current in sorted(self.fleet.configs.current_configs().items()):
             if not self.checks.sees_config(who, current.selector, members):
                 continue
-            history, _ = self.fleet.configs.history(name)
+            history = self.fleet.configs.history(name).revisions
             summaries.append(pb.ConfigSummary(
                 name=name, current_revision=current.revision, assignment=assignment_message(current.selector),
                 target_nodes=[n for n, m in members.items() if current.selector.matches(m)],
@@ -289,18 +289,17 @@ class ControllerServicer(pb_grpc.ControllerServiceServicer):
 
     async def ConfigHistory(self, request: pb.ConfigHistoryRequest, context: Context) -> pb.ConfigHistoryResponse:
         await self._check_config(context, "ConfigHistory", request.name)
-        history, current = await self._core(context, lambda: self.fleet.configs.history(request.name))
-        withdrawn = self.fleet.configs.withdrawn(request.name)
+        history = await self._core(context, lambda: self.fleet.configs.history(request.name))
         return pb.ConfigHistoryResponse(
-            revisions=[revision_message(request.name, n, rev, text=False, withdrawn=withdrawn.get(n, ""))
-                       for n, rev in history.items()],
-            current_revision=current)
+            revisions=[revision_message(request.name, n, rev, text=False, withdrawn=history.withdrawn.get(n, ""))
+                       for n, rev in history.revisions.items()],
+            current_revision=history.current)
 
     async def GetConfigRevision(self, request: pb.GetConfigRevisionRequest, context: Context) -> pb.ConfigRevision:
         await self._check_config(context, "GetConfigRevision", request.name)
-        number, rev = await self._core(context, lambda: self.fleet.configs.revision(request.name, request.revision))
-        return revision_message(request.name, number, rev, text=True,
-                                withdrawn=self.fleet.configs.withdrawn(request.name).get(number, ""))
+        number, rev, history = await self._core(
+            context, lambda: self.fleet.configs.revision(request.name, request.revision))
+        return revision_message(request.name, number, rev, text=True, withdrawn=history.withdrawn.get(number, ""))
 
     async def _check_config(self, context: Context, method: str, name: str) -> None:
         """Read on config `name`, before anything of it is looked up."""
@@ -413,7 +412,7 @@ class ControllerServicer(pb_grpc.ControllerServiceServicer):
 
     async def _stored(self, name: str, push: Awaitable[PushResult]) -> pb.PushConfigResponse:
         result = await push
-        _, rev = self.fleet.configs.revision(name, result.revision)
+        _, rev, _ = self.fleet.configs.revision(name, result.revision)
         return pb.PushConfigResponse(revision=revision_message(name, result.revision, rev, text=False),
                                      target_nodes=result.targets, unchanged=result.unchanged,
                                      operation_id=result.operation_id)
