@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 from .childlog import ChildLog, debug_line
 from .config.model import AUTO, GroupKind, LogConfig, ProcessConfig
 from .events import OutputEvents, OutputTap
+from .health import Monitor, Verdict
 from .lifecycle import Lifecycle, SpawnError
 from .mainlog import Level
 from .states import ProcessState
@@ -267,6 +268,7 @@ class Process:
         self._timer: asyncio.TimerHandle | None = None
         # Set by the pool when this process is an event listener.
         self.listener: Listener | None = None
+        self.health = Monitor(config.healthcheck, self) if config.healthcheck is not None else None
 
     def _log_path(self, value: str | None, channel: str, made: Mapping[tuple[str, str], str]) -> str | None:
         if value != AUTO:
@@ -293,15 +295,20 @@ class Process:
 
     # -- ProcessHost: what the lifecycle asks for ----------------------------------------------
 
+    def _credentials(self) -> dict:
+        """The Popen keywords that make a child run as the program's user."""
+        if self.config.user is None:
+            return {}
+        uid, gid, groups = user_credentials(self.config.user)
+        if uid == os.getuid():
+            return {}
+        if os.getuid() != 0:
+            raise SpawnError(f"couldn't setuid to {uid}: Can't drop privilege as nonroot user")
+        return {"user": uid, "group": gid, "extra_groups": groups}
+
     def spawn(self) -> int:
         filename, argv = resolve_command(self.config)
-        kwargs: dict = {}
-        if self.config.user is not None:
-            uid, gid, groups = user_credentials(self.config.user)
-            if uid != os.getuid():
-                if os.getuid() != 0:
-                    raise SpawnError(f"couldn't setuid to {uid}: Can't drop privilege as nonroot user")
-                kwargs.update(user=uid, group=gid, extra_groups=groups)
+        kwargs = self._credentials()
         separate_stderr = self.stderr_logfile is not None or self.config.kind == GroupKind.EVENTLISTENER
         fcgi_fd = self._acquire_fcgi_socket()  # an fcgi-program's stdin is its listening socket
         try:
@@ -383,6 +390,23 @@ class Process:
         self.core.process_state_changed(self, old, new, expected)
         if self.listener is not None and new == ProcessState.RUNNING:
             self.listener.running()
+        if self.health is not None:
+            if new == ProcessState.RUNNING:
+                self.health.running(self.lifecycle.laststart)
+            elif old == ProcessState.RUNNING:
+                self.health.stopped()
+
+    # -- HealthHost: what the health monitor asks for -------------------------------------------
+
+    def probe_spawn(self, argv: list[str], output: int) -> subprocess.Popen:
+        """An exec health check, as the program runs: its user, directory, environment, umask."""
+        return subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=output, stderr=output,
+                                cwd=self.config.directory, env=self.core.child_environment(self),
+                                process_group=0, umask=-1 if self.config.umask is None else self.config.umask,
+                                close_fds=True, **self._credentials())
+
+    def health_changed(self, before: Verdict, after: Verdict) -> None:
+        self.core.health_changed(self, before, after)
 
     # -- driving the lifecycle -----------------------------------------------------------------
 
@@ -535,6 +559,8 @@ class Process:
 
     def close(self) -> None:
         """Forget the process (its group is being removed); it must not be running."""
+        if self.health is not None:
+            self.health.stopped()
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None

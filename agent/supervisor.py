@@ -8,6 +8,7 @@ watch streams, requests waiting for processes to settle).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
 import signal
@@ -17,9 +18,12 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 from . import events
+from .caller import Caller
 from .config.errors import ConfigError
-from .config.model import Config, GroupConfig, GroupKind
+from .config.model import Config, GroupConfig, GroupKind, HealthAction
+from .faults import FaultError
 from .fcgisocket import FcgiSocket
+from .health import Health, Verdict
 from .lifecycle import signame
 from .listener import ListenerPool
 from .mainlog import MainLog
@@ -80,6 +84,9 @@ class ProcessGroup:
                 proc.give_up()
 
 
+HEALTH = Caller("local", "healthcheck")  # who restarts an unhealthy process
+
+
 class Supervisor:
     def __init__(self, config: Config, log: MainLog,
                  reloader: Callable[[], Config] | None = None) -> None:
@@ -94,6 +101,7 @@ class Supervisor:
         # The groups of the last read of the config file: what addProcessGroup can add.
         self.group_configs: tuple[GroupConfig, ...] = config.groups
         self.serverurl = _server_url(config)
+        self._restarts: set[asyncio.Task[None]] = set()  # of unhealthy processes (health_changed)
         self._subscribers: list[Callable[[Change], None]] = []
         self._changed = asyncio.Event()
         self._stop_requested = asyncio.Event()
@@ -187,6 +195,31 @@ class Supervisor:
     def process_state_changed(self, proc: Process, old: ProcessState, new: ProcessState,
                               expected: bool | None) -> None:
         self._publish(ProcessStateChange(proc, old, new, expected, time.time()))
+
+    def health_changed(self, proc: Process, before: Verdict, after: Verdict) -> None:
+        """One main-log line per change of a process's health (a return to unknown, when it
+        leaves RUNNING, goes without one: its state change says it); an unhealthy process
+        with healthcheck_action=restart is restarted, as a restart by hand would do it."""
+        check = proc.config.healthcheck
+        if after.health is Health.HEALTHY:
+            self.log.info(f"healthy: {proc.name} (health check passed)")
+        elif after.health is Health.UNHEALTHY and check is not None:
+            restart = check.action is HealthAction.RESTART
+            self.log.warn(f"unhealthy: {proc.name} (health check failed {after.failures} "
+                          f"time{'s' if after.failures != 1 else ''} in a row: {after.message})"
+                          + ("; restarting it" if restart else ""))
+            if restart:
+                self._restart(proc)
+
+    def _restart(self, proc: Process) -> None:
+        from . import operations  # the operations use the core: imported where they are needed
+
+        async def restart() -> None:
+            with contextlib.suppress(FaultError):  # shutting down meanwhile: nothing to restart
+                await operations.restart_processes(self, HEALTH, [proc])
+        task = asyncio.get_running_loop().create_task(restart())
+        self._restarts.add(task)
+        task.add_done_callback(self._restarts.discard)
 
     def publish_remote_comm(self, type: str, data: str) -> None:
         """sendRemoteCommEvent: a REMOTE_COMMUNICATION event for listeners."""

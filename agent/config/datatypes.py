@@ -14,9 +14,10 @@ import pwd
 import re
 import shlex
 import signal
+import urllib.parse
 
 from ..security.identity import check_name
-from .model import AUTO, AutoRestart
+from .model import AUTO, AutoRestart, HealthAction, ProbeKind
 
 TRUE_WORDS = frozenset({"yes", "true", "on", "1"})
 FALSE_WORDS = frozenset({"no", "false", "off", "0"})
@@ -71,6 +72,50 @@ def integer(text: str) -> int:
         return int(text)
     except ValueError:
         raise ValueError(f"not a valid integer: {text!r}") from None
+
+
+def health_probe(text: str) -> tuple[ProbeKind, str]:
+    """`exec:COMMAND`, `http://HOST:PORT/PATH` or `tcp:HOST:PORT`."""
+    text = text.strip()
+    kind, _, rest = text.partition(":")
+    if kind == "exec":
+        try:
+            words = shlex.split(rest)
+        except ValueError as exc:
+            raise ValueError(f"exec: command {rest!r} does not parse: {exc}") from None
+        if not words:
+            raise ValueError("exec: needs a command (exec:COMMAND)")
+        return ProbeKind.EXEC, rest.strip()
+    if kind == "http":
+        url = urllib.parse.urlsplit(text)
+        try:
+            port = url.port
+        except ValueError:
+            port = None
+        if not url.hostname or port is None:
+            raise ValueError(f"{text!r} must name a host and a port (http://HOST:PORT/PATH)")
+        return ProbeKind.HTTP, text
+    if kind == "tcp":
+        host, port = host_port(rest, require_host=True)
+        return ProbeKind.TCP, f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    raise ValueError(f"{text!r} is not a health check: use exec:COMMAND, http://HOST:PORT/PATH or tcp:HOST:PORT")
+
+
+def health_action(text: str) -> HealthAction:
+    try:
+        return HealthAction(text.strip().lower())
+    except ValueError:
+        raise ValueError(f"{text!r} is not a health check action (none or restart)") from None
+
+
+def non_negative_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value < float("inf"):
+        raise ValueError(f"not a number of seconds: {text!r}")
+    return value
 
 
 def positive_seconds(text: str) -> float:

@@ -18,6 +18,32 @@ class AutoRestart(enum.Enum):
     ALWAYS = "true"
 
 
+class ProbeKind(enum.Enum):
+    EXEC = "exec"
+    HTTP = "http"
+    TCP = "tcp"
+
+
+class HealthAction(enum.Enum):
+    NONE = "none"
+    RESTART = "restart"  # a liveness check: restart the process once it turns unhealthy
+
+
+@dataclass(frozen=True)
+class HealthCheck:
+    """healthcheck= and the healthcheck_* options of a [program:x]: a probe of a RUNNING process,
+    beyond what supervisord can tell (that it stayed up for startsecs). Stock supervisord
+    ignores these options."""
+
+    kind: ProbeKind
+    target: str  # the command (exec), the URL (http) or HOST:PORT (tcp)
+    interval: float = 10.0  # seconds from one probe's end to the next one's start
+    timeout: float = 5.0  # seconds a probe may take; longer is a failure
+    retries: int = 3  # failures in a row before the process is unhealthy
+    start_period: float = 0.0  # seconds after a start in which failures do not count
+    action: HealthAction = HealthAction.NONE
+
+
 class GroupKind(enum.Enum):
     PROGRAM = "program"
     EVENTLISTENER = "eventlistener"
@@ -69,6 +95,7 @@ class ProcessConfig:
     stderr: LogConfig = field(default_factory=LogConfig)
     # Set for the processes of an [eventlistener:x] or [fcgi-program:x] section only.
     kind: GroupKind = GroupKind.PROGRAM
+    healthcheck: HealthCheck | None = None
 
     @property
     def env(self) -> dict[str, str]:

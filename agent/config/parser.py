@@ -31,6 +31,7 @@ from .model import (
     FleetvisorConfig,
     GroupConfig,
     GroupKind,
+    HealthCheck,
     HttpLimits,
     HttpServerConfig,
     LogConfig,
@@ -45,6 +46,9 @@ __all__ = ["load", "read_ini"]
 PROGRAM_SECTION_PREFIXES = ("program:", "group:", "eventlistener:", "fcgi-program:")
 DEFAULT_RESULT_HANDLER = "supervisor.dispatchers:default_handler"
 RPC_FACTORY_KEY = "supervisor.rpcinterface_factory"
+# Options fleetvisor adds to [program:x] and [fcgi-program:x]: stock supervisord ignores them.
+HEALTHCHECK_OPTIONS = ("healthcheck_interval", "healthcheck_timeout", "healthcheck_retries",
+                       "healthcheck_start_period", "healthcheck_action")
 FLEETVISOR_OPTIONS = frozenset(
     {"node", "labels", "grpc_listen", "controllers", "tls_cert", "tls_key", "tls_ca",
      "state_dir", "insecure", "max_numprocs", "max_processes", "max_config_bytes",
@@ -872,9 +876,27 @@ class _Builder:
             procs.append(ProcessConfig(
                 name=per.convert("process_name", _expand, process_name, per.names),
                 command=command, process_num=num, directory=per.get("directory"),
-                environment=env, stdout=stdout, stderr=stderr, **common))
+                environment=env, stdout=stdout, stderr=stderr, healthcheck=self.healthcheck(per, kind),
+                **common))
         procs.sort(key=lambda p: (p.priority, p.name))
         return procs
+
+    def healthcheck(self, o: _Options, kind: GroupKind) -> HealthCheck | None:
+        """healthcheck= (read per process: a port may follow process_num) and its options."""
+        probe = o.get("healthcheck", None, dt.health_probe)
+        tuning = [n for n in HEALTHCHECK_OPTIONS if o.value(n) is not None]
+        if probe is None:
+            if tuning:
+                raise o.error("is set, but healthcheck= is not (the check it would tune)", tuning[0])
+            return None
+        if kind == GroupKind.EVENTLISTENER:
+            raise o.error("an event listener cannot have a health check", "healthcheck")
+        d = HealthCheck(*probe)
+        return replace(d, interval=o.get("healthcheck_interval", d.interval, dt.positive_seconds),
+                       timeout=o.get("healthcheck_timeout", d.timeout, dt.positive_seconds),
+                       retries=o.get("healthcheck_retries", d.retries, dt.positive_integer),
+                       start_period=o.get("healthcheck_start_period", d.start_period, dt.non_negative_seconds),
+                       action=o.get("healthcheck_action", d.action, dt.health_action))
 
     def channel(self, o: _Options, ch: str, capture_maxbytes: int,
                 events_enabled: bool) -> LogConfig:

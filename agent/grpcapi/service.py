@@ -23,6 +23,7 @@ from ..config.errors import ConfigError
 from ..detached import carried_through
 from ..faults import Fault, FaultError
 from ..fleetconfig import FleetConfig, apply_refusal, control_refusal
+from ..health import Health
 from ..journal import Journal
 from ..logfiles import LogReadError, read_log, tail_bytes_refusal
 from ..logfollow import follow_pieces
@@ -52,13 +53,19 @@ def _caller(context: grpc.aio.ServicerContext) -> Caller:
     return Caller("grpc", context.peer() or "")
 
 
+_HEALTH = {Health.UNKNOWN: pb.HEALTH_UNKNOWN, Health.HEALTHY: pb.HEALTHY, Health.UNHEALTHY: pb.UNHEALTHY}
+
+
 def process_info(proc: Process, now: float | None = None) -> pb.ProcessInfo:
     info = operations.process_info(proc, now)
+    verdict = proc.health.verdict if proc.health is not None else None
     return pb.ProcessInfo(
         name=info.name, group=info.group, namespec=operations.make_namespec(info.group, info.name),
         state=_STATE[info.state], statename=info.state.name, pid=info.pid, start=info.start, stop=info.stop,
         now=info.now, exitstatus=info.exitstatus, spawnerr=info.spawnerr, description=info.description,
-        stdout_logfile=info.stdout_logfile, stderr_logfile=info.stderr_logfile)
+        stdout_logfile=info.stdout_logfile, stderr_logfile=info.stderr_logfile,
+        health=_HEALTH[verdict.health] if verdict else pb.HEALTH_UNSPECIFIED,
+        health_message=verdict.message if verdict else "")
 
 
 class AgentServicer(pb_grpc.AgentServiceServicer):

@@ -27,6 +27,13 @@ class SupervisorState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     SUPERVISOR_SHUTDOWN: _ClassVar[SupervisorState]
     SUPERVISOR_FATAL: _ClassVar[SupervisorState]
 
+class Health(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    HEALTH_UNSPECIFIED: _ClassVar[Health]
+    HEALTH_UNKNOWN: _ClassVar[Health]
+    HEALTHY: _ClassVar[Health]
+    UNHEALTHY: _ClassVar[Health]
+
 class LogStream(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     LOG_STREAM_UNSPECIFIED: _ClassVar[LogStream]
@@ -46,6 +53,10 @@ SUPERVISOR_RUNNING: SupervisorState
 SUPERVISOR_RESTARTING: SupervisorState
 SUPERVISOR_SHUTDOWN: SupervisorState
 SUPERVISOR_FATAL: SupervisorState
+HEALTH_UNSPECIFIED: Health
+HEALTH_UNKNOWN: Health
+HEALTHY: Health
+UNHEALTHY: Health
 LOG_STREAM_UNSPECIFIED: LogStream
 STDOUT: LogStream
 STDERR: LogStream
@@ -94,7 +105,7 @@ class AgentInfo(_message.Message):
     def __init__(self, node: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., agent_version: _Optional[str] = ..., supervisor_version: _Optional[str] = ..., api_version: _Optional[str] = ..., applied_revision: _Optional[str] = ..., started_at: _Optional[float] = ..., uptime_seconds: _Optional[float] = ..., state: _Optional[_Union[SupervisorState, str]] = ..., pid: _Optional[int] = ..., identifier: _Optional[str] = ..., controllers: _Optional[_Iterable[str]] = ..., fleet_sections: _Optional[_Iterable[str]] = ..., local_revision: _Optional[bool] = ...) -> None: ...
 
 class ProcessInfo(_message.Message):
-    __slots__ = ("name", "group", "namespec", "state", "statename", "pid", "start", "stop", "now", "exitstatus", "spawnerr", "description", "stdout_logfile", "stderr_logfile")
+    __slots__ = ("name", "group", "namespec", "state", "statename", "pid", "start", "stop", "now", "exitstatus", "spawnerr", "description", "stdout_logfile", "stderr_logfile", "health", "health_message")
     NAME_FIELD_NUMBER: _ClassVar[int]
     GROUP_FIELD_NUMBER: _ClassVar[int]
     NAMESPEC_FIELD_NUMBER: _ClassVar[int]
@@ -109,6 +120,8 @@ class ProcessInfo(_message.Message):
     DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
     STDOUT_LOGFILE_FIELD_NUMBER: _ClassVar[int]
     STDERR_LOGFILE_FIELD_NUMBER: _ClassVar[int]
+    HEALTH_FIELD_NUMBER: _ClassVar[int]
+    HEALTH_MESSAGE_FIELD_NUMBER: _ClassVar[int]
     name: str
     group: str
     namespec: str
@@ -123,7 +136,9 @@ class ProcessInfo(_message.Message):
     description: str
     stdout_logfile: str
     stderr_logfile: str
-    def __init__(self, name: _Optional[str] = ..., group: _Optional[str] = ..., namespec: _Optional[str] = ..., state: _Optional[_Union[ProcessState, str]] = ..., statename: _Optional[str] = ..., pid: _Optional[int] = ..., start: _Optional[float] = ..., stop: _Optional[float] = ..., now: _Optional[float] = ..., exitstatus: _Optional[int] = ..., spawnerr: _Optional[str] = ..., description: _Optional[str] = ..., stdout_logfile: _Optional[str] = ..., stderr_logfile: _Optional[str] = ...) -> None: ...
+    health: Health
+    health_message: str
+    def __init__(self, name: _Optional[str] = ..., group: _Optional[str] = ..., namespec: _Optional[str] = ..., state: _Optional[_Union[ProcessState, str]] = ..., statename: _Optional[str] = ..., pid: _Optional[int] = ..., start: _Optional[float] = ..., stop: _Optional[float] = ..., now: _Optional[float] = ..., exitstatus: _Optional[int] = ..., spawnerr: _Optional[str] = ..., description: _Optional[str] = ..., stdout_logfile: _Optional[str] = ..., stderr_logfile: _Optional[str] = ..., health: _Optional[_Union[Health, str]] = ..., health_message: _Optional[str] = ...) -> None: ...
 
 class ListProcessesRequest(_message.Message):
     __slots__ = ("names",)
