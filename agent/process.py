@@ -394,7 +394,7 @@ class Process:
     def _open_log(self, cfg: LogConfig, path: str | None) -> ChildLog:
         syslog_tag = self.name if cfg.syslog else None
         return ChildLog(path, maxbytes=cfg.maxbytes, backups=cfg.backups, syslog_tag=syslog_tag,
-                        strip_ansi=self.core.config.supervisord.strip_ansi)
+                        strip_ansi=self.core.config.supervisord.strip_ansi, notify=self.core.log.log_trouble)
 
     def kill(self, pid: int, sig: int) -> None:
         os.kill(pid, sig)
