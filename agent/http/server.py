@@ -27,6 +27,7 @@ from ..mainlog import Level
 from ..rpc.supervisor_api import SupervisorNamespace
 from ..rpc.xmlrpc import Dispatcher
 from . import logtail
+from .accepts import AcceptTrouble
 from . import web as web_page
 from .guard import Guard, Limits
 from .listeners import Listener, rpc_namespaces
@@ -226,6 +227,7 @@ class HttpFace:
         # aiohttp reports through `logging`; with no handler configured Python would print
         # tracebacks of dropped connections on our stderr. The main log is our log.
         logging.getLogger("aiohttp").addHandler(logging.NullHandler())
+        AcceptTrouble(self.core.log).install(asyncio.get_running_loop())
         limits = Limits.from_environ()
         for listener in self.listeners:
             guard = Guard(limits)

@@ -161,6 +161,11 @@ def test_connections_past_the_limit_wait_without_spinning_and_recover(tmp_path, 
             sock.close()
     # Descriptors are back: the daemon answers again.
     assert wait_for(lambda: _answers(http_port), 15, "answers after the connections closed")
+    # It said so once in the main log (asyncio retried every second), and no tracebacks.
+    said = [m for m in agent.messages() if "cannot accept" in m]
+    assert said == [f"WARN cannot accept connections on 127.0.0.1:{http_port}: [Errno 24] Too many open files; "
+                    "retrying every second (said once a minute while it lasts)"]
+    assert not any("Traceback" in m for m in agent.messages())
     with grpc.insecure_channel(f"127.0.0.1:{grpc_port}") as channel:
         info = pb_grpc.AgentServiceStub(channel).GetInfo(pb.GetInfoRequest(), timeout=15)
         assert info.state == pb.SUPERVISOR_RUNNING
