@@ -27,8 +27,8 @@ from ..mainlog import Level
 from ..rpc.supervisor_api import SupervisorNamespace
 from ..rpc.xmlrpc import Dispatcher
 from . import logtail
-from .accepts import AcceptTrouble
 from . import web as web_page
+from .accepts import AcceptTrouble
 from .guard import Guard, Limits
 from .listeners import Listener, rpc_namespaces
 
