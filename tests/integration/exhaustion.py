@@ -4,19 +4,36 @@ and remembers how long the answers took, and the daemon's CPU time and memory.""
 from __future__ import annotations
 
 import http.client
+import textwrap
 import threading
 import time
 import xmlrpc.client
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from benchmarks.daemons import usage
 from tests.support import wait_for
+
+from .harness import write_config
 
 # The daemon must answer within this while it is under pressure (the design target is
 # 100 ms, measured in benchmarks/; this bound holds on a loaded 2-core machine too).
 ANSWER_BOUND = 1.0
 MIN_ANSWERS = 5
 GET_STATE = xmlrpc.client.dumps((), "supervisor.getState").encode()
+
+
+LOGS_HERE = "logfile=%(here)s/main.log\nchildlogdir=%(here)s\n"
+
+
+def probed_config(directory: Path, port: int, *sections: str, supervisord: str = LOGS_HERE) -> Path:
+    """A config whose inet HTTP server on `port` the probe asks, with `supervisord` options
+    (where the logs go) and `sections` (each dedented on its own)."""
+    head = (f"[supervisord]\npidfile=%(here)s/supervisord.pid\n{supervisord}\n"
+            f"[inet_http_server]\nport=127.0.0.1:{port}\n\n"
+            "[rpcinterface:supervisor]\n"
+            "supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface\n\n")
+    return write_config(directory, head + "\n".join(textwrap.dedent(section) for section in sections))
 
 
 def get_state(port: int, timeout: float = 10.0) -> str:

@@ -24,8 +24,7 @@ import pytest
 
 from tests.support import free_port, wait_for
 
-from .exhaustion import LatencyProbe
-from .harness import write_config
+from .exhaustion import LatencyProbe, probed_config
 
 CHATTY = f"{sys.executable} {Path(__file__).parent / 'programs' / 'numbered_lines.py'}"
 
@@ -79,23 +78,12 @@ def rpc(port: int) -> xmlrpc.client.ServerProxy:
 
 
 def config(directory: Path, port: int, *, mainlog: Path, childlogs: Path, chatty: str = "") -> Path:
-    return write_config(directory, textwrap.dedent(f"""
-        [supervisord]
-        logfile={mainlog}
-        pidfile=%(here)s/supervisord.pid
-        childlogdir={childlogs}
-
-        [inet_http_server]
-        port=127.0.0.1:{port}
-
-        [rpcinterface:supervisor]
-        supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface
-
+    return probed_config(directory, port, f"""
         [program:sleeper]
         command=sleep 1000
         startsecs=0
         stdout_logfile={childlogs}/sleeper.log
-        """) + chatty)
+        """, chatty, supervisord=f"logfile={mainlog}\nchildlogdir={childlogs}\n")
 
 
 def test_child_logs_on_a_full_disk(tmp_path, daemons):

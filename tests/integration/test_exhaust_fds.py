@@ -13,7 +13,6 @@ import os
 import re
 import resource
 import socket
-import textwrap
 import time
 import xmlrpc.client
 from pathlib import Path
@@ -26,8 +25,8 @@ from fleetvisor.v1 import agent_pb2_grpc as pb_grpc
 
 from tests.support import free_port, wait_for
 
-from .exhaustion import LatencyProbe, cpu_seconds, get_state
-from .harness import SUPERVISORD, write_config
+from .exhaustion import LOGS_HERE, LatencyProbe, cpu_seconds, get_state, probed_config
+from .harness import SUPERVISORD
 
 FD_LIMIT = 64
 PROGRAMS = 20
@@ -42,20 +41,8 @@ def config(directory: Path, http_port: int, grpc_port: int | None = None) -> Pat
         if grpc_port else ""
     programs = "".join(f"[program:p{i:02d}]\ncommand=sleep 1000\nstartsecs=0\nstartretries=1\n"
                        for i in range(PROGRAMS))
-    return write_config(directory, textwrap.dedent(f"""
-        [supervisord]
-        logfile=%(here)s/main.log
-        pidfile=%(here)s/supervisord.pid
-        childlogdir=%(here)s
-        minfds={FD_LIMIT}
-
-        [inet_http_server]
-        port=127.0.0.1:{http_port}
-
-        [rpcinterface:supervisor]
-        supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface
-
-        """) + fleetvisor + programs)
+    return probed_config(directory, http_port, fleetvisor, programs,
+                         supervisord=f"{LOGS_HERE}minfds={FD_LIMIT}\n")
 
 
 def rpc(port: int) -> xmlrpc.client.ServerProxy:

@@ -14,23 +14,19 @@ import xmlrpc.client
 
 from tests.support import free_port, wait_for
 
-from .events_helpers import conf, named, recorder, wait_records
-from .exhaustion import LatencyProbe
+from .events_helpers import recorder, wait_records
+from .exhaustion import LatencyProbe, probed_config
 from .test_exhaust_output import RSS_GROWTH_BOUND, WRITER, peak_rss
 
 MEGABYTES = 200
+# Started and stopped by the tests for state events.
+SLEEPER = "\n[program:sleeper]\ncommand=sleep 1000\nautostart=false\nstartsecs=0\n"
 
 
 def test_listeners_that_never_answer(tmp_path, daemons):
     port = free_port()
     out = tmp_path / "good.jsonl"
-    d = daemons(conf(tmp_path, f"""
-        [inet_http_server]
-        port=127.0.0.1:{port}
-
-        [rpcinterface:supervisor]
-        supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface
-
+    d = daemons(probed_config(tmp_path, port, f"""
         [eventlistener:mute]
         command=sleep 1000
         events=PROCESS_LOG,PROCESS_STATE
@@ -52,12 +48,7 @@ def test_listeners_that_never_answer(tmp_path, daemons):
         autorestart=false
         startsecs=0
         stdout_events_enabled=true
-
-        [program:sleeper]
-        command=sleep 1000
-        autostart=false
-        startsecs=0
-    """))
+    """, SLEEPER))
     rpc = xmlrpc.client.ServerProxy(f"http://127.0.0.1:{port}/RPC2")
     d.wait_line(r"success: good entered RUNNING state")
     d.wait_line(r"success: stuck entered RUNNING state")
@@ -95,24 +86,13 @@ def test_listener_that_answers_with_an_endless_line(tmp_path, daemons):
     """A RESULT line that never ends is a protocol violation once it is longer than any RESULT
     line can be, not a buffer that grows (and is copied) with every read."""
     port = free_port()
-    d = daemons(conf(tmp_path, f"""
-        [inet_http_server]
-        port=127.0.0.1:{port}
-
-        [rpcinterface:supervisor]
-        supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface
-
+    d = daemons(probed_config(tmp_path, port, f"""
         [eventlistener:babbler]
         command=/bin/sh -c "echo READY; read header; exec {sys.executable} {WRITER} {MEGABYTES}"
         events=PROCESS_STATE
         stdout_logfile=NONE
         autorestart=false
-
-        [program:sleeper]
-        command=sleep 1000
-        autostart=false
-        startsecs=0
-    """))
+    """, SLEEPER))
     rpc = xmlrpc.client.ServerProxy(f"http://127.0.0.1:{port}/RPC2")
     d.wait_line(r"success: babbler entered RUNNING state")
     with LatencyProbe(port) as probe:

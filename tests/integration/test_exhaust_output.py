@@ -5,7 +5,6 @@ rotates at logfile_maxbytes, and the log readers keep answering meanwhile."""
 from __future__ import annotations
 
 import sys
-import textwrap
 import xmlrpc.client
 from pathlib import Path
 
@@ -13,8 +12,7 @@ import pytest
 
 from tests.support import free_port, wait_for
 
-from .exhaustion import LatencyProbe
-from .harness import write_config
+from .exhaustion import LatencyProbe, probed_config
 
 MEGABYTES = 305  # not a multiple of the 10 MB rotation size: the current file is not empty
 MAXBYTES = 10 * 1024 * 1024
@@ -39,18 +37,7 @@ def peak_rss(pid: int) -> int:
 def test_gigantic_line_keeps_memory_bounded_and_logs_rotating(tmp_path, daemons, mode, options, args):
     port = free_port()
     log = tmp_path / "writer.log"
-    conf = write_config(tmp_path, textwrap.dedent(f"""
-        [supervisord]
-        logfile=%(here)s/main.log
-        pidfile=%(here)s/supervisord.pid
-        childlogdir=%(here)s
-
-        [inet_http_server]
-        port=127.0.0.1:{port}
-
-        [rpcinterface:supervisor]
-        supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface
-
+    conf = probed_config(tmp_path, port, f"""
         [program:writer]
         command={sys.executable} {WRITER} {MEGABYTES}{args}
         autostart=false
@@ -59,7 +46,7 @@ def test_gigantic_line_keeps_memory_bounded_and_logs_rotating(tmp_path, daemons,
         stdout_logfile={log}
         stdout_logfile_maxbytes={MAXBYTES}
         stdout_logfile_backups=2
-        """) + options + "\n")
+        """, options + "\n")
     d = daemons(conf)
     rpc = xmlrpc.client.ServerProxy(f"http://127.0.0.1:{port}/RPC2")
     with LatencyProbe(port) as probe:
