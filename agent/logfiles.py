@@ -79,11 +79,6 @@ _FAILING: dict[str, int] = {}
 REOPEN_RETRY = 1.0
 
 
-def failing_logs() -> dict[str, int]:
-    """The paths whose writes fail now, with the bytes dropped since they started failing."""
-    return dict(_FAILING)
-
-
 class RotatingFile:
     """An append-only log file that rotates to `path.1` ... `path.N` at `maxbytes`.
 
