@@ -33,7 +33,7 @@ def peak_rss(pid: int) -> int:
     ("plain", "", ""),
     ("capture", "stdout_capture_maxbytes=1MB\nstdout_events_enabled=true", ""),
     ("unended capture", "stdout_capture_maxbytes=1MB", " --begin-token"),
-])
+], ids=["plain", "capture", "unended-capture"])
 def test_gigantic_line_keeps_memory_bounded_and_logs_rotating(tmp_path, daemons, mode, options, args):
     port = free_port()
     log = tmp_path / "writer.log"
