@@ -4,6 +4,7 @@ rotates at logfile_maxbytes, and the log readers keep answering meanwhile."""
 
 from __future__ import annotations
 
+import http.client
 import sys
 import xmlrpc.client
 from pathlib import Path
@@ -19,6 +20,18 @@ MAXBYTES = 10 * 1024 * 1024
 # The agent's peak resident memory may grow by this much while the output passes through.
 RSS_GROWTH_BOUND = 64 * 1024 * 1024
 WRITER = Path(__file__).parent / "programs" / "no_newline.py"
+
+
+def stream_some(name: str, port: int) -> bytes:
+    """The first bytes of `supervisorctl tail -f`'s stream (/logtail)."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        conn.request("GET", f"/logtail/{name}")
+        response = conn.getresponse()
+        assert response.status == 200
+        return response.read1(4096)
+    finally:
+        conn.close()
 
 
 def peak_rss(pid: int) -> int:
@@ -56,6 +69,8 @@ def test_gigantic_line_keeps_memory_bounded_and_logs_rotating(tmp_path, daemons,
         data, offset, overflow = rpc.supervisor.tailProcessStdoutLog("writer", 0, 1000)
         assert len(data) <= 1000 and offset >= 0
         assert len(rpc.supervisor.readProcessStdoutLog("writer", -1000, 0)) <= 1000
+        if mode != "unended capture":  # (nothing reaches that log to stream)
+            assert set(stream_some("writer", port)) == {ord("x")}
         d.wait_line(r"exited: writer \(exit status 0; expected\)", timeout=120)
         grown = peak_rss(d.proc.pid) - before
     probe.assert_bounded()
