@@ -20,6 +20,7 @@ from .logfiles import (
     Failed,
     LogReadError,
     NoFile,
+    Notify,
     RotatingFile,
     read_log,
     tail_log,
@@ -79,13 +80,14 @@ class ChildLog:
         syslog_tag: str | None = None,
         strip_ansi: bool = False,
         syslog_fn: Callable[[str], None] | None = None,
+        notify: Notify | None = None,
     ) -> None:
         self.path = path
         self.syslog_tag = syslog_tag
         self.strip_ansi = strip_ansi
         self._syslog = (syslog_fn or _default_syslog) if syslog_tag is not None else None
         self._file = (
-            RotatingFile(path, maxbytes=maxbytes, backups=backups) if path is not None else None
+            RotatingFile(path, maxbytes=maxbytes, backups=backups, notify=notify) if path is not None else None
         )
 
     @property

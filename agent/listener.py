@@ -34,6 +34,11 @@ if TYPE_CHECKING:
 READY_TOKEN = b"READY\n"
 RESULT_PREFIX = b"RESULT "
 DEFAULT_RESULT_HANDLER = "supervisor.dispatchers:default_handler"
+# A listener's answer is held until it is complete, so both parts are bounded: a RESULT line
+# is "RESULT " and a length (a longer one without its newline is a violation, not a buffer
+# growing with every read), and a result is a short verdict such as OK or FAIL.
+MAX_RESULT_LINE = 64
+MAX_RESULT_BYTES = 1 << 20
 
 
 class ListenerState(enum.IntEnum):
@@ -157,10 +162,13 @@ class ListenerProtocol:
         if self._result_len is None:
             line, newline, rest = self._buffer.partition(b"\n")
             if not newline:
+                if len(line) > MAX_RESULT_LINE:
+                    return self._violation(bad_result_line=line[:MAX_RESULT_LINE])
                 return None
             length = line[len(RESULT_PREFIX):]
-            if not line.startswith(RESULT_PREFIX) or not length.isdigit():
-                return self._violation(bad_result_line=line)
+            if (not line.startswith(RESULT_PREFIX) or not length.isdigit() or len(line) > MAX_RESULT_LINE
+                    or int(length) > MAX_RESULT_BYTES):
+                return self._violation(bad_result_line=line[:MAX_RESULT_LINE])
             self._buffer = rest
             self._result_len = int(length)
         needed = self._result_len - len(self._result)

@@ -16,15 +16,19 @@ import fcntl
 import os
 import stat
 import sys
+import time
+from collections.abc import Callable
 
 __all__ = [
     "BadArguments",
     "Failed",
     "LogReadError",
     "NoFile",
+    "Notify",
     "RotatingFile",
     "read_log",
     "report_error",
+    "report_message",
     "tail_log",
 ]
 
@@ -44,11 +48,35 @@ _NO_SPLICE = frozenset({errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.EPER
 
 def report_error(path: str | None, exc: BaseException) -> None:
     """Say on stderr that a log write failed; like supervisord, carry on afterwards."""
+    report_message(f"cannot write log {path}: {exc}")
+
+
+def report_message(message: str) -> None:
+    """One line on stderr, for what cannot go to a log."""
     try:
-        sys.stderr.write(f"fleetvisor: cannot write log {path}: {exc}\n")
+        sys.stderr.write(f"fleetvisor: {message}\n")
         sys.stderr.flush()
     except (OSError, ValueError):
         pass
+
+
+# Told when a log's writes start failing (True) and when they succeed again (False), once
+# each way: a full disk fails every write, and a line per write would flood the main log
+# (itself maybe on that disk). By default it goes to stderr.
+Notify = Callable[[bool, str], None]
+
+
+def _notify_stderr(trouble: bool, message: str) -> None:
+    report_message(message)
+
+
+# The paths whose writes are failing, with the bytes dropped since. Kept by path, not by
+# file object: a process restarting on a full disk opens a new one per run, and the log
+# says so once, not once a run.
+_FAILING: dict[str, int] = {}
+# A log that could not be opened again (rotation on a full disk or inode table) is retried
+# on a later write, at most this often.
+REOPEN_RETRY = 1.0
 
 
 class RotatingFile:
@@ -57,17 +85,21 @@ class RotatingFile:
     Rotation only applies to regular files with `maxbytes > 0`; anything else (a FIFO, a
     tty, anything under /dev or /proc, `maxbytes == 0`) just grows and is never measured.
     Write errors are reported on stderr and the data is dropped: a full disk must not take
-    the event loop down. After a failed reopen the file stays closed until the next
-    `reopen()` (SIGUSR2).
+    the event loop down: `notify` hears when writes start failing and when they work again
+    (once each way, not per write), and the bytes in between are dropped. A file that cannot
+    be opened again after rotation is retried on later writes.
     """
 
-    __slots__ = ("path", "maxbytes", "backups", "_fd", "_size", "_rotates", "_regular", "_append",
-                 "_no_splice")
+    __slots__ = ("path", "maxbytes", "backups", "notify", "_fd", "_size", "_rotates", "_regular",
+                 "_append", "_no_splice", "_lost", "_retry_at")
 
-    def __init__(self, path: str, *, maxbytes: int, backups: int) -> None:
+    def __init__(self, path: str, *, maxbytes: int, backups: int, notify: Notify | None = None) -> None:
         self.path = path
         self.maxbytes = maxbytes
         self.backups = backups
+        self.notify = notify or _notify_stderr
+        self._lost = False  # closed by a failure, not by close(): reopened on a later write
+        self._retry_at = 0.0
         self._fd = -1
         self._size = 0  # bytes in the current file, kept by counting
         self._rotates = False
@@ -82,18 +114,24 @@ class RotatingFile:
         return self._fd
 
     def write(self, data: bytes) -> None:
-        if self._fd < 0 or not data:
+        if not data or (self._fd < 0 and not self._recover(len(data))):
             return
+        written = 0
         try:
             if not self._append:
                 self._set_append(True)
             view = memoryview(data)
-            while view:  # a signal can cut a write to a pipe short
-                view = view[os.write(self._fd, view) :]
+            while view:  # a signal (or a disk filling up) can cut a write short
+                moved = os.write(self._fd, view)
+                written += moved
+                view = view[moved:]
         except OSError as exc:
-            report_error(self.path, exc)
+            self._failed(exc, len(data) - written)
+            self.account(written)
             return
-        self.account(len(data))
+        if _FAILING:
+            self._succeeded()
+        self.account(written)
 
     def splice_from(self, pipe: int, count: int) -> int | None:
         """Move up to `count` bytes from the non-blocking pipe `pipe` into the file in the
@@ -126,6 +164,8 @@ class RotatingFile:
             if exc.errno in _NO_SPLICE:
                 self._no_splice = True
             return None
+        if _FAILING and moved:
+            self._succeeded()
         self.account(moved)
         return moved
 
@@ -138,12 +178,46 @@ class RotatingFile:
             try:
                 self._rotate()
             except OSError as exc:
-                report_error(self.path, exc)
+                self._lose(exc)
+
+    def _failed(self, exc: OSError, dropped: int) -> None:
+        if self.path not in _FAILING:
+            _FAILING[self.path] = 0
+            self.notify(True, f"cannot write log {self.path}: {exc.strerror or exc}; its output is "
+                              "dropped until writes succeed again")
+        _FAILING[self.path] += dropped
+
+    def _succeeded(self) -> None:
+        dropped = _FAILING.pop(self.path, None)
+        if dropped is not None:
+            self.notify(False, f"log {self.path} is written again ({dropped} bytes were dropped)")
+
+    def _lose(self, exc: OSError) -> None:
+        """The file could not be opened again: retry on a later write."""
+        self.close()
+        self._lost = True
+        self._retry_at = time.monotonic() + REOPEN_RETRY
+        self._failed(exc, 0)
+
+    def _recover(self, size: int) -> bool:
+        """Open a lost file again, if it is time to try; False: `size` bytes are dropped."""
+        if not self._lost:
+            return False
+        if time.monotonic() >= self._retry_at:
+            try:
+                self._open(truncate=False)
+            except OSError as exc:
+                self._lose(exc)
+            else:
+                return True
+        _FAILING[self.path] = _FAILING.get(self.path, 0) + size
+        return False
 
     def reopen(self) -> None:
-        """Close and open `path` again: after logrotate moved it, a new file is made."""
+        """Close and open `path` again: after logrotate moved it, a new file is made.
+        Raises OSError when it cannot be opened (it is retried on later writes)."""
         self.close()
-        self._open(truncate=False)
+        self._open_again()
 
     def clear(self) -> None:
         """Remove the file and start a new, empty one (clearLog / clearProcessLogs)."""
@@ -152,17 +226,31 @@ class RotatingFile:
             os.remove(self.path)
         except FileNotFoundError:
             pass
-        self._open(truncate=False)
+        self._open_again()
+
+    def _open_again(self) -> None:
+        try:
+            self._open(truncate=False)
+        except OSError:
+            self._lost = True
+            self._retry_at = time.monotonic() + REOPEN_RETRY
+            raise
 
     def close(self) -> None:
+        self._lost = False
         if self._fd >= 0:
             fd, self._fd = self._fd, -1
             os.close(fd)
 
     def _open(self, *, truncate: bool) -> None:
         fd = os.open(self.path, _APPEND | (os.O_TRUNC if truncate else 0), 0o666)
-        st = os.fstat(fd)
+        try:
+            st = os.fstat(fd)
+        except OSError:
+            os.close(fd)
+            raise
         self._fd = fd
+        self._lost = False
         self._append = True
         self._regular = stat.S_ISREG(st.st_mode)
         self._rotates = (

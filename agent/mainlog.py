@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from .logfiles import RotatingFile, report_error
+from .logfiles import RotatingFile, report_error, report_message
 
 __all__ = ["BootLog", "Level", "MainLog", "SYSLOG", "level_from_name"]
 
@@ -137,7 +137,7 @@ class MainLog(_LevelMethods):
         if path == SYSLOG:
             self._syslog = syslog_fn or _default_syslog
         elif path is not None:
-            self._file = RotatingFile(path, maxbytes=maxbytes, backups=backups)
+            self._file = RotatingFile(path, maxbytes=maxbytes, backups=backups, notify=self._own_trouble)
 
     def is_enabled(self, level: int) -> bool:
         return level >= self.level
@@ -156,6 +156,17 @@ class MainLog(_LevelMethods):
             # the same, trailing newline included).
             for part in msg.rstrip("\n").split("\n"):
                 self._syslog(f"{prefix}{part}\n")
+
+    def log_trouble(self, trouble: bool, message: str) -> None:
+        """A log file's writes started failing (an error) or work again (info)."""
+        self.log(Level.ERRO if trouble else Level.INFO, message)
+
+    def _own_trouble(self, trouble: bool, message: str) -> None:
+        # This very file fails: the line may reach only the stdout echo, so stderr hears it
+        # too. The line saying it works again is written to the file itself.
+        if trouble and not self.echo_stdout:
+            report_message(message)
+        self.log_trouble(trouble, message)
 
     def replay(self, records: Iterable[tuple[Level, str]]) -> None:
         """Write messages collected before the log existed, most severe first (stable

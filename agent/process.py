@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 from .childlog import ChildLog, debug_line
 from .config.model import AUTO, GroupKind, LogConfig, ProcessConfig
 from .events import OutputEvents, OutputTap
+from .fdbudget import BUDGET
 from .health import Monitor, Verdict
 from .lifecycle import Lifecycle, SpawnError
 from .mainlog import Level
@@ -310,6 +311,8 @@ class Process:
         filename, argv = resolve_command(self.config)
         kwargs = self._credentials()
         separate_stderr = self.stderr_logfile is not None or self.config.kind == GroupKind.EVENTLISTENER
+        if not BUDGET.spawn_fits():  # keep descriptors back to answer on (see fdbudget)
+            raise SpawnError(self._too_many_files())
         fcgi_fd = self._acquire_fcgi_socket()  # an fcgi-program's stdin is its listening socket
         try:
             stdin_r, stdin_w = os.pipe() if fcgi_fd < 0 else (-1, -1)
@@ -317,9 +320,20 @@ class Process:
             err_r, err_w = os.pipe() if separate_stderr else (-1, out_w)
         except OSError as exc:
             self._release_fcgi_socket()
-            if exc.errno == errno.EMFILE:
-                raise SpawnError(f"too many open files to spawn '{self.name}'") from None
-            raise SpawnError(f"unknown error making dispatchers for '{self.name}': {errno_name(exc)}") from None
+            raise SpawnError(self._dispatcher_failure(exc)) from None
+        # The logs are opened before the fork, as supervisord makes its dispatchers: a log
+        # that cannot be opened is a spawn error, not a child running unwatched.
+        logs: list[ChildLog] = []
+        try:
+            logs.append(self._open_log(self.config.stdout, self.stdout_logfile))
+            if err_r >= 0:
+                logs.append(self._open_log(self.config.stderr, self.stderr_logfile))
+        except OSError as exc:
+            for log in logs:
+                log.close()
+            _close(stdin_r, stdin_w, out_r, out_w, err_r, err_w)
+            self._release_fcgi_socket()
+            raise SpawnError(self._dispatcher_failure(exc)) from None
         try:
             self._popen = subprocess.Popen(
                 argv, executable=filename, stdin=stdin_r if fcgi_fd < 0 else fcgi_fd, stdout=out_w, stderr=err_w,
@@ -327,13 +341,24 @@ class Process:
                 process_group=0,  # keep a Ctrl-C at supervisord's terminal away from children
                 umask=-1 if self.config.umask is None else self.config.umask,
                 close_fds=True, **kwargs)
+            pid = self._popen.pid
         except OSError as exc:
-            _close(stdin_w, out_r, err_r)
-            self._release_fcgi_socket()
-            raise SpawnError(self._spawn_failure(exc, argv[0])) from None
+            pid, failure = -1, self._spawn_failure(exc, argv[0])
         finally:
             _close(stdin_r, out_w, err_w)
-        pid = self._popen.pid
+        pidfd = -1
+        if pid > 0:
+            try:
+                pidfd = os.pidfd_open(pid)
+            except OSError as exc:  # unwatchable: take the child back rather than lose it
+                self._reap_unwatched()
+                pid, failure = -1, self._dispatcher_failure(exc)
+        if pid < 0:
+            for log in logs:
+                log.close()
+            _close(stdin_w, out_r, err_r)
+            self._release_fcgi_socket()
+            raise SpawnError(failure)
         if self.listener is not None:
             self.listener.spawned()
             if stdin_w >= 0:
@@ -341,13 +366,27 @@ class Process:
         self.stdin_fd = stdin_w
         if stdin_w >= 0:
             os.set_blocking(stdin_w, False)
-        self._channels = [OutputChannel(self, "stdout", out_r, self._open_log(self.config.stdout, self.stdout_logfile))]
+        self._channels = [OutputChannel(self, "stdout", out_r, logs[0])]
         if err_r >= 0:
-            self._channels.append(OutputChannel(self, "stderr", err_r,
-                                                self._open_log(self.config.stderr, self.stderr_logfile)))
-        self._pidfd = os.pidfd_open(pid)
+            self._channels.append(OutputChannel(self, "stderr", err_r, logs[1]))
+        self._pidfd = pidfd
         asyncio.get_running_loop().add_reader(self._pidfd, self._on_exit)
         return pid
+
+    def _reap_unwatched(self) -> None:
+        assert self._popen is not None
+        self._popen.kill()
+        self._popen.wait()
+        self._popen = None
+
+    def _too_many_files(self) -> str:
+        return f"too many open files to spawn '{self.name}'"
+
+    def _dispatcher_failure(self, exc: OSError) -> str:
+        """supervisord's spawnerr for a pipe or log it could not make."""
+        if exc.errno == errno.EMFILE:
+            return self._too_many_files()
+        return f"unknown error making dispatchers for '{self.name}': {errno_name(exc)}"
 
     def _acquire_fcgi_socket(self) -> int:
         sock = self.group.fcgi_socket
@@ -367,6 +406,8 @@ class Process:
             self.group.fcgi_socket.release()
 
     def _spawn_failure(self, exc: OSError, program: str) -> str:
+        if exc.errno == errno.EMFILE:  # the pipe subprocess reports exec failures on
+            return self._too_many_files()
         if exc.errno == errno.EAGAIN:
             return f"Too many processes in process table to spawn '{self.name}'"
         if self.config.directory is not None and exc.filename == self.config.directory:
@@ -378,7 +419,7 @@ class Process:
     def _open_log(self, cfg: LogConfig, path: str | None) -> ChildLog:
         syslog_tag = self.name if cfg.syslog else None
         return ChildLog(path, maxbytes=cfg.maxbytes, backups=cfg.backups, syslog_tag=syslog_tag,
-                        strip_ansi=self.core.config.supervisord.strip_ansi)
+                        strip_ansi=self.core.config.supervisord.strip_ansi, notify=self.core.log.log_trouble)
 
     def kill(self, pid: int, sig: int) -> None:
         os.kill(pid, sig)

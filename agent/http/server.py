@@ -28,6 +28,7 @@ from ..rpc.supervisor_api import SupervisorNamespace
 from ..rpc.xmlrpc import Dispatcher
 from . import logtail
 from . import web as web_page
+from .accepts import AcceptTrouble
 from .guard import Guard
 from .listeners import Listener, rpc_namespaces
 
@@ -226,6 +227,7 @@ class HttpFace:
         # aiohttp reports through `logging`; with no handler configured Python would print
         # tracebacks of dropped connections on our stderr. The main log is our log.
         logging.getLogger("aiohttp").addHandler(logging.NullHandler())
+        AcceptTrouble(self.core.log).install(asyncio.get_running_loop())
         for listener in self.listeners:
             guard = Guard(self.core.config.http_limits)
             runner = web.AppRunner(make_app(self.core, listener.config, guard),

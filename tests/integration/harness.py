@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 from tests.support import wait_for
@@ -29,11 +30,12 @@ class Daemon:
     """A supervisord-compatible daemon in the foreground (-n); its stdout is the main log."""
 
     def __init__(self, config: Path, command: list[str] | None = None, extra_args: tuple[str, ...] = (),
-                 env: dict[str, str] | None = None) -> None:
+                 env: dict[str, str] | None = None, preexec: Callable[[], None] | None = None) -> None:
+        """`preexec` runs in the child before the daemon starts (to lower an rlimit, say)."""
         self.config = config
         argv = [*(command or AGENT), "-c", str(config), "-n", *extra_args]
         self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                     cwd=config.parent, env=env)
+                                     cwd=config.parent, env=env, preexec_fn=preexec)
         self.lines: list[str] = []
         self._lock = threading.Lock()
         self._reader = threading.Thread(target=self._read, daemon=True)

@@ -10,6 +10,8 @@ import pytest
 
 from fleetvisor.agent import events as ev
 from fleetvisor.agent.listener import (
+    MAX_RESULT_BYTES,
+    MAX_RESULT_LINE,
     Listener,
     ListenerPool,
     ListenerProtocol,
@@ -101,6 +103,29 @@ def test_bad_result_line(line):
     p.sent()
     assert feed_all(p, line + b"\nOK") == [Violation(bad_result_line=line)]
     assert p.state == S.UNKNOWN
+
+
+def test_a_result_line_without_end_is_cut_off_at_its_bound():
+    p = ListenerProtocol()
+    feed_all(p, b"READY\n")
+    p.sent()
+    assert feed_all(p, b"RESULT 2") == []  # may still end
+    assert feed_all(p, b"0" * MAX_RESULT_LINE) == [Violation(bad_result_line=(b"RESULT 2" + b"0" * 56))]
+    assert p.state == S.UNKNOWN
+    assert feed_all(p, b"0" * 100000) == [] and p._buffer == b""
+
+
+def test_a_result_longer_than_its_bound_is_a_violation():
+    p = ListenerProtocol()
+    feed_all(p, b"READY\n")
+    p.sent()
+    line = b"RESULT %d" % (MAX_RESULT_BYTES + 1)
+    assert feed_all(p, line + b"\nOK") == [Violation(bad_result_line=line)]
+    p = ListenerProtocol()
+    feed_all(p, b"READY\n")
+    p.sent()
+    assert feed_all(p, b"RESULT %d\n" % MAX_RESULT_BYTES + b"y" * MAX_RESULT_BYTES) == [
+        Result(b"y" * MAX_RESULT_BYTES)]
 
 
 def test_result_of_zero_length():
