@@ -36,9 +36,9 @@ def low_fd_limit() -> None:
     resource.setrlimit(resource.RLIMIT_NOFILE, (FD_LIMIT, FD_LIMIT))
 
 
-def config(directory: Path, http_port: int, grpc_port: int | None = None) -> Path:
-    fleetvisor = f"[fleetvisor]\nnode=n1\ngrpc_listen=127.0.0.1:{grpc_port}\nstate_dir=%(here)s/state\n" \
-        if grpc_port else ""
+def config(directory: Path, http_port: int, grpc_port: int | None = None, per_client: int = 32) -> Path:
+    fleetvisor = (f"[fleetvisor]\nnode=n1\ngrpc_listen=127.0.0.1:{grpc_port}\nstate_dir=%(here)s/state\n"
+                  f"http_max_connections_per_client={per_client}\n") if grpc_port else ""
     programs = "".join(f"[program:p{i:02d}]\ncommand=sleep 1000\nstartsecs=0\nstartretries=1\n"
                        for i in range(PROGRAMS))
     return probed_config(directory, http_port, fleetvisor, programs,
@@ -124,8 +124,7 @@ def _settled(port: int, name: str) -> str | None:
 def test_connections_past_the_limit_wait_without_spinning_and_recover(tmp_path, daemons):
     http_port, grpc_port = free_port(), free_port()
     # No per-client cap on connections here: this test is one client taking them all.
-    env = dict(os.environ, FLEETVISOR_HTTP_MAX_CONNECTIONS_PER_CLIENT=str(10 * FD_LIMIT))
-    agent = daemons(config(tmp_path, http_port, grpc_port), preexec=low_fd_limit, env=env)
+    agent = daemons(config(tmp_path, http_port, grpc_port, per_client=10 * FD_LIMIT), preexec=low_fd_limit)
     agent.wait_line(r"gave up: p\d+ entered FATAL state", timeout=30)
     wait_for(lambda: get_state(http_port) == "RUNNING", 10, "an answer")
     pid = agent.proc.pid
