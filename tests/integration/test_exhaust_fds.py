@@ -9,7 +9,6 @@ close, without the loop spinning.
 from __future__ import annotations
 
 import http.client
-import os
 import re
 import resource
 import socket
