@@ -54,6 +54,11 @@ PARENTS: dict[str, str | None] = {
     "PROCESS_GROUP": "EVENT",
     "PROCESS_GROUP_ADDED": "PROCESS_GROUP",
     "PROCESS_GROUP_REMOVED": "PROCESS_GROUP",
+    # fleetvisor's own: a process's health check changed its verdict (stock supervisord has none)
+    "FLEETVISOR_PROCESS_HEALTH": "EVENT",
+    "FLEETVISOR_PROCESS_HEALTH_HEALTHY": "FLEETVISOR_PROCESS_HEALTH",
+    "FLEETVISOR_PROCESS_HEALTH_UNHEALTHY": "FLEETVISOR_PROCESS_HEALTH",
+    "FLEETVISOR_PROCESS_HEALTH_UNKNOWN": "FLEETVISOR_PROCESS_HEALTH",
 }
 
 ABSTRACT = frozenset(p for p in PARENTS.values() if p is not None)
@@ -209,6 +214,12 @@ def remote_communication(type_: str, data: str) -> Event:
 
 def supervisor_state(running: bool) -> Event:
     return Event("SUPERVISOR_STATE_CHANGE_RUNNING" if running else "SUPERVISOR_STATE_CHANGE_STOPPING", "")
+
+
+def process_health(name: str, processname: str, groupname: str, from_health: str, message: str) -> Event:
+    """A health change: header tokens as PROCESS_STATE's, then the last failure's message on a
+    line of its own (a URL has colons, which the `key:value` tokens cannot hold)."""
+    return Event(name, f"processname:{processname} groupname:{groupname} from_health:{from_health}\n{message}")
 
 
 def process_group(added: bool, groupname: str) -> Event:

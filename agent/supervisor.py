@@ -55,7 +55,15 @@ class GroupChange:
     added: bool
 
 
-Change = ProcessStateChange | SupervisorStateChange | GroupChange
+@dataclass(frozen=True)
+class HealthChange:
+    process: Process
+    before: Verdict
+    after: Verdict
+    when: float
+
+
+Change = ProcessStateChange | SupervisorStateChange | GroupChange | HealthChange
 
 
 class ProcessGroup:
@@ -201,6 +209,7 @@ class Supervisor:
         leaves RUNNING, goes without one: its state change says it); an unhealthy process
         with healthcheck_action=restart is restarted, as a restart by hand would do it."""
         check = proc.config.healthcheck
+        self._publish(HealthChange(proc, before, after, time.time()))
         if after.health is Health.HEALTHY:
             self.log.info(f"healthy: {proc.name} (health check passed)")
         elif after.health is Health.UNHEALTHY and check is not None:
@@ -242,6 +251,12 @@ class Supervisor:
                 bus.publish(events.supervisor_state(running=False))
         elif isinstance(change, GroupChange):
             bus.publish(events.process_group(change.added, change.name))
+        elif isinstance(change, HealthChange):
+            name = f"FLEETVISOR_PROCESS_HEALTH_{change.after.health.name}"
+            if bus.wants(name):
+                proc = change.process
+                bus.publish(events.process_health(name, proc.name, proc.group.name, change.before.health.value,
+                                                  change.after.message))
 
     # -- subscribers ---------------------------------------------------------------------------
 

@@ -23,7 +23,7 @@ from rich.text import Text
 
 from .duration import format_age, format_ago, format_time
 from .exitcodes import node_result_code
-from .render import STATE_STYLE, fault_text
+from .render import STATE_STYLE, fault_text, has_health, health_cell
 
 if TYPE_CHECKING:
     from fleetvisor.v1 import agent_pb2 as pb
@@ -130,6 +130,7 @@ def status_view(status: cpb.FleetStatus) -> RenderableType:
     now = status.now
     name_width = max((len(p.namespec or p.name) for n in status.nodes for p in n.processes), default=4)
     state_width = max((len(p.statename) for n in status.nodes for p in n.processes), default=5)
+    health = has_health(p for n in status.nodes for p in n.processes)
     parts: list[RenderableType] = []
     for entry in status.nodes:
         node = entry.node
@@ -139,12 +140,15 @@ def status_view(status: cpb.FleetStatus) -> RenderableType:
         table = Table(box=None, pad_edge=False, show_header=False)
         table.add_column("NAME", min_width=name_width, no_wrap=True)
         table.add_column("STATE", min_width=state_width, no_wrap=True)
+        if health:
+            table.add_column("HEALTH", min_width=len("unhealthy"), overflow="fold")
         table.add_column("DESCRIPTION", overflow="fold")
         dim = "dim" if not (node.up and node.reachable) else ""
         for p in entry.processes:
-            table.add_row(Text(p.namespec or p.name), state_cell(p.statename), Text(p.description), style=dim)
+            table.add_row(Text(p.namespec or p.name), state_cell(p.statename),
+                          *((health_cell(p),) if health else ()), Text(p.description), style=dim)
         if not entry.processes:
-            table.add_row(Text("(no processes)", style="dim"), "", "")
+            table.add_row(Text("(no processes)", style="dim"), *([""] * (3 if health else 2)))
         parts.append(Padding(table, (0, 0, 0, 2), expand=False))
     if not status.nodes:
         parts.append(Text("no nodes match", style="yellow"))

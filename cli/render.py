@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Callable, Iterable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from google.protobuf.json_format import MessageToDict
 from google.protobuf.message import Message
@@ -21,8 +21,7 @@ from rich.measure import Measurement
 from rich.table import Table
 from rich.text import Text
 
-if TYPE_CHECKING:
-    from fleetvisor.v1 import agent_pb2 as pb
+from fleetvisor.v1 import agent_pb2 as pb
 
 __all__ = ["FAULT_TEXT", "STATE_STYLE", "as_dict", "command_results", "err", "escape", "fault_text", "jsonable",
            "out", "print_json", "print_json_line", "print_view", "process_table", "show", "state_text", "write_log"]
@@ -116,12 +115,33 @@ def state_text(statename: str) -> str:
     return f"[{style}]{statename}[/]" if style else statename
 
 
+HEALTH_TEXT = {pb.HEALTHY: ("healthy", "green"), pb.UNHEALTHY: ("unhealthy", "bold red"),
+               pb.HEALTH_UNKNOWN: ("unknown", "dim")}
+
+
+def has_health(processes: Iterable[pb.ProcessInfo]) -> bool:
+    """Whether a HEALTH column is worth showing: some process has a health check."""
+    return any(p.health != pb.HEALTH_UNSPECIFIED for p in processes)
+
+
+def health_cell(p: pb.ProcessInfo) -> Text:
+    """A process's health, with the failure that made it unhealthy; empty without a check."""
+    word, style = HEALTH_TEXT.get(p.health, ("", ""))
+    text = Text(word, style=style)
+    if p.health == pb.UNHEALTHY and p.health_message:
+        text.append(f" ({p.health_message})", style="dim")
+    return text
+
+
 def process_table(node: str, processes: Iterable[pb.ProcessInfo]) -> Table:
+    processes = list(processes)
+    health = has_health(processes)
     table = Table(box=None, pad_edge=False, header_style="bold")
-    for column in ("NODE", "NAME", "STATE", "PID", "DESCRIPTION"):
-        table.add_column(column, no_wrap=column != "DESCRIPTION")
+    for column in ("NODE", "NAME", "STATE", "PID", *(("HEALTH",) if health else ()), "DESCRIPTION"):
+        table.add_column(column, no_wrap=column not in ("DESCRIPTION", "HEALTH"))
     for p in processes:
-        table.add_row(node, p.namespec, state_text(p.statename), str(p.pid) if p.pid else "-", p.description)
+        table.add_row(node, p.namespec, state_text(p.statename), str(p.pid) if p.pid else "-",
+                      *((health_cell(p),) if health else ()), p.description)
     return table
 
 

@@ -216,8 +216,8 @@ class NodeLink:
             self.processes = {p.namespec: p for p in event.snapshot.processes}
             self.received = dict.fromkeys(self.processes, now)
             self.info = event.snapshot.info
-        elif kind == "process_state":
-            proc = event.process_state.process
+        elif kind in ("process_state", "process_health"):
+            proc = getattr(event, kind).process
             self.processes[proc.namespec] = proc
             self.received[proc.namespec] = now
         elif kind == "group":

@@ -31,7 +31,7 @@ from ..process import Process
 from ..security import guard
 from ..security.policy import CONTROL, DEPLOY, READ
 from ..states import ProcessState, SupervisorState
-from ..supervisor import GroupChange, ProcessStateChange, Supervisor, SupervisorStateChange
+from ..supervisor import GroupChange, HealthChange, ProcessStateChange, Supervisor, SupervisorStateChange
 from .authorize import Access
 
 _STATE = {s: getattr(pb, s.name) for s in ProcessState}
@@ -200,6 +200,13 @@ class AgentServicer(pb_grpc.AgentServiceServicer):
                 event.group.CopyFrom(pb.GroupEvent(group=change.name, added=change.added))
             elif isinstance(change, SupervisorStateChange):
                 event.supervisor_state.CopyFrom(pb.SupervisorStateEvent(state=_MOOD[change.new]))
+            elif isinstance(change, HealthChange):
+                if not self.access.sees(change.process.group.name, change.process.name):
+                    continue
+                event.process_health.CopyFrom(pb.ProcessHealthEvent(
+                    process=process_info(change.process), from_health=_HEALTH[change.before.health]))
+                event.process_health.process.health = _HEALTH[change.after.health]
+                event.process_health.process.health_message = change.after.message
             else:
                 continue
             yield event

@@ -4,6 +4,9 @@ stock clients keep seeing the states they know."""
 
 from __future__ import annotations
 
+import json
+import os
+import signal
 import sys
 import textwrap
 from pathlib import Path
@@ -94,3 +97,53 @@ def test_without_the_restart_action_an_unhealthy_process_runs_on(tmp_path, daemo
 
     xmlrpc.supervisor.stopProcess("web")  # health is unknown again once it is not RUNNING
     wait_for(lambda: health(stub)[0] == pb.HEALTH_UNKNOWN, 10, "health unknown after the stop")
+
+
+CRASHMAIL = Path(sys.executable).parent / "crashmail"
+RECORDER = Path(__file__).parent / "listeners" / "recorder.py"
+
+
+def test_health_events_reach_listeners_and_superlance_crashmail_runs_on(tmp_path, daemons):
+    """crashmail subscribed to every EVENT gets our health events too: it must pass over them
+    and still mail the crash; a listener of FLEETVISOR_PROCESS_HEALTH gets each change."""
+    mailbox, sendmail, flag, seen = tmp_path / "mailbox", tmp_path / "sendmail.sh", tmp_path / "fail", tmp_path / "seen"
+    sendmail.write_text(f"#!/bin/sh\ncat >> {mailbox}\n")
+    sendmail.chmod(0o755)
+    config = write_config(tmp_path, textwrap.dedent(f"""
+        [supervisord]
+        logfile=%(here)s/main.log
+        pidfile=%(here)s/supervisord.pid
+        childlogdir=%(here)s
+        [eventlistener:crashmail]
+        command={CRASHMAIL} -a -m ops@example.com -s {sendmail}
+        events=EVENT
+        environment=SUPERVISOR_SERVER_URL="unix://%(here)s/unused.sock"
+        [eventlistener:health]
+        command={sys.executable} {RECORDER} {seen}
+        events=FLEETVISOR_PROCESS_HEALTH
+        [program:api]
+        command=sleep 1000
+        startsecs=0
+        healthcheck=exec:test ! -e {flag}
+        healthcheck_interval=0.2
+        healthcheck_retries=1
+        [program:crashy]
+        command=/bin/sh -c "test -e {flag} && exit 2; sleep 1000"
+        startsecs=0
+        autorestart=false
+        """))
+    daemon = daemons(config)
+    daemon.wait_line(r"INFO healthy: api", timeout=20)
+    flag.touch()
+    daemon.wait_line(r"WARN unhealthy: api", timeout=20)
+    crashy = daemon.pid_of("crashy")
+    os.kill(crashy, signal.SIGKILL)  # an unexpected exit, while health events flow
+    mail = wait_for(lambda: mailbox.exists() and mailbox.read_text(), 15, "crashmail's mail")
+    assert "Process crashy in group crashy exited unexpectedly" in mail
+    events = wait_for(lambda: [e for e in map(json.loads, seen.read_text().splitlines())]
+                      if seen.exists() and seen.read_text().count("\n") >= 2 else None, 15, "two health events")
+    assert [e["headers"]["eventname"] for e in events[:2]] == ["FLEETVISOR_PROCESS_HEALTH_HEALTHY",
+                                                               "FLEETVISOR_PROCESS_HEALTH_UNHEALTHY"]
+    header, _, message = events[1]["payload"].partition("\n")
+    assert header == "processname:api groupname:api from_health:healthy"
+    assert message == "test exited with status 1"

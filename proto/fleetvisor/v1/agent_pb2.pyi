@@ -201,7 +201,7 @@ class ConfigAppliedEvent(_message.Message):
     def __init__(self, revision: _Optional[str] = ...) -> None: ...
 
 class AgentEvent(_message.Message):
-    __slots__ = ("sequence", "time", "agent_run_id", "snapshot", "process_state", "group", "supervisor_state", "config_applied")
+    __slots__ = ("sequence", "time", "agent_run_id", "snapshot", "process_state", "group", "supervisor_state", "config_applied", "process_health")
     SEQUENCE_FIELD_NUMBER: _ClassVar[int]
     TIME_FIELD_NUMBER: _ClassVar[int]
     AGENT_RUN_ID_FIELD_NUMBER: _ClassVar[int]
@@ -210,6 +210,7 @@ class AgentEvent(_message.Message):
     GROUP_FIELD_NUMBER: _ClassVar[int]
     SUPERVISOR_STATE_FIELD_NUMBER: _ClassVar[int]
     CONFIG_APPLIED_FIELD_NUMBER: _ClassVar[int]
+    PROCESS_HEALTH_FIELD_NUMBER: _ClassVar[int]
     sequence: int
     time: float
     agent_run_id: str
@@ -218,7 +219,16 @@ class AgentEvent(_message.Message):
     group: GroupEvent
     supervisor_state: SupervisorStateEvent
     config_applied: ConfigAppliedEvent
-    def __init__(self, sequence: _Optional[int] = ..., time: _Optional[float] = ..., agent_run_id: _Optional[str] = ..., snapshot: _Optional[_Union[Snapshot, _Mapping]] = ..., process_state: _Optional[_Union[ProcessStateEvent, _Mapping]] = ..., group: _Optional[_Union[GroupEvent, _Mapping]] = ..., supervisor_state: _Optional[_Union[SupervisorStateEvent, _Mapping]] = ..., config_applied: _Optional[_Union[ConfigAppliedEvent, _Mapping]] = ...) -> None: ...
+    process_health: ProcessHealthEvent
+    def __init__(self, sequence: _Optional[int] = ..., time: _Optional[float] = ..., agent_run_id: _Optional[str] = ..., snapshot: _Optional[_Union[Snapshot, _Mapping]] = ..., process_state: _Optional[_Union[ProcessStateEvent, _Mapping]] = ..., group: _Optional[_Union[GroupEvent, _Mapping]] = ..., supervisor_state: _Optional[_Union[SupervisorStateEvent, _Mapping]] = ..., config_applied: _Optional[_Union[ConfigAppliedEvent, _Mapping]] = ..., process_health: _Optional[_Union[ProcessHealthEvent, _Mapping]] = ...) -> None: ...
+
+class ProcessHealthEvent(_message.Message):
+    __slots__ = ("process", "from_health")
+    PROCESS_FIELD_NUMBER: _ClassVar[int]
+    FROM_HEALTH_FIELD_NUMBER: _ClassVar[int]
+    process: ProcessInfo
+    from_health: Health
+    def __init__(self, process: _Optional[_Union[ProcessInfo, _Mapping]] = ..., from_health: _Optional[_Union[Health, str]] = ...) -> None: ...
 
 class ProcessCommand(_message.Message):
     __slots__ = ("names", "all", "wait", "force", "cluster_id")
