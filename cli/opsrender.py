@@ -154,6 +154,10 @@ def plan_view(op: cpb.Operation) -> RenderableType:
         lines.append(line)
     if not op.batches:
         lines.append(Text("  nothing to do: no node matches", style="yellow"))
+    for group, gate in sorted(op.gates.items()):
+        wanted = "healthy by its health check" if gate == "health check" else "RUNNING"
+        lines.append(Text(f"  gate for {group}: every process {wanted} for "
+                          f"{format_seconds(op.spec.healthy_for_seconds)}", style="dim"))
     return Group(*lines)
 
 

@@ -115,6 +115,12 @@ class Operations:
         return new_operation(replace(spec, kind=Kind.ROLLING_RESTART), nodes, author, message,
                              now=time.time(), op_id=new_id())
 
+    def gates(self, op: Operation) -> dict[str, str]:
+        """A rolling restart's gate for its group, from what its nodes run now."""
+        processes = [p for step in op.steps() if (link := self.fleet.links.get(step.node)) is not None
+                     for p in link.processes.values()]
+        return {op.spec.group: planning.gate(processes, op.spec.group)}
+
     def rollout_planner(self, spec: Spec, name: str, author: str, message: str) -> RolloutPlanner:
         """For ConfigStore.push: the rollout operation, once the targets and revisions are known."""
         def plan(targets: list[str], revision: int, previous: int) -> Operation:

@@ -1,4 +1,5 @@
-"""Pure decisions of fleet operations: batch sizes, the plan, and whether a node is healthy.
+"""Pure decisions of fleet operations: batch sizes, the plan, and whether a node is healthy
+(its processes RUNNING, and healthy where they have a health check).
 
 Nothing here does I/O or reads a clock; the engine (operations.py) feeds it facts.
 """
@@ -7,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from enum import IntEnum
 
 from .errors import InvalidArgument
 from .processes import ProcessView, ProcState
@@ -67,8 +69,18 @@ class Health:
     failure: str  # non-empty: a process went BACKOFF/FATAL/EXITED (or vanished)
 
 
+class Checked(IntEnum):
+    """A process's health as the agent reports it (agent_pb2.Health, numbered as on the wire)."""
+
+    NONE = 0  # no health check: RUNNING is the gate
+    UNKNOWN = 1
+    HEALTHY = 2
+    UNHEALTHY = 3
+
+
 def health(processes: Iterable[ProcessView], groups: set[str], pids_before: set[int]) -> Health:
-    """Whether every process of `groups` runs (and, for a restart, with a new pid)."""
+    """Whether every process of `groups` is ready (and, for a restart, with a new pid): RUNNING,
+    and healthy where it has a health check. An unhealthy one fails the batch as BACKOFF does."""
     mine = [p for p in processes if p.group in groups]
     if not mine:  # not there yet (a revision being applied): only the deadline can fail it
         return Health(False, "")
@@ -76,8 +88,18 @@ def health(processes: Iterable[ProcessView], groups: set[str], pids_before: set[
         if proc.state in BAD:
             detail = f" ({proc.description})" if proc.description else ""
             return Health(False, f"{proc.namespec} is {proc.statename}{detail}")
-    running = all(p.state == ProcState.RUNNING and p.pid not in pids_before for p in mine)
-    return Health(running, "")
+        if proc.state == ProcState.RUNNING and proc.health == Checked.UNHEALTHY and proc.pid not in pids_before:
+            detail = f" ({proc.health_message})" if proc.health_message else ""
+            return Health(False, f"{proc.namespec} is RUNNING but unhealthy{detail}")
+    ready = all(p.state == ProcState.RUNNING and p.pid not in pids_before
+                and p.health in (Checked.NONE, Checked.HEALTHY) for p in mine)
+    return Health(ready, "")
+
+
+def gate(processes: Iterable[ProcessView], group: str) -> str:
+    """What a batch waits for on `group`: its health check where its processes have one."""
+    checked = any(p.health != Checked.NONE for p in processes if p.group == group)
+    return "health check" if checked else "RUNNING"
 
 
 def gave_up(processes: Iterable[ProcessView], groups: set[str]) -> list[str]:

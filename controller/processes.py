@@ -42,6 +42,10 @@ class ProcessView(Protocol):
     def pid(self) -> int: ...
     @property
     def description(self) -> str: ...
+    @property
+    def health(self) -> int: ...  # agent_pb2.Health: HEALTH_UNSPECIFIED without a health check
+    @property
+    def health_message(self) -> str: ...
 
 
 @dataclass(frozen=True)

@@ -446,7 +446,9 @@ class ControllerServicer(pb_grpc.ControllerServiceServicer):
                                                                                  request.message))
         if request.dry_run:
             planned.id = ""
-            return operation_message(planned)
+            plan = operation_message(planned)
+            plan.gates.update(self.operations.gates(planned))
+            return plan
         args = {"group": spec.group, "nodes": list(spec.selector.nodes), "labels": dict(spec.selector.labels),
                 "batch": spec.batch, "max_unavailable": spec.max_unavailable, "message": request.message}
         return operation_message(await self._write(

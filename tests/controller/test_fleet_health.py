@@ -6,8 +6,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from fleetvisor.v1 import agent_pb2 as apb
+from fleetvisor.v1 import controller_pb2 as pb
 
 from .fleet_harness import fleetctl, states, wait_status
+from .test_operations import start, wait_op
 
 CHECKED = """
 [program:api]
@@ -47,3 +49,40 @@ def test_health_reaches_fleet_status_and_fleetctl(fleet, tmp_path: Path):
     assert states(status)["web-1:api"] == "RUNNING"  # health is not a state
     shown = fleetctl(ctl.address, "status")
     assert "unhealthy (test exited with status 1)" in shown.stdout, shown.stdout
+
+
+RESTARTED = """
+[program:api]
+command=sleep 1000
+startsecs=0
+stopwaitsecs=2
+healthcheck=exec:test ! -e {flag}
+healthcheck_interval=0.2
+healthcheck_retries=1
+"""
+
+
+def test_a_rolling_restart_halts_on_an_unhealthy_batch_and_goes_through_once_healthy(fleet, tmp_path: Path):
+    flags = {n: tmp_path / f"broken-{n}" for n in ("web-1", "web-2")}
+    ctl = fleet.controller()
+    for node, flag in flags.items():
+        fleet.agent(node, ctl, programs=RESTARTED.format(flag=flag))
+    wait_status(ctl, lambda s: [p.health for n in s.nodes for p in n.processes] == [apb.HEALTHY] * 2,
+                what="api healthy on both nodes")
+    plan = start(ctl, group="api", batch=1, healthy_for=0.5, dry_run=True)
+    assert dict(plan.gates) == {"api": "health check"}
+    shown = fleetctl(ctl.address, "rolling-restart", "api", "--batch", "1", "--healthy-for", "2s", "--dry-run")
+    assert "gate for api: every process healthy by its health check for 2s" in shown.stdout, shown.stdout
+    flags["web-2"].touch()  # web-2's api will run but not be healthy
+    op = start(ctl, group="api", batch=1, healthy_for=0.5, timeout=20, on_failure=pb.PAUSE)
+    paused = wait_op(ctl, op.id, {pb.OP_PAUSED})
+    assert "web-2" in paused.reason and "api is RUNNING but unhealthy (test exited with status 1)" in paused.reason
+    assert steps(paused) == {"web-1": pb.STEP_DONE, "web-2": pb.STEP_FAILED}
+    flags["web-2"].unlink()
+    ctl.stub.ResumeOperation(pb.GetOperationRequest(id=op.id), timeout=10)
+    done = wait_op(ctl, op.id, {pb.OP_SUCCEEDED})
+    assert steps(done) == {"web-1": pb.STEP_DONE, "web-2": pb.STEP_DONE}
+
+
+def steps(op) -> dict[str, int]:
+    return {step.node: step.state for batch in op.batches for step in batch.nodes}

@@ -58,6 +58,8 @@ class Proc:
     state: int
     pid: int = 0
     description: str = ""
+    health: int = planning.Checked.NONE
+    health_message: str = ""
 
     @property
     def namespec(self) -> str:
@@ -77,6 +79,29 @@ def test_health_wants_every_process_of_the_groups_running_with_a_new_pid():
     assert not planning.health(procs, {"web"}, {10}).all_running  # web_0 still runs its old pid
     assert planning.health(procs, {"db"}, set()).failure == "db:db is FATAL"
     assert planning.health(procs, {"nosuch"}, set()) == planning.Health(False, "")
+
+
+def test_a_process_with_a_health_check_is_ready_only_when_healthy():
+    web = Proc("web", "web", ProcState.RUNNING, 10, health=planning.Checked.UNKNOWN)
+    assert planning.health([web], {"web"}, set()) == planning.Health(False, "")  # not yet told
+    web.health = planning.Checked.HEALTHY
+    assert planning.health([web], {"web"}, set()).all_running
+    web.health, web.health_message = planning.Checked.UNHEALTHY, "http://x:1/ answered HTTP 500"
+    assert planning.health([web], {"web"}, set()).failure == \
+        "web:web is RUNNING but unhealthy (http://x:1/ answered HTTP 500)"
+    # the old run's verdict, before the restart shows: not a failure of the new one
+    assert planning.health([web], {"web"}, {10}) == planning.Health(False, "")
+
+
+def test_the_gate_of_a_group_is_its_health_check_where_it_has_one():
+    procs = [Proc("web", "web", ProcState.RUNNING, 1, health=planning.Checked.UNKNOWN), Proc("db", "db", ProcState.RUNNING)]
+    assert (planning.gate(procs, "web"), planning.gate(procs, "db")) == ("health check", "RUNNING")
+
+
+def test_health_is_numbered_as_on_the_wire():
+    assert [(c.name, int(c)) for c in planning.Checked] == [
+        ("NONE", apb.HEALTH_UNSPECIFIED), ("UNKNOWN", apb.HEALTH_UNKNOWN), ("HEALTHY", apb.HEALTHY),
+        ("UNHEALTHY", apb.UNHEALTHY)]
 
 
 def test_process_states_are_numbered_as_on_the_wire():

@@ -622,7 +622,14 @@ class OperationBatch(_message.Message):
     def __init__(self, nodes: _Optional[_Iterable[_Union[NodeStep, _Mapping]]] = ...) -> None: ...
 
 class Operation(_message.Message):
-    __slots__ = ("id", "spec", "state", "batches", "current_batch", "reason", "author", "message", "created_at", "updated_at", "controller_id")
+    __slots__ = ("id", "spec", "state", "batches", "current_batch", "reason", "author", "message", "created_at", "updated_at", "controller_id", "gates")
+    class GatesEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
     ID_FIELD_NUMBER: _ClassVar[int]
     SPEC_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
@@ -634,6 +641,7 @@ class Operation(_message.Message):
     CREATED_AT_FIELD_NUMBER: _ClassVar[int]
     UPDATED_AT_FIELD_NUMBER: _ClassVar[int]
     CONTROLLER_ID_FIELD_NUMBER: _ClassVar[int]
+    GATES_FIELD_NUMBER: _ClassVar[int]
     id: str
     spec: OperationSpec
     state: OperationState
@@ -645,7 +653,8 @@ class Operation(_message.Message):
     created_at: float
     updated_at: float
     controller_id: str
-    def __init__(self, id: _Optional[str] = ..., spec: _Optional[_Union[OperationSpec, _Mapping]] = ..., state: _Optional[_Union[OperationState, str]] = ..., batches: _Optional[_Iterable[_Union[OperationBatch, _Mapping]]] = ..., current_batch: _Optional[int] = ..., reason: _Optional[str] = ..., author: _Optional[str] = ..., message: _Optional[str] = ..., created_at: _Optional[float] = ..., updated_at: _Optional[float] = ..., controller_id: _Optional[str] = ...) -> None: ...
+    gates: _containers.ScalarMap[str, str]
+    def __init__(self, id: _Optional[str] = ..., spec: _Optional[_Union[OperationSpec, _Mapping]] = ..., state: _Optional[_Union[OperationState, str]] = ..., batches: _Optional[_Iterable[_Union[OperationBatch, _Mapping]]] = ..., current_batch: _Optional[int] = ..., reason: _Optional[str] = ..., author: _Optional[str] = ..., message: _Optional[str] = ..., created_at: _Optional[float] = ..., updated_at: _Optional[float] = ..., controller_id: _Optional[str] = ..., gates: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class StartOperationRequest(_message.Message):
     __slots__ = ("spec", "message", "dry_run")
