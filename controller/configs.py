@@ -16,7 +16,7 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 
 from fleetvisor.agent.config.errors import ConfigError
@@ -48,8 +48,9 @@ def sha256(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def validate(named_texts: Mapping[str, str]) -> Config:
-    """Parse the configs together as one node would include them, against an empty node file.
+def validate(named_texts: Mapping[str, str], known_elsewhere: Collection[str] = ()) -> Config:
+    """Parse the configs together as one node would include them, against an empty node file
+    whose programs are `known_elsewhere` (the names depends_on may use: the target nodes' own).
     Raises InvalidArgument with the agent parser's message (file named after the config)."""
     with tempfile.TemporaryDirectory(prefix="fleetvisor-validate-") as tmp:
         main = os.path.join(tmp, "node.conf")
@@ -62,7 +63,8 @@ def validate(named_texts: Mapping[str, str]) -> Config:
                 f.write(text)
             paths.append(path)
         try:
-            return load(main, extra_files=paths, host_node_name="node", defer_env=True)
+            return load(main, extra_files=paths, host_node_name="node", defer_env=True,
+                        known_elsewhere=known_elsewhere)
         except ConfigError as exc:
             raise InvalidArgument(str(exc).replace(tmp + os.sep, "")) from None
 

@@ -276,7 +276,9 @@ class ConfigStore:
 def _validate_all(name: str, text: str, combinations: list[dict[str, str]],
                   local: dict[str, list[str]]) -> None:
     """Raises InvalidArgument for the first combination the agent's parser refuses, or when the
-    config clashes with a node's own programs (`local`)."""
+    config clashes with a node's own programs (`local`, whose names depends_on may use; each
+    node checks its own exactly when it applies)."""
+    elsewhere = {section.partition(":")[2] for sections in local.values() for section in sections}
     for named_texts in combinations:
-        configs.validate(named_texts)
+        configs.validate(named_texts, elsewhere)
     configs.check_local(name, text, local)

@@ -205,6 +205,17 @@ def name(text: str) -> str:
     return stripped
 
 
+def dependency_names(text: str) -> tuple[str, ...]:
+    """depends_on: program names, or `GROUP:*` for every process of a group, comma-separated."""
+    found = []
+    for item in list_of_strings(text):
+        group, colon, rest = item.partition(":")
+        if colon and rest != "*":
+            raise ValueError(f"{item!r} is neither a program name nor GROUP:* (every process of a group)")
+        found.append(f"{name(group)}:*" if colon else name(item))
+    return tuple(dict.fromkeys(found))
+
+
 def node_name(text: str) -> str:
     """A node's name: it is part of etcd keys, certificates and namespecs (identity.py's rules)."""
     return check_name("node", text.strip())

@@ -96,6 +96,9 @@ class ProcessConfig:
     # Set for the processes of an [eventlistener:x] or [fcgi-program:x] section only.
     kind: GroupKind = GroupKind.PROGRAM
     healthcheck: HealthCheck | None = None
+    # Programs (or "GROUP:*") that must be ready (RUNNING, or healthy where they have a health
+    # check) before this process starts; stock supervisord ignores the option.
+    depends_on: tuple[str, ...] = ()
 
     @property
     def env(self) -> dict[str, str]:

@@ -17,7 +17,7 @@ import platform
 import re
 import socket
 import tempfile
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -74,7 +74,7 @@ _LIMIT_OPTIONS = ("max_numprocs", "max_processes", "max_config_bytes")
 
 def load(path: str, *, environ: Mapping[str, str] | None = None,
          extra_files: Sequence[str] = (), host_node_name: str | None = None,
-         defer_env: bool = False, limits: Limits | None = None) -> Config:
+         defer_env: bool = False, limits: Limits | None = None, known_elsewhere: Collection[str] = ()) -> Config:
     """Parse the file named by -c, everything it includes, then `extra_files` (program-level
     sections only, as if included last). Raises ConfigError for anything wrong.
 
@@ -85,7 +85,9 @@ def load(path: str, *, environ: Mapping[str, str] | None = None,
     converted or checked here (it gets its default); the agent checks it when it loads.
 
     `limits` (default DEFAULT_LIMITS) hold until the main file's [fleetvisor] section sets
-    its own max_* options, which then bound the included and extra files and the build."""
+    its own max_* options, which then bound the included and extra files and the build.
+    `known_elsewhere`: program and group names depends_on may name that these files do not
+    define (a controller checking a fleet config: the target nodes' own programs)."""
     environ = {} if defer_env else os.environ if environ is None else environ
     node = platform.node() if host_node_name is None else host_node_name
     names: dict[str, object] = {f"ENV_{k}": v for k, v in environ.items()}
@@ -100,7 +102,8 @@ def load(path: str, *, environ: Mapping[str, str] | None = None,
             loader.read_extra(os.path.abspath(extra))
         if defer_env:
             names.update({ref: _DEFERRED.format(ref) for ref in redactor.references()})
-        config = _Builder(main, loader, names, deferred=defer_env, limits=loader.limits).build()
+        config = _Builder(main, loader, names, deferred=defer_env, limits=loader.limits,
+                          known_elsewhere=known_elsewhere).build()
     return replace(config, warnings=tuple(redactor.text(w) for w in config.warnings), local_sections=local)
 
 
@@ -491,9 +494,33 @@ class _Options:
                            option=option, line=where.line)
 
 
+def _cycle(graph: Mapping[str, set[str]]) -> list[str]:
+    """A cycle of `graph` as the names along it (the first one again at the end), or []."""
+    seen: dict[str, bool] = {}  # True while on the current path, False once done
+    for start in sorted(graph):
+        if start in seen:
+            continue
+        path, stack = [start], [iter(sorted(graph[start]))]
+        seen[start] = True
+        while stack:
+            nxt = next(stack[-1], None)
+            if nxt is None:
+                stack.pop()
+                seen[path.pop()] = False
+            elif seen.get(nxt):
+                return [*path[path.index(nxt):], nxt]
+            elif nxt not in seen and nxt in graph:
+                seen[nxt] = True
+                path.append(nxt)
+                stack.append(iter(sorted(graph[nxt])))
+    return []
+
+
 class _Builder:
     def __init__(self, path: str, loader: _Loader, names: dict[str, object],
-                 deferred: bool = False, limits: Limits = DEFAULT_LIMITS) -> None:
+                 deferred: bool = False, limits: Limits = DEFAULT_LIMITS,
+                 known_elsewhere: Collection[str] = ()) -> None:
+        self.known_elsewhere = frozenset(known_elsewhere)
         self.path = path
         self.limits = limits
         self.process_count = 0  # processes built so far, against limits.max_processes
@@ -703,7 +730,39 @@ class _Builder:
             seen[group.name] = section
         groups = [self.with_base_env(g, base_env) for g, _ in built]
         groups.sort(key=lambda g: (g.priority, g.name))
+        self.check_dependencies(groups)
         return tuple(groups)
+
+    def check_dependencies(self, groups: list[GroupConfig]) -> None:
+        """Every depends_on name exists (here, or among `known_elsewhere`: a node's own programs
+        when a controller checks a fleet config), and no program depends on itself through
+        others. Refused naming the missing name or the cycle."""
+        programs: dict[str, set[str]] = {}  # program name -> the program names it depends on
+        members: dict[str, set[str]] = {}  # group name -> its program names
+        for group in groups:
+            for proc in group.processes:
+                members.setdefault(group.name, set()).add(proc.program_name)
+                programs.setdefault(proc.program_name, set())
+        for group in groups:
+            for proc in group.processes:
+                for dep in proc.depends_on:
+                    wanted = dep[:-2] if dep.endswith(":*") else dep
+                    found = members.get(wanted) if dep.endswith(":*") else ({dep} if dep in programs else None)
+                    if found is None and wanted not in self.known_elsewhere:
+                        kind = "group" if dep.endswith(":*") else "program"
+                        raise self.program_error(proc.program_name, f"depends on {dep}, but no {kind} named "
+                                                 f"{wanted} is defined", "depends_on")
+                    programs[proc.program_name] |= found or set()
+        cycle = _cycle(programs)
+        if cycle:
+            raise self.program_error(cycle[0], f"depends_on makes a cycle: {' -> '.join(cycle)}", "depends_on")
+
+    def program_error(self, program: str, message: str, option: str) -> ConfigError:
+        section = next((self.sections[k] for k in (f"program:{program}", f"fcgi-program:{program}",
+                                                    f"eventlistener:{program}") if k in self.sections), None)
+        if section is None:
+            return ConfigError(message, file=self.path, option=option)
+        return self.options(section).error(message, option)
 
     @staticmethod
     def with_base_env(group: GroupConfig, base_env: dict[str, str]) -> GroupConfig:
@@ -851,6 +910,7 @@ class _Builder:
             user=o.get("user", None, dt.checked_user),
             umask=o.get("umask", None, dt.octal),
             redirect_stderr=o.get("redirect_stderr", "false", dt.boolean),
+            depends_on=o.get("depends_on", "", dt.dependency_names),
             serverurl=AUTO if not serverurl or serverurl.strip().upper() == AUTO else serverurl,
         )
         captures = {ch: (o.get(f"{ch}_capture_maxbytes", "0", dt.byte_size),
