@@ -84,47 +84,71 @@ def _endpoint(host_port: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
-async def _connect(host: str, port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter] | str:
+class _Asking(asyncio.Protocol):
+    """One connection of a probe: connected is enough for tcp; http sends its request and reads
+    the status line. A bare protocol, not streams: a probe a second per program must be cheap."""
+
+    def __init__(self, request: bytes | None, judge: Callable[[bytes], str], answer: asyncio.Future[str]) -> None:
+        self.request = request
+        self.judge = judge
+        self.answer = answer
+        self.received = bytearray()
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        if self.request is None:
+            self._answer("")
+        else:
+            transport.write(self.request)
+
+    def data_received(self, data: bytes) -> None:
+        self.received += data
+        if b"\n" in self.received or len(self.received) > 4096:
+            self._answer(self.judge(bytes(self.received.split(b"\n", 1)[0])))
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._answer("the connection closed before an answer")
+
+    def _answer(self, failure: str) -> None:
+        if not self.answer.done():
+            self.answer.set_result(failure)
+        if self.transport is not None:
+            self.transport.close()
+
+
+async def _ask(host: str, port: int, request: bytes | None, judge: Callable[[bytes], str] = lambda _: "") -> str:
+    loop = asyncio.get_running_loop()
+    answer: asyncio.Future[str] = loop.create_future()
     try:
-        return await asyncio.open_connection(host, port)
+        transport, _ = await loop.create_connection(lambda: _Asking(request, judge, answer), host, port)
     except OSError as exc:
         return f"cannot connect to {host}:{port}: {os.strerror(exc.errno) if exc.errno else exc}"
-
-
-async def _close(writer: asyncio.StreamWriter) -> None:
-    writer.close()
-    with contextlib.suppress(OSError):
-        await writer.wait_closed()
+    try:
+        return await answer
+    finally:
+        transport.close()  # a timeout or a cancel: not left open
 
 
 async def _tcp(target: str) -> str:
-    connected = await _connect(*_endpoint(target))
-    if isinstance(connected, str):
-        return connected
-    await _close(connected[1])
-    return ""
+    return await _ask(*_endpoint(target), None)
 
 
 async def _http(url: str) -> str:
     parts = urllib.parse.urlsplit(url)
     assert parts.hostname is not None and parts.port is not None  # checked by the parser
-    connected = await _connect(parts.hostname, parts.port)
-    if isinstance(connected, str):
-        return connected
-    reader, writer = connected
-    try:
-        path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-        writer.write(f"GET {path} HTTP/1.1\r\nHost: {parts.netloc}\r\nUser-Agent: fleetvisor-healthcheck\r\n"
-                     "Connection: close\r\n\r\n".encode())
-        status = (await reader.readline()).decode("latin-1").split()
-    except OSError as exc:
-        return f"{url}: {exc.strerror or exc}"
-    finally:
-        await _close(writer)
-    if len(status) < 2 or not status[0].startswith("HTTP/") or not status[1].isdigit():
-        return f"{url} did not answer HTTP"
-    code = int(status[1])
-    return "" if code < 400 else f"{url} answered HTTP {code}"
+    path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    request = (f"GET {path} HTTP/1.1\r\nHost: {parts.netloc}\r\nUser-Agent: fleetvisor-healthcheck\r\n"
+               "Connection: close\r\n\r\n").encode()
+
+    def judge(status_line: bytes) -> str:
+        status = status_line.decode("latin-1").split()
+        if len(status) < 2 or not status[0].startswith("HTTP/") or not status[1].isdigit():
+            return f"{url} did not answer HTTP"
+        code = int(status[1])
+        return "" if code < 400 else f"{url} answered HTTP {code}"
+    return await _ask(parts.hostname, parts.port, request, judge)
 
 
 async def _exec(argv: list[str], spawn: Spawner) -> str:
