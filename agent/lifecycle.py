@@ -12,6 +12,7 @@ from __future__ import annotations
 import errno
 import os
 import signal
+from dataclasses import dataclass
 from typing import Protocol
 
 from .config.model import AutoRestart, ProcessConfig
@@ -36,6 +37,22 @@ class ProcessHost(Protocol):
 
     def state_changed(self, old: ProcessState, new: ProcessState, expected: bool | None) -> None:
         """Called after every real state change, in order."""
+
+    def blocker(self) -> Blocker | None:
+        """The first dependency (depends_on) that is not ready, or None when it may start."""
+
+
+@dataclass(frozen=True)
+class Blocker:
+    """Why a start is held: a dependency that is not ready, and whether it will get there
+    by itself (`dead`: FATAL, or stopped with no start coming)."""
+
+    name: str
+    why: str  # its state, or "not healthy"
+    dead: bool
+
+    def text(self) -> str:
+        return f"dependency {self.name} is {self.why}"
 
 
 def signame(sig: int) -> str:
@@ -76,6 +93,7 @@ class Lifecycle:
         self.spawnerr: str | None = None
         self.system_stop = False
         self.administrative_stop = False
+        self.waiting = ""  # a start held until the dependencies are ready: what it waits for
 
     @property
     def name(self) -> str:
@@ -101,10 +119,22 @@ class Lifecycle:
     # -- commands ------------------------------------------------------------------------------
 
     def spawn(self, now: float) -> int | None:
-        """Start the process (from STOPPED, EXITED, FATAL or BACKOFF). Returns the pid or None."""
+        """Start the process (from STOPPED, EXITED, FATAL or BACKOFF). Returns the pid or None.
+        While a dependency is not ready the start is held (`waiting`), in the state it was
+        asked in; `tick` makes it once they are. A dependency that will not get ready by
+        itself is this process's spawnerr, logged once."""
         if self.pid:
             self.host.log("warn", f"process '{self.name}' already running")
             return None
+        blocker = self.host.blocker() if self.config.depends_on else None
+        if blocker is not None:
+            text = blocker.text()
+            if blocker.dead and self.spawnerr != text:
+                self.host.log("info", f"spawnerr: {text}")
+            self.spawnerr = text if blocker.dead else None
+            self.waiting = text
+            return None
+        self.waiting = ""
         self.killing = False
         self.spawnerr = None
         self.exitstatus = None
@@ -131,11 +161,30 @@ class Lifecycle:
         self.laststopreport = 0.0
         return self.kill(self.config.stopsignal, now)
 
+    def will_start(self) -> bool:
+        """Whether a start is under way or coming without anyone asking (a dependency that
+        will not is dead to its dependents)."""
+        cfg = self.config
+        if self.waiting or self.state in (ProcessState.STARTING, ProcessState.RUNNING, ProcessState.BACKOFF):
+            return True
+        if self.state == ProcessState.STOPPED:
+            return not self.laststart and cfg.autostart
+        if self.state == ProcessState.EXITED:
+            return cfg.autorestart == AutoRestart.ALWAYS or (
+                cfg.autorestart == AutoRestart.UNEXPECTED and self.exitstatus not in cfg.exitcodes)
+        return False
+
+    def cancel_wait(self) -> bool:
+        """A stop of a process whose start is held: the start is called off. True if one was."""
+        held, self.waiting = bool(self.waiting), ""
+        return held
+
     def give_up(self, now: float) -> None:
         """BACKOFF -> FATAL: no more retries (also how a shutdown stops a backing-off process)."""
         self.delay = 0.0
         self.backoff = 0
         self.system_stop = True
+        self.waiting = ""
         self._require(ProcessState.BACKOFF)
         self._change(ProcessState.FATAL, now)
 
@@ -238,7 +287,9 @@ class Lifecycle:
         state = self.state
         cfg = self.config
         if mood > SupervisorState.RESTARTING:
-            if state == ProcessState.EXITED:
+            if self.waiting and state in SPAWNABLE_STATES:
+                self.spawn(now)
+            elif state == ProcessState.EXITED:
                 if cfg.autorestart == AutoRestart.ALWAYS or (
                         cfg.autorestart == AutoRestart.UNEXPECTED
                         and self.exitstatus not in cfg.exitcodes):
@@ -267,6 +318,8 @@ class Lifecycle:
 
     def next_tick(self, mood: SupervisorState) -> float | None:
         """When `tick` next has something to do (wall time), or None if only an input can."""
+        if self.waiting and self.state in SPAWNABLE_STATES:
+            return None  # a held start: the dependencies' changes wake it (Process.advance)
         if self.state == ProcessState.STARTING and self.pid:
             return self.laststart + self.config.startsecs
         if self.state == ProcessState.STOPPING:

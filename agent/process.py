@@ -27,7 +27,7 @@ from .config.model import AUTO, GroupKind, LogConfig, ProcessConfig
 from .events import OutputEvents, OutputTap
 from .fdbudget import BUDGET
 from .health import Monitor, Verdict
-from .lifecycle import Lifecycle, SpawnError
+from .lifecycle import Blocker, Lifecycle, SpawnError
 from .mainlog import Level
 from .states import ProcessState
 
@@ -437,6 +437,9 @@ class Process:
             elif old == ProcessState.RUNNING:
                 self.health.stopped()
 
+    def blocker(self) -> Blocker | None:
+        return self.core.blocker(self)
+
     # -- HealthHost: what the health monitor asks for -------------------------------------------
 
     def probe_spawn(self, argv: list[str], output: int) -> subprocess.Popen:
@@ -457,27 +460,37 @@ class Process:
             self._timer.cancel()
             self._timer = None
         mood = self.core.mood
-        while True:
-            before = self.state
-            now = time.time()
-            self.lifecycle.tick(now, mood)
-            due = self.lifecycle.next_tick(mood)
-            if due is None:
-                return
-            # A transition can make the next one due at once (a failed spawn, then FATAL).
-            if due > now or self.state == before:
-                delay = max(0.0, due - time.time()) + TIMER_SLACK
-                self._timer = asyncio.get_running_loop().call_later(delay, self.advance)
-                return
+        try:
+            while True:
+                before = self.state
+                now = time.time()
+                self.lifecycle.tick(now, mood)
+                due = self.lifecycle.next_tick(mood)
+                if due is None:
+                    return
+                # A transition can make the next one due at once (a failed spawn, then FATAL).
+                if due > now or self.state == before:
+                    delay = max(0.0, due - time.time()) + TIMER_SLACK
+                    self._timer = asyncio.get_running_loop().call_later(delay, self.advance)
+                    return
+        finally:
+            self.core.hold(self, bool(self.lifecycle.waiting))
 
     def start(self) -> None:
         self.lifecycle.spawn(time.time())
         self.advance()
 
     def stop(self) -> str | None:
+        self.lifecycle.cancel_wait()
         msg = self.lifecycle.stop(time.time())
         self.advance()
         return msg
+
+    def cancel_start(self) -> bool:
+        """A stop of a process whose start waits for its dependencies: called off."""
+        held = self.lifecycle.cancel_wait()
+        self.advance()
+        return held
 
     def give_up(self) -> None:
         self.lifecycle.give_up(time.time())

@@ -24,7 +24,7 @@ from .config.model import Config, GroupConfig, GroupKind, HealthAction
 from .faults import FaultError
 from .fcgisocket import FcgiSocket
 from .health import Health, Verdict
-from .lifecycle import signame
+from .lifecycle import Blocker, signame
 from .listener import ListenerPool
 from .mainlog import MainLog
 from .process import Process, auto_log_channels
@@ -82,14 +82,20 @@ class ProcessGroup:
     def unstopped(self) -> list[Process]:
         return [p for p in self.processes.values() if p.state not in STOPPED_STATES]
 
-    def stop_all(self) -> None:
-        """Stop what runs, highest priority number first; a backing-off process gives up."""
+    def stop_all(self, free: Callable[[Process], bool] = lambda proc: True) -> None:
+        """Stop what runs, highest priority number first; a backing-off process gives up; a
+        start held for dependencies is called off. `free`: whether a process may be stopped yet
+        (its dependents have stopped)."""
         # supervisord sorts, then reverses: equal priorities stop in reverse config order
         for proc in reversed(sorted(self.processes.values(), key=lambda p: p.config.priority)):
+            if not free(proc):
+                continue
             if proc.state in (ProcessState.RUNNING, ProcessState.STARTING):
                 proc.stop()
             elif proc.state == ProcessState.BACKOFF:
                 proc.give_up()
+            elif proc.lifecycle.waiting:
+                proc.cancel_start()
 
 
 HEALTH = Caller("local", "healthcheck")  # who restarts an unhealthy process
@@ -110,6 +116,10 @@ class Supervisor:
         self.group_configs: tuple[GroupConfig, ...] = config.groups
         self.serverurl = _server_url(config)
         self._restarts: set[asyncio.Task[None]] = set()  # of unhealthy processes (health_changed)
+        self._held: set[Process] = set()  # starts waiting for their dependencies (see blocker)
+        self._waking = False
+        self._programs: dict[str, list[Process]] | None = None  # program name -> its processes
+        self._dependents: dict[Process, list[Process]] | None = None  # see dependents()
         self._subscribers: list[Callable[[Change], None]] = []
         self._changed = asyncio.Event()
         self._stop_requested = asyncio.Event()
@@ -147,6 +157,7 @@ class Supervisor:
         if group.fcgi_socket is not None:
             group.fcgi_socket.close()
         del self.groups[name]
+        self._held.difference_update(group.processes.values())
         self._publish(GroupChange(name, added=False))
         return True
 
@@ -203,6 +214,46 @@ class Supervisor:
     def process_state_changed(self, proc: Process, old: ProcessState, new: ProcessState,
                               expected: bool | None) -> None:
         self._publish(ProcessStateChange(proc, old, new, expected, time.time()))
+
+    # -- dependencies (depends_on) ---------------------------------------------------------------
+
+    def blocker(self, proc: Process) -> Blocker | None:
+        """The first dependency of `proc` that is not ready: RUNNING, and healthy where it has a
+        health check. None when `proc` may start."""
+        for dep in proc.config.depends_on:
+            if dep.endswith(":*"):
+                group = self.groups.get(dep[:-2])
+                found = list(group.processes.values()) if group is not None else []
+            else:
+                found = self._by_program().get(dep, [])
+            if not found:
+                return Blocker(dep, "not loaded", dead=True)
+            for other in found:
+                if other.state != ProcessState.RUNNING:
+                    return Blocker(other.name, other.state.name, dead=not other.lifecycle.will_start())
+                if other.health is not None and other.health.verdict.health is not Health.HEALTHY:
+                    return Blocker(other.name, "not healthy yet", dead=False)
+        return None
+
+    def _by_program(self) -> dict[str, list[Process]]:
+        if self._programs is None:
+            self._programs = {}
+            for group in self.groups.values():
+                for proc in group.processes.values():
+                    self._programs.setdefault(proc.config.program_name, []).append(proc)
+        return self._programs
+
+    def hold(self, proc: Process, held: bool) -> None:
+        """Whether `proc` has a start held for its dependencies: woken on their changes."""
+        if held:
+            self._held.add(proc)
+        else:
+            self._held.discard(proc)
+
+    def _wake_held(self) -> None:
+        self._waking = False
+        for proc in list(self._held):
+            proc.advance()
 
     def health_changed(self, proc: Process, before: Verdict, after: Verdict) -> None:
         """One main-log line per change of a process's health (a return to unknown, when it
@@ -269,6 +320,12 @@ class Supervisor:
         self._changed.set()
         for callback in list(self._subscribers):
             callback(change)
+        if isinstance(change, GroupChange):
+            self._programs = self._dependents = None
+        if self._held and not self._waking and isinstance(change, ProcessStateChange | HealthChange | GroupChange):
+            # once, after the change is fully made: a held start may go now, or learn it never will
+            self._waking = True
+            asyncio.get_running_loop().call_soon(self._wake_held)
 
     async def wait_until(self, condition: Callable[[], bool], timeout: float | None = None) -> bool:
         """Wait for a condition over process states, re-checked on every change, not polled."""
@@ -375,20 +432,57 @@ class Supervisor:
             proc.reopen_logs()
 
     async def stop_all_groups(self) -> None:
-        """Stop groups by descending priority, each fully before the next, as supervisord does."""
+        """Stop groups by descending priority, each fully before the next, as supervisord does;
+        with depends_on, dependents stop before what they depend on (stop_order)."""
         loop = asyncio.get_running_loop()
         next_report = 0.0
-        for group in reversed(self.ordered_groups()):
+        for group in self.stop_order():
             # Let pools dispatch what the groups stopped so far caused before the next group
             # (the listeners come last) is stopped; supervisord's one group per loop pass does too.
             await asyncio.sleep(0)
-            group.stop_all()
-            while group.unstopped():
+            free = self._stoppable_in(group)
+            while unstopped := len(group.unstopped()):
+                group.stop_all(free)  # those whose dependents in the group have stopped, in waves
                 if loop.time() >= next_report:
                     self._shutdown_report()
                     next_report = loop.time() + SHUTDOWN_REPORT_INTERVAL
-                await self.wait_until(lambda: not group.unstopped(),  # noqa: B023 - awaited in this pass
+                await self.wait_until(lambda: len(group.unstopped()) < unstopped,  # noqa: B023 - awaited here
                                       timeout=max(0.0, next_report - loop.time()))
+
+    def stop_order(self) -> list[ProcessGroup]:
+        """Groups by descending priority, except that a group waits for the groups whose
+        processes depend on its own (groups that depend on each other: priority decides)."""
+        pending = list(reversed(self.ordered_groups()))
+        if not any(p.config.depends_on for g in pending for p in g.processes.values()):
+            return pending
+        waiting_on = {g.name: {d.group.name for p in g.processes.values() for d in self.dependents(p)} - {g.name}
+                      for g in pending}
+        order: list[ProcessGroup] = []
+        while pending:
+            names = {g.name for g in pending}
+            group = next((g for g in pending if not waiting_on[g.name] & names), pending[0])
+            order.append(group)
+            pending.remove(group)
+        return order
+
+    def _stoppable_in(self, group: ProcessGroup) -> Callable[[Process], bool]:
+        """Whether a process of `group` may be stopped: no dependent of it in the group runs."""
+        return lambda proc: not any(d.group is group and d.state not in STOPPED_STATES and d is not proc
+                                    for d in self.dependents(proc))
+
+    def dependents(self, proc: Process) -> list[Process]:
+        """The processes whose depends_on names `proc` (its program, or its group as GROUP:*)."""
+        if self._dependents is None:
+            index: dict[Process, list[Process]] = {}
+            for group in self.groups.values():
+                for other in group.processes.values():
+                    for dep in other.config.depends_on:
+                        named = self.groups.get(dep[:-2]) if dep.endswith(":*") else None
+                        targets = named.processes.values() if named is not None else self._by_program().get(dep, [])
+                        for target in targets:
+                            index.setdefault(target, []).append(other)
+            self._dependents = index
+        return self._dependents.get(proc, [])
 
     def _shutdown_report(self) -> None:
         unstopped = [p for g in self.groups.values() for p in g.unstopped()]

@@ -186,8 +186,15 @@ def selector_of(record: RevisionRecord) -> Selector:
     return selector_from(record.selector)
 
 
-def programs(name: str, text: str) -> list[tuple[str, str, str | None]]:
+def programs(name: str, text: str, known_elsewhere: Collection[str] = ()) -> list[tuple[str, str, str | None]]:
     """(group, process name, user= or None) of every process config `name` defines. Raises
-    InvalidArgument when the name is not plain or the text does not parse."""
+    InvalidArgument when the name is not plain or the text does not parse (`known_elsewhere`:
+    as in validate)."""
     check_name(name)
-    return [(p.group or g.name, p.name, p.user) for g in validate({name: text}).groups for p in g.processes]
+    return [(p.group or g.name, p.name, p.user) for g in validate({name: text}, known_elsewhere).groups
+            for p in g.processes]
+
+
+def local_names(members: Iterable[MemberRecord]) -> set[str]:
+    """The program and group names the nodes' own files define (from their heartbeats)."""
+    return {section.partition(":")[2] for m in members for section in m.local_sections}

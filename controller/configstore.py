@@ -128,7 +128,8 @@ class ConfigStore:
         # texts gathered here: the mirror changes on the loop while the thread parses.
         members = self.membership.members()
         local = {node: members[node].local_sections for node in targets}
-        await asyncio.to_thread(_validate_all, name, text, self._combinations(name, text, targets), local)
+        await asyncio.to_thread(_validate_all, name, text, self._combinations(name, text, targets), local,
+                                configs.local_names(members[node] for node in targets))
         history = configs.revisions_of(self.store.items(records.revisions_prefix(name)), name)
         if current is not None and current.target() == selector and history.get(current.revision) \
                 and history[current.revision].text == text and not rollback_of:
@@ -273,12 +274,11 @@ class ConfigStore:
             await self.store.client.put(self.store.key(records.reconcile_key(name)), encode(record))
 
 
-def _validate_all(name: str, text: str, combinations: list[dict[str, str]],
-                  local: dict[str, list[str]]) -> None:
+def _validate_all(name: str, text: str, combinations: list[dict[str, str]], local: dict[str, list[str]],
+                  elsewhere: set[str]) -> None:
     """Raises InvalidArgument for the first combination the agent's parser refuses, or when the
-    config clashes with a node's own programs (`local`, whose names depends_on may use; each
-    node checks its own exactly when it applies)."""
-    elsewhere = {section.partition(":")[2] for sections in local.values() for section in sections}
+    config clashes with a node's own programs (`local`, whose names, `elsewhere`, depends_on
+    may use; each node checks its own exactly when it applies)."""
     for named_texts in combinations:
         configs.validate(named_texts, elsewhere)
     configs.check_local(name, text, local)

@@ -397,9 +397,11 @@ class ControllerServicer(pb_grpc.ControllerServiceServicer):
 
     async def _programs(self, context: Context, name: str, text: str) -> list[tuple[str, str, str | None]]:
         """The processes config `name` defines, parsed in a worker thread: a big config must not
-        stall the controller's loop (the parse reads nothing the loop changes)."""
+        stall the controller's loop (the parse reads nothing the loop changes). depends_on may
+        name any node's own programs here; the push checks those of its targets."""
+        known = configs.local_names(self.fleet.membership.members().values())
         try:
-            return await asyncio.to_thread(configs.programs, name, text)
+            return await asyncio.to_thread(configs.programs, name, text, known)
         except ERRORS as exc:
             await self._fail(context, exc)
 

@@ -91,6 +91,8 @@ def _group(core: Supervisor, name: str) -> ProcessGroup:
 
 def _begin_stop(proc: Process, namespec: str, wait: bool) -> _Wait | None:
     if proc.state not in RUNNING_STATES:
+        if proc.lifecycle.waiting and proc.cancel_start():  # its start waited for dependencies
+            return None
         raise FaultError(Fault.NOT_RUNNING, namespec)
     msg = proc.stop()
     if msg is not None:
@@ -113,16 +115,33 @@ async def stop(core: Supervisor, caller: Caller, namespec: str, wait: bool = Tru
 async def stop_group(core: Supervisor, caller: Caller, name: str,
                      wait: bool = True) -> list[ProcessResult]:
     ensure_running(core)
-    return await _each(core, _by_priority(_group(core, name)), _is_running, _stopper(wait))
+    return await _stop_in_waves(core, _by_priority(_group(core, name)), wait)
 
 
 async def stop_all(core: Supervisor, caller: Caller, wait: bool = True) -> list[ProcessResult]:
     ensure_running(core)
-    return await _each(core, _processes_by_priority(core), _is_running, _stopper(wait))
+    return await _stop_in_waves(core, _processes_by_priority(core), wait)
+
+
+async def _stop_in_waves(core: Supervisor, procs: list[Process], wait: bool) -> list[ProcessResult]:
+    """Stop `procs` in priority order, but each only after those of them that depend on it
+    (depends_on) have stopped: one wave at a time. Without dependencies, one wave."""
+    remaining = [p for p in procs if _is_running(p)]
+    results: list[ProcessResult] = []
+    with _watching(core) as watch:
+        while remaining:
+            left = set(remaining)
+            wave = {p for p in remaining if not any(d in left and d is not p for d in core.dependents(p))} or left
+            last = wave == left  # the others wait for this wave to have stopped, whatever `wait` says
+            results += await _for_each(watch, [p for p in remaining if p in wave], _everything,
+                                       _stopper(wait or not last))
+            remaining = [p for p in remaining if p not in wave]
+    return results
 
 
 def _is_running(proc: Process) -> bool:
-    return proc.state in RUNNING_STATES
+    """What a stop acts on: a running process, or one whose start waits for its dependencies."""
+    return proc.state in RUNNING_STATES or bool(proc.lifecycle.waiting)
 
 
 # -- signal ------------------------------------------------------------------------------------

@@ -54,7 +54,8 @@ class _StartWait(_Wait):
         self.namespec = namespec
 
     def settled(self) -> bool:
-        return bool(self.proc.lifecycle.spawnerr) or self.proc.state != ProcessState.STARTING
+        lifecycle = self.proc.lifecycle
+        return bool(lifecycle.spawnerr) or (self.proc.state != ProcessState.STARTING and not lifecycle.waiting)
 
     def outcome(self) -> None:
         if self.proc.lifecycle.spawnerr:

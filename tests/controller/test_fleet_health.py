@@ -5,10 +5,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import grpc
+import pytest
+
 from fleetvisor.v1 import agent_pb2 as apb
 from fleetvisor.v1 import controller_pb2 as pb
 
 from .fleet_harness import fleetctl, states, wait_status
+from .test_fleet_config import push
 from .test_operations import start, wait_op
 
 CHECKED = """
@@ -86,3 +90,18 @@ def test_a_rolling_restart_halts_on_an_unhealthy_batch_and_goes_through_once_hea
 
 def steps(op) -> dict[str, int]:
     return {step.node: step.state for batch in op.batches for step in batch.nodes}
+
+
+def test_a_fleet_revision_may_depend_on_a_nodes_own_program(fleet):
+    """The controller accepts the name (the node's heartbeat lists its own programs); the node
+    holds the dependent until the dependency is running."""
+    ctl = fleet.controller()
+    fleet.agent("web-1", ctl, programs="[program:db]\ncommand=sleep 1000\nstartsecs=0\nautostart=false\n")
+    wait_status(ctl, lambda s: states(s).get("web-1:db") == "STOPPED", what="web-1 with its own db")
+    with pytest.raises(grpc.RpcError) as missing:
+        push(ctl, "workers", "[program:worker]\ncommand=sleep 1000\ndepends_on=nosuch\n", nodes=["web-1"])
+    assert "depends on nosuch, but no program named nosuch is defined" in missing.value.details()
+    push(ctl, "workers", "[program:worker]\ncommand=sleep 1000\nstartsecs=0\ndepends_on=db\n", nodes=["web-1"])
+    wait_status(ctl, lambda s: states(s).get("web-1:worker") == "STOPPED", what="worker added and held")
+    assert fleetctl(ctl.address, "start", "web-1:db").returncode == 0
+    wait_status(ctl, lambda s: states(s).get("web-1:worker") == "RUNNING", what="worker started after db")

@@ -1,0 +1,152 @@
+"""depends_on with real processes (issue 16): a program starts only once its dependencies are
+ready (RUNNING, or healthy where they have a health check), at daemon start and after an update;
+a FATAL dependency leaves its dependents STOPPED with a spawnerr naming it; a cycle stops the
+agent at load while stock supervisord starts the same file."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import textwrap
+from pathlib import Path
+from xmlrpc.client import ServerProxy
+
+from tests.support import free_port, wait_for
+
+from .harness import AGENT, SUPERVISORD, Daemon, write_config
+
+HEAD = """
+[supervisord]
+logfile=%(here)s/main.log
+pidfile=%(here)s/supervisord.pid
+childlogdir=%(here)s
+[inet_http_server]
+port=127.0.0.1:{port}
+[supervisorctl]
+serverurl=http://127.0.0.1:{port}
+[rpcinterface:supervisor]
+supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface
+"""
+
+CHAIN = """
+[program:web]
+command=sleep 1000
+startsecs=0
+priority=1
+depends_on=api
+[program:api]
+command=sleep 1000
+startsecs=0
+priority=2
+depends_on=db
+healthcheck=exec:test -e {ready}
+healthcheck_interval=0.1
+healthcheck_retries=1
+[program:db]
+command=sleep 1000
+startsecs=1
+priority=3
+"""
+
+
+def start(tmp_path: Path, daemons, programs: str) -> tuple[Daemon, ServerProxy, Path]:
+    port = free_port()
+    config = write_config(tmp_path, textwrap.dedent(HEAD.format(port=port)) + textwrap.dedent(programs))
+    daemon, rpc = daemons(config), ServerProxy(f"http://127.0.0.1:{port}/RPC2")
+    daemon.wait_line(r"RPC interface 'supervisor' initialized|supervisord started", timeout=20)
+    return daemon, rpc, config
+
+
+def index_of(daemon: Daemon, pattern: str) -> int:
+    daemon.wait_line(pattern, timeout=20)
+    return next(i for i, m in enumerate(daemon.messages()) if re.search(pattern, m))
+
+
+def test_start_order_follows_dependencies_and_health_at_daemon_start(tmp_path, daemons):
+    ready = tmp_path / "api-ready"
+    daemon, rpc, _ = start(tmp_path, daemons, CHAIN.format(ready=ready))
+    db_running = index_of(daemon, r"success: db entered RUNNING")
+    api_spawned = index_of(daemon, r"spawned: 'api'")
+    assert db_running < api_spawned  # web and api come first by priority, yet wait
+    assert rpc.supervisor.getProcessInfo("web")["statename"] == "STOPPED"  # api is RUNNING, not healthy
+    ready.touch()
+    api_healthy = index_of(daemon, r"healthy: api \(health check passed\)")
+    web_spawned = index_of(daemon, r"spawned: 'web'")
+    assert api_healthy < web_spawned
+    wait_for(lambda: rpc.supervisor.getProcessInfo("web")["statename"] == "RUNNING", 10, "web running")
+
+
+def test_a_fatal_dependency_leaves_its_dependents_stopped_naming_it(tmp_path, daemons):
+    daemon, rpc, _ = start(tmp_path, daemons, """
+        [program:broken]
+        command=/bin/false
+        startsecs=1
+        startretries=0
+        [program:needy]
+        command=sleep 1000
+        startsecs=0
+        depends_on=broken
+        """)
+    daemon.wait_line(r"gave up: broken entered FATAL state", timeout=20)
+    daemon.wait_line(r"spawnerr: dependency broken is FATAL", timeout=10)
+    info = rpc.supervisor.getProcessInfo("needy")
+    assert (info["statename"], info["spawnerr"]) == ("STOPPED", "dependency broken is FATAL")
+    try:
+        rpc.supervisor.startProcess("needy")
+        raise AssertionError("a start with a FATAL dependency succeeded")
+    except Exception as exc:  # the stock client's Fault
+        assert "SPAWN_ERROR" in str(exc)
+    assert "spawned: 'needy'" not in "\n".join(daemon.messages())
+
+
+def test_a_dependent_added_by_update_waits_for_its_dependency(tmp_path, daemons):
+    daemon, rpc, config = start(tmp_path, daemons, """
+        [program:db]
+        command=sleep 1000
+        startsecs=0
+        autostart=false
+        """)
+    config.write_text(config.read_text() + "[program:api]\ncommand=sleep 1000\nstartsecs=0\ndepends_on=db\n")
+    result = subprocess.run([str(Path(SUPERVISORD[0]).with_name("supervisorctl")), "-c", str(config), "update"],
+                            capture_output=True, text=True, timeout=30)
+    assert result.stdout.strip() == "api: added process group", result.stdout + result.stderr
+    assert rpc.supervisor.getProcessInfo("api")["statename"] == "STOPPED"  # held: db is stopped
+    rpc.supervisor.startProcess("db")
+    wait_for(lambda: rpc.supervisor.getProcessInfo("api")["statename"] == "RUNNING", 10, "api started after db")
+    assert index_of(daemon, r"success: db entered RUNNING") < index_of(daemon, r"spawned: 'api'")
+
+
+def test_a_cycle_stops_the_agent_and_stock_supervisord_starts_the_file(tmp_path, daemons):
+    port = free_port()
+    config = write_config(tmp_path, textwrap.dedent(HEAD.format(port=port)) + textwrap.dedent("""
+        [program:a]
+        command=sleep 1000
+        depends_on=b
+        [program:b]
+        command=sleep 1000
+        depends_on=a
+        """))
+    refused = subprocess.run([*AGENT, "-c", str(config), "-n"], capture_output=True, text=True, timeout=30)
+    assert refused.returncode == 2
+    assert "depends_on makes a cycle: a -> b -> a" in refused.stderr + refused.stdout
+    stock = daemons(config, SUPERVISORD)
+    stock.wait_line(r"success: a entered RUNNING", timeout=20)
+
+
+def test_stops_run_in_reverse_dependency_order(tmp_path, daemons):
+    """web depends on api, api on db; priorities say the opposite order. Both stop all and the
+    daemon's own shutdown stop web, then api, then db."""
+    ready = tmp_path / "api-ready"
+    ready.touch()
+    daemon, rpc, _ = start(tmp_path, daemons, CHAIN.format(ready=ready))  # priorities: db stops first
+    wait_for(lambda: all(p["statename"] == "RUNNING" for p in rpc.supervisor.getAllProcessInfo()), 20, "all running")
+    rpc.supervisor.stopAllProcesses()
+    stopped = [index_of(daemon, rf"stopped: {name} ") for name in ("web", "api", "db")]
+    assert stopped == sorted(stopped), daemon.messages()
+    rpc.supervisor.startAllProcesses()
+    wait_for(lambda: all(p["statename"] == "RUNNING" for p in rpc.supervisor.getAllProcessInfo()), 20, "running again")
+    first = len(daemon.messages())
+    daemon.stop()
+    lines = daemon.messages()[first:]
+    order = [next(i for i, m in enumerate(lines) if re.search(rf"stopped: {name} ", m)) for name in ("web", "api", "db")]
+    assert order == sorted(order), lines
