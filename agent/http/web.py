@@ -39,6 +39,7 @@ from aiohttp import web
 from .. import operations
 from ..caller import Caller
 from ..faults import Fault, FaultError
+from ..health import Health, Verdict
 from ..operations import AgentInfo, ProcessInfo, ProcessResult, make_namespec
 from ..states import ProcessState, SupervisorState
 
@@ -214,7 +215,9 @@ class WebPage:
         if infos:
             parts.append('<table id="processes"><thead><tr><th>State</th><th>Description</th>'
                          "<th>Name</th><th>Actions</th></tr></thead><tbody>")
-            parts.extend(_row(info) for info in infos)
+            verdicts = {(p.group.name, p.name): p.health.verdict for p in self.core.all_processes()
+                        if p.health is not None}
+            parts.extend(_row(info, verdicts.get((info.group, info.name))) for info in infos)
             parts.append("</tbody></table>")
         else:
             parts.append('<p class="empty">No programs are configured.</p>')
@@ -303,7 +306,19 @@ def _notice(info: AgentInfo) -> str:
     return f'<p class="msg error">The daemon is {doing}; processes cannot be changed now.</p>'
 
 
-def _row(info: ProcessInfo) -> str:
+_HEALTH_CLASS = {Health.HEALTHY: "ok", Health.UNHEALTHY: "bad", Health.UNKNOWN: ""}
+
+
+def _health_badge(verdict: Verdict | None) -> str:
+    """A process's health check verdict beside its state (nothing without a check)."""
+    if verdict is None:
+        return ""
+    title = f' title="{_e(verdict.message)}"' if verdict.health is Health.UNHEALTHY and verdict.message else ""
+    return (f' <span class="state health {_HEALTH_CLASS[verdict.health]}"{title}>'
+            f"{verdict.health.value}</span>")
+
+
+def _row(info: ProcessInfo, verdict: Verdict | None = None) -> str:
     namespec = make_namespec(info.group, info.name)
     quoted = quote(namespec, safe="")
     state = info.state
@@ -318,7 +333,8 @@ def _row(info: ProcessInfo) -> str:
     spec = _e(namespec)
     return (
         f'<tr data-process="{spec}" data-state="{state.name}">'
-        f'<td><span class="state {_STATE_CLASS.get(state, "")}">{state.name.lower()}</span></td>'
+        f'<td><span class="state {_STATE_CLASS.get(state, "")}">{state.name.lower()}</span>'
+        f"{_health_badge(verdict)}</td>"
         f'<td class="desc">{_e(info.description)}</td>'
         f'<td class="name"><a href="tail.html?processname={_e(quoted)}">{spec}</a></td>'
         '<td class="actions"><form method="post" action="index.html">'

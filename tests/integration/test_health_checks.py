@@ -9,6 +9,7 @@ import os
 import signal
 import sys
 import textwrap
+import urllib.request
 from pathlib import Path
 from xmlrpc.client import ServerProxy
 
@@ -54,7 +55,9 @@ def start(tmp_path: Path, daemons, action: str) -> tuple[Daemon, pb_grpc.AgentSe
     daemon = daemons(config)
     channel = grpc.insecure_channel(f"127.0.0.1:{grpc_port}")
     grpc.channel_ready_future(channel).result(timeout=15)
-    return daemon, pb_grpc.AgentServiceStub(channel), ServerProxy(f"http://127.0.0.1:{http_port}/RPC2"), flag
+    proxy = ServerProxy(f"http://127.0.0.1:{http_port}/RPC2")
+    proxy.page = f"http://127.0.0.1:{http_port}/"  # type: ignore[attr-defined]
+    return daemon, pb_grpc.AgentServiceStub(channel), proxy, flag
 
 
 STOCK_FIELDS = {"name", "group", "start", "stop", "now", "state", "statename", "spawnerr", "exitstatus", "logfile",
@@ -94,6 +97,9 @@ def test_without_the_restart_action_an_unhealthy_process_runs_on(tmp_path, daemo
     assert state == pb.UNHEALTHY and message.endswith("answered HTTP 500")
     info = xmlrpc.supervisor.getProcessInfo("web")
     assert (info["pid"], info["statename"]) == (pid, "RUNNING")
+
+    page = urllib.request.urlopen(xmlrpc.page, timeout=10).read().decode()  # the agent's web page
+    assert '<span class="state health bad" title="' in page and ">unhealthy</span>" in page
 
     xmlrpc.supervisor.stopProcess("web")  # health is unknown again once it is not RUNNING
     wait_for(lambda: health(stub)[0] == pb.HEALTH_UNKNOWN, 10, "health unknown after the stop")
