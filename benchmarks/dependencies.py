@@ -42,6 +42,7 @@ def main() -> None:
     parser.add_argument("--programs", type=int, default=1000)
     parser.add_argument("--depth", type=int, default=10)
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--results", type=Path, default=RESULTS, help="where the JSON goes")
     args = parser.parse_args()
     times = {kind: [start_time(args.programs, args.depth, kind == "tree") for _ in range(args.runs)]
              for kind in ("flat", "tree")}
@@ -50,8 +51,8 @@ def main() -> None:
     flat, tree = report["median"]["flat"], report["median"]["tree"]
     print(f"start of {args.programs} programs: {flat:.2f} s without dependencies, {tree:.2f} s as a tree of "
           f"depth {args.depth} ({tree / flat:.2f}x)")
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(report, indent=2))
+    args.results.parent.mkdir(parents=True, exist_ok=True)
+    args.results.write_text(json.dumps(report, indent=2))
 
 
 if __name__ == "__main__":

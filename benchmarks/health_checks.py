@@ -68,6 +68,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--programs", type=int, default=1000)
     parser.add_argument("--window", type=float, default=60.0, help="seconds of each measurement")
+    parser.add_argument("--results", type=Path, default=RESULTS, help="where the JSON goes")
     args = parser.parse_args()
     ports: multiprocessing.Queue = multiprocessing.Queue()
     server = multiprocessing.Process(target=serve, args=(ports,), daemon=True)
@@ -87,8 +88,8 @@ def main() -> None:
         extra = report["extra_core_percent"].get(kind)
         print(f"{kind:>5}: {r['cpu_seconds_per_minute']:6.2f} CPU s/min, RSS {r['rss_mib']:6.1f} MiB"
               + (f", +{extra:.1f} % of a core over no checks" if extra is not None else ""))
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(report, indent=2))
+    args.results.parent.mkdir(parents=True, exist_ok=True)
+    args.results.write_text(json.dumps(report, indent=2))
 
 
 if __name__ == "__main__":

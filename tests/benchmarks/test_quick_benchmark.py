@@ -27,3 +27,21 @@ def test_quick_benchmark_produces_table_json_and_chart(tmp_path):
             assert "ratio" in entry
     assert (tmp_path / "ratios.png").stat().st_size > 1000
     assert "agent / supervisord" in result.stdout
+
+
+def run_quick(module: str, out: Path, *args: str) -> dict:
+    result = subprocess.run([sys.executable, "-m", f"benchmarks.{module}", *args, "--results", str(out)],
+                            cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return json.loads(out.read_text())
+
+
+def test_quick_health_check_cost(tmp_path):
+    report = run_quick("health_checks", tmp_path / "health.json", "--programs", "20", "--window", "2")
+    assert set(report["runs"]) == {"none", "http", "exec"}
+    assert all(math.isfinite(v) for v in report["extra_core_percent"].values())
+
+
+def test_quick_dependency_tree_start(tmp_path):
+    report = run_quick("dependencies", tmp_path / "deps.json", "--programs", "40", "--depth", "4", "--runs", "1")
+    assert report["median"]["tree"] > 0 and report["median"]["flat"] > 0
