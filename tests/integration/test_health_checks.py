@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import pwd
 import signal
 import sys
 import textwrap
@@ -14,6 +15,7 @@ from pathlib import Path
 from xmlrpc.client import ServerProxy
 
 import grpc
+import pytest
 
 from fleetvisor.v1 import agent_pb2 as pb
 from fleetvisor.v1 import agent_pb2_grpc as pb_grpc
@@ -153,3 +155,23 @@ def test_health_events_reach_listeners_and_superlance_crashmail_runs_on(tmp_path
     header, _, message = events[1]["payload"].partition("\n")
     assert header == "processname:api groupname:api from_health:healthy"
     assert message == "test exited with status 1"
+
+
+@pytest.mark.skipif(os.getuid() != 0, reason="running a check as another user needs root")
+def test_an_exec_check_runs_as_the_program_user_in_its_directory_and_environment(tmp_path, daemons):
+    nobody = pwd.getpwnam("nobody")
+    config = write_config(tmp_path, textwrap.dedent(f"""
+        [supervisord]
+        logfile=%(here)s/main.log
+        pidfile=%(here)s/supervisord.pid
+        childlogdir=%(here)s
+        [program:api]
+        command=sleep 1000
+        startsecs=0
+        user=nobody
+        directory=/tmp
+        environment=MARK="from-the-program"
+        healthcheck=exec:sh -c 'test "$(id -u)" = {nobody.pw_uid} && test "$PWD" = /tmp && test "$MARK" = from-the-program'
+        healthcheck_interval=0.2
+        """))
+    daemons(config).wait_line(r"INFO healthy: api \(health check passed\)", timeout=20)
