@@ -16,6 +16,12 @@ from hypothesis import strategies as st
 from fleetvisor.agent.events import BEGIN_TOKEN, END_TOKEN
 from tests.config_oracle import RANDOM_BAD, RANDOM_GOOD
 
+
+def one_in(n: int) -> st.SearchStrategy[bool]:
+    """True once in `n` draws. (Hypothesis favours the ends of an integer range, and shrinks towards False.)"""
+    return st.sampled_from([False] * (n - 1) + [True])
+
+
 # -- config files --------------------------------------------------------------------------------------------
 
 # What `%(...)s` may name in a program section, plus a few that are wrong.
@@ -39,7 +45,7 @@ class Choice:
         to be accepted by both parsers, which is where the oracle compares values."""
         if not bad_percent:
             return self.good
-        return st.integers(0, 99).flatmap(lambda n: self.other if n < bad_percent else self.good)
+        return st.integers(0, 99).flatmap(lambda n: self.other if n >= 100 - bad_percent else self.good)
 
 
 def pool(option: str) -> st.SearchStrategy[str]:
@@ -235,16 +241,19 @@ def config_trees(draw: st.DrawFn) -> ConfigTree:
 
 # -- XML-RPC ---------------------------------------------------------------------------------------------------
 
+# Text an XML document may hold (no control characters but tab and newline; xmlrpc.client does not escape them).
+xml_text = st.text(st.characters(codec="utf-8", exclude_categories=("Cc", "Cs"), include_characters="\t\n",
+                                 exclude_characters="\ufffe\uffff"), max_size=20)
 # Values xmlrpc.client can marshal, in every XML-RPC type, nested a little.
 XMLRPC_SCALARS = st.one_of(
-    st.integers(-2**31, 2**31 - 1), st.booleans(), st.text(max_size=20),
+    st.integers(-2**31, 2**31 - 1), st.booleans(), xml_text,
     st.floats(allow_nan=False, allow_infinity=False), st.binary(max_size=20).map(xmlrpc.client.Binary),
     st.sampled_from(["steady", "steady:steady", "steady:*", "other", "*", "", "TERM", "HUP", "9", "-1", "0",
                      "foo:bar:baz", "steady:", ":steady", "x" * 300]),
 )
 xmlrpc_values = st.recursive(
     XMLRPC_SCALARS,
-    lambda inner: st.one_of(st.lists(inner, max_size=3), st.dictionaries(st.text(max_size=5), inner, max_size=3)),
+    lambda inner: st.one_of(st.lists(inner, max_size=3), st.dictionaries(xml_text, inner, max_size=3)),
     max_leaves=6)
 
 # Methods that change nothing, and ones that change state when given right arguments (their refusals must not).
@@ -272,6 +281,7 @@ method_names = st.one_of(st.sampled_from(READING_METHODS + CHANGING_METHODS),
                          st.sampled_from(["supervisor.nosuch", "nosuch", "a.b.c", "supervisor._update", ".",
                                           "system.listMethods.x", "supervisor.ALIASES", "supervisor.__init__"]),
                          st.text(alphabet=string.ascii_letters + "._", min_size=1, max_size=20))
+# A name xmlrpc.client writes as-is into <methodName>: one with markup in it is a different (malformed) body.
 
 
 def method_calls(names: st.SearchStrategy[str] = method_names) -> st.SearchStrategy[tuple[str, tuple]]:
@@ -343,26 +353,48 @@ QUERY_VALUES = ["steady", "steady:steady", "nosuch", "start", "stop", "restart",
                 "<script>"]
 
 
+ROUTES = ["/", "/index.html", "/tail.html", "/ok.html", "/logtail/steady", "/logtail/steady/stderr",
+          "/logtail/steady:steady/stdout", "/logtail/other", "/mainlogtail", "/RPC2", "/RPC2/x", "/stylesheets/x.css"]
+
+
 @st.composite
 def http_targets(draw: st.DrawFn) -> str:
-    """A request target: a path made of the routes' pieces and a query string of the web page's parameters."""
-    path = "/" + "/".join(draw(st.lists(st.sampled_from(PATH_PARTS), min_size=0, max_size=4)))
+    """A request target: mostly a route with the web page's parameters, sometimes a path made of pieces."""
+    if not draw(one_in(4)):
+        path = draw(st.sampled_from(ROUTES))
+    else:
+        path = "/" + "/".join(draw(st.lists(st.sampled_from(PATH_PARTS), min_size=0, max_size=4)))
     pairs = draw(st.lists(st.tuples(st.sampled_from(QUERY_KEYS), st.sampled_from(QUERY_VALUES)), max_size=3))
     query = "&".join(f"{k}={v}" for k, v in pairs)
     target = path + (("?" + query) if query or draw(st.booleans()) else "")
-    if draw(st.booleans()):
-        target += "#frag" if draw(st.booleans()) else draw(st.sampled_from(["?", "&&", "=", "?=&"]))
+    if draw(one_in(6)):
+        target += draw(st.sampled_from(["#frag", "?", "&&", "=", "?=&"]))
     return target
 
 
-HTTP_METHODS = st.sampled_from(["GET", "GET", "GET", "POST", "HEAD", "PUT", "DELETE", "OPTIONS", "PATCH",
-                                "get", "BREW", ""])
-HEADER_NAMES = st.sampled_from(["Host", "Content-Length", "Content-Type", "Transfer-Encoding", "Connection",
-                                "Authorization", "Range", "If-Modified-Since", "Accept-Encoding", "Expect",
-                                "X-Junk", "Content-Length ", ""])
-HEADER_VALUES = st.sampled_from(["", "0", "5", "-1", "99999999999", "abc", "chunked", "gzip", "close",
-                                 "keep-alive", "Basic Zm9v", "Basic %%%", "bytes=0-10", "100-continue",
-                                 "text/xml", "\t", "a" * 1000])
+def usually(common: st.SearchStrategy, rare: st.SearchStrategy) -> st.SearchStrategy:
+    """`common` four times in five."""
+    return one_in(5).flatmap(lambda rarely: rare if rarely else common)
+
+
+HTTP_METHODS = usually(st.sampled_from(["GET", "GET", "POST", "HEAD"]),
+                       st.sampled_from(["PUT", "DELETE", "OPTIONS", "PATCH", "get", "BREW", "", "G\x01T"]))
+HTTP_VERSIONS = usually(st.sampled_from(["HTTP/1.1", "HTTP/1.0"]),
+                        st.sampled_from(["HTTP/2", "HTTP/x", "", "http/1.1"]))
+HEADERS = usually(
+    st.sampled_from([("Host", "localhost"), ("Connection", "close"), ("Connection", "keep-alive"),
+                     ("Content-Type", "text/xml"), ("Content-Type", "application/x-www-form-urlencoded"),
+                     ("Accept-Encoding", "gzip"), ("Range", "bytes=0-10"), ("If-Modified-Since", "x"),
+                     ("Authorization", "Basic Zm9vOmJhcg=="), ("Origin", "http://evil.example"),
+                     ("Sec-Fetch-Site", "cross-site"), ("Referer", "http://127.0.0.1/")]),
+    st.tuples(st.sampled_from(["Host", "Content-Length", "Transfer-Encoding", "Expect", "Authorization", "X-Junk",
+                               "Content-Length ", "", "Bad Name"]),
+              st.sampled_from(["", "0", "5", "-1", "99999999999", "abc", "chunked", "gzip, chunked",
+                               "Basic %%%", "100-continue", "\t", "a" * 1000])))
+BODIES = usually(st.sampled_from([b"", b"processname=steady&action=stop",
+                                  xmlrpc.client.dumps((), "supervisor.getState").encode()]),
+                 st.one_of(st.sampled_from([b"x", b"<methodCall/>", b"0\r\n\r\n", b"5\r\nab"]),
+                           st.binary(max_size=30)))
 
 
 @dataclass
@@ -376,18 +408,21 @@ class RawRequest:
 
 @st.composite
 def raw_requests(draw: st.DrawFn) -> RawRequest:
-    method = draw(HTTP_METHODS)
-    version = draw(st.sampled_from(["HTTP/1.1", "HTTP/1.1", "HTTP/1.0", "HTTP/2", "HTTP/x", ""]))
+    """A request line, headers and a body; a Content-Length that fits the body unless a header says otherwise."""
+    method, version = draw(HTTP_METHODS), draw(HTTP_VERSIONS)
     lines = [f"{method} {draw(http_targets())} {version}".encode("utf-8", "surrogatepass")]
-    for name, value in draw(st.lists(st.tuples(HEADER_NAMES, HEADER_VALUES), max_size=4)):
-        lines.append(f"{name}: {value}".encode())
-    if draw(st.integers(0, 5)) == 0:
+    headers = draw(st.lists(HEADERS, max_size=4))
+    if not draw(one_in(8)):
+        headers.insert(0, ("Host", "127.0.0.1"))  # HTTP/1.1 requires one
+    body = draw(BODIES) if method not in ("GET", "HEAD") or draw(one_in(5)) else b""
+    if body and not any(name.lower().startswith(("content-length", "transfer-encoding")) for name, _ in headers):
+        headers.append(("Content-Length", str(len(body))))
+    lines += [f"{name}: {value}".encode() for name, value in headers]
+    if draw(one_in(10)):
         lines.append(draw(st.binary(max_size=30)))  # a header line that is not one
-    body = draw(st.sampled_from([b"", b"x", b"<methodCall/>",
-                                 xmlrpc.client.dumps((), "supervisor.getState").encode()]))
     data = b"\r\n".join(lines) + b"\r\n\r\n" + body
     cuts = sorted(draw(st.lists(st.integers(1, max(1, len(data) - 1)), max_size=3, unique=True)))
-    complete = draw(st.integers(0, 4)) != 0
+    complete = not draw(one_in(5))
     if not complete:
         data = data[:draw(st.integers(0, len(data) - 1))]
     return RawRequest(data, [c for c in cuts if c < len(data)], complete)
@@ -413,7 +448,7 @@ def chunkings(data: bytes) -> st.SearchStrategy[list[bytes]]:
 
 # -- child output in capture mode -----------------------------------------------------------------------------
 
-OUTPUT_PIECES = [BEGIN_TOKEN, END_TOKEN, BEGIN_TOKEN[:5], BEGIN_TOKEN[:-1], END_TOKEN[:10], END_TOKEN[1:], b"<", b"<!--",
-                 b"<!--X", b"-->", b"line\n", b"\x1b[31m", b"\x00", b"\xff"]
+OUTPUT_PIECES = [BEGIN_TOKEN, END_TOKEN, BEGIN_TOKEN[:5], BEGIN_TOKEN[:-1], END_TOKEN[:10], END_TOKEN[1:], b"<",
+                 b"<!--", b"<!--X", b"-->", b"line\n", b"\x1b[31m", b"\x00", b"\xff"]
 output_streams = st.lists(st.one_of(st.sampled_from(OUTPUT_PIECES), st.binary(max_size=12)), max_size=12).map(
     b"".join)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import hashlib
+import http.client
 import os
 import re
 import signal
@@ -20,7 +21,7 @@ import xmlrpc.client
 from dataclasses import dataclass
 from pathlib import Path
 
-from supervisor.xmlrpc import SupervisorTransport
+from supervisor.xmlrpc import SupervisorTransport, UnixStreamHTTPConnection
 
 from tests.support import free_port, wait_for
 
@@ -92,12 +93,12 @@ def mask(text: str, directory: Path) -> str:
 class Server:
     """One running daemon (stock or agent) and how to talk to it."""
 
-    def __init__(self, config: Path, command: list[str]) -> None:
+    def __init__(self, config: Path, command: list[str], env: dict[str, str] | None = None) -> None:
         self.config = config
         self.dir = config.parent
         self.socket = str(self.dir / "s.sock")
         self.port = int(re.search(r"port=127\.0\.0\.1:(\d+)", config.read_text()).group(1))
-        self.daemon = Daemon(config, command)
+        self.daemon = Daemon(config, command, env=env)
         wait_for(lambda: os.path.exists(self.socket) and self._answers(), 15, "the daemon to serve")
 
     def _answers(self) -> bool:
@@ -125,6 +126,21 @@ class Server:
         proc = subprocess.run([*argv, *args], input=stdin if stdin is not None else "",
                               capture_output=True, text=True, timeout=timeout, cwd=self.dir)
         return Result(proc.returncode, proc.stdout + proc.stderr)
+
+    def http(self, method: str, path: str, body: bytes = b"", *, tcp: bool = False,
+             headers: dict[str, str] | None = None, timeout: float = 10) -> tuple[int, dict[str, str], bytes]:
+        """One raw HTTP request on the unix socket (or the inet port): status, headers, body."""
+        if tcp:
+            conn: http.client.HTTPConnection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+        else:
+            conn = UnixStreamHTTPConnection("localhost", timeout=timeout)
+            conn.socketfile = self.socket
+        try:
+            conn.request(method, path, body, headers or {})
+            response = conn.getresponse()
+            return response.status, dict(response.getheaders()), response.read()
+        finally:
+            conn.close()
 
     def tcp_url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
