@@ -434,8 +434,41 @@ def raw_requests(draw: st.DrawFn) -> RawRequest:
 LISTENER_PIECES = [b"READY\n", b"RESULT 2\nOK", b"RESULT 4\nFAIL", b"RESULT 0\n", b"RESULT ", b"2\n", b"OK",
                    b"READY", b"\n", b"RESULT x\n", b"RESULT -1\n", b"RESULT 99\n", b"RESULT 2 \nOK", b"result 2\nOK",
                    b"READY\r\n", b"RESULT \xd9\xa3\n", b"\x00", b"\xff\xfe"]
-listener_streams = st.lists(st.one_of(st.sampled_from(LISTENER_PIECES), st.binary(max_size=8)), max_size=8).map(
+garbage_streams = st.lists(st.one_of(st.sampled_from(LISTENER_PIECES), st.binary(max_size=8)), max_size=8).map(
     b"".join)
+
+
+@st.composite
+def conversations(draw: st.DrawFn) -> list[bytes]:
+    """What a listener writes, write by write: mostly the protocol (READY, then a RESULT with its body, the
+    length sometimes wrong), cut after each READY as a listener that waits for its event does, cut elsewhere
+    too. Half the listeners are sloppy: wrong lengths, no wait after READY, garbage."""
+    sloppy = draw(st.booleans())
+    words = []
+    for _ in range(draw(st.integers(0, 4))):
+        body = draw(st.sampled_from([b"OK", b"FAIL", b"", b"OK\n", b"RESULT 2\nOK", b"x" * 10]))
+        length = draw(st.integers(0, 12)) if sloppy and draw(one_in(4)) else len(body)
+        header = draw(st.sampled_from(NEAR_MISSES)) if sloppy and draw(st.booleans()) else b"RESULT %d\n"
+        words += [READY, header % length + body]
+    if draw(st.booleans()):
+        words.append(READY)
+    if words and sloppy and draw(st.booleans()):
+        words.insert(draw(st.integers(0, len(words))), draw(garbage_streams))
+    writes: list[bytes] = []
+    for word in words:
+        joined = writes and writes[-1] != READY and not writes[-1].endswith(READY) and draw(one_in(3))
+        if joined or (sloppy and writes and writes[-1].endswith(READY) and draw(one_in(4))):
+            writes[-1] += word
+        else:
+            writes.append(word)
+    return [piece for write in writes for piece in draw(chunkings(write))]
+
+
+READY = b"READY\n"
+# RESULT lines a careless listener might write.
+NEAR_MISSES = [b"result %d\n", b"RESULT %d \n", b"RESULT  %d\n", b"RESULT +%d\n", b"RESULT %d\r\n", b"RESULT\t%d\n",
+               b"RESULT:%d\n", b"RESULT %d.0\n", b"RESULT -%d\n"]
+listener_streams = st.one_of(garbage_streams, conversations().map(b"".join))
 
 
 def chunkings(data: bytes) -> st.SearchStrategy[list[bytes]]:

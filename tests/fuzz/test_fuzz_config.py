@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from hypothesis import event, given
+from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
 from fleetvisor.agent.config.errors import ConfigError
@@ -69,6 +69,8 @@ def check_error(exc: ConfigError) -> None:
         assert exc.section, text
 
 
+# A parse costs milliseconds: twice the profile's examples (300 in ci).
+@settings(max_examples=2 * settings.default.max_examples)
 @given(config_trees())
 def test_generated_configs_agree_with_stock(workdir, tree):
     path = write_tree(workdir, tree)
