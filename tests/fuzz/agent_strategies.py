@@ -84,17 +84,19 @@ ENV_VALUES = Choice(st.sampled_from(["v", "%(ENV_APP)s", "%(program_name)s", "a 
                     st.one_of(text_with_expansions, st.text(alphabet="ab, =\"'#;%\\\t:/", max_size=8)))
 
 
-def environment_strings(bad_percent: int = 20) -> st.SearchStrategy[str]:
+QUOTES = Choice(st.just('"'), st.sampled_from(["'", ""]))
+SEPARATORS = Choice(st.just(","), st.sampled_from([", ", " ", ",\n  "]))
+
+
+@st.composite
+def environment_strings(draw: st.DrawFn, bad_percent: int = 20) -> str:
     """KEY=value pairs, values quoted with " or ' or not at all, sometimes with quotes and commas inside."""
-    @st.composite
-    def pairs(draw: st.DrawFn) -> str:
-        items = []
-        for _ in range(draw(st.integers(0, 4))):
-            key, value = draw(ENV_KEYS.values(bad_percent)), draw(ENV_VALUES.values(bad_percent))
-            quote = draw(Choice(st.just('"'), st.sampled_from(["'", ""])).values(bad_percent))
-            items.append(f"{key}={quote}{value}{quote}")
-        return draw(Choice(st.just(","), st.sampled_from([", ", " ", ",\n  "])).values(bad_percent)).join(items)
-    return pairs()
+    items = []
+    for _ in range(draw(st.integers(0, 4))):
+        key, value = draw(ENV_KEYS.values(bad_percent)), draw(ENV_VALUES.values(bad_percent))
+        quote = draw(QUOTES.values(bad_percent))
+        items.append(f"{key}={quote}{value}{quote}")
+    return draw(SEPARATORS.values(bad_percent)).join(items)
 
 
 class Environments(Choice):
@@ -167,16 +169,29 @@ INET_PORTS = Choice(st.builds(lambda h, p: f"{h}:{p}", st.sampled_from(["127.0.0
 NAMES = Choice(st.sampled_from(["p0", "p1", "p2", "web", "Ü"]), st.sampled_from(["w:x", "a b", "", "a/b"]))
 
 
-def option_lines(options: dict[str, Choice], bad_percent: int, required: tuple[str, ...] = ()) -> st.SearchStrategy:
+@st.composite
+def option_lines(draw: st.DrawFn, options: dict[str, Choice], bad_percent: int,
+                 required: tuple[str, ...] = ()) -> list[str]:
     """`name=value` lines for a random subset of `options` (always the `required` ones)."""
-    names = sorted(options)
+    chosen = draw(st.lists(st.sampled_from(sorted(options)), unique=True, max_size=8))
+    chosen += [name for name in required if name not in chosen]
+    return [draw(ini_line(name, draw(options[name].values(bad_percent)))) for name in chosen]
 
-    @st.composite
-    def lines(draw: st.DrawFn) -> list[str]:
-        chosen = draw(st.lists(st.sampled_from(names), unique=True, max_size=8))
-        chosen += [name for name in required if name not in chosen]
-        return [f"{name}={draw(options[name].values(bad_percent))}" for name in chosen]
-    return lines()
+
+@st.composite
+def ini_line(draw: st.DrawFn, name: str, value: str) -> str:
+    """`name=value` as people write it: other separators and spacing, a capital letter, an inline comment (or
+    a `;` that is not one), comment and blank lines around it, the value continued on indented lines."""
+    if draw(one_in(2)):
+        return f"{name}={value}"
+    key = name.capitalize() if draw(one_in(4)) else name
+    separator = draw(st.sampled_from(["=", " = ", ":", " : ", "= ", "\t=\t"]))
+    if " " in value and draw(one_in(3)):
+        head, _, tail = value.partition(" ")
+        value = head + draw(st.sampled_from(["\n  ", "\n\t", "\n  ;comment\n  ", "\n\n  "])) + tail
+    comment = draw(st.sampled_from(["", "", " ; note", "\t;note", " # note", ";not-a-comment", " ;"]))
+    around = draw(st.sampled_from(["", "", "; a comment line\n", "\n", "# x\n", "  ; indented comment\n"]))
+    return f"{around}{key}{separator}{value}{comment}"
 
 
 @dataclass
@@ -235,6 +250,13 @@ def config_trees(draw: st.DrawFn) -> ConfigTree:
                                                   "conf.d/[pw]*.conf", "nomatch/*.conf", "conf.d/?0.*"]),
                                  min_size=1, max_size=3))
         sections.append("[include]\nfiles=" + " ".join(patterns))
+    if draw(one_in(5)):  # defaults every section sees
+        sections.append("\n".join(["[DEFAULT]", *draw(option_lines(
+            {k: PROGRAM_OPTIONS[k] for k in ("autostart", "startsecs", "priority", "stopsignal", "directory")}, bad))]))
+    if names and draw(one_in(5)):  # a section said twice merges, a repeated option wins
+        again = draw(st.sampled_from(names))
+        kind = draw(st.sampled_from(["program", "eventlistener", "fcgi-program"]))
+        sections.append("\n".join([f"[{kind}:{again}]", *draw(option_lines(PROGRAM_OPTIONS, bad))]))
     order = draw(st.permutations(sections))
     return ConfigTree("\n".join(order) + "\n", includes)
 

@@ -25,10 +25,11 @@ from hypothesis import strategies as st
 from fleetvisor.agent.listener import READY_TOKEN, RESULT_PREFIX, ListenerProtocol, Ready, Result, Violation
 from tests.fuzz.agent_strategies import LISTENER_PIECES, chunkings, conversations, listener_streams, one_in
 from tests.integration.ctlharness import Server, make_config
+from tests.integration.events_helpers import RECORDER, records
 from tests.integration.harness import AGENT
 from tests.support import wait_for
 
-LISTENERS = Path(__file__).parent.parent / "integration" / "listeners"
+SCRIPTED = RECORDER.parent / "scripted.py"
 _LENGTH = re.compile(rb"[0-9]+")
 
 
@@ -134,7 +135,7 @@ PROGRAMS = """
 loglevel=debug  ; the sync point: a debug line shows each read of the listener's output
 
 [eventlistener:fuzz]
-command={python} {listeners}/scripted.py %(here)s/script.json %(here)s/done
+command={python} {scripted} %(here)s/script.json %(here)s/done
 events=REMOTE_COMMUNICATION
 buffer_size=100
 autostart=false
@@ -143,7 +144,7 @@ startsecs=0
 stopwaitsecs=2
 
 [eventlistener:recorder]
-command={python} {listeners}/recorder.py %(here)s/recorded.jsonl
+command={python} {recorder} %(here)s/recorded.jsonl
 events=REMOTE_COMMUNICATION
 buffer_size=100
 startsecs=0
@@ -160,7 +161,7 @@ class Agent:
 @pytest.fixture(scope="module")
 def agent(tmp_path_factory) -> Iterator[Agent]:
     directory = tmp_path_factory.mktemp("fuzz-listener")
-    programs = textwrap.dedent(PROGRAMS).format(python=sys.executable, listeners=LISTENERS)
+    programs = textwrap.dedent(PROGRAMS).format(python=sys.executable, recorder=RECORDER, scripted=SCRIPTED)
     # its [supervisord] section merges into the harness's (a repeated section does, as in supervisord)
     server = Server(make_config(directory, programs), AGENT)
     try:
@@ -182,12 +183,8 @@ def bytes_read(messages: list[str]) -> int:
 
 
 def recorded(directory: Path) -> list[str]:
-    path = directory / "recorded.jsonl"
-    if not path.exists():
-        return []
     # a REMOTE_COMMUNICATION payload is "type:<type>\n<data>"
-    return [json.loads(line)["payload"].split("\n", 1)[0].removeprefix("type:")
-            for line in path.read_text().splitlines() if line.strip()]
+    return [r["payload"].split("\n", 1)[0].removeprefix("type:") for r in records(directory / "recorded.jsonl")]
 
 
 # A write: mostly the protocol, sometimes one to three pieces of it and garbage.
