@@ -55,8 +55,7 @@ def agent(tmp_path_factory) -> Iterator[Agent]:
     try:
         wait_for(web.ready, 15, "the agent to serve")
         yield Agent(daemon, port, web)
-        log = "\n".join(daemon.messages())
-        assert "Traceback" not in log and "failed unexpectedly" not in log, log
+        daemon.assert_no_failures()
     finally:
         daemon.stop()
 

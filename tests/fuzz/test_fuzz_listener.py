@@ -24,9 +24,8 @@ from hypothesis import strategies as st
 
 from fleetvisor.agent.listener import READY_TOKEN, RESULT_PREFIX, ListenerProtocol, Ready, Result, Violation
 from tests.fuzz.agent_strategies import LISTENER_PIECES, chunkings, conversations, listener_streams, one_in
-from tests.integration.ctlharness import Server, make_config
+from tests.integration.ctlharness import Server, serving
 from tests.integration.events_helpers import RECORDER, records
-from tests.integration.harness import AGENT
 from tests.support import wait_for
 
 SCRIPTED = RECORDER.parent / "scripted.py"
@@ -163,14 +162,9 @@ def agent(tmp_path_factory) -> Iterator[Agent]:
     directory = tmp_path_factory.mktemp("fuzz-listener")
     programs = textwrap.dedent(PROGRAMS).format(python=sys.executable, recorder=RECORDER, scripted=SCRIPTED)
     # its [supervisord] section merges into the harness's (a repeated section does, as in supervisord)
-    server = Server(make_config(directory, programs), AGENT)
-    try:
+    with serving(directory, programs) as server:
         server.wait_state("recorder", "RUNNING")
         yield Agent(server, directory)
-        log = "\n".join(server.daemon.messages())
-        assert "Traceback" not in log and "failed unexpectedly" not in log, log
-    finally:
-        server.stop()
 
 
 def bytes_read(messages: list[str]) -> int:

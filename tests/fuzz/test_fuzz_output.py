@@ -17,9 +17,8 @@ from hypothesis import strategies as st
 
 from fleetvisor.agent.events import BEGIN_TOKEN, END_TOKEN, CaptureScanner
 from tests.fuzz.agent_strategies import OUTPUT_PIECES, chunkings, output_streams
-from tests.integration.ctlharness import Server, make_config
+from tests.integration.ctlharness import Server, serving
 from tests.integration.events_helpers import RECORDER, recorder, records
-from tests.integration.harness import AGENT
 from tests.support import wait_for
 
 
@@ -123,14 +122,9 @@ def agent(tmp_path_factory) -> Iterator[Agent]:
     programs = textwrap.dedent(PROGRAMS).format(
         python=sys.executable, scripted=RECORDER.parent / "scripted.py", maxbytes=MAXBYTES,
         recorder=recorder(directory / "recorded.jsonl"))
-    server = Server(make_config(directory, programs), AGENT)
-    try:
+    with serving(directory, programs) as server:
         server.wait_state("recorder", "RUNNING")
         yield Agent(server, directory)
-        log = "\n".join(server.daemon.messages())
-        assert "Traceback" not in log and "failed unexpectedly" not in log, log
-    finally:
-        server.stop()
 
 
 # A child's output as text (the recording listener reads events as UTF-8): tokens, their pieces and lines.

@@ -8,6 +8,7 @@ own directory, so a test can run one command against both and compare what the u
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import hashlib
 import http.client
 import os
@@ -18,6 +19,7 @@ import sys
 import textwrap
 import threading
 import xmlrpc.client
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -158,6 +160,18 @@ class Server:
             return self.daemon.stop(30)
         finally:
             self.daemon.kill()
+
+
+@contextlib.contextmanager
+def serving(directory: Path, programs: str) -> Iterator[Server]:
+    """An agent running `programs` for the length of a block (a module's fixture, say); when the block ends
+    well, the agent's log must show no failure either."""
+    server = Server(make_config(directory, programs), AGENT)
+    try:
+        yield server
+        server.daemon.assert_no_failures()
+    finally:
+        server.stop()
 
 
 class Pair:
