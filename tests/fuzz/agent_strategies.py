@@ -429,8 +429,9 @@ class RawRequest:
 
 
 @st.composite
-def raw_requests(draw: st.DrawFn) -> RawRequest:
-    """A request line, headers and a body; a Content-Length that fits the body unless a header says otherwise."""
+def raw_requests(draw: st.DrawFn, cut_short: bool | None = None) -> RawRequest:
+    """A request line, headers and a body; a Content-Length that fits the body unless a header says otherwise.
+    One in five is cut short (or, by `cut_short`, all or none)."""
     method, version = draw(HTTP_METHODS), draw(HTTP_VERSIONS)
     lines = [f"{method} {draw(http_targets())} {version}".encode("utf-8", "surrogatepass")]
     headers = draw(st.lists(HEADERS, max_size=4))
@@ -444,7 +445,7 @@ def raw_requests(draw: st.DrawFn) -> RawRequest:
         lines.append(draw(st.binary(max_size=30)))  # a header line that is not one
     data = b"\r\n".join(lines) + b"\r\n\r\n" + body
     cuts = sorted(draw(st.lists(st.integers(1, max(1, len(data) - 1)), max_size=3, unique=True)))
-    complete = not draw(one_in(5))
+    complete = not (draw(one_in(5)) if cut_short is None else cut_short)
     if not complete:
         data = data[:draw(st.integers(0, len(data) - 1))]
     return RawRequest(data, [c for c in cuts if c < len(data)], complete)

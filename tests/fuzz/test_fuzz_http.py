@@ -1,6 +1,7 @@
 """The HTTP routes of a real agent (/RPC2, /logtail, /mainlogtail, the web page and its actions, tail.html)
 under generated requests written in pieces, some cut short: each is answered with a sane status within a bound
-(or, cut short, closed), never a 500 or a traceback, and the daemon keeps serving."""
+(or, cut short, closed), never a 500 or a traceback, and the daemon keeps serving; a client that stops
+mid-request is let go within the (here shortened) timeouts."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
-from hypothesis import event, example, given
+from hypothesis import event, example, given, settings
 
 from tests.fuzz.agent_strategies import RawRequest, raw_requests
 from tests.integration.harness import Daemon
@@ -21,7 +22,8 @@ from tests.support import free_port, wait_for
 
 # Seconds for an answer: the header and body timeouts below, with room for a loaded machine.
 BOUND = 5.0
-TIMEOUTS = {"FLEETVISOR_HTTP_HEADER_TIMEOUT": "2", "FLEETVISOR_HTTP_BODY_TIMEOUT": "2"}
+TIMEOUTS = {"FLEETVISOR_HTTP_HEADER_TIMEOUT": "1", "FLEETVISOR_HTTP_BODY_TIMEOUT": "1",
+            "FLEETVISOR_HTTP_IDLE_TIMEOUT": "1"}
 PROGRAMS = """
 [program:steady]
 command=/bin/sh -c "echo hello; echo oops >&2; exec sleep 1000"
@@ -60,9 +62,9 @@ def agent(tmp_path_factory) -> Iterator[Agent]:
         daemon.stop()
 
 
-def exchange(port: int, request: RawRequest) -> bytes:
-    """Write the request in its pieces (half-closing a cut one) and read until the answer's headers are in or the
-    server closes; fails if neither happens within BOUND."""
+def exchange(port: int, request: RawRequest, half_close: bool = True) -> bytes:
+    """Write the request in its pieces (half-closing a cut one, unless told not to) and read until the answer's
+    headers are in or the server closes; fails if neither happens within BOUND."""
     with socket.create_connection(("127.0.0.1", port), timeout=BOUND) as sock:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         for start, end in zip([0, *request.cuts], [*request.cuts, len(request.data)], strict=True):
@@ -70,7 +72,7 @@ def exchange(port: int, request: RawRequest) -> bytes:
                 sock.sendall(request.data[start:end])
             except (BrokenPipeError, ConnectionResetError):
                 break  # answered and closed before the rest was written (a 400 on the request line)
-        if not request.complete:
+        if not request.complete and half_close:
             try:
                 sock.shutdown(socket.SHUT_WR)
             except OSError:  # the server has closed already
@@ -122,5 +124,21 @@ def test_any_request_gets_a_sane_answer(agent, request_):
         assert not request_.complete, (request_, received)
     else:
         assert 200 <= status < 500 or status in UNSUPPORTED, (request_, received)
+    assert agent.daemon.proc.poll() is None, "the agent exited"
+    assert agent.web.get("/ok.html", timeout=BOUND).status == 200
+
+
+@settings(max_examples=max(5, settings.default.max_examples // 15))
+@given(request_=raw_requests(cut_short=True))
+@example(RawRequest(b"", [], False))  # connects and says nothing
+@example(RawRequest(b"GET /ok.html HTTP/1.1\r\nHost: x\r\n", [], False))
+@example(RawRequest(b"POST /RPC2 HTTP/1.1\r\nHost: x\r\nContent-Length: 99\r\n\r\n<met", [], False))
+def test_a_client_that_stops_mid_request_is_let_go(agent, request_):
+    """A client that stops writing and keeps the connection open is answered or dropped once the header, body
+    or idle timeout is over; it never holds a connection for ever."""
+    received = exchange(agent.port, request_, half_close=False)
+    status = final_status(received)
+    event(f"status {status}")
+    assert status is None or 200 <= status < 500, (request_, received)
     assert agent.daemon.proc.poll() is None, "the agent exited"
     assert agent.web.get("/ok.html", timeout=BOUND).status == 200

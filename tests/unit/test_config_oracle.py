@@ -211,6 +211,16 @@ SAMPLES = {
         [group:g]
         programs=f
     """,
+    # %(host_node_name)s is known in program sections and, in [supervisord], to environment='s second expansion
+    "host-node-name": """
+        [supervisord]
+        environment=NODE="%%(host_node_name)s"
+        [program:p]
+        command=run %(host_node_name)s
+        [eventlistener:l]
+        command=listen %(host_node_name)s
+        events=TICK_60
+    """,
     "servers": """
         [supervisord]
         [inet_http_server]
@@ -283,6 +293,12 @@ BAD = [
     "[supervisord]\n[fcgi-program:f]\ncommand=y\nsocket=unix://rel.sock\n",
     "[supervisord]\n[include]\nfile=x\n",
     "[supervisord]\ngarbage line\n",
+    # %(host_node_name)s where supervisord does not know it (the fuzzing oracle found ours accepting these)
+    "[supervisord]\nidentifier=%(host_node_name)s\n",
+    "[supervisord]\nenvironment=NODE=%(host_node_name)s\n",
+    "[supervisord]\n[inet_http_server]\nport=%(host_node_name)s:9001\n",
+    "[supervisord]\n[rpcinterface:x]\nsupervisor.rpcinterface_factory=a:b\nk=%(host_node_name)s\n",
+
     "k=v\n[supervisord]\n",
 ]
 
