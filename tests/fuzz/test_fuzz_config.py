@@ -73,6 +73,7 @@ def check_error(exc: ConfigError) -> None:
 @settings(max_examples=2 * settings.default.max_examples)
 @given(config_trees())
 @example(ConfigTree("[supervisord]\nidentifier=%(host_node_name)s\n"))  # stock refuses: not known there
+@example(ConfigTree("[supervisord]\n[program:p]\ncommand=x\nnumprocs=1001\nprocess_name=%(process_num)s\n"))
 def test_generated_configs_agree_with_stock(workdir, tree):
     path = write_tree(workdir, tree)
     error = parse(path)
