@@ -61,12 +61,13 @@ def parse(path: str) -> ConfigError | None:
 
 
 def check_error(exc: ConfigError) -> None:
-    """One line that says what is wrong and where: a section (and option) or the file."""
+    """One line that says what is wrong and where: the section (and the option, when one is to blame), or the
+    line of a file that is not INI, or the file that cannot be used at all."""
     text = str(exc)
     assert text and "\n" not in text and "Traceback" not in text, text
-    assert exc.section or exc.file or "[supervisord]" in text, text
+    assert exc.section or exc.line or "[supervisord]" in text or "config file" in text, text
     if exc.option:
-        assert exc.section, text
+        assert exc.section and repr(exc.option) in text, text
 
 
 # A parse costs milliseconds: twice the profile's examples (300 in ci).
