@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 import xmlrpc.client
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 from hypothesis import event, example, given
@@ -24,7 +25,7 @@ from tests.fuzz.agent_strategies import (
     xmlrpc_values,
 )
 from tests.integration.ctlharness import Server, serving
-from tests.support import pid_alive, wait_for
+from tests.support import wait_for
 
 # Seconds within which every request is answered (stopwaitsecs below keeps stopProcess well inside it).
 BOUND = 5.0
@@ -98,9 +99,27 @@ def settled(agent: Server) -> dict[str, tuple[str, int]]:
 
     def quiet() -> dict[str, tuple[str, int]] | None:
         now = table(agent)
-        moving = any(state in MOVING or (state == "RUNNING" and not pid_alive(pid)) for state, pid in now.values())
+        moving = any(state in MOVING or (state == "RUNNING" and about_to_change(pid)) for state, pid in now.values())
         return None if moving else now
     return wait_for(quiet, 10, "the process table to settle")
+
+
+PF_EXITING = 0x4  # /proc/<pid>/stat flags: the process has begun to exit
+
+
+def about_to_change(pid: int) -> bool:
+    """Whether a RUNNING process's state is about to change: it is gone or exiting (the agent has yet to hear of
+    it), or a signal sent to it has not been delivered yet (unless it is stopped, which holds signals back)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True
+    fields = {key: value.strip() for key, _, value in (line.partition(":") for line in status.splitlines())}
+    state = fields["State"][:1]
+    pending = int(fields["SigPnd"], 16) | int(fields["ShdPnd"], 16)
+    flags = int(stat.rsplit(") ", 1)[1].split()[6])
+    return state in "ZX" or bool(flags & PF_EXITING) or (bool(pending) and state not in "Tt")
 
 
 def still_serving(agent: Server) -> None:
