@@ -70,8 +70,8 @@ def check_error(exc: ConfigError) -> None:
         assert exc.section and repr(exc.option) in text, text
 
 
-# A parse costs milliseconds: twice the profile's examples (300 in ci).
-@settings(max_examples=2 * settings.default.max_examples)
+# Two parses cost a few milliseconds: four times the profile's examples (600 in ci).
+@settings(max_examples=4 * settings.default.max_examples)
 @given(config_trees())
 @example(ConfigTree("[supervisord]\nidentifier=%(host_node_name)s\n"))  # stock refuses: not known there
 @example(ConfigTree("[supervisord]\n[program:p]\ncommand=x\nnumprocs=1001\nprocess_name=%(process_num)s\n"))

@@ -108,6 +108,8 @@ def final_status(received: bytes) -> int | None:
     return finals[0] if finals else None
 
 
+# A request costs a few milliseconds: twice the profile's examples (300 in ci).
+@settings(max_examples=2 * settings.default.max_examples)
 @given(request_=raw_requests())
 @example(RawRequest(b"GET /logtail/steady HTTP/1.1\r\nHost: x\r\n\r\n", [4, 20], True))
 @example(RawRequest(b"GET /logtail/steady#frag HTTP/1.0\r\n\r\n", [], True))  # was a 500: chunks in HTTP/1.0
@@ -128,6 +130,7 @@ def test_any_request_gets_a_sane_answer(agent, request_):
     assert agent.web.get("/ok.html", timeout=BOUND).status == 200
 
 
+# Each waits out a timeout (1 s here): a fifteenth of the profile's examples (10 in ci).
 @settings(max_examples=max(5, settings.default.max_examples // 15))
 @given(request_=raw_requests(cut_short=True))
 @example(RawRequest(b"", [], False))  # connects and says nothing

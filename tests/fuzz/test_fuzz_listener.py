@@ -187,8 +187,8 @@ writes_strategy = one_in(4).flatmap(lambda garbage: st.lists(
              max_size=3).map(b"".join), max_size=6) if garbage else conversations())
 
 
-# A listener process per example: half the profile's examples (75 in ci).
-@settings(max_examples=max(10, settings.default.max_examples // 2))
+# A listener process per example, about 60 ms: the profile's examples (150 in ci).
+@settings(max_examples=settings.default.max_examples)
 @given(writes_strategy)
 @example([b"READY\n", b"RESULT 2\nOKREADY\n"])
 @example([b"READY\nRESULT 2\nOK"])

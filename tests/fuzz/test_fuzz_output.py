@@ -143,7 +143,8 @@ def messages_of(directory: Path) -> list[bytes]:
     return [r["payload"].split("\n", 1)[1].encode() for r in records(directory / "recorded.jsonl")]
 
 
-@settings(max_examples=max(10, settings.default.max_examples // 5))
+# A child process per example, about 50 ms: half the profile's examples (75 in ci).
+@settings(max_examples=max(10, settings.default.max_examples // 2))
 @given(text_writes())
 @example([b"a<!--XSUPERVISOR:", b"BEGIN-->hello<!--XSUPER", b"VISOR:END-->b"])
 @example([b"<!--XSUPERVISOR:BEGIN-->never ends"])
