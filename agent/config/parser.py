@@ -91,8 +91,7 @@ def load(path: str, *, environ: Mapping[str, str] | None = None,
     environ = {} if defer_env else os.environ if environ is None else environ
     node = platform.node() if host_node_name is None else host_node_name
     names: dict[str, object] = {f"ENV_{k}": v for k, v in environ.items()}
-    names["host_node_name"] = node
-    loader = _Loader(names, limits or DEFAULT_LIMITS)
+    loader = _Loader(names, limits or DEFAULT_LIMITS, node=node)
     redactor = _Redactor(names, loader)
     main = os.path.abspath(path)
     with redactor:
@@ -102,7 +101,7 @@ def load(path: str, *, environ: Mapping[str, str] | None = None,
             loader.read_extra(os.path.abspath(extra))
         if defer_env:
             names.update({ref: _DEFERRED.format(ref) for ref in redactor.references()})
-        config = _Builder(main, loader, names, deferred=defer_env, limits=loader.limits,
+        config = _Builder(main, loader, names, node, deferred=defer_env, limits=loader.limits,
                           known_elsewhere=known_elsewhere).build()
     return replace(config, warnings=tuple(redactor.text(w) for w in config.warnings), local_sections=local)
 
@@ -335,8 +334,9 @@ def _limit_value(section: Section, option: str, default: int) -> int:
 class _Loader:
     """Reads the main file and its includes into one merged set of sections."""
 
-    def __init__(self, names: Mapping[str, object], limits: Limits = DEFAULT_LIMITS) -> None:
+    def __init__(self, names: Mapping[str, object], limits: Limits = DEFAULT_LIMITS, *, node: str = "") -> None:
         self.names = names
+        self.node = node  # %(host_node_name)s, which include paths may use
         self.limits = limits
         self.bytes_read = 0
         self.sections: dict[str, Section] = {}
@@ -406,7 +406,7 @@ class _Loader:
                               section="include", line=include.line)
         base = _here(include.file)
         try:
-            patterns = _expand(files.text, {**self.names, "here": base}).split()
+            patterns = _expand(files.text, {**self.names, "host_node_name": self.node, "here": base}).split()
         except ValueError as exc:
             raise ConfigError(str(exc), file=files.file, section="include", option="files",
                               line=files.line) from None
@@ -461,24 +461,28 @@ class _Options:
         return self.section.options.get(option) or self.defaults.get(option)
 
     def get(self, option: str, default: Any = None, convert: Callable[[str], Any] | None = None,
-            *, expand: int = 1) -> Any:
+            *, expand: int = 1, then: Mapping[str, object] | None = None) -> Any:
         """The option's value: expanded `expand` times (supervisord expands some options
-        twice, so `%%` there needs doubling again), then converted. A string default is
-        expanded and converted too; any other default is returned as is."""
+        twice, so `%%` there needs doubling again; `then` are names only the later rounds
+        know), then converted. A string default is expanded and converted too; any other
+        default is returned as is."""
         value = self.value(option)
         if value is None and not isinstance(default, str):
             return default
-        text = self.expanded(option, value.text if value is not None else default, value, expand)
+        text = self.expanded(option, value.text if value is not None else default, value, expand, then)
         if convert and self.unknown(text):
             # Left to the agent; what follows from it is checked with the default.
             if not isinstance(default, str):
                 return default
-            text = self.expanded(option, default, None, expand)
+            text = self.expanded(option, default, None, expand, then)
         return self.convert(option, convert, text) if convert else text
 
-    def expanded(self, option: str, text: str, value: Value | None, times: int) -> str:
+    def expanded(self, option: str, text: str, value: Value | None, times: int,
+                 then: Mapping[str, object] | None = None) -> str:
         names = {**self.names, "here": _here((value or self.section).file)}
-        for _ in range(times):
+        for round_ in range(times):
+            if round_ == 1 and then:
+                names = {**names, **then}
             text = self.convert(option, _expand, text, names)
         return text
 
@@ -517,11 +521,15 @@ def _cycle(graph: Mapping[str, set[str]]) -> list[str]:
 
 
 class _Builder:
-    def __init__(self, path: str, loader: _Loader, names: dict[str, object],
+    def __init__(self, path: str, loader: _Loader, names: dict[str, object], node: str,
                  deferred: bool = False, limits: Limits = DEFAULT_LIMITS,
                  known_elsewhere: Collection[str] = ()) -> None:
+        """`names` expand in every section; like supervisord, %(host_node_name)s (`node`) only
+        in program-like sections, [include] files, the second expansion of [supervisord]
+        environment= and our [fleetvisor]. `known_elsewhere`: see load()."""
         self.known_elsewhere = frozenset(known_elsewhere)
         self.path = path
+        self.node = node
         self.limits = limits
         self.process_count = 0  # processes built so far, against limits.max_processes
         self.deferred = deferred
@@ -576,8 +584,10 @@ class _Builder:
             user=o.get("user", None, dt.checked_user),
             directory=o.get("directory", None, dt.existing_directory),
             strip_ansi=o.get("strip_ansi", "false", dt.boolean),
-            # Expanded twice, as supervisord does for this option.
-            environment=o.get("environment", "", dt.key_value_pairs, expand=2),
+            # Expanded twice, as supervisord does for this option (the second time knowing
+            # host_node_name, as there).
+            environment=o.get("environment", "", dt.key_value_pairs, expand=2,
+                              then={"host_node_name": self.node}),
             identifier=o.get("identifier", "supervisor"),
         )
 
@@ -658,7 +668,7 @@ class _Builder:
         typo cannot silently leave a node out of its fleet."""
         if section is None:
             return None
-        o = self.options(section)
+        o = self.options(section).with_names({**self.names, "host_node_name": self.node})
         for option in section.options:
             if option not in FLEETVISOR_OPTIONS:
                 raise o.error(f"unknown option (known: {', '.join(sorted(FLEETVISOR_OPTIONS))})",
@@ -871,7 +881,7 @@ class _Builder:
         stdout/stderr log options."""
         o = self.options(section)
         program = self.section_name(o)
-        names = {**self.names, "program_name": program, "group_name": group}
+        names = {**self.names, "host_node_name": self.node, "program_name": program, "group_name": group}
         o = o.with_names(names)
         stopasgroup = o.get("stopasgroup", "false", dt.boolean)
         killasgroup = o.get("killasgroup", stopasgroup, dt.boolean)

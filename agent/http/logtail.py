@@ -1,7 +1,8 @@
 """/logtail/<namespec>[/stdout|/stderr] and /mainlogtail: logs streamed as they grow.
 
 supervisorctl's `tail -f`, `maintail -f` and `fg` read these: a chunked response that starts
-with the last kilobyte of the log and never ends while the client stays. A missing process,
+with the last kilobyte of the log and never ends while the client stays (an HTTP/1.0 client
+gets the bytes unchunked, ended by closing the connection). A missing process,
 channel or file is 404 (a log that does not exist yet is a temporary condition).
 """
 
@@ -83,7 +84,9 @@ async def _stream(request: web.Request, path: str | None, streams: set[asyncio.T
         "Last-Modified": email.utils.formatdate(mtime, usegmt=True),
         "X-Accel-Buffering": "no",  # no proxy buffering of a stream
     })
-    response.enable_chunked_encoding()
+    if request.version >= (1, 1):
+        response.enable_chunked_encoding()
+    # else an HTTP/1.0 client, which cannot take chunks: the stream ends when the connection closes
     task = asyncio.current_task()
     assert task is not None
     streams.add(task)

@@ -8,26 +8,21 @@ types are kept exactly as supervisord declares them.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, ClassVar
 
 from .. import operations as ops
 from ..caller import Caller
 from ..faults import Fault, FaultError
+from .xmlrpc import xml_safe
 
 if TYPE_CHECKING:
     from ..supervisor import Supervisor
 
-# Characters XML 1.0 cannot carry, even escaped. A log holding them (ANSI colours, NULs)
-# would make the client's parser fail on the whole response, so they become U+FFFD.
-_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff\ud800-\udfff]")
-
-
 def log_text(data: bytes) -> str:
     """Log bytes as an XML-RPC string: UTF-8, undecodable bytes and XML-illegal characters
-    replaced, so that a read never breaks the response."""
-    return _NOT_XML.sub("\ufffd", data.decode("utf-8", "replace"))
+    replaced (a log holding ANSI colours or NULs would break the whole response)."""
+    return xml_safe(data.decode("utf-8", "replace"))
 
 
 def _outcome(outcome: ops.Outcome) -> bool | list[dict[str, object]]:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import re
 import traceback
 import xmlrpc.client
 from collections.abc import Callable, Mapping, Sequence
@@ -29,6 +30,15 @@ from ..mainlog import Level, MainLog
 
 # Request bodies are quoted in log lines only this far.
 _LOGGED_BODY = 200
+# Characters XML 1.0 cannot carry, even escaped: one in a response makes the client's parser refuse all of it.
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff\ud800-\udfff]")
+
+
+def xml_safe(text: str) -> str:
+    """`text` with the characters XML cannot carry replaced by U+FFFD."""
+    return _NOT_XML.sub("\ufffd", text)
+
+
 # Arrays and structs nested deeper than this are refused (BAD_ARGUMENTS) before any method
 # sees them: converting them to text would recurse past Python's limit.
 MAX_NESTING = 64
@@ -177,7 +187,8 @@ class Dispatcher:
         except FaultError as exc:
             if trace:
                 self.log.trace(f"XML-RPC method {name}() returned fault: [{int(exc.code)}] {exc.text}")
-            response = xmlrpc.client.dumps(xmlrpc.client.Fault(int(exc.code), exc.text))
+            # A fault may quote what the caller sent (a name given as base64 can hold a NUL).
+            response = xmlrpc.client.dumps(xmlrpc.client.Fault(int(exc.code), xml_safe(exc.text)))
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -243,14 +254,14 @@ class SystemNamespace:
             try:
                 results.append(await self._one(call))
             except FaultError as exc:
-                results.append({"faultCode": int(exc.code), "faultString": exc.text})
+                results.append({"faultCode": int(exc.code), "faultString": xml_safe(exc.text)})
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
                 self._dispatcher.log.error(f"XML-RPC multicall failed unexpectedly: "
                                            f"{type(exc).__name__}: {exc}")
                 results.append({"faultCode": int(Fault.FAILED),
-                                "faultString": f"FAILED: {type(exc).__name__}: {exc}"})
+                                "faultString": xml_safe(f"FAILED: {type(exc).__name__}: {exc}")})
         return results
 
     async def _one(self, call: object) -> object:

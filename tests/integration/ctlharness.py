@@ -8,7 +8,9 @@ own directory, so a test can run one command against both and compare what the u
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import hashlib
+import http.client
 import os
 import re
 import signal
@@ -17,10 +19,11 @@ import sys
 import textwrap
 import threading
 import xmlrpc.client
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from supervisor.xmlrpc import SupervisorTransport
+from supervisor.xmlrpc import SupervisorTransport, UnixStreamHTTPConnection
 
 from tests.support import free_port, wait_for
 
@@ -92,12 +95,12 @@ def mask(text: str, directory: Path) -> str:
 class Server:
     """One running daemon (stock or agent) and how to talk to it."""
 
-    def __init__(self, config: Path, command: list[str]) -> None:
+    def __init__(self, config: Path, command: list[str], env: dict[str, str] | None = None) -> None:
         self.config = config
         self.dir = config.parent
         self.socket = str(self.dir / "s.sock")
         self.port = int(re.search(r"port=127\.0\.0\.1:(\d+)", config.read_text()).group(1))
-        self.daemon = Daemon(config, command)
+        self.daemon = Daemon(config, command, env=env)
         wait_for(lambda: os.path.exists(self.socket) and self._answers(), 15, "the daemon to serve")
 
     def _answers(self) -> bool:
@@ -126,6 +129,21 @@ class Server:
                               capture_output=True, text=True, timeout=timeout, cwd=self.dir)
         return Result(proc.returncode, proc.stdout + proc.stderr)
 
+    def http(self, method: str, path: str, body: bytes = b"", *, tcp: bool = False,
+             headers: dict[str, str] | None = None, timeout: float = 10) -> tuple[int, dict[str, str], bytes]:
+        """One raw HTTP request on the unix socket (or the inet port): status, headers, body."""
+        if tcp:
+            conn: http.client.HTTPConnection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+        else:
+            conn = UnixStreamHTTPConnection("localhost", timeout=timeout)
+            conn.socketfile = self.socket
+        try:
+            conn.request(method, path, body, headers or {})
+            response = conn.getresponse()
+            return response.status, dict(response.getheaders()), response.read()
+        finally:
+            conn.close()
+
     def tcp_url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
@@ -142,6 +160,18 @@ class Server:
             return self.daemon.stop(30)
         finally:
             self.daemon.kill()
+
+
+@contextlib.contextmanager
+def serving(directory: Path, programs: str) -> Iterator[Server]:
+    """An agent running `programs` for the length of a block (a module's fixture, say); when the block ends
+    well, the agent's log must show no failure either."""
+    server = Server(make_config(directory, programs), AGENT)
+    try:
+        yield server
+        server.daemon.assert_no_failures()
+    finally:
+        server.stop()
 
 
 class Pair:

@@ -64,6 +64,12 @@ class Daemon:
         except AssertionError:
             raise AssertionError(f"no line matching {pattern!r}; the log was:\n" + "\n".join(self.messages()))
 
+    def assert_no_failures(self) -> None:
+        """Nothing in the main log says the daemon failed where it should not: no traceback, no unforeseen
+        failure of a request."""
+        bad = [line for line in self.messages() if "Traceback" in line or "failed unexpectedly" in line]
+        assert not bad, "\n".join(self.messages())
+
     def pid_of(self, name: str, timeout: float = 10.0) -> int:
         m = self.wait_line(rf"spawned: '{re.escape(name)}' with pid (\d+)", timeout)[-1]
         return int(m.group(1))

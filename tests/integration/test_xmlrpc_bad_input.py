@@ -5,7 +5,7 @@ stock supervisord where it answers sensibly."""
 from __future__ import annotations
 
 import base64
-import http.client
+import socket
 import xmlrpc.client
 
 import pytest
@@ -32,17 +32,7 @@ def pair(tmp_path_factory):
 
 def request(server: Server, method: str, path: str, body: bytes = b"", *, tcp: bool = False,
             headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
-    if tcp:
-        conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
-    else:
-        conn = UnixStreamHTTPConnection("localhost", timeout=10)
-        conn.socketfile = server.socket
-    try:
-        conn.request(method, path, body, headers or {})
-        response = conn.getresponse()
-        return response.status, dict(response.getheaders()), response.read()
-    finally:
-        conn.close()
+    return server.http(method, path, body, tcp=tcp, headers=headers)
 
 
 def rpc_body(method: str, *params) -> bytes:
@@ -59,6 +49,9 @@ def fault_of(body: bytes) -> tuple[int, str]:
 
 def basic(user: str, password: str) -> dict[str, str]:
     return {"Authorization": "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()}
+
+
+AUTH = "".join(f"{k}: {v}\r\n" for k, v in basic(USER, PASSWORD).items())
 
 
 BAD_BODIES = [
@@ -227,6 +220,25 @@ def test_logtail_starts_with_the_log(pair):
         assert response.read1(100).startswith(b"hello\n")
     finally:
         conn.close()
+    assert pair.agent.rpc().supervisor.getState()["statename"] == "RUNNING"
+
+
+def test_logtail_to_an_http_1_0_client_is_unchunked(pair):
+    """HTTP/1.0 has no chunks: the stream comes as plain bytes, ended by closing the connection (it was a 500,
+    found by tests/fuzz/test_fuzz_http.py)."""
+    for path in ("/logtail/steady", "/mainlogtail"):
+        with socket.create_connection(("127.0.0.1", pair.agent.port), timeout=10) as sock:
+            sock.sendall(f"GET {path} HTTP/1.0\r\n{AUTH}\r\n".encode())
+            received = b""
+            while b"\r\n\r\n" not in received or (path == "/logtail/steady" and b"hello" not in received):
+                data = sock.recv(4096)
+                assert data, received
+                received += data
+        head, _, body = received.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.0 200 "), head
+        assert b"Transfer-Encoding" not in head
+        if path == "/logtail/steady":
+            assert body.startswith(b"hello\n"), body
     assert pair.agent.rpc().supervisor.getState()["statename"] == "RUNNING"
 
 

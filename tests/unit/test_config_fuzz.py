@@ -9,45 +9,7 @@ import pytest
 from fleetvisor.agent.config import parser
 from fleetvisor.agent.config.errors import ConfigError
 from fleetvisor.agent.config.parser import load
-
-BASE = """[supervisord]
-logfile=%(here)s/sd.log
-[unix_http_server]
-file=%(here)s/s.sock
-[inet_http_server]
-port=127.0.0.1:9001
-[supervisorctl]
-serverurl=unix://%(here)s/s.sock
-[rpcinterface:supervisor]
-supervisor.rpcinterface_factory=supervisor.rpcinterface:make_main_rpcinterface
-[fleetvisor]
-node=n1
-labels=a=b
-controllers=c:1
-grpc_listen=127.0.0.1:1
-[program:p]
-command=/bin/p %(process_num)s
-process_name=%(program_name)s_%(process_num)s
-numprocs=2
-environment=A="1",B="%(ENV_HOME)s"
-stdout_logfile=%(here)s/p.log
-[eventlistener:e]
-command=/bin/e
-events=TICK_5
-[fcgi-program:f]
-command=/bin/f
-socket=unix:///tmp/f.sock
-[group:g]
-programs=p
-[include]
-files=*.inc
-"""
-
-JUNK = ["%", "%(", ")s", "=", ":", ";", "#", "[", "]", "\n", " ", "\t", "\x00", "\u2028",
-        "~", "/", ",", '"', "'", "99999999999999999999", "-1", "true", "%(process_num)d",
-        "%(here)s", "%%", "\\", "\r", "é", "[program:x]", "[group:y]", "command=",
-        "numprocs=", "user=", "\x0c"]
-
+from tests.config_oracle import BASE, JUNK
 
 def check(path) -> None:
     try:

@@ -36,6 +36,11 @@ class Sample:
         """@return boolean result  never"""
         raise FaultError(Fault.BAD_NAME, "nope")
 
+    def quote(self, name: str) -> bool:
+        """@param string name  anything
+        @return boolean result  never: a fault that quotes the name"""
+        raise FaultError(Fault.BAD_NAME, name)
+
     def crash(self) -> bool:
         """@return boolean result  never"""
         raise RuntimeError("internal detail")
@@ -110,7 +115,7 @@ def test_unmarshallable_results_are_500(dispatcher):
 def test_introspection(dispatcher):
     assert call(dispatcher, "system.listMethods") == [
         "sample.crash", "sample.echo", "sample.fail", "sample.later", "sample.nothing",
-        "sample.older", "system.listMethods", "system.methodHelp", "system.methodSignature",
+        "sample.older", "sample.quote", "system.listMethods", "system.methodHelp", "system.methodSignature",
         "system.multicall"]
     assert call(dispatcher, "system.methodSignature", "sample.echo") == ["string", "string", "int"]
     assert call(dispatcher, "system.methodSignature", "sample.older") == ["string", "string", "int"]
@@ -159,3 +164,12 @@ def test_supervisor_namespace_signatures_match_supervisord(log):
 def test_log_text_replaces_what_xml_cannot_carry():
     assert log_text(b"a\x1b[1mb\x00c\td\n\xff") == "a\ufffd[1mb\ufffdc\td\n\ufffd"
     assert log_text("é".encode()) == "é"
+
+
+def test_a_fault_quoting_what_xml_cannot_carry_is_still_xml(dispatcher):
+    """A name sent as base64 may hold a NUL; the fault that quotes it used to be a response no client could parse
+    (found by tests/fuzz/test_fuzz_xmlrpc.py)."""
+    name = xmlrpc.client.Binary(b"a\x00b\xef\xbf\xbe")
+    assert call(dispatcher, "sample.quote", name) == ("fault", 10, "BAD_NAME: a\ufffdb\ufffd")
+    answer = call(dispatcher, "system.multicall", [{"methodName": "sample.quote", "params": [name]}])
+    assert answer == [{"faultCode": 10, "faultString": "BAD_NAME: a\ufffdb\ufffd"}]
