@@ -5,7 +5,6 @@ mid-request is let go within the (here shortened) timeouts."""
 
 from __future__ import annotations
 
-import os
 import re
 import socket
 import time
@@ -22,9 +21,13 @@ from tests.support import free_port, wait_for
 
 # Seconds for an answer: the header and body timeouts below, with room for a loaded machine.
 BOUND = 5.0
-TIMEOUTS = {"FLEETVISOR_HTTP_HEADER_TIMEOUT": "1", "FLEETVISOR_HTTP_BODY_TIMEOUT": "1",
-            "FLEETVISOR_HTTP_IDLE_TIMEOUT": "1"}
 PROGRAMS = """
+[fleetvisor]
+state_dir=%(here)s/state
+http_header_timeout=1
+http_body_timeout=1
+http_idle_timeout=1
+
 [program:steady]
 command=/bin/sh -c "echo hello; echo oops >&2; exec sleep 1000"
 startsecs=0
@@ -52,7 +55,7 @@ class Agent:
 def agent(tmp_path_factory) -> Iterator[Agent]:
     port = free_port()
     config = web_config(tmp_path_factory.mktemp("fuzz-http"), port, PROGRAMS, auth=False)
-    daemon = Daemon(config, env={**os.environ, **TIMEOUTS})
+    daemon = Daemon(config)
     web = Web(port, auth=None)
     try:
         wait_for(web.ready, 15, "the agent to serve")
