@@ -28,6 +28,7 @@ import aetcd
 import grpc
 from google.protobuf.json_format import MessageToDict
 
+from fleetvisor.agent.grpcapi.details import details as one_line
 from fleetvisor.agent.limits import config_name_refusal, config_size_refusal
 from fleetvisor.agent.logfiles import tail_bytes_refusal
 from fleetvisor.agent.security import guard, wire
@@ -129,7 +130,7 @@ class ControllerServicer(pb_grpc.ControllerServiceServicer):
         """A scope check said no: audited like the guard's refusals, nothing done."""
         if self.refusals is not None:
             await self.refusals(guard.current(), f"/{CONTROLLER_SERVICE}/{method}", str(exc))
-        await context.abort(grpc.StatusCode.PERMISSION_DENIED, str(exc))
+        await context.abort(grpc.StatusCode.PERMISSION_DENIED, one_line(str(exc)))
         raise AssertionError("abort returns only by raising")
 
     async def _check(self, context: Context, method: str, check: Callable[[], T]) -> T:
@@ -157,7 +158,7 @@ class ControllerServicer(pb_grpc.ControllerServiceServicer):
                 metadata.append((LEADER_METADATA, address))
                 details = f"{details}; the leader is at {address}"
         context.set_trailing_metadata(tuple(metadata))
-        await context.abort(code, details)
+        await context.abort(code, one_line(details))
         raise AssertionError("abort returns only by raising")
 
     async def _refuse_input(self, context: Context, action: str, args: dict[str, object], reason: str) -> NoReturn:
@@ -341,7 +342,7 @@ class ControllerServicer(pb_grpc.ControllerServiceServicer):
         except grpc.aio.AioRpcError as exc:
             code = exc.code() if exc.code() in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.FAILED_PRECONDITION,
                                                 grpc.StatusCode.INVALID_ARGUMENT) else grpc.StatusCode.UNAVAILABLE
-            await context.abort(code, f"{request.node}: {rpc_reason(exc)}")
+            await context.abort(code, one_line(f"{request.node}: {rpc_reason(exc)}"))
 
     # -- writes ------------------------------------------------------------------------------
 

@@ -91,10 +91,10 @@ def _is_map(field: FieldDescriptor) -> bool:
     return field.message_type is not None and field.message_type.GetOptions().map_entry
 
 
-def message(descriptor: Descriptor, hints: Hints = {}, names: list[str] | None = None,
+def message(descriptor: Descriptor, hints: Hints | None = None, names: list[str] | None = None,
             depth: int = 3) -> st.SearchStrategy[Message]:
     """Messages of `descriptor` with every field random (or left unset), nested messages too."""
-    names = names or []
+    hints, names = hints or {}, names or []
     cls = GetMessageClass(descriptor)
     parts: dict[str, st.SearchStrategy[Any]] = {}
     for field in descriptor.fields:
@@ -183,7 +183,9 @@ REFUSALS = frozenset({grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUN
                       grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.OUT_OF_RANGE,
                       grpc.StatusCode.ALREADY_EXISTS, grpc.StatusCode.PERMISSION_DENIED,
                       grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.StatusCode.ABORTED})
-LEAKS = ("Traceback", "Unexpected", "Exception", "exception", 'File "', "Error(")
+# a traceback or an exception's repr in the details, or a failure of the client's own (a refusal
+# it could not read)
+LEAKS = ("Traceback", "Unexpected", "Exception", "exception", 'File "', "Error(", "Stream removed")
 
 
 @dataclass(frozen=True)

@@ -165,7 +165,7 @@ def test_a_field_of_the_wrong_type_is_unreadable_not_a_later_crash():
     with pytest.raises(CorruptRecord, match=r"^members/web-1: field labels is not an object of strings$"):
         records.load(MemberRecord, "members/web-1", _json(bad))
     broken_rollout = {**asdict(GOOD[AssignmentRecord]), "rollout": {"op": "x"}}
-    with pytest.raises(CorruptRecord, match="^assignments/app: the rollout is"):
+    with pytest.raises(CorruptRecord, match=r"^assignments/app: the rollout is"):
         records.load(AssignmentRecord, "assignments/app", _json(broken_rollout))
     assert records.decode(NodeRecord, _json({"lease": 1 << 64, "last_heartbeat": 1.0})) is None
 
