@@ -63,12 +63,12 @@ def strings(names: list[str]) -> st.SearchStrategy[str]:
 Hints = Mapping[str, st.SearchStrategy[Any]]  # field name -> strategy for its (scalar) values
 
 
-def _scalar(field: FieldDescriptor, hints: Hints, names: list[str]) -> st.SearchStrategy[Any]:
+def _scalar(field: FieldDescriptor, hints: Hints, names: list[str], plausible: bool) -> st.SearchStrategy[Any]:
     if field.name in hints:
         return hints[field.name]
     kind = field.type
     if kind == FieldDescriptor.TYPE_STRING:
-        return strings(names)
+        return st.sampled_from(names) if plausible and names else strings(names)
     if kind == FieldDescriptor.TYPE_BYTES:
         return st.binary(max_size=64)
     if kind == FieldDescriptor.TYPE_BOOL:
@@ -77,7 +77,8 @@ def _scalar(field: FieldDescriptor, hints: Hints, names: list[str]) -> st.Search
         return DOUBLES if kind == FieldDescriptor.TYPE_DOUBLE else DOUBLES.map(
             lambda v: v if not math.isfinite(v) or abs(v) < 3e38 else math.copysign(math.inf, v))
     if kind == FieldDescriptor.TYPE_ENUM:  # open enums: unknown numbers are legal on the wire
-        return st.one_of(st.sampled_from([v.number for v in field.enum_type.values]), st.integers(-5, 1000))
+        known = st.sampled_from([v.number for v in field.enum_type.values])
+        return known if plausible else st.one_of(known, st.integers(-5, 1000))
     if kind in (FieldDescriptor.TYPE_UINT64, FieldDescriptor.TYPE_FIXED64):
         return UINTS
     if kind in (FieldDescriptor.TYPE_UINT32, FieldDescriptor.TYPE_FIXED32):
@@ -92,26 +93,29 @@ def _is_map(field: FieldDescriptor) -> bool:
 
 
 def message(descriptor: Descriptor, hints: Hints | None = None, names: list[str] | None = None,
-            depth: int = 3) -> st.SearchStrategy[Message]:
-    """Messages of `descriptor` with every field random (or left unset), nested messages too."""
+            depth: int = 3, plausible: bool = False) -> st.SearchStrategy[Message]:
+    """Messages of `descriptor` with every field random (or left unset), nested messages too.
+    `plausible`: strings only from `names` and enums only known values, so that more requests
+    get past the first check and reach the work (and the state) behind it."""
     hints, names = hints or {}, names or []
     cls = GetMessageClass(descriptor)
     parts: dict[str, st.SearchStrategy[Any]] = {}
     for field in descriptor.fields:
         if _is_map(field):
             key, value = field.message_type.fields_by_name["key"], field.message_type.fields_by_name["value"]
-            value_of = _scalar(value, {}, names)
-            parts[field.name] = st.dictionaries(_scalar(key, {}, names), value_of, max_size=4)
+            value_of = _scalar(value, {}, names, plausible)
+            parts[field.name] = st.dictionaries(_scalar(key, {}, names, plausible), value_of, max_size=4)
         elif field.type == FieldDescriptor.TYPE_MESSAGE:
             if depth <= 0:
                 continue
-            sub = message(field.message_type, hints, names, depth - 1)
+            sub = message(field.message_type, hints, names, depth - 1, plausible)
             parts[field.name] = st.lists(sub, max_size=3) if _repeated(field) else sub
         else:
-            scalar = _scalar(field, hints, names)
+            scalar = _scalar(field, hints, names, plausible)
             parts[field.name] = st.lists(scalar, max_size=4) if _repeated(field) else scalar
-    # each field set or not: an unset field is the most common request of all
-    chosen = st.fixed_dictionaries({}, optional=parts)
+    # each field set or not (an unset field is the most common request of all); a plausible
+    # request sets them all, or it would mostly be refused for what it leaves out
+    chosen = st.fixed_dictionaries(parts) if plausible else st.fixed_dictionaries({}, optional=parts)
     return chosen.map(lambda values: _build(cls, values))
 
 
@@ -135,6 +139,11 @@ def _build(cls: type[Message], values: dict[str, Any]) -> Message:
 
 
 # -- raw requests ------------------------------------------------------------------------------
+
+def requests(descriptor: Descriptor, hints: Hints, names: list[str]) -> st.SearchStrategy[Message]:
+    """Random requests, half of them plausible."""
+    return st.one_of(message(descriptor, hints, names, plausible=True), message(descriptor, hints, names))
+
 
 def corrupt(valid: st.SearchStrategy[Message]) -> st.SearchStrategy[bytes]:
     """Wire bytes that are not a valid request: random bytes, invalid UTF-8 in a string field,

@@ -30,6 +30,7 @@ from .fleet_strategies import (
     corrupt,
     message,
     methods,
+    requests,
 )
 
 CONFIG = """
@@ -124,7 +125,7 @@ def agent(tmp_path_factory):
 @pytest.mark.parametrize("method", METHODS, ids=lambda m: m.name)
 def test_random_requests(agent, method):
     @settings(max_examples=budget(EXAMPLES.get(method.name, 25)))
-    @given(message(method.request, HINTS, NAMES))
+    @given(requests(method.request, HINTS, NAMES))
     def check(request):
         agent.exercise(method, request.SerializeToString())
     check()
