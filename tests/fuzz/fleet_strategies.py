@@ -42,12 +42,14 @@ UINTS = st.one_of(st.integers(0, 3), st.sampled_from([(1 << 64) - 1, 1 << 63, 1 
 DOUBLES = st.one_of(st.floats(allow_nan=True, allow_infinity=True), st.sampled_from([0.0, -1.0, 1e300, -1e300]))
 CONFIG_TEXT = st.one_of(
     TEXT,
-    st.sampled_from(["[program:fz]\ncommand=sleep 1000\n", "[program:fz]\n", "[program:fz]\ncommand=\n",
-                     "[program:fz]\ncommand=sleep 1\nnumprocs=100000\n", "[program:local]\ncommand=sleep 1\n",
+    # (programs that settle at once: a fuzz example waits for every process to settle)
+    st.sampled_from(["[program:fz]\ncommand=sleep 1000\nstartsecs=0\n", "[program:fz]\n", "[program:fz]\ncommand=\n",
+                     "[program:fz]\ncommand=true\nnumprocs=100000\n", "[program:local]\ncommand=true\n",
+                     "[program:fz]\ncommand=true\nstartsecs=0\nautorestart=false\n",
                      "[supervisord]\nlogfile=/tmp/x\n", "[group:g]\nprograms=nosuch\n", "[program:%(x)s]\n",
-                     "[program:fz]\ncommand=sleep 1\nprocess_name=%(program_name)s\nnumprocs=2\n",
-                     "\x00", "[", "[program:fz]\ncommand=sleep 1\nuser=nosuchuser\n"]),
-    st.builds(lambda head, body: f"[program:{head}]\ncommand={body}\n", TEXT, TEXT))
+                     "[program:fz]\ncommand=true\nprocess_name=%(program_name)s\nnumprocs=2\n",
+                     "\x00", "[", "[program:fz]\ncommand=true\nuser=nosuchuser\n"]),
+    st.builds(lambda head, body: f"[program:{head}]\ncommand={body}\nstartretries=0\n", TEXT, TEXT))
 
 
 def strings(names: list[str]) -> st.SearchStrategy[str]:

@@ -8,6 +8,7 @@ the pids and the applied config as they were.
 from __future__ import annotations
 
 import textwrap
+import time
 from pathlib import Path
 
 import grpc
@@ -74,8 +75,10 @@ NAMES = ["local", "talker", "web:w1", "web:w2", "web:*", "w1", "web", "all"]
 METHODS = methods(pb.DESCRIPTOR.services_by_name["AgentService"])
 HINTS = {"signal": SIGNALS, "config_text": CONFIG_TEXT}
 SETTLED = {"RUNNING", "STOPPED", "EXITED", "FATAL"}
+COMMANDS = {"Start", "Stop", "Restart", "Signal", "ApplyConfig"}  # what moves processes when accepted
+QUIET = 0.3  # seconds without a change that count as settled, after an accepted command
 # examples per method (ci); TailLog with follow may wait out its stream bound
-EXAMPLES = {"TailLog": 15, "WatchEvents": 15}
+EXAMPLES = {"TailLog": 20, "WatchEvents": 20}
 
 
 class FuzzAgent:
@@ -85,6 +88,7 @@ class FuzzAgent:
         self.daemon.wait_line(r"gRPC AgentService listening on")
         self.channel = grpc.insecure_channel(f"127.0.0.1:{port}")
         self.stub = pb_grpc.AgentServiceStub(self.channel)
+        self.moved = False  # an accepted command may still be moving processes
         self.settle()
 
     def processes(self) -> dict[str, tuple[str, int]]:
@@ -92,8 +96,17 @@ class FuzzAgent:
         return {p.namespec: (p.statename, p.pid) for p in listed}
 
     def settle(self) -> None:
-        """Until no process is between states (an accepted call may have left one moving)."""
+        """Until no process is between states. After an accepted command, also until nothing
+        changed for a moment: a restart without wait may not have begun when it was answered."""
         wait_for(lambda: all(state in SETTLED for state, _ in self.processes().values()), 15, "settled processes")
+        if self.moved:
+            wait_for(self._quiet, 15, "processes that stay as they are")
+            self.moved = False
+
+    def _quiet(self) -> bool:
+        first = self.processes()
+        time.sleep(QUIET)
+        return first == self.processes() and all(state in SETTLED for state, _ in first.values())
 
     def state(self) -> tuple[dict[str, tuple[str, int]], str, str]:
         config = self.stub.GetConfig(pb.GetConfigRequest(), timeout=5)
@@ -104,6 +117,7 @@ class FuzzAgent:
         before = self.state()
         outcome = call(self.channel, method, raw)
         check_outcome(method.name, outcome)
+        self.moved = not outcome.refused and method.name in COMMANDS
         assert self.stub.GetInfo(pb.GetInfoRequest(), timeout=5).pid == self.daemon.proc.pid
         if outcome.refused:
             assert self.state() == before, f"{method.name} was refused ({outcome.details}) but changed state"
@@ -124,7 +138,7 @@ def agent(tmp_path_factory):
 
 @pytest.mark.parametrize("method", METHODS, ids=lambda m: m.name)
 def test_random_requests(agent, method):
-    @settings(max_examples=budget(EXAMPLES.get(method.name, 25)))
+    @settings(max_examples=budget(EXAMPLES.get(method.name, 40)))
     @given(requests(method.request, HINTS, NAMES))
     def check(request):
         agent.exercise(method, request.SerializeToString())
@@ -133,7 +147,7 @@ def test_random_requests(agent, method):
 
 @pytest.mark.parametrize("method", METHODS, ids=lambda m: m.name)
 def test_raw_bytes(agent, method):
-    @settings(max_examples=budget(EXAMPLES.get(method.name, 25)))
+    @settings(max_examples=budget(EXAMPLES.get(method.name, 40)))
     @given(corrupt(message(method.request, HINTS, NAMES)))
     def check(raw):
         agent.exercise(method, raw)
