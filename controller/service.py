@@ -190,11 +190,6 @@ class ControllerServicer(pb_grpc.ControllerServiceServicer):
         await context.abort(code, one_line(details))
         raise AssertionError("abort returns only by raising")
 
-    async def _refuse_input(self, context: Context, action: str, args: dict[str, object], reason: str) -> NoReturn:
-        """A write refused for its input before any work: audited, then INVALID_ARGUMENT."""
-        _writing(action, args)
-        await self._fail(context, InvalidArgument(reason))
-
     async def _audit(self, context: Context, write: _Write, ok: bool, result: str) -> None:
         write.audited = True
         store = self.fleet.store

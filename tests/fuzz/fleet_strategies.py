@@ -189,14 +189,15 @@ def _client_streaming(method: MethodDescriptor) -> bool:
 
 # -- the property every call must keep -----------------------------------------------------------
 
-# What a refusal may be: a status that names the caller's mistake or the state it met.
+# What a refusal may be: a status that names the caller's mistake or the state it met (UNAVAILABLE:
+# a node the controller cannot reach, an agent shutting down).
 REFUSALS = frozenset({grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUND,
                       grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.OUT_OF_RANGE,
                       grpc.StatusCode.ALREADY_EXISTS, grpc.StatusCode.PERMISSION_DENIED,
-                      grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.StatusCode.ABORTED})
+                      grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.StatusCode.ABORTED, grpc.StatusCode.UNAVAILABLE})
 # a traceback or an exception's repr in the details, or a failure of the client's own (a refusal
-# it could not read)
-LEAKS = ("Traceback", "Unexpected", "Exception", "exception", 'File "', "Error(", "Stream removed")
+# it could not read, a server that went away)
+LEAKS = ("Traceback", "Unexpected", "Exception", "exception", 'File "', "Error(", "Stream removed", "Socket closed")
 
 
 @dataclass(frozen=True)
