@@ -188,12 +188,3 @@ def test_runs_end_with_a_documented_status_and_one_error_line(fleet, path, comma
 def test_a_closed_port_is_no_answer(tmp_path):
     code, _, err = run(["--controller", f"127.0.0.1:{free_port()}", "--timeout", "2", "leader"], tmp_path)
     assert code == exitcodes.STATUS_UNKNOWN and err.startswith("error: ")
-
-
-def test_a_usage_error_that_lists_choices_is_one_line(tmp_path):
-    """Regression: click lays out "Missing option '--verb'. Choose from:" with one choice a line;
-    fleetctl printed that as five lines."""
-    code, _, err = run(["acl", "set", "ops"], tmp_path)
-    assert code == exitcodes.USAGE
-    assert err == ("error: Missing option '--verb'. Choose from: read, control, deploy, admin "
-                   "(see: fleetctl acl set --help)\n")
