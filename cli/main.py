@@ -362,6 +362,11 @@ for _command in fleet.TOP_COMMANDS + ops.TOP_COMMANDS + admin.TOP_COMMANDS:
 cli.add_command(certs)
 
 
+def _one_line(message: str) -> str:
+    """click lays some messages out on several lines (a missing choice lists the choices one a line)."""
+    return " ".join(message.split())
+
+
 def main() -> None:
     """Run fleetctl; click's usage errors become one line like every other error."""
     try:
@@ -371,10 +376,10 @@ def main() -> None:
             exc.show()
             sys.exit(exc.exit_code)
         hint = f" (see: {exc.ctx.command_path} --help)" if exc.ctx else ""
-        render.err.print(f"[red]error:[/] {render.escape(exc.format_message())}{render.escape(hint)}")
+        render.err.print(f"[red]error:[/] {render.escape(_one_line(exc.format_message()))}{render.escape(hint)}")
         code = exc.exit_code
     except click.ClickException as exc:
-        render.err.print(f"[red]error:[/] {render.escape(exc.format_message())}")
+        render.err.print(f"[red]error:[/] {render.escape(_one_line(exc.format_message()))}")
         code = exc.exit_code
     except click.Abort:
         code = 130

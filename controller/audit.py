@@ -26,9 +26,35 @@ async def record(client: aetcd.Client, prefix: str, entry: AuditRecord) -> None:
         log.error("cannot write the audit entry for %s by %s: %s", entry.action, entry.who, exc)
 
 
+# What one entry keeps of a request: its arguments may be as big as the request (a label of a
+# megabyte), and every entry is read back whole by `fleetctl audit`, in one message.
+MAX_TEXT = 300  # characters of one string argument, and of the result
+MAX_ITEMS = 50  # of one list or mapping argument
+
+
 def entry(who: str, action: str, args: dict[str, object], ok: bool, result: str, controller_id: str) -> AuditRecord:
-    return AuditRecord(time=time.time(), who=who, action=action, detail=json.dumps(args, sort_keys=True),
-                       ok=ok, result=result, controller_id=controller_id)
+    return AuditRecord(time=time.time(), who=who, action=action, detail=json.dumps(_bounded(args), sort_keys=True),
+                       ok=ok, result=_clip(result), controller_id=controller_id)
+
+
+def _clip(text: str) -> str:
+    return text if len(text) <= MAX_TEXT else f"{text[:MAX_TEXT]}... ({len(text)} characters)"
+
+
+def _bounded(value: object) -> object:
+    """`value` (JSON-able) with long strings clipped and long lists and mappings cut short."""
+    if isinstance(value, str):
+        return _clip(value)
+    if isinstance(value, dict):
+        items = list(value.items())
+        kept = {_clip(str(k)): _bounded(v) for k, v in items[:MAX_ITEMS]}
+        if len(items) > MAX_ITEMS:
+            kept["..."] = f"{len(items) - MAX_ITEMS} more"
+        return kept
+    if isinstance(value, (list, tuple)):
+        kept_list = [_bounded(v) for v in value[:MAX_ITEMS]]
+        return [*kept_list, f"... {len(value) - MAX_ITEMS} more"] if len(value) > MAX_ITEMS else kept_list
+    return value
 
 
 def listing(mirror: Mirror, since: float, limit: int) -> list[AuditRecord]:

@@ -175,10 +175,11 @@ def revisions_of(entries: Mapping[str, bytes], name: str) -> dict[int, RevisionR
     prefix = revisions_prefix(name)
     result = {}
     for key, raw in entries.items():
-        if key.startswith(prefix):
+        number = key[len(prefix):]
+        if key.startswith(prefix) and number.isascii() and number.isdigit():  # another key is unreadable.py's
             rev = decode(RevisionRecord, raw)
             if rev is not None:
-                result[int(key[len(prefix):])] = rev
+                result[int(number)] = rev
     return dict(sorted(result.items()))
 
 

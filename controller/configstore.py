@@ -169,9 +169,10 @@ class ConfigStore:
         return pinned.previous
 
     def _operation_state(self, op_id: str) -> opmodel.OpState | None:
-        raw = self.store.get(records.op_key(op_id))
+        key = records.op_key(op_id)
+        raw = self.store.get(key)
         try:
-            return opmodel.decode(raw).state if raw is not None else None
+            return opmodel.decode(raw, key).state if raw is not None else None
         except Unavailable:
             return None
 

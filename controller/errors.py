@@ -38,5 +38,9 @@ class Unavailable(ControllerError):
     """etcd cannot be reached, or a stored record cannot be read by this controller."""
 
 
+class CorruptRecord(Unavailable):
+    """A value in etcd that is not the record its key holds; the message names the key."""
+
+
 class PermissionDenied(ControllerError):
     """The caller's policies do not cover what the request would touch; nothing was done."""

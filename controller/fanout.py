@@ -47,7 +47,8 @@ async def control(fleet: Fleet, command: Command, *, default_timeout: float,
     """`check` sees every (node, processes) the command would reach before any is called, and
     may raise to stop it."""
     if command.action not in ACTIONS:
-        raise InvalidArgument("no action given (start, stop, restart or signal)")
+        given = "no action given" if command.action == "unspecified" else f"no such action: {command.action}"
+        raise InvalidArgument(f"{given} (start, stop, restart or signal)")
     if command.action == "signal" and not command.signal:
         raise InvalidArgument("no signal given")
     if not command.patterns:

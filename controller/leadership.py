@@ -9,6 +9,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 from .election import Election
+from .records import fits
 
 log = logging.getLogger("fleetvisor.controller")
 
@@ -31,10 +32,13 @@ class Leadership:
         return self.election.is_leader
 
     def _holder(self) -> dict[str, str]:
+        """The leader key's {"id", "address"}; empty when it holds anything else (unreadable.py
+        reports that)."""
         try:
-            return json.loads(self.election.leader or b"{}")
+            data = json.loads(self.election.leader or b"{}")
         except ValueError:
             return {}
+        return data if fits(data, dict[str, str]) else {}
 
     @property
     def leader_id(self) -> str:

@@ -36,6 +36,7 @@ from .operations import Operations
 from .reconcile import Reconciler
 from .records import LEADER, prefix_of
 from .service import ControllerServicer, register
+from .unreadable import Unreadable
 
 log = logging.getLogger("fleetvisor.controller")
 
@@ -184,6 +185,7 @@ async def run(args: argparse.Namespace) -> None:
         closers.append(fleet.close)
         acl = Acl(mirror, gate)
         acl.start()
+        Unreadable(mirror).start()
         refusals = Refusals(client, prefix, controller_id)
         gate.on_refusal = refusals
         reconciler = Reconciler(fleet)

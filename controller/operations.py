@@ -66,29 +66,27 @@ class Operations:
         self._latest: dict[str, tuple[Operation, bytes]] = {}  # what this leader last wrote
         self._locks: dict[str, asyncio.Lock] = {}
         self._runners: dict[str, asyncio.Task[None]] = {}
-        self._unreadable: set[str] = set()  # keys of records already reported unreadable
         self._wake = asyncio.Event()
         fleet.on_change(self._wake.set)
 
     # -- reading (any controller) ------------------------------------------------------------
 
     def get(self, op_id: str) -> Operation:
-        raw = self.store.get(records.op_key(op_id))
+        key = records.op_key(op_id)
+        raw = self.store.get(key)
         if raw is None:
             raise NotFound(f"no such operation: {op_id}")
-        return opmodel.decode(raw)
+        return opmodel.decode(raw, key)
 
     def list(self, everything: bool) -> list[Operation]:
-        """The operations this controller can read; one it cannot (from a newer controller) is
-        left out, and said once in the log."""
+        """The operations this controller can read; one it cannot (from a newer controller, or
+        corrupt) is left out (unreadable.py says so in the log)."""
         ops = []
         for key, raw in sorted(self.store.items(records.OPS).items()):
             try:
-                ops.append(opmodel.decode(raw))
-            except Unavailable as exc:
-                if key not in self._unreadable:
-                    self._unreadable.add(key)
-                    log.warning("%s", exc)
+                ops.append(opmodel.decode(raw, key))
+            except Unavailable:
+                pass
         return [op for op in ops if everything or op.state not in opmodel.ENDED]
 
     # -- planning ----------------------------------------------------------------------------

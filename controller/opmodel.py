@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, replace
 from enum import StrEnum
-from typing import Any
+from typing import Any, get_type_hints
 
-from .errors import Unavailable
-from .records import Selector
+from .errors import CorruptRecord
+from .records import Selector, fits, selector_from
 
 VERSION = 1
 
@@ -136,24 +136,27 @@ def encode(op: Operation) -> bytes:
     return json.dumps({"version": VERSION, **data}, sort_keys=True).encode()
 
 
-def decode(raw: bytes) -> Operation:
-    """An operation from its record, in any format this controller knows. Raises Unavailable."""
+def decode(raw: bytes, key: str = "") -> Operation:
+    """An operation from its record (under `key`, which messages name), in any format this
+    controller knows. Raises CorruptRecord (an Unavailable)."""
+    where = key or "a stored operation"
     try:
         data = json.loads(raw)
     except ValueError:
-        raise Unavailable("a stored operation is not JSON") from None
+        raise CorruptRecord(f"{where}: not JSON") from None
     if not isinstance(data, dict):
-        raise Unavailable("a stored operation is not a JSON object")
+        raise CorruptRecord(f"{where}: not a JSON object")
     version = data.get("version", 0)
     if not isinstance(version, int) or version > VERSION:
-        raise Unavailable(f"operation {data.get('id', '?')} was stored by a newer controller (record version "
-                          f"{version}; this one reads up to {VERSION}): upgrade this controller")
+        raise CorruptRecord(f"{where}: operation {str(data.get('id', '?'))[:100]} was stored by a newer controller "
+                            f"(record version {str(version)[:20]}; this one reads up to {VERSION}): "
+                            "upgrade this controller")
     if version == 0:
         data = _snake(data)
     try:
         return _operation(data)
-    except (TypeError, ValueError, KeyError) as exc:
-        raise Unavailable(f"operation {data.get('id', '?')} cannot be read: {exc}") from None
+    except (TypeError, ValueError, KeyError, OverflowError) as exc:
+        raise CorruptRecord(f"{where}: operation {str(data.get('id', '?'))[:100]} cannot be read: {exc}") from None
 
 
 def _snake(data: Any) -> Any:
@@ -166,14 +169,24 @@ def _snake(data: Any) -> Any:
             for k, v in data.items()}
 
 
-def _known(cls: type, data: dict[str, Any]) -> dict[str, Any]:
-    names = {f.name for f in fields(cls)}
-    return {k: v for k, v in data.items() if k in names}
+def _known(cls: type, data: object) -> dict[str, Any]:
+    """The fields of `cls` in `data`, each of its declared type when that is a plain one (the
+    enums, the selector and the nested lists are converted, and so checked, by the callers)."""
+    if not isinstance(data, dict):
+        raise TypeError(f"{cls.__name__.lower()} is not an object")
+    hints = get_type_hints(cls)
+    known = {k: v for k, v in data.items() if k in hints}
+    for name, value in known.items():
+        if hints[name] in (str, bool, list[int]) and not fits(value, hints[name]):
+            raise TypeError(f"{cls.__name__.lower()} field {name} is of the wrong type")
+    return known
 
 
-def _spec(data: dict[str, Any]) -> Spec:
+def _spec(data: object) -> Spec:
     d = _known(Spec, data)
     selector = d.pop("selector", {}) or {}
+    if not isinstance(selector, dict):
+        raise TypeError("the selector is not an object")
     return Spec(**{**d, "kind": Kind(d.get("kind", Kind.UNSPECIFIED)),
                    "on_failure": OnFailure(d.get("on_failure", OnFailure.UNSPECIFIED)),
                    "batch": int(d.get("batch", 0)), "canary": int(d.get("canary", 0)),
@@ -182,17 +195,21 @@ def _spec(data: dict[str, Any]) -> Spec:
                    "previous_revision": int(d.get("previous_revision", 0)),
                    "healthy_for_seconds": float(d.get("healthy_for_seconds", 0)),
                    "timeout_seconds": float(d.get("timeout_seconds", 0)),
-                   "selector": Selector(tuple(selector.get("nodes", ())), dict(selector.get("labels", {})))})
+                   "selector": selector_from(selector)})
 
 
-def _step(data: dict[str, Any]) -> Step:
+def _step(data: object) -> Step:
     d = _known(Step, data)
     return Step(**{**d, "state": StepState(d.get("state", StepState.UNSPECIFIED)),
+                   "started_at": float(d.get("started_at", 0)), "healthy_at": float(d.get("healthy_at", 0)),
+                   "done_at": float(d.get("done_at", 0)),
                    "pids_before": [int(p) for p in d.get("pids_before", ())], "retries": int(d.get("retries", 0))})
 
 
-def _operation(data: dict[str, Any]) -> Operation:
+def _operation(data: object) -> Operation:
     d = _known(Operation, data)
     return Operation(**{**d, "spec": _spec(d.get("spec", {})), "state": OpState(d.get("state", OpState.UNSPECIFIED)),
                         "current_batch": int(d.get("current_batch", 0)),
-                        "batches": [Batch([_step(s) for s in b.get("nodes", ())]) for b in d.get("batches", ())]})
+                        "created_at": float(d.get("created_at", 0)), "updated_at": float(d.get("updated_at", 0)),
+                        "batches": [Batch([_step(s) for s in _known(Batch, b).get("nodes", ())])
+                                    for b in d.get("batches", ())]})

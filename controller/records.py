@@ -28,8 +28,10 @@ from __future__ import annotations
 
 import json
 import uuid
-from dataclasses import asdict, dataclass, field, fields
-from typing import Any, TypeVar
+from dataclasses import MISSING, asdict, dataclass, field, fields
+from typing import Any, TypeVar, get_args, get_origin, get_type_hints
+
+from .errors import CorruptRecord
 
 MEMBERS = "members/"
 NODES = "nodes/"
@@ -101,18 +103,69 @@ def encode(record: object) -> bytes:
 
 
 def decode(cls: type[T], raw: bytes | None) -> T | None:
-    """A record from its JSON; unknown fields (from a newer controller) are ignored."""
+    """A record from its JSON, or None when there is none or it cannot be read (see `load`)."""
+    try:
+        return load(cls, "", raw)
+    except CorruptRecord:
+        return None
+
+
+def load(cls: type[T], key: str, raw: bytes | None) -> T | None:
+    """A record from its JSON (None: no value); unknown fields (from a newer controller) are
+    ignored. A value that is not this record (not JSON, not an object, a required field missing,
+    a field of the wrong type) raises CorruptRecord naming `key`: whatever wrote it, the reader
+    must not trip over it later."""
     if raw is None:
         return None
     try:
         data = json.loads(raw)
     except ValueError:
-        return None
-    known = {f.name for f in fields(cls)}  # type: ignore[arg-type]
+        raise CorruptRecord(f"{key}: not JSON") from None
+    if not isinstance(data, dict):
+        raise CorruptRecord(f"{key}: not a JSON object")
+    hints = get_type_hints(cls)
+    known = {k: v for k, v in data.items() if k in hints}
+    for name, value in known.items():
+        if not fits(value, hints[name]):
+            raise CorruptRecord(f"{key}: field {name} is not {_WORDS.get(hints[name], hints[name])}")
     try:
-        return cls(**{k: v for k, v in data.items() if k in known})
+        record = cls(**known)
     except TypeError:
-        return None
+        missing = sorted(f.name for f in fields(cls)  # type: ignore[arg-type]
+                         if f.name not in known and f.default is MISSING and f.default_factory is MISSING)
+        raise CorruptRecord(f"{key}: field {', '.join(missing)} missing") from None
+    check = getattr(record, "check", None)
+    if check is not None:
+        try:
+            check()
+        except (TypeError, ValueError, KeyError) as exc:
+            raise CorruptRecord(f"{key}: {exc}") from None
+    return record
+
+
+_INT64 = range(-(1 << 63), 1 << 63)
+_WORDS = {str: "a string", int: "an integer", float: "a number", bool: "true or false",
+          dict[str, str]: "an object of strings"}
+
+
+def fits(value: object, hint: object) -> bool:
+    """Whether a JSON value is of a record field's type (the simple ones records use)."""
+    if hint is Any:
+        return True
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool) and value in _INT64
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint is str:
+        return isinstance(value, str)
+    origin, args = get_origin(hint), get_args(hint)
+    if origin is dict:
+        return isinstance(value, dict) and all(fits(k, args[0]) and fits(v, args[1]) for k, v in value.items())
+    if origin in (tuple, list):
+        return isinstance(value, (list, tuple)) and all(fits(v, args[0]) for v in value)
+    return False
 
 
 @dataclass(frozen=True)
@@ -172,6 +225,9 @@ class RevisionRecord:
     selector: dict[str, Any] = field(default_factory=dict)  # Selector as stored
     rollback_of: int = 0
 
+    def check(self) -> None:
+        selector_from(self.selector)
+
 
 @dataclass(frozen=True)
 class Rollout:
@@ -198,14 +254,25 @@ class AssignmentRecord:
     def active_rollout(self) -> Rollout | None:
         if not self.rollout:
             return None
-        return Rollout(str(self.rollout["op"]), int(self.rollout["previous"]), tuple(self.rollout.get("done", ())))
+        op, previous, done = self.rollout.get("op"), self.rollout.get("previous"), self.rollout.get("done", ())
+        if not fits(op, str) or not fits(previous, int) or not fits(done, tuple[str, ...]):
+            raise ValueError("the rollout is not an operation id, a previous revision and the nodes done")
+        return Rollout(op, previous, tuple(done))  # type: ignore[arg-type]
 
     def target(self) -> Selector:
         return selector_from(self.selector)
 
+    def check(self) -> None:
+        self.target()
+        self.active_rollout()
+
 
 def selector_from(data: dict[str, Any]) -> Selector:
-    return Selector(tuple(data.get("nodes", ())), dict(data.get("labels", {})))
+    """A Selector as stored. Raises ValueError for one that is not (records check it on load)."""
+    nodes, labels = data.get("nodes", ()), data.get("labels", {})
+    if not fits(nodes, tuple[str, ...]) or not fits(labels, dict[str, str]):
+        raise ValueError("the selector is not a list of node names and an object of labels")
+    return Selector(tuple(nodes), dict(labels))
 
 
 def selector_data(selector: Selector) -> dict[str, Any]:

@@ -18,16 +18,18 @@ controller's answer from a failure to reach it.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import functools
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import replace
-from typing import NoReturn, TypeAlias, TypeVar, cast
+from dataclasses import dataclass, field, replace
+from typing import Any, NoReturn, TypeAlias, TypeVar, cast
 
 import aetcd
 import grpc
 from google.protobuf.json_format import MessageToDict
 
+from fleetvisor.agent.grpcapi.details import details as one_line
 from fleetvisor.agent.limits import config_name_refusal, config_size_refusal, sections_refusal
 from fleetvisor.agent.logfiles import tail_bytes_refusal
 from fleetvisor.agent.security import guard, wire
@@ -69,6 +71,29 @@ ANSWERED_METADATA = "fleetvisor-controller"  # on every error the servicer answe
 Context: TypeAlias = grpc.aio.ServicerContext
 STATUS_PERIOD = 1.0   # WatchStatus resends at least this often (uptimes, heartbeat ages)
 STATUS_COALESCE = 0.2  # and at most this often
+
+
+@dataclass
+class _Write:
+    """The write this call is (every RPC runs in its own task, so a context variable is per call):
+    a refusal of it at any point is audited once."""
+
+    action: str
+    args: dict[str, object] = field(default_factory=dict)
+    audited: bool = False
+
+
+_WRITE: contextvars.ContextVar[_Write | None] = contextvars.ContextVar("fleetvisor_write", default=None)
+
+
+def _writing(action: str, args: dict[str, object]) -> _Write:
+    """Say that this call is a write: from here on, `_fail` audits a refusal it was not audited for."""
+    write = _WRITE.get()
+    if write is None or write.action != action:
+        write = _Write(action)
+        _WRITE.set(write)
+    write.args = args
+    return write
 
 
 def peer_host(context: Context) -> str:
@@ -129,7 +154,9 @@ class ControllerServicer(pb_grpc.ControllerServiceServicer):
         """A scope check said no: audited like the guard's refusals, nothing done."""
         if self.refusals is not None:
             await self.refusals(guard.current(), f"/{CONTROLLER_SERVICE}/{method}", str(exc))
-        await context.abort(grpc.StatusCode.PERMISSION_DENIED, str(exc))
+            if (write := _WRITE.get()) is not None:
+                write.audited = True
+        await context.abort(grpc.StatusCode.PERMISSION_DENIED, one_line(str(exc)))
         raise AssertionError("abort returns only by raising")
 
     async def _check(self, context: Context, method: str, check: Callable[[], T]) -> T:
@@ -150,6 +177,9 @@ class ControllerServicer(pb_grpc.ControllerServiceServicer):
         if isinstance(exc, aetcd.exceptions.ClientError):
             exc = Unavailable(f"etcd is unavailable at {self.fleet.store.mirror.endpoints()}: {describe(exc)}")
         code, details = status_of(exc)
+        write = _WRITE.get()
+        if write is not None and not write.audited and not isinstance(exc, (NotLeader, Unavailable)):
+            await self._audit(context, write, False, details)  # a redirect or an outage refuses nothing
         metadata = [(ANSWERED_METADATA, self.fleet.id)]
         if isinstance(exc, NotLeader) and not self.leadership.is_leader:
             address = self.leadership.leader_address
@@ -157,15 +187,14 @@ class ControllerServicer(pb_grpc.ControllerServiceServicer):
                 metadata.append((LEADER_METADATA, address))
                 details = f"{details}; the leader is at {address}"
         context.set_trailing_metadata(tuple(metadata))
-        await context.abort(code, details)
+        await context.abort(code, one_line(details))
         raise AssertionError("abort returns only by raising")
 
-    async def _refuse_input(self, context: Context, action: str, args: dict[str, object], reason: str) -> NoReturn:
-        """A write refused for its input before any work: audited, then INVALID_ARGUMENT."""
+    async def _audit(self, context: Context, write: _Write, ok: bool, result: str) -> None:
+        write.audited = True
         store = self.fleet.store
         await audit.record(store.client, store.prefix,
-                           audit.entry(caller(context), action, args, False, reason, self.fleet.id))
-        await self._fail(context, InvalidArgument(reason))
+                           audit.entry(caller(context), write.action, write.args, ok, result, self.fleet.id))
 
     def _etcd_down(self) -> Unavailable | None:
         """Unavailable when this controller cannot follow etcd (its watch is down): a write or
@@ -192,18 +221,14 @@ class ControllerServicer(pb_grpc.ControllerServiceServicer):
             await self._fail(context, NotLeader(
                 "this controller is not the leader" if self.leadership.leader_address
                 else "no controller leads right now; try again in a few seconds"))
-        who = caller(context)
-        store = self.fleet.store
+        write = _writing(action, args)
         try:
             result = await work()
         except PermissionDenied as exc:
             await self._refuse(context, method, exc)
         except ERRORS as exc:
-            await audit.record(store.client, store.prefix,
-                               audit.entry(who, action, args, False, str(exc), self.fleet.id))
-            await self._fail(context, exc)
-        await audit.record(store.client, store.prefix,
-                           audit.entry(who, action, args, succeeded(result), summary(result), self.fleet.id))
+            await self._fail(context, exc)  # audited there
+        await self._audit(context, write, succeeded(result), summary(result))
         return result
 
     # -- agents ------------------------------------------------------------------------------
@@ -342,23 +367,24 @@ class ControllerServicer(pb_grpc.ControllerServiceServicer):
         except grpc.aio.AioRpcError as exc:
             code = exc.code() if exc.code() in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.FAILED_PRECONDITION,
                                                 grpc.StatusCode.INVALID_ARGUMENT) else grpc.StatusCode.UNAVAILABLE
-            await context.abort(code, f"{request.node}: {rpc_reason(exc)}")
+            await context.abort(code, one_line(f"{request.node}: {rpc_reason(exc)}"))
 
     # -- writes ------------------------------------------------------------------------------
 
     async def PushConfig(self, request: pb.PushConfigRequest, context: Context) -> pb.PushConfigResponse:
+        shown_name = request.name if len(request.name) <= 64 else request.name[:64] + "..."
+        _writing("config.push", {"name": shown_name, "message": request.message[:200]})
         if refusal := config_name_refusal(request.name) or config_size_refusal(request.config_text):
-            shown_name = request.name if len(request.name) <= 64 else request.name[:64] + "..."
-            await self._refuse_input(context, "config.push", {"name": shown_name, "message": request.message[:200]},
-                                     refusal)
+            await self._fail(context, InvalidArgument(refusal))
         selector = selector_of(request.assignment)
         args = {"name": request.name, "nodes": list(selector.nodes), "labels": selector.labels,
                 "message": request.message, "rolling": request.HasField("rollout")}
         who = caller(context)
         defined = await self._programs(context, request.name, request.config_text)
         await self._check(context, "PushConfig", lambda: self._check_deploy(request.name, defined, selector))
-        planner = (self.operations.rollout_planner(spec_of(request.rollout), request.name, who, request.message)
-                   if request.HasField("rollout") else None)
+        rollout = await self._core(context, lambda: spec_of(request.rollout)) if request.HasField("rollout") else None
+        planner = (self.operations.rollout_planner(rollout, request.name, who, request.message)
+                   if rollout is not None else None)
         return await self._write(context, "PushConfig", "config.push", args,
                                  lambda: self._stored(request.name, self.fleet.configs.push(
                                      request.name, request.config_text, selector, request.message, who,
@@ -366,7 +392,8 @@ class ControllerServicer(pb_grpc.ControllerServiceServicer):
                                  _pushed_summary)
 
     async def RollbackConfig(self, request: pb.RollbackConfigRequest, context: Context) -> pb.PushConfigResponse:
-        args = {"name": request.name, "to": request.to_revision, "message": request.message}
+        args = {"name": request.name[:100], "to": request.to_revision, "message": request.message[:200]}
+        _writing("config.rollback", args)
 
         history = await self._check(context, "RollbackConfig", lambda: configs.revisions_of(
             self.fleet.store.items(records.revisions_prefix(request.name)), request.name))
@@ -381,6 +408,7 @@ class ControllerServicer(pb_grpc.ControllerServiceServicer):
 
     async def DeleteConfig(self, request: pb.DeleteConfigRequest, context: Context) -> pb.DeleteConfigResponse:
         args: dict[str, object] = {"name": request.name, "message": request.message}
+        _writing("config.delete", args)
         store = self.fleet.configs
         assignment = await self._check(context, "DeleteConfig", lambda: store.assignment(request.name))
         # Deleting takes the config's programs off its nodes: the deploy a push of it would need.
@@ -420,7 +448,7 @@ class ControllerServicer(pb_grpc.ControllerServiceServicer):
                                      operation_id=result.operation_id)
 
     async def Control(self, request: pb.ControlRequest, context: Context) -> pb.ControlResponse:
-        action = pb.ControlAction.Name(request.action).lower() if request.action else "unspecified"
+        action = _enum_name(pb.ControlAction, request.action).lower() if request.action else "unspecified"
         args: dict[str, object] = {"patterns": list(request.patterns), "labels": dict(request.labels),
                                    "signal": request.signal}
         command = fanout.Command(action=action, patterns=list(request.patterns), labels=dict(request.labels),
@@ -438,10 +466,11 @@ class ControllerServicer(pb_grpc.ControllerServiceServicer):
     # -- operations ------------------------------------------------------------------------------
 
     async def StartOperation(self, request: pb.StartOperationRequest, context: Context) -> pb.Operation:
+        if not request.dry_run:
+            _writing("ops.rolling-restart", {"group": request.spec.group[:100], "message": request.message[:200]})
         if request.spec.kind not in (pb.OPERATION_KIND_UNSPECIFIED, pb.ROLLING_RESTART):
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
-                                "config rollouts start with a rolling config push")
-        spec = spec_of(request.spec)
+            await self._fail(context, InvalidArgument("config rollouts start with a rolling config push"))
+        spec = await self._core(context, lambda: spec_of(request.spec))
         await self._check(context, "StartOperation",
                           lambda: self.checks.deploy_group(guard.current(), spec.selector, spec.group))
         planned = await self._core(context, lambda: self.operations.plan_restart(spec, caller(context),
@@ -508,18 +537,21 @@ class ControllerServicer(pb_grpc.ControllerServiceServicer):
         await self._check(context, method, check)
 
     async def PauseOperation(self, request: pb.GetOperationRequest, context: Context) -> pb.Operation:
+        _writing("ops.pause", {"id": request.id[:100]})
         await self._check_operation(context, "PauseOperation", request.id)
         return operation_message(await self._write(
             context, "PauseOperation", "ops.pause", {"id": request.id, "reason": request.reason},
             lambda: self.operations.pause(request.id, request.reason), _op_summary))
 
     async def ResumeOperation(self, request: pb.GetOperationRequest, context: Context) -> pb.Operation:
+        _writing("ops.resume", {"id": request.id[:100]})
         await self._check_operation(context, "ResumeOperation", request.id)
         return operation_message(await self._write(
             context, "ResumeOperation", "ops.resume", {"id": request.id},
             lambda: self.operations.resume(request.id), _op_summary))
 
     async def AbortOperation(self, request: pb.GetOperationRequest, context: Context) -> pb.Operation:
+        _writing("ops.abort", {"id": request.id[:100]})
         await self._check_operation(context, "AbortOperation", request.id)
         return operation_message(await self._write(
             context, "AbortOperation", "ops.abort", {"id": request.id, "reason": request.reason},
@@ -532,7 +564,8 @@ class ControllerServicer(pb_grpc.ControllerServiceServicer):
 
     async def SetPolicy(self, request: pb.SetPolicyRequest, context: Context) -> pb.Policy:
         if request.policy.ByteSize() > MAX_POLICY_BYTES:  # refused unread: too big for the audit log too
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"a policy is limited to {MAX_POLICY_BYTES} bytes")
+            _writing("acl.set", {"name": request.policy.name[:100], "bytes": request.policy.ByteSize()})
+            await self._fail(context, InvalidArgument(f"a policy is limited to {MAX_POLICY_BYTES} bytes"))
         args: dict[str, object] = MessageToDict(request.policy, preserving_proto_field_name=True)
 
         async def work() -> tuple[Policy, str]:
@@ -569,6 +602,7 @@ class ControllerServicer(pb_grpc.ControllerServiceServicer):
 
     async def _on_node(self, context: Context, method: str, action: str, node: str,
                        args: dict[str, object], work: Callable[[], Awaitable[str]]) -> pb.NodeInfo:
+        _writing(action, {"node": node[:100], **args})
         member = self.fleet.membership.member(node)
         if member is None:
             await self._fail(context, NotFound(f"no such node: {shown(node)}"))
@@ -651,7 +685,17 @@ def assignment_message(selector: Selector) -> pb.Assignment:
     return pb.Assignment(nodes=list(selector.nodes), labels=selector.labels)
 
 
+def _enum_name(enum: Any, number: int) -> str:
+    """The name of a known value, else the number (proto3 enums are open: a newer client may send
+    one this controller does not know), which the core then refuses as no such value."""
+    return enum.Name(number) if number in enum.values() else str(number)
+
+
 def spec_of(spec: pb.OperationSpec) -> opmodel.Spec:
+    """Raises InvalidArgument for a kind or on_failure this controller does not know."""
+    for what, enum, number in (("kind", pb.OperationKind, spec.kind), ("on_failure", pb.OnFailure, spec.on_failure)):
+        if number not in enum.values():
+            raise InvalidArgument(f"unknown operation {what} {number}")
     return opmodel.Spec(
         kind=opmodel.Kind(pb.OperationKind.Name(spec.kind)), group=spec.group, selector=selector_of(spec.selector),
         batch=spec.batch, max_unavailable=spec.max_unavailable, healthy_for_seconds=spec.healthy_for_seconds,

@@ -33,6 +33,7 @@ from ..security.policy import CONTROL, DEPLOY, READ
 from ..states import ProcessState, SupervisorState
 from ..supervisor import GroupChange, HealthChange, ProcessStateChange, Supervisor, SupervisorStateChange
 from .authorize import Access
+from .details import details
 
 _STATE = {s: getattr(pb, s.name) for s in ProcessState}
 _MOOD = {SupervisorState.RUNNING: pb.SUPERVISOR_RUNNING, SupervisorState.RESTARTING: pb.SUPERVISOR_RESTARTING,
@@ -82,10 +83,10 @@ class AgentServicer(pb_grpc.AgentServiceServicer):
 
     async def _fail(self, context: grpc.aio.ServicerContext, exc: FaultError | ConfigError) -> NoReturn:
         if isinstance(exc, ConfigError):
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, details(str(exc)))
         else:
             code = _STATUS_FOR_FAULT.get(exc.code, grpc.StatusCode.FAILED_PRECONDITION)
-            await context.abort(code, exc.text)
+            await context.abort(code, details(exc.text))
         raise AssertionError("abort returned")  # it raises; this tells the type checker
 
     async def _command(self, request: pb.ProcessCommand | pb.SignalCommand, context: grpc.aio.ServicerContext,
@@ -235,7 +236,7 @@ class AgentServicer(pb_grpc.AgentServiceServicer):
             offset, length = (-request.last_bytes, 0) if request.last_bytes else (request.offset, 0)
             data = read_log(path, offset, length)
         except LogReadError as exc:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, details(str(exc)))
         yield pb.LogChunk(data=data, offset=os.path.getsize(path))
 
     async def ApplyConfig(self, request: pb.ApplyConfigRequest,

@@ -145,8 +145,11 @@ class Policy:
             raise PolicyError(f"not JSON: {exc}") from None
         if not isinstance(data, dict):
             raise PolicyError("a policy is a JSON object")
-        if data.get("version", POLICY_VERSION) > POLICY_VERSION:
-            raise PolicyError(f"policy version {data['version']} is newer than this release understands")
+        version = data.get("version", POLICY_VERSION)
+        if not isinstance(version, int) or isinstance(version, bool):
+            raise PolicyError("the policy version is not a number")
+        if version > POLICY_VERSION:
+            raise PolicyError(f"policy version {version} is newer than this release understands")
         subjects = _mapping(data.get("subjects", {}), "subjects")
         scope = _mapping(data.get("scope", {}), "scope")
         return make(str(data.get("name", "")), _strings(data.get("verbs"), "verbs"),

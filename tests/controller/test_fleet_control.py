@@ -9,7 +9,6 @@ import pytest
 
 from fleetvisor.v1 import agent_pb2 as apb
 from fleetvisor.v1 import controller_pb2 as pb
-
 from tests.support import wait_for
 
 from .fleet_harness import SLEEPER, states, wait_status
@@ -110,3 +109,38 @@ def test_mutating_commands_are_audited(three_nodes):
     assert "no such node" in entries[1].result
     later = ctl.stub.ListAudit(pb.ListAuditRequest(since=entries[1].time), timeout=5).entries
     assert len(later) == 1
+
+
+def test_refused_writes_are_audited_in_bounded_entries_and_never_unknown(fleet):
+    """Regressions from tests/fuzz/test_fuzz_controller_grpc.py: refusals before the write itself
+    went unaudited; a Control action or an on_failure number the controller does not know was
+    UNKNOWN "Unexpected ValueError"; a label of a megabyte was audited whole, until the audit
+    listing was too big for one gRPC message."""
+    ctl = fleet.controller()
+    fleet.agent("web-1", ctl)
+    wait_status(ctl, lambda s: states(s).get("web-1:app") == "RUNNING")
+    wait_for(ctl.is_leader, 10, "ctl-1 to lead")
+    stub = ctl.stub
+    refused = [
+        (stub.AbortOperation, pb.GetOperationRequest(id="nosuch"), grpc.StatusCode.NOT_FOUND, "ops.abort"),
+        (stub.PushConfig, pb.PushConfigRequest(name="app", config_text="[program:x]\n"),
+         grpc.StatusCode.INVALID_ARGUMENT, "config.push"),
+        (stub.PushConfig, pb.PushConfigRequest(name="", config_text=""), grpc.StatusCode.INVALID_ARGUMENT,
+         "config.push"),
+        (stub.PinNode, pb.PinNodeRequest(node="nosuch"), grpc.StatusCode.NOT_FOUND, "node.pin"),
+        (stub.StartOperation, pb.StartOperationRequest(spec=pb.OperationSpec(kind=pb.CONFIG_ROLLOUT)),
+         grpc.StatusCode.INVALID_ARGUMENT, "ops.rolling-restart"),
+        (stub.StartOperation, pb.StartOperationRequest(spec=pb.OperationSpec(group="app", on_failure=7)),
+         grpc.StatusCode.INVALID_ARGUMENT, "ops.rolling-restart"),
+        (stub.Control, pb.ControlRequest(action=5, patterns=["*"]), grpc.StatusCode.INVALID_ARGUMENT, "control.5"),
+        (stub.Control, pb.ControlRequest(action=pb.STOP, patterns=["nosuch:*"], labels={"role": "x" * (1 << 20)}),
+         grpc.StatusCode.NOT_FOUND, "control.stop"),
+    ]
+    for method, request, code, _ in refused:
+        with pytest.raises(grpc.RpcError) as info:
+            method(request, timeout=10)
+        assert info.value.code() == code, (request, info.value.details())
+    entries = stub.ListAudit(pb.ListAuditRequest(), timeout=10).entries
+    assert [(e.action, e.ok) for e in entries] == [(action, False) for *_, action in refused]
+    assert entries[-1].detail.count("x") < 400 and entries[-2].result == (
+        "no such action: 5 (start, stop, restart or signal)")

@@ -16,7 +16,6 @@ from supervisor.xmlrpc import SupervisorTransport
 
 from fleetvisor.v1 import agent_pb2 as pb
 from fleetvisor.v1 import agent_pb2_grpc as pb_grpc
-
 from tests.support import free_port, wait_for
 
 from .harness import Daemon, write_config
@@ -327,3 +326,14 @@ def test_tail_lengths_out_of_bounds_are_invalid_argument(agent, count):
     with pytest.raises(grpc.RpcError) as info:
         list(agent.stub.TailLog(pb.TailLogRequest(name="local", last_bytes=count), timeout=10))
     assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "tail" in info.value.details()
+
+
+def test_a_refusal_is_one_bounded_line(agent):
+    """Regression (tests/fuzz/test_fuzz_agent_grpc.py): a name with a newline gave a two-line
+    refusal, and a megabyte name a refusal bigger than the client's metadata limit, so the client
+    saw its own RESOURCE_EXHAUSTED "Stream removed" instead."""
+    for name, shown in (("\n0", "BAD_NAME: \\n0"), ("x" * (1 << 20), "BAD_NAME: " + "x" * 490 + "...")):
+        with pytest.raises(grpc.RpcError) as info:
+            agent.stub.Signal(pb.SignalCommand(names=[name], signal="HUP"), timeout=10)
+        assert info.value.code() == grpc.StatusCode.NOT_FOUND
+        assert info.value.details().startswith(shown) and "\n" not in info.value.details()

@@ -4,17 +4,18 @@ validation, the operation record and its transitions, and the error mapping."""
 from __future__ import annotations
 
 import asyncio
-from types import SimpleNamespace
 import json
 from dataclasses import dataclass
+from types import SimpleNamespace
 
 import grpc
 import pytest
 from google.protobuf import json_format
 
+from fleetvisor.agent.security.policy import Policy, PolicyError
 from fleetvisor.cli.client import leader_redirect
-from fleetvisor.controller import configs, opmodel, planning, records, selection, transitions
-from fleetvisor.controller.errors import Conflict, InvalidArgument, NotFound, NotLeader, Unavailable
+from fleetvisor.controller import configs, opmodel, planning, records, selection, transitions, unreadable
+from fleetvisor.controller.errors import Conflict, CorruptRecord, InvalidArgument, NotFound, NotLeader, Unavailable
 from fleetvisor.controller.membership import dial_address
 from fleetvisor.controller.nodepolicy import same_revision
 from fleetvisor.controller.operations import new_operation
@@ -139,6 +140,41 @@ def test_records_ignore_unknown_fields_and_refuse_garbage():
     assert records.decode(MemberRecord, b"not json") is None
     assert records.decode(MemberRecord, b'{"address": "x"}') is None  # a required field is missing
     assert records.decode(MemberRecord, None) is None
+
+
+def test_a_corrupt_record_is_unreadable_and_named_by_its_key_never_a_crash():
+    """Regressions from tests/fuzz/test_fuzz_records.py: each of these raised an arbitrary
+    exception (AttributeError, OverflowError, TypeError, ValueError) or decoded into a record that
+    broke its reader later."""
+    key = "members/n1"
+    for raw, why in ((b"[]", "not a JSON object"), (b"\xff", "not JSON"),
+                     (b'{"name": "n1", "address": "a", "labels": ["role", "web"]}',
+                      "field labels is not an object of strings"),
+                     (b'{"name": "n1"}', "field address missing")):
+        with pytest.raises(CorruptRecord, match=f"^{key}: {why}$"):
+            records.load(MemberRecord, key, raw)
+        assert records.decode(MemberRecord, raw) is None
+    assert records.decode(AssignmentRecord, b'{"revision": 2, "rollout": {"op": "x"}}') is None
+    for raw in (b'{"id": "x", "spec": []}', b'{"id": "x", "spec": {"batch": 1e400}}',
+                b'{"version": 1, "id": "x", "spec": {}, "batches": [{"nodes": [{"node": 5}]}]}'):
+        with pytest.raises(CorruptRecord, match=r"^ops/x: operation x cannot be read"):
+            opmodel.decode(raw, "ops/x")
+    with pytest.raises(PolicyError, match="version is not a number"):
+        Policy.from_json('{"name": "p", "verbs": ["read"], "subjects": {"users": ["u"]}, "version": "2"}')
+    revision = records.encode(RevisionRecord("t", "a", "m", 1.0, "s"))
+    assert list(configs.revisions_of({"configs/c/revs/junk": revision, "configs/c/revs/0000000002": revision},
+                                     "c")) == [2]
+    assert unreadable.problem("leader", b"[]") == "leader: not an object of strings"
+    assert unreadable.problem("configs/c/revs/junk", revision).startswith("configs/c/revs/junk: not a config")
+    assert unreadable.problem("acl/p", b"[]") is None  # acl.py's to report
+
+
+def test_an_operation_spec_with_an_unknown_enum_value_is_invalid_argument():
+    """Regression: spec_of raised ValueError (UNKNOWN with a traceback) for an on_failure or kind
+    number this controller does not know."""
+    for spec in (pb.OperationSpec(on_failure=7), pb.OperationSpec(kind=9)):
+        with pytest.raises(InvalidArgument, match="unknown operation"):
+            spec_of(spec)
 
 
 def test_selector_matches_names_or_all_labels():

@@ -15,7 +15,7 @@ from click.testing import CliRunner
 from fleetvisor.cli.client import CommandError, describe_rpc_error, leader_redirect, local_identity
 from fleetvisor.cli.context import Ctx, Mode, choose_mode
 from fleetvisor.cli.exitcodes import control_code, fleet_status_code, node_result_code, results_code
-from fleetvisor.cli.main import cli
+from fleetvisor.cli.main import cli, main
 from fleetvisor.cli.settings import Settings
 from fleetvisor.v1 import agent_pb2 as pb
 from fleetvisor.v1 import controller_pb2 as cpb
@@ -313,3 +313,14 @@ def test_config_push_stops_reading_at_the_size_limit(run):
 def test_config_push_needs_a_message_that_says_something(run, message):
     result = run("--controller", "127.0.0.1:1", "config", "push", "/dev/null", "--name", "x", "-m", message)
     assert result.exit_code == 2 and "must not be empty" in result.stderr
+
+
+def test_a_usage_error_click_lays_out_on_several_lines_is_one_line(monkeypatch, capsys):
+    """Regression (tests/fuzz/test_fuzz_fleetctl.py): click lists the choices of a missing option
+    one a line; fleetctl printed that as five lines."""
+    monkeypatch.setattr(sys, "argv", ["fleetctl", "acl", "set", "ops"])
+    with pytest.raises(SystemExit) as exit_:
+        main()
+    assert exit_.value.code == 2
+    assert capsys.readouterr().err == ("error: Missing option '--verb'. Choose from: read, control, deploy, admin "
+                                       "(see: fleetctl acl set --help)\n")
