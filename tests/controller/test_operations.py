@@ -263,7 +263,10 @@ def test_auto_revert_puts_a_failed_node_back_on_the_previous_revision(fleet, web
     assert "in progress" in info.value.details()
     ctl.stub.AbortOperation(pb.GetOperationRequest(id=answer.operation_id), timeout=10)
     wait_op(ctl, answer.operation_id, {pb.OP_ABORTED})
-    # the aborted rollout leaves the nodes where they were, and no longer holds up a push
-    assert applied(ctl) == {"n1": "extra@2", "n2": "extra@1", "n3": "extra@1", "n4": "extra@1"}
+    # the aborted rollout is withdrawn (issue 14): n1 goes back to extra@1 too, and it no
+    # longer holds up a push
+    wait_for(lambda: set(applied(ctl).values()) == {"extra@1"}, 20, "every node back at extra@1")
+    history = ctl.stub.ConfigHistory(pb.ConfigHistoryRequest(name="extra"), timeout=5)
+    assert history.current_revision == 1 and [r.withdrawn != "" for r in history.revisions] == [False, True]
     push(ctl, EXTRA.format(generation=3))
     wait_for(lambda: set(applied(ctl).values()) == {"extra@3"}, 20, "every node at extra@3")
