@@ -146,7 +146,8 @@ def test_bad_names_and_bounds_are_refused(ctl, etcd):
                                                   "subjects": {"groups": ["ops"]}}))
             kv.Put(rpc.PutRequest(key=f"{PREFIX}acl/{policy.name}".encode(), value=policy.to_json().encode()),
                    timeout=10)
-    wait_for(lambda: len(fleetctl_json(ctl.address, "acl", "list")["policies"]) == MAX_POLICIES, 15,
+    # a thousand keys through the watch, and a fleetctl process per look: generous on a loaded machine
+    wait_for(lambda: len(fleetctl_json(ctl.address, "acl", "list")["policies"]) == MAX_POLICIES, 60,
              "the controller to see every policy")
     full = run(ctl, "acl", "set", "one-more", "--group", "ops", "--verb", "read")
     assert full.returncode == 1 and f"the fleet has {MAX_POLICIES} policies" in one_line_error(full)
