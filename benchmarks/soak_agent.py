@@ -171,9 +171,11 @@ class Soak:
     # -- measuring --------------------------------------------------------------------------------
 
     def measure(self, report: Report) -> dict[str, float]:
+        # /proc first: answering getAllProcessInfo for 1000 programs holds a few MiB for a moment
+        used = footprint(self.daemon.pid)
         infos = self.server.supervisor.getAllProcessInfo()
         tasks = self.stub.GetInfo(pb.GetInfoRequest(), timeout=30).asyncio_tasks
-        return report.sample({**footprint(self.daemon.pid), "tasks": tasks, "programs": len(infos) - 1,
+        return report.sample({**used, "tasks": tasks, "programs": len(infos) - 1,
                               "running": sum(i["statename"] == "RUNNING" for i in infos),
                               "transitions": self.heard(), "xmlrpc_restarts": self.counts.xmlrpc_restarts,
                               "grpc_restarts": self.counts.grpc_restarts, "updates": self.counts.updates})
@@ -211,8 +213,8 @@ class Soak:
             self.set_extras(set())
         wait(lambda: self._settled(), 60, "every sleeper and writer RUNNING again")
         for _ in range(5):
+            time.sleep(SAMPLE_EVERY[short])  # spaced as during the run, not right after the polling above
             self.measure(report)
-            time.sleep(SAMPLE_EVERY[short] / 2)
 
     def _started(self, server: xmlrpc.client.ServerProxy) -> bool:
         """All programs and the listener up, and the listener has heard something."""
