@@ -26,6 +26,7 @@ from fleetvisor.agent.security.tlsfiles import Check, TlsFileError, TlsFiles, Tl
 
 from .acl import Acl
 from .audit import Refusals
+from .compaction import CompactionPolicy, Compactor
 from .election import Election
 from .embedded import EmbeddedEtcd
 from .etcd import EtcdError, EtcdSettings, connect
@@ -100,6 +101,11 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     p.add_argument("--command-timeout", type=float, default=30.0, metavar="SECONDS",
                    help="per-node deadline of fanned-out commands (default %(default)s)")
     p.add_argument("--id", help="this controller's name (default HOSTNAME:PORT)")
+    p.add_argument("--compact-interval", type=float, default=CompactionPolicy.interval, metavar="SECONDS",
+                   help="the leader compacts etcd's history this often; 0: never, etcd or the operator does "
+                        "(default %(default)s)")
+    p.add_argument("--compact-retention", type=int, default=CompactionPolicy.retention, metavar="REVISIONS",
+                   help="revisions of history kept by each compaction (default %(default)s)")
     args = p.parse_args(argv)
     if (args.tls_cert or args.tls_key or args.tls_ca) and not (args.tls_cert and args.tls_key and args.tls_ca):
         p.error("TLS needs all three of --tls-cert, --tls-key and --tls-ca")
@@ -108,6 +114,8 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
                 "the embedded etcd is plaintext on loopback, without users")
     if args.node_ttl < 2 or args.leader_ttl < 2:
         p.error("--node-ttl and --leader-ttl must be at least 2 seconds")
+    if args.compact_interval < 0 or args.compact_retention < 1:
+        p.error("--compact-interval must be 0 or more seconds and --compact-retention at least 1 revision")
     return args
 
 
@@ -193,8 +201,10 @@ async def run(args: argparse.Namespace) -> None:
         operations = Operations(fleet, me)
         election = Election(client, prefix + LEADER, me, args.leader_ttl)
 
+        compactor = Compactor(client, mirror, CompactionPolicy(args.compact_interval, args.compact_retention))
+
         async def duties() -> None:
-            await asyncio.gather(reconciler.run(), operations.run())
+            await asyncio.gather(reconciler.run(), operations.run(), compactor.run())
         leadership = Leadership(election, duties)
         await election.start()
         # resigning revokes our lease: pointless (and a wait for a timeout) without an etcd

@@ -265,8 +265,10 @@ class Operations:
         current = {p.pid for p in link.processes.values() if p.group == group and p.pid}
         send = transitions.restart_needed(step, current)
         if step.state == StepState.PENDING:
-            await self.update(op_id, transitions.StepStarted(node, time.time(), tuple(sorted(current))))
-        elif not send:  # taken over from another leader mid-step
+            # a retry whose restart already happened keeps the pids from before it, to judge the new ones by
+            before = current if send else set(step.pids_before)
+            await self.update(op_id, transitions.StepStarted(node, time.time(), tuple(sorted(before))))
+        if not send:  # taken over from another leader mid-step, or retried after a lost answer
             log.info("operation %s: %s was already restarted, not restarting it again", op_id, node)
         pids_before = set(self._now(op_id).step(node).pids_before)
         if send:

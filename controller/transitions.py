@@ -178,7 +178,12 @@ def pending_in_batch(op: Operation) -> list[str]:
 
 def restart_needed(step: Step, pids_now: set[int]) -> bool:
     """Whether a restart step must (still) send its restart. A step taken over from another
-    leader mid-way sends it only if the group still runs the pids it had before."""
+    leader mid-way sends it only if the group still runs the pids it had before. A step retried
+    after it failed (resumed by an operator) skips it when its earlier restart did happen, its
+    answer lost with the link: none of the pids from before runs, and new ones do. A group with
+    nothing running (gave up) is restarted: that is what a retry is for."""
     if step.state == StepState.PENDING:
-        return True
+        restarted = step.retries > 0 and bool(step.pids_before) and bool(pids_now) \
+            and not pids_now & set(step.pids_before)
+        return not restarted
     return step.state == StepState.ACTING and bool(pids_now) and pids_now <= set(step.pids_before)

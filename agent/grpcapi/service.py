@@ -6,6 +6,7 @@ shutting down) fails the call; what happens to each process is reported in its r
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -142,7 +143,7 @@ class AgentServicer(pb_grpc.AgentServiceServicer):
             applied_revision=info.applied_revision, started_at=info.started_at, uptime_seconds=info.uptime,
             state=_MOOD[info.state], pid=info.pid, identifier=info.identifier, controllers=self.controllers(),
             fleet_sections=applied.sections() if applied is not None else [],
-            local_revision=applied is not None and applied.local)
+            local_revision=applied is not None and applied.local, asyncio_tasks=len(asyncio.all_tasks()))
 
     async def ListProcesses(self, request: pb.ListProcessesRequest,
                             context: grpc.aio.ServicerContext) -> pb.ListProcessesResponse:

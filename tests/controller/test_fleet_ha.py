@@ -26,6 +26,7 @@ def test_one_leads_followers_redirect_and_another_takes_over(fleet):
     follower = b if leader is a else a
     info = follower.stub.GetLeader(pb.GetLeaderRequest(), timeout=5)
     assert not info.is_leader and info.leader_address == leader.address and info.leader_id == leader.name
+    assert info.asyncio_tasks > 0  # the answering controller's own loop, at least the task serving this call
     for ctl in (a, b):  # both serve reads
         wait_status(ctl, lambda s: states(s).get("web-1:app") == "RUNNING")
 

@@ -113,6 +113,7 @@ def test_get_info(agent):
     assert info.node == "node-a" and dict(info.labels) == {"role": "web", "zone": "z1"}
     assert info.supervisor_version == "4.3.0" and info.api_version == "3.0"
     assert info.state == pb.SUPERVISOR_RUNNING and info.pid == agent.daemon.proc.pid
+    assert info.asyncio_tasks > 0  # at least the task serving this call
 
 
 def test_list_processes_with_filters_and_bad_names(agent):

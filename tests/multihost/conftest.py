@@ -135,6 +135,7 @@ class Fleet:
         self.etcd: Proc | None = None
         self.agents = {n: Agent(self, n) for n in AGENTS}
         self.driver: Driver | None = None
+        self.controller_args: tuple[str, ...] = ()  # more flags for every controller (the soak's compaction)
         self._last_status: dict[str, dict | None] = {}
 
     # -- processes -------------------------------------------------------------------------------
@@ -158,7 +159,8 @@ class Fleet:
         address = self.controllers[name]
         argv = [PYTHON, "-m", "fleetvisor.controller", "--etcd", self.etcd_endpoint, "--listen", address,
                 "--advertise", address, "--cluster", CLUSTER, *tls_flags(self.pki, name), "--node-ttl", str(NODE_TTL),
-                "--leader-ttl", str(LEADER_TTL), "--id", name, "--state-dir", str(self.base / name)]
+                "--leader-ttl", str(LEADER_TTL), "--id", name, "--state-dir", str(self.base / name),
+                *self.controller_args]
         proc = self.topo.spawn(name, argv, self.base / f"{name}.out")
         self.ctl_procs[name] = proc
         return proc

@@ -20,6 +20,7 @@ import sys
 import threading
 import time
 import traceback
+import urllib.request
 from pathlib import Path
 
 import grpc
@@ -127,7 +128,7 @@ def handle(req: dict):
     if op == "leader":
         r = ctl(req["ctl"]).GetLeader(pb.GetLeaderRequest(), timeout=t)
         return {"leader_id": r.leader_id, "leader_address": r.leader_address, "controller_id": r.controller_id,
-                "is_leader": r.is_leader}
+                "is_leader": r.is_leader, "asyncio_tasks": r.asyncio_tasks}
     if op == "push":
         r = ctl(req["ctl"]).PushConfig(pb.PushConfigRequest(
             name=req["name"], config_text=req["text"], message=req.get("message", "multihost"),
@@ -145,6 +146,13 @@ def handle(req: dict):
                                                          timeout=15))
     if op == "get_op":
         return operation(ctl(req["ctl"]).GetOperation(pb.GetOperationRequest(id=req["id"]), timeout=t))
+    if op in ("resume_op", "abort_op"):
+        call = ctl(req["ctl"]).ResumeOperation if op == "resume_op" else ctl(req["ctl"]).AbortOperation
+        return operation(call(pb.GetOperationRequest(id=req["id"]), timeout=t))
+    if op == "etcd_status":  # etcd's JSON gateway: {"dbSize": "...", "dbSizeInUse": "...", "header": {...}}
+        request = urllib.request.Request(f"http://{req['etcd']}/v3/maintenance/status", data=b"{}", method="POST")
+        with urllib.request.urlopen(request, timeout=t) as answer:
+            return json.load(answer)
     if op == "agent_procs":
         r = agent(req["addr"]).ListProcesses(apb.ListProcessesRequest(), timeout=t)
         return [process(p) for p in r.processes]

@@ -391,6 +391,21 @@ def test_a_restart_is_sent_again_only_if_it_never_happened():
     assert not transitions.restart_needed(Step("a", StepState.WAITING, pids_before=[1]), {1})
 
 
+def test_a_retried_restart_is_not_sent_again_when_the_lost_one_happened():
+    """Found by the controller soak: a restart sent, the link cut before its answer, the step
+    failed; the operator resumed and the node was restarted a second time in one operation."""
+    op, _ = transitions.apply(_op(["a"]), transitions.StepStarted("a", 1.0, (1, 2)))
+    op, _ = transitions.apply(op, transitions.StepFailed("a", "restart failed: unreachable", 2.0))
+    retried, _ = transitions.apply(op, transitions.Resume())
+    step = retried.step("a")
+    assert step.state == StepState.PENDING and step.retries == 1 and step.pids_before == [1, 2]
+    assert not transitions.restart_needed(step, {3, 4})  # new pids, none from before: it happened
+    assert transitions.restart_needed(step, {1, 2})  # the old ones still run: it did not
+    assert transitions.restart_needed(step, {1, 3})  # partly: restart the group
+    assert transitions.restart_needed(step, set())  # nothing runs (gave up): a retry restarts
+    assert transitions.restart_needed(Step("a"), {3, 4})  # a first attempt always sends
+
+
 # -- errors as status codes ------------------------------------------------------------------------
 
 

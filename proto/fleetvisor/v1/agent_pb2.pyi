@@ -66,7 +66,7 @@ class GetInfoRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class AgentInfo(_message.Message):
-    __slots__ = ("node", "labels", "agent_version", "supervisor_version", "api_version", "applied_revision", "started_at", "uptime_seconds", "state", "pid", "identifier", "controllers", "fleet_sections", "local_revision")
+    __slots__ = ("node", "labels", "agent_version", "supervisor_version", "api_version", "applied_revision", "started_at", "uptime_seconds", "state", "pid", "identifier", "controllers", "fleet_sections", "local_revision", "asyncio_tasks")
     class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -88,6 +88,7 @@ class AgentInfo(_message.Message):
     CONTROLLERS_FIELD_NUMBER: _ClassVar[int]
     FLEET_SECTIONS_FIELD_NUMBER: _ClassVar[int]
     LOCAL_REVISION_FIELD_NUMBER: _ClassVar[int]
+    ASYNCIO_TASKS_FIELD_NUMBER: _ClassVar[int]
     node: str
     labels: _containers.ScalarMap[str, str]
     agent_version: str
@@ -102,7 +103,8 @@ class AgentInfo(_message.Message):
     controllers: _containers.RepeatedScalarFieldContainer[str]
     fleet_sections: _containers.RepeatedScalarFieldContainer[str]
     local_revision: bool
-    def __init__(self, node: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., agent_version: _Optional[str] = ..., supervisor_version: _Optional[str] = ..., api_version: _Optional[str] = ..., applied_revision: _Optional[str] = ..., started_at: _Optional[float] = ..., uptime_seconds: _Optional[float] = ..., state: _Optional[_Union[SupervisorState, str]] = ..., pid: _Optional[int] = ..., identifier: _Optional[str] = ..., controllers: _Optional[_Iterable[str]] = ..., fleet_sections: _Optional[_Iterable[str]] = ..., local_revision: _Optional[bool] = ...) -> None: ...
+    asyncio_tasks: int
+    def __init__(self, node: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., agent_version: _Optional[str] = ..., supervisor_version: _Optional[str] = ..., api_version: _Optional[str] = ..., applied_revision: _Optional[str] = ..., started_at: _Optional[float] = ..., uptime_seconds: _Optional[float] = ..., state: _Optional[_Union[SupervisorState, str]] = ..., pid: _Optional[int] = ..., identifier: _Optional[str] = ..., controllers: _Optional[_Iterable[str]] = ..., fleet_sections: _Optional[_Iterable[str]] = ..., local_revision: _Optional[bool] = ..., asyncio_tasks: _Optional[int] = ...) -> None: ...
 
 class ProcessInfo(_message.Message):
     __slots__ = ("name", "group", "namespec", "state", "statename", "pid", "start", "stop", "now", "exitstatus", "spawnerr", "description", "stdout_logfile", "stderr_logfile", "health", "health_message")

@@ -291,16 +291,18 @@ class GetLeaderRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class LeaderInfo(_message.Message):
-    __slots__ = ("leader_id", "leader_address", "controller_id", "is_leader")
+    __slots__ = ("leader_id", "leader_address", "controller_id", "is_leader", "asyncio_tasks")
     LEADER_ID_FIELD_NUMBER: _ClassVar[int]
     LEADER_ADDRESS_FIELD_NUMBER: _ClassVar[int]
     CONTROLLER_ID_FIELD_NUMBER: _ClassVar[int]
     IS_LEADER_FIELD_NUMBER: _ClassVar[int]
+    ASYNCIO_TASKS_FIELD_NUMBER: _ClassVar[int]
     leader_id: str
     leader_address: str
     controller_id: str
     is_leader: bool
-    def __init__(self, leader_id: _Optional[str] = ..., leader_address: _Optional[str] = ..., controller_id: _Optional[str] = ..., is_leader: _Optional[bool] = ...) -> None: ...
+    asyncio_tasks: int
+    def __init__(self, leader_id: _Optional[str] = ..., leader_address: _Optional[str] = ..., controller_id: _Optional[str] = ..., is_leader: _Optional[bool] = ..., asyncio_tasks: _Optional[int] = ...) -> None: ...
 
 class Assignment(_message.Message):
     __slots__ = ("nodes", "labels")
