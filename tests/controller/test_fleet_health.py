@@ -82,7 +82,9 @@ def test_a_rolling_restart_halts_on_an_unhealthy_batch_and_goes_through_once_hea
     paused = wait_op(ctl, op.id, {pb.OP_PAUSED})
     assert "web-2" in paused.reason and "api is RUNNING but unhealthy (test exited with status 1)" in paused.reason
     assert steps(paused) == {"web-1": pb.STEP_DONE, "web-2": pb.STEP_FAILED}
-    flags["web-2"].unlink()
+    flags["web-2"].unlink()  # fixed: once its check says so, the operator resumes
+    wait_status(ctl, lambda s: [p.health for n in s.nodes for p in n.processes] == [apb.HEALTHY] * 2,
+                what="web-2's api healthy again")
     ctl.stub.ResumeOperation(pb.GetOperationRequest(id=op.id), timeout=10)
     done = wait_op(ctl, op.id, {pb.OP_SUCCEEDED})
     assert steps(done) == {"web-1": pb.STEP_DONE, "web-2": pb.STEP_DONE}

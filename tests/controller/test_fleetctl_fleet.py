@@ -522,6 +522,7 @@ def test_leader_and_writes_sent_to_a_follower_reach_the_leader(fleet, tmp_path):
     assert ok(follower, "leader").strip() == \
         f"leader: {leader.name} at {leader.address}  (answered by follower {follower.name})"
     info = fleetctl_json(follower.address, "leader")
+    assert info.pop("asyncio_tasks") > 0  # a diagnostic of the answering controller (soak tests)
     assert info == {"leader_id": leader.name, "leader_address": leader.address, "controller_id": follower.name,
                     "is_leader": False}
 
