@@ -13,18 +13,27 @@ The probes:
 - exec: the command runs as the program's user, in its directory and environment; exit 0 is
   healthy. Its output's last line is the failure's message. It is watched through a pidfd and
   reaped by this monitor alone, like the program itself.
-- http: a GET of the URL; a status below 400 is healthy.
+- http: a GET of the URL; a status below 400 is healthy. The connection is kept for the next
+  probe when the server allows it (HTTP/1.1 with a Content-Length), as HTTP clients do.
 - tcp: a connection that is accepted.
+
+Cost is designed in, for 1000 programs probed every second: probes are plain loop callbacks
+(no task, no stream, no transport), and their timers sit on a grid of SLACK seconds, so the
+probes due in the same 50 ms start in one pass of the loop and their answers come back in a
+few epoll waits instead of one each (benchmarks/health_checks.py).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import enum
+import errno
+import ipaddress
+import math
 import os
 import shlex
 import signal
+import socket
 import subprocess
 import time
 import urllib.parse
@@ -34,8 +43,13 @@ from typing import Protocol
 
 from .config.model import HealthCheck, ProbeKind
 
+SLACK = 0.05  # seconds: the grid probe timers are rounded up to
 OUTPUT_KEPT = 1024  # bytes of an exec probe's output kept for the failure's message
 MESSAGE_CHARS = 200
+HEAD_MAX = 8192  # bytes of an HTTP answer's head read before it is judged on its status line
+KEPT_BODY_MAX = 65536  # a longer body is not read to keep the connection: it is closed instead
+
+Done = Callable[[str], None]  # told "" when a probe passed, else one line saying why it failed
 
 
 class Health(enum.Enum):
@@ -54,6 +68,8 @@ class Verdict:
 def judge(before: Verdict, failure: str, check: HealthCheck, *, in_start_period: bool) -> Verdict:
     """The health after one probe: `failure` is "" when it passed, else why it failed."""
     if not failure:
+        if before.failures == 0 and before.health is Health.HEALTHY:
+            return before  # the common case, without a new object a second per program
         return replace(before, health=Health.HEALTHY, failures=0)
     if in_start_period and before.health is Health.UNKNOWN:
         return replace(before, message=failure)  # still starting: not counted
@@ -62,153 +78,341 @@ def judge(before: Verdict, failure: str, check: HealthCheck, *, in_start_period:
     return Verdict(health, failures, failure)
 
 
+def _at(loop: asyncio.AbstractEventLoop, delay: float, callback: Callable[[], None]) -> asyncio.TimerHandle:
+    return loop.call_at(math.ceil((loop.time() + delay) / SLACK) * SLACK, callback)
+
+
+class Probe(Protocol):
+    def start(self, done: Done) -> None:
+        """Probe once; `done` is called exactly once, unless `cancel` comes first."""
+
+    def cancel(self) -> None:
+        """Abandon the probe in flight, if any, and drop what is kept for the next one."""
+
+
 class Spawner(Protocol):
     def __call__(self, argv: list[str], output: int) -> subprocess.Popen: ...
 
 
-async def probe(check: HealthCheck, spawn: Spawner) -> str:
-    """Run the check once: "" when it passed, else one line saying why it failed."""
-    try:
-        async with asyncio.timeout(check.timeout):
-            if check.kind is ProbeKind.EXEC:
-                return await _exec(shlex.split(check.target), spawn)
-            if check.kind is ProbeKind.HTTP:
-                return await _http(check.target)
-            return await _tcp(check.target)
-    except TimeoutError:
-        return f"no answer within {check.timeout:g}s (healthcheck_timeout)"
+def make_probe(check: HealthCheck, spawn: Spawner) -> Probe:
+    if check.kind is ProbeKind.EXEC:
+        return ExecProbe(shlex.split(check.target), spawn)
+    if check.kind is ProbeKind.HTTP:
+        return HttpProbe(check.target)
+    host, _, port = check.target.rpartition(":")
+    return TcpProbe(host.strip("[]"), int(port))
 
 
-def _endpoint(host_port: str) -> tuple[str, int]:
-    host, _, port = host_port.rpartition(":")
-    return host.strip("[]"), int(port)
+# -- network probes -------------------------------------------------------------------------------
 
+class TcpProbe:
+    """Connects, and is done once connected (or not). A name is resolved off the loop, once, and
+    again after a connect fails; each of its addresses is tried in turn."""
 
-class _Asking(asyncio.Protocol):
-    """One connection of a probe: connected is enough for tcp; http sends its request and reads
-    the status line. A bare protocol, not streams: a probe a second per program must be cheap."""
-
-    def __init__(self, request: bytes | None, judge: Callable[[bytes], str], answer: asyncio.Future[str]) -> None:
-        self.request = request
-        self.judge = judge
-        self.answer = answer
-        self.received = bytearray()
-        self.transport: asyncio.Transport | None = None
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
-        if self.request is None:
-            self._answer("")
+    def __init__(self, host: str, port: int) -> None:
+        self.host, self.port = host, port
+        self.addresses: list[tuple[int, tuple]] = []
+        try:
+            ip = ipaddress.ip_address(host)
+        except ValueError:
+            pass
         else:
-            transport.write(self.request)
+            self.addresses = [(socket.AF_INET6 if ip.version == 6 else socket.AF_INET, (host, port))]
+        self.loop: asyncio.AbstractEventLoop  # the running loop, taken at each start
+        self.done: Done | None = None
+        self.sock: socket.socket | None = None
+        self._resolving: asyncio.Future | None = None
+        self._tried = 0
 
-    def data_received(self, data: bytes) -> None:
-        self.received += data
-        if b"\n" in self.received or len(self.received) > 4096:
-            self._answer(self.judge(bytes(self.received.split(b"\n", 1)[0])))
+    def start(self, done: Done) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.done = done
+        self._dial()
 
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._answer("the connection closed before an answer")
+    def cancel(self) -> None:
+        self.done = None
+        if self._resolving is not None:
+            self._resolving.cancel()
+            self._resolving = None
+        self._close()
 
-    def _answer(self, failure: str) -> None:
-        if not self.answer.done():
-            self.answer.set_result(failure)
-        if self.transport is not None:
-            self.transport.close()
+    def _dial(self) -> None:
+        if not self.addresses:
+            self._resolve()
+            return
+        self._tried = 0
+        self._connect()
+
+    def _resolve(self) -> None:
+        def resolved(future: asyncio.Future) -> None:
+            self._resolving = None
+            if future.cancelled():
+                return
+            if (exc := future.exception()) is not None:
+                self._finish(f"cannot resolve {self.host}: {getattr(exc, 'strerror', None) or exc}")
+                return
+            self.addresses = [(family, address[:2]) for family, _, _, _, address in future.result()
+                              if family in (socket.AF_INET, socket.AF_INET6)]
+            if not self.addresses:
+                self._finish(f"cannot resolve {self.host}: no IP address")
+                return
+            self._dial()
+        self._resolving = asyncio.ensure_future(self.loop.getaddrinfo(self.host, self.port, type=socket.SOCK_STREAM))
+        self._resolving.add_done_callback(resolved)
+
+    def _connect(self) -> None:
+        family, address = self.addresses[self._tried]
+        sock = self.sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.setblocking(False)
+        code = sock.connect_ex(address)
+        if code == 0:
+            self._connected()
+        elif code == errno.EINPROGRESS:
+            self.loop.add_writer(sock.fileno(), self._writable)
+        else:
+            self._refused(code)
+
+    def _writable(self) -> None:
+        assert self.sock is not None
+        self.loop.remove_writer(self.sock.fileno())
+        code = self.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+        if code:
+            self._refused(code)
+        else:
+            self._connected()
+
+    def _refused(self, code: int) -> None:
+        self._close()
+        self._tried += 1
+        if self._tried < len(self.addresses):
+            self._connect()
+            return
+        if self.host != self.addresses[0][1][0]:
+            self.addresses = []  # a name: resolved again for the next probe
+        self._finish(f"cannot connect to {self.host}:{self.port}: {os.strerror(code)}")
+
+    def _connected(self) -> None:
+        self._close()
+        self._finish("")
+
+    def _finish(self, failure: str) -> None:
+        done, self.done = self.done, None
+        if done is not None:
+            done(failure)
+
+    def _close(self) -> None:
+        if self.sock is not None:
+            self.loop.remove_writer(self.sock.fileno())
+            self.loop.remove_reader(self.sock.fileno())
+            self.sock.close()
+            self.sock = None
 
 
-async def _ask(host: str, port: int, request: bytes | None, judge: Callable[[bytes], str] = lambda _: "") -> str:
-    loop = asyncio.get_running_loop()
-    answer: asyncio.Future[str] = loop.create_future()
-    try:
-        transport, _ = await loop.create_connection(lambda: _Asking(request, judge, answer), host, port)
-    except OSError as exc:
-        return f"cannot connect to {host}:{port}: {os.strerror(exc.errno) if exc.errno else exc}"
-    try:
-        return await answer
-    finally:
-        transport.close()  # a timeout or a cancel: not left open
+class HttpProbe(TcpProbe):
+    """A GET, judged on the status line. The connection is kept for the next probe when the
+    answer says it may be (HTTP/1.1, a Content-Length of at most KEPT_BODY_MAX, no `close`):
+    its reader stays registered in between, so a server that closes it is noticed and the next
+    probe connects anew. A kept connection that fails before any answer is retried once on a new
+    one, as HTTP clients do for a GET."""
 
+    def __init__(self, url: str) -> None:
+        parts = urllib.parse.urlsplit(url)
+        assert parts.hostname is not None and parts.port is not None  # checked by the parser
+        super().__init__(parts.hostname, parts.port)
+        self.url = url
+        path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        self.request = (f"GET {path} HTTP/1.1\r\nHost: {parts.netloc}\r\n"
+                        "User-Agent: fleetvisor-healthcheck\r\n\r\n").encode()
+        self.received = bytearray()
+        self.reused = False
+        self.failure = ""  # the status line's verdict, once read
+        self.length = -1  # the whole answer's bytes, once its head is read and it may be kept
 
-async def _tcp(target: str) -> str:
-    return await _ask(*_endpoint(target), None)
+    def start(self, done: Done) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.done = done
+        self.received.clear()
+        self.length = -1
+        self.reused = self.sock is not None
+        if self.reused:
+            self._send()
+        else:
+            self._dial()
 
+    def _connected(self) -> None:
+        assert self.sock is not None
+        self.loop.add_reader(self.sock.fileno(), self._readable)
+        self._send()
 
-async def _http(url: str) -> str:
-    parts = urllib.parse.urlsplit(url)
-    assert parts.hostname is not None and parts.port is not None  # checked by the parser
-    path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-    request = (f"GET {path} HTTP/1.1\r\nHost: {parts.netloc}\r\nUser-Agent: fleetvisor-healthcheck\r\n"
-               "Connection: close\r\n\r\n").encode()
+    def _send(self) -> None:
+        assert self.sock is not None
+        try:
+            sent = self.sock.send(self.request)
+        except OSError as exc:
+            self._lost(exc.strerror or str(exc))
+            return
+        if sent < len(self.request):  # a few hundred bytes into an empty socket buffer
+            self._close()
+            self._finish(f"{self.url}: the request could not be sent at once")
 
-    def judge(status_line: bytes) -> str:
-        status = status_line.decode("latin-1").split()
+    def _readable(self) -> None:
+        assert self.sock is not None
+        try:
+            data = self.sock.recv(65536)
+        except BlockingIOError:
+            return
+        except OSError as exc:
+            self._lost(exc.strerror or str(exc))
+            return
+        if self.done is None:  # between probes: the server closed the kept connection
+            self._close()
+        elif not data:
+            self._lost("the connection closed before an answer")
+        else:
+            self.received += data
+            self._answer()
+
+    def _lost(self, why: str) -> None:
+        self._close()
+        if self.reused and not self.received:
+            self.reused = False
+            self._dial()
+        else:
+            self._finish(f"{self.url}: {why}")
+
+    def _answer(self) -> None:
+        if self.length < 0:
+            end = self.received.find(b"\r\n\r\n")
+            if end < 0:
+                if len(self.received) > HEAD_MAX:
+                    self._close()
+                    self._finish(self._judge(bytes(self.received)))
+                return
+            head = bytes(self.received[:end])
+            self.failure = self._judge(head)
+            body = _kept_body(head)
+            if body is None:
+                self._close()
+                self._finish(self.failure)
+                return
+            self.length = end + 4 + body
+        if len(self.received) < self.length:
+            return  # the rest of the body
+        if len(self.received) > self.length:
+            self._close()  # more than it said: out of step, not reused
+        self._finish(self.failure)
+
+    def _judge(self, head: bytes) -> str:
+        status = head.split(b"\r\n", 1)[0].split(b"\n", 1)[0].decode("latin-1").split()
         if len(status) < 2 or not status[0].startswith("HTTP/") or not status[1].isdigit():
-            return f"{url} did not answer HTTP"
+            return f"{self.url} did not answer HTTP"
         code = int(status[1])
-        return "" if code < 400 else f"{url} answered HTTP {code}"
-    return await _ask(parts.hostname, parts.port, request, judge)
+        return "" if code < 400 else f"{self.url} answered HTTP {code}"
 
 
-async def _exec(argv: list[str], spawn: Spawner) -> str:
-    loop = asyncio.get_running_loop()
-    read_end, write_end = os.pipe()
-    try:
-        child = spawn(argv, write_end)
-    except (OSError, subprocess.SubprocessError) as exc:
-        os.close(read_end)
-        return f"cannot run {argv[0]}: {getattr(exc, 'strerror', None) or exc}"
-    finally:
-        os.close(write_end)
-    output = bytearray()
-    exited: asyncio.Future[int] = loop.create_future()
-    pidfd = os.pidfd_open(child.pid)
-    os.set_blocking(read_end, False)
+def _kept_body(head: bytes) -> int | None:
+    """The body's length when the connection may be kept after reading it; else None."""
+    lines = head.split(b"\r\n")
+    if not lines[0].startswith(b"HTTP/1.1 "):
+        return None
+    length = None
+    for line in lines[1:]:
+        name, _, value = line.partition(b":")
+        name, value = name.strip().lower(), value.strip().lower()
+        if (name == b"connection" and b"close" in value) or name == b"transfer-encoding":
+            return None
+        if name == b"content-length":
+            if not value.isdigit() or length is not None:
+                return None
+            length = int(value)
+    return length if length is not None and length <= KEPT_BODY_MAX else None
 
-    def readable() -> bool:
+
+# -- exec probes ----------------------------------------------------------------------------------
+
+class ExecProbe:
+    def __init__(self, argv: list[str], spawn: Spawner) -> None:
+        self.argv = argv
+        self.spawn = spawn
+        self.run: _Run | None = None
+
+    def start(self, done: Done) -> None:
+        read_end, write_end = os.pipe()
+        try:
+            child = self.spawn(self.argv, write_end)
+        except (OSError, subprocess.SubprocessError) as exc:
+            os.close(read_end)
+            done(f"cannot run {self.argv[0]}: {getattr(exc, 'strerror', None) or exc}")
+            return
+        finally:
+            os.close(write_end)
+
+        def exited(code: int, output: bytes) -> None:
+            self.run = None
+            if code == 0:
+                done("")
+                return
+            lines = [line for line in output.decode("utf-8", "replace").splitlines() if line.strip()]
+            said = f": {lines[-1].strip()[:MESSAGE_CHARS]}" if lines else ""
+            done(f"{self.argv[0]} exited with status {code}{said}")
+        self.run = _Run(child, read_end, exited)
+
+    def cancel(self) -> None:
+        if self.run is not None:
+            self.run.kill()
+            self.run = None
+
+
+class _Run:
+    """One exec probe's child: its output read as it comes, its exit seen through a pidfd."""
+
+    def __init__(self, child: subprocess.Popen, output: int, exited: Callable[[int, bytes], None] | None) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.child = child
+        self.fd = output
+        self.exited = exited
+        self.output = bytearray()
+        self.pidfd = os.pidfd_open(child.pid)
+        os.set_blocking(output, False)
+        self.loop.add_reader(output, self._readable)
+        self.loop.add_reader(self.pidfd, self._reap)
+
+    def kill(self) -> None:
+        """Timed out or no longer wanted: killed; it is still reaped (and closed) once dead."""
+        self.exited = None
+        try:
+            os.killpg(self.child.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+    def _readable(self) -> bool:
         """Take what the pipe holds; False once it holds nothing more for now."""
         try:
-            data = os.read(read_end, 65536)
+            data = os.read(self.fd, 65536)
         except BlockingIOError:
             return False
         if not data:
-            loop.remove_reader(read_end)
-        output.extend(data)
-        del output[:-OUTPUT_KEPT]
+            self.loop.remove_reader(self.fd)
+        self.output.extend(data)
+        del self.output[:-OUTPUT_KEPT]
         return bool(data)
 
-    def drain() -> None:
-        while readable():
-            pass
-
-    def reap() -> None:
-        pid, status = os.waitpid(child.pid, os.WNOHANG)
+    def _reap(self) -> None:
+        pid, status = os.waitpid(self.child.pid, os.WNOHANG)
         if pid == 0:
             return
-        child.returncode = os.waitstatus_to_exitcode(status)
-        drain()  # what it wrote just before it exited
-        loop.remove_reader(pidfd)
-        loop.remove_reader(read_end)
-        os.close(pidfd)
-        os.close(read_end)
-        if not exited.done():
-            exited.set_result(child.returncode)
+        self.child.returncode = os.waitstatus_to_exitcode(status)
+        while self._readable():  # what it wrote just before it exited
+            pass
+        self.loop.remove_reader(self.pidfd)
+        self.loop.remove_reader(self.fd)
+        os.close(self.pidfd)
+        os.close(self.fd)
+        if self.exited is not None:
+            self.exited(self.child.returncode, bytes(self.output))
 
-    loop.add_reader(read_end, readable)
-    loop.add_reader(pidfd, reap)
-    try:
-        code = await asyncio.shield(exited)
-    finally:
-        if not exited.done():  # timed out or cancelled: reap() closes everything once it is dead
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(child.pid, signal.SIGKILL)
-    if code == 0:
-        return ""
-    lines = [line for line in bytes(output).decode("utf-8", "replace").splitlines() if line.strip()]
-    said = f": {lines[-1].strip()[:MESSAGE_CHARS]}" if lines else ""
-    return f"{argv[0]} exited with status {code}{said}"
 
+# -- the monitor ----------------------------------------------------------------------------------
 
 class HealthHost(Protocol):
     """What a monitor needs of its process."""
@@ -225,29 +429,44 @@ class Monitor:
         self.host = host
         self.clock = clock
         self.verdict = Verdict()
-        self._task: asyncio.Task[None] | None = None
+        self.probe = make_probe(check, host.probe_spawn)
+        self._started_at = 0.0
+        self._timer: asyncio.TimerHandle | asyncio.Handle | None = None  # the next probe, or this one's timeout
 
     def running(self, started_at: float) -> None:
         """The process entered RUNNING after a start at `started_at`: probe it."""
         self.stopped()
-        self._task = asyncio.get_running_loop().create_task(self._probe_loop(started_at))
+        self._started_at = started_at
+        self._timer = asyncio.get_running_loop().call_soon(self._start)
 
     def stopped(self) -> None:
         """The process left RUNNING: no more probes, and its health is unknown again."""
-        if self._task is not None:
-            self._task.cancel()
-            self._task = None
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self.probe.cancel()
         self._set(Verdict())
+
+    def _start(self) -> None:
+        self._timer = _at(asyncio.get_running_loop(), self.check.timeout, self._timed_out)
+        self.probe.start(self._finished)
+
+    def _timed_out(self) -> None:
+        self.probe.cancel()  # an exec probe is killed; a stuck connection is not kept
+        self._finished(f"no answer within {self.check.timeout:g}s (healthcheck_timeout)")
+
+    def _finished(self, failure: str) -> None:
+        assert self._timer is not None
+        self._timer.cancel()
+        check = self.check
+        verdict = judge(self.verdict, failure, check,
+                        in_start_period=self.clock() - self._started_at < check.start_period)
+        # armed before the verdict is told: telling it may stop the process (healthcheck_action),
+        # and stopped() must find this timer to cancel it
+        self._timer = _at(asyncio.get_running_loop(), check.interval, self._start)
+        self._set(verdict)
 
     def _set(self, verdict: Verdict) -> None:
         before, self.verdict = self.verdict, verdict
         if before.health is not verdict.health:
             self.host.health_changed(before, verdict)
-
-    async def _probe_loop(self, started_at: float) -> None:
-        check = self.check
-        while True:
-            failure = await probe(check, self.host.probe_spawn)
-            in_start = self.clock() - started_at < check.start_period
-            self._set(judge(self.verdict, failure, check, in_start_period=in_start))
-            await asyncio.sleep(check.interval)

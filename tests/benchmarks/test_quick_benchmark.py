@@ -38,7 +38,7 @@ def run_quick(module: str, out: Path, *args: str) -> dict:
 
 def test_quick_health_check_cost(tmp_path):
     report = run_quick("health_checks", tmp_path / "health.json", "--programs", "20", "--window", "2")
-    assert set(report["runs"]) == {"none", "http", "exec"}
+    assert set(report["runs"]) == {"none", "http", "http_close", "tcp", "exec"}
     assert all(math.isfinite(v) for v in report["extra_core_percent"].values())
 
 
