@@ -11,6 +11,7 @@ import sys
 import time
 
 import click
+from rich.console import Group
 from rich.text import Text
 
 from fleetvisor.agent.limits import MAX_CONFIG_BYTES
@@ -24,6 +25,7 @@ from .exitcodes import USAGE
 from .fleet import label_option
 from .ops import follow_rollout, rollout_options
 from .opsargs import RolloutArgs, rollout_spec
+from .opsrender import plan_view
 from .patterns import parse_labels, parse_node_list
 
 
@@ -67,10 +69,12 @@ def read_config_file(path: str) -> str:
 @click.option("-m", "--message", required=True, callback=lambda ctx, param, value: required_text(param, value),
               help="Why: recorded with the revision and in the audit log.")
 @rollout_options(config=True)
+@click.option("--dry-run", is_flag=True, help="Check the push and show what it would store and, with --rolling, "
+              "the plan and its gates; store nothing.")
 @click.pass_obj
 @run_command
 def config_push(obj: Ctx, file: str, name: str, nodes: str | None, labels: tuple[str, ...], message: str,
-                rollout: RolloutArgs) -> int:
+                rollout: RolloutArgs, dry_run: bool) -> int:
     """Store FILE (program sections) as a new revision of config NAME and roll it out.
 
     Without --nodes or --label the current assignment is kept (a new NAME needs one).
@@ -82,6 +86,7 @@ def config_push(obj: Ctx, file: str, name: str, nodes: str | None, labels: tuple
     Examples:
       fleetctl config push web.conf --name web --label role=web -m "raise numprocs to 4"
       fleetctl config push web.conf --name web -m "4 workers" --rolling --canary 1 --max-unavailable 25%
+      fleetctl config push web.conf --name web -m "4 workers" --rolling --batch 2 --dry-run
     """
     controller = obj.controller("config push")
     node_list = parse_node_list(nodes)
@@ -91,11 +96,16 @@ def config_push(obj: Ctx, file: str, name: str, nodes: str | None, labels: tuple
     spec = rollout_spec(rollout)
     text = read_config_file(file)
     request = cpb.PushConfigRequest(name=name, config_text=text, message=message,
-                                    assignment=cpb.Assignment(nodes=node_list, labels=label_map), rollout=spec)
+                                    assignment=cpb.Assignment(nodes=node_list, labels=label_map), rollout=spec,
+                                    dry_run=dry_run)
     try:
         reply = controller.call("PushConfig", request)
     except CommandError as exc:
         raise CommandError(name_pushed_file(str(exc), name, file), exc.exit_code) from None
+    if dry_run:
+        render.show(obj.json, reply, lambda: Group(view.push_line(reply, dry_run=True),
+                                                   *([plan_view(reply.plan)] if reply.HasField("plan") else [])))
+        return 0
     render.show(obj.json, reply, lambda: view.push_line(reply))
     return follow_rollout(obj, reply, rollout.detach) if spec is not None else 0
 

@@ -263,14 +263,15 @@ def assignment_text(assignment: cpb.Assignment) -> str:
     return "; ".join(parts) or "-"
 
 
-def push_line(reply: cpb.PushConfigResponse) -> Text:
-    """`NAME revision N stored; targets: a, b`, or that nothing changed."""
+def push_line(reply: cpb.PushConfigResponse, dry_run: bool = False) -> Text:
+    """`NAME revision N stored; targets: a, b`, or that nothing changed (or would be, for a dry run)."""
     rev = reply.revision
     targets = ", ".join(reply.target_nodes) or "(none)"
     if reply.unchanged:
         return Text(f"{rev.name} unchanged (revision {rev.revision} is current); targets: {targets}")
     rollback = f" (rollback to revision {rev.rollback_of})" if rev.rollback_of else ""
-    return Text(f"{rev.name} revision {rev.revision} stored{rollback}; targets: {targets}")
+    stored = "would be stored" if dry_run else "stored"
+    return Text(f"{rev.name} revision {rev.revision} {stored}{rollback}; targets: {targets}")
 
 
 def deleted_line(reply: cpb.DeleteConfigResponse) -> Text:

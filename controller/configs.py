@@ -23,6 +23,7 @@ from fleetvisor.agent.config.errors import ConfigError
 from fleetvisor.agent.config.model import Config
 from fleetvisor.agent.config.parser import load, program_sections
 
+from . import planning
 from .errors import InvalidArgument
 from .records import (
     AssignmentRecord,
@@ -194,6 +195,13 @@ def programs(name: str, text: str, known_elsewhere: Collection[str] = ()) -> lis
     check_name(name)
     return [(p.group or g.name, p.name, p.user) for g in validate({name: text}, known_elsewhere).groups
             for p in g.processes]
+
+
+def gates(name: str, text: str, known_elsewhere: Collection[str] = ()) -> dict[str, str]:
+    """What a rollout of config `name` waits for, per group of the text: its health check where
+    the text gives its processes one (they report health once they run it), else RUNNING."""
+    return {g.name: planning.HEALTH_GATE if any(p.healthcheck is not None for p in g.processes)
+            else planning.RUNNING_GATE for g in validate({name: text}, known_elsewhere).groups}
 
 
 def local_names(members: Iterable[MemberRecord]) -> set[str]:

@@ -40,6 +40,7 @@ class PushResult:
     targets: list[str]  # the nodes it goes to
     unchanged: bool  # the text and assignment equal the current revision: nothing stored
     operation_id: str = ""  # the rollout operation, for a rolling push
+    plan: opmodel.Operation | None = None  # a dry run's rollout operation, not stored
 
 
 @dataclass(frozen=True)
@@ -107,10 +108,11 @@ class ConfigStore:
         return targets
 
     async def push(self, name: str, text: str, selector: Selector, message: str, author: str, *,
-                   rollback_of: int = 0, rollout: RolloutPlanner | None = None) -> PushResult:
+                   rollback_of: int = 0, rollout: RolloutPlanner | None = None, dry_run: bool = False) -> PushResult:
         """Store `text` as the next revision of config `name` (or nothing, if it is the current one).
         With `rollout`, the nodes keep the previous revision until the rollout operation it plans
-        (stored in the same transaction) reaches them."""
+        (stored in the same transaction) reaches them. A `dry_run` checks all the same and stores
+        nothing: its result says what would be stored, with the rollout's plan."""
         configs.check_name(name)
         assignment_raw = self.store.get(records.assignment_key(name))
         current = decode(AssignmentRecord, assignment_raw)
@@ -135,6 +137,9 @@ class ConfigStore:
                 and history[current.revision].text == text and not rollback_of:
             return PushResult(current.revision, targets, True)
         number = max(history, default=0) + 1
+        if dry_run:
+            plan = rollout(targets, number, self._converged(current, pinned)) if rollout is not None else None
+            return PushResult(number, targets, False, plan=plan)
         now = time.time()
         revision = RevisionRecord(text=text, author=author, message=message, created_at=now,
                                   sha256=configs.sha256(text), selector=records.selector_data(selector),

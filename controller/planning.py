@@ -96,10 +96,14 @@ def health(processes: Iterable[ProcessView], groups: set[str], pids_before: set[
     return Health(ready, "")
 
 
+HEALTH_GATE = "health check"  # every process healthy by its check for healthy_for
+RUNNING_GATE = "RUNNING"  # every process RUNNING for healthy_for
+
+
 def gate(processes: Iterable[ProcessView], group: str) -> str:
     """What a batch waits for on `group`: its health check where its processes have one."""
     checked = any(p.health != Checked.NONE for p in processes if p.group == group)
-    return "health check" if checked else "RUNNING"
+    return HEALTH_GATE if checked else RUNNING_GATE
 
 
 def gave_up(processes: Iterable[ProcessView], groups: set[str]) -> list[str]:

@@ -44,7 +44,7 @@ from . import audit, configs, fanout, opmodel, records
 from .acl import Acl
 from .admin import Admin, Revoked, shown
 from .authorize import Checks
-from .configstore import PushResult
+from .configstore import PushResult, RolloutPlanner
 from .errors import (
     Conflict,
     ControllerError,
@@ -374,7 +374,8 @@ class ControllerServicer(pb_grpc.ControllerServiceServicer):
 
     async def PushConfig(self, request: pb.PushConfigRequest, context: Context) -> pb.PushConfigResponse:
         shown_name = request.name if len(request.name) <= 64 else request.name[:64] + "..."
-        _writing("config.push", {"name": shown_name, "message": request.message[:200]})
+        if not request.dry_run:
+            _writing("config.push", {"name": shown_name, "message": request.message[:200]})
         if refusal := config_name_refusal(request.name) or config_size_refusal(request.config_text):
             await self._fail(context, InvalidArgument(refusal))
         selector = selector_of(request.assignment)
@@ -386,11 +387,30 @@ class ControllerServicer(pb_grpc.ControllerServiceServicer):
         rollout = await self._core(context, lambda: spec_of(request.rollout)) if request.HasField("rollout") else None
         planner = (self.operations.rollout_planner(rollout, request.name, who, request.message)
                    if rollout is not None else None)
+        if request.dry_run:
+            return await self._push_plan(context, request, selector, planner)
         return await self._write(context, "PushConfig", "config.push", args,
                                  lambda: self._stored(request.name, self.fleet.configs.push(
                                      request.name, request.config_text, selector, request.message, who,
                                      rollout=planner)),
                                  _pushed_summary)
+
+    async def _push_plan(self, context: Context, request: pb.PushConfigRequest, selector: Selector,
+                         planner: RolloutPlanner | None) -> pb.PushConfigResponse:
+        """A push's dry run: every check of the push, and what it would store and start."""
+        try:
+            result = await self.fleet.configs.push(request.name, request.config_text, selector, request.message,
+                                                   caller(context), rollout=planner, dry_run=True)
+        except ERRORS as exc:
+            await self._fail(context, exc)
+        reply = pb.PushConfigResponse(revision=pb.ConfigRevision(name=request.name, revision=result.revision),
+                                      target_nodes=result.targets, unchanged=result.unchanged)
+        if result.plan is not None:
+            reply.plan.CopyFrom(operation_message(result.plan))
+            reply.plan.id = ""
+            known = configs.local_names(self.fleet.membership.members().values())
+            reply.plan.gates.update(await asyncio.to_thread(configs.gates, request.name, request.config_text, known))
+        return reply
 
     async def RollbackConfig(self, request: pb.RollbackConfigRequest, context: Context) -> pb.PushConfigResponse:
         args = {"name": request.name[:100], "to": request.to_revision, "message": request.message[:200]}

@@ -107,3 +107,39 @@ def test_a_fleet_revision_may_depend_on_a_nodes_own_program(fleet):
     wait_status(ctl, lambda s: states(s).get("web-1:worker") == "STOPPED", what="worker added and held")
     assert fleetctl(ctl.address, "start", "web-1:db").returncode == 0
     wait_status(ctl, lambda s: states(s).get("web-1:worker") == "RUNNING", what="worker started after db")
+
+
+def test_a_rolling_push_dry_run_shows_each_groups_gate_and_stores_nothing(fleet, tmp_path: Path):
+    """The gate comes from the revision pushed: a group it gives a health check waits for health,
+    even where the nodes run the group without one today."""
+    ctl = fleet.controller()
+    for node in ("web-1", "web-2"):
+        fleet.agent(node, ctl, labels="role=web")
+    wait_status(ctl, lambda s: len(s.nodes) == 2 and all(n.node.reachable for n in s.nodes), what="two nodes")
+    config = tmp_path / "web.conf"
+    config.write_text(CHECKED.format(flag=tmp_path / "broken"))
+    shown = fleetctl(ctl.address, "config", "push", str(config), "--name", "web", "--label", "role=web",
+                     "-m", "checked api", "--rolling", "--batch", "1", "--healthy-for", "3s", "--dry-run")
+    assert shown.returncode == 0, shown.stderr
+    assert "web revision 1 would be stored; targets: web-1, web-2" in shown.stdout
+    assert "batch 1: web-1" in shown.stdout and "batch 2: web-2" in shown.stdout
+    assert "gate for api: every process healthy by its health check for 3s" in shown.stdout
+    assert "gate for plain: every process RUNNING for 3s" in shown.stdout
+    assert_not_stored(ctl, "web")
+    assert not ctl.stub.ListOperations(pb.ListOperationsRequest(all=True), timeout=5).operations
+
+    plain = fleetctl(ctl.address, "config", "push", str(config), "--name", "web", "--label", "role=web",
+                     "-m", "checked api", "--dry-run")  # without --rolling: no plan, still nothing stored
+    assert plain.returncode == 0 and "would be stored" in plain.stdout and "gate" not in plain.stdout
+    bad = tmp_path / "bad.conf"
+    bad.write_text("[program:x]\ncommand=sleep 1\nnumprocs=2\n")  # without %(process_num)s in its name
+    refused = fleetctl(ctl.address, "config", "push", str(bad), "--name", "web", "--label", "role=web", "-m", "x",
+                       "--rolling", "--dry-run")
+    assert refused.returncode != 0 and "process_num" in refused.stderr and "Traceback" not in refused.stderr
+    assert_not_stored(ctl, "web")
+
+
+def assert_not_stored(ctl, name: str) -> None:
+    with pytest.raises(grpc.RpcError) as missing:
+        ctl.stub.ConfigHistory(pb.ConfigHistoryRequest(name=name), timeout=5)
+    assert missing.value.code() == grpc.StatusCode.NOT_FOUND

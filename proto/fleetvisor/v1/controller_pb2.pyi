@@ -344,30 +344,34 @@ class ConfigRevision(_message.Message):
     def __init__(self, name: _Optional[str] = ..., revision: _Optional[int] = ..., config_text: _Optional[str] = ..., author: _Optional[str] = ..., message: _Optional[str] = ..., created_at: _Optional[float] = ..., rollback_of: _Optional[int] = ..., assignment: _Optional[_Union[Assignment, _Mapping]] = ..., sha256: _Optional[str] = ..., withdrawn: _Optional[str] = ...) -> None: ...
 
 class PushConfigRequest(_message.Message):
-    __slots__ = ("name", "config_text", "assignment", "message", "rollout")
+    __slots__ = ("name", "config_text", "assignment", "message", "rollout", "dry_run")
     NAME_FIELD_NUMBER: _ClassVar[int]
     CONFIG_TEXT_FIELD_NUMBER: _ClassVar[int]
     ASSIGNMENT_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
     ROLLOUT_FIELD_NUMBER: _ClassVar[int]
+    DRY_RUN_FIELD_NUMBER: _ClassVar[int]
     name: str
     config_text: str
     assignment: Assignment
     message: str
     rollout: OperationSpec
-    def __init__(self, name: _Optional[str] = ..., config_text: _Optional[str] = ..., assignment: _Optional[_Union[Assignment, _Mapping]] = ..., message: _Optional[str] = ..., rollout: _Optional[_Union[OperationSpec, _Mapping]] = ...) -> None: ...
+    dry_run: bool
+    def __init__(self, name: _Optional[str] = ..., config_text: _Optional[str] = ..., assignment: _Optional[_Union[Assignment, _Mapping]] = ..., message: _Optional[str] = ..., rollout: _Optional[_Union[OperationSpec, _Mapping]] = ..., dry_run: _Optional[bool] = ...) -> None: ...
 
 class PushConfigResponse(_message.Message):
-    __slots__ = ("revision", "target_nodes", "unchanged", "operation_id")
+    __slots__ = ("revision", "target_nodes", "unchanged", "operation_id", "plan")
     REVISION_FIELD_NUMBER: _ClassVar[int]
     TARGET_NODES_FIELD_NUMBER: _ClassVar[int]
     UNCHANGED_FIELD_NUMBER: _ClassVar[int]
     OPERATION_ID_FIELD_NUMBER: _ClassVar[int]
+    PLAN_FIELD_NUMBER: _ClassVar[int]
     revision: ConfigRevision
     target_nodes: _containers.RepeatedScalarFieldContainer[str]
     unchanged: bool
     operation_id: str
-    def __init__(self, revision: _Optional[_Union[ConfigRevision, _Mapping]] = ..., target_nodes: _Optional[_Iterable[str]] = ..., unchanged: _Optional[bool] = ..., operation_id: _Optional[str] = ...) -> None: ...
+    plan: Operation
+    def __init__(self, revision: _Optional[_Union[ConfigRevision, _Mapping]] = ..., target_nodes: _Optional[_Iterable[str]] = ..., unchanged: _Optional[bool] = ..., operation_id: _Optional[str] = ..., plan: _Optional[_Union[Operation, _Mapping]] = ...) -> None: ...
 
 class RollbackConfigRequest(_message.Message):
     __slots__ = ("name", "to_revision", "message")
