@@ -33,8 +33,9 @@ def _capped(value: float) -> int:
 
 
 def describe(state: ProcessState, *, start: int, stop: int, now: int, pid: int, spawnerr: str,
-             name: str) -> str:
-    """The status text supervisorctl shows next to the state name."""
+             name: str, waiting: str = "") -> str:
+    """The status text supervisorctl shows next to the state name; a start held for its
+    dependencies (depends_on, which supervisord lacks) says what it waits for."""
     if state == ProcessState.RUNNING:
         started = datetime.datetime(*time.gmtime(start)[:6])
         current = datetime.datetime(*time.gmtime(now)[:6])
@@ -43,6 +44,8 @@ def describe(state: ProcessState, *, start: int, stop: int, now: int, pid: int, 
     if state in (ProcessState.FATAL, ProcessState.BACKOFF):
         return spawnerr or f'unknown error (try "tail {name}")'
     if state in (ProcessState.STOPPED, ProcessState.EXITED):
+        if waiting:
+            return f"start held: {waiting}"
         if not start:
             return "Not started"
         return datetime.datetime(*time.localtime(stop)[:6]).strftime("%b %d %I:%M %p")
@@ -60,7 +63,7 @@ def process_info(proc: Process, now: float | None = None) -> ProcessInfo:
         stdout_logfile=proc.stdout_logfile or "", stderr_logfile=proc.stderr_logfile or "",
         pid=proc.pid,
         description=describe(proc.state, start=start, stop=stop_, now=current, pid=proc.pid,
-                             spawnerr=spawnerr, name=proc.name))
+                             spawnerr=spawnerr, name=proc.name, waiting=lifecycle.waiting))
 
 
 def get_process_info(core: Supervisor, caller: Caller, namespec: str) -> ProcessInfo:

@@ -98,7 +98,7 @@ def test_a_fleet_revision_may_depend_on_a_nodes_own_program(fleet):
     """The controller accepts the name (the node's heartbeat lists its own programs); the node
     holds the dependent until the dependency is running."""
     ctl = fleet.controller()
-    fleet.agent("web-1", ctl, programs="[program:db]\ncommand=sleep 1000\nstartsecs=0\nautostart=false\n")
+    agent = fleet.agent("web-1", ctl, programs="[program:db]\ncommand=sleep 1000\nstartsecs=0\nautostart=false\n")
     wait_status(ctl, lambda s: states(s).get("web-1:db") == "STOPPED", what="web-1 with its own db")
     with pytest.raises(grpc.RpcError) as missing:
         push(ctl, "workers", "[program:worker]\ncommand=sleep 1000\ndepends_on=nosuch\n", nodes=["web-1"])
@@ -107,6 +107,9 @@ def test_a_fleet_revision_may_depend_on_a_nodes_own_program(fleet):
     wait_status(ctl, lambda s: states(s).get("web-1:worker") == "STOPPED", what="worker added and held")
     assert fleetctl(ctl.address, "start", "web-1:db").returncode == 0
     wait_status(ctl, lambda s: states(s).get("web-1:worker") == "RUNNING", what="worker started after db")
+    log = agent.daemon.messages()  # the node's main log
+    assert next(i for i, m in enumerate(log) if "success: db entered RUNNING" in m) < \
+        next(i for i, m in enumerate(log) if "spawned: 'worker'" in m)
 
 
 def test_a_rolling_push_dry_run_shows_each_groups_gate_and_stores_nothing(fleet, tmp_path: Path):

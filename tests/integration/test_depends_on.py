@@ -5,7 +5,9 @@ agent at load while stock supervisord starts the same file."""
 
 from __future__ import annotations
 
+import os
 import re
+import signal
 import subprocess
 import textwrap
 from pathlib import Path
@@ -91,6 +93,7 @@ def test_a_fatal_dependency_leaves_its_dependents_stopped_naming_it(tmp_path, da
     daemon.wait_line(r"spawnerr: dependency broken is FATAL", timeout=10)
     info = rpc.supervisor.getProcessInfo("needy")
     assert (info["statename"], info["spawnerr"]) == ("STOPPED", "dependency broken is FATAL")
+    assert info["description"] == "start held: dependency broken is FATAL"  # what supervisorctl status shows
     try:
         rpc.supervisor.startProcess("needy")
         raise AssertionError("a start with a FATAL dependency succeeded")
@@ -110,7 +113,8 @@ def test_a_dependent_added_by_update_waits_for_its_dependency(tmp_path, daemons)
     result = subprocess.run([str(Path(SUPERVISORD[0]).with_name("supervisorctl")), "-c", str(config), "update"],
                             capture_output=True, text=True, timeout=30)
     assert result.stdout.strip() == "api: added process group", result.stdout + result.stderr
-    assert rpc.supervisor.getProcessInfo("api")["statename"] == "STOPPED"  # held: db is stopped
+    held = rpc.supervisor.getProcessInfo("api")
+    assert (held["statename"], held["description"]) == ("STOPPED", "start held: dependency db is STOPPED")
     rpc.supervisor.startProcess("db")
     wait_for(lambda: rpc.supervisor.getProcessInfo("api")["statename"] == "RUNNING", 10, "api started after db")
     assert index_of(daemon, r"success: db entered RUNNING") < index_of(daemon, r"spawned: 'api'")
@@ -150,3 +154,62 @@ def test_stops_run_in_reverse_dependency_order(tmp_path, daemons):
     lines = daemon.messages()[first:]
     order = [next(i for i, m in enumerate(lines) if re.search(rf"stopped: {name} ", m)) for name in ("web", "api", "db")]
     assert order == sorted(order), lines
+
+
+def index_after(daemon: Daemon, first: int, pattern: str) -> int:
+    """The index of the first main-log message from `first` on that matches, once there is one."""
+    def found() -> int | None:
+        return next((first + i for i, m in enumerate(daemon.messages()[first:]) if re.search(pattern, m)), None)
+    return wait_for(lambda: found() is not None, 20, pattern) and found()
+
+
+def assert_chain_order(daemon: Daemon, first: int) -> None:
+    assert index_after(daemon, first, r"success: db entered RUNNING") < index_after(daemon, first, r"spawned: 'api'")
+    assert index_after(daemon, first, r"healthy: api \(health check passed\)") < \
+        index_after(daemon, first, r"spawned: 'web'")
+
+
+def test_start_all_and_reload_follow_dependencies(tmp_path, daemons):
+    ready = tmp_path / "api-ready"
+    ready.touch()
+    daemon, rpc, _ = start(tmp_path, daemons, CHAIN.format(ready=ready))
+
+    def all_in(state: str) -> bool:
+        return all(p["statename"] == state for p in rpc.supervisor.getAllProcessInfo())
+    wait_for(lambda: all_in("RUNNING"), 20, "all running")
+    rpc.supervisor.stopAllProcesses()
+    wait_for(lambda: all_in("STOPPED"), 20, "all stopped")
+    first = len(daemon.messages())
+    rpc.supervisor.startAllProcesses(False)
+    assert_chain_order(daemon, first)
+    wait_for(lambda: all_in("RUNNING"), 20, "all running after start all")
+
+    first = len(daemon.messages())
+    rpc.supervisor.restart()  # supervisorctl reload
+    index_after(daemon, first, r"stopped: db ")
+    assert_chain_order(daemon, first)
+
+
+def test_an_autorestart_waits_for_its_dependency(tmp_path, daemons):
+    daemon, rpc, _ = start(tmp_path, daemons, """
+        [program:db]
+        command=sleep 1000
+        startsecs=0
+        [program:worker]
+        command=sleep 1000
+        startsecs=0
+        autorestart=true
+        depends_on=db
+        """)
+    wait_for(lambda: all(p["statename"] == "RUNNING" for p in rpc.supervisor.getAllProcessInfo()), 20, "running")
+    rpc.supervisor.stopProcess("db")
+    first = len(daemon.messages())
+    os.kill(rpc.supervisor.getProcessInfo("worker")["pid"], signal.SIGKILL)
+    index_after(daemon, first, r"exited: worker \(terminated by SIGKILL; not expected\)")
+    wait_for(lambda: rpc.supervisor.getProcessInfo("worker")["description"] == "start held: dependency db is STOPPED",
+             10, "worker held, naming db")
+    assert rpc.supervisor.getProcessInfo("worker")["statename"] == "EXITED"
+    assert not any("spawned: 'worker'" in m for m in daemon.messages()[first:])
+    rpc.supervisor.startProcess("db")
+    assert index_after(daemon, first, r"success: db entered RUNNING") < index_after(daemon, first, r"spawned: 'worker'")
+    wait_for(lambda: rpc.supervisor.getProcessInfo("worker")["statename"] == "RUNNING", 10, "worker back")

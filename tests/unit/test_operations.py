@@ -62,6 +62,8 @@ def test_describe_failures_and_stops():
     stop = int(time.mktime((2026, 3, 4, 17, 5, 0, 0, 0, -1)))
     assert describe(ProcessState.EXITED, start=1, stop=stop, now=3, pid=0, spawnerr="",
                     name="x") == "Mar 04 05:05 PM"
+    assert describe(ProcessState.EXITED, start=1, stop=stop, now=3, pid=0, spawnerr="", name="x",
+                    waiting="dependency db is STOPPED") == "start held: dependency db is STOPPED"
     for state in (ProcessState.STARTING, ProcessState.STOPPING, ProcessState.UNKNOWN):
         assert describe(state, start=1, stop=2, now=3, pid=9, spawnerr="e", name="x") == ""
 
