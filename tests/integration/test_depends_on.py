@@ -213,3 +213,25 @@ def test_an_autorestart_waits_for_its_dependency(tmp_path, daemons):
     rpc.supervisor.startProcess("db")
     assert index_after(daemon, first, r"success: db entered RUNNING") < index_after(daemon, first, r"spawned: 'worker'")
     wait_for(lambda: rpc.supervisor.getProcessInfo("worker")["statename"] == "RUNNING", 10, "worker back")
+
+
+def test_a_group_stops_its_dependents_first(tmp_path, daemons):
+    """Within one [group:x], stopping the group stops api before the db it depends on, though
+    priority alone would stop db first."""
+    daemon, rpc, _ = start(tmp_path, daemons, """
+        [group:stack]
+        programs=db,api
+        [program:db]
+        command=sleep 1000
+        startsecs=0
+        priority=900
+        [program:api]
+        command=sleep 1000
+        startsecs=0
+        priority=1
+        depends_on=db
+        """)
+    wait_for(lambda: all(p["statename"] == "RUNNING" for p in rpc.supervisor.getAllProcessInfo()), 20, "running")
+    first = len(daemon.messages())
+    rpc.supervisor.stopProcessGroup("stack")
+    assert index_after(daemon, first, r"stopped: api ") < index_after(daemon, first, r"stopped: db ")
