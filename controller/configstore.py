@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
-from . import audit, configs, opmodel, records
+from . import audit, configs, opmodel, planning, records
 from .configs import Current, Desired
 from .errors import Conflict, InvalidArgument, NotFound, Unavailable
 from .membership import Membership
@@ -229,16 +229,21 @@ class ConfigStore:
             if await self.store.compare_and_put([Put(key, encode(change(assignment, rollout)))], {key: raw}):
                 return assignment, rollout
 
-    def _combinations(self, name: str, text: str, targets: list[str]) -> list[dict[str, str]]:
-        """What to validate: the config alone, and together with every other config each target
-        node gets (each combination once)."""
+    def _combinations(self, name: str, text: str | None, targets: list[str]) -> list[dict[str, str]]:
+        """What to validate: the config (`text`; None: without it) together with every other
+        config each target node gets, each combination once (the config alone when no node is
+        targeted yet). A depends_on may name a program of any of them."""
         current = self.current_configs()
         members = self.membership.members()
-        combinations: set[frozenset[str]] = {frozenset()}
-        for node in targets:
-            combinations.add(frozenset(c.name for c in current.values()
-                                       if c.name != name and c.selector.matches(members[node])))
-        return [{name: text, **{o: current[o].text for o in others}} for others in combinations]
+        combinations = {frozenset(c.name for c in current.values()
+                                  if c.name != name and c.selector.matches(members[node])) for node in targets}
+        mine = {name: text} if text is not None else {}
+        return [{**mine, **{o: current[o].text for o in others}} for others in combinations or {frozenset()}]
+
+    def defined_names(self) -> set[str]:
+        """The program and group names the current configs define: what a config's depends_on
+        may name before its targets are known (the push then checks each target exactly)."""
+        return {n for c in self.current_configs().values() for n in planning.groups_of(c.text)}
 
     def assignment(self, name: str) -> AssignmentRecord | None:
         return decode(AssignmentRecord, self.store.get(records.assignment_key(name)))
@@ -258,7 +263,13 @@ class ConfigStore:
             raise Conflict(f"a rollout of {name} is in progress (operation {rollout.op}): abort it first "
                            f"(fleetctl ops abort {rollout.op})")
         selector = current.target()
-        targets = [n for n, m in self.membership.members().items() if selector.matches(m)]
+        members = self.membership.members()
+        targets = [n for n, m in members.items() if selector.matches(m)]
+        try:  # what stays on its nodes must still load without it (a depends_on on its programs)
+            await asyncio.to_thread(_validate_all, name, None, self._combinations(name, None, targets), {},
+                                    configs.local_names(members[node] for node in targets))
+        except InvalidArgument as exc:
+            raise InvalidArgument(f"config {name} cannot be deleted: what stays on its nodes needs it: {exc}") from None
         gone = AssignmentRecord(0, {}, time.time(), {}, current.withdrawn, deleted_by=author)
         if not await self.store.compare_and_put([Put(key, encode(gone))], {key: raw}):
             raise Conflict(f"config {name} was changed by someone else at the same time; try again")
@@ -280,11 +291,13 @@ class ConfigStore:
             await self.store.client.put(self.store.key(records.reconcile_key(name)), encode(record))
 
 
-def _validate_all(name: str, text: str, combinations: list[dict[str, str]], local: dict[str, list[str]],
+def _validate_all(name: str, text: str | None, combinations: list[dict[str, str]], local: dict[str, list[str]],
                   elsewhere: set[str]) -> None:
     """Raises InvalidArgument for the first combination the agent's parser refuses, or when the
     config clashes with a node's own programs (`local`, whose names, `elsewhere`, depends_on
     may use; each node checks its own exactly when it applies)."""
     for named_texts in combinations:
-        configs.validate(named_texts, elsewhere)
-    configs.check_local(name, text, local)
+        if named_texts:
+            configs.validate(named_texts, elsewhere)
+    if text is not None:
+        configs.check_local(name, text, local)

@@ -408,7 +408,7 @@ class ControllerServicer(pb_grpc.ControllerServiceServicer):
         if result.plan is not None:
             reply.plan.CopyFrom(operation_message(result.plan))
             reply.plan.id = ""
-            known = configs.local_names(self.fleet.membership.members().values())
+            known = configs.local_names(self.fleet.membership.members().values()) | self.fleet.configs.defined_names()
             reply.plan.gates.update(await asyncio.to_thread(configs.gates, request.name, request.config_text, known))
         return reply
 
@@ -447,8 +447,8 @@ class ControllerServicer(pb_grpc.ControllerServiceServicer):
     async def _programs(self, context: Context, name: str, text: str) -> list[tuple[str, str, str | None]]:
         """The processes config `name` defines, parsed in a worker thread: a big config must not
         stall the controller's loop (the parse reads nothing the loop changes). depends_on may
-        name any node's own programs here; the push checks those of its targets."""
-        known = configs.local_names(self.fleet.membership.members().values())
+        name any node's own programs, or any config's, here; the push checks those of its targets."""
+        known = configs.local_names(self.fleet.membership.members().values()) | self.fleet.configs.defined_names()
         try:
             return await asyncio.to_thread(configs.programs, name, text, known)
         except ERRORS as exc:

@@ -146,3 +146,21 @@ def assert_not_stored(ctl, name: str) -> None:
     with pytest.raises(grpc.RpcError) as missing:
         ctl.stub.ConfigHistory(pb.ConfigHistoryRequest(name=name), timeout=5)
     assert missing.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+def test_a_revision_that_breaks_another_configs_dependency_is_refused(fleet):
+    ctl = fleet.controller()
+    fleet.agent("web-1", ctl)
+    wait_status(ctl, lambda s: "web-1:app" in states(s), what="web-1 up")
+    push(ctl, "cache", "[program:cache]\ncommand=sleep 1000\nstartsecs=0\n", nodes=["web-1"])
+    push(ctl, "workers", "[program:worker]\ncommand=sleep 1000\nstartsecs=0\ndepends_on=cache\n", nodes=["web-1"])
+    wait_status(ctl, lambda s: states(s).get("web-1:worker") == "RUNNING", what="worker running after cache")
+    with pytest.raises(grpc.RpcError) as broken:
+        push(ctl, "cache", "[program:redis]\ncommand=sleep 1000\nstartsecs=0\n")
+    assert broken.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "depends on cache, but no program named cache is defined" in broken.value.details()
+    deleted = fleetctl(ctl.address, "config", "delete", "cache", "-m", "gone", "--yes")
+    assert deleted.returncode != 0 and "cache" in deleted.stderr, deleted.stdout + deleted.stderr
+    history = ctl.stub.ConfigHistory(pb.ConfigHistoryRequest(name="cache"), timeout=5)
+    assert len(history.revisions) == 1
+    assert states(ctl.status()).get("web-1:cache") == "RUNNING"
