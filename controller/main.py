@@ -20,8 +20,10 @@ from pathlib import Path
 
 import grpc
 
+from fleetvisor.agent.grpcapi.standard import Health
 from fleetvisor.agent.security.guard import CONTROLLER_SERVES, Gate, Guard, InsecureListen, Mode, mode_for
 from fleetvisor.agent.security.identity import Identity
+from fleetvisor.agent.security.rules import CONTROLLER_SERVICE
 from fleetvisor.agent.security.tlsfiles import Check, TlsFileError, TlsFiles, TlsMaterial
 
 from .acl import Acl
@@ -37,6 +39,7 @@ from .operations import Operations
 from .reconcile import Reconciler
 from .records import LEADER, prefix_of
 from .service import ControllerServicer, register
+from .serving import report_serving
 from .unreadable import Unreadable
 
 log = logging.getLogger("fleetvisor.controller")
@@ -206,6 +209,8 @@ async def run(args: argparse.Namespace) -> None:
         async def duties() -> None:
             await asyncio.gather(reconciler.run(), operations.run(), compactor.run())
         leadership = Leadership(election, duties)
+        health = Health(server, [CONTROLLER_SERVICE])
+        report_serving(health, mirror, election)
         await election.start()
         # resigning revokes our lease: pointless (and a wait for a timeout) without an etcd
         closers.append(lambda: election.close(resign=embedded is None or embedded.running))
@@ -214,6 +219,7 @@ async def run(args: argparse.Namespace) -> None:
                                             command_timeout=args.command_timeout, acl=acl, refusals=refusals))
         await server.start()
         closers.append(lambda: server.stop(grace=1.0))
+        closers.append(health.close)  # (closed in reverse) NOT_SERVING before the server goes
         log.info("controller %s serving on %s:%d (%s), cluster %r (identity %s), etcd %s", controller_id, host,
                  port, gate.mode.value, args.cluster, cluster_id, ",".join(endpoints))
         if gate.mode is Mode.INSECURE:

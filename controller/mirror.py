@@ -86,6 +86,7 @@ class Mirror:
         self.lost_at = 0.0
         self.last_error = ""
         self.reloads = 0  # full re-reads after compaction or a rewound etcd (not the first load)
+        self.on_connection: list[Callable[[], None]] = []  # called when `connected` changes
 
     # -- reading -------------------------------------------------------------------------------
 
@@ -204,11 +205,14 @@ class Mirror:
     def _set_connected(self, connected: bool) -> None:
         if connected and not self.connected and self._live is not None and self._live.done():
             log.info("etcd watch on %s is back at revision %d", self.prefix, self.revision)
-        self.connected = connected
+        changed, self.connected = connected != self.connected, connected
         if connected:
             self.lost_at, self.last_error = 0.0, ""
         if connected and self._live is not None and not self._live.done():
             self._live.set_result(None)
+        if changed:
+            for callback in list(self.on_connection):
+                callback()
 
     def _apply(self, response: rpc.WatchResponse) -> None:
         changes: list[Change] = []

@@ -22,10 +22,12 @@ from ..mainlog import MainLog
 from ..security.guard import AGENT_SERVES, Gate, Guard, InsecureListen, Mode, mode_for
 from ..security.identity import Identity, reissue_hint
 from ..security.keeper import Keeper
+from ..security.rules import AGENT_SERVICE
 from ..security.tlsfiles import TlsFileError, TlsFiles, TlsMaterial
 from ..supervisor import Supervisor
 from .authorize import Access
 from .service import AgentServicer
+from .standard import SERVING, Health
 
 
 class GrpcFace:
@@ -46,6 +48,7 @@ class GrpcFace:
         self.servicer = AgentServicer(core, self.journal, fleet, self.access)
         self.port = 0  # the bound port, once started (grpc_listen may name port 0)
         pb_grpc.add_AgentServiceServicer_to_server(self.servicer, self.server)
+        self.health = Health(self.server, [AGENT_SERVICE])
 
     async def start(self, previous: TlsMaterial | None = None) -> None:
         """`previous` is the TLS set of the run before a SIGHUP restart: if the files no longer
@@ -72,6 +75,7 @@ class GrpcFace:
         if not bound:
             raise StartupError(f"cannot listen for gRPC on {address}: address in use or not available")
         await self.server.start()
+        self.health.report({"": SERVING, AGENT_SERVICE: SERVING})
         self.port = bound
         if self.gate.mode is Mode.INSECURE:
             self.log.critical(f"gRPC on {address} is not using TLS (insecure = true): anyone who reaches it "
@@ -108,5 +112,6 @@ class GrpcFace:
         self.log.warn(f"unauthenticated gRPC connection from {peer} (insecure = true)")
 
     async def close(self) -> None:
+        await self.health.close()
         await self.server.stop(grace=1.0)
         self.journal.close()

@@ -13,7 +13,9 @@ server's log. Every refusal goes to the gate's refusal hook (the controller's au
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
+import inspect
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -241,30 +243,60 @@ class Guard(grpc.aio.ServerInterceptor):
 
             return grpc.unary_unary_rpc_method_handler(unary, _tolerant(handler.request_deserializer),
                                                        handler.response_serializer)
+        async def admitted(request: Any, context: grpc.aio.ServicerContext) -> Identity:
+            """The caller of a stream, followed so that a revocation ends it."""
+            try:
+                identity = gate.admit(context, method)
+                if isinstance(request, Undecodable):
+                    raise request.refusal(method)
+            except Refused as exc:
+                await refuse(context, exc)
+            _CURRENT.set(identity)
+            return identity
+
+        @contextlib.asynccontextmanager
+        async def followed(identity: Identity, context: grpc.aio.ServicerContext) -> AsyncIterator[None]:
+            forget = gate._follow(identity, asyncio.current_task())
+            try:
+                yield
+            except asyncio.CancelledError:
+                if identity.serial not in gate.revoked:
+                    raise
+                await context.abort(grpc.StatusCode.UNAUTHENTICATED, _revoked(identity))
+            finally:
+                forget()
+
         if handler.unary_stream is not None:
             inner_stream = handler.unary_stream
+            if not inspect.isasyncgenfunction(inner_stream):  # it writes with context.write (gRPC health's Watch)
+                async def writing(request: Any, context: grpc.aio.ServicerContext) -> None:
+                    async with followed(await admitted(request, context), context):
+                        await inner_stream(request, context)
+                return grpc.unary_stream_rpc_method_handler(writing, _tolerant(handler.request_deserializer),
+                                                            handler.response_serializer)
 
             async def stream(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
-                try:
-                    identity = gate.admit(context, method)
-                    if isinstance(request, Undecodable):
-                        raise request.refusal(method)
-                except Refused as exc:
-                    await refuse(context, exc)
-                _CURRENT.set(identity)
-                forget = gate._follow(identity, asyncio.current_task())
-                try:
+                async with followed(await admitted(request, context), context):
                     async for item in inner_stream(request, context):
                         yield item
-                except asyncio.CancelledError:
-                    if identity.serial not in gate.revoked:
-                        raise
-                    await context.abort(grpc.StatusCode.UNAUTHENTICATED, _revoked(identity))
-                finally:
-                    forget()
 
             return grpc.unary_stream_rpc_method_handler(stream, _tolerant(handler.request_deserializer),
                                                         handler.response_serializer)
+        if handler.stream_stream is not None:  # server reflection
+            inner_both = handler.stream_stream
+
+            async def both(requests: AsyncIterator[Any], context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+                async def decoded() -> AsyncIterator[Any]:
+                    async for request in requests:
+                        if isinstance(request, Undecodable):
+                            await refuse(context, request.refusal(method))
+                        yield request
+                async with followed(await admitted(None, context), context):
+                    async for item in inner_both(decoded(), context):
+                        yield item
+
+            return grpc.stream_stream_rpc_method_handler(both, _tolerant(handler.request_deserializer),
+                                                         handler.response_serializer)
 
         async def unsupported(request: Any, context: grpc.aio.ServicerContext) -> Any:
             await refuse(context, Refused(grpc.StatusCode.PERMISSION_DENIED, f"{method} is not served"))

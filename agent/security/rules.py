@@ -55,7 +55,14 @@ CONTROLLER_RULES: dict[str, str] = {
     "ListRevocations": ADMIN,
 }
 
-RULES: dict[str, dict[str, str]] = {AGENT_SERVICE: AGENT_RULES, CONTROLLER_SERVICE: CONTROLLER_RULES}
+# The standard services (grpcapi/standard.py): reading what a server serves and how it is.
+STANDARD_RULES: dict[str, dict[str, str]] = {
+    "grpc.health.v1.Health": {"Check": READ, "Watch": READ, "List": READ},
+    "grpc.reflection.v1alpha.ServerReflection": {"ServerReflectionInfo": READ},
+}
+
+RULES: dict[str, dict[str, str]] = {AGENT_SERVICE: AGENT_RULES, CONTROLLER_SERVICE: CONTROLLER_RULES,
+                                    **STANDARD_RULES}
 
 
 def verb_for(full_method: str) -> str | None:

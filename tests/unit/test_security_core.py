@@ -10,6 +10,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+from grpc_health.v1 import health_pb2
+from grpc_reflection.v1alpha import reflection_pb2
 
 from fleetvisor.agent.security import identity as ident
 from fleetvisor.agent.security import policy as pol
@@ -134,7 +136,8 @@ def test_policy_json_round_trip_and_errors() -> None:
             pol.Policy.from_json(bad)
 
 
-@pytest.mark.parametrize("module,service", [(agent_pb2, "AgentService"), (controller_pb2, "ControllerService")])
+@pytest.mark.parametrize("module,service", [(agent_pb2, "AgentService"), (controller_pb2, "ControllerService"),
+                                            (health_pb2, "Health"), (reflection_pb2, "ServerReflection")])
 def test_every_rpc_has_a_rule(module: object, service: str) -> None:
     descriptor = module.DESCRIPTOR.services_by_name[service]  # type: ignore[attr-defined]
     missing = [m.name for m in descriptor.methods if verb_for(f"/{descriptor.full_name}/{m.name}") is None]
@@ -144,7 +147,8 @@ def test_every_rpc_has_a_rule(module: object, service: str) -> None:
 
 def test_unknown_methods_have_no_rule() -> None:
     assert verb_for("/fleetvisor.v1.AgentService/Nope") is None
-    assert verb_for("/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo") is None
+    assert verb_for("/grpc.reflection.v1.ServerReflection/ServerReflectionInfo") is None  # v1alpha only
+    assert verb_for("/grpc.health.v1.Health/Nope") is None
 
 
 def test_policies_cross_the_wire_unchanged() -> None:
