@@ -25,6 +25,7 @@ from .logfiles import (
     read_log,
     tail_log,
 )
+from .tally import ByteCount
 
 __all__ = [
     "BadArguments",
@@ -81,10 +82,12 @@ class ChildLog:
         strip_ansi: bool = False,
         syslog_fn: Callable[[str], None] | None = None,
         notify: Notify | None = None,
+        counted: ByteCount | None = None,
     ) -> None:
         self.path = path
         self.syslog_tag = syslog_tag
         self.strip_ansi = strip_ansi
+        self.counted = counted if counted is not None else ByteCount()  # bytes for the file, for the metrics
         self._syslog = (syslog_fn or _default_syslog) if syslog_tag is not None else None
         self._file = (
             RotatingFile(path, maxbytes=maxbytes, backups=backups, notify=notify) if path is not None else None
@@ -107,7 +110,10 @@ class ChildLog:
         file, or strip_ansi or syslog needing the bytes."""
         if self._file is None or self.strip_ansi or self._syslog is not None:
             return None
-        return self._file.splice_from(pipe, count)
+        moved = self._file.splice_from(pipe, count)
+        if moved:
+            self.counted.bytes += moved
+        return moved
 
     def write(self, data: bytes) -> None:
         if self.strip_ansi:
@@ -115,6 +121,7 @@ class ChildLog:
         if not data:
             return
         if self._file is not None:
+            self.counted.bytes += len(data)
             self._file.write(data)
         if self._syslog is not None:
             # Chunk by chunk, like supervisord: a line split across two reads gives two

@@ -479,6 +479,7 @@ class ListenerPool:
                           f"{listener.process.name}, listener state unchanged")
                 continue
             listener.sent(event)
+            self.core.tally.events_delivered += 1
             if log.is_enabled(Level.DEBG):
                 log.debug(f"event {event.serial} sent to listener {listener.process.name}")
             return listener

@@ -30,6 +30,7 @@ from .health import Monitor, Verdict
 from .lifecycle import Blocker, Lifecycle, SpawnError
 from .mainlog import Level
 from .states import ProcessState
+from .tally import ProcessTally
 
 if TYPE_CHECKING:
     from .listener import Listener
@@ -270,6 +271,7 @@ class Process:
         # Set by the pool when this process is an event listener.
         self.listener: Listener | None = None
         self.health = Monitor(config.healthcheck, self) if config.healthcheck is not None else None
+        self.tally = ProcessTally()
 
     def _log_path(self, value: str | None, channel: str, made: Mapping[tuple[str, str], str]) -> str | None:
         if value != AUTO:
@@ -325,9 +327,9 @@ class Process:
         # that cannot be opened is a spawn error, not a child running unwatched.
         logs: list[ChildLog] = []
         try:
-            logs.append(self._open_log(self.config.stdout, self.stdout_logfile))
+            logs.append(self._open_log(self.config.stdout, self.stdout_logfile, "stdout"))
             if err_r >= 0:
-                logs.append(self._open_log(self.config.stderr, self.stderr_logfile))
+                logs.append(self._open_log(self.config.stderr, self.stderr_logfile, "stderr"))
         except OSError as exc:
             for log in logs:
                 log.close()
@@ -342,6 +344,7 @@ class Process:
                 umask=-1 if self.config.umask is None else self.config.umask,
                 close_fds=True, **kwargs)
             pid = self._popen.pid
+            self.tally.starts += 1
         except OSError as exc:
             pid, failure = -1, self._spawn_failure(exc, argv[0])
         finally:
@@ -416,10 +419,11 @@ class Process:
             return f"couldn't setuid to {self.config.user}: {exc.strerror}"
         return f"couldn't exec {program}: {errno_name(exc)}"
 
-    def _open_log(self, cfg: LogConfig, path: str | None) -> ChildLog:
+    def _open_log(self, cfg: LogConfig, path: str | None, channel: str) -> ChildLog:
         syslog_tag = self.name if cfg.syslog else None
         return ChildLog(path, maxbytes=cfg.maxbytes, backups=cfg.backups, syslog_tag=syslog_tag,
-                        strip_ansi=self.core.config.supervisord.strip_ansi, notify=self.core.log.log_trouble)
+                        strip_ansi=self.core.config.supervisord.strip_ansi, notify=self.core.log.log_trouble,
+                        counted=self.tally.log_bytes[channel])
 
     def kill(self, pid: int, sig: int) -> None:
         os.kill(pid, sig)
@@ -428,6 +432,11 @@ class Process:
         getattr(self.core.log, level)(message)
 
     def state_changed(self, old: ProcessState, new: ProcessState, expected: bool | None) -> None:
+        if new == ProcessState.EXITED or (new == ProcessState.BACKOFF and old == ProcessState.STARTING):
+            if expected:
+                self.tally.exits_expected += 1
+            else:
+                self.tally.exits_unexpected += 1
         self.core.process_state_changed(self, old, new, expected)
         if self.listener is not None and new == ProcessState.RUNNING:
             self.listener.running()

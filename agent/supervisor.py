@@ -29,6 +29,7 @@ from .listener import ListenerPool
 from .mainlog import MainLog
 from .process import Process, auto_log_channels
 from .states import STOPPED_STATES, ProcessState, SupervisorState
+from .tally import AgentTally
 from .timeouts import wait_within
 
 SHUTDOWN_REPORT_INTERVAL = 3.0
@@ -126,6 +127,7 @@ class Supervisor:
         # supervisord's events, for listener pools; fed from changes (first subscriber, so
         # before anything that reacts to a change publishes more) and by producers directly.
         self.events = events.EventBus()
+        self.tally = AgentTally()  # counts for /metrics
         self.subscribe(self._publish_event)
         self._ticker = events.Ticker(self.events.publish)
         for group_config in config.groups:

@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 import grpc
 
@@ -30,6 +33,19 @@ from .service import AgentServicer
 from .standard import SERVING, Health
 
 
+class CallCount(grpc.aio.ServerInterceptor):
+    """Counts each call by method for /metrics (a method nobody serves counts as one name)."""
+
+    def __init__(self, calls: Counter[tuple[str, str]]) -> None:
+        self.calls = calls
+
+    async def intercept_service(self, continuation: Callable[[grpc.HandlerCallDetails], Awaitable[Any]],
+                                details: grpc.HandlerCallDetails) -> Any:
+        handler = await continuation(details)
+        self.calls["grpc", details.method.lstrip("/") if handler is not None else "(unknown)"] += 1
+        return handler
+
+
 class GrpcFace:
     def __init__(self, core: Supervisor, fleet: FleetConfig, fv: FleetvisorConfig, log: MainLog) -> None:
         self.core = core
@@ -42,7 +58,7 @@ class GrpcFace:
         self.gate.on_refusal = self.access.on_refusal
         self.keeper = Keeper(self.gate, fleet.store.state_dir, log.warn)
         # Controllers ping every 2 s to notice a cut link; allow it (gRPC's default is 5 min).
-        self.server = grpc.aio.server(interceptors=[Guard(self.gate)],
+        self.server = grpc.aio.server(interceptors=[CallCount(core.tally.rpc_calls), Guard(self.gate)],
                                       options=[("grpc.http2.min_recv_ping_interval_without_data_ms", 1000),
                                                ("grpc.http2.max_ping_strikes", 0)])
         self.servicer = AgentServicer(core, self.journal, fleet, self.access)

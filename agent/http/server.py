@@ -2,7 +2,8 @@
 
 Each configured server (already bound, see `listeners`) gets its own aiohttp application,
 because each has its own credentials. Every path is behind the server's basic auth when it
-has a username: /RPC2 (XML-RPC), /logtail and /mainlogtail (log streams) and the web page.
+has a username: /RPC2 (XML-RPC), /logtail and /mainlogtail (log streams), /metrics
+(Prometheus) and the web page.
 
 A wrong or missing password is a bare 401 with a Basic challenge; nothing else is revealed.
 """
@@ -24,6 +25,8 @@ from aiohttp import web
 from ..caller import Caller
 from ..config.model import HttpLimits, HttpServerConfig
 from ..mainlog import Level
+from ..metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from ..metrics import Metrics
 from ..rpc.supervisor_api import SupervisorNamespace
 from ..rpc.xmlrpc import Dispatcher
 from . import logtail
@@ -178,7 +181,8 @@ def make_app(core: Supervisor, server: HttpServerConfig, guard: Guard | None = N
     app[GUARD] = guard
     caller = Caller("xmlrpc", server.username or "")
     namespaces = {name: SupervisorNamespace(core, caller) for name in rpc_namespaces(core.config)}
-    dispatcher = Dispatcher(namespaces, core.log)
+    dispatcher = Dispatcher(namespaces, core.log, core.tally.rpc_calls)
+    metrics = Metrics(core)
 
     async def rpc(request: web.Request) -> web.StreamResponse:
         if request.method != "POST":
@@ -191,6 +195,10 @@ def make_app(core: Supervisor, server: HttpServerConfig, guard: Guard | None = N
             return error_response(reply.status)
         return web.Response(body=reply.body, content_type="text/xml")
 
+    async def scrape(request: web.Request) -> web.Response:
+        return web.Response(body=await metrics.scrape(), headers={"Content-Type": METRICS_CONTENT_TYPE})
+
+    app.router.add_get("/metrics", scrape)
     # supervisord matches on the prefix: /RPC2 and anything under it.
     app.router.add_route("*", "/RPC2", rpc)
     app.router.add_route("*", "/RPC2{rest:.*}", rpc)

@@ -21,6 +21,7 @@ import inspect
 import re
 import traceback
 import xmlrpc.client
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -148,8 +149,10 @@ class Reply:
 class Dispatcher:
     """All methods of one HTTP server: the configured namespaces plus system.*."""
 
-    def __init__(self, namespaces: Mapping[str, object], log: MainLog) -> None:
+    def __init__(self, namespaces: Mapping[str, object], log: MainLog,
+                 calls: Counter[tuple[str, str]] | None = None) -> None:
         self.log = log
+        self.calls: Counter[tuple[str, str]] = Counter() if calls is None else calls  # for /metrics
         self.methods: dict[str, Method] = {}
         for name, obj in namespaces.items():
             self.methods.update(_methods(name, obj))
@@ -157,6 +160,7 @@ class Dispatcher:
 
     async def call(self, name: str, params: Sequence[object]) -> Any:  # what the method returns: marshallable
         method = self.methods.get(name)
+        self.calls["xmlrpc", name if method is not None else "(unknown)"] += 1
         if method is None:
             raise FaultError(Fault.UNKNOWN_METHOD)
         result = method.func(*method.bind(params))

@@ -42,6 +42,11 @@ def test_quick_health_check_cost(tmp_path):
     assert all(math.isfinite(v) for v in report["extra_core_percent"].values())
 
 
+def test_quick_metrics_scrape(tmp_path):
+    report = run_quick("metrics_scrape", tmp_path / "scrape.json", "--programs", "20", "--scrapes", "3")
+    assert report["bytes"] > 0 and report["scrape_ms"]["p50"] > 0
+
+
 def test_quick_dependency_tree_start(tmp_path):
     report = run_quick("dependencies", tmp_path / "deps.json", "--programs", "40", "--depth", "4", "--runs", "1")
     assert report["median"]["tree"] > 0 and report["median"]["flat"] > 0
