@@ -19,6 +19,7 @@ from fleetvisor.v1 import agent_pb2 as apb
 from fleetvisor.v1 import agent_pb2_grpc as apb_grpc
 from tests.support import free_port, wait_for
 
+from .events_helpers import recorder
 from .harness import write_config
 
 CONFIG = """
@@ -49,6 +50,10 @@ healthcheck_retries=1
 [program:idle]
 command=sleep 1000
 autostart=false
+[eventlistener:rec]
+command={recorder}
+events=PROCESS_STATE_RUNNING
+startsecs=0
 """
 
 
@@ -70,7 +75,8 @@ def value(samples: dict, metric: str, **labels: str) -> float | None:
 @pytest.fixture
 def agent(tmp_path, daemons):
     port, grpc_port = free_port(), free_port()
-    config = write_config(tmp_path, textwrap.dedent(CONFIG.format(port=port, grpc_port=grpc_port)))
+    config = write_config(tmp_path, textwrap.dedent(CONFIG.format(port=port, grpc_port=grpc_port,
+                                                                  recorder=recorder(tmp_path / "events"))))
     daemon = daemons(config)
     rpc = ServerProxy(f"http://ops:s3cret@127.0.0.1:{port}/RPC2")
     wait_for(lambda: daemon.proc.poll() is None and _answers(rpc), 20, "the agent answering")
@@ -118,7 +124,7 @@ def test_process_series_follow_the_processes(agent):
     assert value(samples, "fleetvisor_process_state", **talker, state="RUNNING") == 1
 
 
-def test_agent_series_and_auth(agent):
+def test_agent_series_and_auth(agent, tmp_path):
     daemon, rpc, port, grpc_port = agent
     with grpc.insecure_channel(f"127.0.0.1:{grpc_port}") as channel:
         apb_grpc.AgentServiceStub(channel).GetInfo(apb.GetInfoRequest(), timeout=5)
@@ -128,7 +134,9 @@ def test_agent_series_and_auth(agent):
                  method="fleetvisor.v1.AgentService/GetInfo") == 1
     assert value(samples, "fleetvisor_agent_rpc_calls_total", face="xmlrpc", method="supervisor.getState") >= 2
     assert 0 <= value(samples, "fleetvisor_agent_event_loop_lag_seconds") < 1
-    assert value(samples, "fleetvisor_agent_events_delivered_total") == 0  # no listener here
+    events = tmp_path / "events"
+    wait_for(lambda: events.exists() and events.read_text().count("\n") >= 1, 10, "the listener heard an event")
+    assert value(scrape(port), "fleetvisor_agent_events_delivered_total") >= events.read_text().count("\n")
     build = [k for k in samples if k[0] == "fleetvisor_build_info"]
     assert len(build) == 1 and ("component", "agent") in build[0][1]
     for auth in (None, "ops:wrong"):
