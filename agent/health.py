@@ -111,12 +111,13 @@ class TcpProbe:
 
     def __init__(self, host: str, port: int) -> None:
         self.host, self.port = host, port
-        self.addresses: list[tuple[int, tuple]] = []
+        self.addresses: list[tuple[int, tuple]] = []  # (family, socket address) to try in turn
         try:
             ip = ipaddress.ip_address(host)
         except ValueError:
-            pass
+            self.literal = False
         else:
+            self.literal = True
             self.addresses = [(socket.AF_INET6 if ip.version == 6 else socket.AF_INET, (host, port))]
         self.loop: asyncio.AbstractEventLoop  # the running loop, taken at each start
         self.done: Done | None = None
@@ -187,8 +188,8 @@ class TcpProbe:
         if self._tried < len(self.addresses):
             self._connect()
             return
-        if self.host != self.addresses[0][1][0]:
-            self.addresses = []  # a name: resolved again for the next probe
+        if not self.literal:
+            self.addresses = []  # resolved again for the next probe
         self._finish(f"cannot connect to {self.host}:{self.port}: {os.strerror(code)}")
 
     def _connected(self) -> None:
