@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from .errors import InvalidArgument, NotFound
 from .fleet import Fleet
@@ -37,6 +38,22 @@ class NodeResult:
     error: str = ""  # why the node could not be driven
     results: list[ProcessResult] = field(default_factory=list)
     seconds: float = 0.0
+
+
+class Outcome(Protocol):
+    """A node's outcome as the core or the wire has it."""
+
+    @property
+    def node(self) -> str: ...
+    @property
+    def ok(self) -> bool: ...
+
+
+def summary(nodes: Sequence[Outcome]) -> str:
+    """A command's result in one line, for the audit log."""
+    failed = [n.node for n in nodes if not n.ok]
+    return (f"{len(nodes) - len(failed)} of {len(nodes)} nodes ok"
+            + (f"; failed: {', '.join(failed)}" if failed else ""))
 
 
 Check = Callable[[list[tuple[MemberRecord, list[ProcessView]]]], None]

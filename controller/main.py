@@ -2,6 +2,7 @@
 
     fleetvisor-controller [--etcd embedded | --etcd HOST:PORT[,HOST:PORT...]] [--listen HOST:PORT]
                           [--cluster NAME] [--state-dir DIR] [--tls-cert F --tls-key F --tls-ca F]
+                          [--xmlrpc-listen HOST:PORT|unix:PATH [--xmlrpc-user NAME]]
 
 Stateless: everything durable is in etcd, so any number may run against one etcd; one leads.
 """
@@ -21,7 +22,15 @@ from pathlib import Path
 import grpc
 
 from fleetvisor.agent.grpcapi.standard import Health
-from fleetvisor.agent.security.guard import CONTROLLER_SERVES, Gate, Guard, InsecureListen, Mode, mode_for
+from fleetvisor.agent.security.guard import (
+    CONTROLLER_SERVES,
+    LOOPBACK,
+    Gate,
+    Guard,
+    InsecureListen,
+    Mode,
+    mode_for,
+)
 from fleetvisor.agent.security.identity import Identity
 from fleetvisor.agent.security.rules import CONTROLLER_SERVICE
 from fleetvisor.agent.security.tlsfiles import Check, TlsFileError, TlsFiles, TlsMaterial
@@ -41,6 +50,7 @@ from .records import LEADER, prefix_of
 from .service import ControllerServicer, register
 from .serving import report_serving
 from .unreadable import Unreadable
+from .xmlrpc_face import XmlRpcConfigError, XmlRpcFace, XmlRpcSettings
 
 log = logging.getLogger("fleetvisor.controller")
 
@@ -109,6 +119,17 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
                         "(default %(default)s)")
     p.add_argument("--compact-retention", type=int, default=CompactionPolicy.retention, metavar="REVISIONS",
                    help="revisions of history kept by each compaction (default %(default)s)")
+    p.add_argument("--xmlrpc-listen", metavar="HOST:PORT|unix:PATH",
+                   help="also serve the fleet as one supervisord (XML-RPC and /logtail) for the stock supervisorctl "
+                        "and supervisord tools; off loopback only with --xmlrpc-user")
+    p.add_argument("--xmlrpc-user", metavar="NAME",
+                   help="basic-auth user of --xmlrpc-listen (password from $FLEETVISOR_XMLRPC_PASSWORD or "
+                        "--xmlrpc-password-file; {SHA}hex accepted); policies see it as this operator")
+    p.add_argument("--xmlrpc-password-file", type=Path, metavar="FILE", help="file holding --xmlrpc-user's password")
+    p.add_argument("--xmlrpc-role", choices=("operator", "viewer"), default="operator",
+                   help="the role --xmlrpc-user has in policies (default %(default)s; a viewer only reads)")
+    p.add_argument("--xmlrpc-groups", default="", metavar="G,...",
+                   help="groups of --xmlrpc-user in policies (admins: everything everywhere)")
     args = p.parse_args(argv)
     if (args.tls_cert or args.tls_key or args.tls_ca) and not (args.tls_cert and args.tls_key and args.tls_ca):
         p.error("TLS needs all three of --tls-cert, --tls-key and --tls-ca")
@@ -119,7 +140,30 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         p.error("--node-ttl and --leader-ttl must be at least 2 seconds")
     if args.compact_interval < 0 or args.compact_retention < 1:
         p.error("--compact-interval must be 0 or more seconds and --compact-retention at least 1 revision")
+    if (args.xmlrpc_user or args.xmlrpc_password_file) and not args.xmlrpc_listen:
+        p.error("--xmlrpc-user and --xmlrpc-password-file go with --xmlrpc-listen")
     return args
+
+
+def xmlrpc_settings(args: argparse.Namespace) -> XmlRpcSettings:
+    """The endpoint's settings; the password is read here and never logged."""
+    password = os.environ.get("FLEETVISOR_XMLRPC_PASSWORD") or None
+    if args.xmlrpc_password_file is not None:
+        try:
+            password = args.xmlrpc_password_file.read_text().strip() or None
+        except OSError as exc:
+            raise StartupError(f"--xmlrpc-password-file {args.xmlrpc_password_file}: "
+                               f"{exc.strerror or exc}") from None
+    if args.xmlrpc_user is None:
+        password = None if args.xmlrpc_password_file is None else password
+    groups = frozenset(g.strip() for g in args.xmlrpc_groups.split(",") if g.strip())
+    settings = XmlRpcSettings(args.xmlrpc_listen, args.xmlrpc_user, password, args.xmlrpc_role, groups,
+                              args.cluster)
+    try:
+        settings.check()
+    except XmlRpcConfigError as exc:
+        raise StartupError(str(exc)) from None
+    return settings
 
 
 def _mode(host: str, tls: object, insecure: bool) -> Mode:
@@ -156,6 +200,7 @@ def _tls(args: argparse.Namespace) -> TlsMaterial | None:
 
 async def run(args: argparse.Namespace) -> None:
     tls = _tls(args)
+    xmlrpc = xmlrpc_settings(args) if args.xmlrpc_listen else None
     state_dir = Path(args.state_dir or default_state_dir())
     embedded = None
     if args.etcd == "embedded":
@@ -215,10 +260,23 @@ async def run(args: argparse.Namespace) -> None:
         # resigning revokes our lease: pointless (and a wait for a timeout) without an etcd
         closers.append(lambda: election.close(resign=embedded is None or embedded.running))
         closers.append(leadership.close)
-        register(server, ControllerServicer(fleet, leadership, operations, node_ttl=args.node_ttl,
-                                            command_timeout=args.command_timeout, acl=acl, refusals=refusals))
+        servicer = ControllerServicer(fleet, leadership, operations, node_ttl=args.node_ttl,
+                                      command_timeout=args.command_timeout, acl=acl, refusals=refusals)
+        register(server, servicer)
         await server.start()
         closers.append(lambda: server.stop(grace=1.0))
+        if xmlrpc is not None:
+            try:
+                face = XmlRpcFace(xmlrpc, fleet, leadership, servicer.checks, refusals,
+                                  command_timeout=args.command_timeout)
+            except XmlRpcConfigError as exc:
+                raise StartupError(str(exc)) from None
+            await face.start()
+            closers.append(face.close)
+            log.info("%s", face.describe())
+            if xmlrpc.username is not None and xmlrpc.unix_path is None and xmlrpc.address()[0] not in LOOPBACK:
+                log.warning("XML-RPC on %s sends its basic-auth password in plaintext (as supervisord's "
+                            "inet_http_server): keep it on a trusted network or behind a TLS proxy", xmlrpc.listen)
         closers.append(health.close)  # (closed in reverse) NOT_SERVING before the server goes
         log.info("controller %s serving on %s:%d (%s), cluster %r (identity %s), etcd %s", controller_id, host,
                  port, gate.mode.value, args.cluster, cluster_id, ",".join(endpoints))

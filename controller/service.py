@@ -31,7 +31,6 @@ from google.protobuf.json_format import MessageToDict
 
 from fleetvisor.agent.grpcapi.details import details as one_line
 from fleetvisor.agent.limits import config_name_refusal, config_size_refusal, sections_refusal
-from fleetvisor.agent.logfiles import tail_bytes_refusal
 from fleetvisor.agent.security import guard, wire
 from fleetvisor.agent.security.identity import IdentityError, check_name
 from fleetvisor.agent.security.policy import MAX_POLICY_BYTES, Authorizer, Policy, PolicyError
@@ -40,7 +39,7 @@ from fleetvisor.v1 import agent_pb2 as apb
 from fleetvisor.v1 import controller_pb2 as pb
 from fleetvisor.v1 import controller_pb2_grpc as pb_grpc
 
-from . import audit, configs, fanout, opmodel, records
+from . import audit, configs, fanout, opmodel, records, tailing
 from .acl import Acl
 from .admin import Admin, Revoked, shown
 from .authorize import Checks
@@ -58,11 +57,11 @@ from .errors import (
 from .etcd import describe
 from .fleet import Fleet
 from .leadership import Leadership
-from .livestate import rpc_reason
 from .membership import Heartbeat
 from .operations import Operations
 from .records import RevisionRecord, RevocationRecord, Selector
 from .views import FleetStatus, Freshness, NodeConfigStatus, NodeInfo
+from .writegate import write_refusal
 
 log = logging.getLogger("fleetvisor.controller")
 T = TypeVar("T")
@@ -215,12 +214,8 @@ class ControllerServicer(pb_grpc.ControllerServiceServicer):
                      work: Callable[[], Awaitable[T]], summary: Callable[[T], str],
                      succeeded: Callable[[T], bool] = lambda _: True) -> T:
         """A mutating command: only on the leader, always audited."""
-        if down := self._etcd_down():
-            await self._fail(context, Unavailable(f"{down}; nothing was changed, try again once etcd is back"))
-        if not self.leadership.is_leader:
-            await self._fail(context, NotLeader(
-                "this controller is not the leader" if self.leadership.leader_address
-                else "no controller leads right now; try again in a few seconds"))
+        if refusal := write_refusal(self.fleet, self.leadership):
+            await self._fail(context, refusal)
         write = _writing(action, args)
         try:
             result = await work()
@@ -353,22 +348,15 @@ class ControllerServicer(pb_grpc.ControllerServiceServicer):
             controller_id=e.controller_id) for e in entries])
 
     async def TailLog(self, request: pb.FleetTailRequest, context: Context) -> AsyncIterator:
-        link = self.fleet.links.get(request.node)
-        member = self.fleet.membership.member(request.node)
-        if member is None or link is None:
-            await self._fail(context, NotFound(f"no such node: {request.node}"))
-        if refusal := tail_bytes_refusal(request.request.last_bytes):
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, refusal)
-        await self._check(context, "TailLog",
-                          lambda: self.checks.read_process(guard.current(), member, request.request.name))
+        chunks = tailing.tail(self.fleet, self.checks, guard.current(), request.node, request.request,
+                              timeout=self.command_timeout)
         try:
-            async for chunk in link.stub.TailLog(request.request, timeout=None if request.request.follow
-                                                 else self.command_timeout):
+            async for chunk in chunks:
                 yield chunk
-        except grpc.aio.AioRpcError as exc:
-            code = exc.code() if exc.code() in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.FAILED_PRECONDITION,
-                                                grpc.StatusCode.INVALID_ARGUMENT) else grpc.StatusCode.UNAVAILABLE
-            await context.abort(code, one_line(f"{request.node}: {rpc_reason(exc)}"))
+        except PermissionDenied as exc:
+            await self._refuse(context, "TailLog", exc)
+        except ERRORS as exc:
+            await self._fail(context, exc)
 
     # -- writes ------------------------------------------------------------------------------
 
@@ -482,7 +470,8 @@ class ControllerServicer(pb_grpc.ControllerServiceServicer):
                                            check=lambda targets: self.checks.control(who, targets))
             return pb.ControlResponse(nodes=[node_result_message(r) for r in results])
         return await self._write(context, "Control", f"control.{action}", args, work,
-                                 _control_summary, lambda response: all(n.ok for n in response.nodes))
+                                 lambda response: fanout.summary(response.nodes),
+                                 lambda response: all(n.ok for n in response.nodes))
 
     # -- operations ------------------------------------------------------------------------------
 
@@ -677,12 +666,6 @@ def _pushed_summary(response: pb.PushConfigResponse) -> str:
 def _deleted_summary(response: pb.DeleteConfigResponse) -> str:
     return (f"config {response.name} deleted at revision {response.last_revision}; its programs are removed "
             f"from {', '.join(response.target_nodes) or 'no node'}")
-
-
-def _control_summary(response: pb.ControlResponse) -> str:
-    failed = [n.node for n in response.nodes if not n.ok]
-    return (f"{len(response.nodes) - len(failed)} of {len(response.nodes)} nodes ok"
-            + (f"; failed: {', '.join(failed)}" if failed else ""))
 
 
 # -- the wire's messages from the core's values, and back ------------------------------------------
