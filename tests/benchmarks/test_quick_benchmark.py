@@ -50,3 +50,12 @@ def test_quick_metrics_scrape(tmp_path):
 def test_quick_dependency_tree_start(tmp_path):
     report = run_quick("dependencies", tmp_path / "deps.json", "--programs", "40", "--depth", "4", "--runs", "1")
     assert report["median"]["tree"] > 0 and report["median"]["flat"] > 0
+
+
+def test_quick_fleet_scale_times_status_and_xmlrpc(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "benchmarks.fleet_scale", "--sizes", "3", "--samples", "5",
+                             "--out", str(tmp_path)], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    [row] = json.loads((tmp_path / "fleet_scale.json").read_text())["status"]
+    assert row["agents"] == 3 and row["status_p99_ms"] > 0
+    assert 0 < row["xmlrpc_p50_ms"] <= row["xmlrpc_p99_ms"]

@@ -150,7 +150,7 @@ def test_stock_supervisorctl_tail_and_tail_follow(fleet_rpc):
 
 
 def test_a_down_node_is_shown_down_never_missing(fleet, fleet_rpc):
-    ctl, ep = fleet_rpc
+    _, ep = fleet_rpc
     fleet.agents[2].kill()  # db-1
 
     def shown_down() -> bool:
@@ -213,7 +213,8 @@ def test_xmlrpc_client_sees_the_43_shapes_and_multicall(fleet_rpc):
         {"methodName": "supervisor.getProcessInfo", "params": ["db-1/none:none"]},
         {"methodName": "supervisor.getAPIVersion", "params": []},
     ])
-    assert calls[0]["group"] == "db-1/worker" and calls[1] == {"faultCode": 10, "faultString": "BAD_NAME: db-1/none:none"}
+    assert calls[0]["group"] == "db-1/worker"
+    assert calls[1] == {"faultCode": 10, "faultString": "BAD_NAME: db-1/none:none"}
     assert calls[2] == "3.0"
     methods = proxy.system.listMethods()
     assert {"supervisor.getAllProcessInfo", "supervisor.tailProcessStdoutLog", "system.multicall"} <= set(methods)
@@ -226,7 +227,7 @@ def test_xmlrpc_client_sees_the_43_shapes_and_multicall(fleet_rpc):
 
 
 def test_a_follower_refuses_writes_and_serves_reads(fleet, fleet_rpc, tmp_path):
-    ctl, ep = fleet_rpc
+    ctl, _ = fleet_rpc
     port = free_port()
     (tmp_path / "p2").write_text(PASSWORD)
     follower = fleet.controller("ctl-2", extra=("--xmlrpc-listen", f"127.0.0.1:{port}", "--xmlrpc-user", USER,
