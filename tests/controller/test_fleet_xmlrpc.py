@@ -94,6 +94,9 @@ def test_stock_supervisorctl_status_start_stop_restart_pid_avail(fleet_rpc):
     after = ep.ctl("pid", "db-1/app:app").stdout.strip()
     assert after.isdigit() and after != before
 
+    result = ep.ctl("signal", "HUP", "web-2/app:app")
+    assert result.returncode == 0 and result.stdout.strip() == "web-2/app:app: signalled", result.stdout
+
     avail = ep.ctl("avail")
     assert avail.returncode == 0
     assert any(line.split()[:3] == ["web-2/ticker:ticker", "in", "use"] for line in avail.stdout.splitlines())
@@ -106,7 +109,7 @@ def test_stock_supervisorctl_status_start_stop_restart_pid_avail(fleet_rpc):
 
 
 def test_stock_supervisorctl_errors_are_stock(fleet_rpc):
-    _, ep = fleet_rpc
+    ctl, ep = fleet_rpc
     result = ep.ctl("status", "web-9/app:app")
     assert result.stdout.strip() == "web-9/app:app: ERROR (no such process)" and result.returncode != 0
     result = ep.ctl("start", "web-1/nope:nope")
@@ -115,6 +118,10 @@ def test_stock_supervisorctl_errors_are_stock(fleet_rpc):
     assert result.stdout.strip() == "web-1/app:app: ERROR (already started)"
     result = ep.ctl("pid", "web-1/nope:nope")
     assert result.stdout.strip() == "No such process web-1/nope:nope" and result.returncode != 0
+
+    result = ep.ctl("shutdown")
+    assert "has no fleet meaning" in result.stdout and result.returncode != 0
+    assert states(ctl.status())["web-1:app"] == "RUNNING"
 
     refused = ep.ctl("status", password="wrong")
     assert "Server requires authentication" in refused.stdout and refused.returncode != 0
