@@ -106,13 +106,17 @@ class FleetSupervisor:
 
     def getAllProcessInfo(self) -> list[dict[str, object]]:
         """Every process of every node the caller may read, by node, group and name; a node this
-        controller cannot follow shows its processes as UNKNOWN, saying why.
+        controller cannot follow shows its processes as UNKNOWN, saying why (one NODE/*:* entry
+        when none of its processes is known here yet).
 
         @return array result  an array of info structs
         """
         now = time.time()
         infos: list[dict[str, object]] = []
         for member, procs, why in self._visible():
+            link = self._fleet.links.get(member.name)
+            if why and (link is None or not link.has_data):  # nothing known of it: the node itself
+                infos.append(shapes.unknown_node_info(member.name, why, now))
             for proc in procs:
                 infos.append(shapes.process_info(member.name, proc) if not why
                              else shapes.down_info(member.name, proc, why, now))

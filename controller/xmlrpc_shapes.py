@@ -112,6 +112,15 @@ def down_info(node: str, proc: LiveProcess, why: str, now: float) -> dict[str, o
     return info
 
 
+def unknown_node_info(node: str, why: str, now: float) -> dict[str, object]:
+    """The one struct of a node this controller has no process state of (it has been down since
+    this controller started): group ``NODE/*``, name ``*``, so it is listed, not silently missing."""
+    return {"name": "*", "group": fleet_group(node, "*"), "start": 0, "stop": 0, "now": int(now),
+            "state": UNKNOWN, "statename": "UNKNOWN", "spawnerr": "", "exitstatus": 0, "logfile": "",
+            "stdout_logfile": "", "stderr_logfile": "", "pid": 0,
+            "description": f"{why}; none of its processes is known to this controller yet"}
+
+
 def down_reason(node: str, up: bool, error: str, last_heartbeat: float, now: float | None = None) -> str:
     """One line for a node whose live state is not followed: down (no heartbeat within its TTL)
     or up but unreachable from this controller."""

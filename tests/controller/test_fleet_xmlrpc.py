@@ -266,3 +266,31 @@ def test_unix_socket_without_login(fleet, tmp_path):
     wait_for(lambda: "web-1/app:app" in subprocess.run(
         [SUPERVISORCTL, "-s", f"unix://{path}", "status"], capture_output=True, text=True, timeout=30).stdout,
         20, "status over the unix socket")
+
+
+def test_a_node_down_since_before_the_controller_started_is_listed(fleet, tmp_path):
+    first = fleet.controller()
+    fleet.agent("web-1", first)
+    fleet.agent("db-1", first)
+    wait_status(first, lambda s: len(states(s)) == 2, what="two nodes' processes")
+    fleet.agents[1].kill()
+    first.stop()
+    port = free_port()
+    (tmp_path / "pass").write_text(PASSWORD)
+    fleet.controller("ctl-2", extra=("--xmlrpc-listen", f"127.0.0.1:{port}", "--xmlrpc-user", USER,
+                                     "--xmlrpc-password-file", str(tmp_path / "pass"), "--xmlrpc-groups", "admins"))
+    ep = Endpoint(port)
+
+    def listed() -> bool:
+        lines = status_lines(ep.ctl("status").stdout)
+        return lines.get("web-1/app:app", [""])[0] == "RUNNING" and lines.get("db-1/*:*", [""])[0] == "UNKNOWN"
+    wait_for(listed, 30, "web-1 running and db-1 listed as unknown")
+    seen: list[str] = []
+
+    def said_down() -> bool:
+        seen[:] = [ep.ctl("status", "db-1/*:*").stdout]
+        return "node db-1 is down" in seen[0]
+    try:
+        wait_for(said_down, 30, "db-1 said to be down")
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}; status said {seen}") from None
