@@ -294,3 +294,19 @@ def test_a_node_down_since_before_the_controller_started_is_listed(fleet, tmp_pa
         wait_for(said_down, 30, "db-1 said to be down")
     except AssertionError as exc:
         raise AssertionError(f"{exc}; status said {seen}") from None
+
+
+def test_a_viewer_reads_and_its_writes_are_refused_and_audited(fleet, tmp_path):
+    port = free_port()
+    (tmp_path / "pass").write_text(PASSWORD)
+    ctl = fleet.controller(extra=("--xmlrpc-listen", f"127.0.0.1:{port}", "--xmlrpc-user", USER,
+                                  "--xmlrpc-password-file", str(tmp_path / "pass"), "--xmlrpc-role", "viewer"))
+    fleet.agent("web-1", ctl)
+    wait_for(ctl.is_leader, 10, "ctl-1 to lead")
+    ep = Endpoint(port)
+    wait_for(lambda: "RUNNING" in ep.ctl("status", "web-1/app:app").stdout, 20, "the viewer to see web-1")
+    result = ep.ctl("stop", "web-1/app:app")
+    assert result.stdout.startswith("FAILED: viewer ops may not control web-1:app"), result.stdout
+    assert states(ctl.status())["web-1:app"] == "RUNNING"
+    denied = [e for e in ctl.stub.ListAudit(pb.ListAuditRequest(), timeout=5).entries if e.action == "denied"]
+    assert any(e.who == USER and "xmlrpc/supervisor.stopProcess" in e.detail for e in denied)
