@@ -147,15 +147,15 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
 
 def xmlrpc_settings(args: argparse.Namespace) -> XmlRpcSettings:
     """The endpoint's settings; the password is read here and never logged."""
-    password = os.environ.get("FLEETVISOR_XMLRPC_PASSWORD") or None
+    password = None
     if args.xmlrpc_password_file is not None:
         try:
             password = args.xmlrpc_password_file.read_text().strip() or None
         except OSError as exc:
             raise StartupError(f"--xmlrpc-password-file {args.xmlrpc_password_file}: "
                                f"{exc.strerror or exc}") from None
-    if args.xmlrpc_user is None:
-        password = None if args.xmlrpc_password_file is None else password
+    elif args.xmlrpc_user is not None:
+        password = os.environ.get("FLEETVISOR_XMLRPC_PASSWORD") or None
     groups = frozenset(g.strip() for g in args.xmlrpc_groups.split(",") if g.strip())
     settings = XmlRpcSettings(args.xmlrpc_listen, args.xmlrpc_user, password, args.xmlrpc_role, groups,
                               args.cluster)
