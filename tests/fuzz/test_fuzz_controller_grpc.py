@@ -155,10 +155,11 @@ class FuzzFleet:
 
 
 def _is_write(method: Method, raw: bytes) -> bool:
-    """A dry run of an operation is a plan, not a write."""
-    if method.name == "StartOperation":
+    """A dry run (of an operation, or of a push) is a plan, not a write."""
+    planned = {"StartOperation": pb.StartOperationRequest, "PushConfig": pb.PushConfigRequest}.get(method.name)
+    if planned is not None:
         try:
-            return not pb.StartOperationRequest.FromString(raw).dry_run
+            return not planned.FromString(raw).dry_run
         except DecodeError:
             return True  # refused unread: as a write, to be safe
     return method.name in WRITES

@@ -8,6 +8,7 @@ from types import SimpleNamespace
 
 import pytest
 
+from fleetvisor.agent.tally import AgentTally
 from fleetvisor.agent import events as ev
 from fleetvisor.agent.listener import (
     MAX_RESULT_BYTES,
@@ -190,7 +191,7 @@ class FakeProcess:
 
 
 def make_pool(names=("l0",), buffer_size=3, events=("EVENT",)):
-    core = SimpleNamespace(events=ev.EventBus(), log=Log(),
+    core = SimpleNamespace(events=ev.EventBus(), log=Log(), tally=AgentTally(),
                            config=SimpleNamespace(supervisord=SimpleNamespace(identifier="supervisor")))
     procs = {n: FakeProcess(n, core) for n in names}
     config = SimpleNamespace(name="pool", buffer_size=buffer_size, events=events,
