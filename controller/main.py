@@ -51,7 +51,9 @@ from .metrics import (
     GrpcTiming,
     MetricsConfigError,
     MetricsServer,
+    OperationsCollector,
     check_listen,
+    etcd_histogram,
     grpc_histogram,
     service_methods,
 )
@@ -230,7 +232,13 @@ async def run(args: argparse.Namespace) -> None:
     xmlrpc = xmlrpc_settings(args) if args.xmlrpc_listen else None
     metrics_at = _metrics_address(args)
     registry = CollectorRegistry(auto_describe=False)
-    timing = GrpcTiming(grpc_histogram(registry), service_methods(*pb.DESCRIPTOR.services_by_name.values()))
+    # timed only when someone may scrape: without --metrics-listen nothing is observed
+    interceptors: list[grpc.aio.ServerInterceptor] = []
+    observe_etcd = None
+    if metrics_at is not None:
+        interceptors.append(GrpcTiming(grpc_histogram(registry),
+                                       service_methods(*pb.DESCRIPTOR.services_by_name.values())))
+        observe_etcd = etcd_histogram(registry)
     state_dir = Path(args.state_dir or default_state_dir())
     embedded = None
     if args.etcd == "embedded":
@@ -244,12 +252,12 @@ async def run(args: argparse.Namespace) -> None:
     try:
         client = await connect(EtcdSettings(endpoints=endpoints, ca=args.etcd_ca, cert=args.etcd_cert,
                                             key=args.etcd_key, user=args.etcd_user,
-                                            password=os.environ.get("FLEETVISOR_ETCD_PASSWORD")))
+                                            password=os.environ.get("FLEETVISOR_ETCD_PASSWORD"), observe=observe_etcd))
         closers.append(client.close)
         host = args.listen.rpartition(":")[0]
         gate = Gate(_mode(host, tls, args.insecure), cluster=args.cluster, roles=CONTROLLER_SERVES,
                     on_unauthenticated=_unauthenticated)
-        server = grpc.aio.server(interceptors=[timing, Guard(gate)],
+        server = grpc.aio.server(interceptors=[*interceptors, Guard(gate)],
                                  options=[("grpc.http2.min_recv_ping_interval_without_data_ms", 1000),
                                           ("grpc.http2.max_ping_strikes", 0)])
         if tls:
@@ -309,6 +317,7 @@ async def run(args: argparse.Namespace) -> None:
                             "inet_http_server): keep it on a trusted network or behind a TLS proxy", xmlrpc.listen)
         if metrics_at is not None:
             registry.register(FleetCollector(fleet, leadership))
+            registry.register(OperationsCollector(operations))
             registry.register(BuildCollector())
             metrics = MetricsServer(registry, *metrics_at)
             metrics_port = await metrics.start()

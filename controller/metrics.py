@@ -20,6 +20,8 @@ from fleetvisor.agent.security.guard import LOOPBACK
 
 from .fleet import Fleet
 from .leadership import Leadership
+from .operations import Operations
+from .opmodel import ENDED, Kind, OpState, StepState
 
 log = logging.getLogger("fleetvisor.controller")
 
@@ -98,6 +100,45 @@ class FleetCollector(Collector):
                                 value=1 if self.leadership.is_leader else 0)
 
 
+class OperationsCollector(Collector):
+    """Operations by kind and state, and the progress of those still going. Operation ids label
+    only unended operations, which the leader bounds (one at a time per selection)."""
+
+    def __init__(self, operations: Operations) -> None:
+        self.operations = operations
+
+    def collect(self) -> Iterator[Any]:
+        ops = self.operations.list(everything=True)
+        counts = {(kind.value, state.word): 0 for kind in Kind if kind is not Kind.UNSPECIFIED
+                  for state in OpState if state is not OpState.UNSPECIFIED}
+        by_state = GaugeMetricFamily("fleetvisor_controller_operations", "Operations by kind and state",
+                                     labels=["kind", "state"])
+        batch = GaugeMetricFamily("fleetvisor_controller_operation_batch",
+                                  "Current batch (0-based) of an unended operation", labels=["operation", "kind"])
+        batches = GaugeMetricFamily("fleetvisor_controller_operation_batches",
+                                    "Batches of an unended operation", labels=["operation", "kind"])
+        done = GaugeMetricFamily("fleetvisor_controller_operation_steps_done",
+                                 "Node steps finished (done or skipped) of an unended operation",
+                                 labels=["operation", "kind"])
+        steps = GaugeMetricFamily("fleetvisor_controller_operation_steps",
+                                  "Node steps of an unended operation", labels=["operation", "kind"])
+        for op in ops:
+            key = (op.spec.kind.value, op.state.word)
+            if key in counts:
+                counts[key] += 1
+            if op.state in ENDED:
+                continue
+            labels = [op.id, op.spec.kind.value]
+            all_steps = op.steps()
+            batch.add_metric(labels, op.current_batch)
+            batches.add_metric(labels, len(op.batches))
+            done.add_metric(labels, sum(s.state in (StepState.DONE, StepState.SKIPPED) for s in all_steps))
+            steps.add_metric(labels, len(all_steps))
+        for (kind, state), count in counts.items():
+            by_state.add_metric([kind, state], count)
+        yield from (by_state, batch, batches, done, steps)
+
+
 class BuildCollector(Collector):
     def collect(self) -> Iterator[Any]:
         info = InfoMetricFamily("fleetvisor_build", "fleetvisor build")
@@ -108,6 +149,13 @@ class BuildCollector(Collector):
 def grpc_histogram(registry: CollectorRegistry) -> Histogram:
     return Histogram("fleetvisor_controller_grpc_request_duration_seconds",
                      "gRPC request latency by method and status code", ["method", "code"], registry=registry)
+
+
+def etcd_histogram(registry: CollectorRegistry) -> Callable[[str, float], None]:
+    """The etcd client's `observe`: request latency by etcd method (Range, Txn, LeaseGrant...)."""
+    histogram = Histogram("fleetvisor_controller_etcd_request_duration_seconds",
+                          "etcd request latency by operation", ["operation"], registry=registry)
+    return lambda kind, seconds: histogram.labels(kind).observe(seconds)
 
 
 class GrpcTiming(grpc.aio.ServerInterceptor):

@@ -37,6 +37,9 @@ def test_controller_metrics_follow_the_fleet(fleet: Fleet) -> None:
     assert samples[("fleetvisor_controller_nodes", (("state", "down"),))] == 0
     assert ("fleetvisor_controller_node_heartbeat_age_seconds", (("node", "node-a"),)) in samples
     assert samples[("fleetvisor_build_info", (("component", "controller"), ("version", "0.1.0")))] == 1
+    assert any(name == "fleetvisor_controller_etcd_request_duration_seconds_count" and v > 0
+               for (name, _), v in samples.items())
+    assert samples[("fleetvisor_controller_operations", (("kind", "ROLLING_RESTART"), ("state", "running")))] == 0
     method = "/fleetvisor.v1.ControllerService/ListNodes"
     before = grpc_count(samples, method)
     ctl.stub.ListNodes(pb.ListNodesRequest(), timeout=5)
