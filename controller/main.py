@@ -52,6 +52,7 @@ from .metrics import (
     MetricsConfigError,
     MetricsServer,
     OperationsCollector,
+    ReconcileCollector,
     check_listen,
     etcd_histogram,
     grpc_histogram,
@@ -318,6 +319,7 @@ async def run(args: argparse.Namespace) -> None:
         if metrics_at is not None:
             registry.register(FleetCollector(fleet, leadership))
             registry.register(OperationsCollector(operations))
+            registry.register(ReconcileCollector(reconciler))
             registry.register(BuildCollector())
             metrics = MetricsServer(registry, *metrics_at)
             metrics_port = await metrics.start()

@@ -13,7 +13,7 @@ from typing import Any
 import grpc
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Histogram, generate_latest
-from prometheus_client.core import GaugeMetricFamily, InfoMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily
 from prometheus_client.registry import Collector
 
 from fleetvisor.agent.security.guard import LOOPBACK
@@ -22,6 +22,7 @@ from .fleet import Fleet
 from .leadership import Leadership
 from .operations import Operations
 from .opmodel import ENDED, Kind, OpState, StepState
+from .reconcile import Reconciler
 
 log = logging.getLogger("fleetvisor.controller")
 
@@ -98,6 +99,25 @@ class FleetCollector(Collector):
         yield from (drift, attempts, last, held)
         yield GaugeMetricFamily("fleetvisor_controller_leader", "1 while this controller is the leader",
                                 value=1 if self.leadership.is_leader else 0)
+
+
+class ReconcileCollector(Collector):
+    """The leader's config pushes per node, and how long each backed-off node waits."""
+
+    def __init__(self, reconciler: Reconciler) -> None:
+        self.reconciler = reconciler
+
+    def collect(self) -> Iterator[Any]:
+        pushes = CounterMetricFamily("fleetvisor_controller_reconcile_attempts",
+                                     "Config pushes to the node by this controller (as leader)",
+                                     labels=["node", "outcome"])
+        for (node, failed), count in sorted(self.reconciler.pushes.items()):
+            pushes.add_metric([node, "failure" if failed else "success"], count)
+        wait = GaugeMetricFamily("fleetvisor_controller_reconcile_backoff_seconds",
+                                 "Seconds until the next push to a node whose pushes failed", labels=["node"])
+        for node, seconds in sorted(self.reconciler.backoff().items()):
+            wait.add_metric([node], seconds)
+        yield from (pushes, wait)
 
 
 class OperationsCollector(Collector):
