@@ -197,30 +197,39 @@ class GrpcTiming(grpc.aio.ServerInterceptor):
 
             async def unary_unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
                 start = time.perf_counter()
+                failed = True
                 try:
-                    return await inner(request, context)
+                    result = await inner(request, context)
+                    failed = False
+                    return result
                 finally:
-                    observe.labels(method, _code(context)).observe(time.perf_counter() - start)
+                    observe.labels(method, _code(context, failed)).observe(time.perf_counter() - start)
             return handler._replace(unary_unary=unary_unary)
         if handler.unary_stream is not None:
             inner_stream = handler.unary_stream
 
             async def unary_stream(request: Any, context: grpc.aio.ServicerContext) -> Any:
                 start = time.perf_counter()
+                failed = True
                 try:
                     async for item in inner_stream(request, context):
                         yield item
+                    failed = False
                 finally:
-                    observe.labels(method, _code(context)).observe(time.perf_counter() - start)
+                    observe.labels(method, _code(context, failed)).observe(time.perf_counter() - start)
             return handler._replace(unary_stream=unary_stream)
         return handler
 
 
-def _code(context: grpc.aio.ServicerContext) -> str:
+def _code(context: grpc.aio.ServicerContext, failed: bool) -> str:
+    """The status the call ends with: the one set (by abort or set_code), else OK, or, when the
+    handler raised without setting one, UNKNOWN (what gRPC sends then; a cancelled stream too)."""
     code = context.code()
     if isinstance(code, grpc.StatusCode):
         return code.name
-    return "OK" if code in (None, 0) else "UNKNOWN"
+    if isinstance(code, int) and code != 0:
+        return next((c.name for c in grpc.StatusCode if c.value[0] == code), "UNKNOWN")
+    return "UNKNOWN" if failed else "OK"
 
 
 def service_methods(*descriptors: Any) -> frozenset[str]:
