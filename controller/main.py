@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import grpc
+from prometheus_client import CollectorRegistry
 
 from fleetvisor.agent.grpcapi.standard import Health
 from fleetvisor.agent.security.guard import (
@@ -34,6 +35,7 @@ from fleetvisor.agent.security.guard import (
 from fleetvisor.agent.security.identity import Identity
 from fleetvisor.agent.security.rules import CONTROLLER_SERVICE
 from fleetvisor.agent.security.tlsfiles import Check, TlsFileError, TlsFiles, TlsMaterial
+from fleetvisor.v1 import controller_pb2 as pb
 
 from .acl import Acl
 from .audit import Refusals
@@ -43,6 +45,19 @@ from .embedded import EmbeddedEtcd
 from .etcd import EtcdError, EtcdSettings, connect
 from .fleet import Fleet
 from .leadership import Leadership, identity
+from .metrics import (
+    BuildCollector,
+    FleetCollector,
+    GrpcTiming,
+    MetricsConfigError,
+    MetricsServer,
+    OperationsCollector,
+    ReconcileCollector,
+    check_listen,
+    etcd_histogram,
+    grpc_histogram,
+    service_methods,
+)
 from .mirror import Mirror
 from .operations import Operations
 from .reconcile import Reconciler
@@ -130,6 +145,10 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
                    help="the role --xmlrpc-user has in policies (default %(default)s; a viewer only reads)")
     p.add_argument("--xmlrpc-groups", default="", metavar="G,...",
                    help="groups of --xmlrpc-user in policies (admins: everything everywhere)")
+    p.add_argument("--metrics-listen", metavar="HOST:PORT",
+                   help="serve Prometheus /metrics over HTTP here (no auth: loopback only unless --metrics-insecure)")
+    p.add_argument("--metrics-insecure", action="store_true",
+                   help="allow --metrics-listen off loopback: anyone who reaches the port reads the metrics")
     args = p.parse_args(argv)
     if (args.tls_cert or args.tls_key or args.tls_ca) and not (args.tls_cert and args.tls_key and args.tls_ca):
         p.error("TLS needs all three of --tls-cert, --tls-key and --tls-ca")
@@ -140,6 +159,8 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         p.error("--node-ttl and --leader-ttl must be at least 2 seconds")
     if args.compact_interval < 0 or args.compact_retention < 1:
         p.error("--compact-interval must be 0 or more seconds and --compact-retention at least 1 revision")
+    if args.metrics_insecure and not args.metrics_listen:
+        p.error("--metrics-insecure goes with --metrics-listen")
     if (args.xmlrpc_user or args.xmlrpc_password_file) and not args.xmlrpc_listen:
         p.error("--xmlrpc-user and --xmlrpc-password-file go with --xmlrpc-listen")
     return args
@@ -174,6 +195,15 @@ def _mode(host: str, tls: object, insecure: bool) -> Mode:
                            "to let anyone who reaches the port control the fleet") from None
 
 
+def _metrics_address(args: argparse.Namespace) -> tuple[str, int] | None:
+    if not args.metrics_listen:
+        return None
+    try:
+        return check_listen(args.metrics_listen, args.metrics_insecure)
+    except MetricsConfigError as exc:
+        raise StartupError(str(exc)) from None
+
+
 def _unauthenticated(peer: str) -> None:
     log.warning("unauthenticated connection from %s (--insecure)", peer)
 
@@ -201,6 +231,15 @@ def _tls(args: argparse.Namespace) -> TlsMaterial | None:
 async def run(args: argparse.Namespace) -> None:
     tls = _tls(args)
     xmlrpc = xmlrpc_settings(args) if args.xmlrpc_listen else None
+    metrics_at = _metrics_address(args)
+    registry = CollectorRegistry(auto_describe=False)
+    # timed only when someone may scrape: without --metrics-listen nothing is observed
+    interceptors: list[grpc.aio.ServerInterceptor] = []
+    observe_etcd = None
+    if metrics_at is not None:
+        interceptors.append(GrpcTiming(grpc_histogram(registry),
+                                       service_methods(*pb.DESCRIPTOR.services_by_name.values())))
+        observe_etcd = etcd_histogram(registry)
     state_dir = Path(args.state_dir or default_state_dir())
     embedded = None
     if args.etcd == "embedded":
@@ -214,12 +253,12 @@ async def run(args: argparse.Namespace) -> None:
     try:
         client = await connect(EtcdSettings(endpoints=endpoints, ca=args.etcd_ca, cert=args.etcd_cert,
                                             key=args.etcd_key, user=args.etcd_user,
-                                            password=os.environ.get("FLEETVISOR_ETCD_PASSWORD")))
+                                            password=os.environ.get("FLEETVISOR_ETCD_PASSWORD"), observe=observe_etcd))
         closers.append(client.close)
         host = args.listen.rpartition(":")[0]
         gate = Gate(_mode(host, tls, args.insecure), cluster=args.cluster, roles=CONTROLLER_SERVES,
                     on_unauthenticated=_unauthenticated)
-        server = grpc.aio.server(interceptors=[Guard(gate)],
+        server = grpc.aio.server(interceptors=[*interceptors, Guard(gate)],
                                  options=[("grpc.http2.min_recv_ping_interval_without_data_ms", 1000),
                                           ("grpc.http2.max_ping_strikes", 0)])
         if tls:
@@ -277,6 +316,15 @@ async def run(args: argparse.Namespace) -> None:
             if xmlrpc.username is not None and xmlrpc.unix_path is None and xmlrpc.address()[0] not in LOOPBACK:
                 log.warning("XML-RPC on %s sends its basic-auth password in plaintext (as supervisord's "
                             "inet_http_server): keep it on a trusted network or behind a TLS proxy", xmlrpc.listen)
+        if metrics_at is not None:
+            registry.register(FleetCollector(fleet, leadership))
+            registry.register(OperationsCollector(operations))
+            registry.register(ReconcileCollector(reconciler))
+            registry.register(BuildCollector())
+            metrics = MetricsServer(registry, *metrics_at)
+            metrics_port = await metrics.start()
+            closers.append(metrics.close)
+            log.info("Prometheus /metrics on http://%s:%d/metrics", metrics_at[0], metrics_port)
         closers.append(health.close)  # (closed in reverse) NOT_SERVING before the server goes
         log.info("controller %s serving on %s:%d (%s), cluster %r (identity %s), etcd %s", controller_id, host,
                  port, gate.mode.value, args.cluster, cluster_id, ",".join(endpoints))

@@ -45,6 +45,8 @@ class Reconciler:
         self._retry_at: dict[str, float] = {}
         self._failures: dict[str, int] = {}
         self._noting: dict[str, asyncio.Task[None]] = {}
+        # pushes per (node, failed), for /metrics: plain ints, formatted only when scraped
+        self.pushes: dict[tuple[str, bool], int] = {}
         fleet.on_change(self._wake.set)
 
     async def run(self) -> None:
@@ -99,6 +101,11 @@ class Reconciler:
             self._in_flight[name] = asyncio.create_task(self._push(member, desired))
         return next_due
 
+    def backoff(self) -> dict[str, float]:
+        """Seconds until each backed-off node's next push."""
+        now = time.monotonic()
+        return {name: max(0.0, due - now) for name, due in self._retry_at.items()}
+
     async def _note(self, name: str, override: OverrideRecord, foreign: str, drift: str) -> None:
         try:
             await self.fleet.overrides.note(name, override, foreign, drift, self.fleet.id)
@@ -122,6 +129,7 @@ class Reconciler:
         if refused:
             error = "; ".join(f"config {config} refused: {why}" for config, why in refused.items())
         failures = self._failures.get(name, 0) + 1 if error else 0
+        self.pushes[name, bool(error)] = self.pushes.get((name, bool(error)), 0) + 1
         if applied:
             self.fleet.note_applied(name, applied)
         if error:

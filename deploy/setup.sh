@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # Prepare a fresh machine: system packages (only those missing) and the Python environment in .venv.
 #   bash deploy/setup.sh          what running fleetvisor needs
-#   bash deploy/setup.sh --test   also what the test suite needs (a browser for the web page tests)
+#   bash deploy/setup.sh --test   also what the test suite needs (a browser for the web page tests, Prometheus)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(python3-venv etcd-server)  # etcd-server: the embedded etcd of the controller
 if [ "${1:-}" = "--test" ]; then
-    APT_PACKAGES+=(chromium chromium-driver)
+    APT_PACKAGES+=(chromium chromium-driver prometheus)  # prometheus: the real scrape test
 fi
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
