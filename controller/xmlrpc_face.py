@@ -33,7 +33,7 @@ from fleetvisor.agent.http.server import (
     auth_middleware,
     error_response,
     guard_middleware,
-    read_body,
+    rpc_handler,
 )
 from fleetvisor.agent.mainlog import Level, MainLog
 from fleetvisor.agent.rpc.xmlrpc import Dispatcher
@@ -188,16 +188,7 @@ class XmlRpcFace:
             middlewares.append(auth_middleware(self.settings.username, self.settings.password))
         app = web.Application(middlewares=middlewares, client_max_size=self.limits.max_body)
 
-        async def rpc(request: web.Request) -> web.StreamResponse:
-            if request.method != "POST":
-                return error_response(400)
-            body = await read_body(request, self.limits)
-            if isinstance(body, web.Response):
-                return body
-            reply = await self.dispatcher.handle(body)
-            if reply.status != 200:
-                return error_response(reply.status)
-            return web.Response(body=reply.body, content_type="text/xml")
+        rpc = rpc_handler(self.dispatcher, self.limits)
 
         app.router.add_route("*", "/RPC2", rpc)
         app.router.add_route("*", "/RPC2{rest:.*}", rpc)

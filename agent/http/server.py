@@ -170,6 +170,21 @@ def request_log_middleware(core: Supervisor) -> Callable[..., Awaitable[web.Stre
 
 # -- the application ---------------------------------------------------------------------------
 
+def rpc_handler(dispatcher: Dispatcher, limits: HttpLimits) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    """POST /RPC2: the body read within `limits`, answered by `dispatcher`."""
+    async def rpc(request: web.Request) -> web.StreamResponse:
+        if request.method != "POST":
+            return error_response(400)
+        body = await read_body(request, limits)
+        if isinstance(body, web.Response):
+            return body
+        reply = await dispatcher.handle(body)
+        if reply.status != 200:
+            return error_response(reply.status)
+        return web.Response(body=reply.body, content_type="text/xml")
+    return rpc
+
+
 def make_app(core: Supervisor, server: HttpServerConfig, guard: Guard | None = None
              ) -> web.Application:
     guard = guard or Guard(core.config.http_limits)
@@ -184,16 +199,7 @@ def make_app(core: Supervisor, server: HttpServerConfig, guard: Guard | None = N
     dispatcher = Dispatcher(namespaces, core.log, core.tally.rpc_calls)
     metrics = Metrics(core)
 
-    async def rpc(request: web.Request) -> web.StreamResponse:
-        if request.method != "POST":
-            return error_response(400)
-        body = await read_body(request, guard.limits)
-        if isinstance(body, web.Response):
-            return body
-        reply = await dispatcher.handle(body)
-        if reply.status != 200:
-            return error_response(reply.status)
-        return web.Response(body=reply.body, content_type="text/xml")
+    rpc = rpc_handler(dispatcher, guard.limits)
 
     async def scrape(request: web.Request) -> web.Response:
         return web.Response(body=await metrics.scrape(), headers={"Content-Type": METRICS_CONTENT_TYPE})
