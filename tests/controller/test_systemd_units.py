@@ -199,7 +199,7 @@ def test_controller_unit_with_the_env_file_uses_an_external_etcd_over_tls(tmp_pa
         # The template's external-etcd lines, uncommented, pointed at the test's etcd and ports.
         template = (EXAMPLES / "controller.env").read_text()
         lines = [line[1:] for line in template.splitlines()
-                 if line.startswith("#FLEETVISOR_") and ("--etcd " in line or "PASSWORD" in line)]
+                 if line.startswith("#FLEETVISOR_") and ("--etcd " in line or "ETCD_PASSWORD" in line)]
         assert len(lines) == 2, f"controller.env should show one external-etcd example and the password: {lines}"
         port = free_port()
         text = "\n".join(lines)
