@@ -35,6 +35,10 @@ __all__ = ["CallCutOff", "Client", "EtcdError", "EtcdSettings", "WatchCanceled",
 class EtcdError(Exception):
     """etcd could not be reached or refused us; the message is one line fit for a user."""
 
+    def __init__(self, message: str, *, unreachable: bool = False) -> None:
+        super().__init__(message)
+        self.unreachable = unreachable  # no member answered at all (not a refusal or a bad setting)
+
 
 class CallCutOff(Exception):
     """A call or stream on the channel of a member that was left for another (fail_over())
@@ -441,6 +445,7 @@ async def connect(settings: EtcdSettings) -> Client:
         raise EtcdError("etcd user and password must be given together")
     credentials = channel_credentials(settings)
     reasons: list[str] = []
+    unreachable = True
     for endpoint in settings.endpoints:
         client = Client(endpoint, credentials=credentials, user=settings.user, password=settings.password,
                         timeout=settings.timeout, others=settings.endpoints, observe=settings.observe)
@@ -450,9 +455,33 @@ async def connect(settings: EtcdSettings) -> Client:
             return client
         except Exception as exc:  # TimeoutError included
             reasons.append(f"{endpoint}: {_with_hint(describe(exc), credentials is not None)}")
+            unreachable = unreachable and is_unavailable(exc)
             await client.close()
     names = ", ".join(settings.endpoints)
-    raise EtcdError(f"cannot reach etcd at {names} ({'; '.join(reasons)})")
+    raise EtcdError(f"cannot reach etcd at {names} ({'; '.join(reasons)})", unreachable=unreachable)
+
+
+async def connect_waiting(settings: EtcdSettings, wait: float, waiting: Callable[[str], None]) -> Client:
+    """connect(), tried again with backoff for up to `wait` seconds while no member answers.
+
+    A controller often starts beside its etcd (a reboot, units started together, a loaded host)
+    and should not lose that race; `waiting` hears the first failure once. A refusal (bad
+    credentials, TLS) is not waited out: it fails at once."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + wait
+    delay = 0.5
+    told = False
+    while True:
+        try:
+            return await connect(settings)
+        except EtcdError as exc:
+            if not exc.unreachable or loop.time() + delay > deadline:
+                raise
+            if not told:
+                waiting(f"{exc}; trying again for up to {wait:g} s")
+                told = True
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, 5.0)
 
 
 class WatchStream:

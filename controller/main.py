@@ -42,7 +42,7 @@ from .audit import Refusals
 from .compaction import CompactionPolicy, Compactor
 from .election import Election
 from .embedded import EmbeddedEtcd
-from .etcd import EtcdError, EtcdSettings, connect
+from .etcd import EtcdError, EtcdSettings, connect_waiting
 from .fleet import Fleet
 from .leadership import Leadership, identity
 from .metrics import (
@@ -110,6 +110,8 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     p.add_argument("--etcd-cert", type=Path, metavar="FILE", help="client certificate for etcd")
     p.add_argument("--etcd-key", type=Path, metavar="FILE", help="client key for etcd")
     p.add_argument("--etcd-user", help="etcd user (password from $FLEETVISOR_ETCD_PASSWORD)")
+    p.add_argument("--etcd-wait", type=float, default=30.0, metavar="SECONDS",
+                   help="at startup, wait this long for etcd to answer before giving up (default %(default)s)")
     p.add_argument("--listen", default="127.0.0.1:7400", metavar="HOST:PORT", help="gRPC address (default %(default)s)")
     p.add_argument("--advertise", metavar="HOST:PORT",
                    help="address other controllers and fleetctl reach this one at (default: --listen)")
@@ -251,9 +253,11 @@ async def run(args: argparse.Namespace) -> None:
         endpoints = [e.strip() for e in args.etcd.split(",") if e.strip()]
     closers = []
     try:
-        client = await connect(EtcdSettings(endpoints=endpoints, ca=args.etcd_ca, cert=args.etcd_cert,
-                                            key=args.etcd_key, user=args.etcd_user,
-                                            password=os.environ.get("FLEETVISOR_ETCD_PASSWORD"), observe=observe_etcd))
+        client = await connect_waiting(
+            EtcdSettings(endpoints=endpoints, ca=args.etcd_ca, cert=args.etcd_cert, key=args.etcd_key,
+                         user=args.etcd_user, password=os.environ.get("FLEETVISOR_ETCD_PASSWORD"),
+                         observe=observe_etcd),
+            args.etcd_wait, lambda line: log.warning("%s", line))
         closers.append(client.close)
         host = args.listen.rpartition(":")[0]
         gate = Gate(_mode(host, tls, args.insecure), cluster=args.cluster, roles=CONTROLLER_SERVES,

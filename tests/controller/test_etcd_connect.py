@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from fleetvisor.cli.certs import issue, make_ca
-from fleetvisor.controller.etcd import EtcdError, EtcdSettings, connect
+from fleetvisor.controller.etcd import EtcdError, EtcdSettings, connect, connect_waiting
 from fleetvisor.controller.mirror import Mirror
 
 from tests.support import eventually, free_port, run
@@ -49,6 +49,47 @@ def test_connect_error_names_every_endpoint_on_one_line() -> None:
     assert all(endpoint in message for endpoint in dead)
     assert message.startswith("cannot reach etcd at ")
     assert "\n" not in message and "Traceback" not in message
+
+
+def test_a_controller_starting_before_its_etcd_waits_for_it(tmp_path: Path) -> None:
+    """Units started together, or a loaded host: etcd answers a little after the controller asks."""
+    late = EtcdServer(tmp_path / "late")
+
+    async def body():
+        told = asyncio.Event()
+        lines: list[str] = []
+
+        def waiting(line: str) -> None:
+            lines.append(line)
+            told.set()
+        task = asyncio.create_task(connect_waiting(EtcdSettings([late.endpoint], timeout=2), 60, waiting))
+        await asyncio.wait_for(told.wait(), 30)
+        await asyncio.to_thread(late.start)
+        client = await asyncio.wait_for(task, 60)
+        try:
+            assert client.endpoint == late.endpoint
+        finally:
+            await client.close()
+        assert len(lines) == 1 and lines[0].startswith(f"cannot reach etcd at {late.endpoint}")
+        assert "trying again for up to 60 s" in lines[0]
+    try:
+        run(body(), timeout=90)
+    finally:
+        late.stop()
+
+
+def test_waiting_gives_up_at_its_deadline_and_never_waits_out_a_refusal(etcd: EtcdServer) -> None:
+    dead = f"127.0.0.1:{free_port()}"
+    lines: list[str] = []
+    with pytest.raises(EtcdError, match=dead) as info:
+        run(connect_waiting(EtcdSettings([dead], timeout=1), 2, lines.append), timeout=30)
+    assert info.value.unreachable and len(lines) == 1
+    etcd.enable_auth("pw")
+    lines.clear()
+    with pytest.raises(EtcdError, match="authentication failed") as info:
+        run(connect_waiting(EtcdSettings([etcd.endpoint], user="root", password="wrong", timeout=2), 60,
+                            lines.append), timeout=20)
+    assert not info.value.unreachable and not lines
 
 
 def test_connect_rejects_bad_settings(tmp_path: Path) -> None:
