@@ -51,7 +51,6 @@ class Fleet:
         return self.overrides.cluster_id
 
     def start(self) -> None:
-        self.membership.start()
         self._sync_links()
 
     async def close(self) -> None:

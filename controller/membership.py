@@ -2,6 +2,11 @@
 
 `members/<node>` keeps every node ever registered (a silent node is shown down, not
 forgotten); `nodes/<node>` is bound to a lease that the node's heartbeats renew.
+
+A heartbeat is a lease keep-alive, not an etcd write: `nodes/<node>` is written when the node
+gets a new lease or heartbeats to another controller, `members/<node>` when what the node says
+of itself changes. The key lives as long as the lease, so every controller knows a node is up
+from its copy of etcd; the time of the last heartbeat is known exactly only where it arrived.
 """
 
 from __future__ import annotations
@@ -52,35 +57,31 @@ class Membership:
         self.controller_id = controller_id
         self.node_ttl = node_ttl
         self._leases: dict[str, int] = {}
-        # last heartbeat per node as seen in etcd; kept after the lease (and its key) expired
-        self.last_heartbeat: dict[str, float] = {}
+        self._heard: dict[str, float] = {}  # heartbeats this controller recorded, by node
+        self._gone: dict[str, float] = {}  # for nodes whose key expired: about when they were last heard
         self._applied_here: dict[str, str] = {}  # see applied()
         self._pushed_here: set[str] = set()  # see local()
-
-    def start(self) -> None:
-        for key, raw in self.store.items(records.NODES).items():
-            self._note_heartbeat(key, raw)
 
     def on_mirror(self, changes: list[Change]) -> bool:
         """Follow the mirror; True when the set or the addresses of members may have changed."""
         members_changed = False
         for change in changes:
             if change.key.startswith(records.NODES):
-                self._note_heartbeat(change.key, change.value)
+                name = change.key[len(records.NODES):]
+                if change.value is None:  # the lease expired: its last renewal was about a TTL ago
+                    self._gone[name] = max(self._heard.get(name, 0.0), time.time() - self.node_ttl)
+                else:
+                    self._gone.pop(name, None)
             elif change.key.startswith(records.MEMBERS):  # the node's own word replaces ours
                 name = change.key[len(records.MEMBERS):]
                 self._applied_here.pop(name, None)
                 self._pushed_here.discard(name)
                 if change.value is None:  # forgotten (admin.py): nothing of it stays here
-                    self.last_heartbeat.pop(name, None)
+                    self._heard.pop(name, None)
+                    self._gone.pop(name, None)
                     self._leases.pop(name, None)
                 members_changed = True
         return members_changed
-
-    def _note_heartbeat(self, key: str, raw: bytes | None) -> None:
-        record = decode(NodeRecord, raw)
-        if record is not None:
-            self.last_heartbeat[key[len(records.NODES):]] = record.last_heartbeat
 
     # -- reading ---------------------------------------------------------------------------------
 
@@ -98,13 +99,22 @@ class Membership:
     def node_record(self, name: str) -> NodeRecord | None:
         return decode(NodeRecord, self.store.get(records.node_key(name)))
 
+    def last_alive(self, name: str, now: float | None = None) -> float:
+        """When the node was last known to heartbeat (0: never seen). Exact where the heartbeat
+        arrived; elsewhere, while its lease-bound key is in this controller's copy, the time the
+        copy was last current (a heartbeat came within the TTL before it)."""
+        now = time.time() if now is None else now
+        heard = self._heard.get(name, 0.0)
+        if self.node_record(name) is None:
+            return max(heard, self._gone.get(name, 0.0))
+        mirror = self.store.mirror
+        return max(heard, now if mirror.connected else mirror.lost_at)
+
     def is_up(self, name: str, now: float | None = None) -> bool:
-        """Registered and heard from within the TTL. The record alone is not enough: while etcd
-        is away nothing expires the lease, and this controller's copy keeps the key."""
-        record = self.node_record(name)
-        if record is None:
-            return False
-        return (time.time() if now is None else now) - record.last_heartbeat <= self.node_ttl
+        """Registered and heard from within the TTL. The key alone is not enough: while etcd is
+        away nothing expires the lease, and this controller's copy keeps the key."""
+        now = time.time() if now is None else now
+        return self.node_record(name) is not None and now - self.last_alive(name, now) <= self.node_ttl
 
     def select(self, labels: dict[str, str]) -> dict[str, MemberRecord]:
         return {n: m for n, m in self.members().items() if records.labels_match(m.labels, labels)}
@@ -147,13 +157,19 @@ class Membership:
             edited_by_hand=beat.edited_by_hand, first_seen=old.first_seen if old else time.time(),
             cluster_id=beat.cluster_id, local_revision=beat.local_revision,
             local_sections=list(beat.local_sections))
-        lease = await self._renew_lease(name)
-        puts = [Put(records.node_key(name), encode(NodeRecord(lease, time.time(), self.controller_id)), lease)]
+        record = self.node_record(name)
+        lease = await self._renew_lease(name, record)
+        puts = []
+        if record is None or record.lease != lease or record.controller_id != self.controller_id:
+            puts.append(Put(records.node_key(name), encode(NodeRecord(lease, time.time(), self.controller_id)),
+                            lease))
         if member != old:
             puts.append(Put(records.member_key(name), encode(member)))
             if old is None:
                 log.info("node %s registered from %s", name, member.address)
-        await self.store.compare_and_put(puts, visible=False)
+        if puts:
+            await self.store.compare_and_put(puts, visible=False)
+        self._heard[name] = time.time()
 
     async def _note_address(self, name: str, old: str, new: str, who: str) -> None:
         notes = []
@@ -169,8 +185,7 @@ class Membership:
             await audit.record(self.store.client, self.store.prefix, audit.entry(
                 who, action, {"node": name, "old": old, "new": new}, not others, text, self.controller_id))
 
-    async def _renew_lease(self, name: str) -> int:
-        record = self.node_record(name)
+    async def _renew_lease(self, name: str, record: NodeRecord | None) -> int:
         lease = self._leases.get(name) or (record.lease if record else 0)
         client = self.store.client
         if lease:

@@ -6,7 +6,8 @@ are plain dataclasses so the logic that reads them never sees etcd or JSON.
     members/<node>             MemberRecord: every node ever registered (no lease: a silent
                                node is shown down, not forgotten)
     nodes/<node>               NodeRecord: the live registration, attached to a lease renewed by
-                               the node's heartbeats
+                               the node's heartbeats (written again only for a new lease or
+                               another controller)
     configs/<name>/revs/<n>    RevisionRecord: immutable
     assignments/<name>         AssignmentRecord: the current revision of a config and where it goes
     reconcile/<node>           ReconcileRecord: the leader's last push to the node and its outcome
@@ -187,8 +188,8 @@ class MemberRecord:
 @dataclass(frozen=True)
 class NodeRecord:
     lease: int
-    last_heartbeat: float
-    controller_id: str = ""
+    last_heartbeat: float  # when this lease was attached (heartbeats renew the lease, not the record)
+    controller_id: str = ""  # the controller the node heartbeats to
 
 
 @dataclass(frozen=True)

@@ -103,7 +103,7 @@ class Views:
         return NodeInfo(
             name=member.name, address=member.address, labels=member.labels, agent_version=member.agent_version,
             up=self.membership.is_up(member.name), reachable=reachable,
-            last_heartbeat=self.membership.last_heartbeat.get(member.name, 0),
+            last_heartbeat=self.membership.last_alive(member.name),
             state_as_of=time.time() if reachable else (link.state_as_of if link else 0),
             applied_revision=applied, desired_revision=desired, error=error,
             started_at=member.started_at, edited_by_hand=member.edited_by_hand,

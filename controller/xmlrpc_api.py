@@ -163,7 +163,7 @@ class FleetSupervisor:
             if link is None or not link.reachable:
                 membership = self._fleet.membership
                 why = shapes.down_reason(name, membership.is_up(name), link.error if link else "",
-                                         membership.last_heartbeat.get(name, 0.0))
+                                         membership.last_alive(name))
             found.append((member, sorted(procs, key=lambda p: (p.group, p.name)), why))
         return found
 
