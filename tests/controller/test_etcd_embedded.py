@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from fleetvisor.controller.embedded import NOT_FOUND, EmbeddedEtcd
-from fleetvisor.controller.etcd import EtcdError, EtcdSettings, connect
+from fleetvisor.controller.etcd import EtcdError, EtcdSettings, connect_waiting
 
 from tests.support import eventually, pid_alive, run, wait_for
 
@@ -25,7 +25,7 @@ def test_embedded_keeps_data_across_restarts(tmp_path: Path) -> None:
         try:
             endpoint = await etcd.start()
             assert endpoint.startswith("127.0.0.1:") and etcd.running
-            client = await connect(EtcdSettings([endpoint]))
+            client = await connect_waiting(EtcdSettings([endpoint]), 30, lambda _line: None)
             await client.put(b"/keep", b"me")
             await client.close()
             pid = etcd.pid
@@ -33,7 +33,7 @@ def test_embedded_keeps_data_across_restarts(tmp_path: Path) -> None:
             assert not etcd.running and not pid_alive(pid)
 
             endpoint = await etcd.start()
-            client = await connect(EtcdSettings([endpoint]))
+            client = await connect_waiting(EtcdSettings([endpoint]), 30, lambda _line: None)
             assert (await client.get(b"/keep")).value == b"me"
             await client.close()
         finally:
@@ -108,7 +108,8 @@ def test_embedded_etcd_that_keeps_dying_is_restarted_then_given_up(tmp_path: Pat
                 await eventually(lambda: etcd.restarts == restarts and etcd.running, 20,  # noqa: B023
                                  f"restart {restarts}")
                 assert etcd.pid != pid and etcd.endpoint == endpoint
-                client = await connect(EtcdSettings([endpoint]))
+                # a loaded host may take a while to answer a just-restarted etcd's first call
+                client = await connect_waiting(EtcdSettings([endpoint]), 30, lambda _line: None)
                 await client.put(b"/alive", str(restarts).encode())
                 await client.close()
             os.kill(etcd.pid, signal.SIGKILL)
