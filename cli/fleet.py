@@ -24,7 +24,7 @@ from . import fleetrender as view
 from . import reconnect, render
 from .client import CommandError, NoController
 from .context import Ctx, run_command
-from .duration import DurationError, parse_since
+from .duration import DurationError, parse_duration, parse_since
 from .exitcodes import STATUS_UNKNOWN, USAGE, control_code, fleet_status_code
 from .group import F
 from .patterns import parse_labels, parse_pattern, split_tail_target, status_patterns
@@ -223,5 +223,40 @@ def leader(obj: Ctx) -> int:
     return 0 if reply.leader_id else 1
 
 
-TOP_COMMANDS = (nodes, audit, leader)
+@click.command("dashboard-login")
+@click.option("--ttl", default="1h", show_default=True, metavar="DUR",
+              help="How long the login lasts: 30m, 2h ... (at most 12h).")
+@click.option("--url", metavar="URL", help="The dashboard's address, when the controller does not serve it itself.")
+@click.pass_obj
+@run_command
+def dashboard_login(obj: Ctx, ttl: str, url: str | None) -> None:
+    """A link that logs a browser in to the fleet dashboard as you (your certificate's identity).
+
+    The token is in the link's #fragment, which browsers do not send to servers or put in logs;
+    the page trades it for a session cookie. Anyone with the link is you until it expires:
+    do not paste it into chats or tickets.
+
+    \b
+    Example:
+      fleetctl dashboard-login --ttl 2h
+    """
+    try:
+        seconds = parse_duration(ttl)
+    except DurationError as exc:
+        raise CommandError(f"--ttl: {exc}", USAGE) from None
+    reply = obj.controller("dashboard-login").call("MintDashboardToken", cpb.DashboardTokenRequest(ttl_seconds=seconds))
+    base = url or reply.url
+    if obj.json:
+        render.show(obj.json, reply, lambda: "")
+        return
+    expires = time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(reply.expires_at))
+    if not base:
+        render.err.print("this controller serves no dashboard (--http-listen); pass --url to get a link")
+        click.echo(reply.token)
+        return
+    click.echo(f"{base.rstrip('/')}/#token={reply.token}")
+    render.err.print(f"valid until {expires}; anyone with this link is you until then")
+
+
+TOP_COMMANDS = (nodes, audit, leader, dashboard_login)
 __all__ = ["TOP_COMMANDS", "label_option", "run_control", "run_status", "run_tail"]

@@ -44,6 +44,7 @@ from .acl import Acl
 from .admin import Admin, Revoked, shown
 from .authorize import Checks
 from .configstore import PushResult, RolloutPlanner
+from .dashboard import tokens
 from .errors import (
     Conflict,
     ControllerError,
@@ -109,10 +110,13 @@ def caller(context: Context) -> str:
     """Who to audit: the certificate's name under mutual TLS (with its role unless a person's);
     in plaintext, what fleetctl says, marked so."""
     who = guard.current()
+    via = getattr(context, "via", "")  # another face onto this servicer (the dashboard) names itself
     if who.role in ("operator", "viewer"):
-        return who.name
+        return f"{who.name} ({via})" if via else who.name
     if who.verified:
         return f"{who.role} {who.name}"
+    if via:
+        return f"{who.name} ({via})"
     claimed = dict(context.invocation_metadata() or ()).get("fleetvisor-user", "")
     return f"{claimed or 'unknown'} (unverified)"
 
@@ -146,6 +150,8 @@ class ControllerServicer(pb_grpc.ControllerServiceServicer):
         self.command_timeout = command_timeout
         self.acl = acl
         self.refusals = refusals
+        self.tokens: tokens.Tokens | None = None  # set by main once the cluster's key is read
+        self.dashboard_url = ""  # this controller's dashboard, when it serves one
         fixed = Authorizer()
         self.checks = Checks((lambda: acl.gate.authorizer) if acl is not None else (lambda: fixed))
 
@@ -637,6 +643,25 @@ class ControllerServicer(pb_grpc.ControllerServiceServicer):
     async def UnpinNode(self, request: pb.PinNodeRequest, context: Context) -> pb.NodeInfo:
         return await self._on_node(context, "UnpinNode", "node.unpin", request.node, {},
                                    lambda: self.fleet.overrides.unpin(request.node, caller(context)))
+
+    # -- the dashboard's login -------------------------------------------------------------------
+
+    async def MintDashboardToken(self, request: pb.DashboardTokenRequest, context: Context) -> pb.DashboardToken:
+        if self.tokens is None:
+            await self._fail(context, FailedPrecondition("this controller has no dashboard token key yet"))
+        who = guard.current()
+        if refused := tokens.refusal(who):
+            await self._refuse(context, "MintDashboardToken", PermissionDenied(refused))
+        try:
+            token, claims = self.tokens.mint(who, request.ttl_seconds)
+        except tokens.TokenError as exc:
+            await self._fail(context, InvalidArgument(str(exc)))
+        # the login is audited by its id and expiry, never the token itself
+        store = self.fleet.store
+        await audit.record(store.client, store.prefix, audit.entry(
+            caller(context), "dashboard.login", {"token_id": claims.token_id, "expires_at": claims.expires_at},
+            True, f"dashboard token {claims.token_id} issued", self.fleet.id))
+        return pb.DashboardToken(token=token, expires_at=claims.expires_at, url=self.dashboard_url)
 
 
 def _forget_summary(node: str, configs: list[str]) -> str:

@@ -100,7 +100,7 @@ class XmlRpcSettings:
         return Identity(self.role, self.username, self.groups, self.cluster)
 
 
-class _Log:
+class HttpLog:
     """The dispatcher's main-log calls, onto the controller's logging."""
 
     def is_enabled(self, level: int) -> bool:
@@ -163,7 +163,7 @@ class XmlRpcFace:
         name = settings.username or "local"
         self.namespace = FleetSupervisor(fleet, leadership, checks, refusals, who, f"{name} (xmlrpc)",
                                          command_timeout=command_timeout)
-        self.dispatcher = Dispatcher({"supervisor": self.namespace}, cast(MainLog, _Log()))
+        self.dispatcher = Dispatcher({"supervisor": self.namespace}, cast(MainLog, HttpLog()))
         self.fleet = fleet
         self.checks = checks
         self.who = who
@@ -198,7 +198,7 @@ class XmlRpcFace:
 
     async def start(self) -> None:
         logging.getLogger("aiohttp").addHandler(logging.NullHandler())
-        AcceptTrouble(cast(MainLog, _Log())).install(asyncio.get_running_loop())
+        AcceptTrouble(cast(MainLog, HttpLog())).install(asyncio.get_running_loop())
         guard = Guard(self.limits)
         self._runner = web.AppRunner(self.make_app(guard), handle_signals=False, access_log=None,
                                      handler_cancellation=True, shutdown_timeout=SHUTDOWN_TIMEOUT)

@@ -75,6 +75,22 @@ STEP_FAILED: NodeStepState
 STEP_REVERTED: NodeStepState
 STEP_SKIPPED: NodeStepState
 
+class DashboardTokenRequest(_message.Message):
+    __slots__ = ("ttl_seconds",)
+    TTL_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    ttl_seconds: float
+    def __init__(self, ttl_seconds: _Optional[float] = ...) -> None: ...
+
+class DashboardToken(_message.Message):
+    __slots__ = ("token", "expires_at", "url")
+    TOKEN_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_AT_FIELD_NUMBER: _ClassVar[int]
+    URL_FIELD_NUMBER: _ClassVar[int]
+    token: str
+    expires_at: float
+    url: str
+    def __init__(self, token: _Optional[str] = ..., expires_at: _Optional[float] = ..., url: _Optional[str] = ...) -> None: ...
+
 class HeartbeatRequest(_message.Message):
     __slots__ = ("node", "address", "labels", "agent_version", "applied_revision", "agent_run_id", "started_at", "edited_by_hand", "security_revision", "cluster_id", "local_revision", "local_sections")
     class LabelsEntry(_message.Message):
