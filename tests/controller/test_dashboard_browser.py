@@ -29,8 +29,9 @@ FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-
 WAIT = 30.0
 
 HAVE_CHROMIUM = os.access(CHROMIUM, os.X_OK) and os.access(CHROMEDRIVER, os.X_OK)
-pytestmark = pytest.mark.skipif(not HAVE_CHROMIUM, reason=f"needs Debian's chromium and chromium-driver "
-                                                          f"({CHROMIUM}, {CHROMEDRIVER}); deploy/setup.sh installs them")
+pytestmark = pytest.mark.skipif(
+    not HAVE_CHROMIUM,
+    reason=f"needs Debian's chromium and chromium-driver ({CHROMIUM}, {CHROMEDRIVER}); deploy/setup.sh installs them")
 
 
 @pytest.fixture
@@ -106,8 +107,9 @@ def test_a_restart_button_restarts_the_process(browser, dash):
     until(browser, lambda d: row(d, "web-1:app:app").find_element(By.CSS_SELECTOR, "td.pid").text == str(before),
           "the row with its pid")
     row(browser, "web-1:app:app").find_element(By.CSS_SELECTOR, 'button[data-action="restart"]').click()
-    until(browser, lambda d: row(d, "web-1:app:app").find_element(By.CSS_SELECTOR, "td.pid").text not in ("", str(before)),
-          "a new pid on the page")
+    def pid_shown(d) -> str:
+        return row(d, "web-1:app:app").find_element(By.CSS_SELECTOR, "td.pid").text
+    until(browser, lambda d: pid_shown(d) not in ("", str(before)), "a new pid on the page")
     after = dash.wait_running(client, "web-1", "app:app")
     assert after != before
     assert os.path.exists(f"/proc/{after}")  # the agent's new child, on this host
@@ -149,7 +151,8 @@ def test_a_viewer_sees_no_write_controls_and_its_forged_write_is_refused(browser
     assert browser.find_elements(By.CSS_SELECTOR, "button.write") == []
     browser.get(f"{dash.base}/#/group/app")
     until(browser, lambda d: row(d, "web-1:app:app"), "the group's rows")
-    assert browser.find_elements(By.ID, "rr-form") == [] and browser.find_elements(By.CSS_SELECTOR, "button.write") == []
+    assert browser.find_elements(By.ID, "rr-form") == []
+    assert browser.find_elements(By.CSS_SELECTOR, "button.write") == []
     forged = fetch(browser, "/api/rpc/Control", {"action": "STOP", "patterns": ["web-1:app:app"]})
     assert forged["status"] == 403 and "viewer vic" in forged["body"]["error"]
     assert dash.pid(client, "web-1", "app:app") == pid
