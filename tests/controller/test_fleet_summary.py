@@ -64,6 +64,16 @@ def test_summary_counts_problems_filters_and_fleetctl(fleet):
                         ("PROCESS", "web-1", "crash", "EXITED")]
     assert s.problems_total == 3 and s.problems[0].since > 0
 
+    # WatchStatus sends the same; up to summary_above processes the rows come instead
+    watching = ctl.stub.WatchStatus(pb.StatusRequest(summary=True), timeout=10)
+    first = next(watching)
+    watching.cancel()
+    assert not first.nodes and kinds(first.summary) == kinds(s)
+    small = ctl.stub.GetStatus(pb.StatusRequest(summary=True, summary_above=6), timeout=5)
+    assert not small.HasField("summary") and len(states(small)) == 6
+    big = ctl.stub.GetStatus(pb.StatusRequest(summary=True, summary_above=5), timeout=5)
+    assert big.HasField("summary") and not big.nodes
+
     # patterns and labels narrow the summary
     narrowed = ctl.stub.GetStatus(pb.StatusRequest(summary=True, patterns=["web-*"]), timeout=5).summary
     assert (narrowed.nodes, narrowed.processes) == (2, 5) and "db-1" not in {p.node for p in narrowed.problems}
