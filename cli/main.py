@@ -100,9 +100,9 @@ def cli(ctx: click.Context, controller: str | None, node: str | None, output: st
 @click.argument("names", nargs=-1)
 @fleet.label_option("nodes", shared=True)
 @click.option("--watch", "-w", is_flag=True, help="Redraw whenever something changes (fleet mode; Ctrl-C stops).")
-@click.option("--summary", "summary", flag_value="summary", default=None,
+@click.option("--summary", is_flag=True,
               help="The summary view whatever the fleet's size, also with NAMES (fleet mode).")
-@click.option("--all", "summary", flag_value="all", help="Every process, however many (fleet mode).")
+@click.option("--all", "every", is_flag=True, help="Every process, however many (fleet mode).")
 @click.option("--problems", is_flag=True,
               help="Only the processes and nodes counted as problems (fleet mode).")
 @click.option("--state", "states", multiple=True, metavar="STATE[,...]",
@@ -110,14 +110,16 @@ def cli(ctx: click.Context, controller: str | None, node: str | None, output: st
                    "health check (fleet mode; repeatable).")
 @click.pass_obj
 @run_command
-def status(obj: Ctx, names: tuple[str, ...], labels: tuple[str, ...], watch: bool, summary: str | None,
+def status(obj: Ctx, names: tuple[str, ...], labels: tuple[str, ...], watch: bool, summary: bool, every: bool,
            problems: bool, states: tuple[str, ...]) -> int:
     try:
         if obj.mode is Mode.FLEET:
-            shape = fleet.StatusShape(summary={"summary": True, "all": False, None: None}[summary],
+            if summary and every:
+                raise CommandError("--summary and --all are two different views: give one of them", USAGE)
+            shape = fleet.StatusShape(summary=True if summary else False if every else None,
                                       states=fleet.parse_states(states), problems=problems)
             return fleet.run_status(obj, names, labels, watch, shape)
-        node_only(obj, "status", **{"--label": labels, "--watch": watch, f"--{summary}": summary,
+        node_only(obj, "status", **{"--label": labels, "--watch": watch, "--summary": summary, "--all": every,
                                     "--problems": problems, "--state": states})
         info = obj.call("GetInfo", pb.GetInfoRequest())
         listing = obj.call("ListProcesses", pb.ListProcessesRequest(names=[n for n in names if n != "all"]))

@@ -6,12 +6,14 @@ from __future__ import annotations
 import io
 
 import pytest
+from click.testing import CliRunner
 from rich.console import Console
 
 from fleetvisor.cli import summaryview
 from fleetvisor.cli.client import CommandError
 from fleetvisor.cli.exitcodes import status_code
 from fleetvisor.cli.fleet import StatusShape, parse_states, status_request
+from fleetvisor.cli.main import cli
 from fleetvisor.cli.settings import Settings, SettingsError, resolve
 from fleetvisor.controller import summary
 from fleetvisor.controller.service import summary_message
@@ -147,3 +149,14 @@ def test_summary_above_is_a_setting(tmp_path, monkeypatch):
     monkeypatch.setenv("FLEETCTL_SUMMARY_ABOVE", "many")
     with pytest.raises(SettingsError, match=r"summary_above \(FLEETCTL_SUMMARY_ABOVE\) must be a whole number"):
         resolve({}, str(path))
+
+
+@pytest.mark.parametrize("args, error", [
+    (["--summary", "--all"], "error: --summary and --all are two different views: give one of them"),
+    (["--state", "FATAL,asleep"], "error: --state: unknown state ASLEEP (known: BACKOFF, EXITED, FATAL, RUNNING, "
+                                  "STARTING, STOPPED, STOPPING, UNHEALTHY, UNKNOWN)"),
+])
+def test_bad_status_options_are_one_usage_line(args, error, monkeypatch):
+    monkeypatch.setenv("FLEETCTL_CONFIG", "/nonexistent")
+    result = CliRunner().invoke(cli, ["--controller", "127.0.0.1:1", "status", *args])
+    assert result.exit_code == 2 and result.output.strip() == error
