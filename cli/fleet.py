@@ -92,18 +92,18 @@ def run_status(obj: Ctx, names: Sequence[str], labels: Sequence[str], watch: boo
         raise
     # on a terminal the view leaves a line for the prompt, so that its top is not scrolled away
     height = render.out.height - 1 if render.out.is_terminal else None
-    render.show(obj.json, reply, lambda: _view(reply, height))
+    render.show(obj.json, reply, lambda: _view(reply, height, request))
     _warn_stale(obj, reply.stale, reply.now)
     if request.labels and not (reply.summary.nodes if reply.HasField("summary") else reply.nodes):
         render.err.print(f"[red]error:[/] no node has labels {render.escape(view.labels_text(request.labels))}")
     return status_code(reply, bool(request.labels))
 
 
-def _view(message: cpb.FleetStatus, height: int | None) -> RenderableType:
+def _view(message: cpb.FleetStatus, height: int | None, request: cpb.StatusRequest) -> RenderableType:
     """The summary when the controller sent one, else the rows; `height` lines at most (None: all)."""
     if message.HasField("summary"):
         return summaryview.summary_view(message, width=render.out.width, height=height)
-    return view.status_view(message)
+    return view.status_view(message, filtered=bool(request.states or request.problems))
 
 
 def _watch(obj: Ctx, request: cpb.StatusRequest) -> int:
@@ -125,7 +125,7 @@ def _watch(obj: Ctx, request: cpb.StatusRequest) -> int:
         elif not render.out.is_terminal:
             for message in messages(render.note_line):
                 _warn_stale(obj, message.stale, message.now)
-                render.print_view(_view(message, None))
+                render.print_view(_view(message, None, request))
                 sys.stdout.write("\n")
                 sys.stdout.flush()
         else:
@@ -139,7 +139,7 @@ def _watch(obj: Ctx, request: cpb.StatusRequest) -> int:
                     stale = view.stale_line(message.stale, message.now)
                     # the note line and the stale line take a line each; the cursor rests on the last
                     height = render.out.height - 1 - (stale is not None)
-                    shown = _view(message, height)
+                    shown = _view(message, height, request)
                     last[0] = Group(stale, shown) if stale else shown
                     live.update(last[0], refresh=True)
     except KeyboardInterrupt:

@@ -112,6 +112,7 @@ def test_summary_counts_problems_filters_and_fleetctl(fleet):
     assert [(n["node"]["name"], [p["name"] for p in n["processes"]]) for n in filtered["nodes"]] == [("web-2", ["bad"])]
     only = run(ctl, "status", "--problems")
     assert only.returncode == 3 and "crash" in only.stdout and " RUNNING" not in only.stdout
+    assert "db-1" in only.stdout and "(no processes)" not in only.stdout  # down: its header, no rows
 
     bad = run(ctl, "status", "--state", "FATAL,ASLEEP")
     assert bad.returncode == 2 and "unknown state ASLEEP" in one_line_error(bad)
