@@ -4,12 +4,15 @@ built (controller/summary.py and service.summary_message): a 100-node fleet fits
 from __future__ import annotations
 
 import io
+import re
+from types import SimpleNamespace
 
 import pytest
 from click.testing import CliRunner
 from rich.console import Console
 
-from fleetvisor.cli import summaryview
+from fleetvisor.cli import fleet as fleet_cli
+from fleetvisor.cli import render, summaryview
 from fleetvisor.cli.client import CommandError
 from fleetvisor.cli.exitcodes import status_code
 from fleetvisor.cli.fleet import StatusShape, parse_states, status_request
@@ -160,3 +163,25 @@ def test_bad_status_options_are_one_usage_line(args, error, monkeypatch):
     monkeypatch.setenv("FLEETCTL_CONFIG", "/nonexistent")
     result = CliRunner().invoke(cli, ["--controller", "127.0.0.1:1", "status", *args])
     assert result.exit_code == 2 and result.output.strip() == error
+
+
+def test_watch_redraws_the_summary_in_place_fitted_to_the_terminal(monkeypatch):
+    """On a terminal every frame is cut to the window's height (one line kept for the cursor) and
+    drawn over the last one: the cursor goes back up by the frame's lines, nothing scrolls."""
+    terminal = Console(file=io.StringIO(), force_terminal=True, width=80, height=12, color_system=None)
+    monkeypatch.setattr(render, "out", terminal)
+    frames = [fleet_of(100, {(n, "jobs", 0): "FATAL" for n in range(k)}) for k in (5, 60)]
+
+    def stream(*_args, **_kwargs):
+        yield from frames
+        raise KeyboardInterrupt  # Ctrl-C, the way a watch ends
+    monkeypatch.setattr(fleet_cli.reconnect, "reconnecting", stream)
+    assert fleet_cli._watch(SimpleNamespace(json=False, controller=lambda: None),
+                            cpb.StatusRequest(summary=True)) == 0
+    drawn = re.split(r"\r(?:\x1b\[2K\x1b\[1A)+\x1b\[2K", terminal.file.getvalue().replace("\x1b[?25l", ""))
+    drawn = [frame.replace("\x1b[?25h", "").rstrip("\n").splitlines() for frame in drawn]
+    assert len(drawn) == 3  # two frames, and the last one again as Live stops
+    assert [len(frame) for frame in drawn] == [11, 11, 11]
+    assert drawn[0][5] == "PROBLEMS (5)" and drawn[1][-1] == "... 56 more problems: fleetctl status --problems"
+    moves = re.findall(r"\r((?:\x1b\[2K\x1b\[1A)+)", terminal.file.getvalue())
+    assert [m.count("\x1b[1A") for m in moves] == [10, 10]  # back to the top of the last frame
