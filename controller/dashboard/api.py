@@ -200,7 +200,8 @@ class Api:
         while True:
             seen = self.fleet.changes
             status = await self.calls.call(session.who, _host(request), "GetStatus", pb.StatusRequest())
-            model = Model.of(cast(pb.FleetStatus, status))
+            summary = await self.calls.call(session.who, _host(request), "GetStatus", pb.StatusRequest(summary=True))
+            model = Model.of(cast(pb.FleetStatus, status), cast(pb.FleetStatus, summary).summary)
             change = diff(last, model)
             now = time.monotonic()
             if len(change) > 1 or change.get("full") or now - beat >= PERIOD:

@@ -62,15 +62,16 @@ class Model:
     summary: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def of(cls, status: pb.FleetStatus) -> Model:
-        model = cls(stale=to_json(status.stale) if status.HasField("stale") else None)
+    def of(cls, status: pb.FleetStatus, summary: pb.FleetSummary) -> Model:
+        """The rows of `status`, and `summary`: the controller's own (controller/summary.py, as
+        `fleetctl status` shows it), asked for with the same identity and checks."""
+        model = cls(stale=to_json(status.stale) if status.HasField("stale") else None, summary=to_json(summary))
         for entry in status.nodes:
             name = entry.node.name
             model.nodes[name] = node_row(entry.node)
             model.heartbeats[name] = entry.node.last_heartbeat
             for p in entry.processes:
                 model.procs[f"{name}:{p.group}:{p.name}"] = process_row(name, p)
-        model.summary = summarize(model)
         return model
 
 
@@ -95,41 +96,6 @@ def diff(old: Model | None, new: Model) -> dict[str, Any]:
     if old is None or new.summary != before.summary:
         out["summary"] = new.summary
     return out
-
-
-# -- the overview's groups x states and problems -------------------------------------------------
-# TO BE REPLACED by controller/summary.py (branch wt-summary, FleetStatus.summary) once merged:
-# this is the one place the dashboard computes a summary of its own.
-TROUBLE = ("FATAL", "BACKOFF", "UNKNOWN")
-
-
-def summarize(model: Model) -> dict[str, Any]:
-    groups: dict[str, Counter[str]] = {}
-    problems: list[dict[str, Any]] = []
-    for name, node in model.nodes.items():
-        if not node.get("up"):
-            problems.append({"kind": "NODE_DOWN", "node": name, "state": "DOWN", "detail": node.get("error", "")})
-        elif not node.get("reachable"):
-            problems.append({"kind": "NODE_UNREACHABLE", "node": name, "state": "UNREACHABLE",
-                             "detail": node.get("error", "")})
-        elif node.get("drift"):
-            problems.append({"kind": "DRIFT", "node": name, "subject": node.get("applied_revision", "-"),
-                             "detail": f"desired {node.get('desired_revision')}"})
-    for p in model.procs.values():
-        state = p.get("statename", "")
-        groups.setdefault(p.get("group", ""), Counter())[state] += 1
-        if state in TROUBLE:
-            problems.append({"kind": "PROCESS", "node": p["node"], "subject": f"{p.get('group')}:{p.get('name')}",
-                             "state": state, "detail": p.get("description", "")})
-    rows = [{"group": g, "total": sum(c.values()), "running": c.get("RUNNING", 0),
-             "states": [{"state": s, "count": n} for s, n in sorted(c.items())]} for g, c in groups.items()]
-    rows.sort(key=lambda r: (r["running"] == r["total"], r["group"]))
-    rank = {"NODE_DOWN": 0, "NODE_UNREACHABLE": 1, "PROCESS": 2, "DRIFT": 3}
-    problems.sort(key=lambda x: (rank.get(x["kind"], 9), x.get("node", ""), x.get("subject", "")))
-    return {"nodes": len(model.nodes), "nodes_up": sum(bool(n.get("up")) for n in model.nodes.values()),
-            "processes": len(model.procs),
-            "running": sum(p.get("statename") == "RUNNING" for p in model.procs.values()),
-            "groups": rows, "problems": problems[:500], "problems_total": len(problems)}
 
 
 # -- the streams themselves -----------------------------------------------------------------------

@@ -135,6 +135,7 @@ def test_machines_may_not_log_in_and_certificates_identify_over_https(dash):
 
 def test_status_events_send_the_full_state_then_only_what_changed(dash):
     client = dash.logged_in(ADMIN)
+    dash.wait_running(client, "web-1", "app:app")
     dash.wait_running(client, "web-2", "app:app")
 
     def restarted(events):
@@ -147,6 +148,8 @@ def test_status_events_send_the_full_state_then_only_what_changed(dash):
     assert first["full"] and "web-1:crasher:crasher" in first["procs"] and "web-1" in first["nodes"]
     later = [e for _, e in events[1:] if "procs" in e]
     assert later and all(set(e["procs"]) <= {"web-2:app:app"} for e in later)
+    summary = first["summary"]  # the controller's own (controller/summary.py), as fleetctl status shows it
+    assert summary["nodes"] == 2 and {g["group"] for g in summary["groups"]} >= {"app", "crasher"}
 
 
 def test_anonymous_read_only_with_the_flag(fleet):

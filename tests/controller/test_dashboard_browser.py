@@ -87,7 +87,7 @@ def fetch(driver, path: str, body: dict, csrf: bool = True) -> dict:
 
 def test_overview_shows_the_fatal_process_under_problems(browser, dash):
     open_as(browser, dash, ADMIN)
-    problem = until(browser, lambda d: d.find_element(By.CSS_SELECTOR, 'tr[data-problem="web-1:crasher:crasher"]'),
+    problem = until(browser, lambda d: d.find_element(By.CSS_SELECTOR, 'tr[data-problem="web-1:crasher"]'),
                     "the crasher under problems")
     assert "FATAL" in problem.text
     until(browser, lambda d: len(d.find_elements(By.CSS_SELECTOR, "tr[data-node]")) == 2, "both nodes")

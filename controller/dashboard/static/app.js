@@ -186,7 +186,9 @@ function overview(root) {
     groups.replaceChildren(...s.groups.map((g) => el("tr", { "data-group": g.group },
       el("td", {}, el("a", { href: "#/group/" + encodeURIComponent(g.group), text: g.group })),
       el("td", { text: String(g.running) }), el("td", { text: String(g.total) }),
-      el("td", {}, ...g.states.map((c) => el("span", {}, stateSpan(c.state), " " + c.count + "  "))))));
+      // the summary counts what is not plainly RUNNING; the running ones are its `running`
+      el("td", {}, g.running ? el("span", {}, stateSpan("RUNNING"), " " + g.running + "  ") : null,
+        ...g.states.map((c) => el("span", {}, stateSpan(c.state), " " + c.count + "  "))))));
   }
   function nodeRow(n) {
     const count = Object.values(S.procs).filter((p) => p.node === n.name).length;
