@@ -26,14 +26,13 @@ from aiohttp import web
 
 from fleetvisor.agent.config.model import HttpLimits
 from fleetvisor.agent.faults import FaultError
-from fleetvisor.agent.http.accepts import AcceptTrouble
 from fleetvisor.agent.http.guard import Guard
 from fleetvisor.agent.http.server import (
-    GuardedSite,
     auth_middleware,
     error_response,
     guard_middleware,
     rpc_handler,
+    serve_guarded,
 )
 from fleetvisor.agent.mainlog import Level, MainLog
 from fleetvisor.agent.rpc.xmlrpc import Dispatcher
@@ -197,13 +196,8 @@ class XmlRpcFace:
         return app
 
     async def start(self) -> None:
-        logging.getLogger("aiohttp").addHandler(logging.NullHandler())
-        AcceptTrouble(cast(MainLog, HttpLog())).install(asyncio.get_running_loop())
         guard = Guard(self.limits)
-        self._runner = web.AppRunner(self.make_app(guard), handle_signals=False, access_log=None,
-                                     handler_cancellation=True, shutdown_timeout=SHUTDOWN_TIMEOUT)
-        await self._runner.setup()
-        await GuardedSite(self._runner, self._sock, guard).start()
+        self._runner = await serve_guarded(self.make_app(guard), self._sock, guard, cast(MainLog, HttpLog()))
 
     async def close(self) -> None:
         if self._runner is not None:

@@ -25,7 +25,7 @@ from aiohttp import web
 
 from ..caller import Caller
 from ..config.model import HttpLimits, HttpServerConfig
-from ..mainlog import Level
+from ..mainlog import Level, MainLog
 from ..metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from ..metrics import Metrics
 from ..rpc.supervisor_api import SupervisorNamespace
@@ -230,6 +230,19 @@ class GuardedSite(web.SockSite):
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(self._guard.protocol_factory(server),
                                                 sock=self._sock, backlog=self._backlog, ssl=self._ssl_context)
+
+
+async def serve_guarded(app: web.Application, sock: object, guard: Guard, trouble: MainLog,
+                        ssl_context: ssl.SSLContext | None = None) -> web.AppRunner:
+    """Serve `app` on a bound socket behind `guard`, as the controller's faces (XML-RPC, the
+    dashboard) do: aiohttp's own reports silenced, accept failures told to `trouble`."""
+    logging.getLogger("aiohttp").addHandler(logging.NullHandler())
+    AcceptTrouble(trouble).install(asyncio.get_running_loop())
+    runner = web.AppRunner(app, handle_signals=False, access_log=None, handler_cancellation=True,
+                           shutdown_timeout=SHUTDOWN_TIMEOUT)
+    await runner.setup()
+    await GuardedSite(runner, sock, guard, ssl_context).start()
+    return runner
 
 
 class HttpFace:

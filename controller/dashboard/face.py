@@ -9,7 +9,6 @@ loopback only, unless --http-insecure says otherwise.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import socket
 import ssl
@@ -22,9 +21,8 @@ from typing import cast
 from aiohttp import web
 
 from fleetvisor.agent.config.model import HttpLimits
-from fleetvisor.agent.http.accepts import AcceptTrouble
 from fleetvisor.agent.http.guard import Guard
-from fleetvisor.agent.http.server import GuardedSite, guard_middleware
+from fleetvisor.agent.http.server import guard_middleware, serve_guarded
 from fleetvisor.agent.mainlog import MainLog
 from fleetvisor.agent.security.guard import Gate, InsecureListen, Mode, mode_for
 from fleetvisor.agent.security.tlsfiles import TlsMaterial
@@ -40,7 +38,6 @@ from .events import Streams
 from .tokens import Tokens
 
 log = logging.getLogger("fleetvisor.controller")
-SHUTDOWN_TIMEOUT = 2.0
 STATIC = {"index.html": "text/html", "app.js": "text/javascript", "app.css": "text/css"}
 
 
@@ -76,7 +73,27 @@ def _static(name: str) -> bytes:
 
 def ssl_context(tls: TlsMaterial) -> ssl.SSLContext:
     """Server TLS with the controller's certificate; a client certificate is optional, and when
-    given it must chain to the fleet's CA (the handshake fails otherwise)."""
+    given it must chain to the fleet's CA (the handshake fails otherwise).
+
+    A rotated certificate (SIGHUP, or files found changed, as for gRPC) is taken by the next
+    handshake: the SNI callback looks at the files and hands the connection a context with the
+    new set. (The CA that checks client certificates is the one read at startup.)"""
+    outer = _context(tls)
+    generation, current = tls.generation, outer
+
+    def follow(ssl_object: ssl.SSLObject, _name: str | None, _context_: ssl.SSLContext) -> None:
+        nonlocal generation, current
+        tls.refresh()
+        if generation != tls.generation:
+            generation, current = tls.generation, _context(tls)
+        if current is not outer:
+            ssl_object.context = current
+
+    outer.sni_callback = follow
+    return outer
+
+
+def _context(tls: TlsMaterial) -> ssl.SSLContext:
     now = tls.current
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
@@ -148,14 +165,9 @@ class DashboardFace:
         self.streams.cancel_all()
 
     async def start(self) -> None:
-        logging.getLogger("aiohttp").addHandler(logging.NullHandler())
-        AcceptTrouble(cast(MainLog, HttpLog())).install(asyncio.get_running_loop())
         guard = Guard(self.limits)
-        self._runner = web.AppRunner(self.make_app(guard), handle_signals=False, access_log=None,
-                                     handler_cancellation=True, shutdown_timeout=SHUTDOWN_TIMEOUT)
-        await self._runner.setup()
         context = ssl_context(self.tls) if self.tls is not None else None
-        await GuardedSite(self._runner, self._sock, guard, context).start()
+        self._runner = await serve_guarded(self.make_app(guard), self._sock, guard, cast(MainLog, HttpLog()), context)
 
     async def close(self) -> None:
         if self._runner is not None:

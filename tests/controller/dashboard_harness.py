@@ -19,6 +19,11 @@ from .fleet_harness import CLUSTER, FLEETCTL, SLEEPER, Agent, Controller
 from .test_fleet_tls import ENV, tls_flags
 
 ADMIN, BOB, VIC, RITA = "alice", "bob", "vic", "rita"
+TALKER = """
+[program:talker]
+command=sh -c 'echo hello-dashboard; exec sleep 1000'
+startsecs=0
+"""
 CRASHER = """
 [program:crasher]
 command=sh -c 'exit 3'
@@ -30,7 +35,8 @@ autorestart=false
 
 def make_pki(directory: Path) -> Path:
     make_ca(directory)
-    issue(directory, "ctl-1", ["127.0.0.1"], role="controller", cluster=CLUSTER)
+    for name in ("ctl-1", "ctl-2"):
+        issue(directory, name, ["127.0.0.1"], role="controller", cluster=CLUSTER)
     for name in ("web-1", "web-2"):
         issue(directory, name, ["127.0.0.1"], role="agent", cluster=CLUSTER)
     issue(directory, ADMIN, [], role="operator", groups=["admins"], cluster=CLUSTER)
@@ -151,7 +157,7 @@ class DashboardFleet:
             node = f"web-{i}"
             tls_conf = (f"tls_cert={pki / node}.pem\ntls_key={pki / node}.key\ntls_ca={pki / 'ca.pem'}\n"
                         if pki is not None else "")
-            programs = SLEEPER.format(name="app") + (CRASHER if i == 1 else "")
+            programs = SLEEPER.format(name="app") + (CRASHER if i == 1 else TALKER)
             agent = Agent(fleet.base, node, [self.ctl.address], labels="role=web", programs=programs,
                           fleetvisor_extra=tls_conf)
             fleet.agents.append(agent)

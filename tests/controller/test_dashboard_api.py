@@ -180,3 +180,72 @@ def test_plaintext_off_loopback_is_refused_at_startup(tmp_path, etcd):
     assert result.returncode == 2
     assert "refusing to serve plaintext" in result.stderr and "--http-insecure" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_a_log_tail_streams_and_a_viewer_reads_it(dash):
+    client = dash.logged_in(VIC)
+    dash.wait_running(client, "web-2", "talker:talker")
+    events = client.sse("/api/events/tail?node=web-2&name=talker:talker&stream=stdout",
+                        lambda seen: any("hello-dashboard" in d.get("text", "") for _, d in seen))
+    assert events[0][0] == "log"
+    missing = client.sse("/api/events/tail?node=web-2&name=nosuch:nosuch", lambda seen: bool(seen))
+    assert missing[0][0] == "error" and "\n" not in missing[0][1]["error"]
+
+
+def test_live_views_are_bounded_per_identity(dash):
+    client = dash.logged_in(VIC)
+    import http.client
+
+    held: list[http.client.HTTPConnection] = []
+    try:
+        for _ in range(8):
+            conn = client._connection()
+            conn.request("GET", "/api/events/status", headers={"Cookie": client.cookie})
+            assert conn.getresponse().status == 200
+            held.append(conn)
+        over = client.request("GET", "/api/events/status")
+        assert over.status == 429 and "live views" in over.error
+    finally:
+        for conn in held:
+            conn.close()
+    wait_for(lambda: client.request("GET", "/api/whoami").status == 200, 5, "the dashboard")
+
+
+def test_config_history_diff_and_rollback_go_through_the_core(dash, tmp_path):
+    viewer, admin = dash.logged_in(VIC), dash.logged_in(ADMIN)
+    dash.wait_running(admin, "web-2", "app:app")
+    conf = tmp_path / "extra.conf"
+    for n, command in enumerate(("sleep 1000", "sleep 2000")):
+        conf.write_text(f"[program:extra]\ncommand={command}\n")
+        pushed = dash.fleetctl(ADMIN, "config", "push", str(conf), "--name", "extra", "--nodes", "web-2",
+                               "-m", f"v{n + 1}")
+        assert pushed.returncode == 0, pushed.stderr
+    history = viewer.rpc("ConfigHistory", {"name": "extra"}).json()
+    assert sorted(int(r["revision"]) for r in history["revisions"]) == [1, 2]
+    texts = [viewer.rpc("GetConfigRevision", {"name": "extra", "revision": n}).json()["config_text"] for n in (1, 2)]
+    assert "sleep 1000" in texts[0] and "sleep 2000" in texts[1]
+    refused = viewer.rpc("RollbackConfig", {"name": "extra", "to_revision": 1})
+    assert refused.status == 403
+    done = admin.rpc("RollbackConfig", {"name": "extra", "to_revision": 1, "message": "back"})
+    assert done.status == 200, done.body
+    assert int(admin.rpc("ConfigHistory", {"name": "extra"}).json()["current_revision"]) == 3
+    entry = [e for e in audit(dash) if e["action"] == "config.rollback"][-1]
+    assert entry["who"] == f"{ADMIN} (dashboard)" and entry["ok"]
+    bad = admin.rpc("RollbackConfig", {"name": "extra", "to_revision": "x"})
+    assert bad.status == 400 and "\n" not in bad.error
+
+
+def test_a_follower_says_where_the_leader_is_and_its_writes_name_it(dash):
+    http_port = free_port()
+    follower = dash.fleet.controller("ctl-2", node_ttl=3, extra=(
+        "--tls-cert", str(dash.pki / "ctl-2.pem"), "--tls-key", str(dash.pki / "ctl-2.key"),
+        "--tls-ca", str(dash.pki / "ca.pem"), "--http-listen", f"127.0.0.1:{http_port}"))
+    follower.wait_line("fleet dashboard on")
+    client = dash.client()
+    client.base = f"https://127.0.0.1:{http_port}"
+    assert client.login(dash.login_url(ADMIN)).status == 200  # ctl-1's token, accepted by ctl-2
+    wait_for(lambda: client.whoami().json()["controller"]["leader_id"] == "ctl-1", 15, "ctl-2 to see the leader")
+    me = client.whoami().json()["controller"]
+    assert me["is_leader"] is False and me["leader_address"] == dash.ctl.address
+    refused = client.rpc("Control", {"action": "RESTART", "patterns": ["web-1:app:app"]})
+    assert refused.status == 409 and dash.ctl.address in refused.error
