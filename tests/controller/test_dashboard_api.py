@@ -138,8 +138,11 @@ def test_status_events_send_the_full_state_then_only_what_changed(dash):
     dash.wait_running(client, "web-1", "app:app")
     dash.wait_running(client, "web-2", "app:app")
 
+    asked: list[bool] = []
+
     def restarted(events):
-        if len(events) == 1:
+        if events and not asked:
+            asked.append(True)
             client.rpc("Control", {"action": "RESTART", "patterns": ["web-2:app:app"], "wait": True})
         return any(not e["full"] and "web-2:app:app" in e.get("procs", {}) and
                    e["procs"]["web-2:app:app"]["statename"] == "RUNNING" for _, e in events[1:])
@@ -249,3 +252,36 @@ def test_a_follower_says_where_the_leader_is_and_its_writes_name_it(dash):
     assert me["is_leader"] is False and me["leader_address"] == dash.ctl.address
     refused = client.rpc("Control", {"action": "RESTART", "patterns": ["web-1:app:app"]})
     assert refused.status == 409 and dash.ctl.address in refused.error
+
+
+def test_an_operation_is_planned_started_paused_resumed_and_aborted_with_live_progress(dash):
+    admin, viewer = dash.logged_in(ADMIN), dash.logged_in(VIC)
+    for node in ("web-1", "web-2"):
+        dash.wait_running(admin, node, "app:app")
+    spec = {"kind": "ROLLING_RESTART", "group": "app", "batch": 1, "healthy_for_seconds": 60, "timeout_seconds": 120}
+    plan = admin.rpc("StartOperation", {"spec": spec, "dry_run": True}).json()
+    assert plan["id"] == "" and len(plan["batches"]) == 2
+    assert admin.rpc("ListOperations", {"all": True}).json()["operations"] == []
+    assert viewer.rpc("StartOperation", {"spec": spec}).status == 403
+    op = admin.rpc("StartOperation", {"spec": spec, "message": "from the dashboard"}).json()
+    assert op["author"] == f"{ADMIN} (dashboard)"
+
+    def state(client=admin) -> str:
+        return client.rpc("GetOperation", {"id": op["id"]}).json()["state"]
+    assert viewer.rpc("PauseOperation", {"id": op["id"]}).status == 403
+    assert admin.rpc("PauseOperation", {"id": op["id"], "reason": "look"}).status == 200
+    wait_for(lambda: state() == "OP_PAUSED", 10, "the pause")
+    assert admin.rpc("ResumeOperation", {"id": op["id"]}).status == 200
+    wait_for(lambda: state() == "OP_RUNNING", 10, "the resume")
+
+    asked: list[bool] = []
+
+    def aborted(events) -> bool:
+        if events and not asked:  # the stream shows the running operation first
+            asked.append(True)
+            assert admin.rpc("AbortOperation", {"id": op["id"], "reason": "enough"}).status == 200
+        return bool(events) and events[-1][0] == "end"
+    events = viewer.sse(f"/api/events/operation/{op['id']}", aborted)
+    assert events[-2][1]["state"] == "OP_ABORTED" and events[-2][1]["reason"]
+    actions = [e["action"] for e in audit(dash) if e["who"] == f"{ADMIN} (dashboard)"]
+    assert {"ops.rolling-restart", "ops.pause", "ops.resume", "ops.abort"} <= set(actions)
