@@ -104,7 +104,7 @@ class Gate:
             for task in self._streams[serial]:
                 task.cancel()
 
-    def _follow(self, identity: Identity, task: asyncio.Task[Any] | None) -> Callable[[], None]:
+    def follow(self, identity: Identity, task: asyncio.Task[Any] | None) -> Callable[[], None]:
         """Note an open stream of `identity`; returns what forgets it."""
         if not identity.serial or task is None:
             return lambda: None
@@ -282,7 +282,7 @@ class Guard(grpc.aio.ServerInterceptor):
 
         @contextlib.asynccontextmanager
         async def followed(identity: Identity, context: grpc.aio.ServicerContext) -> AsyncIterator[None]:
-            forget = gate._follow(identity, asyncio.current_task())
+            forget = gate.follow(identity, asyncio.current_task())
             try:
                 yield
             except asyncio.CancelledError:

@@ -184,9 +184,12 @@ class Api:
         except StreamLimit as exc:
             return json_error(429, str(exc))
         request["session"] = session  # the events read it once they start
+        # as the gRPC guard does for streams: revoking the certificate cuts its open views
+        forget = self.calls.gate.follow(session.who, asyncio.current_task())
         try:
             return await sse(request, _with_session(events, session), _stream_error)
         finally:
+            forget()
             self.streams.leave(key)
 
     async def status_events(self, request: web.Request) -> web.StreamResponse:

@@ -130,7 +130,10 @@ class Client:
         name = ""
         try:
             while not until(events):
-                line = answer.readline().decode().rstrip("\n")
+                raw = answer.readline()
+                if not raw:
+                    break  # the server ended the stream
+                line = raw.decode().rstrip("\n")
                 if line.startswith("event: "):
                     name = line[7:]
                 elif line.startswith("data: "):

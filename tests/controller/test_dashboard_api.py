@@ -118,8 +118,17 @@ def test_forged_expired_revoked_and_missing_logins_are_refused(dash):
     rita = dash.logged_in(RITA)
     assert rita.whoami().status == 200
     serial = from_pem((dash.pki / f"{RITA}.pem").read_bytes()).serial
-    revoked = dash.fleetctl(ADMIN, "certs", "revoke", serial)
-    assert revoked.returncode == 0, revoked.stderr
+    dash.wait_running(rita, "web-2", "talker:talker")
+    asked: list[bool] = []
+
+    def revoke_midway(events) -> bool:
+        if events and not asked:  # a live view is open: the revocation must end it
+            asked.append(True)
+            revoked = dash.fleetctl(ADMIN, "certs", "revoke", serial)
+            assert revoked.returncode == 0, revoked.stderr
+        return False
+    rita.sse("/api/events/tail?node=web-2&name=talker:talker", revoke_midway, timeout=20)
+    assert asked
     wait_for(lambda: rita.whoami().status == 401, 15, "the revoked certificate's session to end")
     assert "revoked" in rita.whoami().error
 

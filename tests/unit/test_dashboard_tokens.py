@@ -66,3 +66,16 @@ def test_only_people_and_the_loopback_caller_log_in_for_a_bounded_time() -> None
     with pytest.raises(TokenError):
         tokens.mint(ALICE, -1)
     assert tokens.mint(ALICE, 0)[1].expires_at > 0  # 0: the default
+
+
+def test_the_listener_follows_the_controllers_plaintext_rules() -> None:
+    from fleetvisor.agent.security.guard import Mode
+    from fleetvisor.controller.dashboard.face import DashboardConfigError, DashboardSettings
+
+    assert DashboardSettings("127.0.0.1:7443").mode(tls=False) is Mode.LOCAL
+    assert DashboardSettings("0.0.0.0:7443").mode(tls=True) is Mode.TLS
+    assert DashboardSettings("0.0.0.0:7443", insecure=True).mode(tls=False) is Mode.INSECURE
+    with pytest.raises(DashboardConfigError, match="--http-insecure"):
+        DashboardSettings("0.0.0.0:7443").mode(tls=False)
+    with pytest.raises(DashboardConfigError, match="HOST:PORT"):
+        DashboardSettings("7443").mode(tls=True)
