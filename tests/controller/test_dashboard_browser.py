@@ -165,3 +165,26 @@ def test_a_write_without_the_csrf_token_is_refused(browser, dash):
     refused = fetch(browser, "/api/rpc/Control", {"action": "STOP", "patterns": ["web-1:app:app"]}, csrf=False)
     assert refused["status"] == 403 and "X-CSRF-Token" in refused["body"]["error"]
     assert dash.pid(client, "web-1", "app:app") == pid
+
+
+def test_config_revisions_diff_side_by_side_and_roll_back_with_confirmation(browser, dash, tmp_path):
+    client = dash.logged_in(ADMIN)
+    dash.wait_running(client, "web-2", "app:app")
+    conf = tmp_path / "extra.conf"
+    for n, command in enumerate(("sleep 1000", "sleep 2000")):
+        conf.write_text(f"[program:extra]\ncommand={command}\n")
+        pushed = dash.fleetctl(ADMIN, "config", "push", str(conf), "--name", "extra", "--nodes", "web-2", "-m", f"v{n}")
+        assert pushed.returncode == 0, pushed.stderr
+    open_as(browser, dash, ADMIN, "config/extra")
+    until(browser, lambda d: len(d.find_elements(By.CSS_SELECTOR, "tr[data-revision]")) == 2, "both revisions")
+    browser.find_element(By.XPATH, "//button[text()='diff']").click()
+    removed = until(browser, lambda d: d.find_element(By.CSS_SELECTOR, ".diff span.del"), "the diff")
+    assert "sleep 1000" in removed.text
+    assert "sleep 2000" in browser.find_element(By.CSS_SELECTOR, ".diff span.add").text
+    browser.find_element(By.CSS_SELECTOR, 'tr[data-revision="1"] button.write').click()
+    until(browser, lambda d: d.switch_to.alert, "the confirmation").accept()
+    until(browser, lambda d: "rolled back: revision 3" in d.find_element(By.ID, "message").text, "the rollback")
+    assert int(client.rpc("ConfigHistory", {"name": "extra"}).json()["current_revision"]) == 3
+    browser.get(f"{dash.base}/#/audit")
+    until(browser, lambda d: "config.rollback" in d.find_element(By.ID, "view").text, "the audit entry")
+    assert f"{ADMIN} (dashboard)" in browser.find_element(By.ID, "view").text

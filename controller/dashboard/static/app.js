@@ -413,7 +413,7 @@ async function configView(root, name) {
       el("td", { text: r.author }), el("td", { text: r.message }), el("td", { text: new Date(r.created_at * 1000).toLocaleString() }),
       el("td", {}, String(r.revision) === String(h.current_revision) ? null : writeButton("roll back to this", "deploy", async () => {
         if (!confirm("Roll " + name + " back to revision " + r.revision + "?")) return;
-        try { const p = await api("RollbackConfig", { name, to_revision: r.revision, message: "rollback from the dashboard" }); message("rolled back: revision " + p.revision.revision, false); location.hash = "#/config/" + encodeURIComponent(name) + "?" + Date.now(); } catch (e) { message(e.message, true); }
+        try { const p = await api("RollbackConfig", { name, to_revision: r.revision, message: "rollback from the dashboard" }); message("rolled back: revision " + p.revision.revision, false); route(); } catch (e) { message(e.message, true); }
       })))));
     const sel = (id) => el("select", { id }, ...revs.map((r) => el("option", { value: String(r.revision), text: String(r.revision) })));
     const a = sel("diff-a"), b = sel("diff-b");
