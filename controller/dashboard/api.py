@@ -102,6 +102,9 @@ class Api:
         try:
             session = self.auth.from_token(token)
         except Unauthenticated as exc:
+            hook = self.calls.gate.on_refusal
+            if hook is not None:  # as the guard audits an unusable certificate (the token is not named)
+                await hook(None, f"dashboard login from {_host(request)}", str(exc))
             return json_error(401, str(exc))
         response = web.json_response(self._whoami(session))
         self.auth.set_cookie(response, token, session.expires_at)

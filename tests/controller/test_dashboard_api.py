@@ -105,6 +105,8 @@ def test_forged_expired_revoked_and_missing_logins_are_refused(dash):
     url = dash.login_url(BOB)
     body, _, signature = url.partition("#token=")[2].partition(".")
     assert dash.client().login(f"x#token={body}.{'A' * len(signature)}").status == 401
+    refused = [e for e in audit(dash) if e["action"] == "denied" and "dashboard login" in e["detail"]]
+    assert refused and refused[-1]["who"] == "unidentified caller" and body not in str(refused)
     assert dash.client().request("GET", "/api/whoami", headers={"Cookie": f"fleetvisor_session={body}.x"}).status == 401
     # expired
     short = dash.client()
