@@ -141,6 +141,10 @@ def test_a_rolling_restart_from_the_page_completes_with_live_progress(browser, d
     assert len(steps) == 2 and all("DONE" in s.text for s in steps)
     for node, pid in pids.items():
         assert dash.wait_running(client, node, "app:app") != pid
+    op_id = browser.current_url.rpartition("/")[2]
+    browser.get(f"{dash.base}/#/ops")
+    listed = until(browser, lambda d: d.find_element(By.CSS_SELECTOR, f'tr[data-op="{op_id}"]'), "the operations list")
+    assert "OP_SUCCEEDED" in listed.text and f"{ADMIN} (dashboard)" in listed.text
 
 
 def test_a_viewer_sees_no_write_controls_and_its_forged_write_is_refused(browser, dash):

@@ -70,6 +70,10 @@ function uptime(p) {
   return "pid " + p.pid + ", uptime " + h + ":" + String(m).padStart(2, "0") + ":" + String(sec).padStart(2, "0");
 }
 
+function table(heads, body) {
+  return el("table", {}, el("thead", {}, el("tr", {}, ...heads.map((h) => el("th", { text: h })))), body);
+}
+
 function stateSpan(state) { return el("span", { class: "state " + state, text: state }); }
 
 // -- session ---------------------------------------------------------------------------------------
@@ -150,10 +154,10 @@ function overview(root) {
   const groups = el("tbody", { id: "groups" });
   const nodes = el("tbody", { id: "nodes" });
   root.append(el("h2", { text: "Fleet" }), summary,
-    el("h3", { text: "Problems" }), el("table", {}, el("thead", {}, el("tr", {}, ...["kind", "node", "subject", "state", "detail"].map((h) => el("th", { text: h })))), problems),
-    el("h3", { text: "Groups" }), el("table", {}, el("thead", {}, el("tr", {}, ...["group", "running", "total", "states"].map((h) => el("th", { text: h })))), groups),
+    el("h3", { text: "Problems" }), table(["kind", "node", "subject", "state", "detail"], problems),
+    el("h3", { text: "Groups" }), table(["group", "running", "total", "states"], groups),
     el("h3", { text: "Nodes" }), filters,
-    el("table", {}, el("thead", {}, el("tr", {}, ...["node", "labels", "agent", "revision (applied / desired)", "heartbeat", "up", "reachable", "processes"].map((h) => el("th", { text: h })))), nodes));
+    table(["node", "labels", "agent", "revision (applied / desired)", "heartbeat", "up", "reachable", "processes"], nodes));
 
   function glob(pattern, text) {
     if (!pattern) return true;
@@ -243,7 +247,7 @@ function processRow(p, withNode) {
 function processTable(root, filter, withNode) {
   const body = el("tbody", {});
   const heads = [...(withNode ? ["node"] : []), "process", "state", "pid", "description", "health", "actions"];
-  root.append(el("table", {}, el("thead", {}, el("tr", {}, ...heads.map((h) => el("th", { text: h })))), body));
+  root.append(table(heads, body));
   const rows = {};
   function put(key) {
     const p = S.procs[key];
@@ -280,8 +284,8 @@ function nodeView(root, name) {
       " (desired " + (n.desired_revision || "-") + "), " + (n.up ? "up" : "DOWN") + (n.reachable ? "" : ", unreachable") + (n.error ? ": " + n.error : "") : "unknown node";
   };
   facts();
-  const table = processTable(root, (p) => p.node === name, false);
-  return { update(change, changed) { facts(); table.update(change, changed); }, close: table.close };
+  const procs = processTable(root, (p) => p.node === name, false);
+  return { update(change, changed) { facts(); procs.update(change, changed); }, close: procs.close };
 }
 
 function groupView(root, group) {
@@ -328,22 +332,25 @@ function groupView(root, group) {
         el("button", { type: "button", id: "rr-confirm", onclick: () => rolling(false) }, "Start rolling restart"));
     } catch (e) { view.replaceChildren(el("p", { class: "state FATAL", text: e.message })); }
   }
-  const table = processTable(root, (p) => p.group === group, true);
-  return table;
+  return processTable(root, (p) => p.group === group, true);
+}
+
+async function listPage(root, title, heads, method, request, rows) {
+  // a page that is one table of one read's answer
+  root.append(el("h2", { text: title }));
+  const body = el("tbody", {});
+  root.append(table(heads, body));
+  try { body.replaceChildren(...rows(await api(method, request))); } catch (e) { message(e.message, true); }
+  return body;
 }
 
 async function opsView(root) {
-  root.append(el("h2", { text: "Operations" }));
-  const body = el("tbody", {});
-  root.append(el("table", {}, el("thead", {}, el("tr", {}, ...["id", "kind", "what", "state", "batch", "author", "created"].map((h) => el("th", { text: h })))), body));
-  try {
-    const r = await api("ListOperations", { all: true });
-    body.replaceChildren(...(r.operations || []).map((op) => el("tr", { "data-op": op.id },
+  await listPage(root, "Operations", ["id", "kind", "what", "state", "batch", "author", "created"], "ListOperations", { all: true },
+    (r) => (r.operations || []).map((op) => el("tr", { "data-op": op.id },
       el("td", {}, el("a", { href: "#/op/" + op.id, text: op.id })), el("td", { text: op.spec.kind }),
       el("td", { text: op.spec.group || op.spec.config_name }), el("td", {}, stateSpan(op.state)),
       el("td", { text: op.current_batch + 1 + "/" + op.batches.length }), el("td", { text: op.author }),
       el("td", { text: new Date(op.created_at * 1000).toLocaleString() }))));
-  } catch (e) { message(e.message, true); }
   return null;
 }
 
@@ -371,15 +378,10 @@ function opView(root, id) {
 }
 
 async function configsView(root) {
-  root.append(el("h2", { text: "Config revisions" }));
-  const body = el("tbody", {});
-  root.append(el("table", {}, el("thead", {}, el("tr", {}, ...["config", "current", "nodes", "updated"].map((h) => el("th", { text: h })))), body));
-  try {
-    const r = await api("ListConfigs", {});
-    body.replaceChildren(...(r.configs || []).map((c) => el("tr", {},
+  await listPage(root, "Config revisions", ["config", "current", "nodes", "updated"], "ListConfigs", {},
+    (r) => (r.configs || []).map((c) => el("tr", {},
       el("td", {}, el("a", { href: "#/config/" + encodeURIComponent(c.name), text: c.name })), el("td", { text: String(c.current_revision) }),
       el("td", { text: (c.target_nodes || []).join(", ") }), el("td", { text: new Date(c.updated_at * 1000).toLocaleString() }))));
-  } catch (e) { message(e.message, true); }
   return null;
 }
 
@@ -404,7 +406,7 @@ async function configView(root, name) {
   const body = el("tbody", {});
   const pick = el("div", { class: "form" });
   const out = el("div", { id: "diff" });
-  root.append(el("table", {}, el("thead", {}, el("tr", {}, ...["revision", "author", "message", "created", ""].map((h) => el("th", { text: h })))), body), pick, out);
+  root.append(table(["revision", "author", "message", "created", ""], body), pick, out);
   try {
     const h = await api("ConfigHistory", { name });
     const revs = (h.revisions || []).slice().sort((a, b) => b.revision - a.revision);
@@ -449,15 +451,10 @@ function tailView(root, node, name) {
 }
 
 async function auditView(root) {
-  root.append(el("h2", { text: "Audit log" }));
-  const body = el("tbody", {});
-  root.append(el("table", {}, el("thead", {}, el("tr", {}, ...["time", "who", "action", "detail", "ok", "result", "controller"].map((h) => el("th", { text: h })))), body));
-  try {
-    const r = await api("ListAudit", { limit: 200 });
-    body.replaceChildren(...(r.entries || []).reverse().map((e) => el("tr", {},
+  await listPage(root, "Audit log", ["time", "who", "action", "detail", "ok", "result", "controller"], "ListAudit", { limit: 200 },
+    (r) => (r.entries || []).reverse().map((e) => el("tr", {},
       el("td", { text: new Date(e.time * 1000).toLocaleString() }), el("td", { text: e.who }), el("td", { text: e.action }),
       el("td", { text: e.detail }), el("td", {}, stateSpan(e.ok ? "RUNNING" : "FATAL")), el("td", { text: e.result }), el("td", { text: e.controller_id }))));
-  } catch (e) { message(e.message, true); }
   return null;
 }
 
