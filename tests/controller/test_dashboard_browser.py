@@ -211,3 +211,16 @@ def test_banners_for_a_follower_and_for_lost_etcd(browser, dash):
     until(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "tr[data-node]"), "the leader's overview")
     dash.fleet.etcd.kill()
     until(browser, lambda d: "cannot reach etcd" in d.find_element(By.ID, "banner").text, "the etcd banner")
+
+
+def test_anonymous_visitors_read_without_controls_and_follow_a_log(browser, fleet):
+    plain = DashboardFleet(fleet, None, extra=("--http-anonymous-read",))
+    plain.wait_running(plain.client(), "web-2", "talker:talker")
+    browser.get(f"{plain.base}/#/node/web-2")
+    until(browser, lambda d: "read only" in d.find_element(By.ID, "who").text, "the anonymous visitor")
+    until(browser, lambda d: row(d, "web-2:talker:talker"), "the node's processes")
+    assert browser.find_elements(By.CSS_SELECTOR, "button.write") == []
+    row(browser, "web-2:talker:talker").find_element(By.LINK_TEXT, "tail").click()
+    until(browser, lambda d: "hello-dashboard" in d.find_element(By.ID, "tail").text, "the log in the page")
+    forged = fetch(browser, "/api/rpc/Control", {"action": "STOP", "patterns": ["web-2:talker:talker"]}, csrf=False)
+    assert forged["status"] == 403 and "anonymous" in forged["body"]["error"]
