@@ -135,12 +135,16 @@ def peer_pem(request: web.Request) -> bytes | None:
 
 
 @web.middleware
-async def security_headers(request: web.Request,
-                           handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
+async def json_errors(request: web.Request,
+                      handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
+    """The router's own refusals (404, 405) as one line of JSON too."""
     try:
-        response = await handler(request)
-    except web.HTTPException as exc:  # the router's 404 and 405 are raised
-        response = json_error(exc.status, exc.reason)
+        return await handler(request)
+    except web.HTTPException as exc:
+        return json_error(exc.status, exc.reason)
+
+
+async def security_headers(_request: web.Request, response: web.StreamResponse) -> None:
+    """On every answer, streams too, before its headers are sent (aiohttp's on_response_prepare)."""
     response.headers.update(SECURITY_HEADERS)
     response.headers.setdefault("Cache-Control", "no-store")
-    return response

@@ -32,7 +32,7 @@ from ..leadership import Leadership
 from ..service import ControllerServicer
 from ..xmlrpc_face import HttpLog
 from .api import Api
-from .auth import Authenticator, security_headers
+from .auth import Authenticator, json_errors, security_headers
 from .calls import Calls
 from .events import Streams
 from .tokens import Tokens
@@ -142,8 +142,8 @@ class DashboardFace:
         return f"{scheme}://{f'[{host}]' if ':' in host else host}:{self.port}/"
 
     def make_app(self, guard: Guard) -> web.Application:
-        app = web.Application(middlewares=[guard_middleware(guard), security_headers],
-                              client_max_size=self.limits.max_body)
+        app = web.Application(middlewares=[guard_middleware(guard), json_errors], client_max_size=self.limits.max_body)
+        app.on_response_prepare.append(security_headers)
         self.api.install(app)
         app.router.add_get("/", self._page)
         app.router.add_get("/static/{name}", self._file)

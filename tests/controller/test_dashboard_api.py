@@ -66,6 +66,14 @@ def test_security_headers(dash):
         assert headers["X-Content-Type-Options"] == "nosniff"
         assert headers["Referrer-Policy"] == "no-referrer"
     assert client.request("GET", "/api/whoami").headers["Cache-Control"] == "no-store"
+    conn = client._connection()
+    conn.request("GET", "/api/events/status", headers={"Cookie": client.cookie})
+    stream = conn.getresponse()
+    assert stream.headers["Content-Type"] == "text/event-stream"
+    assert stream.headers["X-Content-Type-Options"] == "nosniff" and "Content-Security-Policy" in stream.headers
+    conn.close()
+    missing = client.request("GET", "/nosuch")
+    assert missing.status == 404 and missing.json()["error"]
     page = client.request("GET", "/").body.decode()
     assert "<script>" not in page and "style=" not in page and "<style" not in page
 
