@@ -15,11 +15,16 @@ With --mtls every link is mutual TLS with role certificates, and status is also 
 reader whose rights come from a scoped policy among POLICIES others, so that its answer is
 filtered node by node: the cost of authorization (issue 13: at most 5 % on status p99 at 100
 agents against a plaintext run of the same size).
+
+The summary-first `fleetctl status` (issue 18) is timed too (GetStatus with summary), and the
+screen fleetctl draws from it on an 80x24 terminal is kept in the results: at 100 agents it must
+fit one screen.
 """
 
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import os
 import shutil
@@ -37,6 +42,7 @@ from rich.console import Console
 from rich.table import Table
 
 from fleetvisor.cli.certs import issue, make_ca
+from fleetvisor.cli.summaryview import summary_view
 from fleetvisor.v1 import controller_pb2 as pb
 from fleetvisor.v1 import controller_pb2_grpc as pb_grpc
 
@@ -201,6 +207,22 @@ def status_latency(stub: pb_grpc.ControllerServiceStub, samples: int, nodes: int
     return times
 
 
+def summary_latency(stub: pb_grpc.ControllerServiceStub, samples: int, nodes: int) -> tuple[list[float], list[str]]:
+    """GetStatus with the summary, and the screen fleetctl draws from the last answer on an 80x24
+    terminal (23 lines: the last one is the prompt's)."""
+    times = []
+    answer = pb.FleetStatus()
+    for _ in range(samples):
+        began = time.perf_counter()
+        answer = stub.GetStatus(pb.StatusRequest(summary=True), timeout=10)
+        times.append((time.perf_counter() - began) * 1000)
+        if answer.summary.nodes != nodes:
+            raise RuntimeError(f"the summary counted {answer.summary.nodes} nodes, not {nodes}")
+    screen = Console(file=io.StringIO(), width=80, color_system=None)
+    screen.print(summary_view(answer, width=80, height=23))
+    return times, screen.file.getvalue().splitlines()
+
+
 def xmlrpc_latency(fleet: Fleet, samples: int, nodes: int) -> list[float]:
     """supervisor.getAllProcessInfo on the controller, as a scripted client or exporter asks it
     (one kept-alive connection, basic auth on every request)."""
@@ -284,6 +306,7 @@ def main(argv: list[str] | None = None) -> int:
             console.print(f"[bold]{size} agents[/]: starting ...")
             fleet.add_agents(size)
             latencies = status_latency(fleet.stub, args.samples, size)
+            summary_times, screen = summary_latency(fleet.stub, args.samples, size)
             xmlrpc_times = xmlrpc_latency(fleet, args.samples, size)
             scoped: dict[str, float] = {}
             if args.mtls:
@@ -299,7 +322,9 @@ def main(argv: list[str] | None = None) -> int:
                             "supervisorctl_loop_s": loop, "speedup": loop * 1000 / p99,
                             "propagation_s": statistics.median(pushes), "propagation_max_s": max(pushes),
                             "xmlrpc_p50_ms": percentile(xmlrpc_times, 0.5),
-                            "xmlrpc_p99_ms": percentile(xmlrpc_times, 0.99), "mtls": args.mtls, **scoped})
+                            "xmlrpc_p99_ms": percentile(xmlrpc_times, 0.99), "mtls": args.mtls, **scoped,
+                            "summary_p50_ms": percentile(summary_times, 0.5),
+                            "summary_p99_ms": percentile(summary_times, 0.99), "summary_screen": screen})
             if size == args.rolling_at:
                 rolling = rolling_restart(fleet, batch=5, healthy_for=2.0)
         finished = True
@@ -327,6 +352,11 @@ def main(argv: list[str] | None = None) -> int:
             console.print(f"{r['agents']} agents over mutual TLS: status p50/p99 {r['status_p50_ms']:.1f}/"
                           f"{r['status_p99_ms']:.1f} ms for an admin, {r['scoped_p50_ms']:.1f}/"
                           f"{r['scoped_p99_ms']:.1f} ms for a reader scoped by a policy among {POLICIES + 1}")
+    for r in results:
+        console.print(f"{r['agents']} agents: summary status p50/p99 {r['summary_p50_ms']:.1f}/"
+                      f"{r['summary_p99_ms']:.1f} ms; fleetctl's summary on 80x24 is "
+                      f"{len(r['summary_screen'])} lines:")
+        console.print("\n".join(r["summary_screen"]), markup=False, highlight=False)
     if rolling:
         console.print(f"rolling restart of {rolling['nodes']} agents, batch 5, healthy for 2 s: "
                       f"{rolling['total_s']:.1f} s against an ideal of {rolling['ideal_s']:.1f} s "

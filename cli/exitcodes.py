@@ -64,3 +64,20 @@ def fleet_status_code(nodes: Sequence[cpb.NodeProcesses], selected_by_labels: bo
     if any(not (n.node.up and n.node.reachable) for n in nodes):
         return STATUS_NOT_RUNNING
     return max((processes_code(n.processes) for n in nodes), default=0)
+
+
+def summary_code(summary: cpb.FleetSummary, selected_by_labels: bool = False) -> int:
+    """fleet_status_code's meaning, from a FleetSummary's counts instead of the rows."""
+    if selected_by_labels and not summary.nodes:
+        return STATUS_UNKNOWN
+    if summary.nodes_up < summary.nodes or summary.nodes_reachable < summary.nodes:
+        return STATUS_NOT_RUNNING
+    stopped = any(c.state in STOPPED_STATES for g in summary.groups for c in g.states)
+    return STATUS_NOT_RUNNING if stopped else 0
+
+
+def status_code(reply: cpb.FleetStatus, selected_by_labels: bool = False) -> int:
+    """A GetStatus answer, the summary or the rows, whichever the controller sent."""
+    if reply.HasField("summary"):
+        return summary_code(reply.summary, selected_by_labels)
+    return fleet_status_code(reply.nodes, selected_by_labels)

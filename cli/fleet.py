@@ -11,6 +11,7 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 
 import click
 from rich.console import Group, RenderableType
@@ -21,11 +22,11 @@ from fleetvisor.v1 import agent_pb2 as pb
 from fleetvisor.v1 import controller_pb2 as cpb
 
 from . import fleetrender as view
-from . import reconnect, render
+from . import reconnect, render, summaryview
 from .client import CommandError, NoController
 from .context import Ctx, run_command
-from .duration import DurationError, parse_since
-from .exitcodes import STATUS_UNKNOWN, USAGE, control_code, fleet_status_code
+from .duration import DurationError, parse_duration, parse_since
+from .exitcodes import STATUS_UNKNOWN, USAGE, control_code, status_code
 from .group import F
 from .patterns import parse_labels, parse_pattern, split_tail_target, status_patterns
 
@@ -41,9 +42,45 @@ def label_option(what: str, *, shared: bool = False) -> Callable[[F], F]:
 
 # -- status ------------------------------------------------------------------------------------
 
-def run_status(obj: Ctx, names: Sequence[str], labels: Sequence[str], watch: bool) -> int:
+STATES = frozenset(pb.ProcessState.keys()) - {"PROCESS_STATE_UNSPECIFIED"} | {"UNHEALTHY"}
+
+
+@dataclass(frozen=True)
+class StatusShape:
+    """Which view of the fleet `status` asks for."""
+
+    summary: bool | None = None  # True: --summary; False: --all; None: the summary above summary_above
+    states: tuple[str, ...] = ()  # --state
+    problems: bool = False  # --problems
+
+
+def parse_states(values: Sequence[str]) -> tuple[str, ...]:
+    """`--state FATAL,BACKOFF` (repeatable, any case) as statenames; an unknown one is a usage error."""
+    states = tuple(dict.fromkeys(s.strip().upper() for v in values for s in v.split(",") if s.strip()))
+    if unknown := [s for s in states if s not in STATES]:
+        raise CommandError(f"--state: unknown state {', '.join(unknown)} (known: {', '.join(sorted(STATES))})",
+                           USAGE)
+    return states
+
+
+def status_request(names: Sequence[str], labels: Sequence[str], shape: StatusShape,
+                   summary_above: int) -> cpb.StatusRequest:
+    """Without names or filters the controller decides by the selection's size (one round trip):
+    the rows up to `summary_above` processes, the summary above."""
+    request = cpb.StatusRequest(patterns=status_patterns(names), labels=parse_labels(labels),
+                                states=list(shape.states), problems=shape.problems)
+    if shape.summary:
+        request.summary = True
+    elif shape.summary is None and not names and not shape.states and not shape.problems:
+        request.summary = True
+        request.summary_above = summary_above
+    return request
+
+
+def run_status(obj: Ctx, names: Sequence[str], labels: Sequence[str], watch: bool,
+               shape: StatusShape = StatusShape()) -> int:
     """GetStatus (or WatchStatus) for the patterns; exit 0/3/4 as supervisorctl status."""
-    request = cpb.StatusRequest(patterns=status_patterns(names), labels=parse_labels(labels))
+    request = status_request(names, labels, shape, obj.settings.summary_above)
     if watch:
         return _watch(obj, request)
     try:
@@ -53,11 +90,20 @@ def run_status(obj: Ctx, names: Sequence[str], labels: Sequence[str], watch: boo
         if exc.exit_code == STATUS_UNKNOWN and not isinstance(exc, NoController):
             raise CommandError(f"{exc} ({PATTERN_HINT})", STATUS_UNKNOWN) from None
         raise
-    render.show(obj.json, reply, lambda: view.status_view(reply))
+    # on a terminal the view leaves a line for the prompt, so that its top is not scrolled away
+    height = render.out.height - 1 if render.out.is_terminal else None
+    render.show(obj.json, reply, lambda: _view(reply, height, request))
     _warn_stale(obj, reply.stale, reply.now)
-    if request.labels and not reply.nodes:
+    if request.labels and not (reply.summary.nodes if reply.HasField("summary") else reply.nodes):
         render.err.print(f"[red]error:[/] no node has labels {render.escape(view.labels_text(request.labels))}")
-    return fleet_status_code(reply.nodes, bool(request.labels))
+    return status_code(reply, bool(request.labels))
+
+
+def _view(message: cpb.FleetStatus, height: int | None, request: cpb.StatusRequest) -> RenderableType:
+    """The summary when the controller sent one, else the rows; `height` lines at most (None: all)."""
+    if message.HasField("summary"):
+        return summaryview.summary_view(message, width=render.out.width, height=height)
+    return view.status_view(message, filtered=bool(request.states or request.problems))
 
 
 def _watch(obj: Ctx, request: cpb.StatusRequest) -> int:
@@ -65,7 +111,9 @@ def _watch(obj: Ctx, request: cpb.StatusRequest) -> int:
 
     Not on a terminal, each state is printed in turn (JSON: one object per line) so a pipe or
     a log file sees every change rather than only the last screen; a lost controller is then
-    one line on stderr. On a terminal the note sits under the last view until it is live again.
+    one line on stderr. On a terminal the note sits under the last view until it is live again,
+    and the view is fitted to the window each time (never scrolled: a summary is cut to the
+    height, and whatever else is too tall is cropped).
     """
     def messages(note: reconnect.Note) -> Iterator[cpb.FleetStatus]:
         return reconnect.reconnecting(obj.controller(), "WatchStatus", request, what="status stream",
@@ -77,11 +125,11 @@ def _watch(obj: Ctx, request: cpb.StatusRequest) -> int:
         elif not render.out.is_terminal:
             for message in messages(render.note_line):
                 _warn_stale(obj, message.stale, message.now)
-                render.print_view(view.status_view(message))
+                render.print_view(_view(message, None, request))
                 sys.stdout.write("\n")
                 sys.stdout.flush()
         else:
-            with Live(console=render.out, auto_refresh=False, screen=False) as live:
+            with Live(console=render.out, auto_refresh=False, screen=False, vertical_overflow="crop") as live:
                 last: list[RenderableType] = [Text("")]
 
                 def show_note(note: Text | None) -> None:
@@ -89,7 +137,10 @@ def _watch(obj: Ctx, request: cpb.StatusRequest) -> int:
 
                 for message in messages(show_note):
                     stale = view.stale_line(message.stale, message.now)
-                    last[0] = Group(stale, view.status_view(message)) if stale else view.status_view(message)
+                    # the note line and the stale line take a line each; the cursor rests on the last
+                    height = render.out.height - 1 - (stale is not None)
+                    shown = _view(message, height, request)
+                    last[0] = Group(stale, shown) if stale else shown
                     live.update(last[0], refresh=True)
     except KeyboardInterrupt:
         return 0
@@ -223,5 +274,40 @@ def leader(obj: Ctx) -> int:
     return 0 if reply.leader_id else 1
 
 
-TOP_COMMANDS = (nodes, audit, leader)
-__all__ = ["TOP_COMMANDS", "label_option", "run_control", "run_status", "run_tail"]
+@click.command("dashboard-login")
+@click.option("--ttl", default="1h", show_default=True, metavar="DUR",
+              help="How long the login lasts: 30m, 2h ... (at most 12h).")
+@click.option("--url", metavar="URL", help="The dashboard's address, when the controller does not serve it itself.")
+@click.pass_obj
+@run_command
+def dashboard_login(obj: Ctx, ttl: str, url: str | None) -> None:
+    """A link that logs a browser in to the fleet dashboard as you (your certificate's identity).
+
+    The token is in the link's #fragment, which browsers do not send to servers or put in logs;
+    the page trades it for a session cookie. Anyone with the link is you until it expires:
+    do not paste it into chats or tickets.
+
+    \b
+    Example:
+      fleetctl dashboard-login --ttl 2h
+    """
+    try:
+        seconds = parse_duration(ttl)
+    except DurationError as exc:
+        raise CommandError(f"--ttl: {exc}", USAGE) from None
+    reply = obj.controller("dashboard-login").call("MintDashboardToken", cpb.DashboardTokenRequest(ttl_seconds=seconds))
+    base = url or reply.url
+    if obj.json:
+        render.show(obj.json, reply, lambda: "")
+        return
+    expires = time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(reply.expires_at))
+    if not base:
+        render.err.print("this controller serves no dashboard (--http-listen); pass --url to get a link")
+        click.echo(reply.token)
+        return
+    click.echo(f"{base.rstrip('/')}/#token={reply.token}")
+    render.err.print(f"valid until {expires}; anyone with this link is you until then")
+
+
+TOP_COMMANDS = (nodes, audit, leader, dashboard_login)
+__all__ = ["TOP_COMMANDS", "StatusShape", "label_option", "parse_states", "run_control", "run_status", "run_tail"]

@@ -121,11 +121,13 @@ def stale_line(stale: cpb.Staleness, now: float) -> Text | None:
                          f"{when}")
 
 
-def status_view(status: cpb.FleetStatus) -> RenderableType:
+def status_view(status: cpb.FleetStatus, *, filtered: bool = False) -> RenderableType:
     """The whole fleet: a header and process rows per node, then the summary line.
 
     Columns line up across nodes (widths from the longest name) so the eye can run down one
     STATE column; a node that is down or unreachable shows its last known processes dimmed.
+    `filtered` (--state, --problems): a node without rows is there for its header (it is down,
+    say), not because it has no processes.
     """
     now = status.now
     name_width = max((len(p.namespec or p.name) for n in status.nodes for p in n.processes), default=4)
@@ -147,7 +149,7 @@ def status_view(status: cpb.FleetStatus) -> RenderableType:
         for p in entry.processes:
             table.add_row(Text(p.namespec or p.name), state_cell(p.statename),
                           *((health_cell(p),) if health else ()), Text(p.description), style=dim)
-        if not entry.processes:
+        if not entry.processes and not filtered:
             table.add_row(Text("(no processes)", style="dim"), *([""] * (3 if health else 2)))
         parts.append(Padding(table, (0, 0, 0, 2), expand=False))
     if not status.nodes:

@@ -33,12 +33,18 @@ STATUS_HELP = """Process states: per node, or across the fleet with the controll
 \b
 Fleet mode: NAMES are NODE, NODE:NAME, NODE:group:* (NODE may be a glob) or all.
 Per-node mode (--node): NAMES are name, group:name, group:*.
+Without NAMES, a fleet of more than `summary_above` processes (a setting, default 100) is
+shown as a summary that fits the screen: one line per group (RUNNING/total, the other states
+and where they are), then the problems, worst first (down nodes, FATAL, BACKOFF, unexpected
+exits, UNHEALTHY, drift, paused or failed operations). --all shows every process instead.
 Exit status: 0 all running, 3 some process not running (or a node down), 4 an unknown name
 or no answer (the controller or agent cannot be reached), as supervisorctl.
 
 \b
 Examples:
-  fleetctl status                       # the whole fleet
+  fleetctl status                       # the whole fleet (a summary when it is big)
+  fleetctl status --problems            # the rows of what needs a person
+  fleetctl status --state FATAL,BACKOFF
   fleetctl status 'web-*:app' --label dc=east
   fleetctl status --watch
   fleetctl --node 10.0.0.5:7401 status app
@@ -94,13 +100,27 @@ def cli(ctx: click.Context, controller: str | None, node: str | None, output: st
 @click.argument("names", nargs=-1)
 @fleet.label_option("nodes", shared=True)
 @click.option("--watch", "-w", is_flag=True, help="Redraw whenever something changes (fleet mode; Ctrl-C stops).")
+@click.option("--summary", is_flag=True,
+              help="The summary view whatever the fleet's size, also with NAMES (fleet mode).")
+@click.option("--all", "every", is_flag=True, help="Every process, however many (fleet mode).")
+@click.option("--problems", is_flag=True,
+              help="Only the processes and nodes counted as problems (fleet mode).")
+@click.option("--state", "states", multiple=True, metavar="STATE[,...]",
+              help="Only processes in these states, e.g. FATAL,BACKOFF; UNHEALTHY is RUNNING with a failing "
+                   "health check (fleet mode; repeatable).")
 @click.pass_obj
 @run_command
-def status(obj: Ctx, names: tuple[str, ...], labels: tuple[str, ...], watch: bool) -> int:
+def status(obj: Ctx, names: tuple[str, ...], labels: tuple[str, ...], watch: bool, summary: bool, every: bool,
+           problems: bool, states: tuple[str, ...]) -> int:
     try:
         if obj.mode is Mode.FLEET:
-            return fleet.run_status(obj, names, labels, watch)
-        node_only(obj, "status", **{"--label": labels, "--watch": watch})
+            if summary and every:
+                raise CommandError("--summary and --all are two different views: give one of them", USAGE)
+            shape = fleet.StatusShape(summary=True if summary else False if every else None,
+                                      states=fleet.parse_states(states), problems=problems)
+            return fleet.run_status(obj, names, labels, watch, shape)
+        node_only(obj, "status", **{"--label": labels, "--watch": watch, "--summary": summary, "--all": every,
+                                    "--problems": problems, "--state": states})
         info = obj.call("GetInfo", pb.GetInfoRequest())
         listing = obj.call("ListProcesses", pb.ListProcessesRequest(names=[n for n in names if n != "all"]))
     except CommandError as exc:

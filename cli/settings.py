@@ -8,6 +8,7 @@ The file is TOML, by default ~/.config/fleetvisor/fleetctl.toml (or $FLEETCTL_CO
     tls_key = "/etc/fleetvisor/admin.key"
     tls_ca = "/etc/fleetvisor/ca.pem"
     timeout = 30
+    summary_above = 100           # `fleetctl status` shows the summary above this many processes
 
 `controller` is one address or several: a TOML list, or one string with commas as on the
 command line (`--controller a:7500,b:7500`) and in FLEETCTL_CONTROLLER. fleetctl tries them in
@@ -23,7 +24,7 @@ from pathlib import Path
 
 from .controllers import AddressError, parse_list
 
-KEYS = ("node", "controller", "tls_cert", "tls_key", "tls_ca", "timeout")
+KEYS = ("node", "controller", "tls_cert", "tls_key", "tls_ca", "timeout", "summary_above")
 
 
 class SettingsError(Exception):
@@ -38,6 +39,7 @@ class Settings:
     tls_key: str | None = None
     tls_ca: str | None = None
     timeout: float = 30.0
+    summary_above: int = 100  # `status` without names shows the fleet summary above this many processes
 
     @property
     def tls(self) -> bool:
@@ -92,7 +94,20 @@ def resolve(flags: dict[str, object], config_path: str | None) -> Settings:
             values["timeout"] = float(values["timeout"])  # type: ignore[arg-type]
         except ValueError:
             raise SettingsError(f"timeout must be a number of seconds, not {values['timeout']!r}") from None
+    if "summary_above" in values:
+        values["summary_above"] = _count(values["summary_above"], sources["summary_above"])
     settings = Settings(**values)  # type: ignore[arg-type]
     if settings.tls and not (settings.tls_cert and settings.tls_key and settings.tls_ca):
         raise SettingsError("TLS needs all three of --tls-cert, --tls-key and --tls-ca")
     return settings
+
+
+def _count(value: object, source: str) -> int:
+    """A whole number of at least 0 (TOML gives an int, the environment a string)."""
+    try:
+        number = int(value) if isinstance(value, (int, str)) and not isinstance(value, bool) else -1
+    except ValueError:
+        number = -1
+    if number < 0:
+        raise SettingsError(f"summary_above ({source}) must be a whole number of processes, not {value!r}")
+    return number

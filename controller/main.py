@@ -3,6 +3,7 @@
     fleetvisor-controller [--etcd embedded | --etcd HOST:PORT[,HOST:PORT...]] [--listen HOST:PORT]
                           [--cluster NAME] [--state-dir DIR] [--tls-cert F --tls-key F --tls-ca F]
                           [--xmlrpc-listen HOST:PORT|unix:PATH [--xmlrpc-user NAME]]
+                          [--http-listen HOST:PORT [--http-anonymous-read] [--http-insecure]]
 
 Stateless: everything durable is in etcd, so any number may run against one etcd; one leads.
 """
@@ -40,6 +41,8 @@ from fleetvisor.v1 import controller_pb2 as pb
 from .acl import Acl
 from .audit import Refusals
 from .compaction import CompactionPolicy, Compactor
+from .dashboard.face import DashboardConfigError, DashboardFace, DashboardSettings
+from .dashboard.tokens import Tokens, ensure_key
 from .election import Election
 from .embedded import EmbeddedEtcd
 from .etcd import EtcdError, EtcdSettings, connect_waiting
@@ -151,7 +154,19 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
                    help="serve Prometheus /metrics over HTTP here (no auth: loopback only unless --metrics-insecure)")
     p.add_argument("--metrics-insecure", action="store_true",
                    help="allow --metrics-listen off loopback: anyone who reaches the port reads the metrics")
+    p.add_argument("--http-listen", metavar="HOST:PORT",
+                   help="serve the fleet dashboard here: HTTPS with --tls-*, else plaintext on loopback only "
+                        "(log in with `fleetctl dashboard-login`)")
+    p.add_argument("--http-advertise", metavar="HOST:PORT",
+                   help="address browsers reach the dashboard at, for the URL dashboard-login prints "
+                        "(default: --http-listen)")
+    p.add_argument("--http-insecure", action="store_true",
+                   help="allow --http-listen in plaintext off loopback: sessions travel unencrypted")
+    p.add_argument("--http-anonymous-read", action="store_true",
+                   help="let visitors without a login read the dashboard (never write)")
     args = p.parse_args(argv)
+    if (args.http_insecure or args.http_anonymous_read or args.http_advertise) and not args.http_listen:
+        p.error("--http-insecure, --http-anonymous-read and --http-advertise go with --http-listen")
     if (args.tls_cert or args.tls_key or args.tls_ca) and not (args.tls_cert and args.tls_key and args.tls_ca):
         p.error("TLS needs all three of --tls-cert, --tls-key and --tls-ca")
     if args.etcd == "embedded" and (args.etcd_ca or args.etcd_cert or args.etcd_key or args.etcd_user):
@@ -306,6 +321,18 @@ async def run(args: argparse.Namespace) -> None:
         servicer = ControllerServicer(fleet, leadership, operations, node_ttl=args.node_ttl,
                                       command_timeout=args.command_timeout, acl=acl, refusals=refusals)
         register(server, servicer)
+        servicer.tokens = Tokens(await ensure_key(fleet.store), args.cluster)
+        dashboard = None
+        if args.http_listen:
+            try:
+                dashboard = DashboardFace(
+                    DashboardSettings(args.http_listen, args.http_insecure, args.http_anonymous_read,
+                                      args.http_advertise or ""),
+                    servicer=servicer, gate=gate, fleet=fleet, leadership=leadership, tokens=servicer.tokens,
+                    tls=tls)
+            except DashboardConfigError as exc:
+                raise StartupError(str(exc)) from None
+            servicer.dashboard_url = dashboard.url
         await server.start()
         closers.append(lambda: server.stop(grace=1.0))
         if xmlrpc is not None:
@@ -320,6 +347,10 @@ async def run(args: argparse.Namespace) -> None:
             if xmlrpc.username is not None and xmlrpc.unix_path is None and xmlrpc.address()[0] not in LOOPBACK:
                 log.warning("XML-RPC on %s sends its basic-auth password in plaintext (as supervisord's "
                             "inet_http_server): keep it on a trusted network or behind a TLS proxy", xmlrpc.listen)
+        if dashboard is not None:
+            await dashboard.start()
+            closers.append(dashboard.close)
+            log.info("%s", dashboard.describe())
         if metrics_at is not None:
             registry.register(FleetCollector(fleet, leadership))
             registry.register(OperationsCollector(operations))

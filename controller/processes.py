@@ -46,6 +46,12 @@ class ProcessView(Protocol):
     def health(self) -> int: ...  # agent_pb2.Health: HEALTH_UNSPECIFIED without a health check
     @property
     def health_message(self) -> str: ...
+    @property
+    def exited_unexpectedly(self) -> bool: ...  # EXITED with a status not in its exitcodes
+    @property
+    def start(self) -> float: ...
+    @property
+    def stop(self) -> float: ...
 
 
 @dataclass(frozen=True)

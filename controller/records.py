@@ -45,6 +45,7 @@ ACL = "acl/"
 REVOKED = "revoked/"
 LEADER = "leader"
 CLUSTER_ID = "cluster-id"
+DASHBOARD_KEY = "dashboard/token-key"  # the HMAC key of dashboard tokens: made once, read by every controller
 OVERRIDES = "overrides/"
 
 T = TypeVar("T")

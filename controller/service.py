@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import functools
+import heapq
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field, replace
@@ -39,11 +40,12 @@ from fleetvisor.v1 import agent_pb2 as apb
 from fleetvisor.v1 import controller_pb2 as pb
 from fleetvisor.v1 import controller_pb2_grpc as pb_grpc
 
-from . import audit, configs, fanout, opmodel, records, tailing
+from . import audit, configs, fanout, opmodel, records, summary, tailing
 from .acl import Acl
 from .admin import Admin, Revoked, shown
 from .authorize import Checks
 from .configstore import PushResult, RolloutPlanner
+from .dashboard import tokens
 from .errors import (
     Conflict,
     ControllerError,
@@ -60,7 +62,7 @@ from .leadership import Leadership
 from .membership import Heartbeat
 from .operations import Operations
 from .records import RevisionRecord, RevocationRecord, Selector
-from .views import FleetStatus, Freshness, NodeConfigStatus, NodeInfo
+from .views import FleetStatus, Freshness, NodeConfigStatus, NodeInfo, NodeProcesses
 from .writegate import write_refusal
 
 log = logging.getLogger("fleetvisor.controller")
@@ -109,10 +111,13 @@ def caller(context: Context) -> str:
     """Who to audit: the certificate's name under mutual TLS (with its role unless a person's);
     in plaintext, what fleetctl says, marked so."""
     who = guard.current()
+    via = getattr(context, "via", "")  # another face onto this servicer (the dashboard) names itself
     if who.role in ("operator", "viewer"):
-        return who.name
+        return f"{who.name} ({via})" if via else who.name
     if who.verified:
         return f"{who.role} {who.name}"
+    if via:
+        return f"{who.name} ({via})"
     claimed = dict(context.invocation_metadata() or ()).get("fleetvisor-user", "")
     return f"{claimed or 'unknown'} (unverified)"
 
@@ -146,6 +151,8 @@ class ControllerServicer(pb_grpc.ControllerServiceServicer):
         self.command_timeout = command_timeout
         self.acl = acl
         self.refusals = refusals
+        self.tokens: tokens.Tokens | None = None  # set by main once the cluster's key is read
+        self.dashboard_url = ""  # this controller's dashboard, when it serves one
         fixed = Authorizer()
         self.checks = Checks((lambda: acl.gate.authorizer) if acl is not None else (lambda: fixed))
 
@@ -261,15 +268,47 @@ class ControllerServicer(pb_grpc.ControllerServiceServicer):
     # -- reads -------------------------------------------------------------------------------
 
     async def _status(self, request: pb.StatusRequest, context: Context) -> pb.FleetStatus:
-        status = await self._core(
-            context, lambda: self.fleet.views.status(list(request.patterns), dict(request.labels)))
+        states = frozenset(request.states)
+        if unknown := summary.unknown_states(states):
+            await self._fail(context, InvalidArgument(
+                f"unknown state {', '.join(unknown)} (known: {', '.join(sorted(summary.STATES))})"))
+        status = await self._seen(request, context, described=not request.summary)
+        nodes = summary.select(status.nodes, states, request.problems)
+        if not request.summary:
+            return status_message(replace(status, nodes=nodes))
+        if request.summary_above and sum(len(n.processes) for n in nodes) <= request.summary_above:
+            # small enough to show whole: the rows, with RUNNING descriptions brought up to date
+            status = await self._seen(request, context, described=True)
+            return status_message(replace(status, nodes=summary.select(status.nodes, states, request.problems)))
+        ops = await self._core(context, lambda: self._operations_seen(request, nodes))
+        message = status_message(replace(status, nodes=[]))
+        message.summary.CopyFrom(summary_message(summary.summarize(nodes, ops, status.now)))
+        return message
+
+    async def _seen(self, request: pb.StatusRequest, context: Context, *, described: bool) -> FleetStatus:
+        """The status the request selects, cut to what the caller may read."""
+        status = await self._core(context, lambda: self.fleet.views.status(
+            list(request.patterns), dict(request.labels), described=described))
         who = guard.current()
         if not self.checks.sees_all(who):
             status = replace(status, nodes=[
                 replace(n, processes=self.checks.visible(who, n.node.name, n.node.labels, n.processes,
                                                          lambda p: (p.group, p.name)))
                 for n in status.nodes if self.checks.sees_node(who, n.node.name, n.node.labels)])
-        return status_message(status)
+        return status
+
+    def _operations_seen(self, request: pb.StatusRequest, nodes: list[NodeProcesses]) -> list[opmodel.Operation]:
+        """The operations a summary may name: those ListOperations would show the caller, and with
+        patterns or labels, those with a step on a selected node."""
+        ops = self.operations.list(True)
+        who = guard.current()
+        if not self.checks.sees_all(who):
+            members = self.fleet.membership.members()
+            ops = [op for op in ops if self.checks.sees_operation(who, op.spec.group, _nodes(op), members)]
+        if request.patterns or request.labels:
+            chosen = [n.node.name for n in nodes]
+            ops = [op for op in ops if summary.touches(op, chosen)]
+        return ops
 
     async def GetStatus(self, request: pb.StatusRequest, context: Context) -> pb.FleetStatus:
         return await self._status(request, context)
@@ -638,6 +677,25 @@ class ControllerServicer(pb_grpc.ControllerServiceServicer):
         return await self._on_node(context, "UnpinNode", "node.unpin", request.node, {},
                                    lambda: self.fleet.overrides.unpin(request.node, caller(context)))
 
+    # -- the dashboard's login -------------------------------------------------------------------
+
+    async def MintDashboardToken(self, request: pb.DashboardTokenRequest, context: Context) -> pb.DashboardToken:
+        if self.tokens is None:
+            await self._fail(context, FailedPrecondition("this controller has no dashboard token key yet"))
+        who = guard.current()
+        if refused := tokens.refusal(who):
+            await self._refuse(context, "MintDashboardToken", PermissionDenied(refused))
+        try:
+            token, claims = self.tokens.mint(who, request.ttl_seconds)
+        except tokens.TokenError as exc:
+            await self._fail(context, InvalidArgument(str(exc)))
+        # the login is audited by its id and expiry, never the token itself
+        store = self.fleet.store
+        await audit.record(store.client, store.prefix, audit.entry(
+            caller(context), "dashboard.login", {"token_id": claims.token_id, "expires_at": claims.expires_at},
+            True, f"dashboard token {claims.token_id} issued", self.fleet.id))
+        return pb.DashboardToken(token=token, expires_at=claims.expires_at, url=self.dashboard_url)
+
 
 def _forget_summary(node: str, configs: list[str]) -> str:
     taken = f"; taken out of the assignments of {', '.join(configs)}" if configs else ""
@@ -759,6 +817,18 @@ def status_message(status: FleetStatus) -> pb.FleetStatus:
                                                   processes=cast(list[apb.ProcessInfo], n.processes))
                                  for n in status.nodes], now=status.now, controller_id=status.controller_id,
                           stale=staleness_message(status.freshness))
+
+
+def summary_message(s: summary.FleetSummary) -> pb.FleetSummary:
+    return pb.FleetSummary(
+        nodes=s.nodes, nodes_up=s.nodes_up, nodes_reachable=s.nodes_reachable, processes=s.processes,
+        running=s.running, problems_total=s.problems_total,
+        groups=[pb.GroupSummary(group=g.group, total=g.total, running=g.running, problems=g.problems, states=[
+            pb.StateCount(state=c.state, count=c.count, nodes=heapq.nsmallest(summary.NODES_PER_STATE, c.nodes),
+                          nodes_total=len(c.nodes))
+            for c in sorted(g.states.values(), key=lambda c: (-c.count, c.state))]) for g in s.groups],
+        problems=[pb.Problem(kind=cast(pb.Problem.Kind, int(p.kind)), node=p.node, subject=p.subject,
+                             state=p.state, detail=p.detail, since=p.since) for p in s.problems])
 
 
 def config_status_message(s: NodeConfigStatus) -> pb.NodeConfigStatus:

@@ -110,9 +110,12 @@ class Views:
             foreign=self.overrides.foreign(member, override), local_revision=self.membership.local(member),
             pinned=override.pinned, pinned_by=override.pinned_by, cluster_id=member.cluster_id)
 
-    def pick(self, patterns: list[str], labels: dict[str, str]) -> list[tuple[MemberRecord, list[ProcessView]]]:
+    def pick(self, patterns: list[str], labels: dict[str, str], *,
+             described: bool = True) -> list[tuple[MemberRecord, list[ProcessView]]]:
         """The nodes and processes that patterns and labels select. An exact node name that is not
-        a member, or a process pattern that matches nothing on any node that has data, is NotFound."""
+        a member, or a process pattern that matches nothing on any node that has data, is NotFound.
+        Without `described`, RUNNING processes keep the description the agent sent (a summary
+        shows none, and formatting an uptime per process is most of a big fleet's status)."""
         try:
             parsed = selection.parse_all(patterns)
         except selection.SelectionError as exc:
@@ -131,7 +134,7 @@ class Views:
                 continue
             link = self.links.get(name)
             procs: list[ProcessView] = []
-            for proc in (link.snapshot() if link else []):
+            for proc in ((link.snapshot() if described else link.processes.values()) if link else ()):
                 wanted = [i for i in hits if parsed[i].matches_process(proc.group, proc.name)]
                 for i in wanted:
                     matched[i] = True
@@ -153,10 +156,10 @@ class Views:
             return Freshness()
         return Freshness(True, mirror.lost_at, f"etcd is unavailable at {mirror.endpoints()}: {mirror.last_error}")
 
-    def status(self, patterns: list[str], labels: dict[str, str]) -> FleetStatus:
+    def status(self, patterns: list[str], labels: dict[str, str], *, described: bool = True) -> FleetStatus:
         current = self.configs.current_configs()
         return FleetStatus([NodeProcesses(self.node_info(member, current), procs)
-                            for member, procs in self.pick(patterns, labels)],
+                            for member, procs in self.pick(patterns, labels, described=described)],
                            now=time.time(), controller_id=self.controller_id, freshness=self.freshness())
 
     def nodes(self, labels: dict[str, str]) -> list[NodeInfo]:

@@ -26,14 +26,13 @@ from aiohttp import web
 
 from fleetvisor.agent.config.model import HttpLimits
 from fleetvisor.agent.faults import FaultError
-from fleetvisor.agent.http.accepts import AcceptTrouble
 from fleetvisor.agent.http.guard import Guard
 from fleetvisor.agent.http.server import (
-    GuardedSite,
     auth_middleware,
     error_response,
     guard_middleware,
     rpc_handler,
+    serve_guarded,
 )
 from fleetvisor.agent.mainlog import Level, MainLog
 from fleetvisor.agent.rpc.xmlrpc import Dispatcher
@@ -100,7 +99,7 @@ class XmlRpcSettings:
         return Identity(self.role, self.username, self.groups, self.cluster)
 
 
-class _Log:
+class HttpLog:
     """The dispatcher's main-log calls, onto the controller's logging."""
 
     def is_enabled(self, level: int) -> bool:
@@ -163,7 +162,7 @@ class XmlRpcFace:
         name = settings.username or "local"
         self.namespace = FleetSupervisor(fleet, leadership, checks, refusals, who, f"{name} (xmlrpc)",
                                          command_timeout=command_timeout)
-        self.dispatcher = Dispatcher({"supervisor": self.namespace}, cast(MainLog, _Log()))
+        self.dispatcher = Dispatcher({"supervisor": self.namespace}, cast(MainLog, HttpLog()))
         self.fleet = fleet
         self.checks = checks
         self.who = who
@@ -197,13 +196,8 @@ class XmlRpcFace:
         return app
 
     async def start(self) -> None:
-        logging.getLogger("aiohttp").addHandler(logging.NullHandler())
-        AcceptTrouble(cast(MainLog, _Log())).install(asyncio.get_running_loop())
         guard = Guard(self.limits)
-        self._runner = web.AppRunner(self.make_app(guard), handle_signals=False, access_log=None,
-                                     handler_cancellation=True, shutdown_timeout=SHUTDOWN_TIMEOUT)
-        await self._runner.setup()
-        await GuardedSite(self._runner, self._sock, guard).start()
+        self._runner = await serve_guarded(self.make_app(guard), self._sock, guard, cast(MainLog, HttpLog()))
 
     async def close(self) -> None:
         if self._runner is not None:

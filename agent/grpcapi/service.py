@@ -67,7 +67,9 @@ def process_info(proc: Process, now: float | None = None) -> pb.ProcessInfo:
         now=info.now, exitstatus=info.exitstatus, spawnerr=info.spawnerr, description=info.description,
         stdout_logfile=info.stdout_logfile, stderr_logfile=info.stderr_logfile,
         health=_HEALTH[verdict.health] if verdict else pb.HEALTH_UNSPECIFIED,
-        health_message=verdict.message if verdict else "")
+        health_message=verdict.message if verdict else "",
+        # supervisord's "not expected": the controller cannot tell without the program's exitcodes
+        exited_unexpectedly=info.state == ProcessState.EXITED and info.exitstatus not in proc.config.exitcodes)
 
 
 class AgentServicer(pb_grpc.AgentServiceServicer):

@@ -16,6 +16,7 @@ import binascii
 import hashlib
 import hmac
 import logging
+import ssl
 import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
@@ -24,7 +25,7 @@ from aiohttp import web
 
 from ..caller import Caller
 from ..config.model import HttpLimits, HttpServerConfig
-from ..mainlog import Level
+from ..mainlog import Level, MainLog
 from ..metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from ..metrics import Metrics
 from ..rpc.supervisor_api import SupervisorNamespace
@@ -214,10 +215,12 @@ def make_app(core: Supervisor, server: HttpServerConfig, guard: Guard | None = N
 
 
 class GuardedSite(web.SockSite):
-    """aiohttp's site on an already bound socket, with every connection behind `guard`."""
+    """aiohttp's site on an already bound socket, with every connection behind `guard`
+    (and TLS with `ssl_context`: the controller's dashboard)."""
 
-    def __init__(self, runner: web.AppRunner, sock: object, guard: Guard) -> None:
-        super().__init__(runner, sock)  # type: ignore[arg-type]
+    def __init__(self, runner: web.AppRunner, sock: object, guard: Guard,
+                 ssl_context: ssl.SSLContext | None = None) -> None:
+        super().__init__(runner, sock, ssl_context=ssl_context)  # type: ignore[arg-type]
         self._guard = guard
 
     async def start(self) -> None:
@@ -226,7 +229,20 @@ class GuardedSite(web.SockSite):
         assert server is not None
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(self._guard.protocol_factory(server),
-                                                sock=self._sock, backlog=self._backlog)
+                                                sock=self._sock, backlog=self._backlog, ssl=self._ssl_context)
+
+
+async def serve_guarded(app: web.Application, sock: object, guard: Guard, trouble: MainLog,
+                        ssl_context: ssl.SSLContext | None = None) -> web.AppRunner:
+    """Serve `app` on a bound socket behind `guard`, as the controller's faces (XML-RPC, the
+    dashboard) do: aiohttp's own reports silenced, accept failures told to `trouble`."""
+    logging.getLogger("aiohttp").addHandler(logging.NullHandler())
+    AcceptTrouble(trouble).install(asyncio.get_running_loop())
+    runner = web.AppRunner(app, handle_signals=False, access_log=None, handler_cancellation=True,
+                           shutdown_timeout=SHUTDOWN_TIMEOUT)
+    await runner.setup()
+    await GuardedSite(runner, sock, guard, ssl_context).start()
+    return runner
 
 
 class HttpFace:

@@ -71,6 +71,12 @@ def current() -> Identity:
     return _CURRENT.get()
 
 
+def serve_as(identity: Identity) -> None:
+    """Make `identity` the caller for the rest of this task: a face other than gRPC (the
+    dashboard) that calls the servicer runs each request in a task of its own, as gRPC does."""
+    _CURRENT.set(identity)
+
+
 RefusalHook = Callable[[Identity | None, str, str], Awaitable[None]]
 
 
@@ -98,7 +104,7 @@ class Gate:
             for task in self._streams[serial]:
                 task.cancel()
 
-    def _follow(self, identity: Identity, task: asyncio.Task[Any] | None) -> Callable[[], None]:
+    def follow(self, identity: Identity, task: asyncio.Task[Any] | None) -> Callable[[], None]:
         """Note an open stream of `identity`; returns what forgets it."""
         if not identity.serial or task is None:
             return lambda: None
@@ -126,7 +132,15 @@ class Gate:
         pems = context.auth_context().get("x509_pem_cert")
         if not pems:
             raise Refused(grpc.StatusCode.UNAUTHENTICATED, "a client certificate signed by the fleet's CA is required")
-        identity = self._parse(pems[0])
+        return self.vet(self._parse(pems[0]))
+
+    def identify_pem(self, pem: bytes) -> Identity:
+        """The identity of a peer certificate TLS verified outside gRPC (the dashboard's). Raises Refused."""
+        return self.vet(self._parse(pem))
+
+    def vet(self, identity: Identity) -> Identity:
+        """`identity` unless it is another cluster's or its certificate is revoked (also for an
+        identity carried by a dashboard token: its certificate's revocation ends it). Raises Refused."""
         if self.cluster and identity.cluster != self.cluster:
             raise Refused(grpc.StatusCode.UNAUTHENTICATED,
                           f"{identity} holds a certificate for cluster {identity.cluster!r}; this is {self.cluster!r}")
@@ -151,17 +165,29 @@ class Gate:
     def admit(self, context: grpc.aio.ServicerContext, method: str) -> Identity:
         """Who is calling `method`, if they may call it at all. Raises Refused."""
         identity = self.identify(context)
+        self._check_role(identity, method)
+        if self.node:
+            self._check_node(identity, context)
+        self._check_verb(identity, method)
+        return identity
+
+    def permit(self, identity: Identity, method: str) -> None:
+        """The guard's checks of a call of `method` by an identity found otherwise (the
+        dashboard's): the same rule table, the same policies. Raises Refused."""
+        self._check_role(identity, method)
+        self._check_verb(identity, method)
+
+    def _check_role(self, identity: Identity, method: str) -> None:
         if identity.verified and identity.role not in self.roles:
             raise Refused(grpc.StatusCode.PERMISSION_DENIED, f"{identity} may not call {method}: "
                           f"this server serves {', '.join(sorted(self.roles))} certificates only")
-        if self.node:
-            self._check_node(identity, context)
+
+    def _check_verb(self, identity: Identity, method: str) -> None:
         verb = verb_for(method)
         if verb is None:
             raise Refused(grpc.StatusCode.PERMISSION_DENIED, f"{identity} may not call {method}: it has no rule")
         if not self.authorizer.may(identity, verb):
             raise Refused(grpc.StatusCode.PERMISSION_DENIED, denial(identity, verb, f"(calling {method})"))
-        return identity
 
 
     def _check_node(self, identity: Identity, context: grpc.aio.ServicerContext) -> None:
@@ -256,7 +282,7 @@ class Guard(grpc.aio.ServerInterceptor):
 
         @contextlib.asynccontextmanager
         async def followed(identity: Identity, context: grpc.aio.ServicerContext) -> AsyncIterator[None]:
-            forget = gate._follow(identity, asyncio.current_task())
+            forget = gate.follow(identity, asyncio.current_task())
             try:
                 yield
             except asyncio.CancelledError:

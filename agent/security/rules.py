@@ -47,6 +47,7 @@ CONTROLLER_RULES: dict[str, str] = {
     "AdoptNode": DEPLOY,
     "PinNode": DEPLOY,
     "UnpinNode": DEPLOY,
+    "MintDashboardToken": READ,  # a login for what the caller may already read; the servicer refuses machines
     "ListPolicies": ADMIN,
     "SetPolicy": ADMIN,
     "DeletePolicy": ADMIN,

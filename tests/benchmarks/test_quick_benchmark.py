@@ -59,3 +59,7 @@ def test_quick_fleet_scale_times_status_and_xmlrpc(tmp_path):
     [row] = json.loads((tmp_path / "fleet_scale.json").read_text())["status"]
     assert row["agents"] == 3 and row["status_p99_ms"] > 0
     assert 0 < row["xmlrpc_p50_ms"] <= row["xmlrpc_p99_ms"]
+    # fleetctl's summary of the real fleet, as drawn on an 80x24 terminal (at 100 agents in a full run)
+    assert 0 < row["summary_p50_ms"] <= row["summary_p99_ms"]
+    assert row["summary_screen"] == ["nodes: 3/3 up   processes: 9/9 RUNNING   problems: 0",
+                                     "p0  3/3 RUNNING", "p1  3/3 RUNNING", "p2  3/3 RUNNING"]

@@ -117,6 +117,7 @@ CONTROLLER_REQUESTS: dict[str, object] = {
     "AdoptNode": pb.AdoptNodeRequest(node="nosuch"),
     "PinNode": pb.PinNodeRequest(node="nosuch"),
     "UnpinNode": pb.PinNodeRequest(node="nosuch"),
+    "MintDashboardToken": pb.DashboardTokenRequest(ttl_seconds=-1),  # past the guard, then a bad TTL
     "ListPolicies": pb.ListPoliciesRequest(),
     "SetPolicy": pb.SetPolicyRequest(policy=pb.Policy(name="")),
     "DeletePolicy": pb.DeletePolicyRequest(name="nosuch"),

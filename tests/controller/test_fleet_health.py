@@ -54,6 +54,16 @@ def test_health_reaches_fleet_status_and_fleetctl(fleet, tmp_path: Path):
     shown = fleetctl(ctl.address, "status")
     assert "unhealthy (test exited with status 1)" in shown.stdout, shown.stdout
 
+    # the summary counts it as a problem in a category of its own, and --state UNHEALTHY finds it
+    summary = ctl.stub.GetStatus(pb.StatusRequest(summary=True), timeout=5).summary
+    assert [(p.kind, p.node, p.subject, p.state, p.detail) for p in summary.problems] == [
+        (pb.Problem.PROCESS, "web-1", "api", "UNHEALTHY", "test exited with status 1")]
+    api = next(g for g in summary.groups if g.group == "api")
+    assert (api.running, [(c.state, c.count) for c in api.states]) == (1, [("UNHEALTHY", 1)])
+    shown = fleetctl(ctl.address, "status", "--summary")
+    assert shown.returncode == 0 and "api    1/1 RUNNING  UNHEALTHY 1 (web-1)" in shown.stdout, shown.stdout
+    assert states(ctl.stub.GetStatus(pb.StatusRequest(states=["UNHEALTHY"]), timeout=5)) == {"web-1:api": "RUNNING"}
+
 
 RESTARTED = """
 [program:api]

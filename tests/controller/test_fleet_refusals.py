@@ -57,6 +57,10 @@ def test_a_refused_config_holds_up_no_other(node):
     assert node.node("web-1").error.startswith("config bad refused: ")
     shown = fleetctl(node.address, "config", "status")
     assert shown.returncode == 0 and "config bad refused" in shown.stdout
+    # the fleet summary lists the node's drift with the refusal
+    [drift] = node.stub.GetStatus(pb.StatusRequest(summary=True), timeout=5).summary.problems
+    assert (drift.kind, drift.node, drift.subject) == (pb.Problem.DRIFT, "web-1", "good@1")
+    assert "bad@1" in drift.detail and "config bad refused: " in drift.detail
 
     # the next revision of the other config goes out while bad stays refused
     before = pid_of(node, "good")

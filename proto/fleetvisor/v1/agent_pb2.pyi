@@ -107,7 +107,7 @@ class AgentInfo(_message.Message):
     def __init__(self, node: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., agent_version: _Optional[str] = ..., supervisor_version: _Optional[str] = ..., api_version: _Optional[str] = ..., applied_revision: _Optional[str] = ..., started_at: _Optional[float] = ..., uptime_seconds: _Optional[float] = ..., state: _Optional[_Union[SupervisorState, str]] = ..., pid: _Optional[int] = ..., identifier: _Optional[str] = ..., controllers: _Optional[_Iterable[str]] = ..., fleet_sections: _Optional[_Iterable[str]] = ..., local_revision: _Optional[bool] = ..., asyncio_tasks: _Optional[int] = ...) -> None: ...
 
 class ProcessInfo(_message.Message):
-    __slots__ = ("name", "group", "namespec", "state", "statename", "pid", "start", "stop", "now", "exitstatus", "spawnerr", "description", "stdout_logfile", "stderr_logfile", "health", "health_message")
+    __slots__ = ("name", "group", "namespec", "state", "statename", "pid", "start", "stop", "now", "exitstatus", "spawnerr", "description", "stdout_logfile", "stderr_logfile", "health", "health_message", "exited_unexpectedly")
     NAME_FIELD_NUMBER: _ClassVar[int]
     GROUP_FIELD_NUMBER: _ClassVar[int]
     NAMESPEC_FIELD_NUMBER: _ClassVar[int]
@@ -124,6 +124,7 @@ class ProcessInfo(_message.Message):
     STDERR_LOGFILE_FIELD_NUMBER: _ClassVar[int]
     HEALTH_FIELD_NUMBER: _ClassVar[int]
     HEALTH_MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    EXITED_UNEXPECTEDLY_FIELD_NUMBER: _ClassVar[int]
     name: str
     group: str
     namespec: str
@@ -140,7 +141,8 @@ class ProcessInfo(_message.Message):
     stderr_logfile: str
     health: Health
     health_message: str
-    def __init__(self, name: _Optional[str] = ..., group: _Optional[str] = ..., namespec: _Optional[str] = ..., state: _Optional[_Union[ProcessState, str]] = ..., statename: _Optional[str] = ..., pid: _Optional[int] = ..., start: _Optional[float] = ..., stop: _Optional[float] = ..., now: _Optional[float] = ..., exitstatus: _Optional[int] = ..., spawnerr: _Optional[str] = ..., description: _Optional[str] = ..., stdout_logfile: _Optional[str] = ..., stderr_logfile: _Optional[str] = ..., health: _Optional[_Union[Health, str]] = ..., health_message: _Optional[str] = ...) -> None: ...
+    exited_unexpectedly: bool
+    def __init__(self, name: _Optional[str] = ..., group: _Optional[str] = ..., namespec: _Optional[str] = ..., state: _Optional[_Union[ProcessState, str]] = ..., statename: _Optional[str] = ..., pid: _Optional[int] = ..., start: _Optional[float] = ..., stop: _Optional[float] = ..., now: _Optional[float] = ..., exitstatus: _Optional[int] = ..., spawnerr: _Optional[str] = ..., description: _Optional[str] = ..., stdout_logfile: _Optional[str] = ..., stderr_logfile: _Optional[str] = ..., health: _Optional[_Union[Health, str]] = ..., health_message: _Optional[str] = ..., exited_unexpectedly: _Optional[bool] = ...) -> None: ...
 
 class ListProcessesRequest(_message.Message):
     __slots__ = ("names",)

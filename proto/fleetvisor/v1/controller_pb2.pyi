@@ -75,6 +75,22 @@ STEP_FAILED: NodeStepState
 STEP_REVERTED: NodeStepState
 STEP_SKIPPED: NodeStepState
 
+class DashboardTokenRequest(_message.Message):
+    __slots__ = ("ttl_seconds",)
+    TTL_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    ttl_seconds: float
+    def __init__(self, ttl_seconds: _Optional[float] = ...) -> None: ...
+
+class DashboardToken(_message.Message):
+    __slots__ = ("token", "expires_at", "url")
+    TOKEN_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_AT_FIELD_NUMBER: _ClassVar[int]
+    URL_FIELD_NUMBER: _ClassVar[int]
+    token: str
+    expires_at: float
+    url: str
+    def __init__(self, token: _Optional[str] = ..., expires_at: _Optional[float] = ..., url: _Optional[str] = ...) -> None: ...
+
 class HeartbeatRequest(_message.Message):
     __slots__ = ("node", "address", "labels", "agent_version", "applied_revision", "agent_run_id", "started_at", "edited_by_hand", "security_revision", "cluster_id", "local_revision", "local_sections")
     class LabelsEntry(_message.Message):
@@ -229,7 +245,7 @@ class NodeProcesses(_message.Message):
     def __init__(self, node: _Optional[_Union[NodeInfo, _Mapping]] = ..., processes: _Optional[_Iterable[_Union[_agent_pb2.ProcessInfo, _Mapping]]] = ...) -> None: ...
 
 class StatusRequest(_message.Message):
-    __slots__ = ("patterns", "labels")
+    __slots__ = ("patterns", "labels", "summary", "states", "problems", "summary_above")
     class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -239,9 +255,17 @@ class StatusRequest(_message.Message):
         def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
     PATTERNS_FIELD_NUMBER: _ClassVar[int]
     LABELS_FIELD_NUMBER: _ClassVar[int]
+    SUMMARY_FIELD_NUMBER: _ClassVar[int]
+    STATES_FIELD_NUMBER: _ClassVar[int]
+    PROBLEMS_FIELD_NUMBER: _ClassVar[int]
+    SUMMARY_ABOVE_FIELD_NUMBER: _ClassVar[int]
     patterns: _containers.RepeatedScalarFieldContainer[str]
     labels: _containers.ScalarMap[str, str]
-    def __init__(self, patterns: _Optional[_Iterable[str]] = ..., labels: _Optional[_Mapping[str, str]] = ...) -> None: ...
+    summary: bool
+    states: _containers.RepeatedScalarFieldContainer[str]
+    problems: bool
+    summary_above: int
+    def __init__(self, patterns: _Optional[_Iterable[str]] = ..., labels: _Optional[_Mapping[str, str]] = ..., summary: _Optional[bool] = ..., states: _Optional[_Iterable[str]] = ..., problems: _Optional[bool] = ..., summary_above: _Optional[int] = ...) -> None: ...
 
 class Staleness(_message.Message):
     __slots__ = ("etcd_unavailable", "as_of", "reason")
@@ -254,16 +278,98 @@ class Staleness(_message.Message):
     def __init__(self, etcd_unavailable: _Optional[bool] = ..., as_of: _Optional[float] = ..., reason: _Optional[str] = ...) -> None: ...
 
 class FleetStatus(_message.Message):
-    __slots__ = ("nodes", "now", "controller_id", "stale")
+    __slots__ = ("nodes", "now", "controller_id", "stale", "summary")
     NODES_FIELD_NUMBER: _ClassVar[int]
     NOW_FIELD_NUMBER: _ClassVar[int]
     CONTROLLER_ID_FIELD_NUMBER: _ClassVar[int]
     STALE_FIELD_NUMBER: _ClassVar[int]
+    SUMMARY_FIELD_NUMBER: _ClassVar[int]
     nodes: _containers.RepeatedCompositeFieldContainer[NodeProcesses]
     now: float
     controller_id: str
     stale: Staleness
-    def __init__(self, nodes: _Optional[_Iterable[_Union[NodeProcesses, _Mapping]]] = ..., now: _Optional[float] = ..., controller_id: _Optional[str] = ..., stale: _Optional[_Union[Staleness, _Mapping]] = ...) -> None: ...
+    summary: FleetSummary
+    def __init__(self, nodes: _Optional[_Iterable[_Union[NodeProcesses, _Mapping]]] = ..., now: _Optional[float] = ..., controller_id: _Optional[str] = ..., stale: _Optional[_Union[Staleness, _Mapping]] = ..., summary: _Optional[_Union[FleetSummary, _Mapping]] = ...) -> None: ...
+
+class FleetSummary(_message.Message):
+    __slots__ = ("nodes", "nodes_up", "nodes_reachable", "processes", "running", "groups", "problems", "problems_total")
+    NODES_FIELD_NUMBER: _ClassVar[int]
+    NODES_UP_FIELD_NUMBER: _ClassVar[int]
+    NODES_REACHABLE_FIELD_NUMBER: _ClassVar[int]
+    PROCESSES_FIELD_NUMBER: _ClassVar[int]
+    RUNNING_FIELD_NUMBER: _ClassVar[int]
+    GROUPS_FIELD_NUMBER: _ClassVar[int]
+    PROBLEMS_FIELD_NUMBER: _ClassVar[int]
+    PROBLEMS_TOTAL_FIELD_NUMBER: _ClassVar[int]
+    nodes: int
+    nodes_up: int
+    nodes_reachable: int
+    processes: int
+    running: int
+    groups: _containers.RepeatedCompositeFieldContainer[GroupSummary]
+    problems: _containers.RepeatedCompositeFieldContainer[Problem]
+    problems_total: int
+    def __init__(self, nodes: _Optional[int] = ..., nodes_up: _Optional[int] = ..., nodes_reachable: _Optional[int] = ..., processes: _Optional[int] = ..., running: _Optional[int] = ..., groups: _Optional[_Iterable[_Union[GroupSummary, _Mapping]]] = ..., problems: _Optional[_Iterable[_Union[Problem, _Mapping]]] = ..., problems_total: _Optional[int] = ...) -> None: ...
+
+class GroupSummary(_message.Message):
+    __slots__ = ("group", "total", "running", "states", "problems")
+    GROUP_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_FIELD_NUMBER: _ClassVar[int]
+    RUNNING_FIELD_NUMBER: _ClassVar[int]
+    STATES_FIELD_NUMBER: _ClassVar[int]
+    PROBLEMS_FIELD_NUMBER: _ClassVar[int]
+    group: str
+    total: int
+    running: int
+    states: _containers.RepeatedCompositeFieldContainer[StateCount]
+    problems: int
+    def __init__(self, group: _Optional[str] = ..., total: _Optional[int] = ..., running: _Optional[int] = ..., states: _Optional[_Iterable[_Union[StateCount, _Mapping]]] = ..., problems: _Optional[int] = ...) -> None: ...
+
+class StateCount(_message.Message):
+    __slots__ = ("state", "count", "nodes", "nodes_total")
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    COUNT_FIELD_NUMBER: _ClassVar[int]
+    NODES_FIELD_NUMBER: _ClassVar[int]
+    NODES_TOTAL_FIELD_NUMBER: _ClassVar[int]
+    state: str
+    count: int
+    nodes: _containers.RepeatedScalarFieldContainer[str]
+    nodes_total: int
+    def __init__(self, state: _Optional[str] = ..., count: _Optional[int] = ..., nodes: _Optional[_Iterable[str]] = ..., nodes_total: _Optional[int] = ...) -> None: ...
+
+class Problem(_message.Message):
+    __slots__ = ("kind", "node", "subject", "state", "detail", "since")
+    class Kind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+        __slots__ = ()
+        KIND_UNSPECIFIED: _ClassVar[Problem.Kind]
+        NODE_DOWN: _ClassVar[Problem.Kind]
+        NODE_UNREACHABLE: _ClassVar[Problem.Kind]
+        PROCESS: _ClassVar[Problem.Kind]
+        DRIFT: _ClassVar[Problem.Kind]
+        EDITED_BY_HAND: _ClassVar[Problem.Kind]
+        FOREIGN: _ClassVar[Problem.Kind]
+        OPERATION: _ClassVar[Problem.Kind]
+    KIND_UNSPECIFIED: Problem.Kind
+    NODE_DOWN: Problem.Kind
+    NODE_UNREACHABLE: Problem.Kind
+    PROCESS: Problem.Kind
+    DRIFT: Problem.Kind
+    EDITED_BY_HAND: Problem.Kind
+    FOREIGN: Problem.Kind
+    OPERATION: Problem.Kind
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    NODE_FIELD_NUMBER: _ClassVar[int]
+    SUBJECT_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    DETAIL_FIELD_NUMBER: _ClassVar[int]
+    SINCE_FIELD_NUMBER: _ClassVar[int]
+    kind: Problem.Kind
+    node: str
+    subject: str
+    state: str
+    detail: str
+    since: float
+    def __init__(self, kind: _Optional[_Union[Problem.Kind, str]] = ..., node: _Optional[str] = ..., subject: _Optional[str] = ..., state: _Optional[str] = ..., detail: _Optional[str] = ..., since: _Optional[float] = ...) -> None: ...
 
 class ListNodesRequest(_message.Message):
     __slots__ = ("labels",)

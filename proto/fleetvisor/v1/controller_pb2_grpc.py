@@ -190,6 +190,11 @@ class ControllerServiceStub:
                 request_serializer=fleetvisor_dot_v1_dot_controller__pb2.PinNodeRequest.SerializeToString,
                 response_deserializer=fleetvisor_dot_v1_dot_controller__pb2.NodeInfo.FromString,
                 _registered_method=True)
+        self.MintDashboardToken = channel.unary_unary(
+                '/fleetvisor.v1.ControllerService/MintDashboardToken',
+                request_serializer=fleetvisor_dot_v1_dot_controller__pb2.DashboardTokenRequest.SerializeToString,
+                response_deserializer=fleetvisor_dot_v1_dot_controller__pb2.DashboardToken.FromString,
+                _registered_method=True)
 
 
 class ControllerServiceServicer:
@@ -399,6 +404,15 @@ class ControllerServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def MintDashboardToken(self, request, context):
+        """A short-lived token for the controller's web dashboard (--http-listen), signed with a key
+        kept in etcd so that any controller accepts it. People only (operator or viewer
+        certificates): it carries the caller's identity and certificate serial, nothing secret.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ControllerServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -556,6 +570,11 @@ def add_ControllerServiceServicer_to_server(servicer, server):
                     servicer.UnpinNode,
                     request_deserializer=fleetvisor_dot_v1_dot_controller__pb2.PinNodeRequest.FromString,
                     response_serializer=fleetvisor_dot_v1_dot_controller__pb2.NodeInfo.SerializeToString,
+            ),
+            'MintDashboardToken': grpc.unary_unary_rpc_method_handler(
+                    servicer.MintDashboardToken,
+                    request_deserializer=fleetvisor_dot_v1_dot_controller__pb2.DashboardTokenRequest.FromString,
+                    response_serializer=fleetvisor_dot_v1_dot_controller__pb2.DashboardToken.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1395,6 +1414,33 @@ class ControllerService:
             '/fleetvisor.v1.ControllerService/UnpinNode',
             fleetvisor_dot_v1_dot_controller__pb2.PinNodeRequest.SerializeToString,
             fleetvisor_dot_v1_dot_controller__pb2.NodeInfo.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def MintDashboardToken(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fleetvisor.v1.ControllerService/MintDashboardToken',
+            fleetvisor_dot_v1_dot_controller__pb2.DashboardTokenRequest.SerializeToString,
+            fleetvisor_dot_v1_dot_controller__pb2.DashboardToken.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,0 +1,1 @@
+"""The controller's web dashboard (`--http-listen`): a thin face onto the same core, checks and audit as gRPC."""
