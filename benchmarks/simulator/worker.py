@@ -190,7 +190,8 @@ class Worker:
     # -- control lines --------------------------------------------------------------------------
 
     async def _control(self) -> None:
-        """Lines from main.py (see main.CONTROL_HELP); a bad line is reported on stderr."""
+        """Lines from main.py (see its docstring); a bad line is reported on stderr. The end of
+        stdin means main.py is gone: the worker stops too, rather than heartbeat on orphaned."""
         loop = asyncio.get_running_loop()
         reader = asyncio.StreamReader()
         await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
@@ -200,6 +201,7 @@ class Worker:
             except (ValueError, KeyError, IndexError) as exc:
                 print(f"worker {self.spec.index}: bad control line {line.decode().strip()!r}: {exc}",
                       file=sys.stderr, flush=True)
+        self.stopping.set()
 
     def command(self, words: list[str]) -> None:
         if not words:

@@ -1,0 +1,142 @@
+"""How far the simulator and the controller go on this machine: for each size, a fresh
+controller (embedded etcd, as benchmarks.fleet_scale starts it), the simulator with that many
+virtual nodes in --procs processes, then over a window: the controller's GetStatus latency,
+and the CPU share of the controller, its etcd and each simulator process, and the simulator's
+loop lag. Run by hand (minutes); not part of the suite.
+
+    python -m benchmarks.simulator.measure --sizes 250,500,1000 --procs 1 [--window 30]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import grpc
+
+from fleetvisor.v1 import controller_pb2 as pb
+
+from ..daemons import usage
+from ..fleet_scale import Fleet, wait
+from ..scenarios import percentile
+
+ROOT = Path(__file__).resolve().parents[2]
+RUNNING = 18  # autostarted processes per node in the default table
+
+
+def children(pid: int) -> list[int]:
+    found = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            found += [int(c) for c in (task / "children").read_text().split()]
+        except OSError:
+            pass
+    return found
+
+
+def cpu(pids: list[int]) -> dict[int, float]:
+    result = {}
+    for pid in pids:
+        try:
+            result[pid] = usage(pid).cpu_seconds
+        except OSError:
+            pass
+    return result
+
+
+def leading(stub) -> bool:
+    try:
+        return stub.GetLeader(pb.GetLeaderRequest(), timeout=2).is_leader
+    except grpc.RpcError:
+        return False
+
+
+def live(stub, nodes: int) -> bool:
+    try:
+        status = stub.GetStatus(pb.StatusRequest(), timeout=10)
+    except grpc.RpcError:
+        return False
+    return len(status.nodes) == nodes and all(
+        n.node.up and n.node.reachable and sum(p.statename == "RUNNING" for p in n.processes) >= RUNNING
+        for n in status.nodes)
+
+
+def measure(size: int, procs: int, window: float, samples: int, extra: list[str]) -> dict:
+    base = Path(tempfile.mkdtemp(prefix="fleetvisor-sim-measure-"))
+    fleet = Fleet(base)
+    sim = None
+    try:
+        wait(lambda: leading(fleet.stub), 60, "the controller to lead")
+        began = time.monotonic()
+        sim = subprocess.Popen([sys.executable, "-m", "benchmarks.simulator", "--nodes", str(size), "--procs",
+                                str(procs), "--controller", f"127.0.0.1:{fleet.controller_port}", *extra],
+                               cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        lines: list[str] = []
+        threading.Thread(target=lambda: lines.extend(sim.stdout), daemon=True).start()  # type: ignore[union-attr]
+        wait(lambda: live(fleet.stub, size), 120 + size / 5, f"{size} virtual nodes live in status")
+        converged = time.monotonic() - began
+        ctl = fleet.controller.pid
+        etcd = children(ctl)
+        workers = children(sim.pid)
+        before, start = cpu([ctl, *etcd, *workers]), time.monotonic()
+        latencies = []
+        gap = window / samples
+        while time.monotonic() - start < window:
+            t = time.perf_counter()
+            fleet.stub.GetStatus(pb.StatusRequest(), timeout=30)
+            latencies.append((time.perf_counter() - t) * 1000)
+            time.sleep(max(0.0, gap - (time.perf_counter() - t)))
+        after, elapsed = cpu([ctl, *etcd, *workers]), time.monotonic() - start
+        share = {pid: (after[pid] - before[pid]) / elapsed for pid in after if pid in before}
+        still_live = live(fleet.stub, size)
+        sim.terminate()
+        sim.wait(120)
+        report = json.loads("".join(lines[lines.index("{\n"):])) if "{\n" in lines else {}
+        sim = None
+        return {
+            "nodes": size, "procs": procs, "converged_s": round(converged, 1), "all_live_at_end": still_live,
+            "status_p50_ms": round(percentile(latencies, 0.5), 1), "status_p99_ms": round(percentile(latencies, 0.99), 1),
+            "status_max_ms": round(max(latencies), 1), "status_calls": len(latencies),
+            "controller_cpu": round(share.get(ctl, 0.0), 2), "etcd_cpu": round(sum(share.get(p, 0.0) for p in etcd), 2),
+            "simulator_cpu": [round(share.get(p, 0.0), 2) for p in workers],
+            "simulator_rss_mib": [round(w["max_rss_mib"]) for w in report.get("workers", [])],
+            "simulator_loop_lag_p99_ms": [round(w["loop_lag_ms"]["p99"], 1) for w in report.get("workers", [])],
+            "rpcs_served": report.get("rpcs_total", 0),
+        }
+    finally:
+        if sim is not None:
+            sim.kill()
+            sim.wait()
+        fleet.close()
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m benchmarks.simulator.measure", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--sizes", default="250,500,1000")
+    p.add_argument("--procs", type=int, default=1)
+    p.add_argument("--window", type=float, default=30.0, help="seconds of sampling per size")
+    p.add_argument("--samples", type=int, default=60, help="status calls per window")
+    p.add_argument("--out", type=Path, default=Path("benchmarks/results/simulator_scale.json"))
+    p.add_argument("extra", nargs="*", help="more simulator options, after --")
+    args = p.parse_args(argv)
+    results = []
+    for size in (int(s) for s in args.sizes.split(",")):
+        result = measure(size, args.procs, args.window, args.samples, args.extra)
+        print(json.dumps(result), flush=True)
+        results.append(result)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
