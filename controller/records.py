@@ -26,6 +26,7 @@ are plain dataclasses so the logic that reads them never sees etcd or JSON.
 
 from __future__ import annotations
 
+import functools
 import json
 import uuid
 from dataclasses import MISSING, asdict, dataclass, field, fields
@@ -110,6 +111,15 @@ def decode(cls: type[T], raw: bytes | None) -> T | None:
         return None
 
 
+@functools.cache
+def _hints(cls: type) -> dict[str, Any]:
+    """A record class's field types, resolved once: resolving them evaluates every annotation
+    (with `from __future__ import annotations`), which cost more than the JSON decode itself
+    and, at a few hundred nodes, most of the controller's CPU (membership reads every member
+    record on each reconcile pass)."""
+    return get_type_hints(cls)
+
+
 def load(cls: type[T], key: str, raw: bytes | None) -> T | None:
     """A record from its JSON (None: no value); unknown fields (from a newer controller) are
     ignored. A value that is not this record (not JSON, not an object, a required field missing,
@@ -123,7 +133,7 @@ def load(cls: type[T], key: str, raw: bytes | None) -> T | None:
         raise CorruptRecord(f"{key}: not JSON") from None
     if not isinstance(data, dict):
         raise CorruptRecord(f"{key}: not a JSON object")
-    hints = get_type_hints(cls)
+    hints = _hints(cls)
     known = {k: v for k, v in data.items() if k in hints}
     for name, value in known.items():
         if not fits(value, hints[name]):
