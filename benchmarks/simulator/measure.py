@@ -102,9 +102,11 @@ def measure(size: int, procs: int, window: float, samples: int, extra: list[str]
         sim = None
         return {
             "nodes": size, "procs": procs, "converged_s": round(converged, 1), "all_live_at_end": still_live,
-            "status_p50_ms": round(percentile(latencies, 0.5), 1), "status_p99_ms": round(percentile(latencies, 0.99), 1),
+            "status_p50_ms": round(percentile(latencies, 0.5), 1),
+            "status_p99_ms": round(percentile(latencies, 0.99), 1),
             "status_max_ms": round(max(latencies), 1), "status_calls": len(latencies),
-            "controller_cpu": round(share.get(ctl, 0.0), 2), "etcd_cpu": round(sum(share.get(p, 0.0) for p in etcd), 2),
+            "controller_cpu": round(share.get(ctl, 0.0), 2),
+            "etcd_cpu": round(sum(share.get(p, 0.0) for p in etcd), 2),
             "simulator_cpu": [round(share.get(p, 0.0), 2) for p in workers],
             "simulator_rss_mib": [round(w["max_rss_mib"]) for w in report.get("workers", [])],
             "simulator_loop_lag_p99_ms": [round(w["loop_lag_ms"]["p99"], 1) for w in report.get("workers", [])],

@@ -31,6 +31,7 @@ EXIT_DELAY = 0.05         # how long a virtual process takes to die of its stop 
 QUICK_EXIT = 0.2          # a doomed start dies this soon (under startsecs: BACKOFF)
 MAX_PID = 4_194_304       # Linux's pid_max on 64-bit
 # Signals a virtual process dies of when sent by Signal (not as a stop); others it handles.
+ALIVE_STATES = frozenset({ProcessState.RUNNING, ProcessState.STOPPING})  # states with a live pid once started
 FATAL_SIGNALS = frozenset({signals.SIGTERM, signals.SIGKILL, signals.SIGINT, signals.SIGQUIT})
 
 
@@ -101,6 +102,7 @@ class VirtualProcess:
         self.stdout_logfile = f"{log_dir}/{config.name}-stdout.log"
         self.stderr_logfile = "" if config.redirect_stderr else f"{log_dir}/{config.name}-stderr.log"
         self.output = SyntheticLog(config.name)
+        self.forked = 0  # the pid of the start under way
 
     @property
     def name(self) -> str:
@@ -134,9 +136,8 @@ class VirtualProcess:
         if self.doomed:
             self.doomed = False
             self._die(now + min(QUICK_EXIT, self.config.startsecs / 2), wait_status(code=1))
-        pid = self.table.pids.next()
-        self.output.started(now, pid)
-        return pid
+        self.output.started(now, self.forked)
+        return self.forked
 
     def kill(self, pid: int, sig: int) -> None:
         if self.lifecycle.killing or sig in FATAL_SIGNALS:
@@ -149,9 +150,14 @@ class VirtualProcess:
 
     def state_changed(self, old: ProcessState, new: ProcessState, expected: bool | None) -> None:
         lc = self.lifecycle
+        # The lifecycle announces STARTING before it spawns: the virtual fork happens here, so
+        # that the event already carries the pid, as the agent's (sent after the spawn) does.
+        if new == ProcessState.STARTING:
+            self.forked = self.table.pids.next()
+        pid = self.forked if new == ProcessState.STARTING else lc.pid if new in ALIVE_STATES else 0
         if new in (ProcessState.EXITED, ProcessState.STOPPED, ProcessState.BACKOFF) and self.output.running_since:
             self.output.ended(self.table.now, f"{new.name.lower()} (exit status {lc.exitstatus or 0})")
-        self.table.publish(StateChange(self, old, new, expected, self.table.now, lc.pid, lc.laststart, lc.laststop,
+        self.table.publish(StateChange(self, old, new, expected, self.table.now, pid, lc.laststart, lc.laststop,
                                        lc.exitstatus or 0, lc.spawnerr or ""))
 
     def blocker(self) -> Blocker | None:
