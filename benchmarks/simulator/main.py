@@ -30,6 +30,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from .churn import ChurnRates
 from .configs import DEFAULT_PROGRAMS
@@ -90,7 +91,8 @@ def merge(reports: list[dict]) -> dict:
         for method, count in r["rpcs"].items():
             rpcs[method] = rpcs.get(method, 0) + count
     total = {key: sum(r[key] for r in reports)
-             for key in ("nodes", "processes", "flaps", "flaps_through_backoff", "outages", "returns", "reboots")}
+             for key in ("nodes", "processes", "flaps", "flaps_through_backoff", "outages", "returns", "reboots",
+                         "heartbeats")}
     return {**total, "rpcs": rpcs, "rpcs_total": sum(rpcs.values()), "workers": reports}
 
 
@@ -142,9 +144,9 @@ class Simulator:
         return await self._finish(ok)
 
     async def _wait_ready(self, began: float) -> bool:
-        waiting = asyncio.gather(*(w.ready for w in self.workers))
-        stopped = asyncio.ensure_future(self.stop.wait())
-        done, _ = await asyncio.wait({waiting, stopped}, timeout=READY_TIMEOUT, return_when=asyncio.FIRST_COMPLETED)
+        waiting: asyncio.Future[Any] = asyncio.gather(*(w.ready for w in self.workers))
+        stopped: asyncio.Future[Any] = asyncio.ensure_future(self.stop.wait())
+        done, _ = await asyncio.wait([waiting, stopped], timeout=READY_TIMEOUT, return_when=asyncio.FIRST_COMPLETED)
         stopped.cancel()
         if waiting not in done or waiting.exception() is not None:
             print(f"simulator: workers not ready: {waiting.exception() if waiting.done() else 'timed out'}",

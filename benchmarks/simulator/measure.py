@@ -22,6 +22,7 @@ from pathlib import Path
 import grpc
 
 from fleetvisor.v1 import controller_pb2 as pb
+from fleetvisor.v1.controller_pb2_grpc import ControllerServiceStub
 
 from ..daemons import usage
 from ..fleet_scale import Fleet, wait
@@ -51,14 +52,14 @@ def cpu(pids: list[int]) -> dict[int, float]:
     return result
 
 
-def leading(stub) -> bool:
+def leading(stub: ControllerServiceStub) -> bool:
     try:
         return stub.GetLeader(pb.GetLeaderRequest(), timeout=2).is_leader
     except grpc.RpcError:
         return False
 
 
-def live(stub, nodes: int) -> bool:
+def live(stub: ControllerServiceStub, nodes: int) -> bool:
     try:
         status = stub.GetStatus(pb.StatusRequest(), timeout=10)
     except grpc.RpcError:
@@ -79,7 +80,8 @@ def measure(size: int, procs: int, window: float, samples: int, extra: list[str]
                                 str(procs), "--controller", f"127.0.0.1:{fleet.controller_port}", *extra],
                                cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         lines: list[str] = []
-        threading.Thread(target=lambda: lines.extend(sim.stdout), daemon=True).start()  # type: ignore[union-attr]
+        assert sim.stdout is not None
+        threading.Thread(target=lines.extend, args=(sim.stdout,), daemon=True).start()
         wait(lambda: live(fleet.stub, size), 120 + size / 5, f"{size} virtual nodes live in status")
         converged = time.monotonic() - began
         ctl = fleet.controller.pid

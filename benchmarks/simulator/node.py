@@ -81,6 +81,7 @@ class VirtualNode:
         self.port = 0
         self.up = False
         self.reboots = 0
+        self.heartbeats_before = 0  # sent by the heartbeat tasks of earlier outages
         self.heartbeat: Heartbeat | None = None
         self.server: grpc.aio.Server | None = None
         self._timer: asyncio.TimerHandle | None = None
@@ -146,6 +147,7 @@ class VirtualNode:
         """Heartbeats stop, the server closes (open streams end): the host is gone."""
         self.up = False
         if self.heartbeat is not None:
+            self.heartbeats_before += self.heartbeat.schedule.attempts
             await self.heartbeat.stop()
             self.heartbeat = None
         if self.server is not None:
@@ -179,6 +181,11 @@ class VirtualNode:
             applied_revision=a.revision, agent_run_id=self.journal.run_id, started_at=self.started_at,
             edited_by_hand=False, security_revision=0, cluster_id=a.cluster_id,
             local_revision=a.local and bool(a.revision), local_sections=list(self.local_sections))
+
+    @property
+    def heartbeats(self) -> int:
+        """Heartbeat attempts so far (failed ones too)."""
+        return self.heartbeats_before + (self.heartbeat.schedule.attempts if self.heartbeat is not None else 0)
 
     def fleet_group_names(self) -> set[str]:
         return {g.name for g in self.fleet_groups}

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Sequence
-from typing import TYPE_CHECKING, NoReturn, cast
+from typing import TYPE_CHECKING, NoReturn, TypeAlias, cast
 
 import grpc
 
@@ -36,7 +36,7 @@ if TYPE_CHECKING:
 
     from .node import VirtualNode
 
-Context = grpc.aio.ServicerContext
+Context: TypeAlias = grpc.aio.ServicerContext
 FOLLOW_PERIOD = 1.0  # a followed synthetic log is read again this often
 _STATE = {s: getattr(pb, s.name) for s in ProcessState}
 

@@ -20,7 +20,9 @@ import signal
 import sys
 import time
 from collections import Counter
+from collections.abc import Coroutine
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 from .churn import Churn, ChurnRates
 from .configs import DEFAULT_PROGRAMS, ConfigCache
@@ -93,9 +95,10 @@ class Worker:
         self.stopping = asyncio.Event()
         self.tasks: set[asyncio.Task[None]] = set()
         self.started = time.time()
+        self.heartbeats = 0
 
-    def _task(self, coro: object, name: str) -> None:
-        task = asyncio.get_running_loop().create_task(coro, name=name)  # type: ignore[arg-type]
+    def _task(self, coro: Coroutine[Any, Any, None], name: str) -> None:
+        task = asyncio.get_running_loop().create_task(coro, name=name)
         self.tasks.add(task)  # held until done: the loop keeps only weak references
         task.add_done_callback(self.tasks.discard)
 
@@ -128,6 +131,7 @@ class Worker:
         for task in list(self.tasks):
             task.cancel()
         await asyncio.gather(*self.tasks, return_exceptions=True)
+        self.heartbeats = sum(n.heartbeats for n in self.nodes.values())  # before close() ends them
         await asyncio.gather(*(n.close() for n in self.nodes.values()), return_exceptions=True)
         self.configs.close()
         self.write_report()
@@ -228,7 +232,7 @@ class Worker:
             "processes": sum(len(n.table.processes()) for n in self.nodes.values()),
             "seconds": time.time() - self.started, "flaps": self.tally.flaps,
             "flaps_through_backoff": self.tally.flaps_through_backoff, "outages": self.tally.outages,
-            "returns": self.tally.returns, "reboots": self.tally.reboots,
+            "returns": self.tally.returns, "reboots": self.tally.reboots, "heartbeats": self.heartbeats,
             "rpcs": {method: count for (_, method), count in sorted(self.calls.items())},
             "cpu_seconds": usage.ru_utime + usage.ru_stime, "max_rss_mib": usage.ru_maxrss / 1024,
             "loop_lag_ms": {"p50": lags[len(lags) // 2], "p99": lags[int(len(lags) * 0.99)], "max": lags[-1]},
