@@ -87,15 +87,20 @@ def measure(size: int, procs: int, window: float, samples: int, timeout: float, 
     base = Path(tempfile.mkdtemp(prefix="fleetvisor-sim-measure-"))
     fleet = Fleet(base)
     sim = None
+    channel: grpc.Channel | None = None
     try:
-        wait(lambda: leading(fleet.stub), 60, "the controller to lead")
+        # A status of 1000 nodes of 20 processes is about 4 MB, gRPC's default limit (fleetctl's too)
+        channel = grpc.insecure_channel(f"127.0.0.1:{fleet.controller_port}",
+                                        options=[("grpc.max_receive_message_length", 256 << 20)])
+        stub = ControllerServiceStub(channel)
+        wait(lambda: leading(stub), 60, "the controller to lead")
         sim = subprocess.Popen([sys.executable, "-m", "benchmarks.simulator", "--nodes", str(size), "--procs",
                                 str(procs), "--controller", f"127.0.0.1:{fleet.controller_port}", *extra],
                                cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         lines: list[str] = []
         assert sim.stdout is not None
         threading.Thread(target=lines.extend, args=(sim.stdout,), daemon=True).start()
-        converged = converge(fleet.stub, size, timeout)
+        converged = converge(stub, size, timeout)
         ctl = fleet.controller.pid
         etcd = children(ctl)
         workers = children(sim.pid)
@@ -104,12 +109,13 @@ def measure(size: int, procs: int, window: float, samples: int, timeout: float, 
         gap = window / samples
         while time.monotonic() - start < window:
             t = time.perf_counter()
-            fleet.stub.GetStatus(pb.StatusRequest(), timeout=30)
+            answer = stub.GetStatus(pb.StatusRequest(), timeout=30)
             latencies.append((time.perf_counter() - t) * 1000)
             time.sleep(max(0.0, gap - (time.perf_counter() - t)))
         after, elapsed = cpu([ctl, *etcd, *workers]), time.monotonic() - start
         share = {pid: (after[pid] - before[pid]) / elapsed for pid in after if pid in before}
-        at_end = counts(fleet.stub)
+        at_end = counts(stub)
+        size_mb = answer.ByteSize() / 1e6
         sim.terminate()
         sim.wait(120)
         report = json.loads("".join(lines[lines.index("{\n"):])) if "{\n" in lines else {}
@@ -120,6 +126,7 @@ def measure(size: int, procs: int, window: float, samples: int, timeout: float, 
             "status_p50_ms": round(percentile(latencies, 0.5), 1),
             "status_p99_ms": round(percentile(latencies, 0.99), 1),
             "status_max_ms": round(max(latencies), 1), "status_calls": len(latencies),
+            "status_mb": round(size_mb, 2),
             "controller_cpu": round(share.get(ctl, 0.0), 2),
             "etcd_cpu": round(sum(share.get(p, 0.0) for p in etcd), 2),
             "simulator_cpu": [round(share.get(p, 0.0), 2) for p in workers],
@@ -131,6 +138,8 @@ def measure(size: int, procs: int, window: float, samples: int, timeout: float, 
         if sim is not None:
             sim.kill()
             sim.wait()
+        if channel is not None:
+            channel.close()
         fleet.close()
         shutil.rmtree(base, ignore_errors=True)
 
