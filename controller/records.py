@@ -26,7 +26,6 @@ are plain dataclasses so the logic that reads them never sees etcd or JSON.
 
 from __future__ import annotations
 
-import functools
 import json
 import uuid
 from dataclasses import MISSING, asdict, dataclass, field, fields
@@ -111,13 +110,18 @@ def decode(cls: type[T], raw: bytes | None) -> T | None:
         return None
 
 
-@functools.cache
+_HINTS: dict[type, dict[str, Any]] = {}
+
+
 def _hints(cls: type) -> dict[str, Any]:
     """A record class's field types, resolved once: resolving them evaluates every annotation
     (with `from __future__ import annotations`), which cost more than the JSON decode itself
     and, at a few hundred nodes, most of the controller's CPU (membership reads every member
     record on each reconcile pass)."""
-    return get_type_hints(cls)
+    hints = _HINTS.get(cls)
+    if hints is None:
+        hints = _HINTS[cls] = get_type_hints(cls)
+    return hints
 
 
 def load(cls: type[T], key: str, raw: bytes | None) -> T | None:
