@@ -32,6 +32,7 @@ from .service import VirtualAgentServicer
 
 START_BATCH = 50      # nodes started before yielding to the loop (their first heartbeats go out meanwhile)
 LAG_PERIOD = 0.25     # the loop-lag probe's period
+FDS_PER_NODE = 3      # its listening socket, the controller's connection to it, a spare for reconnects
 
 
 @dataclass
@@ -104,6 +105,10 @@ class Worker:
 
     async def run(self) -> None:
         limit = raise_fd_limit()
+        if len(self.spec.nodes) * FDS_PER_NODE > limit:
+            print(f"worker {self.spec.index}: {len(self.spec.nodes)} nodes need about "
+                  f"{len(self.spec.nodes) * FDS_PER_NODE} file descriptors, over the limit of {limit}: "
+                  "use more --procs", file=sys.stderr, flush=True)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.stopping.set)
