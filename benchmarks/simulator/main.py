@@ -2,10 +2,10 @@
 
     python -m benchmarks.simulator --nodes 500 --procs 2 --controller 127.0.0.1:7400 \\
         [--flaps-per-second 2] [--outages-per-minute 6 --outage-seconds 20] [--duration 300] \\
-        [--out benchmarks/results/simulator.json] [--control]
+        [--out benchmarks/results/simulator.json] [--control] [--pki DIR --cluster NAME]
 
 Every virtual node heartbeats to the controller as an agent does and serves AgentService on a
-port of its own on loopback (plaintext), with about 20 programs that exist only as state. The
+port of its own on loopback (plaintext, or mutual TLS with --pki), with about 20 programs that exist only as state. The
 nodes are spread over --procs worker processes, each one asyncio loop. The run ends after
 --duration seconds, or on SIGINT/SIGTERM; it then prints and writes a JSON report (nodes,
 flaps, outages, RPCs served by method, each worker's CPU, RSS and loop lag).
@@ -31,6 +31,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from fleetvisor.cli.certs import issue
 
 from .churn import ChurnRates
 from .configs import DEFAULT_PROGRAMS
@@ -72,6 +74,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, help="write the JSON report here too")
     p.add_argument("--control", action="store_true", help="read control lines from stdin (see above)")
+    p.add_argument("--pki", type=Path, metavar="DIR",
+                   help="mutual TLS: the fleet's CA (ca.pem, ca.key, as `fleetctl certs` makes it); an agent "
+                        "certificate is issued there for each node (NODE.pem, NODE.key)")
+    p.add_argument("--cluster", default="default", help="with --pki: the cluster the controller's certificate names")
     args = p.parse_args(argv)
     if args.nodes < 1 or args.procs < 1:
         p.error("--nodes and --procs must be at least 1")
@@ -82,6 +88,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def node_names(prefix: str, total: int) -> list[str]:
     width = max(4, len(str(total)))
     return [f"{prefix}-{i:0{width}d}" for i in range(1, total + 1)]
+
+
+def issue_certificates(pki: Path, names: list[str], cluster: str) -> None:
+    """An agent certificate for each node, by the project's own tooling (`fleetctl certs`);
+    one already there is kept (EC keys: a few milliseconds each)."""
+    for name in names:
+        if not (pki / f"{name}.pem").exists():
+            issue(pki, name, ["127.0.0.1"], role="agent", cluster=cluster)
 
 
 def merge(reports: list[dict]) -> dict:
@@ -118,9 +132,12 @@ class Simulator:
         rates = ChurnRates(a.flaps_per_second, a.outages_per_minute, a.outage_seconds, a.backoff_share,
                            a.reboot_share).share(a.procs)
         names = node_names(a.prefix, a.nodes)
+        if a.pki:
+            issue_certificates(a.pki, names, a.cluster)
         return [WorkerSpec(index=i, nodes=names[i::a.procs], controllers=a.controller,
                            report=str(self.reports / f"worker-{i}.json"), labels=a.labels, rates=rates,
-                           seed=a.seed, programs=programs) for i in range(a.procs)]
+                           seed=a.seed, programs=programs, pki=str(a.pki.resolve()) if a.pki else "")
+                for i in range(a.procs)]
 
     async def run(self) -> int:
         loop = asyncio.get_running_loop()

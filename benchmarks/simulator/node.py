@@ -32,6 +32,7 @@ from fleetvisor.agent.journal import Journal
 from fleetvisor.agent.mainlog import Level, MainLog
 from fleetvisor.agent.operations.results import AGENT_VERSION
 from fleetvisor.agent.security.guard import AGENT_SERVES, Gate, Guard, Mode
+from fleetvisor.agent.security.tlsfiles import TlsFiles, TlsMaterial
 from fleetvisor.agent.states import RUNNING_STATES, STOPPED_STATES
 from fleetvisor.v1 import agent_pb2_grpc as apb_grpc
 from fleetvisor.v1 import controller_pb2 as cpb
@@ -45,12 +46,15 @@ SERVER_OPTIONS = [("grpc.http2.min_recv_ping_interval_without_data_ms", 1000), (
 
 @dataclass(frozen=True)
 class Identity:
-    """Who a virtual node is: fixed for its life, across outages and reboots."""
+    """Who a virtual node is: fixed for its life, across outages and reboots. With `tls` (its
+    certificate, key and the fleet's CA, as `fleetctl certs` issues them) it serves and
+    heartbeats over mutual TLS, as an agent with tls_cert, tls_key and tls_ca does."""
 
     name: str
     labels: dict[str, str]
     controllers: tuple[str, ...]
     host: str = "127.0.0.1"
+    tls: TlsFiles | None = None
 
 
 @dataclass
@@ -83,6 +87,9 @@ class VirtualNode:
         self.reboots = 0
         self.heartbeats_before = 0  # sent by the heartbeat tasks of earlier outages
         self.heartbeat: Heartbeat | None = None
+        # The agent's own TLS set (the server's credentials and the heartbeat's); no check of
+        # the certificate's name here: the simulator issued it for this node.
+        self.tls = TlsMaterial(identity.tls, lambda own: None, lambda line, trouble: None) if identity.tls else None
         self.server: grpc.aio.Server | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._changed = asyncio.Event()
@@ -121,15 +128,24 @@ class VirtualNode:
         self.up = True
 
     async def _serve(self) -> None:
-        gate = Gate(Mode.LOCAL, node=self.name, roles=AGENT_SERVES)
+        tls = self.tls
+        gate = Gate(Mode.LOCAL, node=self.name, roles=AGENT_SERVES) if tls is None else Gate(
+            Mode.TLS, cluster=tls.current.identity.cluster, node=self.name, roles=AGENT_SERVES)
         server = grpc.aio.server(interceptors=[CallCount(self.calls), Guard(gate)], options=SERVER_OPTIONS)
         apb_grpc.add_AgentServiceServicer_to_server(self.make_servicer(self), server)
+
+        def listen(port: int) -> int:
+            address = f"{self.identity.host}:{port}"
+            if tls is None:
+                return server.add_insecure_port(address)
+            return server.add_secure_port(address, tls.server_credentials())
+
         bound = 0
         if self.port:  # back on the same port, so that the controller's member address holds
             with contextlib.suppress(RuntimeError):
-                bound = server.add_insecure_port(f"{self.identity.host}:{self.port}")
+                bound = listen(self.port)
         if not bound:
-            bound = server.add_insecure_port(f"{self.identity.host}:0")
+            bound = listen(0)
         if not bound:
             raise OSError(f"node {self.name}: no port to listen on")
         self.port = bound
@@ -140,7 +156,8 @@ class VirtualNode:
         fv = FleetvisorConfig(node=self.name, labels=tuple(self.identity.labels.items()),
                               grpc_listen=(self.identity.host, self.port))
         quiet = MainLog(None, maxbytes=0, backups=0, level=Level.CRIT)
-        self.heartbeat = Heartbeat(fv, self.describe, quiet, schedule=Schedule(self.identity.controllers))
+        self.heartbeat = Heartbeat(fv, self.describe, quiet, schedule=Schedule(self.identity.controllers),
+                                   tls=self.tls)
         self.heartbeat.start()
 
     async def go_away(self) -> None:

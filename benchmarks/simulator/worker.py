@@ -24,6 +24,8 @@ from collections.abc import Coroutine
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from fleetvisor.agent.security.tlsfiles import TlsFiles
+
 from .churn import Churn, ChurnRates
 from .configs import DEFAULT_PROGRAMS, ConfigCache
 from .node import Identity, VirtualNode
@@ -46,6 +48,7 @@ class WorkerSpec:
     seed: int = 0
     programs: str = DEFAULT_PROGRAMS
     host: str = "127.0.0.1"
+    pki: str = ""  # node certificates NODE.pem/NODE.key and ca.pem here: mutual TLS
 
     @classmethod
     def from_json(cls, text: str) -> WorkerSpec:
@@ -115,8 +118,10 @@ class Worker:
         node = self.configs.node
         for i, name in enumerate(self.spec.nodes):
             number = int(name.rsplit("-", 1)[-1]) if name.rsplit("-", 1)[-1].isdigit() else i
+            pki = self.spec.pki
+            tls = TlsFiles(f"{pki}/{name}.pem", f"{pki}/{name}.key", f"{pki}/ca.pem") if pki else None
             identity = Identity(name, node_labels(number, self.spec.labels), tuple(self.spec.controllers),
-                                self.spec.host)
+                                self.spec.host, tls)
             self.nodes[name] = VirtualNode(identity, node.groups, node.local_sections, rng=self.rng, calls=self.calls,
                                            make_servicer=lambda n: VirtualAgentServicer(n, self.configs))
         began = time.monotonic()

@@ -10,11 +10,14 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
+import grpc
 import pytest
 
+from fleetvisor.cli.certs import issue, make_ca
 from fleetvisor.v1 import controller_pb2 as pb
+from fleetvisor.v1 import controller_pb2_grpc as pb_grpc
 from tests.controller.etcd_harness import EtcdServer
-from tests.controller.fleet_harness import Controller, wait_status
+from tests.controller.fleet_harness import CLUSTER, Controller, wait_status
 from tests.support import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -156,3 +159,45 @@ def test_virtual_fleet_as_the_controller_sees_it(fleet):
     assert rpcs["fleetvisor.v1.AgentService/WatchEvents"] >= NODES
     assert rpcs["fleetvisor.v1.AgentService/ApplyConfig"] >= NODES
     assert rpcs["fleetvisor.v1.AgentService/Restart"] == 1
+
+
+@pytest.mark.timeout(180)
+def test_virtual_nodes_over_mutual_tls(tmp_path):
+    """With --pki each virtual node gets an agent certificate from the project's tooling, and
+    serves and heartbeats over mutual TLS: a TLS controller registers and follows them."""
+    pki = tmp_path / "pki"
+    make_ca(pki)
+    issue(pki, "ctl", ["127.0.0.1"], role="controller", cluster=CLUSTER)
+    issue(pki, "admin", [], role="operator", groups=["admins"], cluster=CLUSTER)
+    etcd = EtcdServer(tmp_path)
+    etcd.start()
+    ctl = sim = None
+    try:
+        ctl = Controller(tmp_path, etcd.endpoint, node_ttl=3, extra=(
+            "--tls-cert", str(pki / "ctl.pem"), "--tls-key", str(pki / "ctl.key"), "--tls-ca", str(pki / "ca.pem")))
+        sim = subprocess.Popen(
+            [sys.executable, "-m", "benchmarks.simulator", "--nodes", "10", "--controller", ctl.address,
+             "--pki", str(pki), "--cluster", CLUSTER], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        creds = grpc.ssl_channel_credentials((pki / "ca.pem").read_bytes(), (pki / "admin.key").read_bytes(),
+                                             (pki / "admin.pem").read_bytes())
+        with grpc.secure_channel(ctl.address, creds) as channel:
+            stub = pb_grpc.ControllerServiceStub(channel)
+
+            def live() -> bool:
+                try:
+                    status = stub.GetStatus(pb.StatusRequest(), timeout=5)
+                except grpc.RpcError:
+                    return False
+                return len(status.nodes) == 10 and all(n.node.up and n.node.reachable and sum(
+                    p.statename == "RUNNING" for p in n.processes) == RUNNING for n in status.nodes)
+            wait_for(live, 90, "10 virtual nodes live over mutual TLS")
+        assert (pki / "sim-0001.pem").exists()
+        sim.terminate()
+        assert sim.wait(60) == 0
+    finally:
+        if sim is not None and sim.poll() is None:
+            sim.kill()
+            sim.wait()
+        if ctl is not None:
+            ctl.stop()
+        etcd.kill()
