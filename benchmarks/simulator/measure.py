@@ -135,9 +135,13 @@ def measure(size: int, procs: int, window: float, samples: int, timeout: float, 
             "rpcs_served": report.get("rpcs_total", 0),
         }
     finally:
-        if sim is not None:
-            sim.kill()
-            sim.wait()
+        if sim is not None:  # asked to stop first, so that it takes its workers and files with it
+            sim.terminate()
+            try:
+                sim.wait(60)
+            except subprocess.TimeoutExpired:
+                sim.kill()
+                sim.wait()
         if channel is not None:
             channel.close()
         fleet.close()

@@ -32,6 +32,7 @@ from fleetvisor.agent.journal import Journal
 from fleetvisor.agent.mainlog import Level, MainLog
 from fleetvisor.agent.operations.results import AGENT_VERSION
 from fleetvisor.agent.security.guard import AGENT_SERVES, Gate, Guard, Mode
+from fleetvisor.agent.security.keeper import Keeper
 from fleetvisor.agent.security.tlsfiles import TlsFiles, TlsMaterial
 from fleetvisor.agent.states import RUNNING_STATES, STOPPED_STATES
 from fleetvisor.v1 import agent_pb2_grpc as apb_grpc
@@ -71,7 +72,7 @@ class Applied:
 class VirtualNode:
     def __init__(self, identity: Identity, own_groups: tuple[GroupConfig, ...], local_sections: tuple[str, ...],
                  *, rng: random.Random, calls: Counter[tuple[str, str]],
-                 make_servicer: Callable[[VirtualNode], apb_grpc.AgentServiceServicer]) -> None:
+                 make_servicer: Callable[[VirtualNode], apb_grpc.AgentServiceServicer], state_dir: str) -> None:
         self.identity = identity
         self.own_groups = own_groups
         self.local_sections = local_sections
@@ -90,6 +91,12 @@ class VirtualNode:
         # The agent's own TLS set (the server's credentials and the heartbeat's); no check of
         # the certificate's name here: the simulator issued it for this node.
         self.tls = TlsMaterial(identity.tls, lambda own: None, lambda line, trouble: None) if identity.tls else None
+        self.gate = Gate(Mode.LOCAL, node=self.name, roles=AGENT_SERVES) if self.tls is None else Gate(
+            Mode.TLS, cluster=self.tls.current.identity.cluster, node=self.name, roles=AGENT_SERVES)
+        # The policies and revocations controllers answer heartbeats with: in force on the gate and
+        # kept in the node's state dir, as the agent's keeper does (and reported back, so that a
+        # controller stops sending them).
+        self.keeper = Keeper(self.gate, state_dir, lambda line: None)
         self.server: grpc.aio.Server | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._changed = asyncio.Event()
@@ -129,9 +136,7 @@ class VirtualNode:
 
     async def _serve(self) -> None:
         tls = self.tls
-        gate = Gate(Mode.LOCAL, node=self.name, roles=AGENT_SERVES) if tls is None else Gate(
-            Mode.TLS, cluster=tls.current.identity.cluster, node=self.name, roles=AGENT_SERVES)
-        server = grpc.aio.server(interceptors=[CallCount(self.calls), Guard(gate)], options=SERVER_OPTIONS)
+        server = grpc.aio.server(interceptors=[CallCount(self.calls), Guard(self.gate)], options=SERVER_OPTIONS)
         apb_grpc.add_AgentServiceServicer_to_server(self.make_servicer(self), server)
 
         def listen(port: int) -> int:
@@ -157,7 +162,7 @@ class VirtualNode:
                               grpc_listen=(self.identity.host, self.port))
         quiet = MainLog(None, maxbytes=0, backups=0, level=Level.CRIT)
         self.heartbeat = Heartbeat(fv, self.describe, quiet, schedule=Schedule(self.identity.controllers),
-                                   tls=self.tls)
+                                   tls=self.tls, keeper=self.keeper)
         self.heartbeat.start()
 
     async def go_away(self) -> None:
@@ -196,7 +201,7 @@ class VirtualNode:
         return cpb.HeartbeatRequest(
             node=self.name, address=self.address, labels=self.identity.labels, agent_version=AGENT_VERSION,
             applied_revision=a.revision, agent_run_id=self.journal.run_id, started_at=self.started_at,
-            edited_by_hand=False, security_revision=0, cluster_id=a.cluster_id,
+            edited_by_hand=False, security_revision=self.keeper.revision, cluster_id=a.cluster_id,
             local_revision=a.local and bool(a.revision), local_sections=list(self.local_sections))
 
     @property

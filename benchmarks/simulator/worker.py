@@ -123,7 +123,8 @@ class Worker:
             identity = Identity(name, node_labels(number, self.spec.labels), tuple(self.spec.controllers),
                                 self.spec.host, tls)
             self.nodes[name] = VirtualNode(identity, node.groups, node.local_sections, rng=self.rng, calls=self.calls,
-                                           make_servicer=lambda n: VirtualAgentServicer(n, self.configs))
+                                           make_servicer=lambda n: VirtualAgentServicer(n, self.configs),
+                                           state_dir=os.path.join(self.configs.dir, "nodes", name))
         began = time.monotonic()
         names = list(self.nodes)
         for i in range(0, len(names), START_BATCH):
