@@ -61,6 +61,7 @@ class Membership:
         self._gone: dict[str, float] = {}  # for nodes whose key expired: about when they were last heard
         self._applied_here: dict[str, str] = {}  # see applied()
         self._pushed_here: set[str] = set()  # see local()
+        self._decoded: dict[str, tuple[bytes, MemberRecord]] = {}  # see members()
 
     def on_mirror(self, changes: list[Change]) -> bool:
         """Follow the mirror; True when the set or the addresses of members may have changed."""
@@ -86,11 +87,24 @@ class Membership:
     # -- reading ---------------------------------------------------------------------------------
 
     def members(self) -> dict[str, MemberRecord]:
+        """Every member, decoded once per value: this is read on every reconcile pass and status
+        call, and decoding hundreds of records each time was most of the controller's CPU at a
+        few hundred nodes (seen with benchmarks/simulator)."""
         result = {}
+        cache = self._decoded
         for key, raw in self.store.items(records.MEMBERS).items():
+            name = key[len(records.MEMBERS):]
+            hit = cache.get(name)
+            if hit is not None and hit[0] == raw:
+                result[name] = hit[1]
+                continue
             member = decode(MemberRecord, raw)
             if member is not None:
-                result[key[len(records.MEMBERS):]] = member
+                cache[name] = (raw, member)
+                result[name] = member
+        if len(cache) > len(result):  # forgotten (or now unreadable) members
+            for name in cache.keys() - result.keys():
+                del cache[name]
         return dict(sorted(result.items()))
 
     def member(self, name: str) -> MemberRecord | None:

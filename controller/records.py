@@ -112,6 +112,20 @@ def decode(cls: type[T], raw: bytes | None) -> T | None:
         return None
 
 
+_HINTS: dict[type, dict[str, Any]] = {}
+
+
+def _hints(cls: type) -> dict[str, Any]:
+    """A record class's field types, resolved once: resolving them evaluates every annotation
+    (with `from __future__ import annotations`), which cost more than the JSON decode itself
+    and, at a few hundred nodes, most of the controller's CPU (membership reads every member
+    record on each reconcile pass)."""
+    hints = _HINTS.get(cls)
+    if hints is None:
+        hints = _HINTS[cls] = get_type_hints(cls)
+    return hints
+
+
 def load(cls: type[T], key: str, raw: bytes | None) -> T | None:
     """A record from its JSON (None: no value); unknown fields (from a newer controller) are
     ignored. A value that is not this record (not JSON, not an object, a required field missing,
@@ -125,7 +139,7 @@ def load(cls: type[T], key: str, raw: bytes | None) -> T | None:
         raise CorruptRecord(f"{key}: not JSON") from None
     if not isinstance(data, dict):
         raise CorruptRecord(f"{key}: not a JSON object")
-    hints = get_type_hints(cls)
+    hints = _hints(cls)
     known = {k: v for k, v in data.items() if k in hints}
     for name, value in known.items():
         if not fits(value, hints[name]):
