@@ -27,6 +27,7 @@ from ..config.model import HttpLimits, HttpServerConfig
 from ..mainlog import Level
 from ..metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from ..metrics import Metrics
+from ..rpc.fleetvisor_api import FleetvisorNamespace
 from ..rpc.supervisor_api import SupervisorNamespace
 from ..rpc.xmlrpc import Dispatcher
 from . import logtail
@@ -196,7 +197,8 @@ def make_app(core: Supervisor, server: HttpServerConfig, guard: Guard | None = N
     app[GUARD] = guard
     caller = Caller("xmlrpc", server.username or "")
     namespaces = {name: SupervisorNamespace(core, caller) for name in rpc_namespaces(core.config)}
-    dispatcher = Dispatcher(namespaces, core.log, core.tally.rpc_calls)
+    dispatcher = Dispatcher(namespaces, core.log, core.tally.rpc_calls,
+                            unlisted={"fleetvisor": FleetvisorNamespace(core, caller)})
     metrics = Metrics(core)
 
     rpc = rpc_handler(dispatcher, guard.limits)

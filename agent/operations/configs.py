@@ -88,6 +88,15 @@ async def restart_daemon(core: Supervisor, caller: Caller) -> bool:
     return True
 
 
+async def reexec_daemon(core: Supervisor, caller: Caller) -> bool:
+    """Re-exec the agent in place: every process keeps running (see reexec.trigger)."""
+    ensure_running(core)
+    if core.reexec is None:
+        raise FaultError(Fault.FAILED, "re-exec is not available in this agent")
+    await core.reexec.request(caller)
+    return True
+
+
 def shutdown(core: Supervisor, caller: Caller) -> bool:
     ensure_running(core)
     core.shutdown()
