@@ -360,25 +360,28 @@ async def _serve_config(config: Config, log: MainLog, reloader: _Reloader, liste
         core.started_at = resume.started_at
     core.reexec = Reexec(core, Plan(command=reloader.opts.reexec_command or own_command(),
                                     argv=reloader.opts.argv, load_config=reloader.fresh))
+    fv = config.fleetvisor
+    grpc_face = None
+    if fv is not None and fv.grpc_listen is not None:
+        from .grpcapi.server import GrpcFace  # grpc costs ~20 MB of RSS: only when served
+        fleet = FleetConfig(core, RevisionStore(state_dir_of(config)), reloader.with_fleet_file)
+        # Made before the first await: its journal numbers every change from the start,
+        # also the exits of children that ended during a re-exec (reported at once).
+        grpc_face = GrpcFace(core, fleet, fv, log)
+        if resume is not None:
+            grpc_face.journal.resume(resume.journal_run_id, resume.journal_sequence)
     ledger = None
-    if config.fleetvisor is not None:  # fleet nodes only: standalone, behave exactly as supervisord
+    if fv is not None:  # fleet nodes only: standalone, behave exactly as supervisord
         if resume is None:  # after a re-exec the "survivors" are this agent's own children
             await stop_survivors(config, state_dir_of(config), log)
         ledger = Ledger(state_dir_of(config), core)
         ledger.seed(core)
     http = HttpFace(core, listeners)
     await http.start()
-    grpc_face = None
     heartbeat = None
     kept_sockets: list[SocketState] = []
     try:
-        fv = config.fleetvisor
-        if fv is not None and fv.grpc_listen is not None:
-            from .grpcapi.server import GrpcFace  # grpc costs ~20 MB of RSS: only when served
-            fleet = FleetConfig(core, RevisionStore(state_dir_of(config)), reloader.with_fleet_file)
-            grpc_face = GrpcFace(core, fleet, fv, log)
-            if resume is not None:
-                grpc_face.journal.resume(resume.journal_run_id, resume.journal_sequence)
+        if fv is not None and grpc_face is not None:
             await grpc_face.start(kept.tls)
             kept.tls = grpc_face.tls
             if fv.controllers:  # the parser refuses controllers without grpc_listen

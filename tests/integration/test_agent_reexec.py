@@ -1,0 +1,302 @@
+"""Re-exec of the agent in place (fleetvisor.reexec): every program keeps running, unwatched
+for a moment, and the new agent carries on as if nothing happened."""
+
+from __future__ import annotations
+
+import os
+import queue
+import re
+import signal
+import socket
+import stat
+import subprocess
+import sys
+import threading
+import xmlrpc.client
+from pathlib import Path
+
+import grpc
+import pytest
+
+from fleetvisor.v1 import agent_pb2 as pb
+from fleetvisor.v1 import agent_pb2_grpc as pb_grpc
+from tests.support import free_port, pid_alive, wait_for
+
+from .harness import AGENT, Daemon, write_config
+
+PROGRAMS = Path(__file__).parent / "programs"
+CTL = str(Path(sys.executable).parent / "supervisorctl")
+WRITERS = 4
+SLEEPERS = 95  # with the writers and the victim: 100 programs
+
+CONFIG = f"""
+[unix_http_server]
+file=%(here)s/agent.sock
+
+[inet_http_server]
+port=127.0.0.1:{{http_port}}
+
+[rpcinterface:supervisor]
+supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface
+
+[supervisorctl]
+serverurl=unix://%(here)s/agent.sock
+
+[supervisord]
+logfile=%(here)s/main.log
+pidfile=%(here)s/agent.pid
+childlogdir=%(here)s
+
+[fleetvisor]
+node=n1
+grpc_listen=127.0.0.1:{{grpc_port}}
+state_dir=%(here)s/state
+
+[program:writer]
+command={sys.executable} {PROGRAMS / "fast_numbered.py"}
+process_name=writer_%(process_num)02d
+numprocs={WRITERS}
+stdout_logfile=%(here)s/writer_%(process_num)02d.log
+stdout_logfile_maxbytes=0
+
+[program:sleeper]
+command=sleep 100090
+process_name=sleeper_%(process_num)02d
+numprocs={SLEEPERS}
+startsecs=0
+
+[program:victim]
+command=sh -c 'echo $$ > %(here)s/victim.pid; exec sleep 100091'
+startsecs=0
+autorestart=true
+"""
+
+# Run as the new agent: on the real handover (not the dry run) it first kills the victim, which
+# so exits while no agent watches it; then it becomes the agent.
+WRAPPER = """#!/bin/sh
+case " $* " in *" --resume "*) kill "$(cat {dir}/victim.pid)" ;; esac
+exec {agent} "$@"
+"""
+
+
+def write_wrapper(directory: Path, body: str) -> Path:
+    path = directory / "new-agent"
+    path.write_text(body)
+    path.chmod(path.stat().st_mode | stat.S_IXUSR)
+    return path
+
+
+def ctl(config: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([CTL, "-c", str(config), *args], capture_output=True, text=True, timeout=60)
+
+
+def status_pids(config: Path) -> dict[str, int]:
+    """name -> pid of the RUNNING processes, as the stock supervisorctl shows them."""
+    out = ctl(config, "status").stdout
+    return {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\S+)\s+RUNNING\s+pid (\d+),", out, re.M)}
+
+
+def numbers_in(path: Path) -> list[int]:
+    return [int(line) for line in path.read_text().splitlines()]
+
+
+@pytest.fixture(autouse=True)
+def no_strays():
+    yield
+    for command in ("sleep 100090", "sleep 100091", "sleep 100092"):
+        out = subprocess.run(["pgrep", "-f", f"^{command}$"], capture_output=True, text=True).stdout
+        for pid in out.split():
+            os.kill(int(pid), signal.SIGKILL)
+
+
+class Hammer:
+    """XML-RPC calls on the TCP port, one connection each, for as long as it runs: a refused
+    connection is what a re-exec must never cause."""
+
+    def __init__(self, port: int) -> None:
+        self.url = f"http://127.0.0.1:{port}/RPC2"
+        self.refused = 0
+        self.answered = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                xmlrpc.client.ServerProxy(self.url).supervisor.getState()
+                self.answered += 1
+            except ConnectionRefusedError:
+                self.refused += 1
+            except (OSError, xmlrpc.client.ProtocolError, xmlrpc.client.Fault):
+                pass  # a connection the old agent had accepted, closed as it stopped serving; the end
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(30)
+
+
+def _collect(stream, into: queue.Queue) -> None:
+    try:
+        for event in stream:
+            into.put(event)
+    except grpc.RpcError:
+        pass
+
+
+def test_reexec_keeps_every_program_its_output_and_the_event_stream(tmp_path):
+    http_port, grpc_port = free_port(), free_port()
+    config = write_config(tmp_path, CONFIG.replace("{http_port}", str(http_port))
+                          .replace("{grpc_port}", str(grpc_port)))
+    wrapper = write_wrapper(tmp_path, WRAPPER.format(dir=tmp_path, agent=" ".join(AGENT)))
+    agent = Daemon(config, extra_args=("--reexec-command", str(wrapper)))
+    channel = None
+    try:
+        agent.wait_line(r"gRPC AgentService listening on")
+        wait_for(lambda: len(status_pids(config)) == 100, 60, "100 programs RUNNING")
+        assert ctl(config, "stop", "sleeper:sleeper_00").returncode == 0  # stopped by hand: stays so
+        before = status_pids(config)
+        victim = before.pop("victim")
+        agent_pid = agent.proc.pid
+
+        channel = grpc.insecure_channel(f"127.0.0.1:{grpc_port}")
+        stub = pb_grpc.AgentServiceStub(channel)
+        events: queue.Queue = queue.Queue()
+        stream = stub.WatchEvents(pb.WatchEventsRequest())
+        threading.Thread(target=_collect, args=(stream, events), daemon=True).start()
+        snapshot = events.get(timeout=10)
+        assert snapshot.WhichOneof("kind") == "snapshot"
+        stream.cancel()
+
+        hammer = Hammer(http_port)
+        wait_for(lambda: hammer.answered > 0, 10, "the hammer's first answer")
+        rpc = xmlrpc.client.ServerProxy(f"http://127.0.0.1:{http_port}/RPC2")
+        assert rpc.fleetvisor.reexec() is True
+        agent.wait_line(r"re-exec: took over 99 running processes with their pids", 60)
+        answered = hammer.answered
+        wait_for(lambda: hammer.answered > answered + 5, 20, "answers from the new agent")
+        hammer.stop()
+        assert hammer.refused == 0
+
+        # the same agent process, every program with its pid; the victim exited meanwhile and
+        # was handled as an exit: logged, and restarted per autorestart
+        assert agent.proc.poll() is None and agent.proc.pid == agent_pid
+        assert rpc.supervisor.getPID() == agent_pid
+        agent.wait_line(r"exited: victim \(terminated by SIGTERM; not expected\)", 20)
+        new_victim = int(agent.wait_line(r"spawned: 'victim' with pid (\d+)", 20, count=2)[-1].group(1))
+        assert new_victim != victim and not pid_alive(victim)
+        after = wait_for(lambda: (s := status_pids(config)) and "victim" in s and s, 20, "victim running")
+        assert after.pop("victim") == new_victim
+        assert after == before
+        assert "sleeper:sleeper_00" not in after
+        assert "STOPPED" in ctl(config, "status", "sleeper:sleeper_00").stdout
+
+        # the stream resumes from the journal: no snapshot, the next sequence first
+        resumed: queue.Queue = queue.Queue()
+        stream2 = stub.WatchEvents(pb.WatchEventsRequest(after_sequence=snapshot.sequence,
+                                                         agent_run_id=snapshot.agent_run_id))
+        threading.Thread(target=_collect, args=(stream2, resumed), daemon=True).start()
+        first = resumed.get(timeout=20)
+        assert first.WhichOneof("kind") == "process_state"
+        assert first.sequence == snapshot.sequence + 1 and first.agent_run_id == snapshot.agent_run_id
+        assert first.process_state.process.name == "victim"
+        stream2.cancel()
+
+        # not one byte lost or written twice: every writer's numbers run on without a gap
+        assert ctl(config, "stop", "writer:*").returncode == 0
+        for n in range(WRITERS):
+            numbers = numbers_in(tmp_path / f"writer_{n:02d}.log")
+            assert numbers == list(range(len(numbers))), f"writer_{n:02d}: a gap or a repeat"
+        agent.assert_no_failures()
+    finally:
+        if channel is not None:
+            channel.close()
+        agent.stop()
+
+
+FAILING = """
+[unix_http_server]
+file=%(here)s/agent.sock
+
+[rpcinterface:supervisor]
+supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface
+
+[supervisorctl]
+serverurl=unix://%(here)s/agent.sock
+
+[supervisord]
+logfile=%(here)s/main.log
+pidfile=%(here)s/agent.pid
+childlogdir=%(here)s
+
+[program:sleeper]
+command=sleep 100092
+process_name=sleeper_%(process_num)02d
+numprocs=3
+startsecs=0
+"""
+
+
+def _reexec_fault(config: Path) -> xmlrpc.client.Fault:
+    from supervisor.xmlrpc import SupervisorTransport
+    transport = SupervisorTransport(None, None, f"unix://{config.parent / 'agent.sock'}")
+    rpc = xmlrpc.client.ServerProxy("http://127.0.0.1", transport=transport)
+    with pytest.raises(xmlrpc.client.Fault) as info:
+        rpc.fleetvisor.reexec()
+    return info.value
+
+
+def test_a_new_agent_that_fails_leaves_everything_as_it_was(tmp_path):
+    config = write_config(tmp_path, FAILING)
+    wrapper = write_wrapper(tmp_path, "#!/bin/sh\necho 'broken install' >&2\nexit 1\n")
+    agent = Daemon(config, extra_args=("--reexec-command", str(wrapper)))
+    try:
+        before = wait_for(lambda: len(s := status_pids(config)) == 3 and s, 20, "3 RUNNING")
+        fault = _reexec_fault(config)
+        assert fault.faultCode == 30 and "re-exec refused" in fault.faultString
+        line = agent.wait_line(r"ERRO re-exec refused: .*new-agent failed its dry run \(exit status 1\): "
+                               r"broken install")
+        assert len(line) == 1
+        assert status_pids(config) == before and ctl(config, "status").returncode == 0
+        assert agent.proc.poll() is None
+        agent.assert_no_failures()
+    finally:
+        agent.stop()
+
+
+def test_a_config_that_changed_or_has_listeners_is_refused(tmp_path):
+    config = write_config(tmp_path, FAILING)
+    agent = Daemon(config)
+    try:
+        before = wait_for(lambda: len(s := status_pids(config)) == 3 and s, 20, "3 RUNNING")
+        config.write_text(config.read_text() + "\n[program:extra]\ncommand=sleep 100092\n")
+        fault = _reexec_fault(config)
+        assert "differs from the running config (groups extra)" in fault.faultString
+        config.write_text(FAILING.lstrip() + "\n[eventlistener:pool]\ncommand=cat\nevents=TICK_5\n")
+        assert ctl(config, "update").returncode == 0
+        fault = _reexec_fault(config)
+        assert "event listener pool, which a re-exec does not carry yet" in fault.faultString
+        assert {k: v for k, v in status_pids(config).items() if k.startswith("sleeper")} == before
+    finally:
+        agent.stop()
+
+
+def test_sockets_are_served_by_the_same_process_without_a_new_bind(tmp_path):
+    """The unix socket file is the one the first agent made (same inode): handed over, not re-bound."""
+    config = write_config(tmp_path, FAILING)
+    agent = Daemon(config)
+    try:
+        wait_for(lambda: len(status_pids(config)) == 3, 20, "3 RUNNING")
+        inode = os.stat(tmp_path / "agent.sock").st_ino
+        from supervisor.xmlrpc import SupervisorTransport
+        transport = SupervisorTransport(None, None, f"unix://{tmp_path / 'agent.sock'}")
+        assert xmlrpc.client.ServerProxy("http://127.0.0.1", transport=transport).fleetvisor.reexec() is True
+        agent.wait_line(r"re-exec: took over 3 running processes", 60)
+        assert os.stat(tmp_path / "agent.sock").st_ino == inode
+        probe = socket.socket(socket.AF_UNIX)
+        probe.connect(str(tmp_path / "agent.sock"))
+        probe.close()
+        assert ctl(config, "status").returncode == 0
+    finally:
+        agent.stop()
+    assert not (tmp_path / "agent.sock").exists()  # the last agent still removes its own file
