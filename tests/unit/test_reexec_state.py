@@ -61,5 +61,6 @@ def test_a_missing_file_is_one_clear_line(tmp_path):
 
 
 def test_the_resume_marker_is_not_passed_on():
-    assert _without_internal(["-c", "x.conf", "--resume", "/s/reexec.json", "-n", "--reexec-probe"]) == ["-c", "x.conf", "-n"]
+    argv = ["-c", "x.conf", "--resume", "/s/reexec.json", "-n", "--reexec-probe"]
+    assert _without_internal(argv) == ["-c", "x.conf", "-n"]
     assert _without_internal(["--resume=/s/r.json", "-n"]) == ["-n"]
