@@ -33,9 +33,9 @@ class Reexec:
         self.plan = plan
         self._busy = False
 
-    async def request(self, caller: Caller) -> None:
+    async def request(self, caller: Caller, *, dry_run: bool = False) -> None:
         """Check that the new agent can take over, then start the handover (the answer to the
-        caller goes out before the exec). Raises FaultError."""
+        caller goes out before the exec); with `dry_run`, only check. Raises FaultError."""
         if self._busy or self.core.handing_over:
             raise FaultError(Fault.FAILED, "a re-exec is already under way")
         self._busy = True
@@ -45,6 +45,8 @@ class Reexec:
             self._busy = False
         if self.core.mood != SupervisorState.RUNNING:  # a shutdown began during the checks
             raise FaultError(Fault.SHUTDOWN_STATE)
+        if dry_run:
+            return
         who = f" (asked over {caller.kind}{' by ' + caller.name if caller.name else ''})"
         self.core.log.info(f"re-exec: handing {sum(1 for p in self.core.all_processes() if p.pid)} running "
                            f"processes over to {' '.join(self.plan.command)}{who}")

@@ -21,11 +21,12 @@ class FleetvisorNamespace:
         self.core = core
         self.caller = caller
 
-    async def reexec(self) -> bool:
+    async def reexec(self, dry_run: bool = False) -> bool:
         """Replace the agent's own process with the installed agent (an upgrade) without
         stopping any process: pids, pipes, logs and listening sockets carry over. The new
         command is dry-run first; a refusal is a FAILED fault and changes nothing.
 
-        @return boolean result  true once the handover has begun
+        @param boolean dry_run  only check that a re-exec would be carried out
+        @return boolean result  true once the handover has begun (or the checks passed)
         """
-        return await ops.reexec_daemon(self.core, self.caller)
+        return await ops.reexec_daemon(self.core, self.caller, dry_run=dry_run)

@@ -300,3 +300,48 @@ def test_sockets_are_served_by_the_same_process_without_a_new_bind(tmp_path):
     finally:
         agent.stop()
     assert not (tmp_path / "agent.sock").exists()  # the last agent still removes its own file
+
+
+GRPC_AGENT = FAILING + """
+[fleetvisor]
+node=n1
+grpc_listen=127.0.0.1:{grpc_port}
+state_dir=%(here)s/state
+"""
+FLEETCTL = [sys.executable, "-m", "fleetvisor.cli.main"]
+
+
+def fleetctl(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([*FLEETCTL, *args], capture_output=True, text=True, timeout=60,
+                          env={**os.environ, "FLEETCTL_CONFIG": "/nonexistent/fleetctl.toml"})
+
+
+def test_fleetctl_agent_reexec_over_grpc(tmp_path):
+    port = free_port()
+    config = write_config(tmp_path, GRPC_AGENT.replace("{grpc_port}", str(port)))
+    agent = Daemon(config)
+    try:
+        agent.wait_line(r"gRPC AgentService listening on")
+        before = wait_for(lambda: len(s := status_pids(config)) == 3 and s, 20, "3 RUNNING")
+        node = f"127.0.0.1:{port}"
+
+        checked = fleetctl("--node", node, "agent", "reexec", "--dry-run")
+        assert checked.returncode == 0, checked.stderr
+        assert f"{node}: the agent can be re-exec'd (pid {agent.proc.pid})" in checked.stdout
+        assert not any("handing" in line for line in agent.messages())
+
+        done = fleetctl("--node", node, "-o", "json", "agent", "reexec")
+        assert done.returncode == 0, done.stderr
+        assert f'"pid": {agent.proc.pid}' in done.stdout
+        agent.wait_line(r"re-exec: handing 3 running processes over to .* \(asked over grpc", 30)
+        agent.wait_line(r"re-exec: took over 3 running processes", 60)
+        agent.wait_line(r"gRPC AgentService listening on", 30, count=2)
+        assert status_pids(config) == before
+        wait_for(lambda: fleetctl("--node", node, "status").returncode == 0, 30, "fleetctl status again")
+
+        fleet_mode = fleetctl("--controller", "127.0.0.1:1", "agent", "reexec")
+        assert fleet_mode.returncode == 2 and "runs on one node: pass --node" in fleet_mode.stderr
+        assert "Traceback" not in fleet_mode.stderr
+        agent.assert_no_failures()
+    finally:
+        agent.stop()
