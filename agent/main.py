@@ -39,6 +39,7 @@ from .reexec.handoff import (
     release_signals,
     write_state,
 )
+from .reexec.pools import capture_pools, restore_pools
 from .reexec.sockets import adopt_sockets, keep_sockets
 from .reexec.state import STATE_VERSION, HandoffState, SocketState, StateError
 from .reexec.state import read as read_state
@@ -355,6 +356,7 @@ async def _serve_config(config: Config, log: MainLog, reloader: _Reloader, liste
                       auto_logs=auto_logs_of(resume.children) if resume is not None else None)
     if resume is not None:
         adopted = adopt_children(core, resume.children)  # AdoptError: run() goes back
+        restore_pools(core, resume.pools)
         keep_private(resume.fds())
         events.GLOBAL_SERIAL.value = resume.event_serial
         core.started_at = resume.started_at
@@ -412,7 +414,7 @@ async def _serve_config(config: Config, log: MainLog, reloader: _Reloader, liste
             started_at=core.started_at, event_serial=events.GLOBAL_SERIAL.value,
             journal_run_id=journal.run_id if journal is not None else "",
             journal_sequence=journal.last_sequence if journal is not None else 0,
-            sockets=kept_sockets, children=capture_children(core))
+            sockets=kept_sockets, pools=capture_pools(core), children=capture_children(core))
     return mood
 
 

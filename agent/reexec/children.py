@@ -20,11 +20,9 @@ class AdoptError(Exception):
 
 
 def unsupported(core: Supervisor) -> str | None:
-    """Why this core cannot be handed over yet, or None. Event listener pools (their
-    protocol state and buffers) and fcgi-programs (their shared socket) are not carried."""
+    """Why this core cannot be handed over yet, or None. fcgi-programs (their shared
+    listening socket) are not carried."""
     for group in core.groups.values():
-        if group.pool is not None:
-            return f"group {group.name!r} is an event listener pool, which a re-exec does not carry yet"
         if group.fcgi_socket is not None:
             return f"group {group.name!r} is an fcgi-program, which a re-exec does not carry yet"
     return None
@@ -76,13 +74,12 @@ def _still_ours(pid: int, started: int | None) -> bool:
 def adopt_children(core: Supervisor, children: list[ChildState]) -> int:
     """Give each configured process its handed-over lifecycle and watch the running ones.
     Returns how many running children were adopted. Raises AdoptError, before anything is
-    watched, if a child does not fit this config or is not ours."""
+    watched, if a child does not fit this config. A child that is no longer ours was reaped
+    by someone else meanwhile: it is handled as an exit with an unknown status."""
     procs: dict[str, Process] = {p.namespec: p for p in core.all_processes()}
     for child in children:
         if child.namespec not in procs:
             raise AdoptError(f"{child.namespec} (pid {child.pid}) is not in the config any more")
-        if child.pid and not _still_ours(child.pid, child.started):
-            raise AdoptError(f"{child.namespec}: pid {child.pid} is not the child that was handed over")
     adopted = 0
     for child in children:
         proc = procs[child.namespec]
@@ -92,10 +89,14 @@ def adopt_children(core: Supervisor, children: list[ChildState]) -> int:
         for name in LIFECYCLE_FIELDS:
             setattr(life, name, getattr(child, name))
         if child.pid:
+            gone = not _still_ours(child.pid, child.started)
+            if gone:
+                core.log.warn(f"re-exec: {child.namespec} (pid {child.pid}) was reaped by another process during "
+                              "the handover; its exit status is lost")
             try:
                 proc.attach(child.pid, child.stdin_fd, child.stdout_fd, child.stderr_fd,
-                            child.stdin_pending.encode("latin-1"))
+                            child.stdin_pending.encode("latin-1"), gone=gone)
             except OSError as exc:
                 raise AdoptError(f"{child.namespec}: cannot watch pid {child.pid}: {exc.strerror}") from None
-            adopted += 1
+            adopted += not gone
     return adopted

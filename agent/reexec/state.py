@@ -62,6 +62,36 @@ class SocketState:
 
 
 @dataclass(frozen=True)
+class EventState:
+    """A buffered or in-hand event of a listener pool, with the serials it was given."""
+
+    name: str
+    payload: str
+    serial: int | None
+    pool_serials: dict[str, int]
+
+
+@dataclass(frozen=True)
+class ListenerSave:
+    """Where one listener of a pool is in the READY/RESULT protocol."""
+
+    namespec: str
+    state: str  # a ListenerState name
+    unparsed: str = ""  # latin-1 text of what it wrote and was not parsed yet
+    result_len: int | None = None
+    result: str = ""  # latin-1 text of the part of a RESULT body read so far
+    event: EventState | None = None  # the event it holds (sent, not answered)
+
+
+@dataclass(frozen=True)
+class PoolState:
+    name: str
+    serial: int  # the pool's last serial
+    buffer: list[EventState] = field(default_factory=list)
+    listeners: list[ListenerSave] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
 class HandoffState:
     argv: list[str]  # the agent's own arguments, without the resume marker
     previous_command: list[str]  # how to run the agent that wrote this: the way back
@@ -73,6 +103,7 @@ class HandoffState:
     journal_sequence: int = 0
     sockets: list[SocketState] = field(default_factory=list)
     children: list[ChildState] = field(default_factory=list)
+    pools: list[PoolState] = field(default_factory=list)
     fallback: bool = False  # written by a new agent that could not adopt: do not go back again
     version: int = STATE_VERSION
 
@@ -109,9 +140,20 @@ def loads(text: str) -> HandoffState:
         sockets = [SocketState(**{**s, "file_identity": _pair(s.get("file_identity"))})
                    for s in data.pop("sockets")]
         children = [ChildState(**c) for c in data.pop("children")]
-        return HandoffState(**data, sockets=sockets, children=children)
+        pools = [_pool(p) for p in data.pop("pools", [])]
+        return HandoffState(**data, sockets=sockets, children=children, pools=pools)
     except (TypeError, KeyError, AttributeError) as exc:
         raise StateError(f"the handoff file is malformed: {exc}") from None
+
+
+def _event(value: dict[str, Any] | None) -> EventState | None:
+    return None if value is None else EventState(**value)
+
+
+def _pool(value: dict[str, Any]) -> PoolState:
+    buffer = [EventState(**e) for e in value.pop("buffer")]
+    listeners = [ListenerSave(**{**item, "event": _event(item.get("event"))}) for item in value.pop("listeners")]
+    return PoolState(**value, buffer=buffer, listeners=listeners)
 
 
 def _pair(value: object) -> tuple[int, int] | None:

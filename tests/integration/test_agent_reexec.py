@@ -3,6 +3,7 @@ for a moment, and the new agent carries on as if nothing happened."""
 
 from __future__ import annotations
 
+import json
 import os
 import queue
 import re
@@ -17,17 +18,19 @@ from pathlib import Path
 
 import grpc
 import pytest
+from supervisor.xmlrpc import SupervisorTransport
 
 from fleetvisor.v1 import agent_pb2 as pb
 from fleetvisor.v1 import agent_pb2_grpc as pb_grpc
 from tests.support import free_port, pid_alive, wait_for
 
-from .harness import AGENT, Daemon, write_config
+from .harness import Daemon, write_config
 
 PROGRAMS = Path(__file__).parent / "programs"
+LISTENERS = Path(__file__).parent / "listeners"
 CTL = str(Path(sys.executable).parent / "supervisorctl")
 WRITERS = 4
-SLEEPERS = 95  # with the writers and the victim: 100 programs
+SLEEPERS = 94  # with the writers, the victim and the listener: 100 programs
 
 CONFIG = f"""
 [unix_http_server]
@@ -69,13 +72,21 @@ startsecs=0
 command=sh -c 'echo $$ > %(here)s/victim.pid; exec sleep 100091'
 startsecs=0
 autorestart=true
+
+[eventlistener:recorder]
+command={sys.executable} {LISTENERS / "recorder.py"} %(here)s/events.jsonl
+events=PROCESS_STATE
+buffer_size=1000
 """
 
 # Run as the new agent: on the real handover (not the dry run) it first kills the victim, which
-# so exits while no agent watches it; then it becomes the agent.
+# so exits while no agent watches it; then it becomes the agent. (Python, not sh: a shell that
+# runs a command waits for it, and would reap the victim too.)
 WRAPPER = """#!/bin/sh
-case " $* " in *" --resume "*) kill "$(cat {dir}/victim.pid)" ;; esac
-exec {agent} "$@"
+exec {python} -c 'import os, sys
+if "--resume" in sys.argv:
+    os.kill(int(open("{dir}/victim.pid").read()), 15)
+os.execv(sys.executable, [sys.executable, "-m", "fleetvisor.agent", *sys.argv[1:]])' "$@"
 """
 
 
@@ -148,7 +159,7 @@ def test_reexec_keeps_every_program_its_output_and_the_event_stream(tmp_path):
     http_port, grpc_port = free_port(), free_port()
     config = write_config(tmp_path, CONFIG.replace("{http_port}", str(http_port))
                           .replace("{grpc_port}", str(grpc_port)))
-    wrapper = write_wrapper(tmp_path, WRAPPER.format(dir=tmp_path, agent=" ".join(AGENT)))
+    wrapper = write_wrapper(tmp_path, WRAPPER.format(dir=tmp_path, python=sys.executable))
     agent = Daemon(config, extra_args=("--reexec-command", str(wrapper)))
     channel = None
     try:
@@ -202,6 +213,22 @@ def test_reexec_keeps_every_program_its_output_and_the_event_stream(tmp_path):
         assert first.process_state.process.name == "victim"
         stream2.cancel()
 
+        # the listener went on: every event once, serials continuing, the victim's exit among them
+        def recorded() -> list[dict]:
+            path = tmp_path / "events.jsonl"
+            return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+        wait_for(lambda: any(r["headers"]["eventname"] == "PROCESS_STATE_RUNNING"
+                             and "processname:victim" in r["payload"]
+                             and f"pid:{new_victim}" in r["payload"] for r in recorded()), 20, "victim's RUNNING event")
+        records = recorded()
+        assert {r["pid"] for r in records} == {after["recorder"]}
+        serials = [int(r["headers"]["serial"]) for r in records]
+        pool_serials = [int(r["headers"]["poolserial"]) for r in records]
+        assert serials == sorted(set(serials))
+        assert pool_serials == list(range(pool_serials[0], pool_serials[0] + len(pool_serials)))
+        assert any(r["headers"]["eventname"] == "PROCESS_STATE_EXITED" and "processname:victim" in r["payload"]
+                   for r in records)
+
         # not one byte lost or written twice: every writer's numbers run on without a gap
         assert ctl(config, "stop", "writer:*").returncode == 0
         for n in range(WRITERS):
@@ -237,12 +264,18 @@ startsecs=0
 """
 
 
-def _reexec_fault(config: Path) -> xmlrpc.client.Fault:
-    from supervisor.xmlrpc import SupervisorTransport
+def _unix_rpc(config: Path) -> xmlrpc.client.ServerProxy:
     transport = SupervisorTransport(None, None, f"unix://{config.parent / 'agent.sock'}")
-    rpc = xmlrpc.client.ServerProxy("http://127.0.0.1", transport=transport)
+    return xmlrpc.client.ServerProxy("http://127.0.0.1", transport=transport)
+
+
+def _reexec(config: Path) -> object:
+    return _unix_rpc(config).fleetvisor.reexec()
+
+
+def _reexec_fault(config: Path) -> xmlrpc.client.Fault:
     with pytest.raises(xmlrpc.client.Fault) as info:
-        rpc.fleetvisor.reexec()
+        _reexec(config)
     return info.value
 
 
@@ -264,7 +297,7 @@ def test_a_new_agent_that_fails_leaves_everything_as_it_was(tmp_path):
         agent.stop()
 
 
-def test_a_config_that_changed_or_has_listeners_is_refused(tmp_path):
+def test_a_config_that_changed_or_has_fcgi_programs_is_refused(tmp_path):
     config = write_config(tmp_path, FAILING)
     agent = Daemon(config)
     try:
@@ -272,10 +305,11 @@ def test_a_config_that_changed_or_has_listeners_is_refused(tmp_path):
         config.write_text(config.read_text() + "\n[program:extra]\ncommand=sleep 100092\n")
         fault = _reexec_fault(config)
         assert "differs from the running config (groups extra)" in fault.faultString
-        config.write_text(FAILING.lstrip() + "\n[eventlistener:pool]\ncommand=cat\nevents=TICK_5\n")
+        config.write_text(FAILING.lstrip() + "\n[fcgi-program:fcgi]\ncommand=sleep 100092\n"
+                          "socket=unix://%(here)s/fcgi.sock\nstartsecs=0\n")
         assert ctl(config, "update").returncode == 0
         fault = _reexec_fault(config)
-        assert "event listener pool, which a re-exec does not carry yet" in fault.faultString
+        assert "group 'fcgi' is an fcgi-program, which a re-exec does not carry yet" in fault.faultString
         assert {k: v for k, v in status_pids(config).items() if k.startswith("sleeper")} == before
     finally:
         agent.stop()
@@ -288,9 +322,7 @@ def test_sockets_are_served_by_the_same_process_without_a_new_bind(tmp_path):
     try:
         wait_for(lambda: len(status_pids(config)) == 3, 20, "3 RUNNING")
         inode = os.stat(tmp_path / "agent.sock").st_ino
-        from supervisor.xmlrpc import SupervisorTransport
-        transport = SupervisorTransport(None, None, f"unix://{tmp_path / 'agent.sock'}")
-        assert xmlrpc.client.ServerProxy("http://127.0.0.1", transport=transport).fleetvisor.reexec() is True
+        assert _reexec(config) is True
         agent.wait_line(r"re-exec: took over 3 running processes", 60)
         assert os.stat(tmp_path / "agent.sock").st_ino == inode
         probe = socket.socket(socket.AF_UNIX)
@@ -343,5 +375,36 @@ def test_fleetctl_agent_reexec_over_grpc(tmp_path):
         assert fleet_mode.returncode == 2 and "runs on one node: pass --node" in fleet_mode.stderr
         assert "Traceback" not in fleet_mode.stderr
         agent.assert_no_failures()
+    finally:
+        agent.stop()
+
+
+SH_WRAPPER = """#!/bin/sh
+case " $* " in *" --resume "*) kill "$(cat {dir}/victim.pid)"; sleep 0.2 ;; esac
+exec {python} -m fleetvisor.agent "$@"
+"""
+
+
+def test_a_child_reaped_by_someone_else_during_the_exec_counts_as_an_unknown_exit(tmp_path):
+    """A shell run in between waits for its own commands and reaps whatever child ends: the
+    victim's status is lost, the new agent says so and restarts it; the others are adopted."""
+    config = write_config(tmp_path, FAILING + """
+[program:victim]
+command=sh -c 'echo $$ > %(here)s/victim.pid; exec sleep 100092'
+startsecs=0
+autorestart=unexpected
+""")
+    wrapper = write_wrapper(tmp_path, SH_WRAPPER.format(dir=tmp_path, python=sys.executable))
+    agent = Daemon(config, extra_args=("--reexec-command", str(wrapper)))
+    try:
+        before = wait_for(lambda: len(s := status_pids(config)) == 4 and s, 20, "4 RUNNING")
+        assert _reexec(config) is True
+        agent.wait_line(r"re-exec: took over 3 running processes", 60)
+        agent.wait_line(rf"WARN re-exec: victim:victim \(pid {before['victim']}\) was reaped by another process "
+                        r"during the handover; its exit status is lost")
+        agent.wait_line(r"exited: victim \(unknown termination cause 0xffff; not expected\)")
+        agent.wait_line(r"spawned: 'victim' with pid", count=2)
+        after = wait_for(lambda: len(s := status_pids(config)) == 4 and s, 20, "4 RUNNING again")
+        assert after.pop("victim") != before.pop("victim") and after == before
     finally:
         agent.stop()

@@ -27,6 +27,12 @@ def test_the_first_format_written_by_a_real_agent_is_read():
     assert by_name["talker:talker"].state == "STARTING" and by_name["talker:talker"].laststart > 0
     assert by_name["idle:idle"].state == "STOPPED" and by_name["idle:idle"].stdout_fd == -1
     assert by_name["s:s"].stdout_fd >= 0 and by_name["s:s"].stdout_logfile.endswith(".log")
+    [pool] = state.pools
+    assert pool.name == "recorder" and pool.serial == 6
+    assert [e.serial for e in pool.buffer] == list(range(7))
+    assert pool.buffer[0].name == "PROCESS_STATE_STARTING" and pool.buffer[0].pool_serials == {"recorder": 0}
+    assert [(listener.namespec, listener.state, listener.event) for listener in pool.listeners] == [
+        ("recorder:recorder", "ACKNOWLEDGED", None)]
     assert sorted(state.fds()) == sorted(
         [s.fd for s in state.sockets]
         + [fd for c in state.children for fd in (c.stdin_fd, c.stdout_fd, c.stderr_fd) if fd >= 0])
