@@ -4,7 +4,8 @@ which write numbered lines to stdout as fast as they can.
 Measured, from the moment `fleetvisor.reexec` is called:
 - the longest an XML-RPC client waited for an answer (calls made back to back, each on a new
   connection, throughout the re-exec; target < 2 s), and how many were refused (must be 0);
-- the time until every process is adopted (the new agent's "took over" main-log line);
+- the checks before the handover (mostly the new agent's dry run), then the time from the
+  handover until every process is adopted (the new agent's "took over" main-log line);
 - what the writers' logs lost or repeated (every number must be there once: target 0).
 
     .venv/bin/python -m benchmarks.reexec                          # 1000 programs, 10 writers
@@ -91,13 +92,13 @@ class Caller(threading.Thread):
                 self.calls.append((start, time.time(), False))
 
 
-def line_time(log: Path, needle: str, deadline: float) -> float:
-    """The wall time stamped on the first main-log line containing `needle`."""
+def line_time(log: Path, needle: str, deadline: float) -> tuple[float, str]:
+    """The wall time stamped on the first main-log line containing `needle`, and the line."""
     while time.monotonic() < deadline:
         for line in log.read_text().splitlines():
             if needle in line:
                 stamp = datetime.datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S,%f")
-                return stamp.timestamp()
+                return stamp.timestamp(), line[24:]
         time.sleep(0.02)
     raise SystemExit(f"no line with {needle!r} in {log}")
 
@@ -137,7 +138,9 @@ def measure(programs: int, writers: int) -> dict[str, object]:
             time.sleep(1.0)  # calls answered before, as a baseline
             t0 = time.time()
             assert rpc(sock).fleetvisor.reexec() is True
-            adopted_at = line_time(directory / "main.log", "re-exec: took over", time.monotonic() + 120)
+            answered_at = time.time()  # after the checks (the new agent's dry run): the handover begins
+            handing_at, _ = line_time(directory / "main.log", "re-exec: handing", time.monotonic() + 120)
+            adopted_at, adopted_line = line_time(directory / "main.log", "re-exec: took over", time.monotonic() + 120)
             time.sleep(2.0)  # calls answered after
             caller.done.set()
             caller.join(30)
@@ -150,7 +153,9 @@ def measure(programs: int, writers: int) -> dict[str, object]:
                 "longest_wait_s": round(max(end - start for start, end, _ in during), 3),
                 "refused": caller.refused,
                 "failed_calls": sum(1 for *_, ok in during if not ok),
-                "adopted_after_s": round(adopted_at - t0, 3),
+                "checks_s": round(answered_at - t0, 3),
+                "adopted_after_handover_s": round(adopted_at - handing_at, 3),
+                "new_agent_says": adopted_line,
                 "pids_unchanged": before == after,
                 "missing_lines": sum(m for m, _ in lost), "repeated_lines": sum(r for _, r in lost),
                 "writer_bytes": sum((directory / f"writer_{n:03d}.log").stat().st_size for n in range(writers)),

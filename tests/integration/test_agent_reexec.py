@@ -32,12 +32,10 @@ CTL = str(Path(sys.executable).parent / "supervisorctl")
 WRITERS = 4
 SLEEPERS = 94  # with the writers, the victim and the listener: 100 programs
 
-CONFIG = f"""
+# Every agent here: a unix socket for the stock supervisorctl, the main log in the test's directory.
+BASE = """
 [unix_http_server]
 file=%(here)s/agent.sock
-
-[inet_http_server]
-port=127.0.0.1:{{http_port}}
 
 [rpcinterface:supervisor]
 supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface
@@ -49,6 +47,11 @@ serverurl=unix://%(here)s/agent.sock
 logfile=%(here)s/main.log
 pidfile=%(here)s/agent.pid
 childlogdir=%(here)s
+"""
+
+CONFIG = BASE + f"""
+[inet_http_server]
+port=127.0.0.1:{{http_port}}
 
 [fleetvisor]
 node=n1
@@ -241,21 +244,7 @@ def test_reexec_keeps_every_program_its_output_and_the_event_stream(tmp_path):
         agent.stop()
 
 
-FAILING = """
-[unix_http_server]
-file=%(here)s/agent.sock
-
-[rpcinterface:supervisor]
-supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface
-
-[supervisorctl]
-serverurl=unix://%(here)s/agent.sock
-
-[supervisord]
-logfile=%(here)s/main.log
-pidfile=%(here)s/agent.pid
-childlogdir=%(here)s
-
+FAILING = BASE + """
 [program:sleeper]
 command=sleep 100092
 process_name=sleeper_%(process_num)02d
