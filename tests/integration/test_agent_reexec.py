@@ -397,3 +397,33 @@ autorestart=unexpected
         assert after.pop("victim") != before.pop("victim") and after == before
     finally:
         agent.stop()
+
+
+# Passes the dry run, then starts the real handover with another config, which lacks a program
+# the agent runs: the new agent cannot adopt it and must go back to the previous command.
+SWAPPING_WRAPPER = """#!/bin/sh
+exec {python} -c 'import os, sys
+args = sys.argv[1:]
+if "--resume" in args:
+    args[args.index("-c") + 1] = "{other}"
+os.execv(sys.executable, [sys.executable, "-m", "fleetvisor.agent", *args])' "$@"
+"""
+
+
+def test_a_new_agent_that_cannot_adopt_goes_back_and_nothing_is_lost(tmp_path):
+    config = write_config(tmp_path, FAILING)
+    other = write_config(tmp_path, FAILING.replace("numprocs=3", "numprocs=2"), name="other.conf")
+    wrapper = write_wrapper(tmp_path, SWAPPING_WRAPPER.format(python=sys.executable, other=other))
+    agent = Daemon(config, extra_args=("--reexec-command", str(wrapper)))
+    try:
+        before = wait_for(lambda: len(s := status_pids(config)) == 3 and s, 20, "3 RUNNING")
+        assert _reexec(config) is True
+        agent.wait_line(rf"CRIT re-exec failed: sleeper:sleeper_02 \(pid {before['sleeper:sleeper_02']}\) is not in "
+                        r"the config any more; going back to .* -m fleetvisor.agent", 60)
+        agent.wait_line(r"re-exec: took over 3 running processes", 60)
+        assert agent.proc.poll() is None
+        assert status_pids(config) == before and ctl(config, "status").returncode == 0
+        assert ctl(config, "restart", "sleeper:sleeper_02").returncode == 0  # managed as before
+        agent.assert_no_failures()
+    finally:
+        agent.stop()
