@@ -217,7 +217,8 @@ def run(opts: Options) -> int:
     if opts.probe:  # a re-exec's dry run: the config loads and the handoff format is read
         sys.stdout.write(f"{PROBE_ANSWER}{STATE_VERSION}\n")
         return 0
-    kept = _Kept(resume=_read_resume(opts.resume))
+    resume_state, resume_error = _read_resume(opts.resume)
+    kept = _Kept(resume=resume_state)
     while True:
         sd = config.supervisord
         boot = BootLog()
@@ -230,6 +231,9 @@ def run(opts: Options) -> int:
             raise_rlimits(sd.minfds, sd.minprocs, boot)
         log = make_log(config)
         log.replay(boot.records)
+        if resume_error:
+            log.critical(resume_error)
+            resume_error = ""
         resume, kept.resume = kept.resume, None
         if not sd.nocleanup and resume is None:  # a re-exec'd agent's children still write to theirs
             clear_auto_logs(sd.childlogdir, sd.identifier, log)
@@ -264,22 +268,21 @@ def run(opts: Options) -> int:
         first = False
 
 
-def _read_resume(path: str | None) -> HandoffState | None:
-    """The handoff of the agent this one re-exec'd from. Unreadable, it is one clear line and
-    an ordinary start: the children are then survivors, as after a SIGKILL (see leftovers)."""
+def _read_resume(path: str | None) -> tuple[HandoffState | None, str]:
+    """The handoff of the agent this one re-exec'd from, or the line that says why there is
+    none (for the main log). Unreadable, it is an ordinary start: the children are then
+    survivors, as after a SIGKILL (see leftovers)."""
     if path is None:
-        return None
+        return None, ""
     try:
         state = read_state(path)
     except StateError as exc:
-        sys.stderr.write(f"Error: cannot resume after a re-exec: {exc}; starting afresh\n")
-        return None
+        return None, f"re-exec failed: cannot resume: {exc}; starting afresh"
     finally:
         remove_quietly(path)
     if state.boot != boot_id():
-        sys.stderr.write(f"Error: the handoff file {path} is from another boot; starting afresh\n")
-        return None
-    return state
+        return None, f"re-exec failed: the handoff file {path} is from another boot; starting afresh"
+    return state, ""
 
 
 def _exec_next(state: HandoffState, opts: Options, config: Config, log: MainLog) -> HandoffState:

@@ -427,3 +427,17 @@ def test_a_new_agent_that_cannot_adopt_goes_back_and_nothing_is_lost(tmp_path):
         agent.assert_no_failures()
     finally:
         agent.stop()
+
+
+def test_an_unreadable_handoff_file_is_one_line_and_an_ordinary_start(tmp_path):
+    config = write_config(tmp_path, FAILING)
+    (tmp_path / "bad.json").write_text('{"version": 99}')
+    agent = Daemon(config, extra_args=("--resume", str(tmp_path / "bad.json")))
+    try:
+        agent.wait_line(r"CRIT re-exec failed: cannot resume: the handoff file has format version 99; this agent "
+                        r"reads up to 1; starting afresh")
+        wait_for(lambda: len(status_pids(config)) == 3, 20, "3 RUNNING")
+        assert not (tmp_path / "bad.json").exists()  # read once, never again
+        agent.assert_no_failures()
+    finally:
+        agent.stop()
