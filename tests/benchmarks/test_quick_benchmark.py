@@ -59,3 +59,10 @@ def test_quick_fleet_scale_times_status_and_xmlrpc(tmp_path):
     [row] = json.loads((tmp_path / "fleet_scale.json").read_text())["status"]
     assert row["agents"] == 3 and row["status_p99_ms"] > 0
     assert 0 < row["xmlrpc_p50_ms"] <= row["xmlrpc_p99_ms"]
+
+
+def test_quick_reexec_under_load(tmp_path):
+    report = run_quick("reexec", tmp_path / "reexec.json", "--programs", "20", "--writers", "2")
+    # facts, not speed: nothing refused, lost or repeated, and every pid the same
+    assert report["refused"] == 0 and report["pids_unchanged"]
+    assert report["missing_lines"] == 0 and report["repeated_lines"] == 0 and report["writer_bytes"] > 0
