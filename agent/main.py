@@ -204,11 +204,18 @@ async def serve(core: Supervisor, resumed: bool = False) -> SupervisorState:
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGHUP, signal.SIGUSR2):
         loop.add_signal_handler(sig, core.handle_signal, sig)
     release_signals()  # held across a re-exec (see handoff.HELD_SIGNALS): handled from here on
+    for deferred in core.deferred_signals:  # asked of the agent before this one, during the handover
+        loop.call_soon(core.handle_signal, deferred)
+    core.deferred_signals = []
     try:
         return await core.run(resumed)
     finally:
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGHUP, signal.SIGUSR2):
             loop.remove_signal_handler(sig)
+            if core.handing_over:
+                # Until the exec: a default action would kill the agent (and with it the pipes);
+                # the next agent acts on what came meanwhile.
+                signal.signal(sig, lambda number, _frame: core.handle_signal(number))
 
 
 def run(opts: Options) -> int:
@@ -362,6 +369,7 @@ async def _serve_config(config: Config, log: MainLog, reloader: _Reloader, liste
         restore_pools(core, resume.pools)
         keep_private(resume.fds())
         events.GLOBAL_SERIAL.value = resume.event_serial
+        core.deferred_signals = list(resume.signals)
         core.started_at = resume.started_at
     core.reexec = Reexec(core, Plan(command=reloader.opts.reexec_command or own_command(),
                                     argv=reloader.opts.argv, load_config=reloader.fresh))
@@ -417,7 +425,8 @@ async def _serve_config(config: Config, log: MainLog, reloader: _Reloader, liste
             started_at=core.started_at, event_serial=events.GLOBAL_SERIAL.value,
             journal_run_id=journal.run_id if journal is not None else "",
             journal_sequence=journal.last_sequence if journal is not None else 0,
-            sockets=kept_sockets, pools=capture_pools(core), children=capture_children(core))
+            sockets=kept_sockets, pools=capture_pools(core), children=capture_children(core),
+            signals=core.deferred_signals)
     return mood
 
 

@@ -139,6 +139,8 @@ class Supervisor:
         # Set by the face that can re-exec the agent (see reexec.trigger); None: it cannot.
         self.reexec: Reexec | None = None
         self.handing_over = False  # a re-exec is under way: run() returns with everything running
+        # Shutdowns and restarts asked for once the handover began: the next agent carries them out.
+        self.deferred_signals: list[int] = []
         for group_config in config.groups:
             self.add_group(group_config, (auto_logs or {}).get(group_config.name))
 
@@ -381,6 +383,9 @@ class Supervisor:
 
     def handle_signal(self, sig: int) -> None:
         name = signame(sig)
+        if self.handing_over and sig != signal.SIGUSR2:
+            self._defer(sig)
+            return
         if sig in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT):
             self.log.warn(f"received {name} indicating exit request")
             self.shutdown()
@@ -433,7 +438,15 @@ class Supervisor:
             return False
         return True
 
+    def _defer(self, sig: int) -> None:
+        """A shutdown or restart during a re-exec's handover: the new agent acts on it."""
+        self.log.warn(f"{signame(sig)} during a re-exec: the next agent acts on it")
+        self.deferred_signals.append(int(sig))
+
     def shutdown(self) -> None:
+        if self.handing_over:
+            self._defer(signal.SIGTERM)
+            return
         self._set_mood(SupervisorState.SHUTDOWN)
         self._stop_requested.set()
 
@@ -443,6 +456,9 @@ class Supervisor:
         self._stop_requested.set()
 
     def restart(self) -> None:
+        if self.handing_over:
+            self._defer(signal.SIGHUP)
+            return
         self._set_mood(SupervisorState.RESTARTING)
         self._stop_requested.set()
 

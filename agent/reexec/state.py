@@ -104,6 +104,7 @@ class HandoffState:
     sockets: list[SocketState] = field(default_factory=list)
     children: list[ChildState] = field(default_factory=list)
     pools: list[PoolState] = field(default_factory=list)
+    signals: list[int] = field(default_factory=list)  # shutdowns and restarts asked for during the handover
     fallback: bool = False  # written by a new agent that could not adopt: do not go back again
     version: int = STATE_VERSION
 

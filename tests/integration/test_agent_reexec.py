@@ -441,3 +441,30 @@ def test_an_unreadable_handoff_file_is_one_line_and_an_ordinary_start(tmp_path):
         agent.assert_no_failures()
     finally:
         agent.stop()
+
+
+SLOW_WRAPPER = """#!/bin/sh
+exec {python} -c 'import os, sys, time
+if "--resume" in sys.argv:
+    open("{dir}/exec-started", "w").close()
+    time.sleep(1)
+os.execv(sys.executable, [sys.executable, "-m", "fleetvisor.agent", *sys.argv[1:]])' "$@"
+"""
+
+
+def test_a_sigterm_during_the_handover_is_carried_out_by_the_new_agent(tmp_path):
+    config = write_config(tmp_path, FAILING)
+    wrapper = write_wrapper(tmp_path, SLOW_WRAPPER.format(python=sys.executable, dir=tmp_path))
+    agent = Daemon(config, extra_args=("--reexec-command", str(wrapper)))
+    try:
+        before = wait_for(lambda: len(s := status_pids(config)) == 3 and s, 20, "3 RUNNING")
+        assert _reexec(config) is True
+        wait_for(lambda: (tmp_path / "exec-started").exists(), 30, "the exec under way")
+        agent.signal(signal.SIGTERM)  # not the default action (death): held, then acted on
+        agent.wait_line(r"re-exec: took over 3 running processes", 60)
+        agent.wait_line(r"received SIGTERM indicating exit request", 30)
+        assert agent.proc.wait(30) == 0
+        assert not any(pid_alive(pid) for pid in before.values())
+        agent.assert_no_failures()
+    finally:
+        agent.stop()
