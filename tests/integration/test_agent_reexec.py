@@ -3,6 +3,7 @@ for a moment, and the new agent carries on as if nothing happened."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import queue
@@ -14,6 +15,7 @@ import subprocess
 import sys
 import threading
 import xmlrpc.client
+from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
@@ -253,6 +255,19 @@ startsecs=0
 """
 
 
+@contextlib.contextmanager
+def sleepers(tmp_path: Path, body: str = FAILING, wrapper: Path | None = None,
+             count: int = 3) -> Iterator[tuple[Path, Daemon, dict[str, int]]]:
+    """An agent on `body` (three sleepers and what is added), `wrapper` as its re-exec command:
+    its config, the daemon and the pids of its RUNNING processes, once all `count` run."""
+    config = write_config(tmp_path, body)
+    agent = Daemon(config, extra_args=("--reexec-command", str(wrapper)) if wrapper is not None else ())
+    try:
+        yield config, agent, wait_for(lambda: len(s := status_pids(config)) == count and s, 20, f"{count} RUNNING")
+    finally:
+        agent.stop()
+
+
 def _unix_rpc(config: Path) -> xmlrpc.client.ServerProxy:
     transport = SupervisorTransport(None, None, f"unix://{config.parent / 'agent.sock'}")
     return xmlrpc.client.ServerProxy("http://127.0.0.1", transport=transport)
@@ -269,11 +284,8 @@ def _reexec_fault(config: Path) -> xmlrpc.client.Fault:
 
 
 def test_a_new_agent_that_fails_leaves_everything_as_it_was(tmp_path):
-    config = write_config(tmp_path, FAILING)
     wrapper = write_wrapper(tmp_path, "#!/bin/sh\necho 'broken install' >&2\nexit 1\n")
-    agent = Daemon(config, extra_args=("--reexec-command", str(wrapper)))
-    try:
-        before = wait_for(lambda: len(s := status_pids(config)) == 3 and s, 20, "3 RUNNING")
+    with sleepers(tmp_path, wrapper=wrapper) as (config, agent, before):
         fault = _reexec_fault(config)
         assert fault.faultCode == 30 and "re-exec refused" in fault.faultString
         line = agent.wait_line(r"ERRO re-exec refused: .*new-agent failed its dry run \(exit status 1\): "
@@ -282,15 +294,10 @@ def test_a_new_agent_that_fails_leaves_everything_as_it_was(tmp_path):
         assert status_pids(config) == before and ctl(config, "status").returncode == 0
         assert agent.proc.poll() is None
         agent.assert_no_failures()
-    finally:
-        agent.stop()
 
 
 def test_a_config_that_changed_or_has_fcgi_programs_is_refused(tmp_path):
-    config = write_config(tmp_path, FAILING)
-    agent = Daemon(config)
-    try:
-        before = wait_for(lambda: len(s := status_pids(config)) == 3 and s, 20, "3 RUNNING")
+    with sleepers(tmp_path) as (config, _, before):
         config.write_text(config.read_text() + "\n[program:extra]\ncommand=sleep 100092\n")
         fault = _reexec_fault(config)
         assert "differs from the running config (groups extra)" in fault.faultString
@@ -300,16 +307,11 @@ def test_a_config_that_changed_or_has_fcgi_programs_is_refused(tmp_path):
         fault = _reexec_fault(config)
         assert "group 'fcgi' is an fcgi-program, which a re-exec does not carry yet" in fault.faultString
         assert {k: v for k, v in status_pids(config).items() if k.startswith("sleeper")} == before
-    finally:
-        agent.stop()
 
 
 def test_sockets_are_served_by_the_same_process_without_a_new_bind(tmp_path):
     """The unix socket file is the one the first agent made (same inode): handed over, not re-bound."""
-    config = write_config(tmp_path, FAILING)
-    agent = Daemon(config)
-    try:
-        wait_for(lambda: len(status_pids(config)) == 3, 20, "3 RUNNING")
+    with sleepers(tmp_path) as (config, agent, _):
         inode = os.stat(tmp_path / "agent.sock").st_ino
         assert _reexec(config) is True
         agent.wait_line(r"re-exec: took over 3 running processes", 60)
@@ -318,8 +320,6 @@ def test_sockets_are_served_by_the_same_process_without_a_new_bind(tmp_path):
         probe.connect(str(tmp_path / "agent.sock"))
         probe.close()
         assert ctl(config, "status").returncode == 0
-    finally:
-        agent.stop()
     assert not (tmp_path / "agent.sock").exists()  # the last agent still removes its own file
 
 
@@ -377,16 +377,14 @@ exec {python} -m fleetvisor.agent "$@"
 def test_a_child_reaped_by_someone_else_during_the_exec_counts_as_an_unknown_exit(tmp_path):
     """A shell run in between waits for its own commands and reaps whatever child ends: the
     victim's status is lost, the new agent says so and restarts it; the others are adopted."""
-    config = write_config(tmp_path, FAILING + """
+    victim = """
 [program:victim]
 command=sh -c 'echo $$ > %(here)s/victim.pid; exec sleep 100092'
 startsecs=0
 autorestart=unexpected
-""")
+"""
     wrapper = write_wrapper(tmp_path, SH_WRAPPER.format(dir=tmp_path, python=sys.executable))
-    agent = Daemon(config, extra_args=("--reexec-command", str(wrapper)))
-    try:
-        before = wait_for(lambda: len(s := status_pids(config)) == 4 and s, 20, "4 RUNNING")
+    with sleepers(tmp_path, FAILING + victim, wrapper, count=4) as (config, agent, before):
         assert _reexec(config) is True
         agent.wait_line(r"re-exec: took over 3 running processes", 60)
         agent.wait_line(rf"WARN re-exec: victim:victim \(pid {before['victim']}\) was reaped by another process "
@@ -395,8 +393,6 @@ autorestart=unexpected
         agent.wait_line(r"spawned: 'victim' with pid", count=2)
         after = wait_for(lambda: len(s := status_pids(config)) == 4 and s, 20, "4 RUNNING again")
         assert after.pop("victim") != before.pop("victim") and after == before
-    finally:
-        agent.stop()
 
 
 # Passes the dry run, then starts the real handover with another config, which lacks a program
@@ -411,12 +407,9 @@ os.execv(sys.executable, [sys.executable, "-m", "fleetvisor.agent", *args])' "$@
 
 
 def test_a_new_agent_that_cannot_adopt_goes_back_and_nothing_is_lost(tmp_path):
-    config = write_config(tmp_path, FAILING)
     other = write_config(tmp_path, FAILING.replace("numprocs=3", "numprocs=2"), name="other.conf")
     wrapper = write_wrapper(tmp_path, SWAPPING_WRAPPER.format(python=sys.executable, other=other))
-    agent = Daemon(config, extra_args=("--reexec-command", str(wrapper)))
-    try:
-        before = wait_for(lambda: len(s := status_pids(config)) == 3 and s, 20, "3 RUNNING")
+    with sleepers(tmp_path, wrapper=wrapper) as (config, agent, before):
         assert _reexec(config) is True
         agent.wait_line(rf"CRIT re-exec failed: sleeper:sleeper_02 \(pid {before['sleeper:sleeper_02']}\) is not in "
                         r"the config any more; going back to .* -m fleetvisor.agent", 60)
@@ -425,8 +418,6 @@ def test_a_new_agent_that_cannot_adopt_goes_back_and_nothing_is_lost(tmp_path):
         assert status_pids(config) == before and ctl(config, "status").returncode == 0
         assert ctl(config, "restart", "sleeper:sleeper_02").returncode == 0  # managed as before
         agent.assert_no_failures()
-    finally:
-        agent.stop()
 
 
 def test_an_unreadable_handoff_file_is_one_line_and_an_ordinary_start(tmp_path):
@@ -453,11 +444,8 @@ os.execv(sys.executable, [sys.executable, "-m", "fleetvisor.agent", *sys.argv[1:
 
 
 def test_a_sigterm_during_the_handover_is_carried_out_by_the_new_agent(tmp_path):
-    config = write_config(tmp_path, FAILING)
     wrapper = write_wrapper(tmp_path, SLOW_WRAPPER.format(python=sys.executable, dir=tmp_path))
-    agent = Daemon(config, extra_args=("--reexec-command", str(wrapper)))
-    try:
-        before = wait_for(lambda: len(s := status_pids(config)) == 3 and s, 20, "3 RUNNING")
+    with sleepers(tmp_path, wrapper=wrapper) as (config, agent, before):
         assert _reexec(config) is True
         wait_for(lambda: (tmp_path / "exec-started").exists(), 30, "the exec under way")
         agent.signal(signal.SIGTERM)  # not the default action (death): held, then acted on
@@ -466,5 +454,3 @@ def test_a_sigterm_during_the_handover_is_carried_out_by_the_new_agent(tmp_path)
         assert agent.proc.wait(30) == 0
         assert not any(pid_alive(pid) for pid in before.values())
         agent.assert_no_failures()
-    finally:
-        agent.stop()
