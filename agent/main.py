@@ -410,6 +410,7 @@ async def _serve_config(config: Config, log: MainLog, reloader: _Reloader, liste
         mood = await serve(core, resumed=resume is not None)
         if core.handing_over:  # before the servers close theirs: connections queue meanwhile
             kept_sockets = keep_sockets(listeners)
+            await http.drain()
     finally:
         if heartbeat is not None:
             await heartbeat.stop()
