@@ -440,12 +440,16 @@ class Monitor:
         self._started_at = started_at
         self._timer = asyncio.get_running_loop().call_soon(self._start)
 
-    def stopped(self) -> None:
-        """The process left RUNNING: no more probes, and its health is unknown again."""
+    def pause(self) -> None:
+        """No more probes, the verdict kept: the agent is handing the process to its next run."""
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
         self.probe.cancel()
+
+    def stopped(self) -> None:
+        """The process left RUNNING: no more probes, and its health is unknown again."""
+        self.pause()
         self._set(Verdict())
 
     def _start(self) -> None:

@@ -35,6 +35,12 @@ class Journal:
         self._appended = asyncio.Event()
         self._unsubscribe = core.subscribe(self._append)
 
+    def resume(self, run_id: str, sequence: int) -> None:
+        """Carry on the numbering of the agent this one re-exec'd from: a watcher that saw
+        up to `sequence` resumes without a snapshot (nothing happened during the exec)."""
+        if run_id and not self._entries:
+            self.run_id, self._sequence = run_id, sequence
+
     @property
     def last_sequence(self) -> int:
         return self._sequence

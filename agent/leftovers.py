@@ -17,11 +17,15 @@ import os
 import signal
 import tempfile
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from .config.model import Config
 from .mainlog import MainLog
 from .states import ProcessState
 from .supervisor import Change, ProcessStateChange, Supervisor
+
+if TYPE_CHECKING:
+    from .process import Process
 from .timeouts import wait_within
 
 LEDGER = "children.json"
@@ -70,11 +74,18 @@ class Ledger:
         self._unsubscribe()
 
     def _changed(self, change: Change) -> None:
-        if not isinstance(change, ProcessStateChange) or self.broken:
-            return
-        proc = change.process
+        if isinstance(change, ProcessStateChange) and not self.broken:
+            self._note(change.process, change.new)
+
+    def seed(self, core: Supervisor) -> None:
+        """Record the processes that run already (taken over from a re-exec'd agent)."""
+        for proc in core.all_processes():
+            if proc.state in ALIVE and proc.pid:
+                self._note(proc, proc.state)
+
+    def _note(self, proc: Process, state: ProcessState) -> None:
         spec = f"{proc.group.name}:{proc.name}"
-        if change.new in ALIVE and proc.pid:
+        if state in ALIVE and proc.pid:
             started = start_time(proc.pid)
             if started is not None:
                 self.entries[spec] = Entry(spec, proc.pid, started)

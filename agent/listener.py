@@ -99,6 +99,14 @@ class ListenerProtocol:
         self._result_len: int | None = None
         self._result = b""
 
+    def where(self) -> tuple[ListenerState, bytes, int | None, bytes]:
+        """(state, unparsed bytes, RESULT length, result body so far): what a re-exec carries."""
+        return self.state, self._buffer, self._result_len, self._result
+
+    def resume(self, state: ListenerState, unparsed: bytes, result_len: int | None, result: bytes) -> None:
+        """Carry on from `where()` of the same listener in the agent before a re-exec."""
+        self.state, self._buffer, self._result_len, self._result = state, unparsed, result_len, result
+
     def sent(self) -> None:
         """An event was written to the listener's stdin."""
         self.state = _BUSY

@@ -45,6 +45,9 @@ STDIN_IOV_MAX = 1024  # buffers per writev (the kernel's IOV_MAX)
 # event scenario: about +30 % events/s.) The kernel allocates a pipe's pages as data is
 # written, so the larger capacity costs no memory while the listener keeps up.
 LISTENER_STDIN_PIPE = 1 << 17
+# The wait status of a child whose real one is lost (reaped by another process): neither an
+# exit nor a signal, so it reads as "unknown termination cause" and is never an expected exit.
+UNKNOWN_WAIT_STATUS = 0xFFFF
 # Loop timers may fire a hair early; startsecs needs "strictly more than".
 TIMER_SLACK = 0.001
 
@@ -517,6 +520,9 @@ class Process:
             pid, status = self.pid, 0
         if pid == 0:
             return
+        self._exited(status)
+
+    def _exited(self, status: int) -> None:
         self._release()
         if self._popen is not None:
             self._popen.returncode = os.waitstatus_to_exitcode(status)
@@ -543,6 +549,71 @@ class Process:
         self._channels = []
         self._close_stdin()
         self._release_fcgi_socket()
+
+    # -- re-exec: handing the running child to the next agent, and taking it over ------------------
+
+    def detach(self) -> tuple[int, int, int, bytes]:
+        """Stop watching this run without ending it: the loop forgets the pipes and the exit
+        notification, the descriptors stay open for the next agent. Bytes still in the pipes
+        stay there for it to read. Returns (stdin, stdout, stderr) fds (-1 for none) and what
+        was queued for stdin and not yet taken."""
+        loop = asyncio.get_running_loop()
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self.health is not None:
+            self.health.pause()
+        if self._pidfd >= 0:
+            loop.remove_reader(self._pidfd)
+            os.close(self._pidfd)
+            self._pidfd = -1
+        fds = {"stdout": -1, "stderr": -1}
+        for channel in self._channels:
+            if channel.fd >= 0:
+                loop.remove_reader(channel.fd)
+                fds[channel.name], channel.fd = channel.fd, -1
+            channel.log.close()
+        self._channels = []
+        if self._stdin_waiting:
+            loop.remove_writer(self.stdin_fd)
+            self._stdin_waiting = False
+        pending = b"".join(bytes(b) for b in self._stdin_pending)
+        self._stdin_pending.clear()
+        stdin, self.stdin_fd = self.stdin_fd, -1
+        self._popen = None  # the child stays unreaped: the next agent (same pid) reaps it
+        return stdin, fds["stdout"], fds["stderr"], pending
+
+    def attach(self, pid: int, stdin_fd: int, stdout_fd: int, stderr_fd: int, pending: bytes,
+               gone: bool = False) -> None:
+        """Watch a running child a previous agent spawned (this process is still its parent).
+        The lifecycle's fields are already set. `gone`: it was reaped meanwhile by someone
+        else (a wrapper script exec'd in between, say): its exit is reported with an unknown
+        status once the loop runs, after what is left in its pipes. Raises OSError if it
+        cannot be watched."""
+        pidfd = -1 if gone else os.pidfd_open(pid)  # a zombie is fine: its exit is reported at once
+        logs = [self._open_log(self.config.stdout, self.stdout_logfile, "stdout")]
+        if stderr_fd >= 0:
+            logs.append(self._open_log(self.config.stderr, self.stderr_logfile, "stderr"))
+        self.stdin_fd = stdin_fd
+        if stdout_fd >= 0:
+            self._channels.append(OutputChannel(self, "stdout", stdout_fd, logs[0]))
+        if stderr_fd >= 0:
+            self._channels.append(OutputChannel(self, "stderr", stderr_fd, logs[-1]))
+        self._pidfd = pidfd
+        if gone:
+            asyncio.get_running_loop().call_soon(self._exited, UNKNOWN_WAIT_STATUS)
+        else:
+            asyncio.get_running_loop().add_reader(pidfd, self._on_exit)
+        if stdin_fd >= 0:
+            os.set_blocking(stdin_fd, False)
+            if pending:
+                self._stdin_pending.append(pending)
+                try:
+                    self._flush_stdin()
+                except OSError:  # the child closed its stdin meanwhile: the queue is dropped
+                    self._close_stdin()
+        if self.health is not None and self.state == ProcessState.RUNNING:
+            self.health.running(self.lifecycle.laststart)
 
     def read_stdout(self) -> None:
         """Take one chunk of what the child has written on stdout, if any, now rather than

@@ -16,6 +16,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from . import events
 from .caller import Caller
@@ -31,6 +32,9 @@ from .process import Process, auto_log_channels
 from .states import STOPPED_STATES, ProcessState, SupervisorState
 from .tally import AgentTally
 from .timeouts import wait_within
+
+if TYPE_CHECKING:
+    from .reexec.trigger import Reexec
 
 SHUTDOWN_REPORT_INTERVAL = 3.0
 
@@ -104,7 +108,9 @@ HEALTH = Caller("local", "healthcheck")  # who restarts an unhealthy process
 
 class Supervisor:
     def __init__(self, config: Config, log: MainLog,
-                 reloader: Callable[[], Config] | None = None) -> None:
+                 reloader: Callable[[], Config] | None = None,
+                 auto_logs: Mapping[str, Mapping[tuple[str, str], str]] | None = None) -> None:
+        """`auto_logs`: group -> the AUTO log files its processes keep using (after a re-exec)."""
         self.config = config
         self.log = log
         # Parses the config again before a restart, so a broken file cannot take the daemon down.
@@ -130,8 +136,13 @@ class Supervisor:
         self.tally = AgentTally()  # counts for /metrics
         self.subscribe(self._publish_event)
         self._ticker = events.Ticker(self.events.publish)
+        # Set by the face that can re-exec the agent (see reexec.trigger); None: it cannot.
+        self.reexec: Reexec | None = None
+        self.handing_over = False  # a re-exec is under way: run() returns with everything running
+        # Shutdowns and restarts asked for once the handover began: the next agent carries them out.
+        self.deferred_signals: list[int] = []
         for group_config in config.groups:
-            self.add_group(group_config)
+            self.add_group(group_config, (auto_logs or {}).get(group_config.name))
 
     # -- groups --------------------------------------------------------------------------------
 
@@ -349,17 +360,22 @@ class Supervisor:
         if old != mood:
             self._publish(SupervisorStateChange(old, mood))
 
-    async def run(self) -> SupervisorState:
+    async def run(self, resumed: bool = False) -> SupervisorState:
         """Start what autostarts, run until asked to stop, stop everything in order.
 
-        Returns SHUTDOWN or RESTARTING so the caller knows whether to come back up.
+        Returns SHUTDOWN or RESTARTING so the caller knows whether to come back up; RUNNING
+        with `handing_over` set when a re-exec takes over the running processes. `resumed`:
+        this run carries on one that re-exec'd (it was announced then).
         """
-        self.events.publish(events.supervisor_state(running=True))
+        if not resumed:
+            self.events.publish(events.supervisor_state(running=True))
         self._ticker.start()
         try:
             for proc in self.all_processes():
                 proc.advance()
             await self._stop_requested.wait()
+            if self.handing_over:
+                return self.mood
             await self.stop_all_groups()
         finally:
             self._ticker.stop()
@@ -367,6 +383,9 @@ class Supervisor:
 
     def handle_signal(self, sig: int) -> None:
         name = signame(sig)
+        if self.handing_over and sig != signal.SIGUSR2:
+            self._defer(sig)
+            return
         if sig in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT):
             self.log.warn(f"received {name} indicating exit request")
             self.shutdown()
@@ -419,11 +438,27 @@ class Supervisor:
             return False
         return True
 
+    def _defer(self, sig: int) -> None:
+        """A shutdown or restart during a re-exec's handover: the new agent acts on it."""
+        self.log.warn(f"{signame(sig)} during a re-exec: the next agent acts on it")
+        self.deferred_signals.append(int(sig))
+
     def shutdown(self) -> None:
+        if self.handing_over:
+            self._defer(signal.SIGTERM)
+            return
         self._set_mood(SupervisorState.SHUTDOWN)
         self._stop_requested.set()
 
+    def begin_handover(self) -> None:
+        """A re-exec: leave run() with every process as it is (see reexec.trigger)."""
+        self.handing_over = True
+        self._stop_requested.set()
+
     def restart(self) -> None:
+        if self.handing_over:
+            self._defer(signal.SIGHUP)
+            return
         self._set_mood(SupervisorState.RESTARTING)
         self._stop_requested.set()
 

@@ -21,6 +21,7 @@ from fleetvisor.agent.logfiles import MAX_TAIL_BYTES
 from fleetvisor.v1 import agent_pb2 as pb
 
 from . import admin, fleet, fleetconfig, fleetrender, managed, nodes, ops, render
+from .agentcmd import agent
 from .certs import certs
 from .client import CommandError
 from .context import Ctx, Mode, node_only, run_command
@@ -380,6 +381,7 @@ for _command in admin.CERTS_COMMANDS:
 for _command in fleet.TOP_COMMANDS + ops.TOP_COMMANDS + admin.TOP_COMMANDS:
     cli.add_command(_command)
 cli.add_command(certs)
+cli.add_command(agent)
 
 
 def _one_line(message: str) -> str:

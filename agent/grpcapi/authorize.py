@@ -54,6 +54,14 @@ class Access:
             await self.refuse(context, identity, verb, f"on node {self.node}")
         return identity
 
+    async def on_whole_node(self, context: grpc.aio.ServicerContext, verb: str) -> Identity:
+        """`verb` on this node and every program of it (what changes the agent itself)."""
+        identity = guard.current()
+        if not any(g.scope.covers_node(self.node, self.labels) and g.scope.programs in ("", "*")
+                   for g in self.gate.authorizer.scopes(identity, verb)):
+            await self.refuse(context, identity, verb, f"the whole node {self.node}")
+        return identity
+
     async def processes(self, context: grpc.aio.ServicerContext, verb: str, procs: Iterable[Process]) -> None:
         """`verb` on every one of `procs`, or the call is refused naming the first that is not."""
         identity = guard.current()

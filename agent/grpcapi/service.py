@@ -147,6 +147,14 @@ class AgentServicer(pb_grpc.AgentServiceServicer):
             fleet_sections=applied.sections() if applied is not None else [],
             local_revision=applied is not None and applied.local, asyncio_tasks=len(asyncio.all_tasks()))
 
+    async def Reexec(self, request: pb.ReexecRequest, context: grpc.aio.ServicerContext) -> pb.ReexecResponse:
+        await self.access.on_whole_node(context, DEPLOY)
+        try:
+            await operations.reexec_daemon(self.core, _caller(context), dry_run=request.dry_run)
+        except FaultError as exc:
+            await self._fail(context, exc)
+        return pb.ReexecResponse(pid=os.getpid())
+
     async def ListProcesses(self, request: pb.ListProcessesRequest,
                             context: grpc.aio.ServicerContext) -> pb.ListProcessesResponse:
         await self.access.on_node(context, READ)

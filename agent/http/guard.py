@@ -30,6 +30,7 @@ from ..config.model import HttpLimits
 class _Connection:
     address: str | None
     active: int = 0
+    served: int = 0  # requests answered on it
     receiving: bool = False
     deadline: float = 0.0
     timer: asyncio.TimerHandle | None = None
@@ -42,6 +43,7 @@ class Guard:
     limits: HttpLimits
     connections: dict[Any, _Connection] = field(default_factory=dict)
     per_address: Counter[str] = field(default_factory=Counter)
+    settling: asyncio.Event | None = None  # set once `settled()` (see HttpFace.drain)
 
     def protocol_factory(self, make_handler: Callable[[], asyncio.Protocol]
                          ) -> Callable[[], asyncio.Protocol]:
@@ -80,6 +82,7 @@ class Guard:
             self.per_address[conn.address] -= 1
             if self.per_address[conn.address] <= 0:
                 del self.per_address[conn.address]
+        self._check_settled()
 
     # -- called around each request (see `server.guard_middleware`) ---------------------------
 
@@ -98,8 +101,18 @@ class Guard:
         if conn is None:
             return
         conn.active = max(0, conn.active - 1)
+        conn.served += 1
         if not conn.active:
             self._arm(transport, conn, self.limits.idle_timeout)
+        self._check_settled()
+
+    def settled(self) -> bool:
+        """No connection is in a request, or was accepted and has not sent its first one yet."""
+        return all(c.served and not c.active and not c.receiving for c in self.connections.values())
+
+    def _check_settled(self) -> None:
+        if self.settling is not None and self.settled():
+            self.settling.set()
 
     # -- the timer ----------------------------------------------------------------------------
 

@@ -28,8 +28,10 @@ from ..config.model import HttpLimits, HttpServerConfig
 from ..mainlog import Level, MainLog
 from ..metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from ..metrics import Metrics
+from ..rpc.fleetvisor_api import FleetvisorNamespace
 from ..rpc.supervisor_api import SupervisorNamespace
 from ..rpc.xmlrpc import Dispatcher
+from ..timeouts import wait_within
 from . import logtail
 from . import web as web_page
 from .accepts import AcceptTrouble
@@ -197,7 +199,8 @@ def make_app(core: Supervisor, server: HttpServerConfig, guard: Guard | None = N
     app[GUARD] = guard
     caller = Caller("xmlrpc", server.username or "")
     namespaces = {name: SupervisorNamespace(core, caller) for name in rpc_namespaces(core.config)}
-    dispatcher = Dispatcher(namespaces, core.log, core.tally.rpc_calls)
+    dispatcher = Dispatcher(namespaces, core.log, core.tally.rpc_calls,
+                            unlisted={"fleetvisor": FleetvisorNamespace(core, caller)})
     metrics = Metrics(core)
 
     rpc = rpc_handler(dispatcher, guard.limits)
@@ -252,6 +255,8 @@ class HttpFace:
         self.core = core
         self.listeners = listeners
         self._runners: list[web.AppRunner] = []
+        self._sites: list[GuardedSite] = []
+        self._guards: list[Guard] = []
 
     async def start(self) -> None:
         # aiohttp reports through `logging`; with no handler configured Python would print
@@ -265,7 +270,25 @@ class HttpFace:
                                    handler_cancellation=True, shutdown_timeout=SHUTDOWN_TIMEOUT)
             await runner.setup()
             self._runners.append(runner)
-            await GuardedSite(runner, listener.sock, guard).start()
+            site = GuardedSite(runner, listener.sock, guard)
+            await site.start()
+            self._sites.append(site)
+            self._guards.append(guard)
+
+    async def drain(self, timeout: float = SHUTDOWN_TIMEOUT) -> None:
+        """Stop accepting and answer what the accepted connections ask, before a re-exec: a
+        connection accepted just now would otherwise be closed before its first request is
+        read (its client sees the call fail). Connections still waiting in the listening
+        sockets' backlog are the next agent's. At most `timeout` seconds."""
+        sites, self._sites = self._sites, []
+        for site in sites:
+            await site.stop()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        for guard in self._guards:
+            if not guard.settled():
+                guard.settling = asyncio.Event()
+                await wait_within(guard.settling.wait(), max(0.0, deadline - loop.time()))
 
     async def close(self) -> None:
         runners, self._runners = self._runners, []

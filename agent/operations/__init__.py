@@ -21,7 +21,16 @@ live with the code that keeps them: `names` (priority order), `settle` (order of
 `info` (getAllProcessInfo's order).
 """
 
-from .configs import SLICE, add_group, add_group_config, remove_group, reread, restart_daemon, shutdown
+from .configs import (
+    SLICE,
+    add_group,
+    add_group_config,
+    reexec_daemon,
+    remove_group,
+    reread,
+    restart_daemon,
+    shutdown,
+)
 from .control import (
                       restart_processes,
                       signal,
@@ -65,7 +74,7 @@ __all__ = [
     "stop_group", "stop_processes",
     "agent_info", "all_config_info", "all_process_info", "describe", "get_process_info",
     "process_info",
-    "SLICE", "add_group", "add_group_config", "remove_group", "reread", "restart_daemon", "shutdown",
+    "SLICE", "add_group", "add_group_config", "remove_group", "reexec_daemon", "reread", "restart_daemon", "shutdown",
     "clear_all_process_logs", "clear_main_log", "clear_process_logs", "LOG_CHANNELS", "log_path",
     "main_log_path", "read_main_log", "read_process_log", "tail_process_log",
     "send_remote_comm", "send_stdin",

@@ -88,6 +88,16 @@ async def restart_daemon(core: Supervisor, caller: Caller) -> bool:
     return True
 
 
+async def reexec_daemon(core: Supervisor, caller: Caller, *, dry_run: bool = False) -> bool:
+    """Re-exec the agent in place: every process keeps running (see reexec.trigger).
+    `dry_run`: only the checks."""
+    ensure_running(core)
+    if core.reexec is None:
+        raise FaultError(Fault.FAILED, "re-exec is not available in this agent")
+    await core.reexec.request(caller, dry_run=dry_run)
+    return True
+
+
 def shutdown(core: Supervisor, caller: Caller) -> bool:
     ensure_running(core)
     core.shutdown()

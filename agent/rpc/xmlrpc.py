@@ -150,13 +150,19 @@ class Dispatcher:
     """All methods of one HTTP server: the configured namespaces plus system.*."""
 
     def __init__(self, namespaces: Mapping[str, object], log: MainLog,
-                 calls: Counter[tuple[str, str]] | None = None) -> None:
+                 calls: Counter[tuple[str, str]] | None = None,
+                 unlisted: Mapping[str, object] | None = None) -> None:
+        """`unlisted`: namespaces served but left out of system.listMethods, which stock
+        clients compare with supervisord's list (fleetvisor's own methods)."""
         self.log = log
         self.calls: Counter[tuple[str, str]] = Counter() if calls is None else calls  # for /metrics
         self.methods: dict[str, Method] = {}
         for name, obj in namespaces.items():
             self.methods.update(_methods(name, obj))
         self.methods.update(_methods("system", SystemNamespace(self)))
+        self.listed = sorted(self.methods)
+        for name, obj in (unlisted or {}).items():
+            self.methods.update(_methods(name, obj))
 
     async def call(self, name: str, params: Sequence[object]) -> Any:  # what the method returns: marshallable
         method = self.methods.get(name)
@@ -220,7 +226,7 @@ class SystemNamespace:
 
         @return array result  an array of method names
         """
-        return sorted(self._dispatcher.methods)
+        return list(self._dispatcher.listed)
 
     def methodHelp(self, name: str) -> str:
         """The documentation of a method.

@@ -19,6 +19,7 @@ AGENT_RULES: dict[str, str] = {
     "Restart": CONTROL,
     "Signal": CONTROL,
     "ApplyConfig": DEPLOY,
+    "Reexec": DEPLOY,  # a node-wide deploy (Access.on_whole_node): the agent's own code
 }
 
 CONTROLLER_RULES: dict[str, str] = {

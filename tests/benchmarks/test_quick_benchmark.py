@@ -63,3 +63,10 @@ def test_quick_fleet_scale_times_status_and_xmlrpc(tmp_path):
     assert 0 < row["summary_p50_ms"] <= row["summary_p99_ms"]
     assert row["summary_screen"] == ["nodes: 3/3 up   processes: 9/9 RUNNING   problems: 0",
                                      "p0  3/3 RUNNING", "p1  3/3 RUNNING", "p2  3/3 RUNNING"]
+
+
+def test_quick_reexec_under_load(tmp_path):
+    report = run_quick("reexec", tmp_path / "reexec.json", "--programs", "20", "--writers", "2")
+    # facts, not speed: nothing refused, lost or repeated, and every pid the same
+    assert report["refused"] == 0 and report["pids_unchanged"]
+    assert report["missing_lines"] == 0 and report["repeated_lines"] == 0 and report["writer_bytes"] > 0

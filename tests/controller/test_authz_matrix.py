@@ -136,6 +136,7 @@ AGENT_REQUESTS: dict[str, object] = {
     "Restart": apb.ProcessCommand(names=["nosuch"]),
     "Signal": apb.SignalCommand(names=["nosuch"], signal="HUP"),
     "ApplyConfig": apb.ApplyConfigRequest(config_text="", dry_run=True),
+    "Reexec": apb.ReexecRequest(dry_run=True),
 }
 STREAMS = {"WatchStatus", "WatchOperation", "TailLog", "WatchEvents"}
 

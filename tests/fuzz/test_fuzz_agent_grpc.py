@@ -71,7 +71,8 @@ stopwaitsecs=1
 """
 
 NAMES = ["local", "talker", "web:w1", "web:w2", "web:*", "w1", "web", "all"]
-METHODS = methods(pb.DESCRIPTOR.services_by_name["AgentService"])
+# Reexec replaces the agent's process (same pid, a moment without gRPC): tests/integration/test_agent_reexec.py
+METHODS = [m for m in methods(pb.DESCRIPTOR.services_by_name["AgentService"]) if m.name != "Reexec"]
 HINTS = {"signal": SIGNALS, "config_text": CONFIG_TEXT}
 SETTLED = {"RUNNING", "STOPPED", "EXITED", "FATAL"}
 COMMANDS = {"Start", "Stop", "Restart", "Signal", "ApplyConfig"}  # what moves processes when accepted

@@ -345,3 +345,15 @@ class GetConfigResponse(_message.Message):
     edited_by_hand: bool
     config_path: str
     def __init__(self, revision: _Optional[str] = ..., config_text: _Optional[str] = ..., edited_by_hand: _Optional[bool] = ..., config_path: _Optional[str] = ...) -> None: ...
+
+class ReexecRequest(_message.Message):
+    __slots__ = ("dry_run",)
+    DRY_RUN_FIELD_NUMBER: _ClassVar[int]
+    dry_run: bool
+    def __init__(self, dry_run: _Optional[bool] = ...) -> None: ...
+
+class ReexecResponse(_message.Message):
+    __slots__ = ("pid",)
+    PID_FIELD_NUMBER: _ClassVar[int]
+    pid: int
+    def __init__(self, pid: _Optional[int] = ...) -> None: ...

@@ -84,6 +84,11 @@ class AgentServiceStub:
                 request_serializer=fleetvisor_dot_v1_dot_agent__pb2.GetConfigRequest.SerializeToString,
                 response_deserializer=fleetvisor_dot_v1_dot_agent__pb2.GetConfigResponse.FromString,
                 _registered_method=True)
+        self.Reexec = channel.unary_unary(
+                '/fleetvisor.v1.AgentService/Reexec',
+                request_serializer=fleetvisor_dot_v1_dot_agent__pb2.ReexecRequest.SerializeToString,
+                response_deserializer=fleetvisor_dot_v1_dot_agent__pb2.ReexecResponse.FromString,
+                _registered_method=True)
 
 
 class AgentServiceServicer:
@@ -155,6 +160,15 @@ class AgentServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Reexec(self, request, context):
+        """Replace the agent's own process with the installed agent (an upgrade) without stopping any
+        program; the new command is dry-run first and a refusal changes nothing. Answered before
+        the handover; the agent is back on the same port (same pid) a moment later.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AgentServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -207,6 +221,11 @@ def add_AgentServiceServicer_to_server(servicer, server):
                     servicer.GetConfig,
                     request_deserializer=fleetvisor_dot_v1_dot_agent__pb2.GetConfigRequest.FromString,
                     response_serializer=fleetvisor_dot_v1_dot_agent__pb2.GetConfigResponse.SerializeToString,
+            ),
+            'Reexec': grpc.unary_unary_rpc_method_handler(
+                    servicer.Reexec,
+                    request_deserializer=fleetvisor_dot_v1_dot_agent__pb2.ReexecRequest.FromString,
+                    response_serializer=fleetvisor_dot_v1_dot_agent__pb2.ReexecResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -479,6 +498,33 @@ class AgentService:
             '/fleetvisor.v1.AgentService/GetConfig',
             fleetvisor_dot_v1_dot_agent__pb2.GetConfigRequest.SerializeToString,
             fleetvisor_dot_v1_dot_agent__pb2.GetConfigResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Reexec(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fleetvisor.v1.AgentService/Reexec',
+            fleetvisor_dot_v1_dot_agent__pb2.ReexecRequest.SerializeToString,
+            fleetvisor_dot_v1_dot_agent__pb2.ReexecResponse.FromString,
             options,
             channel_credentials,
             insecure,
