@@ -80,9 +80,10 @@ Options:
 -t/--strip_ansi -- strip ansi escape codes from process output
 --minprocs NUM  -- the minimum number of processes available for start success
 --profile_options OPTIONS -- accepted for compatibility and ignored
---reexec-command COMMAND -- what a re-exec (fleetvisor.reexec) runs; default: this agent's own command
-
+{ours}
 """
+# Options of our own, listed only under our own name: as `supervisord` the usage is stock's.
+OUR_USAGE = "--reexec-command COMMAND -- what a re-exec (fleetvisor.reexec) runs; default: this agent's own command\n"
 
 SHORT_OPTS = "c:nshvu:m:d:l:y:z:e:j:i:q:ka:t?"
 LONG_OPTS = ["configuration=", "nodaemon", "silent", "help", "version", "user=", "umask=",
@@ -434,8 +435,9 @@ async def _serve_config(config: Config, log: MainLog, reloader: _Reloader, liste
 def usage(argv0: str) -> str:
     """The -h text for the program started as `argv0`."""
     program = _progname(argv0)
-    title = TITLES.get(os.path.basename(program), TITLES[None])
-    return USAGE.format(title=title, program=program)
+    stock = os.path.basename(program) in TITLES
+    return USAGE.format(title=TITLES[os.path.basename(program) if stock else None], program=program,
+                        ours="" if stock else OUR_USAGE)
 
 
 def _progname(argv0: str) -> str:

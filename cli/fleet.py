@@ -302,9 +302,8 @@ def dashboard_login(obj: Ctx, ttl: str, url: str | None) -> None:
         return
     expires = time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(reply.expires_at))
     if not base:
-        render.err.print("this controller serves no dashboard (--http-listen); pass --url to get a link")
-        click.echo(reply.token)
-        return
+        raise CommandError("this controller serves no dashboard (--http-listen); pass --url with the "
+                           "address of one that does")
     click.echo(f"{base.rstrip('/')}/#token={reply.token}")
     render.err.print(f"valid until {expires}; anyone with this link is you until then")
 
