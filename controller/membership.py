@@ -63,7 +63,7 @@ class Membership:
         self._gone: dict[str, float] = {}  # for nodes whose key expired: about when they were last heard
         self._applied_here: dict[str, str] = {}  # see applied()
         self._pushed_here: set[str] = set()  # see local()
-        self._decoded: dict[str, tuple[bytes, MemberRecord]] = {}  # see members()
+        self._decoded: dict[str, tuple[bytes | None, MemberRecord]] = {}  # see _decode()
         self._silence = SilenceWatch(store, controller_id, node_ttl, lambda name: self._heard.get(name, 0.0),
                                      self.lease)
 
@@ -94,28 +94,32 @@ class Membership:
     # -- reading ---------------------------------------------------------------------------------
 
     def members(self) -> dict[str, MemberRecord]:
-        """Every member, decoded once per value: this is read on every reconcile pass and status
-        call, and decoding hundreds of records each time was most of the controller's CPU at a
-        few hundred nodes (seen with benchmarks/simulator)."""
+        """Every member, decoded once per value (see member())."""
         result = {}
-        cache = self._decoded
         for key, raw in self.store.items(records.MEMBERS).items():
             name = key[len(records.MEMBERS):]
-            hit = cache.get(name)
-            if hit is not None and hit[0] == raw:
-                result[name] = hit[1]
-                continue
-            member = decode(MemberRecord, raw)
+            member = self._decode(name, raw)
             if member is not None:
-                cache[name] = (raw, member)
                 result[name] = member
-        if len(cache) > len(result):  # forgotten (or now unreadable) members
-            for name in cache.keys() - result.keys():
-                del cache[name]
+        if len(self._decoded) > len(result):  # forgotten (or now unreadable) members
+            for name in self._decoded.keys() - result.keys():
+                del self._decoded[name]
         return dict(sorted(result.items()))
 
     def member(self, name: str) -> MemberRecord | None:
-        return decode(MemberRecord, self.store.get(records.member_key(name)))
+        return self._decode(name, self.store.get(records.member_key(name)))
+
+    def _decode(self, name: str, raw: bytes | None) -> MemberRecord | None:
+        """A member record, decoded once per value: members are read on every reconcile pass,
+        status and config status call, and decoding thousands of records each time was most of
+        the controller's CPU at a few hundred nodes (seen with benchmarks/simulator)."""
+        hit = self._decoded.get(name)
+        if hit is not None and hit[0] == raw:
+            return hit[1]
+        member = decode(MemberRecord, raw)
+        if member is not None:
+            self._decoded[name] = (raw, member)
+        return member
 
     def node_record(self, name: str) -> NodeRecord | None:
         return decode(NodeRecord, self.store.get(records.node_key(name)))
