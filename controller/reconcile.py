@@ -51,6 +51,7 @@ class Reconciler:
         self._failures: dict[str, int] = {}
         self._noting: dict[str, asyncio.Task[None]] = {}
         self._pushed = 0  # pushes finished: one can make another pass worth it
+        self.passes = 0  # for /metrics
         # pushes per (node, failed), for /metrics: plain ints, formatted only when scraped
         self.pushes: dict[tuple[str, bool], int] = {}
         fleet.on_change(self._wake.set)
@@ -88,6 +89,7 @@ class Reconciler:
 
     def _pass(self) -> float:
         """Start a push for every node that needs one; return the seconds until the next retry."""
+        self.passes += 1
         now = time.monotonic()
         configs = self.fleet.configs
         current = configs.current_configs()
