@@ -40,7 +40,8 @@ STEP_WORD = {cpb.STEP_PENDING: "pending", cpb.STEP_ACTING: "acting", cpb.STEP_WA
 STEP_STYLE = {cpb.STEP_PENDING: "dim", cpb.STEP_ACTING: "cyan", cpb.STEP_WAITING: "yellow",
               cpb.STEP_DONE: "green", cpb.STEP_FAILED: "bold red", cpb.STEP_REVERTED: "bold yellow",
               cpb.STEP_SKIPPED: "dim"}
-KIND_WORD = {cpb.ROLLING_RESTART: "rolling restart", cpb.CONFIG_ROLLOUT: "config rollout"}
+KIND_WORD = {cpb.ROLLING_RESTART: "rolling restart", cpb.CONFIG_ROLLOUT: "config rollout",
+             cpb.AGENT_UPGRADE: "rolling agent upgrade"}
 ON_FAILURE_WORD = {cpb.ON_FAILURE_UNSPECIFIED: "pause", cpb.PAUSE: "pause", cpb.ABORT: "abort",
                    cpb.CONTINUE: "continue"}
 FULL_TABLE_NODES = 30  # above this many nodes the live table shows only the ones worth a look
@@ -81,12 +82,12 @@ def format_seconds(seconds: float) -> str:
 
 # -- what an operation is ----------------------------------------------------------------------
 
-def selector_text(assignment: cpb.Assignment) -> str:
+def selector_text(assignment: cpb.Assignment, everything: str = "every node with the group") -> str:
     if assignment.nodes:
         return "nodes " + ",".join(assignment.nodes)
     if assignment.labels:
         return "labels " + labels_text(assignment.labels)
-    return "every node with the group"
+    return everything
 
 
 def target_text(spec: cpb.OperationSpec) -> str:
@@ -94,6 +95,9 @@ def target_text(spec: cpb.OperationSpec) -> str:
     if spec.kind == cpb.CONFIG_ROLLOUT:
         text = f"config {spec.config_name} revision {spec.config_revision}"
         return text + (f" (from {spec.previous_revision})" if spec.previous_revision else " (first revision)")
+    if spec.kind == cpb.AGENT_UPGRADE:
+        version = spec.expect_version or "the installed agent's version"
+        return f"the agent on {selector_text(spec.selector, 'every node')} to {version}"
     return f"group {spec.group} on {selector_text(spec.selector)}"
 
 
@@ -154,6 +158,10 @@ def plan_view(op: cpb.Operation) -> RenderableType:
         lines.append(line)
     if not op.batches:
         lines.append(Text("  nothing to do: no node matches", style="yellow"))
+    if op.spec.kind == cpb.AGENT_UPGRADE:
+        lines.append(Text("  gate per node: the agent back with the same pid and the expected version, every "
+                          "process with the same pid and state, for "
+                          f"{format_seconds(op.spec.healthy_for_seconds)}", style="dim"))
     for group, gate in sorted(op.gates.items()):
         wanted = "healthy by its health check" if gate == "health check" else "RUNNING"
         lines.append(Text(f"  gate for {group}: every process {wanted} for "
@@ -371,6 +379,8 @@ def step_line(step: cpb.NodeStep, spec: cpb.OperationSpec) -> str:
         line += f" (to stay healthy for {format_seconds(spec.healthy_for_seconds)})"
     elif step.state == cpb.STEP_DONE and step.started_at and step.done_at:
         line += f" (took {format_seconds(max(0.0, step.done_at - step.started_at))})"
+    if step.agent_version_after:
+        line += f" (agent {step.agent_version_before or '?'} -> {step.agent_version_after})"
     if step.error:
         line += f": {step.error}"
     return line
@@ -413,6 +423,8 @@ def short_target(spec: cpb.OperationSpec) -> str:
     """The kind and its object in one cell: `restart app`, `rollout web@4`."""
     if spec.kind == cpb.CONFIG_ROLLOUT:
         return f"rollout {spec.config_name}@{spec.config_revision}"
+    if spec.kind == cpb.AGENT_UPGRADE:
+        return f"upgrade agent{' to ' + spec.expect_version if spec.expect_version else ''}"
     return f"restart {spec.group}"
 
 

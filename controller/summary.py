@@ -142,13 +142,17 @@ def node_problems(node: NodeInfo) -> list[Problem]:
     return found
 
 
+_KIND_WORD = {opmodel.Kind.ROLLING_RESTART: "rolling restart", opmodel.Kind.CONFIG_ROLLOUT: "config rollout",
+              opmodel.Kind.AGENT_UPGRADE: "rolling agent upgrade"}
+
+
 def operation_problem(op: opmodel.Operation, now: float) -> Problem | None:
     """A paused operation waits for a person; a failed one is news for a day."""
     recent_failure = op.state == opmodel.OpState.FAILED and now - op.updated_at < FAILED_OPERATION_WINDOW
     if op.state != opmodel.OpState.PAUSED and not recent_failure:
         return None
-    what = op.spec.group or op.spec.config_name
-    kind = "rolling restart" if op.spec.kind == opmodel.Kind.ROLLING_RESTART else "config rollout"
+    what = op.spec.group or op.spec.config_name or "the agent"
+    kind = _KIND_WORD.get(op.spec.kind, "operation")
     detail = f"{kind} of {what}: {op.reason}" if op.reason else f"{kind} of {what}"
     return Problem(Kind.OPERATION, subject=op.id, state=op.state.value, detail=detail, since=op.updated_at)
 

@@ -1,0 +1,152 @@
+"""Rolling agent upgrades (AGENT_UPGRADE): each node's agent re-execs into the installed one and
+not one program is restarted; judged from the agents themselves, not only the controller."""
+
+from __future__ import annotations
+
+import json
+import stat
+import sys
+from pathlib import Path
+
+import grpc
+import pytest
+
+from fleetvisor.agent.operations import AGENT_VERSION
+from fleetvisor.agent.reexec.state import STATE_VERSION
+from fleetvisor.v1 import agent_pb2 as apb
+from fleetvisor.v1 import agent_pb2_grpc as apb_grpc
+from fleetvisor.v1 import controller_pb2 as pb
+
+from tests.support import wait_for
+
+from .fleet_harness import fleetctl, one_line_error, states, wait_status
+from .test_operations import wait_op
+
+WORKERS = """
+[program:worker]
+command=sleep 1000
+process_name=%(program_name)s_%(process_num)d
+numprocs=3
+startsecs=0
+stopwaitsecs=2
+"""
+
+BROKEN = "#!/bin/sh\necho 'broken install' >&2\nexit 1\n"
+# Names another version in its dry run, then becomes the agent it really is: the re-exec happens,
+# and the gate finds the version the agent reports is not the one it was told to expect.
+LYING = f"""#!/bin/sh
+case " $* " in *" --reexec-probe "*)
+  echo "fleetvisor-agent reexec-probe ok state-version {STATE_VERSION} agent-version 9.9.9"; exit 0 ;; esac
+exec {sys.executable} -m fleetvisor.agent "$@"
+"""
+
+
+def new_agent(directory: Path, body: str) -> tuple[str, ...]:
+    """The agent's arguments that make `body` the installed agent its re-exec runs."""
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / "new-agent"
+    path.write_text(body)
+    path.chmod(path.stat().st_mode | stat.S_IXUSR)
+    return ("--reexec-command", str(path))
+
+
+def agent_view(agent) -> tuple[int, dict[str, tuple[int, str]]]:
+    """The agent's pid and {namespec: (pid, state)}, asked of the agent itself."""
+    with grpc.insecure_channel(agent.address) as channel:
+        stub = apb_grpc.AgentServiceStub(channel)
+        info = stub.GetInfo(apb.GetInfoRequest(), timeout=5)
+        procs = stub.ListProcesses(apb.ListProcessesRequest(), timeout=5).processes
+    return info.pid, {p.namespec: (p.pid, p.statename) for p in procs}
+
+
+def upgrade(ctl, nodes=(), expect_version="", healthy_for=0.5, timeout=60.0):
+    spec = pb.OperationSpec(kind=pb.AGENT_UPGRADE, batch=1, healthy_for_seconds=healthy_for, timeout_seconds=timeout,
+                            expect_version=expect_version, selector=pb.Assignment(nodes=list(nodes)))
+    return ctl.stub.StartOperation(pb.StartOperationRequest(spec=spec, message="test"), timeout=10)
+
+
+def step_states(op) -> dict[str, str]:
+    return {s.node: pb.NodeStepState.Name(s.state) for b in op.batches for s in b.nodes}
+
+
+def start_fleet(fleet, tmp_path, wrappers: dict[str, str] | None = None):
+    ctl = fleet.controller()
+    wrappers = wrappers or {}
+    agents = [fleet.agent(node, ctl, labels=f"role={'db' if node == 'n3' else 'web'}", programs=WORKERS,
+                          extra_args=new_agent(tmp_path / f"bin-{node}", wrappers[node]) if node in wrappers else ())
+              for node in ("n1", "n2", "n3")]
+    wait_status(ctl, lambda s: len(states(s)) == 9 and all(v == "RUNNING" for v in states(s).values()),
+                timeout=30, what="nine workers running")
+    wait_for(ctl.is_leader, 10, "a leader")
+    return ctl, agents
+
+
+def test_a_rolling_upgrade_of_three_agents_restarts_no_program(fleet, tmp_path):
+    ctl, agents = start_fleet(fleet, tmp_path)
+    before = {a.node: agent_view(a) for a in agents}
+
+    plan = fleetctl(ctl.address, "rolling-upgrade", "--batch", "1", "--dry-run")
+    assert plan.returncode == 0, plan.stderr
+    assert "plan: rolling agent upgrade of the agent on nodes n1,n2,n3" in plan.stdout
+    assert "batch 1: n1" in plan.stdout and "batch 3: n3" in plan.stdout
+    picked = json.loads(fleetctl(ctl.address, "-o", "json", "rolling-upgrade", "n[12]", "--label", "role=web",
+                                 "--dry-run").stdout)
+    assert [s["node"] for b in picked["batches"] for s in b["nodes"]] == ["n1", "n2"]
+    for args, said in ((("nope",), "no such node: nope"), (("db-*",), "no node matches db-*"),
+                       (("--label", "role=cache"), "no node matches role=cache"),
+                       (("n1:worker",), "not namespecs")):
+        refused = fleetctl(ctl.address, "rolling-upgrade", *args)
+        assert refused.returncode != 0 and said in one_line_error(refused), refused.stderr
+    assert not ctl.stub.ListOperations(pb.ListOperationsRequest(all=True), timeout=5).operations  # nothing started
+
+    done = fleetctl(ctl.address, "rolling-upgrade", "--batch", "1", "--healthy-for", "0.5s", "-m", "0.1.0",
+                    timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "succeeded: 3/3 done" in done.stdout
+    for agent in agents:
+        agent.daemon.wait_line(r"re-exec: took over 3 running processes", 30)
+        assert agent_view(agent) == before[agent.node]  # same agent pid, every child's pid and state
+        assert agent.daemon.proc.poll() is None
+    op = ctl.stub.ListOperations(pb.ListOperationsRequest(all=True), timeout=5).operations[0]
+    assert op.state == pb.OP_SUCCEEDED and set(step_states(op).values()) == {"STEP_DONE"}
+    assert {s.agent_version_after for b in op.batches for s in b.nodes} == {AGENT_VERSION}
+    assert all(ctl.node(a.node).agent_version == AGENT_VERSION for a in agents)
+    entries = ctl.stub.ListAudit(pb.ListAuditRequest(), timeout=5).entries
+    assert any(e.action == "ops.rolling-upgrade" and e.ok for e in entries)
+
+
+def test_a_broken_new_agent_pauses_the_upgrade_at_its_node(fleet, tmp_path):
+    ctl, agents = start_fleet(fleet, tmp_path, {"n2": BROKEN})
+    before = {a.node: agent_view(a) for a in agents}
+    op = wait_op(ctl, upgrade(ctl).id, {pb.OP_PAUSED})
+    assert step_states(op) == {"n1": "STEP_DONE", "n2": "STEP_FAILED", "n3": "STEP_PENDING"}
+    assert op.reason.startswith("n2: re-exec refused: ")
+    assert "failed its dry run (exit status 1): broken install" in op.reason
+    n2 = agents[1]
+    assert agent_view(n2) == before["n2"]  # every child running, managed by the same agent
+    assert n2.daemon.wait_line(r"ERRO re-exec refused: .*broken install")
+    assert not any("handing" in line for line in n2.daemon.messages())
+    assert agent_view(agents[2]) == before["n3"]
+    assert not any("re-exec" in line for line in agents[2].daemon.messages())  # not reached
+    problems = ctl.stub.GetStatus(pb.StatusRequest(summary=True), timeout=5).summary.problems
+    assert [p.detail for p in problems if p.subject == op.id] == [f"rolling agent upgrade of the agent: {op.reason}"]
+    assert "paused: n2: re-exec refused" in fleetctl(ctl.address, "ops", "show", op.id).stdout
+
+
+@pytest.mark.parametrize("where", ["after", "before"])
+def test_the_version_gate(fleet, tmp_path, where):
+    """`after`: the installed agent names 9.9.9 in its dry run, but comes back as what it is;
+    `before`: the operator expects 9.9.9 and the installed agent is another, so nothing is re-exec'd."""
+    ctl, agents = start_fleet(fleet, tmp_path, {"n1": LYING} if where == "after" else None)
+    before = agent_view(agents[0])
+    op = wait_op(ctl, upgrade(ctl, nodes=["n1"], expect_version="" if where == "after" else "9.9.9").id,
+                 {pb.OP_PAUSED})
+    step = op.batches[0].nodes[0]
+    if where == "after":
+        assert op.reason == f"n1: the agent reports version {AGENT_VERSION}, expected 9.9.9"
+        assert (step.agent_version_before, step.agent_version_expected) == (AGENT_VERSION, "9.9.9")
+        agents[0].daemon.wait_line(r"re-exec: took over 3 running processes", 30)
+    else:
+        assert op.reason == f"n1: the installed agent is version {AGENT_VERSION}, not 9.9.9; nothing was changed"
+        assert not any("handing" in line for line in agents[0].daemon.messages())
+    assert agent_view(agents[0]) == before
