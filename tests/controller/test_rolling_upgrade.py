@@ -69,10 +69,11 @@ def step_states(op) -> dict[str, str]:
     return {s.node: pb.NodeStepState.Name(s.state) for b in op.batches for s in b.nodes}
 
 
-def start_fleet(fleet, tmp_path, wrappers: dict[str, str] | None = None):
-    ctl = fleet.controller()
+def start_fleet(fleet, tmp_path, wrappers: dict[str, str] | None = None, controllers: int = 1):
+    ctls = [fleet.controller() for _ in range(controllers)]
+    ctl = ctls[0]
     wrappers = wrappers or {}
-    agents = [fleet.agent(node, ctl, labels=f"role={'db' if node == 'n3' else 'web'}", programs=WORKERS,
+    agents = [fleet.agent(node, *ctls, labels=f"role={'db' if node == 'n3' else 'web'}", programs=WORKERS,
                           extra_args=new_agent(tmp_path / f"bin-{node}", wrappers[node]) if node in wrappers else ())
               for node in ("n1", "n2", "n3")]
     wait_status(ctl, lambda s: len(states(s)) == 9 and all(v == "RUNNING" for v in states(s).values()),
@@ -150,3 +151,27 @@ def test_the_version_gate(fleet, tmp_path, where):
         assert op.reason == f"n1: the installed agent is version {AGENT_VERSION}, not 9.9.9; nothing was changed"
         assert not any("handing" in line for line in agents[0].daemon.messages())
     assert agent_view(agents[0]) == before
+
+
+def handovers(agent) -> int:
+    return sum(1 for line in agent.daemon.messages() if "re-exec: handing" in line)
+
+
+@pytest.mark.slow
+def test_a_new_leader_resumes_the_upgrade_without_a_second_reexec(fleet, tmp_path):
+    first, agents = start_fleet(fleet, tmp_path, controllers=2)
+    second = fleet.controllers[1]
+    before = {a.node: agent_view(a) for a in agents}
+    op = upgrade(first, healthy_for=3.0)
+
+    def n1_back():  # n1 re-exec'd and is in its healthy-for wait
+        step = first.stub.GetOperation(pb.GetOperationRequest(id=op.id), timeout=5).batches[0].nodes[0]
+        return step.state == pb.STEP_WAITING and step.agent_version_after
+    wait_for(n1_back, 30, "n1 back from its re-exec")
+    first.kill()
+    done = wait_op(second, op.id, {pb.OP_SUCCEEDED}, timeout=90)
+    assert done.controller_id == second.name
+    assert [handovers(a) for a in agents] == [1, 1, 1]  # the step in its wait was not re-exec'd again
+    for agent in agents:
+        agent.daemon.wait_line(r"re-exec: took over 3 running processes", 30)
+        assert agent_view(agent) == before[agent.node]
