@@ -40,6 +40,20 @@ case " $* " in *" --reexec-probe "*)
 exec {sys.executable} -m fleetvisor.agent "$@"
 """
 
+# A package upgrade: the same code, installed as another version (the agent's version is its
+# installed distribution's).
+UPGRADED = f"""#!/bin/sh
+PYTHONPATH={{dist}} exec {sys.executable} -m fleetvisor.agent "$@"
+"""
+
+
+def installed_as(directory: Path, version: str) -> str:
+    """A wrapper that runs this agent as if fleetvisor `version` were installed."""
+    info = directory / "dist" / f"fleetvisor-{version}.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: fleetvisor\nVersion: {version}\n")
+    return UPGRADED.format(dist=directory / "dist")
+
 
 def new_agent(directory: Path, body: str) -> tuple[str, ...]:
     """The agent's arguments that make `body` the installed agent its re-exec runs."""
@@ -175,3 +189,18 @@ def test_a_new_leader_resumes_the_upgrade_without_a_second_reexec(fleet, tmp_pat
     for agent in agents:
         agent.daemon.wait_line(r"re-exec: took over 3 running processes", 30)
         assert agent_view(agent) == before[agent.node]
+
+
+def test_the_new_version_is_expected_reported_and_shown(fleet, tmp_path):
+    ctl, agents = start_fleet(fleet, tmp_path, {"n1": installed_as(tmp_path / "v2", "0.2.0")})
+    before = agent_view(agents[0])
+    assert ctl.node("n1").agent_version == AGENT_VERSION
+    op = wait_op(ctl, upgrade(ctl, nodes=["n1"], expect_version="0.2.0").id, {pb.OP_SUCCEEDED})
+    step = op.batches[0].nodes[0]
+    assert (step.agent_version_before, step.agent_version_expected, step.agent_version_after) == \
+        (AGENT_VERSION, "0.2.0", "0.2.0")
+    assert agent_view(agents[0]) == before
+    assert ctl.node("n1").agent_version == "0.2.0"  # the step ends once the node list shows it
+    listing = fleetctl(ctl.address, "nodes").stdout
+    assert any(line.split()[0] == "n1" and "0.2.0" in line.split() for line in listing.splitlines()), listing
+    assert f"(agent {AGENT_VERSION} -> 0.2.0)" in fleetctl(ctl.address, "ops", "watch", op.id).stdout
