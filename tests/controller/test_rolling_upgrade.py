@@ -83,15 +83,20 @@ def step_states(op) -> dict[str, str]:
     return {s.node: pb.NodeStepState.Name(s.state) for b in op.batches for s in b.nodes}
 
 
-def start_fleet(fleet, tmp_path, wrappers: dict[str, str] | None = None, controllers: int = 1):
+def start_fleet(fleet, tmp_path, wrappers: dict[str, str] | None = None, controllers: int = 1,
+                more: dict[str, str] | None = None):
+    """n1, n2 (role=web) and n3 (role=db), three workers each (and `more` programs by node);
+    `wrappers` by node: the agent a node's re-exec runs."""
     ctls = [fleet.controller() for _ in range(controllers)]
     ctl = ctls[0]
-    wrappers = wrappers or {}
-    agents = [fleet.agent(node, *ctls, labels=f"role={'db' if node == 'n3' else 'web'}", programs=WORKERS,
+    wrappers, more = wrappers or {}, more or {}
+    agents = [fleet.agent(node, *ctls, labels=f"role={'db' if node == 'n3' else 'web'}",
+                          programs=WORKERS + more.get(node, ""),
                           extra_args=new_agent(tmp_path / f"bin-{node}", wrappers[node]) if node in wrappers else ())
               for node in ("n1", "n2", "n3")]
-    wait_status(ctl, lambda s: len(states(s)) == 9 and all(v == "RUNNING" for v in states(s).values()),
-                timeout=30, what="nine workers running")
+    count = 9 + sum(section.count("[") for section in more.values())
+    wait_status(ctl, lambda s: len(states(s)) == count and all(v == "RUNNING" for v in states(s).values()),
+                timeout=30, what=f"{count} programs running")
     wait_for(ctl.is_leader, 10, "a leader")
     return ctl, agents
 
@@ -130,16 +135,28 @@ def test_a_rolling_upgrade_of_three_agents_restarts_no_program(fleet, tmp_path):
     assert any(e.action == "ops.rolling-upgrade" and e.ok for e in entries)
 
 
-def test_a_broken_new_agent_pauses_the_upgrade_at_its_node(fleet, tmp_path):
-    ctl, agents = start_fleet(fleet, tmp_path, {"n2": BROKEN})
+FCGI = """
+[fcgi-program:fcgi]
+command=sleep 1000
+socket=unix://%(here)s/fcgi.sock
+startsecs=0
+"""
+
+
+@pytest.mark.parametrize("refusal", ["broken new agent", "fcgi-program"])
+def test_a_refusing_node_pauses_the_upgrade_there(fleet, tmp_path, refusal):
+    broken = refusal == "broken new agent"
+    ctl, agents = start_fleet(fleet, tmp_path, {"n2": BROKEN} if broken else None,
+                              more=None if broken else {"n2": FCGI})
     before = {a.node: agent_view(a) for a in agents}
     op = wait_op(ctl, upgrade(ctl).id, {pb.OP_PAUSED})
     assert step_states(op) == {"n1": "STEP_DONE", "n2": "STEP_FAILED", "n3": "STEP_PENDING"}
-    assert op.reason.startswith("n2: re-exec refused: ")
-    assert "failed its dry run (exit status 1): broken install" in op.reason
+    said = ("failed its dry run (exit status 1): broken install" if broken
+            else "group 'fcgi' is an fcgi-program, which a re-exec does not carry yet")
+    assert op.reason.startswith("n2: re-exec refused: ") and said in op.reason, op.reason
     n2 = agents[1]
     assert agent_view(n2) == before["n2"]  # every child running, managed by the same agent
-    assert n2.daemon.wait_line(r"ERRO re-exec refused: .*broken install")
+    assert n2.daemon.wait_line(r"ERRO re-exec refused: ")
     assert not any("handing" in line for line in n2.daemon.messages())
     assert agent_view(agents[2]) == before["n3"]
     assert not any("re-exec" in line for line in agents[2].daemon.messages())  # not reached
