@@ -119,7 +119,7 @@ class Membership:
         copy was last current (a heartbeat came within the TTL before it)."""
         now = time.time() if now is None else now
         heard = self._heard.get(name, 0.0)
-        if self.node_record(name) is None:
+        if not self._registered(name):
             return max(heard, self._gone.get(name, 0.0))
         mirror = self.store.mirror
         return max(heard, now if mirror.connected else mirror.lost_at)
@@ -128,7 +128,11 @@ class Membership:
         """Registered and heard from within the TTL. The key alone is not enough: while etcd is
         away nothing expires the lease, and this controller's copy keeps the key."""
         now = time.time() if now is None else now
-        return self.node_record(name) is not None and now - self.last_alive(name, now) <= self.node_ttl
+        return self._registered(name) and now - self.last_alive(name, now) <= self.node_ttl
+
+    def _registered(self, name: str) -> bool:
+        """Whether the node's lease-bound key is in this controller's copy (its value unread)."""
+        return self.store.get(records.node_key(name)) is not None
 
     def select(self, labels: dict[str, str]) -> dict[str, MemberRecord]:
         return {n: m for n, m in self.members().items() if records.labels_match(m.labels, labels)}

@@ -75,6 +75,7 @@ class Operations:
         self._locks: dict[str, asyncio.Lock] = {}
         self._runners: dict[str, asyncio.Task[None]] = {}
         self._wake = asyncio.Event()
+        self._decoded: dict[str, tuple[bytes, Operation]] = {}  # see _decode()
         fleet.on_change(self._wake.set)
 
     # -- reading (any controller) ------------------------------------------------------------
@@ -84,18 +85,32 @@ class Operations:
         raw = self.store.get(key)
         if raw is None:
             raise NotFound(f"no such operation: {op_id}")
-        return opmodel.decode(raw, key)
+        return self._decode(key, raw)
 
     def list(self, everything: bool) -> list[Operation]:
         """The operations this controller can read; one it cannot (from a newer controller, or
         corrupt) is left out (unreadable.py says so in the log)."""
         ops = []
-        for key, raw in sorted(self.store.items(records.OPS).items()):
+        stored = self.store.items(records.OPS)
+        for key, raw in sorted(stored.items()):
             try:
-                ops.append(opmodel.decode(raw, key))
+                ops.append(self._decode(key, raw))
             except Unavailable:
                 pass
+        for key in self._decoded.keys() - stored.keys():  # records deleted since
+            del self._decoded[key]
         return [op for op in ops if everything or op.state not in opmodel.ENDED]
+
+    def _decode(self, key: str, raw: bytes) -> Operation:
+        """The operation of a record, decoded once per value: every status summary and metrics
+        scrape reads all of them. What this returns is shared, and read only (transitions.apply
+        changes a copy)."""
+        hit = self._decoded.get(key)
+        if hit is not None and hit[0] == raw:
+            return hit[1]
+        op = opmodel.decode(raw, key)
+        self._decoded[key] = (raw, op)
+        return op
 
     # -- planning ----------------------------------------------------------------------------
 

@@ -17,6 +17,7 @@ import grpc
 from fleetvisor.v1 import controller_pb2 as pb
 from fleetvisor.v1 import controller_pb2_grpc as pb_grpc
 
+from benchmarks.daemons import children_of
 from tests.integration.harness import Daemon, write_config
 from tests.support import free_port, wait_for
 
@@ -163,16 +164,6 @@ class Agent:
             except ProcessLookupError:
                 pass
         self.orphans.clear()
-
-
-def children_of(pid: int) -> list[int]:
-    found = []
-    for task in Path(f"/proc/{pid}/task").glob("*"):
-        try:
-            found += [int(c) for c in (task / "children").read_text().split()]
-        except OSError:
-            pass
-    return found
 
 
 def fleetctl(controller: str, *args: str, timeout: float = 30) -> subprocess.CompletedProcess:
