@@ -447,7 +447,8 @@ class Operations:
             if now is not None and now.reachable and (now is not link or now.sessions > sessions):
                 return
             if time.monotonic() >= deadline:
-                raise StepFailed(f"the agent did not come back after its re-exec: {link.error or 'still the old run'}")
+                why = link.error or "its event stream never broke, so the old agent still runs"
+                raise StepFailed(f"the agent did not come back after its re-exec: {why}")
             await self.fleet.wait_change(_left(deadline))
 
     async def _ask_until(self, node: str, deadline: float) -> tuple[str, int, Sequence[ProcessView]]:

@@ -151,9 +151,9 @@ def operation_problem(op: opmodel.Operation, now: float) -> Problem | None:
     recent_failure = op.state == opmodel.OpState.FAILED and now - op.updated_at < FAILED_OPERATION_WINDOW
     if op.state != opmodel.OpState.PAUSED and not recent_failure:
         return None
-    what = op.spec.group or op.spec.config_name or "the agent"
-    kind = _KIND_WORD.get(op.spec.kind, "operation")
-    detail = f"{kind} of {what}: {op.reason}" if op.reason else f"{kind} of {what}"
+    what = op.spec.group or op.spec.config_name  # an agent upgrade has neither
+    head = _KIND_WORD.get(op.spec.kind, "operation") + (f" of {what}" if what else "")
+    detail = f"{head}: {op.reason}" if op.reason else head
     return Problem(Kind.OPERATION, subject=op.id, state=op.state.value, detail=detail, since=op.updated_at)
 
 

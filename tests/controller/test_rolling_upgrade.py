@@ -161,7 +161,7 @@ def test_a_refusing_node_pauses_the_upgrade_there(fleet, tmp_path, refusal):
     assert agent_view(agents[2]) == before["n3"]
     assert not any("re-exec" in line for line in agents[2].daemon.messages())  # not reached
     problems = ctl.stub.GetStatus(pb.StatusRequest(summary=True), timeout=5).summary.problems
-    assert [p.detail for p in problems if p.subject == op.id] == [f"rolling agent upgrade of the agent: {op.reason}"]
+    assert [p.detail for p in problems if p.subject == op.id] == [f"rolling agent upgrade: {op.reason}"]
     assert "paused: n2: re-exec refused" in fleetctl(ctl.address, "ops", "show", op.id).stdout
 
 
