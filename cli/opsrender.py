@@ -307,7 +307,9 @@ def visible_steps(op: cpb.Operation, limit: int = FULL_TABLE_NODES) -> tuple[lis
 def steps_table(op: cpb.Operation, now: float, steps: Sequence[tuple[int, cpb.NodeStep]] | None = None, *,
                 started: bool = False) -> Table:
     """One row per node step; `started` adds the wall-clock time the action was sent (ops show)."""
-    columns = ("BATCH", "NODE", "STEP") + (("STARTED",) if started else ()) + ("TIME", "ERROR")
+    upgrade = op.spec.kind == cpb.AGENT_UPGRADE
+    columns = ("BATCH", "NODE", "STEP") + (("STARTED",) if started else ()) + ("TIME",) + (("AGENT",) if upgrade
+                                                                                         else ()) + ("ERROR",)
     table = Table(box=None, pad_edge=False, header_style="bold")
     for column in columns:
         table.add_column(column, no_wrap=column != "ERROR", overflow="fold")
@@ -318,7 +320,10 @@ def steps_table(op: cpb.Operation, now: float, steps: Sequence[tuple[int, cpb.No
         cells = [batch, Text(step.node), step_cell(step.state)]
         if started:
             cells.append(Text(format_time(step.started_at)))
-        cells += [Text(step_timing(step, op.spec, now)), Text(step.error, style="red") if step.error else Text("")]
+        cells.append(Text(step_timing(step, op.spec, now)))
+        if upgrade:
+            cells.append(Text(agent_versions(step)))
+        cells.append(Text(step.error, style="red") if step.error else Text(""))
         table.add_row(*cells)
     return table
 
@@ -373,6 +378,14 @@ def _stamp(op: cpb.Operation) -> str:
     return format_time(op.updated_at)[-8:] + " " if op.updated_at else ""
 
 
+def agent_versions(step: cpb.NodeStep) -> str:
+    """An agent upgrade's step: `0.1.0 -> 0.2.0`, or `0.1.0 -> 0.2.0?` while only expected."""
+    if not step.agent_version_before:
+        return ""
+    after = step.agent_version_after or (f"{step.agent_version_expected}?" if step.agent_version_expected else "?")
+    return f"{step.agent_version_before} -> {after}"
+
+
 def step_line(step: cpb.NodeStep, spec: cpb.OperationSpec) -> str:
     line = f"{step.node}: {step_word(step.state)}"
     if step.state == cpb.STEP_WAITING and spec.healthy_for_seconds:
@@ -380,7 +393,7 @@ def step_line(step: cpb.NodeStep, spec: cpb.OperationSpec) -> str:
     elif step.state == cpb.STEP_DONE and step.started_at and step.done_at:
         line += f" (took {format_seconds(max(0.0, step.done_at - step.started_at))})"
     if step.agent_version_after:
-        line += f" (agent {step.agent_version_before or '?'} -> {step.agent_version_after})"
+        line += f" (agent {agent_versions(step)})"
     if step.error:
         line += f": {step.error}"
     return line

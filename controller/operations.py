@@ -399,6 +399,8 @@ class Operations:
         if self._now(op_id).step(node).state == StepState.PENDING:
             await self.update(op_id, transitions.StepStarted(node, time.time(),
                                                              agent=await self._mark_agent(link, spec, deadline)))
+        if not self._still_running(op_id):  # paused or aborted meanwhile: the re-exec waits for a resume
+            return
         if self._now(op_id).step(node).state == StepState.ACTING:
             sessions = link.sessions
             try:

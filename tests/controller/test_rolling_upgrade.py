@@ -221,3 +221,5 @@ def test_the_new_version_is_expected_reported_and_shown(fleet, tmp_path):
     listing = fleetctl(ctl.address, "nodes").stdout
     assert any(line.split()[0] == "n1" and "0.2.0" in line.split() for line in listing.splitlines()), listing
     assert f"(agent {AGENT_VERSION} -> 0.2.0)" in fleetctl(ctl.address, "ops", "watch", op.id).stdout
+    shown = fleetctl(ctl.address, "ops", "show", op.id).stdout
+    assert "AGENT" in shown and f"{AGENT_VERSION} -> 0.2.0" in shown, shown

@@ -118,3 +118,25 @@ def test_fleetctl_upgrade_arguments():
                                  ((), " 0.2", "a version has no spaces")):
         with pytest.raises(CommandError, match=said):
             upgrade_spec(globs, (), version, RolloutArgs())
+
+
+def test_fleetctl_shows_an_upgrade_plan_and_each_node_s_versions():
+    from rich.console import Console
+
+    from fleetvisor.cli import opsrender as view
+
+    op = cpb.Operation(spec=cpb.OperationSpec(kind=cpb.AGENT_UPGRADE, batch=1, healthy_for_seconds=5,
+                                              selector=cpb.Assignment(nodes=["a", "b"])),
+                       batches=[cpb.OperationBatch(nodes=[cpb.NodeStep(node="a")]),
+                                cpb.OperationBatch(nodes=[cpb.NodeStep(node="b")])])
+    console = Console(width=200, record=True)
+    console.print(view.plan_view(op))
+    text = console.export_text()
+    assert "plan: rolling agent upgrade of the agent on nodes a,b to the installed agent's version" in text
+    assert "gate per node: the agent back with the same pid and the expected version" in text
+    assert view.short_target(op.spec) == "upgrade agent"
+    step = cpb.NodeStep(node="a", agent_version_before="0.1.0", agent_version_expected="0.2.0")
+    assert view.agent_versions(step) == "0.1.0 -> 0.2.0?"
+    step.agent_version_after = "0.2.0"
+    assert view.agent_versions(step) == "0.1.0 -> 0.2.0"
+    assert view.agent_versions(cpb.NodeStep(node="b")) == ""
