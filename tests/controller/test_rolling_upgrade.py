@@ -163,6 +163,16 @@ def test_a_refusing_node_pauses_the_upgrade_there(fleet, tmp_path, refusal):
     problems = ctl.stub.GetStatus(pb.StatusRequest(summary=True), timeout=5).summary.problems
     assert [p.detail for p in problems if p.subject == op.id] == [f"rolling agent upgrade: {op.reason}"]
     assert "paused: n2: re-exec refused" in fleetctl(ctl.address, "ops", "show", op.id).stdout
+    if not broken:
+        return
+    # the operator fixes the install and resumes: n2 is retried, n3 follows
+    new_agent(tmp_path / "bin-n2", f"#!/bin/sh\nexec {sys.executable} -m fleetvisor.agent \"$@\"\n")
+    ctl.stub.ResumeOperation(pb.GetOperationRequest(id=op.id), timeout=10)
+    done = wait_op(ctl, op.id, {pb.OP_SUCCEEDED})
+    assert set(step_states(done).values()) == {"STEP_DONE"}
+    for agent in agents:
+        agent.daemon.wait_line(r"re-exec: took over 3 running processes", 30)
+        assert agent_view(agent) == before[agent.node]
 
 
 @pytest.mark.parametrize("where", ["after", "before"])
