@@ -542,7 +542,8 @@ class ControllerServicer(pb_grpc.ControllerServiceServicer):
         deploy on each whole node, as the agents' own Reexec requires."""
         selector = request.spec.selector
         args: dict[str, object] = {"nodes": list(selector.nodes)[:100], "labels": dict(selector.labels),
-                "expect_version": request.spec.expect_version[:100], "message": request.message[:200]}
+                                   "expect_version": request.spec.expect_version[:100],
+                                   "message": request.message[:200]}
         if not request.dry_run:
             _writing("ops.rolling-upgrade", args)
         spec = await self._core(context, lambda: spec_of(request.spec))
@@ -600,7 +601,8 @@ class ControllerServicer(pb_grpc.ControllerServiceServicer):
             await self.fleet.wait_change(STATUS_PERIOD, since=seen)
 
     async def _check_operation(self, context: Context, method: str, op_id: str) -> None:
-        """Deploy on the operation's selector (and, for a restart, its group)."""
+        """Deploy on the operation's selector (and, for a restart, its group; for an agent
+        upgrade, on each of its whole nodes)."""
         def check() -> None:
             op = self.operations.get(op_id)
             spec = op.spec
