@@ -13,13 +13,15 @@ import pytest
 
 from fleetvisor.agent.operations import AGENT_VERSION
 from fleetvisor.agent.reexec.state import STATE_VERSION
+from fleetvisor.controller import opmodel
+from fleetvisor.controller.records import op_key, prefix_of
 from fleetvisor.v1 import agent_pb2 as apb
 from fleetvisor.v1 import agent_pb2_grpc as apb_grpc
 from fleetvisor.v1 import controller_pb2 as pb
 
 from tests.support import wait_for
 
-from .fleet_harness import fleetctl, one_line_error, states, wait_status
+from .fleet_harness import CLUSTER, fleetctl, one_line_error, states, wait_status
 from .test_operations import wait_op
 
 WORKERS = """
@@ -233,3 +235,23 @@ def test_the_new_version_is_expected_reported_and_shown(fleet, tmp_path):
     assert f"(agent {AGENT_VERSION} -> 0.2.0)" in fleetctl(ctl.address, "ops", "watch", op.id).stdout
     shown = fleetctl(ctl.address, "ops", "show", op.id).stdout
     assert "AGENT" in shown and f"{AGENT_VERSION} -> 0.2.0" in shown, shown
+
+
+@pytest.mark.parametrize("stored", [pb.STEP_ACTING, pb.STEP_WAITING])
+def test_a_step_left_mid_way_is_resumed_from_its_record(fleet, tmp_path, stored):
+    """A leader that stopped after recording n1's agent (ACTING: the re-exec may not have gone
+    out) or after sending it (WAITING): the leader that finds the record sends the re-exec
+    again in the first case only, and judges the agent by the recorded facts in both."""
+    ctl, agents = start_fleet(fleet, tmp_path)
+    pid, processes = before = agent_view(agents[0])
+    mark = opmodel.AgentMark(version_before=AGENT_VERSION, version_expected=AGENT_VERSION, pid=pid,
+                             held=[opmodel.Held(name, p, state) for name, (p, state) in sorted(processes.items())])
+    op = opmodel.Operation("left-mid-way", opmodel.Spec(kind=opmodel.Kind.AGENT_UPGRADE, healthy_for_seconds=0.5,
+                                                        timeout_seconds=60).with_defaults(),
+                           batches=[opmodel.Batch([opmodel.Step("n1", state=opmodel.StepState(
+                               pb.NodeStepState.Name(stored)), started_at=1.0, agent=mark)])])
+    fleet.etcd.put(f"{prefix_of(CLUSTER)}{op_key(op.id)}".encode(), opmodel.encode(op))
+    done = wait_op(ctl, op.id, {pb.OP_SUCCEEDED})
+    assert done.batches[0].nodes[0].agent_version_after == AGENT_VERSION
+    assert handovers(agents[0]) == (1 if stored == pb.STEP_ACTING else 0)
+    assert agent_view(agents[0]) == before
