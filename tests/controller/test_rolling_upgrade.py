@@ -3,7 +3,6 @@ not one program is restarted; judged from the agents themselves, not only the co
 
 from __future__ import annotations
 
-import json
 import stat
 import sys
 from pathlib import Path
@@ -18,7 +17,6 @@ from fleetvisor.controller.records import op_key, prefix_of
 from fleetvisor.v1 import agent_pb2 as apb
 from fleetvisor.v1 import agent_pb2_grpc as apb_grpc
 from fleetvisor.v1 import controller_pb2 as pb
-
 from tests.support import wait_for
 
 from .fleet_harness import CLUSTER, fleetctl, one_line_error, states, wait_status
@@ -75,10 +73,10 @@ def agent_view(agent) -> tuple[int, dict[str, tuple[int, str]]]:
     return info.pid, {p.namespec: (p.pid, p.statename) for p in procs}
 
 
-def upgrade(ctl, nodes=(), expect_version="", healthy_for=0.5, timeout=60.0):
+def upgrade(ctl, nodes=(), labels=None, expect_version="", healthy_for=0.5, timeout=60.0, dry_run=False):
     spec = pb.OperationSpec(kind=pb.AGENT_UPGRADE, batch=1, healthy_for_seconds=healthy_for, timeout_seconds=timeout,
-                            expect_version=expect_version, selector=pb.Assignment(nodes=list(nodes)))
-    return ctl.stub.StartOperation(pb.StartOperationRequest(spec=spec, message="test"), timeout=10)
+                            expect_version=expect_version, selector=pb.Assignment(nodes=list(nodes), labels=labels))
+    return ctl.stub.StartOperation(pb.StartOperationRequest(spec=spec, message="test", dry_run=dry_run), timeout=10)
 
 
 def step_states(op) -> dict[str, str]:
@@ -111,14 +109,15 @@ def test_a_rolling_upgrade_of_three_agents_restarts_no_program(fleet, tmp_path):
     assert plan.returncode == 0, plan.stderr
     assert "plan: rolling agent upgrade of the agent on nodes n1,n2,n3" in plan.stdout
     assert "batch 1: n1" in plan.stdout and "batch 3: n3" in plan.stdout
-    picked = json.loads(fleetctl(ctl.address, "-o", "json", "rolling-upgrade", "n[12]", "--label", "role=web",
-                                 "--dry-run").stdout)
-    assert [s["node"] for b in picked["batches"] for s in b["nodes"]] == ["n1", "n2"]
-    for args, said in ((("nope",), "no such node: nope"), (("db-*",), "no node matches db-*"),
-                       (("--label", "role=cache"), "no node matches role=cache"),
-                       (("n1:worker",), "not namespecs")):
-        refused = fleetctl(ctl.address, "rolling-upgrade", *args)
-        assert refused.returncode != 0 and said in one_line_error(refused), refused.stderr
+    picked = upgrade(ctl, nodes=["n[12]"], labels={"role": "web"}, dry_run=True)
+    assert [s.node for b in picked.batches for s in b.nodes] == ["n1", "n2"] and not picked.id
+    refused = fleetctl(ctl.address, "rolling-upgrade", "nope")
+    assert refused.returncode == 4 and one_line_error(refused) == "error: no such node: nope"
+    for nodes, labels, said in ((["db-*"], {}, "no node matches db-*"), ([], {"role": "cache"},
+                                                                       "no node matches role=cache")):
+        with pytest.raises(grpc.RpcError) as info:
+            upgrade(ctl, nodes=nodes, labels=labels)
+        assert info.value.code() == grpc.StatusCode.NOT_FOUND and info.value.details() == said
     assert not ctl.stub.ListOperations(pb.ListOperationsRequest(all=True), timeout=5).operations  # nothing started
 
     done = fleetctl(ctl.address, "rolling-upgrade", "--batch", "1", "--healthy-for", "0.5s", "-m", "0.1.0",
