@@ -137,9 +137,12 @@ class Operations:
                              now=time.time(), op_id=new_id())
 
     def plan_upgrade(self, spec: Spec, author: str, message: str) -> Operation:
-        """Every node the selector's globs and labels pick (every node without either)."""
-        members = {name: m.labels for name, m in self.fleet.membership.members().items()}
-        nodes = planning.select_nodes(members, spec.selector.nodes, spec.selector.labels)
+        """Every node that is up of those the selector's globs and labels pick (every node
+        without either)."""
+        membership = self.fleet.membership
+        members = {name: m.labels for name, m in membership.members().items()}
+        down = {name for name in members if not membership.is_up(name)}
+        nodes = planning.select_nodes(members, spec.selector.nodes, spec.selector.labels, down)
         picked = records.Selector(tuple(nodes), dict(spec.selector.labels))
         return new_operation(replace(spec, kind=Kind.AGENT_UPGRADE, group="", selector=picked), nodes, author,
                              message, now=time.time(), op_id=new_id())

@@ -195,6 +195,19 @@ def test_the_version_gate(fleet, tmp_path, where):
     assert agent_view(agents[0]) == before
 
 
+def test_nodes_that_are_down_are_left_out_of_the_plan(fleet, tmp_path):
+    ctl, agents = start_fleet(fleet, tmp_path)
+    agents[2].stop()
+    wait_for(lambda: not ctl.node("n3").up, 20, "n3 down")
+    plan = upgrade(ctl, dry_run=True)
+    assert [s.node for b in plan.batches for s in b.nodes] == ["n1", "n2"]
+    with pytest.raises(grpc.RpcError) as info:
+        upgrade(ctl, nodes=["n1", "n3"])
+    assert info.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert info.value.details().startswith("node n3 is down; once it is back, try again")
+    assert not ctl.stub.ListOperations(pb.ListOperationsRequest(all=True), timeout=5).operations
+
+
 def handovers(agent) -> int:
     return sum(1 for line in agent.daemon.messages() if "re-exec: handing" in line)
 

@@ -8,7 +8,7 @@ import pytest
 from fleetvisor.cli.client import CommandError
 from fleetvisor.cli.opsargs import RolloutArgs, upgrade_spec
 from fleetvisor.controller import opmodel, transitions, upgradegate
-from fleetvisor.controller.errors import NotFound
+from fleetvisor.controller.errors import FailedPrecondition, NotFound
 from fleetvisor.controller.opmodel import AgentMark, Held, Kind, StepState
 from fleetvisor.controller.planning import Health, select_nodes
 from fleetvisor.controller.upgradegate import AgentSeen, VersionRefused, expected_version, judge
@@ -90,6 +90,17 @@ def test_select_nodes_refuses_what_picks_nothing(globs, labels, error):
         select_nodes(MEMBERS, globs, labels)
     with pytest.raises(NotFound, match="no node is registered"):
         select_nodes({}, (), {})
+
+
+def test_select_nodes_leaves_out_the_nodes_that_are_down():
+    assert select_nodes(MEMBERS, (), {}, down={"web-2"}) == ["db-1", "web-1"]
+    assert select_nodes(MEMBERS, ("web-*",), {}, down={"web-2"}) == ["web-1"]
+    with pytest.raises(FailedPrecondition, match="^node web-2 is down; once it is back, try again"):
+        select_nodes(MEMBERS, ("web-1", "web-2"), {}, down={"web-2"})
+    with pytest.raises(FailedPrecondition, match=r"^every node that matches web-\* role=web is down$"):
+        select_nodes(MEMBERS, ("web-*",), {"role": "web"}, down={"web-1", "web-2"})
+    with pytest.raises(FailedPrecondition, match="^every node is down$"):
+        select_nodes(MEMBERS, (), {}, down=set(MEMBERS))
 
 
 def test_an_upgrade_step_records_the_agent_and_its_return():
