@@ -1,7 +1,9 @@
 """Fleet membership: the agent announces itself to a controller and keeps its lease alive.
 
 Heartbeats go to one controller of `[fleetvisor] controllers=` at the interval that controller
-answers. A failed call moves on to the next controller of the list at once; when every one has
+answers. Each node starts at a place in the list of its own, chosen by its name (`home`), so
+that a fleet's heartbeats share the controllers, and a node comes back to the same one at every
+start. A failed call moves on to the next controller of the list at once; when every one has
 failed in a row the agent keeps its programs running (a controller is never needed to
 supervise), says so once in the main log and retries with capped exponential backoff. The
 choice of controller and the timing are in `Schedule`, which takes the clock and the random
@@ -16,6 +18,7 @@ import enum
 import random
 import re
 import time
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -58,6 +61,11 @@ class Transition(enum.Enum):
 
 def format_address(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def home(node: str, controllers: int) -> int:
+    """Where in the list of `controllers` a node starts: the same for a name at every start."""
+    return zlib.crc32(node.encode()) % controllers
 
 
 @dataclass
@@ -182,7 +190,8 @@ class Heartbeat:
         self.log = log
         self.keeper = keeper  # takes the security state a controller answers with
         self.call_timeout = call_timeout
-        self.schedule = schedule or Schedule(tuple(format_address(h, p) for h, p in fv.controllers))
+        self.schedule = schedule or Schedule(tuple(format_address(h, p) for h, p in fv.controllers),
+                                             index=home(fv.node, len(fv.controllers)))
         self._channels: dict[str, grpc.aio.Channel] = {}
         self.tls = tls  # the agent's own set (GrpcFace's): new channels follow its rotation
         self._generation = tls.generation if tls is not None else 0

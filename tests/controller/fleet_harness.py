@@ -19,7 +19,7 @@ from fleetvisor.v1 import controller_pb2_grpc as pb_grpc
 
 from benchmarks.daemons import children_of
 from tests.integration.harness import Daemon, write_config
-from tests.support import free_port, wait_for
+from tests.support import free_port, tried_in_order, wait_for
 
 CLUSTER = "test"  # certificates for the harness's controllers name it
 CONTROLLER = [sys.executable, "-m", "fleetvisor.controller"]
@@ -135,7 +135,7 @@ class Agent:
         self.grpc_port = free_port()
         self.address = f"127.0.0.1:{self.grpc_port}"
         body = AGENT_CONFIG.format(node=node, labels=labels, grpc_port=self.grpc_port,
-                                   controllers=",".join(controllers),
+                                   controllers=",".join(tried_in_order(node, controllers)),
                                    programs=SLEEPER.format(name="app") if programs is None else programs,
                                    fleetvisor_extra=fleetvisor_extra)
         self.config = write_config(self.dir, body)
