@@ -127,8 +127,9 @@ stopwaitsecs=2
 
 class Agent:
     def __init__(self, base: Path, node: str, controllers: list[str], *, labels: str = "",
-                 programs: str | None = None, fleetvisor_extra: str = "") -> None:
+                 programs: str | None = None, fleetvisor_extra: str = "", extra_args: tuple[str, ...] = ()) -> None:
         self.node = node
+        self.extra_args = extra_args  # of the agent's command line (--reexec-command NEW, say)
         self.dir = base / node
         self.dir.mkdir(parents=True, exist_ok=True)
         self.grpc_port = free_port()
@@ -143,7 +144,7 @@ class Agent:
         self.start()
 
     def start(self) -> None:
-        self.daemon = Daemon(self.config)
+        self.daemon = Daemon(self.config, extra_args=self.extra_args)
 
     def stop(self) -> None:
         if self.daemon is not None and self.daemon.proc.poll() is None:
