@@ -39,7 +39,7 @@ from ..service import staleness_message
 from .auth import ANONYMOUS, COOKIE, Authenticator, Session, Unauthenticated, json_error, same_origin
 from .calls import CallFailed, Calls, to_json
 from .events import COALESCE, PERIOD, TAIL_MAX_BYTES, TAIL_MAX_SECONDS, StreamLimit, Streams, sse
-from .rows import ControlScope, Model, RowCache, diff
+from .rows import ControlScope, Model, RowCache, diff, split
 
 log = logging.getLogger("fleetvisor.controller")
 
@@ -224,20 +224,40 @@ class Api:
             if scope is None or scope.authorizer is not authorizer:
                 scope = ControlScope(authorizer, None if session.anonymous else who)
             stale = to_json(staleness) if (staleness := staleness_message(status.freshness)) else None
-            model = cache.model(status, to_json(summary), stale, scope)
+            digest = to_json(summary)
+            if last is None:  # a first view: the summary and the nodes go out before the rows are built
+                last = cache.head(status, digest, stale, scope)
+                change = diff(None, last)
+                change["more"] = sum(len(n.processes) for n in status.nodes)
+                yield "status", self._timed(change, last, controller := self._controller())
+                beat = time.monotonic()
+            model = None
+            for model in cache.steps(status, digest, stale, scope):
+                if model is None:
+                    await asyncio.sleep(0)  # a big view is built in slices: the loop runs between
+            assert model is not None
             change = diff(last, model)
-            now = time.monotonic()
-            if len(change) > 1 or change.get("full") or now - beat >= PERIOD:
-                change["heartbeats"] = model.heartbeats
-                change["now"] = time.time()
-                beat = now
+            if time.monotonic() - beat >= PERIOD:  # ages move every second: not with every change
+                self._timed(change, model)
+                beat = time.monotonic()
             if (c := self._controller()) != controller:
                 change["controller"] = controller = c
-            if len(change) > 1 or change["full"]:
-                yield "status", change
+            if len(change) > 1:
+                for message in split(change):
+                    yield "status", message
+                    await asyncio.sleep(0)  # the loop runs between two parts of a big view
             last = model
             await asyncio.sleep(COALESCE)
             await self.fleet.wait_change(PERIOD, since=seen)
+
+    @staticmethod
+    def _timed(change: dict[str, Any], model: Model, controller: dict[str, Any] | None = None) -> dict[str, Any]:
+        """`change` with the heartbeats and this controller's clock (and its facts, when given)."""
+        change["heartbeats"] = model.heartbeats
+        change["now"] = time.time()
+        if controller is not None:
+            change["controller"] = controller
+        return change
 
     async def operation_events(self, request: web.Request) -> web.StreamResponse:
         async def events() -> AsyncIterator[tuple[str, Any]]:

@@ -13,7 +13,7 @@ node for grants that cover whole nodes and per process only where a grant names 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,6 +30,8 @@ NODE_FIELDS = ("name", "address", "agent_version", "up", "reachable", "applied_r
                "error", "started_at", "edited_by_hand", "foreign", "local_revision", "pinned", "pinned_by")
 HEALTH = {v: ("" if v == apb.HEALTH_UNSPECIFIED else apb.Health.Name(v)) for v in apb.Health.values()}
 ALL, NONE, SOME = "all", "none", "some"
+SLICE = 2000  # rows built between two turns of the event loop
+CHUNK = 2000  # process rows per message: a 10,000-row view is five short encodes, not one long one
 
 
 @dataclass
@@ -66,8 +68,10 @@ class ControlScope:
         return self.authorizer.allows(self.who, CONTROL, node=name, labels=labels, program=(proc.group, proc.name))
 
 
-def node_row(n: NodeInfo, mode: str) -> dict[str, Any]:
-    row: dict[str, Any] = {k: getattr(n, k) for k in NODE_FIELDS}
+def node_row(n: NodeInfo, mode: str, processes: int) -> dict[str, Any]:
+    # a field at its zero value is left out (the page reads a missing one as empty or false)
+    row: dict[str, Any] = {k: v for k in NODE_FIELDS if (v := getattr(n, k))}
+    row["processes"] = processes
     row["labels"] = dict(n.labels)
     row["drift"] = bool(n.desired_revision) and n.desired_revision != n.applied_revision
     row["control"] = mode
@@ -76,7 +80,7 @@ def node_row(n: NodeInfo, mode: str) -> dict[str, Any]:
 
 def process_row(p: Any, control: bool) -> list[Any]:
     # a RUNNING description is its uptime, which changes every second: the page counts it
-    return [p.namespec, p.group, p.name, p.statename, p.pid, p.start, p.stop, p.exitstatus, p.spawnerr,
+    return [p.namespec, p.group, p.name, p.statename, p.pid, round(p.start), round(p.stop), p.exitstatus, p.spawnerr,
             HEALTH.get(p.health, ""), p.health_message, "" if p.statename == "RUNNING" else p.description,
             1 if control else 0]
 
@@ -101,17 +105,25 @@ class RowCache:
 
     def model(self, status: FleetStatus, summary: dict[str, Any], stale: dict[str, Any] | None,
               scope: ControlScope) -> Model:
+        for step in self.steps(status, summary, stale, scope):
+            if step is not None:
+                return step
+        raise AssertionError("steps ends with the model")
+
+    def steps(self, status: FleetStatus, summary: dict[str, Any], stale: dict[str, Any] | None,
+              scope: ControlScope, rows_per_step: int = SLICE) -> Iterator[Model | None]:
+        """The model, in steps of about `rows_per_step` rows that are built (None between them,
+        where the caller's loop may run other work), then the Model."""
         if scope is not self.scope:  # policies changed: every flag is asked again
             self.built.clear()
             self.scope = scope
-        model = Model(stale=stale, summary=summary)
+        model = self.head(status, summary, stale, scope)
         built = self.built
         fresh: dict[str, tuple[object, str, list[Any]]] = {}
+        work = 0
         for entry in status.nodes:
             n = entry.node
-            mode = scope.node(n.name, n.labels)
-            model.nodes[n.name] = node_row(n, mode)
-            model.heartbeats[n.name] = n.last_heartbeat
+            mode = model.nodes[n.name]["control"]
             prefix = n.name + ":"
             for p in entry.processes:
                 key = prefix + p.group + ":" + p.name
@@ -120,10 +132,44 @@ class RowCache:
                     row = had[2]
                 else:
                     row = process_row(p, scope.process(mode, n.name, n.labels, p))
+                    work += 1
                 fresh[key] = (p, mode, row)
                 model.procs[key] = row
+            if work >= rows_per_step:
+                work = 0
+                yield None
         self.built = fresh
+        yield model
+
+
+    @staticmethod
+    def head(status: FleetStatus, summary: dict[str, Any], stale: dict[str, Any] | None,
+             scope: ControlScope) -> Model:
+        """The model without its process rows: what a first view draws before they arrive."""
+        model = Model(stale=stale, summary=summary)
+        for entry in status.nodes:
+            n = entry.node
+            model.nodes[n.name] = node_row(n, scope.node(n.name, n.labels), len(entry.processes))
+            model.heartbeats[n.name] = n.last_heartbeat
         return model
+
+
+def split(change: dict[str, Any], rows: int = CHUNK) -> list[dict[str, Any]]:
+    """`change` as messages of at most `rows` process rows: the first carries everything else
+    (a full view's summary and nodes are drawn before its rows arrive), each says how many
+    rows are still to come in `more`."""
+    procs = change.get("procs")
+    if not procs or len(procs) <= rows:
+        return [change]
+    keys = list(procs)
+    head = {k: v for k, v in change.items() if k != "procs"}
+    head["procs"] = {k: procs[k] for k in keys[:rows]}
+    out = [head]
+    for at in range(rows, len(keys), rows):
+        out.append({"full": False, "procs": {k: procs[k] for k in keys[at:at + rows]}})
+    for i, message in enumerate(out):
+        message["more"] = len(keys) - min(len(keys), (i + 1) * rows)
+    return out
 
 
 def diff(old: Model | None, new: Model) -> dict[str, Any]:

@@ -156,6 +156,20 @@ def test_machines_may_not_log_in_and_certificates_identify_over_https(dash):
 STATENAME = PROC_FIELDS.index("statename")
 
 
+def first_view(events: list[tuple[str, dict]]) -> dict | None:
+    """The status stream's first view put together: its first message (summary, nodes) and the
+    rows that follow it until none is left to come; None until then."""
+    if not events:
+        return None
+    view = dict(events[0][1])
+    view["procs"] = {}
+    for _, message in events:
+        view["procs"].update(message.get("procs", {}))
+        if not message.get("more"):
+            return view
+    return None
+
+
 def test_status_events_send_the_full_state_then_only_what_changed(dash):
     client = dash.logged_in(ADMIN)
     dash.wait_running(client, "web-1", "app:app")
@@ -168,12 +182,16 @@ def test_status_events_send_the_full_state_then_only_what_changed(dash):
             asked.append(True)
             client.rpc("Control", {"action": "RESTART", "patterns": ["web-2:app:app"], "wait": True})
         return any(not e["full"] and "web-2:app:app" in e.get("procs", {}) and
-                   e["procs"]["web-2:app:app"][STATENAME] == "RUNNING" for _, e in events[1:])
+                   e["procs"]["web-2:app:app"][STATENAME] == "RUNNING" for _, e in events[2:])
     events = client.sse("/api/events/status", restarted)
-    first = events[0][1]
-    assert first["full"] and "web-1:crasher:crasher" in first["procs"] and "web-1" in first["nodes"]
-    assert first["proc_fields"].index("statename") == STATENAME  # rows are lists, their columns named once
-    later = [e for _, e in events[1:] if "procs" in e]
+    head, rows = events[0][1], events[1][1]
+    # the summary and the nodes first, then the rows (here one message of them)
+    assert head["full"] and "web-1" in head["nodes"] and "procs" not in head and head["more"] == 4
+    assert head["nodes"]["web-1"]["processes"] == 2 and head["summary"]["processes"] == 4
+    assert not rows["full"] and "web-1:crasher:crasher" in rows["procs"] and not rows.get("more")
+    assert head["proc_fields"].index("statename") == STATENAME  # rows are lists, their columns named once
+    first = head
+    later = [e for _, e in events[2:] if "procs" in e]
     assert later and all(set(e["procs"]) <= {"web-2:app:app"} for e in later)
     summary = first["summary"]  # the controller's own (controller/summary.py), as fleetctl status shows it
     assert summary["nodes"] == 2 and {g["group"] for g in summary["groups"]} >= {"app", "crasher"}
@@ -323,11 +341,11 @@ def test_rows_say_where_a_scoped_operator_may_control_and_the_server_agrees(dash
     assert sam.whoami().json()["may"]["control"] is True  # somewhere: the rows say where
 
     def both_nodes(events) -> bool:
-        return bool(events) and {"web-1:app:app", "web-2:app:app"} <= set(events[0][1]["procs"])
-    first = sam.sse("/api/events/status", both_nodes)[0][1]
+        return (view := first_view(events)) is not None and {"web-1:app:app", "web-2:app:app"} <= set(view["procs"])
+    first = first_view(sam.sse("/api/events/status", both_nodes))
     assert first["nodes"]["web-1"]["control"] == "all" and first["nodes"]["web-2"]["control"] == "none"
     assert first["procs"]["web-1:app:app"][CONTROL] == 1 and first["procs"]["web-2:app:app"][CONTROL] == 0
-    everywhere = admin.sse("/api/events/status", both_nodes)[0][1]
+    everywhere = first_view(admin.sse("/api/events/status", both_nodes))
     assert {row[CONTROL] for row in everywhere["procs"].values()} == {1}
     # the flags are the server's own check: a forged write where the row says no is refused
     pid = dash.pid(admin, "web-2", "app:app")

@@ -4,7 +4,7 @@
 
 const S = { me: null, nodes: {}, procs: {}, byNode: {}, fields: [], heartbeats: {}, now: 0, skew: 0, summary: null,
             stale: null, controller: null, status: null, view: null, streams: [],
-            stats: { messages: 0, ms: 0 } };  // status messages applied, and the time spent on them
+            stats: { messages: 0, ms: 0, rows: 0, firstView: 0 } };  // status messages applied, the time spent on them
 
 function el(tag, attrs, ...kids) {
   const e = document.createElement(tag);
@@ -57,11 +57,14 @@ function keyedRows(body, items, keyOf, build, attr) {
     if (!tr || tr.sig !== sig) {
       const fresh = build(item);
       fresh.sig = sig;
-      if (tr) tr.replaceWith(fresh);
+      if (tr) {
+        if (at === tr) at = fresh;
+        tr.replaceWith(fresh);
+      }
       tr = fresh;
     }
-    if (tr !== at) body.insertBefore(tr, at);
-    else at = at.nextElementSibling;
+    if (tr === at) at = at.nextElementSibling;
+    else body.insertBefore(tr, at);
   }
   for (const tr of old.values()) tr.remove();
   for (const tr of [...body.children]) if (tr.dataset[attr] === undefined) tr.remove();
@@ -176,6 +179,10 @@ function onStatus(change) {
   if (S.view && S.view.update) S.view.update(change, changed);
   S.stats.messages += 1;
   S.stats.ms += performance.now() - t0;
+  if (!change.more && !S.stats.rows) {
+    S.stats.rows = Object.keys(S.procs).length;  // every row of the first view is in: the benchmark reads this mark
+    performance.mark("fleetvisor:all-rows");
+  }
 }
 
 function statusStream() {
@@ -251,7 +258,7 @@ function overview(root) {
   }
   function drawNodes() {
     const shown = Object.values(S.nodes).filter(keep).sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
-    keyedRows(nodes, shown.map((n) => ({ n, count: (S.byNode[n.name] || { size: 0 }).size })), (i) => i.n.name, nodeRow, "node");
+    keyedRows(nodes, shown.map((n) => ({ n, count: n.processes })), (i) => i.n.name, nodeRow, "node");
   }
   function heartbeats() {
     for (const row of nodes.children) {
@@ -263,11 +270,14 @@ function overview(root) {
   let drawn = false;
   function draw(change) {
     if (change.summary || change.full) drawSummary();
-    if (change.full || change.nodes || change.gone_nodes || change.gone_procs || (change.procs && !drawn)) drawNodes();
+    if (change.full || change.nodes || change.gone_nodes) drawNodes();
     if (change.heartbeats) heartbeats();
     if (!drawn && S.summary) {
-      drawn = true;  // the first full view is on the page: the benchmark reads this mark
-      performance.mark("fleetvisor:first-view");
+      drawn = true;
+      if (!S.stats.firstView) {  // summary, problems, groups and nodes are on the page: the benchmark reads this mark
+        S.stats.firstView = performance.now();
+        performance.mark("fleetvisor:first-view");
+      }
     }
   }
   draw({ full: true });
