@@ -67,9 +67,10 @@ new MutationObserver((records) => {
 READ = "return [S.stats.messages, S.stats.ms, window.__fvDom ? Object.assign({}, window.__fvDom) : null];"
 MARKS = """
 const mark = (name) => { const m = performance.getEntriesByName(name); return m.length ? m[0].startTime : null; };
+const summary = document.getElementById("summary");
 return { first: mark("fleetvisor:first-view"), rows: mark("fleetvisor:all-rows"),
          nodes: document.querySelectorAll("#nodes tr[data-node]").length,
-         summary: document.getElementById("summary").textContent, loaded: S.stats.rows };
+         summary: summary ? summary.textContent : "", loaded: typeof S === "undefined" ? 0 : S.stats.rows };
 """
 
 

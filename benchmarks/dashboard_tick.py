@@ -66,7 +66,7 @@ def _tick(fleet: Fleet, cache: RowCache, last: Any, scope: ControlScope) -> tupl
     t1 = time.perf_counter()
     model = cache.model(status, digest, None, scope)
     t2 = time.perf_counter()
-    change = diff(last, model)
+    change = diff(last, model, cache.rebuilt)
     t3 = time.perf_counter()
     data = json.dumps(change, separators=(",", ":"))
     t4 = time.perf_counter()

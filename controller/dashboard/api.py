@@ -236,7 +236,7 @@ class Api:
                 if model is None:
                     await asyncio.sleep(0)  # a big view is built in slices: the loop runs between
             assert model is not None
-            change = diff(last, model)
+            change = diff(last, model, cache.rebuilt)
             if time.monotonic() - beat >= PERIOD:  # ages move every second: not with every change
                 self._timed(change, model)
                 beat = time.monotonic()

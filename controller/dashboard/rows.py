@@ -102,6 +102,7 @@ class RowCache:
 
     built: dict[str, tuple[object, str, list[Any]]] = field(default_factory=dict)
     scope: ControlScope | None = None
+    rebuilt: list[str] = field(default_factory=list)  # the keys whose rows the last model built anew
 
     def model(self, status: FleetStatus, summary: dict[str, Any], stale: dict[str, Any] | None,
               scope: ControlScope) -> Model:
@@ -120,6 +121,7 @@ class RowCache:
         model = self.head(status, summary, stale, scope)
         built = self.built
         fresh: dict[str, tuple[object, str, list[Any]]] = {}
+        rebuilt: list[str] = []
         work = 0
         for entry in status.nodes:
             n = entry.node
@@ -132,13 +134,14 @@ class RowCache:
                     row = had[2]
                 else:
                     row = process_row(p, scope.process(mode, n.name, n.labels, p))
+                    rebuilt.append(key)
                     work += 1
                 fresh[key] = (p, mode, row)
                 model.procs[key] = row
             if work >= rows_per_step:
                 work = 0
                 yield None
-        self.built = fresh
+        self.built, self.rebuilt = fresh, rebuilt
         yield model
 
 
@@ -172,18 +175,24 @@ def split(change: dict[str, Any], rows: int = CHUNK) -> list[dict[str, Any]]:
     return out
 
 
-def diff(old: Model | None, new: Model) -> dict[str, Any]:
-    """What the page must change to show `new` after `old` (everything when `old` is None)."""
+def diff(old: Model | None, new: Model, rebuilt: list[str] | None = None) -> dict[str, Any]:
+    """What the page must change to show `new` after `old` (everything when `old` is None).
+    `rebuilt`, the keys of the rows RowCache built for `new` (every other row is the one `old`
+    has), spares a look at every row."""
     before = old or Model()
     out: dict[str, Any] = {"full": old is None}
     if old is None:
         out["proc_fields"] = PROC_FIELDS
     nodes = {k: v for k, v in new.nodes.items() if before.nodes.get(k) != v}
-    # rows of unchanged records are the very same lists: identity first, equality only otherwise
-    old_procs = before.procs
-    procs = {k: v for k, v in new.procs.items() if (o := old_procs.get(k)) is not v and o != v}
+    old_procs, new_procs = before.procs, new.procs
+    if rebuilt is None:  # rows of unchanged records are the very same lists: identity first
+        procs = {k: v for k, v in new_procs.items() if (o := old_procs.get(k)) is not v and o != v}
+    else:
+        procs = {k: v for k in rebuilt if old_procs.get(k) != (v := new_procs[k])}
+    # a key can only be gone when the count does not add up with the new ones
+    added = sum(1 for k in procs if k not in old_procs)
+    gone_procs = sorted(old_procs.keys() - new_procs.keys()) if len(old_procs) + added != len(new_procs) else []
     gone_nodes = sorted(before.nodes.keys() - new.nodes.keys())
-    gone_procs = sorted(old_procs.keys() - new.procs.keys()) if len(old_procs) != len(new.procs) or procs else []
     if nodes:
         out["nodes"] = nodes
     if procs:

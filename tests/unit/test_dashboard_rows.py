@@ -64,10 +64,13 @@ def test_unchanged_records_keep_their_rows_and_a_change_sends_only_its_row() -> 
                                                    state=apb.RUNNING, statename="RUNNING", pid=8)
     later = cache.model(status, {"n": 2}, None, s)
     change = diff(again, later)
+    assert change == diff(again, later, cache.rebuilt) and cache.rebuilt == ["web-2:cron:cron"]  # the short way
     assert set(change) == {"full", "procs", "summary"} and list(change["procs"]) == ["web-2:cron:cron"]
     assert change["procs"]["web-2:cron:cron"][PID] == 8 and old.pid == 7
     del status.nodes[0].processes[0]
-    gone = diff(later, cache.model(status, {"n": 2}, None, s))
+    after = cache.model(status, {"n": 2}, None, s)
+    gone = diff(later, after)
+    assert gone == diff(later, after, cache.rebuilt) and cache.rebuilt == []
     assert gone["gone_procs"] == ["web-1:app:app_0"] and "procs" not in gone
     assert list(gone["nodes"]) == ["web-1"] and gone["nodes"]["web-1"]["processes"] == 2  # its count
     # a new policy set asks every flag again
