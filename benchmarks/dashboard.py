@@ -240,7 +240,8 @@ def main(argv: list[str] | None = None) -> int:
     if not chromium.HAVE_CHROMIUM:
         print(f"dashboard benchmark: {chromium.MISSING}", file=sys.stderr)
         return 1
-    result: dict[str, Any] = {"nodes": args.nodes, "programs_per_node": args.programs}
+    result: dict[str, Any] = {"nodes": args.nodes, "programs_per_node": args.programs, "cores": os.cpu_count(),
+                              "load_average_before": round(os.getloadavg()[0], 1)}
     with tempfile.TemporaryDirectory(prefix="fleetvisor-dash-bench-") as tmp:
         run = Run(Path(tmp), args.nodes, args.programs, args.workers)
         try:
@@ -261,6 +262,7 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             run.close()
     result["tick"] = measure(args.nodes, args.programs)
+    result["load_average_after"] = round(os.getloadavg()[0], 1)  # other work on the machine skews every figure
     result["targets_met"] = result["first_view_ms"]["max"] < TARGET_MS and result["all_rows_ms"]["max"] < TARGET_MS
     args.results.parent.mkdir(parents=True, exist_ok=True)
     args.results.write_text(json.dumps(result, indent=2) + "\n")

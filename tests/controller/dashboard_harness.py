@@ -173,6 +173,14 @@ class DashboardFleet:
         return subprocess.run([*FLEETCTL, "--controller", self.ctl.address, *tls, *args],
                               capture_output=True, text=True, timeout=30, env=ENV)
 
+    def second_controller(self) -> str:
+        """ctl-2, with the fleet's certificate and a dashboard of its own: that dashboard's base URL."""
+        http_port = free_port()
+        other = self.fleet.controller("ctl-2", node_ttl=3, extra=(*tls_flags(self.pki, "ctl-2"),
+                                                                  "--http-listen", f"127.0.0.1:{http_port}"))
+        other.wait_line("fleet dashboard on")
+        return f"https://127.0.0.1:{http_port}"
+
     def scope_to_web1(self) -> None:
         """SCOPED reads everywhere and controls the processes of node web-1 only."""
         for name, verbs, nodes in (("ops-read", ["read"], "*"), ("ops-web1", ["control"], "web-1")):

@@ -281,13 +281,8 @@ def test_config_history_diff_and_rollback_go_through_the_core(dash, tmp_path):
 
 
 def test_a_follower_says_where_the_leader_is_and_its_writes_name_it(dash):
-    http_port = free_port()
-    follower = dash.fleet.controller("ctl-2", node_ttl=3, extra=(
-        "--tls-cert", str(dash.pki / "ctl-2.pem"), "--tls-key", str(dash.pki / "ctl-2.key"),
-        "--tls-ca", str(dash.pki / "ca.pem"), "--http-listen", f"127.0.0.1:{http_port}"))
-    follower.wait_line("fleet dashboard on")
     client = dash.client()
-    client.base = f"https://127.0.0.1:{http_port}"
+    client.base = dash.second_controller()
     assert client.login(dash.login_url(ADMIN)).status == 200  # ctl-1's token, accepted by ctl-2
     wait_for(lambda: client.whoami().json()["controller"]["leader_id"] == "ctl-1", 15, "ctl-2 to see the leader")
     me = client.whoami().json()["controller"]
@@ -357,14 +352,9 @@ def test_rows_say_where_a_scoped_operator_may_control_and_the_server_agrees(dash
 
 
 def test_a_rotated_key_refuses_old_tokens_on_every_controller(dash):
-    http_port = free_port()
-    other = dash.fleet.controller("ctl-2", node_ttl=3, extra=(
-        "--tls-cert", str(dash.pki / "ctl-2.pem"), "--tls-key", str(dash.pki / "ctl-2.key"),
-        "--tls-ca", str(dash.pki / "ca.pem"), "--http-listen", f"127.0.0.1:{http_port}"))
-    other.wait_line("fleet dashboard on")
     old_url = dash.login_url(BOB)
     here, there = dash.client(), dash.client()
-    there.base = f"https://127.0.0.1:{http_port}"
+    there.base = dash.second_controller()
     assert here.login(old_url).status == 200 and there.login(old_url).status == 200
     # only admins rotate; a refusal changes nothing
     refused = dash.fleetctl(VIC, "dashboard-rotate-key")

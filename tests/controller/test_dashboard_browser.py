@@ -201,15 +201,9 @@ def test_config_revisions_diff_side_by_side_and_roll_back_with_confirmation(brow
 
 
 def test_banners_for_a_follower_and_for_lost_etcd(browser, dash):
-    from tests.support import free_port
-
-    http_port = free_port()
-    follower = dash.fleet.controller("ctl-2", node_ttl=3, extra=(
-        "--tls-cert", str(dash.pki / "ctl-2.pem"), "--tls-key", str(dash.pki / "ctl-2.key"),
-        "--tls-ca", str(dash.pki / "ca.pem"), "--http-listen", f"127.0.0.1:{http_port}"))
-    follower.wait_line("fleet dashboard on")
+    other = dash.second_controller()
     token = dash.login_url(ADMIN).partition("#token=")[2]
-    browser.get(f"https://127.0.0.1:{http_port}/#token={token}")  # ctl-1's token, on ctl-2's dashboard
+    browser.get(f"{other}/#token={token}")  # ctl-1's token, on ctl-2's dashboard
     banner = until(browser, lambda d: d.find_element(By.ID, "banner") if "follows" in
                    d.find_element(By.ID, "banner").text else None, "the follower banner")
     assert "ctl-1" in banner.text and dash.ctl.address in banner.text

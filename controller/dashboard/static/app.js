@@ -560,8 +560,12 @@ async function route() {
 
 async function start() {
   await login();
-  const problem = await whoami();
+  const asked = whoami();
+  statusStream();  // opened while whoami is asked: the first view's data is on its way meanwhile
+  const problem = await asked;
   if (problem) {
+    S.status.close();
+    S.status = null;
     document.getElementById("view").replaceChildren(el("h2", { text: "Not logged in" }), el("p", { text: problem }),
       el("p", { text: "Run `fleetctl dashboard-login` and open the link it prints." }));
     return;
@@ -571,7 +575,6 @@ async function start() {
     location.reload();
   });
   banner();
-  statusStream();
   window.addEventListener("hashchange", () => { message("", false); route(); });
   route();
 }
