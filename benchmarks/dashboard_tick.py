@@ -2,8 +2,9 @@
 the summary of the rows, the rows themselves (controller/dashboard/rows.py), the diff and the
 JSON encoding of the message, with the controller's own functions on a synthetic fleet of
 agent records (apb.ProcessInfo, as livestate.py keeps them). Each figure is the longest of
-`repeat` runs: a tick is one piece of work on the loop, and the rule is that none blocks it
-for more than 100 ms.
+`repeat` runs. The rule is that nothing blocks the loop for more than 100 ms: a big view is
+built in slices and sent in parts, so the longest slice and the longest encode of one part are
+the figures to hold against it (the summary is one piece too).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from fleetvisor.agent.security.identity import Identity
 from fleetvisor.agent.security.policy import Authorizer, make
 from fleetvisor.controller import summary
 from fleetvisor.controller.dashboard.calls import to_json
-from fleetvisor.controller.dashboard.rows import ControlScope, RowCache, diff
+from fleetvisor.controller.dashboard.rows import ControlScope, RowCache, diff, split
 from fleetvisor.controller.service import summary_message
 from fleetvisor.controller.views import FleetStatus, NodeInfo, NodeProcesses
 from fleetvisor.v1 import agent_pb2 as apb
@@ -59,19 +60,28 @@ class Fleet:
 
 
 def _tick(fleet: Fleet, cache: RowCache, last: Any, scope: ControlScope) -> tuple[Any, dict[str, float], int]:
-    times: dict[str, float] = {}
+    """One tick as api.py runs it: the longest slice of the rows and the longest encode of one
+    message are what the loop waits on; the totals are the CPU of the tick."""
     t0 = time.perf_counter()
     status = FleetStatus(fleet.nodes, time.time(), "bench")
     digest = to_json(summary_message(summary.summarize(status.nodes, [], status.now)))
     t1 = time.perf_counter()
-    model = cache.model(status, digest, None, scope)
+    longest_slice, mark, model = 0.0, t1, None
+    for model in cache.steps(status, digest, None, scope):
+        now = time.perf_counter()
+        longest_slice, mark = max(longest_slice, now - mark), now
     t2 = time.perf_counter()
     change = diff(last, model, cache.rebuilt)
     t3 = time.perf_counter()
-    data = json.dumps(change, separators=(",", ":"))
+    size, longest_encode = 0, 0.0
+    for message in split(change):
+        began = time.perf_counter()
+        size += len(json.dumps(message, separators=(",", ":")))
+        longest_encode = max(longest_encode, time.perf_counter() - began)
     t4 = time.perf_counter()
-    times.update(summary=t1 - t0, rows=t2 - t1, diff=t3 - t2, encode=t4 - t3, total=t4 - t0)
-    return model, times, len(data)
+    times = {"summary": t1 - t0, "rows": t2 - t1, "diff": t3 - t2, "encode": t4 - t3, "total": t4 - t0,
+             "longest_rows_slice": longest_slice, "longest_message_encode": longest_encode}
+    return model, times, size
 
 
 def measure(nodes: int, procs: int, repeat: int = 3, flaps: int = 5) -> dict[str, Any]:

@@ -84,3 +84,12 @@ def test_a_big_change_is_split_with_the_rest_first() -> None:
     assert parts[0]["full"] and parts[0]["summary"] == {"x": 1}
     assert not any(p["full"] for p in parts[1:]) and all("summary" not in p for p in parts[1:])
     assert split({"full": False, "procs": {"a": [1]}}) == [{"full": False, "procs": {"a": [1]}}]
+
+
+def test_a_big_model_is_built_in_steps_that_leave_the_loop_free_between() -> None:
+    status, cache, s = fleet(), RowCache(), scope()
+    steps = list(cache.steps(status, {}, None, s, rows_per_step=3))
+    assert steps[-1] is not None and all(step is None for step in steps[:-1]) and len(steps) == 4  # 9 rows, 3 a step
+    assert len(steps[-1].procs) == 9
+    unchanged = list(cache.steps(status, {}, None, s, rows_per_step=3))  # rows looked at cost less than rows built
+    assert len(unchanged) == 1 and cache.rebuilt == []
