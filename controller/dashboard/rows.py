@@ -30,7 +30,7 @@ NODE_FIELDS = ("name", "address", "agent_version", "up", "reachable", "applied_r
                "error", "started_at", "edited_by_hand", "foreign", "local_revision", "pinned", "pinned_by")
 HEALTH = {v: ("" if v == apb.HEALTH_UNSPECIFIED else apb.Health.Name(v)) for v in apb.Health.values()}
 ALL, NONE, SOME = "all", "none", "some"
-SLICE = 2000  # rows built between two turns of the event loop (or REBUILD times as many looked at)
+SLICE = 1000  # rows built between two turns of the event loop (or REBUILD times as many looked at)
 REBUILD = 5   # a row built costs about this many rows found unchanged
 CHUNK = 2000  # process rows per message: a 10,000-row view is five short encodes, not one long one
 
