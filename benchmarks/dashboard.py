@@ -64,7 +64,8 @@ new MutationObserver((records) => {
   }
 }).observe(document.getElementById("view"), { subtree: true, childList: true, characterData: true });
 """
-READ = "return [S.stats.messages, S.stats.ms, window.__fvDom ? Object.assign({}, window.__fvDom) : null];"
+READ = """return [S.stats.messages, S.stats.ms, window.__fvDom ? Object.assign({}, window.__fvDom) : null,
+                 document.getElementById("view").getElementsByTagName("*").length];"""
 MARKS = """
 const mark = (name) => { const m = performance.getEntriesByName(name); return m.length ? m[0].startTime : null; };
 const summary = document.getElementById("summary");
@@ -203,10 +204,10 @@ def under_churn(run: Run, window: float) -> dict[str, Any]:
     browser = run.browser
     assert browser is not None
     browser.execute_script(OBSERVE)
-    messages0, ms0, _ = browser.execute_script(READ)
+    messages0, ms0, _, _ = browser.execute_script(READ)
     cpu0, began = run.cpu_seconds(), time.monotonic()
     time.sleep(window)  # a measurement window, not a wait for a condition
-    messages1, ms1, dom = browser.execute_script(READ)
+    messages1, ms1, dom, page = browser.execute_script(READ)
     cpu_open, elapsed = run.cpu_seconds() - cpu0, time.monotonic() - began
     browser.get("about:blank")  # the page (and its stream) closed: the same churn without it
     cpu0 = run.cpu_seconds()
@@ -215,7 +216,7 @@ def under_churn(run: Run, window: float) -> dict[str, Any]:
     updates = max(1, messages1 - messages0)
     return {"window_s": round(elapsed, 1), "status_messages": messages1 - messages0,
             "messages_per_s": round((messages1 - messages0) / elapsed, 2),
-            "elements_created_per_message": round(dom["elements"] / updates, 1),
+            "page_elements": page, "elements_created_per_message": round(dom["elements"] / updates, 1),
             "text_nodes_changed_per_message": round(dom["texts"] / updates, 1),
             "page_ms_per_message": round((ms1 - ms0) / updates, 2),
             "controller_cpu_s_page_open": round(cpu_open, 2), "controller_cpu_s_page_closed": round(cpu_closed, 2),

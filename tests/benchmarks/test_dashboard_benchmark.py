@@ -1,6 +1,7 @@
 """The dashboard benchmark's quick mode runs end to end against a real controller, the fleet
 simulator and headless Chromium, so it cannot rot. It checks that the page showed the whole
-fleet and that each figure was measured; speed targets live in the benchmark, not here."""
+fleet, that each figure was measured and that an update redraws a small part of the page;
+speed targets live in the benchmark, not here."""
 
 from __future__ import annotations
 
@@ -26,6 +27,8 @@ def test_quick_dashboard_benchmark_renders_the_whole_fleet(tmp_path):
     assert 0 < payload["first_message_bytes"] <= payload["first_view_bytes"] and payload["messages"] >= 1
     churn = report["churn"]
     assert churn["status_messages"] > 0 and churn["elements_created_per_message"] >= 0
+    # a flap redraws the rows it touches, not the page (a count of elements, not a time)
+    assert churn["elements_created_per_message"] < churn["page_elements"] / 4, churn
     assert report["tick"]["processes"] == NODES * PROGRAMS
     assert report["tick"]["admin"]["first_ms"]["total"] > 0
     assert isinstance(report["targets_met"], bool)
