@@ -16,6 +16,8 @@ What is measured:
   MutationObserver on the view), and the time the page spent applying them;
 - the controller's CPU per status message: its CPU time with the page open minus a window of
   the same churn with the page closed, over the messages sent;
+- the controller's loop while it makes a first view: the slowest of tiny GetLeader calls made
+  back to back meanwhile, against 2 s of them with nothing else asked;
 - in process (benchmarks/dashboard_tick.py): the longest piece of one status tick on the
   controller's loop (summary, rows, diff, JSON), first view and after a few flaps.
 
@@ -33,6 +35,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -157,6 +160,36 @@ class Run:
         self.channel.close()
 
 
+class Probe:
+    """GetLeader (a tiny read) asked back to back in a thread: its slowest answer while something
+    runs is how long the controller's loop was held up, near enough."""
+
+    def __init__(self, stub: pb_grpc.ControllerServiceStub) -> None:
+        self.stub = stub
+        self.times: list[float] = []
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self.done.is_set():
+            began = time.monotonic()
+            self.stub.GetLeader(pb.GetLeaderRequest(), timeout=30)
+            self.times.append(time.monotonic() - began)
+
+    def __enter__(self) -> Probe:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.done.set()
+        self.thread.join(60)
+
+    def figures(self) -> dict[str, float]:
+        ordered = sorted(self.times)
+        return {"calls": len(ordered), "p50_ms": round(ordered[len(ordered) // 2] * 1000, 1),
+                "max_ms": round(ordered[-1] * 1000, 1)}
+
+
 def first_payload(run: Run, cookie: str) -> dict[str, Any]:
     """The status stream's first view as a plain client reads it: its first message's size,
     every part's, and how long the server took to send them all."""
@@ -252,7 +285,11 @@ def main(argv: list[str] | None = None) -> int:
             run.browser.get(url)
             wait(lambda: run.browser.get_cookie("fleetvisor_session"), 30, "the login")
             cookie = run.browser.get_cookie("fleetvisor_session")
-            result["payload"] = first_payload(run, f"fleetvisor_session={cookie['value']}")
+            with Probe(run.stub) as quiet:
+                time.sleep(2)  # a measurement window, not a wait for a condition
+            with Probe(run.stub) as probe:
+                result["payload"] = first_payload(run, f"fleetvisor_session={cookie['value']}")
+            result["loop_probe"] = {"quiet": quiet.figures(), "during_first_view": probe.figures()}
             views = first_views(run, args.views)
             result["first_view_ms"] = summarize([v["first"] for v in views])
             result["all_rows_ms"] = summarize([v["rows"] for v in views])

@@ -29,6 +29,7 @@ def test_quick_dashboard_benchmark_renders_the_whole_fleet(tmp_path):
     assert churn["status_messages"] > 0 and churn["elements_created_per_message"] >= 0
     # a flap redraws the rows it touches, not the page (a count of elements, not a time)
     assert churn["elements_created_per_message"] < churn["page_elements"] / 4, churn
+    assert report["loop_probe"]["quiet"]["calls"] > 0 and report["loop_probe"]["during_first_view"]["calls"] > 0
     assert report["tick"]["processes"] == NODES * PROGRAMS
     assert report["tick"]["admin"]["first_ms"]["total"] > 0
     assert isinstance(report["targets_met"], bool)
