@@ -55,6 +55,7 @@ class Fleet:
 
     async def close(self) -> None:
         await self.links.close()
+        await self.membership.close()
 
     def on_change(self, callback: Callable[[], None]) -> None:
         """Call back (on the loop) whenever membership, desired or live state changed."""
