@@ -4,7 +4,8 @@ Pure: no I/O. A process row is a short list (PROC_FIELDS gives the columns, sent
 first message) keyed NODE:GROUP:NAME, so 10,000 rows are about half the bytes of objects. Rows
 are kept per stream and rebuilt only for the process records that changed: livestate.py
 replaces a record when the agent says something new about it, so an unchanged record is the
-same object and its row is reused (one identity test per process per tick, no encoding).
+same object and its row is reused (a node whose records are all unchanged is one pass of
+identity tests, no row looked at, nothing encoded).
 
 Each row carries whether the caller may control it (start, stop, restart, signal): the answer
 of the same Authorizer.allows that Checks.control asks before a Control runs, worked out per
@@ -13,6 +14,7 @@ node for grants that cover whole nodes and per process only where a grant names 
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -98,10 +100,21 @@ class Model:
 
 
 @dataclass
-class RowCache:
-    """Rows by key with the record they were built from, for one stream."""
+class NodeRows:
+    """One node's rows as a stream last built them: the records, in the order given, and the mode."""
 
-    built: dict[str, tuple[object, str, list[Any]]] = field(default_factory=dict)
+    mode: str
+    order: list[object]
+    records: dict[str, object]
+    rows: dict[str, list[Any]]
+
+
+@dataclass
+class RowCache:
+    """Rows by node and key with the records they were built from, for one stream. A node whose
+    records are all the same objects as last time keeps its rows without a look at any of them."""
+
+    nodes: dict[str, NodeRows] = field(default_factory=dict)
     scope: ControlScope | None = None
     rebuilt: list[str] = field(default_factory=list)  # the keys whose rows the last model built anew
 
@@ -118,35 +131,49 @@ class RowCache:
         found unchanged (None between them, where the caller's loop may run other work), then
         the Model."""
         if scope is not self.scope:  # policies changed: every flag is asked again
-            self.built.clear()
+            self.nodes.clear()
             self.scope = scope
         model = self.head(status, summary, stale, scope)
-        built = self.built
-        fresh: dict[str, tuple[object, str, list[Any]]] = {}
+        fresh: dict[str, NodeRows] = {}
         rebuilt: list[str] = []
         work = 0
         for entry in status.nodes:
-            n = entry.node
+            n, procs = entry.node, entry.processes
             mode = model.nodes[n.name]["control"]
-            prefix = n.name + ":"
-            for p in entry.processes:
-                key = prefix + p.group + ":" + p.name
-                had = built.get(key)
-                if had is not None and had[0] is p and had[1] == mode:
-                    row = had[2]
-                    work += 1
-                else:
-                    row = process_row(p, scope.process(mode, n.name, n.labels, p))
-                    rebuilt.append(key)
-                    work += REBUILD
-                fresh[key] = (p, mode, row)
-                model.procs[key] = row
+            had = self.nodes.get(n.name)
+            if had is not None and had.mode != mode:
+                had = None
+            if had is not None and len(had.order) == len(procs) and all(map(operator.is_, had.order, procs)):
+                fresh[n.name] = had
+                work += len(procs)
+            else:
+                fresh[n.name], built = self._node(n, procs, mode, had, rebuilt)
+                work += len(procs) + built * (REBUILD - 1)
+            model.procs.update(fresh[n.name].rows)
             if work >= rows_per_step * REBUILD:
                 work = 0
                 yield None
-        self.built, self.rebuilt = fresh, rebuilt
+        self.nodes, self.rebuilt = fresh, rebuilt
         yield model
 
+    def _node(self, n: NodeInfo, procs: list[Any], mode: str, had: NodeRows | None,
+              rebuilt: list[str]) -> tuple[NodeRows, int]:
+        """A node's rows, reusing those of records that did not change; how many were built."""
+        assert self.scope is not None
+        prefix = n.name + ":"
+        records: dict[str, object] = {}
+        rows: dict[str, list[Any]] = {}
+        built = 0
+        for p in procs:
+            key = prefix + p.group + ":" + p.name
+            if had is not None and had.records.get(key) is p:
+                rows[key] = had.rows[key]
+            else:
+                rows[key] = process_row(p, self.scope.process(mode, n.name, n.labels, p))
+                rebuilt.append(key)
+                built += 1
+            records[key] = p
+        return NodeRows(mode, list(procs), records, rows), built
 
     @staticmethod
     def head(status: FleetStatus, summary: dict[str, Any], stale: dict[str, Any] | None,
