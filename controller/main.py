@@ -322,6 +322,7 @@ async def run(args: argparse.Namespace) -> None:
                                       command_timeout=args.command_timeout, acl=acl, refusals=refusals)
         register(server, servicer)
         servicer.tokens = Tokens(await ensure_key(fleet.store), args.cluster)
+        servicer.tokens.follow(fleet.store.mirror)  # for the mirror's lifetime: rotations by any controller
         dashboard = None
         if args.http_listen:
             try:
