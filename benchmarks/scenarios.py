@@ -6,7 +6,6 @@ every scenario's shape but shrinks counts and durations so the suite can run it.
 
 from __future__ import annotations
 
-import os
 import statistics
 import sys
 import time

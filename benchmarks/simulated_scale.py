@@ -30,10 +30,8 @@ import json
 import random
 import re
 import shutil
-import subprocess
 import sys
 import tempfile
-import threading
 import time
 import urllib.request
 from dataclasses import dataclass
@@ -50,6 +48,7 @@ from tests.controller.fleet_harness import Controller
 
 from .daemons import children_of, usage
 from .scenarios import percentile
+from .simulator.child import SimulatorProcess
 from .svgchart import Panel, Series, chart
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -72,44 +71,6 @@ class Setup:
     flaps_per_1000: float
 
 
-class Simulator:
-    """The simulator as a child, driven by control lines on its stdin."""
-
-    def __init__(self, nodes: int, procs: int, controllers: list[str], flaps: float, report: Path) -> None:
-        argv = [sys.executable, "-m", "benchmarks.simulator", "--nodes", str(nodes), "--procs", str(procs),
-                "--control", "--flaps-per-second", str(flaps), "--out", str(report)]
-        for address in controllers:
-            argv += ["--controller", address]
-        self.report = report
-        self.proc = subprocess.Popen(argv, cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     stderr=subprocess.STDOUT, text=True)
-        self.lines: list[str] = []
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self.lines.append(line.rstrip("\n"))
-
-    def say(self, line: str) -> None:
-        assert self.proc.stdin is not None
-        self.proc.stdin.write(line + "\n")
-        self.proc.stdin.flush()
-
-    def stop(self) -> dict:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-        try:
-            self.proc.wait(120)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        try:
-            return json.loads(self.report.read_text())
-        except (OSError, ValueError):
-            return {}
-
-
 class SimFleet:
     def __init__(self, base: Path, setup: Setup) -> None:
         self.setup = setup
@@ -117,13 +78,13 @@ class SimFleet:
         self.etcd.start()
         self.controllers: list[Controller] = []
         self.channels: dict[str, grpc.Channel] = {}
-        self.sim: Simulator | None = None
+        self.sim: SimulatorProcess | None = None
         for i in range(setup.controllers):
             self.controllers.append(Controller(base, self.etcd.endpoint, name=f"ctl-{i + 1}", node_ttl=10,
                                                leader_ttl=5))
         flaps = setup.flaps_per_1000 * setup.nodes / 1000
-        self.sim = Simulator(setup.nodes, setup.procs, [c.address for c in self.controllers], flaps,
-                             base / "simulator.json")
+        self.sim = SimulatorProcess(setup.nodes, [c.address for c in self.controllers], base / "simulator.json",
+                                    procs=setup.procs, flaps_per_second=flaps)
 
     def stub(self, ctl: Controller) -> pb_grpc.ControllerServiceStub:
         if ctl.address not in self.channels:
@@ -152,7 +113,8 @@ class SimFleet:
     def live_on(self, ctl: Controller) -> bool:
         s = self.summary(ctl)
         n = self.setup.nodes
-        return s is not None and s.nodes == n and s.nodes_up == n and s.nodes_reachable == n and s.running >= n * RUNNING
+        return (s is not None and s.nodes == n and s.nodes_up == n and s.nodes_reachable == n
+                and s.running >= n * RUNNING)
 
     def etcd_metrics(self) -> dict[str, float]:
         text = urllib.request.urlopen(f"http://{self.etcd.endpoint}/metrics", timeout=10).read().decode()
@@ -166,7 +128,10 @@ class SimFleet:
         return found
 
     def close(self) -> dict:
-        report = self.sim.stop() if self.sim is not None else {}
+        report = {}
+        if self.sim is not None:
+            self.sim.stop()
+            report = self.sim.result()
         for channel in self.channels.values():
             channel.close()
         for ctl in self.controllers:
@@ -323,9 +288,10 @@ def measure(base: Path, setup: Setup, console: Console) -> dict:
         glob: list[float] = []
         for ctl in fleet.controllers:
             stub = fleet.stub(ctl)
-            summary += timed(lambda: stub.GetStatus(pb.StatusRequest(summary=True), timeout=30), setup.samples)
-            whole += timed(lambda: stub.GetStatus(pb.StatusRequest(), timeout=60), max(5, setup.samples // 3))
-            glob += timed(lambda: stub.GetStatus(pb.StatusRequest(
+            summary += timed(lambda stub=stub: stub.GetStatus(pb.StatusRequest(summary=True), timeout=30),
+                             setup.samples)
+            whole += timed(lambda stub=stub: stub.GetStatus(pb.StatusRequest(), timeout=60), max(5, setup.samples // 3))
+            glob += timed(lambda stub=stub: stub.GetStatus(pb.StatusRequest(
                 patterns=[node_name(rng.randrange(1, setup.nodes + 1), setup.nodes)]), timeout=10), setup.samples)
         whole_answer = fleet.stub(fleet.controllers[0]).GetStatus(pb.StatusRequest(), timeout=60)
         result.update({"summary_p50_ms": p(summary, 0.5), "summary_p99_ms": p(summary, 0.99),

@@ -39,7 +39,7 @@ def chart(panels: list[Panel], *, title: str, width: int = 460, height: int = 30
     total_w, total_h = width * columns, height * rows + 40
     out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{total_w}" height="{total_h}" '
            f'font-family="sans-serif" font-size="11">',
-           f'<rect width="100%" height="100%" fill="white"/>',
+           '<rect width="100%" height="100%" fill="white"/>',
            f'<text x="{total_w / 2}" y="24" text-anchor="middle" font-size="15">{escape(title)}</text>']
     for i, panel in enumerate(panels):
         ox, oy = (i % columns) * width, 40 + (i // columns) * height

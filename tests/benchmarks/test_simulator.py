@@ -3,16 +3,15 @@ processes, judged from the controller's side (its GetStatus, ConfigStatus and Co
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
 import pytest
 
+from benchmarks.simulator.child import SimulatorProcess
 from fleetvisor.cli.certs import issue, make_ca
 from fleetvisor.v1 import controller_pb2 as pb
 from fleetvisor.v1 import controller_pb2_grpc as pb_grpc
@@ -26,44 +25,14 @@ PROGRAMS = 20           # processes per node in the simulator's default table
 RUNNING = 18            # of them autostarted (backup and reindex are started by hand only)
 
 
-class Simulator:
-    def __init__(self, controller: str, out: Path) -> None:
-        self.out = out
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "benchmarks.simulator", "--nodes", str(NODES), "--procs", "2",
-             "--controller", controller, "--control", "--seed", "3", "--out", str(out)],
-            cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        self.lines: list[str] = []
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self.lines.append(line.rstrip("\n"))
-
-    def say(self, line: str) -> None:
-        assert self.proc.stdin is not None
-        self.proc.stdin.write(line + "\n")
-        self.proc.stdin.flush()
-
-    def stop(self) -> int:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-        try:
-            return self.proc.wait(60)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            return self.proc.wait()
-
-
 @pytest.fixture
-def fleet(tmp_path: Path) -> Iterator[tuple[Controller, Simulator]]:
+def fleet(tmp_path: Path) -> Iterator[tuple[Controller, SimulatorProcess]]:
     etcd = EtcdServer(tmp_path)
     etcd.start()
     ctl = sim = None
     try:
         ctl = Controller(tmp_path, etcd.endpoint, node_ttl=3)
-        sim = Simulator(ctl.address, tmp_path / "report.json")
+        sim = SimulatorProcess(NODES, [ctl.address], tmp_path / "report.json", procs=2, seed=3)
         yield ctl, sim
     finally:
         if sim is not None:
@@ -152,7 +121,7 @@ def test_virtual_fleet_as_the_controller_sees_it(fleet):
 
     # the report of what ran, on SIGTERM
     assert sim.stop() == 0, "\n".join(sim.lines[-40:])
-    report = json.loads(sim.out.read_text())
+    report = sim.result()
     assert report["nodes"] == NODES and report["processes"] == NODES * (PROGRAMS + 1)
     assert report["flaps"] >= 1 and report["outages"] == 2 and report["reboots"] == 1
     rpcs = report["rpcs"]

@@ -12,7 +12,7 @@ import re
 import sys
 import xmlrpc.client
 
-from tests.support import free_port, wait_for
+from tests.support import free_port
 
 from .events_helpers import recorder, wait_records
 from .exhaustion import LatencyProbe, probed_config

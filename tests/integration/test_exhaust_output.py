@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import free_port, wait_for
+from tests.support import free_port
 
 from .exhaustion import LatencyProbe, probed_config
 

@@ -7,7 +7,7 @@ import pytest
 
 from fleetvisor.agent.fleetconfig import Applied, apply_refusal, control_refusal
 from fleetvisor.cli.managed import fleet_programs_named
-from fleetvisor.controller.nodepolicy import Action, NodeFacts, decide, foreign_reason, parts, unknown_configs
+from fleetvisor.controller.nodepolicy import Action, NodeFacts, decide, foreign_reason, parts
 from fleetvisor.controller.records import OverrideRecord
 
 OURS = "a" * 32
