@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 
 
 def weight(controller: str, node: str) -> int:
@@ -43,3 +44,20 @@ def shares(assignment: dict[str, str], controllers: Iterable[str]) -> dict[str, 
     for controller in assignment.values():
         counts[controller] = counts.get(controller, 0) + 1
     return counts
+
+
+@dataclass
+class Assigner:
+    """The assignment kept from one change to the next: while the controllers stay the same,
+    only nodes not seen before are hashed (members change often, controllers seldom)."""
+
+    controllers: tuple[str, ...] = ()
+    owners: dict[str, str] = field(default_factory=dict)
+
+    def update(self, nodes: Iterable[str], controllers: Iterable[str]) -> dict[str, str]:
+        """Every node's owner, as a new dict (the previous one is left as it was)."""
+        ids = tuple(sorted(set(controllers)))
+        known = self.owners if ids == self.controllers else {}
+        self.controllers = ids
+        self.owners = {node: known.get(node) or owner(node, ids) for node in nodes}
+        return self.owners

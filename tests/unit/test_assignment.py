@@ -7,7 +7,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fleetvisor.controller.assignment import assign, owner, shares
+from fleetvisor.controller.assignment import Assigner, assign, owner, shares
 
 names = st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789-.", min_size=1, max_size=20)
 node_sets = st.sets(names, min_size=1, max_size=200)
@@ -70,3 +70,10 @@ def test_the_assignment_is_stable_across_releases():
     assert assign([f"sim-{i:04d}" for i in range(1, 7)], ["ctl-3", "ctl-1", "ctl-2"]) == {
         "sim-0001": "ctl-3", "sim-0002": "ctl-1", "sim-0003": "ctl-3", "sim-0004": "ctl-3", "sim-0005": "ctl-3",
         "sim-0006": "ctl-3"}
+
+
+@given(st.lists(st.tuples(node_sets, controller_sets), min_size=1, max_size=5))
+def test_the_kept_assignment_is_always_the_fresh_one(steps):
+    assigner = Assigner()
+    for nodes, controllers in steps:
+        assert assigner.update(nodes, controllers) == assign(nodes, controllers)
