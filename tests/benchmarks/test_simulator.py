@@ -27,11 +27,12 @@ RUNNING = 18            # of them autostarted (backup and reindex are started by
 
 
 class Simulator:
-    def __init__(self, controller: str, out: Path) -> None:
+    def __init__(self, controller: str | list[str], out: Path, nodes: int = NODES) -> None:
         self.out = out
+        controllers = [controller] if isinstance(controller, str) else controller
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "benchmarks.simulator", "--nodes", str(NODES), "--procs", "2",
-             "--controller", controller, "--control", "--seed", "3", "--out", str(out)],
+            [sys.executable, "-m", "benchmarks.simulator", "--nodes", str(nodes), "--procs", "2",
+             *(f"--controller={c}" for c in controllers), "--control", "--seed", "3", "--out", str(out)],
             cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         self.lines: list[str] = []
         threading.Thread(target=self._read, daemon=True).start()
