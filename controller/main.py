@@ -133,7 +133,8 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     p.add_argument("--node-ttl", type=int, default=10, metavar="SECONDS",
                    help="a node is down this long after its last heartbeat (default %(default)s)")
     p.add_argument("--leader-ttl", type=int, default=5, metavar="SECONDS",
-                   help="another controller leads this long after the leader dies (default %(default)s)")
+                   help="another controller leads, and the others follow a dead controller's share of the agents, "
+                        "this long after it dies (at most --node-ttl; default %(default)s)")
     p.add_argument("--command-timeout", type=float, default=30.0, metavar="SECONDS",
                    help="per-node deadline of fanned-out commands (default %(default)s)")
     p.add_argument("--id", help="this controller's name (default HOSTNAME:PORT)")
