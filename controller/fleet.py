@@ -53,7 +53,7 @@ class Fleet:
         self.roster = Roster(self.store, controller_id, advertise, min(controller_ttl or node_ttl, node_ttl))
         self.assigner = Assigner()
         self.links = NodeLinks(tls, self._notify)
-        self.peers = Peers(controller_id, self.links, tls)
+        self.peers = Peers(controller_id, self.links, tls, grace=self.roster.ttl, on_gone=self._sync_links)
         self.views = Views(self.membership, self.configs, self.links, controller_id, self.overrides, mirror)
         self._changed = asyncio.Event()
         self.changes = 0  # counts changes; see wait_change
@@ -111,7 +111,7 @@ class Fleet:
     def _sync_links(self) -> None:
         members = self.membership.members()
         controllers = self.roster.live()
-        owners = self.assigner.update(members, controllers)
+        owners = self.assigner.update(members, controllers.keys() - self.peers.gone())
         self.links.sync({name: member.address for name, member in members.items()}, owners, self.id)
         self.peers.sync(controllers, owners)
 

@@ -6,6 +6,13 @@ cannot be reached, has not reported the node yet, or is not known here, the node
 not current (reachable false, the reason in its error, `state_as_of` when it was last known):
 old state is never shown as fresh. A controller that died is taken out of the assignment when
 its lease expires (roster.py), and this controller's own followers take over its nodes.
+
+Sooner, where this controller can tell: a peer whose port refuses connections runs no
+controller (it crashed, or it is restarting), and one whose stream stayed down for the
+controller TTL is as good as gone from here. Such a peer is `gone`: this controller leaves it
+out of its own assignment and follows its nodes itself until its stream works again. Two
+controllers that cannot reach each other then both follow each other's nodes: more streams,
+never a node without current state.
 """
 
 from __future__ import annotations
@@ -28,7 +35,10 @@ from .records import ControllerRecord
 
 log = logging.getLogger("fleetvisor.controller")
 
-PEER_CHANNEL_OPTIONS = [*CHANNEL_OPTIONS, ("grpc.max_receive_message_length", MAX_STATUS_MESSAGE_BYTES)]
+# As the agents' links, with a quicker keepalive (a hung peer's nodes are shown stale within 3 s;
+# the controllers' servers accept a ping a second), and room for a big snapshot.
+PEER_CHANNEL_OPTIONS = [*CHANNEL_OPTIONS, ("grpc.keepalive_time_ms", 1000), ("grpc.keepalive_timeout_ms", 2000),
+                        ("grpc.max_receive_message_length", MAX_STATUS_MESSAGE_BYTES)]
 
 
 def live_state(node: ppb.LiveNode) -> LiveState:
@@ -40,23 +50,41 @@ class PeerFeed:
     """The stream from one other controller: the states of the nodes it follows."""
 
     def __init__(self, record: ControllerRecord, tls: TlsMaterial | None,
-                 on_update: Callable[[PeerFeed, Iterable[str]], None]) -> None:
+                 on_update: Callable[[PeerFeed, Iterable[str]], None], *, grace: float,
+                 on_gone: Callable[[], None]) -> None:
         self.id = record.id
         self.address = record.address
         self.tls = tls
         self.on_update = on_update
+        self.grace = grace
+        self.on_gone = on_gone
         self.states: dict[str, LiveState] = {}
         self.connected = False
+        self.gone = False  # see the module's docstring
         self.error = "not connected yet"
         self._task: asyncio.Task[None] | None = None
+        self._timer: asyncio.TimerHandle | None = None
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._follow(), name=f"peer {self.id}")
 
     async def close(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
+
+    def _set_gone(self, gone: bool) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if gone != self.gone:
+            self.gone = gone
+            if gone:
+                log.warning("controller %s at %s is gone from here (%s): following its nodes until it is back",
+                            self.id, self.address, self.error)
+            self.on_gone()
 
     def _dial(self) -> grpc.aio.Channel:
         """With this controller's certificate, which the peer's guard checks; the peer's own is
@@ -76,14 +104,20 @@ class PeerFeed:
                 reason = "it ended the stream"
             except grpc.aio.AioRpcError as exc:
                 reason = rpc_reason(exc)
+                refused = exc.code() == grpc.StatusCode.UNAVAILABLE and "refused" in (exc.details() or "").lower()
             finally:
                 await channel.close(grace=None)
+            was_connected = self.connected
             if self.connected or self.error != reason:
                 if self.connected:
                     log.warning("lost the live state stream from controller %s at %s: %s", self.id, self.address,
                                 reason)
                 self.connected, self.error = False, reason
                 self.on_update(self, list(self.states))
+            if refused:
+                self._set_gone(True)
+            elif was_connected or (not self.gone and self._timer is None):
+                self._timer = asyncio.get_running_loop().call_later(self.grace, self._set_gone, True)
             await asyncio.sleep(backoff.next())
 
     def _apply(self, message: ppb.LiveStates) -> None:
@@ -94,6 +128,7 @@ class PeerFeed:
             if not self.connected:
                 log.info("following the live state of controller %s at %s", self.id, self.address)
             self.connected, self.error = True, ""
+            self._set_gone(False)
         for node in message.nodes:
             self.states[node.name] = live_state(node)
             touched.add(node.name)
@@ -106,10 +141,15 @@ class PeerFeed:
 class Peers:
     """A feed from every other live controller; the states of the nodes they own go into the links."""
 
-    def __init__(self, me: str, links: NodeLinks, tls: TlsMaterial | None) -> None:
+    def __init__(self, me: str, links: NodeLinks, tls: TlsMaterial | None, *, grace: float,
+                 on_gone: Callable[[], None]) -> None:
+        """`grace`: how long a peer's stream may stay down before it counts as gone; `on_gone`:
+        called when a peer becomes gone or comes back (the assignment changes)."""
         self.me = me
         self.links = links
         self.tls = tls
+        self.grace = grace
+        self.on_gone = on_gone
         self.feeds: dict[str, PeerFeed] = {}
         self.owners: dict[str, str] = {}
         self._closing: set[asyncio.Task[None]] = set()
@@ -127,12 +167,16 @@ class Peers:
                 self._background(self.feeds.pop(cid).close())
         for cid, record in controllers.items():
             if cid != self.me and cid not in self.feeds and record.address:
-                feed = self.feeds[cid] = PeerFeed(record, self.tls, self._updated)
+                feed = self.feeds[cid] = PeerFeed(record, self.tls, self._updated, grace=self.grace,
+                                                  on_gone=self.on_gone)
                 feed.start()
         before, self.owners = self.owners, owners
         for name, owner in owners.items():
             if owner != self.me and (before.get(name) != owner or owner not in self.feeds):
                 self._resolve(name)
+
+    def gone(self) -> set[str]:
+        return {cid for cid, feed in self.feeds.items() if feed.gone}
 
     def _updated(self, feed: PeerFeed, names: Iterable[str]) -> None:
         if self.feeds.get(feed.id) is not feed:
