@@ -110,6 +110,7 @@ class NodeLink:
         self.sequence = 0
         self._task: asyncio.Task[None] | None = None
         self._loading: set[asyncio.Task[None]] = set()
+        self._taken: LiveState | None = None  # the last state `take` showed
 
     @property
     def stub(self) -> apb_grpc.AgentServiceStub:
@@ -146,6 +147,9 @@ class NodeLink:
     def take(self, state: LiveState | None, why: str = "") -> None:
         """The node's state as the controller that follows it reports it, or (None) that no
         current report is at hand, `why`: the processes known stay, shown not current."""
+        if state is not None and state is self._taken:
+            return  # already shown
+        self._taken = state
         if state is None:
             if self.reachable:
                 self.state_as_of = time.time()

@@ -170,10 +170,10 @@ class Peers:
                 feed = self.feeds[cid] = PeerFeed(record, self.tls, self._updated, grace=self.grace,
                                                   on_gone=self.on_gone)
                 feed.start()
-        before, self.owners = self.owners, owners
+        self.owners = owners
         for name, owner in owners.items():
-            if owner != self.me and (before.get(name) != owner or owner not in self.feeds):
-                self._resolve(name)
+            if owner != self.me:
+                self._resolve(name)  # cheap when nothing changed: `take` shows a state once
 
     def gone(self) -> set[str]:
         return {cid for cid, feed in self.feeds.items() if feed.gone}

@@ -47,9 +47,9 @@ def shared(tmp_path: Path) -> Iterator[tuple[list[Controller], Simulator]]:
         etcd.kill()
 
 
-def everyone_live(status: pb.FleetStatus) -> bool:
+def everyone_live(status: pb.FleetStatus, running: int = RUNNING) -> bool:
     return len(status.nodes) == NODES and all(
-        n.node.up and n.node.reachable and sum(p.statename == "RUNNING" for p in n.processes) == RUNNING
+        n.node.up and n.node.reachable and sum(p.statename == "RUNNING" for p in n.processes) == running
         for n in status.nodes)
 
 
@@ -94,7 +94,7 @@ def seen_after(check: Callable[[], bool], began: float, timeout: float, what: st
 def flapped(ctl: Controller, name: str, pid: int) -> Callable[[], bool]:
     def check() -> bool:
         status = status_of(ctl, f"{name}:nginx")
-        return status is not None and procs(status, name)["nginx"].pid != pid or (
+        return (status is not None and procs(status, name)["nginx"].pid != pid) or (
             status is not None and procs(status, name)["nginx"].statename != "RUNNING")
     return check
 
@@ -135,6 +135,26 @@ def test_three_controllers_share_the_fleet_and_take_over_a_dead_ones_share(share
           f"{through_peer:.3f}s")
     assert through_peer < 1.0, through_peer
 
+    # the leader drives nodes other controllers follow: a restart, and a config pushed to every node
+    leader = wait_for(lambda: next((c for c in controllers if c.is_leader()), None), 10, "a leader")
+    name = next(f"sim-{i:04d}" for i in range(1, NODES + 1) if owner(f"sim-{i:04d}", ids) != leader.name)
+    before = {k: p.pid for k, p in procs(leader.status(name), name).items() if k.startswith("app:")}
+    answer = leader.stub.Control(pb.ControlRequest(action=pb.RESTART, patterns=[f"{name}:app:*"], wait=True),
+                                 timeout=30)
+    assert [n.ok for n in answer.nodes] == [True], answer
+    wait_for(lambda: all(p.pid != before[k] and p.statename == "RUNNING" for k, p in procs(
+        leader.status(name), name).items() if k in before), 10, f"{name}'s app restarted, as the leader shows it")
+    pushed = leader.stub.PushConfig(pb.PushConfigRequest(
+        name="simcfg", config_text="[program:pushed]\ncommand=/srv/pushed --serve\n",
+        assignment=pb.Assignment(labels={"sim": "yes"}), message="shared fleet"), timeout=30)
+    want = f"simcfg@{pushed.revision.revision}"
+    wait_for(lambda: (lambda nodes: len(nodes) == NODES and all(n.applied_revision == want for n in nodes))(
+        leader.stub.ConfigStatus(pb.ConfigStatusRequest(), timeout=10).nodes), 60, f"{want} applied on every node")
+    for ctl in controllers:
+        wait_for(lambda ctl=ctl: (s := status_of(ctl)) is not None and len(s.nodes) == NODES and all(
+            procs(s, n.node.name).get("pushed") is not None and procs(s, n.node.name)["pushed"].statename == "RUNNING"
+            for n in s.nodes), 30, f"{ctl.name} to show the pushed program running everywhere")
+
     # SIGKILL one controller (not the leader, nor the one the nodes heartbeat to)
     victim = next(c for c in reversed(controllers[1:]) if not c.is_leader())
     survivors = [c for c in controllers if c is not victim]
@@ -145,7 +165,7 @@ def test_three_controllers_share_the_fleet_and_take_over_a_dead_ones_share(share
     # its port refuses connections, so the survivors follow its nodes at once (its lease would expire
     # within --leader-ttl); meanwhile its nodes are shown not current, saying why, never as fresh
     def stale_or_taken(s: pb.FleetStatus) -> bool:
-        return all(not node(s, n).node.reachable and victim.name in node(s, n).node.error
+        return all((not node(s, n).node.reachable and victim.name in node(s, n).node.error)
                    or node(s, n).node.reachable for n in orphans)
     assert stale_or_taken(survivors[0].status())
 
@@ -153,7 +173,7 @@ def test_three_controllers_share_the_fleet_and_take_over_a_dead_ones_share(share
     def taken_over() -> bool:
         infos = [leader_info(c) for c in survivors]
         return sum(i.followed_nodes for i in infos) == NODES and all(
-            (s := status_of(c)) is not None and everyone_live(s) for c in survivors)
+            (s := status_of(c)) is not None and everyone_live(s, RUNNING + 1) for c in survivors)
     took = seen_after(taken_over, killed, NODE_TTL, f"the survivors to take over {victim.name}'s nodes")
     print(f"{len(orphans)} nodes of {victim.name} taken over {took:.2f}s after SIGKILL (node TTL {NODE_TTL}s, "
           f"controller TTL {LEADER_TTL}s); shares before: {followed}")

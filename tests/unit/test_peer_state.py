@@ -43,7 +43,8 @@ def test_state_from_the_owner_then_stale_when_its_stream_is_lost() -> None:
         lost = time.time()
         peers._updated(feed, list(feed.states))
         assert not link.reachable
-        assert link.error == "followed by controller ctl-2, which this controller cannot reach: unreachable (Socket closed)"
+        assert link.error == ("followed by controller ctl-2, which this controller cannot reach: "
+                              "unreachable (Socket closed)")
         assert link.processes["app"].pid == 42, "what was known stays, shown not current"
         assert abs(link.state_as_of - lost) < 1
 
