@@ -20,7 +20,7 @@ from tests.controller.etcd_harness import EtcdServer
 from tests.controller.fleet_harness import Controller
 from tests.support import wait_for
 
-from .test_simulator import RUNNING, Simulator, node, procs
+from .test_simulator import RUNNING, Simulator, node, procs, push_everywhere
 
 NODES = 200
 NODE_TTL = 6
@@ -144,12 +144,7 @@ def test_three_controllers_share_the_fleet_and_take_over_a_dead_ones_share(share
     assert [n.ok for n in answer.nodes] == [True], answer
     wait_for(lambda: all(p.pid != before[k] and p.statename == "RUNNING" for k, p in procs(
         leader.status(name), name).items() if k in before), 10, f"{name}'s app restarted, as the leader shows it")
-    pushed = leader.stub.PushConfig(pb.PushConfigRequest(
-        name="simcfg", config_text="[program:pushed]\ncommand=/srv/pushed --serve\n",
-        assignment=pb.Assignment(labels={"sim": "yes"}), message="shared fleet"), timeout=30)
-    want = f"simcfg@{pushed.revision.revision}"
-    wait_for(lambda: (lambda nodes: len(nodes) == NODES and all(n.applied_revision == want for n in nodes))(
-        leader.stub.ConfigStatus(pb.ConfigStatusRequest(), timeout=10).nodes), 60, f"{want} applied on every node")
+    push_everywhere(leader, NODES)
     for ctl in controllers:
         wait_for(lambda ctl=ctl: (s := status_of(ctl)) is not None and len(s.nodes) == NODES and all(
             procs(s, n.node.name).get("pushed") is not None and procs(s, n.node.name)["pushed"].statename == "RUNNING"

@@ -12,9 +12,10 @@ from pathlib import Path
 from fleetvisor.cli.certs import issue, make_ca
 from fleetvisor.controller.assignment import owner
 from fleetvisor.v1 import controller_pb2 as pb
-from tests.support import wait_for
+from tests.support import free_port, wait_for
 
 from .fleet_harness import CLUSTER, FLEETCTL, states, wait_status
+from .test_controller_metrics import scrape
 from .test_fleet_tls import ENV, OPERATOR, tls_agent, tls_flags
 
 NODES = ("web-1", "web-2", "web-3", "web-4")
@@ -63,8 +64,9 @@ def test_two_tls_controllers_share_the_agents_and_each_shows_them_all(fleet, tmp
 
 
 def test_a_controller_that_shuts_down_gives_its_share_up_at_once(fleet):
-    a, b = fleet.controller("ctl-a", leader_ttl=10, node_ttl=12), fleet.controller("ctl-b", leader_ttl=10,
-                                                                                      node_ttl=12)
+    port = free_port()
+    a = fleet.controller("ctl-a", leader_ttl=10, node_ttl=12, extra=("--metrics-listen", f"127.0.0.1:{port}"))
+    b = fleet.controller("ctl-b", leader_ttl=10, node_ttl=12)
     names = [f"web-{i}" for i in range(1, 7)]
     for name in names:
         fleet.agent(name, a, b)
@@ -74,9 +76,15 @@ def test_a_controller_that_shuts_down_gives_its_share_up_at_once(fleet):
     info = a.stub.GetLeader(pb.GetLeaderRequest(), timeout=5)
     assert info.followed_nodes == sum(owner(n, ["ctl-a", "ctl-b"]) == "ctl-a" for n in names)
     assert sorted((s.id, s.connected) for s in info.controllers) == [("ctl-a", True), ("ctl-b", True)]
+    samples = scrape(port)
+    assert samples[("fleetvisor_controller_followed_nodes", ())] == info.followed_nodes
+    assert {labels[0][1]: v for (name, labels), v in samples.items()
+            if name == "fleetvisor_controller_assigned_nodes"} == {s.id: s.nodes for s in info.controllers}
+    assert samples[("fleetvisor_controller_peer_connected", (("controller", "ctl-b"),))] == 1
 
     b.stop()  # SIGTERM: its registration is withdrawn, well before its 10 s lease would expire
     wait_for(lambda: a.stub.GetLeader(pb.GetLeaderRequest(), timeout=5).followed_nodes == len(names), 5,
              "ctl-a to follow every node")
     wait_status(a, lambda s: all(n.node.reachable for n in s.nodes), 5, "ctl-a: every node live again")
     assert [s.id for s in a.stub.GetLeader(pb.GetLeaderRequest(), timeout=5).controllers] == ["ctl-a"]
+    assert scrape(port)[("fleetvisor_controller_followed_nodes", ())] == len(names)
