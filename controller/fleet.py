@@ -116,6 +116,7 @@ class Fleet:
         self.peers.sync(controllers, owners)
 
     def shares(self) -> list[Share]:
+        """Every live controller's share (one that is gone from here, peerlinks.py, has none)."""
         counts = shares(self.assigner.owners, self.assigner.controllers)
         result = []
         for cid, record in sorted(self.roster.live().items()):
@@ -124,10 +125,6 @@ class Fleet:
             error = "" if connected else (feed.error if feed is not None else "not followed yet")
             result.append(Share(cid, record.address, counts.get(cid, 0), connected, error))
         return result
-
-    def owner(self, node: str) -> str:
-        """The controller that follows `node` ("" for one that is not a member)."""
-        return self.assigner.owners.get(node, "")
 
     def note_applied(self, name: str, revision: str) -> None:
         """This controller just applied `revision` on node `name`."""
