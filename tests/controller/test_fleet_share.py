@@ -58,6 +58,21 @@ def test_two_tls_controllers_share_the_agents_and_each_shows_them_all(fleet, tmp
         assert ctl.address in line and f" {share} " in f" {line} ", shown.stdout
     assert "connected" in shown.stdout and "not connected" not in shown.stdout, shown.stdout
 
+    # a tail and a stop through a controller that does not follow the node (a channel dialled for it)
+    for name in NODES:
+        other = next(c for c in ctls if c.name != owners[name])
+        tail = fleetctl(other, "tail", f"{name}:talker")
+        assert tail.returncode == 0 and tail.stdout == "hello-over-tls\n", tail.stdout + tail.stderr
+    leading = wait_for(lambda: json.loads(fleetctl(ctls[0], "-o", "json", "leader").stdout or "{}").get("leader_id"),
+                       10, "a leader")
+    leader = next(c for c in ctls if c.name == leading)
+    name = next(n for n in NODES if owners[n] != leader.name)
+    stopped = fleetctl(leader, "stop", f"{name}:app")
+    assert stopped.returncode == 0, stopped.stdout + stopped.stderr
+    for ctl in ctls:
+        wait_for(lambda ctl=ctl: '"statename": "STOPPED"' in fleetctl(ctl, "-o", "json", "status", f"{name}:app").stdout,
+                 10, f"{ctl.name} to show {name}:app stopped")
+
     # ctl-2's guard admitted ctl-1's certificate for PeerService only: ctl-1 gets ctl-2's share
     assert "following the live state of controller ctl-2" in ctls[0].log()
     assert "following the live state of controller ctl-1" in ctls[1].log()
