@@ -70,8 +70,8 @@ def test_two_tls_controllers_share_the_agents_and_each_shows_them_all(fleet, tmp
     stopped = fleetctl(leader, "stop", f"{name}:app")
     assert stopped.returncode == 0, stopped.stdout + stopped.stderr
     for ctl in ctls:
-        wait_for(lambda ctl=ctl: '"statename": "STOPPED"' in fleetctl(ctl, "-o", "json", "status", f"{name}:app").stdout,
-                 10, f"{ctl.name} to show {name}:app stopped")
+        wait_for(lambda ctl=ctl: '"statename": "STOPPED"' in fleetctl(
+            ctl, "-o", "json", "status", f"{name}:app").stdout, 10, f"{ctl.name} to show {name}:app stopped")
 
     # ctl-2's guard admitted ctl-1's certificate for PeerService only: ctl-1 gets ctl-2's share
     assert "following the live state of controller ctl-2" in ctls[0].log()
