@@ -7,11 +7,15 @@ from __future__ import annotations
 import asyncio
 import time
 
+import grpc
+
 from fleetvisor.controller.livestate import NodeLinks
 from fleetvisor.controller.peerlinks import PeerFeed, Peers
 from fleetvisor.controller.records import ControllerRecord
 from fleetvisor.v1 import agent_pb2 as apb
 from fleetvisor.v1 import peer_pb2 as ppb
+from fleetvisor.v1 import peer_pb2_grpc as ppb_grpc
+from tests.support import eventually, free_port
 
 
 def report(pid: int) -> ppb.LiveStates:
@@ -69,4 +73,39 @@ def test_a_node_this_controller_owns_is_never_taken_from_a_peer() -> None:
         feed._apply(report(pid=42))
         assert "app" not in link.processes
         await links.close()
+    asyncio.run(run())
+
+
+class Refusing(ppb_grpc.PeerServiceServicer):
+    """A controller whose guard refuses us (a certificate it does not take, say)."""
+
+    async def FollowLive(self, request, context):  # type: ignore[no-untyped-def]
+        await context.abort(grpc.StatusCode.PERMISSION_DENIED, "controller ctl-1 may not call FollowLive")
+        yield ppb.LiveStates()
+
+
+def test_a_peer_is_gone_at_once_when_its_port_refuses_and_after_the_grace_when_it_fails_otherwise() -> None:
+    async def run() -> None:
+        server = grpc.aio.server()
+        ppb_grpc.add_PeerServiceServicer_to_server(Refusing(), server)
+        port = server.add_insecure_port("127.0.0.1:0")
+        await server.start()
+        changes: list[str] = []
+        refused = PeerFeed(ControllerRecord("ctl-2", f"127.0.0.1:{free_port()}"), None, lambda *_: None,
+                           grace=30, on_gone=lambda: changes.append("refused"))
+        failing = PeerFeed(ControllerRecord("ctl-3", f"127.0.0.1:{port}"), None, lambda *_: None,
+                           grace=0.5, on_gone=lambda: changes.append("failing"))
+        began = time.monotonic()
+        refused.start()
+        failing.start()
+        try:
+            await eventually(lambda: refused.gone, 5, "a refusing port to count as gone")
+            assert not failing.gone and "may not call FollowLive" in failing.error
+            await eventually(lambda: failing.gone, 5, "a failing stream to count as gone after the grace")
+            assert time.monotonic() - began >= 0.5 and changes == ["refused", "failing"]
+            assert "unreachable" in refused.error
+        finally:
+            await refused.close()
+            await failing.close()
+            await server.stop(None)
     asyncio.run(run())
