@@ -2,11 +2,15 @@
 controllers on a real etcd. Each controller follows a share of the agents (about a third; every
 node by exactly one, as the virtual agents themselves count their WatchEvents streams), every
 controller answers status for the whole fleet, and after one controller is SIGKILLed the
-survivors take its nodes over within the node TTL, their status current again."""
+survivors take its nodes over within the node TTL, their status current again. Then one that
+hangs (SIGSTOP: its connections stay open and silent, its lease expires) is taken over too, and
+takes its share back when it runs again."""
 
 from __future__ import annotations
 
 import json
+import os
+import signal
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -187,3 +191,24 @@ def test_three_controllers_share_the_fleet_and_take_over_a_dead_ones_share(share
     for ctl in survivors:
         seen = seen_after(flapped(ctl, taken, pid), began, 10, f"{ctl.name} to see {taken}'s nginx flap")
         assert seen < 1.0, (ctl.name, seen)
+
+    # a controller that hangs: the last one takes over within the node TTL; it comes back and rejoins
+    alive, hung = survivors[0], survivors[1]  # survivors[0] is ctl-1, which the nodes heartbeat to
+    assert alive is controllers[0]
+    os.kill(hung.proc.pid, signal.SIGSTOP)
+    stopped = time.monotonic()
+    try:
+        took = seen_after(lambda: leader_info(alive).followed_nodes == NODES and (
+            s := status_of(alive)) is not None and everyone_live(s, RUNNING + 1), stopped, NODE_TTL,
+            f"{alive.name} to take over {hung.name}'s nodes")
+        print(f"{hung.name} hung (SIGSTOP): {alive.name} follows all {NODES} after {took:.2f}s")
+    finally:
+        os.kill(hung.proc.pid, signal.SIGCONT)
+
+    def rejoined() -> bool:
+        infos = [leader_info(c) for c in survivors]
+        return infos[1].followed_nodes > 0 and sum(i.followed_nodes for i in infos) == NODES and all(
+            (s := status_of(c)) is not None and everyone_live(s, RUNNING + 1) for c in survivors)
+    back = seen_after(rejoined, time.monotonic(), 30, f"{hung.name} to take its share back")
+    print(f"{hung.name} running again: its share back after {back:.2f}s")
+    wait_for(lambda: followed_once(sim), 10, "every virtual node to have exactly one state stream after the rejoin")
