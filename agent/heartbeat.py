@@ -1,7 +1,9 @@
 """Fleet membership: the agent announces itself to a controller and keeps its lease alive.
 
 Heartbeats go to one controller of `[fleetvisor] controllers=` at the interval that controller
-answers. A failed call moves on to the next controller of the list at once; when every one has
+answers. Each node starts at a place in the list of its own, chosen by its name (`home`), so
+that a fleet's heartbeats share the controllers, and a node comes back to the same one at every
+start. A failed call moves on to the next controller of the list at once; when every one has
 failed in a row the agent keeps its programs running (a controller is never needed to
 supervise), says so once in the main log and retries with capped exponential backoff. The
 choice of controller and the timing are in `Schedule`, which takes the clock and the random
@@ -16,6 +18,7 @@ import enum
 import random
 import re
 import time
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -58,6 +61,11 @@ class Transition(enum.Enum):
 
 def format_address(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def home(node: str, controllers: int) -> int:
+    """Where in the list of `controllers` a node starts: the same for a name at every start."""
+    return zlib.crc32(node.encode()) % controllers
 
 
 @dataclass
@@ -182,8 +190,9 @@ class Heartbeat:
         self.log = log
         self.keeper = keeper  # takes the security state a controller answers with
         self.call_timeout = call_timeout
-        self.schedule = schedule or Schedule(tuple(format_address(h, p) for h, p in fv.controllers))
-        self._channels: dict[str, grpc.aio.Channel] = {}
+        self.schedule = schedule or Schedule(tuple(format_address(h, p) for h, p in fv.controllers),
+                                             index=home(fv.node, len(fv.controllers)))
+        self._channels: dict[str, tuple[grpc.aio.Channel, pb_grpc.ControllerServiceStub]] = {}  # by target
         self.tls = tls  # the agent's own set (GrpcFace's): new channels follow its rotation
         self._generation = tls.generation if tls is not None else 0
         self._poked = asyncio.Event()
@@ -229,8 +238,7 @@ class Heartbeat:
                     await self._drop(old)
         try:
             request = self.describe()
-            stub = pb_grpc.ControllerServiceStub(self._channel(target))
-            response = await stub.Heartbeat(request, timeout=self.call_timeout)
+            response = await self._stub(target).Heartbeat(request, timeout=self.call_timeout)
         except (grpc.RpcError, OSError) as exc:
             await self._failed(target, attempt, describe_error(exc), answered=bool(answered_by(exc)))
             return
@@ -271,20 +279,21 @@ class Heartbeat:
                 self.log.warn(f"cannot reach any controller ({', '.join(schedule.controllers)}): "
                               f"{reason}; retrying")
 
-    def _channel(self, target: str) -> grpc.aio.Channel:
-        channel = self._channels.get(target)
-        if channel is None:
+    def _stub(self, target: str) -> pb_grpc.ControllerServiceStub:
+        """The channel to `target` and its stub, made once: a stub binds every method of the
+        service, which costs more than the heartbeat itself."""
+        if target not in self._channels:
             if self.tls is not None:
                 channel = grpc.aio.secure_channel(target, self.tls.channel_credentials())
             else:
                 channel = grpc.aio.insecure_channel(target)
-            self._channels[target] = channel
-        return channel
+            self._channels[target] = (channel, pb_grpc.ControllerServiceStub(channel))
+        return self._channels[target][1]
 
     async def _drop(self, target: str) -> None:
-        channel = self._channels.pop(target, None)
-        if channel is not None:
-            await channel.close(grace=None)
+        entry = self._channels.pop(target, None)
+        if entry is not None:
+            await entry[0].close(grace=None)
 
 
 def agent_describer(fv: FleetvisorConfig, face: GrpcFace) -> Callable[[], pb.HeartbeatRequest]:

@@ -26,16 +26,16 @@ from .http.listeners import Listener, close_listeners, open_listeners
 from .http.server import HttpFace
 from .leftovers import Ledger, boot_id, stop_survivors
 from .mainlog import BootLog, MainLog, level_from_name
-from .operations import SUPERVISOR_VERSION  # the version clients see
+from .operations import AGENT_VERSION, SUPERVISOR_VERSION  # the version clients see
 from .reexec.children import AdoptError, adopt_children, auto_logs_of, capture_children
 from .reexec.handoff import (
-    PROBE_ANSWER,
     PROBE_FLAG,
     RESUME_FLAG,
     exec_agent,
     hold_signals,
     keep_private,
     own_command,
+    probe_answer,
     release_signals,
     write_state,
 )
@@ -223,7 +223,7 @@ def run(opts: Options) -> int:
     first = True
     config = load_config(opts)
     if opts.probe:  # a re-exec's dry run: the config loads and the handoff format is read
-        sys.stdout.write(f"{PROBE_ANSWER}{STATE_VERSION}\n")
+        sys.stdout.write(probe_answer(STATE_VERSION, AGENT_VERSION))
         return 0
     resume_state, resume_error = _read_resume(opts.resume)
     kept = _Kept(resume=resume_state)

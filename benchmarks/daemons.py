@@ -62,6 +62,17 @@ class Usage:
     rss_bytes: int
 
 
+def children_of(pid: int) -> list[int]:
+    """The pids of a process's children, from every thread's list."""
+    found = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            found += [int(c) for c in (task / "children").read_text().split()]
+        except OSError:
+            pass
+    return found
+
+
 def usage(pid: int) -> Usage:
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()

@@ -5,6 +5,7 @@ endpoint (--xmlrpc-listen, with basic auth), the fleet as one supervisord (issue
 the status budget, p99 < 200 ms at 100 agents).
 
     python -m benchmarks.fleet_scale [--sizes 10,50,100] [--samples 50] [--out DIR] [--mtls]
+    python -m benchmarks.fleet_scale --simulated 100,1000,5000 ...   (virtual nodes: simulated_scale.py)
 
 Every agent is a real process on loopback with a few programs, an XML-RPC port (for the stock
 supervisorctl) and a gRPC port (for the controller). The controller runs its embedded etcd.
@@ -46,6 +47,7 @@ from fleetvisor.cli.summaryview import summary_view
 from fleetvisor.v1 import controller_pb2 as pb
 from fleetvisor.v1 import controller_pb2_grpc as pb_grpc
 
+from . import simulated_scale
 from .scenarios import percentile
 
 VENV_BIN = Path(sys.executable).parent
@@ -283,6 +285,9 @@ def rolling_restart(fleet: Fleet, batch: int, healthy_for: float) -> dict[str, f
 
 
 def main(argv: list[str] | None = None) -> int:
+    args_given = sys.argv[1:] if argv is None else argv
+    if any(a.split("=")[0] == "--simulated" for a in args_given):  # virtual nodes: another bench, same entry
+        return simulated_scale.main(args_given)
     parser = argparse.ArgumentParser(prog="python -m benchmarks.fleet_scale", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", default="10,50,100")

@@ -44,7 +44,8 @@ def reexec(obj: Ctx, dry_run: bool) -> None:
         raise CommandError("`fleetctl agent reexec` runs on one node: pass --node HOST:PORT", USAGE)
     reply = obj.call("Reexec", pb.ReexecRequest(dry_run=dry_run))
     node = obj.node()
-    line = (f"{node}: the agent can be re-exec'd (pid {reply.pid})" if dry_run
+    installed = f"; the installed agent is version {reply.agent_version}" if reply.agent_version else ""
+    line = (f"{node}: the agent can be re-exec'd (pid {reply.pid}){installed}" if dry_run
             else f"{node}: the agent (pid {reply.pid}) is handing over to the installed agent; every program keeps "
                  "running")
     render.show(obj.json, reply, lambda: Text(line))

@@ -1,5 +1,5 @@
-"""fleetctl's fleet operations: `rolling-restart`, the `ops` group, and the watch both share
-with `config push --rolling`.
+"""fleetctl's fleet operations: `rolling-restart`, `rolling-upgrade`, the `ops` group, and
+the watch they share with `config push --rolling`.
 
 An operation is durable and runs in the controller's leader, not in fleetctl: fleetctl starts
 it, then only watches. So Ctrl-C (or `--detach`) leaves it running, a watch that loses the
@@ -44,6 +44,7 @@ from .opsargs import (
     RolloutArgs,
     operation_id,
     restart_spec,
+    upgrade_spec,
 )
 
 EXIT_STATUS_HELP = ("Exit status: 0 succeeded (or --dry-run, --detach), 1 failed, aborted or paused, "
@@ -211,17 +212,57 @@ Examples:
 def rolling_restart(obj: Ctx, group: str, nodes: str | None, labels: tuple[str, ...], rollout: RolloutArgs,
                     dry_run: bool, message: str) -> int:
     spec = restart_spec(group, nodes, labels, rollout)
-    plan = call(obj, "rolling-restart", "StartOperation",
-                cpb.StartOperationRequest(spec=spec, message=message, dry_run=True))
+    nothing = f"nothing to restart: no selected node has group {spec.group} ({view.selector_text(spec.selector)})"
+    return plan_and_run(obj, "rolling-restart", spec, message, rollout, dry_run=dry_run, nothing=nothing)
+
+
+@click.command("rolling-upgrade", help=f"""Upgrade each node's agent in place, batch by batch, restarting no program.
+
+Install the new fleetvisor on the hosts first (your usual package tooling); this then re-execs
+each node's agent into the installed one (as `fleetctl --node H:P agent reexec` does) as a
+durable operation. Before a node's re-exec its agent must pass a dry run of the new agent; after
+it, the gate is: the agent answers again with the same pid, reports the expected version
+(--expect-version, or else the version the installed agent named in its dry run), and every
+process it had is there with the same pid and state, for --healthy-for. The first node that
+fails pauses the operation (--on-failure). NODE-GLOBS and --label pick the nodes (neither: every
+node). The plan is shown first; --dry-run stops there.
+
+{EXIT_STATUS_HELP}
+
+\b
+Examples:
+  fleetctl rolling-upgrade --dry-run
+  fleetctl rolling-upgrade 'web-*' --label dc=eu --batch 2 --expect-version 0.2.0 -m "fleetvisor 0.2.0"
+""")
+@click.argument("globs", metavar="[NODE-GLOBS]...", nargs=-1)
+@label_option("nodes")
+@click.option("--expect-version", default="", metavar="V",
+              help="The agent version every node must come back with; a node whose installed agent is "
+                   "another fails before its re-exec.")
+@rollout_options(config=False)
+@click.option("--dry-run", is_flag=True, help="Show the plan and stop.")
+@click.option("-m", "--message", default="", help="Why: recorded with the operation and in the audit log.")
+@click.pass_obj
+@run_command
+def rolling_upgrade(obj: Ctx, globs: tuple[str, ...], labels: tuple[str, ...], expect_version: str,
+                    rollout: RolloutArgs, dry_run: bool, message: str) -> int:
+    spec = upgrade_spec(globs, labels, expect_version, rollout)
+    nothing = f"nothing to upgrade: no node matches ({view.selector_text(spec.selector, 'every node')})"
+    return plan_and_run(obj, "rolling-upgrade", spec, message, rollout, dry_run=dry_run, nothing=nothing)
+
+
+def plan_and_run(obj: Ctx, command: str, spec: cpb.OperationSpec, message: str, rollout: RolloutArgs, *,
+                 dry_run: bool, nothing: str) -> int:
+    """The plan (a dry run of the operation) first; then start it and watch it to its end."""
+    plan = call(obj, command, "StartOperation", cpb.StartOperationRequest(spec=spec, message=message, dry_run=True))
     if not any(batch.nodes for batch in plan.batches):
-        raise CommandError(f"nothing to restart: no selected node has group {spec.group} "
-                           f"({view.selector_text(spec.selector)})")
+        raise CommandError(nothing)
     if dry_run:
         render.show(obj.json, plan, lambda: view.plan_view(plan))
         return 0
     if not obj.json:  # with -o json the started operation (or the watch's lines) is the answer
         render.print_view(view.plan_view(plan))
-    op = call(obj, "rolling-restart", "StartOperation", cpb.StartOperationRequest(spec=spec, message=message))
+    op = call(obj, command, "StartOperation", cpb.StartOperationRequest(spec=spec, message=message))
     if rollout.detach:
         render.show(obj.json, op, lambda: _started(op.id, detach=True))
         return 0
@@ -234,8 +275,8 @@ def rolling_restart(obj: Ctx, group: str, nodes: str | None, labels: tuple[str, 
 
 @click.group()
 def ops() -> None:
-    """Fleet operations (rolling restarts, rolling config rollouts): list, show, watch, pause,
-    resume, abort.
+    """Fleet operations (rolling restarts, rolling config rollouts, rolling agent upgrades): list,
+    show, watch, pause, resume, abort.
 
     \b
     Examples:
@@ -329,5 +370,5 @@ def _transition_view(op: cpb.Operation) -> Group:
     return Group(line, *follow)
 
 
-TOP_COMMANDS = (rolling_restart, ops)
+TOP_COMMANDS = (rolling_restart, rolling_upgrade, ops)
 __all__ = ["TOP_COMMANDS", "follow_rollout", "rollout_options", "watch"]

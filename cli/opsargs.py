@@ -124,6 +124,21 @@ def restart_spec(group: str, nodes: str | None, labels: tuple[str, ...] | list[s
     return spec
 
 
+def upgrade_spec(globs: tuple[str, ...] | list[str], labels: tuple[str, ...] | list[str], expect_version: str,
+                 args: RolloutArgs) -> cpb.OperationSpec:
+    """AGENT_UPGRADE of the nodes the globs and labels pick (neither: every node)."""
+    names = [g.strip() for g in globs]
+    if any(not g or ":" in g for g in names):
+        raise CommandError(f"{next(g for g in globs if not g.strip() or ':' in g)!r}: give node names or globs "
+                           "(web-*), not namespecs", USAGE)
+    if expect_version != expect_version.strip() or (expect_version and not expect_version.isprintable()):
+        raise CommandError(f"--expect-version {expect_version!r}: a version has no spaces", USAGE)
+    spec = pacing_spec(args, cpb.AGENT_UPGRADE)
+    spec.expect_version = expect_version
+    spec.selector.CopyFrom(cpb.Assignment(nodes=names, labels=parse_labels(labels)))
+    return spec
+
+
 def rollout_spec(args: RolloutArgs) -> cpb.OperationSpec | None:
     """The CONFIG_ROLLOUT for `config push --rolling`, or None for a plain push.
 

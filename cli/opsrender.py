@@ -40,7 +40,8 @@ STEP_WORD = {cpb.STEP_PENDING: "pending", cpb.STEP_ACTING: "acting", cpb.STEP_WA
 STEP_STYLE = {cpb.STEP_PENDING: "dim", cpb.STEP_ACTING: "cyan", cpb.STEP_WAITING: "yellow",
               cpb.STEP_DONE: "green", cpb.STEP_FAILED: "bold red", cpb.STEP_REVERTED: "bold yellow",
               cpb.STEP_SKIPPED: "dim"}
-KIND_WORD = {cpb.ROLLING_RESTART: "rolling restart", cpb.CONFIG_ROLLOUT: "config rollout"}
+KIND_WORD = {cpb.ROLLING_RESTART: "rolling restart", cpb.CONFIG_ROLLOUT: "config rollout",
+             cpb.AGENT_UPGRADE: "rolling agent upgrade"}
 ON_FAILURE_WORD = {cpb.ON_FAILURE_UNSPECIFIED: "pause", cpb.PAUSE: "pause", cpb.ABORT: "abort",
                    cpb.CONTINUE: "continue"}
 FULL_TABLE_NODES = 30  # above this many nodes the live table shows only the ones worth a look
@@ -81,12 +82,12 @@ def format_seconds(seconds: float) -> str:
 
 # -- what an operation is ----------------------------------------------------------------------
 
-def selector_text(assignment: cpb.Assignment) -> str:
+def selector_text(assignment: cpb.Assignment, everything: str = "every node with the group") -> str:
     if assignment.nodes:
         return "nodes " + ",".join(assignment.nodes)
     if assignment.labels:
         return "labels " + labels_text(assignment.labels)
-    return "every node with the group"
+    return everything
 
 
 def target_text(spec: cpb.OperationSpec) -> str:
@@ -94,6 +95,9 @@ def target_text(spec: cpb.OperationSpec) -> str:
     if spec.kind == cpb.CONFIG_ROLLOUT:
         text = f"config {spec.config_name} revision {spec.config_revision}"
         return text + (f" (from {spec.previous_revision})" if spec.previous_revision else " (first revision)")
+    if spec.kind == cpb.AGENT_UPGRADE:
+        version = spec.expect_version or "the installed agent's version"
+        return f"the agent on {selector_text(spec.selector, 'every node')} to {version}"
     return f"group {spec.group} on {selector_text(spec.selector)}"
 
 
@@ -154,6 +158,10 @@ def plan_view(op: cpb.Operation) -> RenderableType:
         lines.append(line)
     if not op.batches:
         lines.append(Text("  nothing to do: no node matches", style="yellow"))
+    if op.spec.kind == cpb.AGENT_UPGRADE:
+        lines.append(Text("  gate per node: the agent back with the same pid and the expected version, every "
+                          "process with the same pid and state, for "
+                          f"{format_seconds(op.spec.healthy_for_seconds)}", style="dim"))
     for group, gate in sorted(op.gates.items()):
         wanted = "healthy by its health check" if gate == "health check" else "RUNNING"
         lines.append(Text(f"  gate for {group}: every process {wanted} for "
@@ -299,7 +307,9 @@ def visible_steps(op: cpb.Operation, limit: int = FULL_TABLE_NODES) -> tuple[lis
 def steps_table(op: cpb.Operation, now: float, steps: Sequence[tuple[int, cpb.NodeStep]] | None = None, *,
                 started: bool = False) -> Table:
     """One row per node step; `started` adds the wall-clock time the action was sent (ops show)."""
-    columns = ("BATCH", "NODE", "STEP") + (("STARTED",) if started else ()) + ("TIME", "ERROR")
+    upgrade = op.spec.kind == cpb.AGENT_UPGRADE
+    columns = ("BATCH", "NODE", "STEP") + (("STARTED",) if started else ()) + ("TIME",) + (("AGENT",) if upgrade
+                                                                                         else ()) + ("ERROR",)
     table = Table(box=None, pad_edge=False, header_style="bold")
     for column in columns:
         table.add_column(column, no_wrap=column != "ERROR", overflow="fold")
@@ -310,7 +320,10 @@ def steps_table(op: cpb.Operation, now: float, steps: Sequence[tuple[int, cpb.No
         cells = [batch, Text(step.node), step_cell(step.state)]
         if started:
             cells.append(Text(format_time(step.started_at)))
-        cells += [Text(step_timing(step, op.spec, now)), Text(step.error, style="red") if step.error else Text("")]
+        cells.append(Text(step_timing(step, op.spec, now)))
+        if upgrade:
+            cells.append(Text(agent_versions(step)))
+        cells.append(Text(step.error, style="red") if step.error else Text(""))
         table.add_row(*cells)
     return table
 
@@ -365,12 +378,22 @@ def _stamp(op: cpb.Operation) -> str:
     return format_time(op.updated_at)[-8:] + " " if op.updated_at else ""
 
 
+def agent_versions(step: cpb.NodeStep) -> str:
+    """An agent upgrade's step: `0.1.0 -> 0.2.0`, or `0.1.0 -> 0.2.0?` while only expected."""
+    if not step.agent_version_before:
+        return ""
+    after = step.agent_version_after or (f"{step.agent_version_expected}?" if step.agent_version_expected else "?")
+    return f"{step.agent_version_before} -> {after}"
+
+
 def step_line(step: cpb.NodeStep, spec: cpb.OperationSpec) -> str:
     line = f"{step.node}: {step_word(step.state)}"
     if step.state == cpb.STEP_WAITING and spec.healthy_for_seconds:
         line += f" (to stay healthy for {format_seconds(spec.healthy_for_seconds)})"
     elif step.state == cpb.STEP_DONE and step.started_at and step.done_at:
         line += f" (took {format_seconds(max(0.0, step.done_at - step.started_at))})"
+    if step.agent_version_after:
+        line += f" (agent {agent_versions(step)})"
     if step.error:
         line += f": {step.error}"
     return line
@@ -413,6 +436,8 @@ def short_target(spec: cpb.OperationSpec) -> str:
     """The kind and its object in one cell: `restart app`, `rollout web@4`."""
     if spec.kind == cpb.CONFIG_ROLLOUT:
         return f"rollout {spec.config_name}@{spec.config_revision}"
+    if spec.kind == cpb.AGENT_UPGRADE:
+        return f"upgrade agent{' to ' + spec.expect_version if spec.expect_version else ''}"
     return f"restart {spec.group}"
 
 

@@ -86,6 +86,14 @@ class Checks:
             what = f"group {group}" if group else "every group"
             raise PermissionDenied(denial(who, DEPLOY, f"on {what} of {_where(selector)}"))
 
+    def whole_nodes(self, who: Identity, members: Iterable[MemberRecord]) -> None:
+        """Deploy on every program of each node: what the agent's own Reexec asks for
+        (Access.on_whole_node), since the agent's code changes under all of them."""
+        for member in members:
+            if not any(g.scope.covers_node(member.name, member.labels) and g.scope.programs in ("", "*")
+                       for g in self.authorizer.scopes(who, DEPLOY)):
+                raise PermissionDenied(denial(who, DEPLOY, f"the whole node {member.name}"))
+
     # -- reads -----------------------------------------------------------------------------------
 
     def sees_all(self, who: Identity) -> bool:

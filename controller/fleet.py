@@ -79,6 +79,7 @@ class Fleet:
         await self.roster.close()  # first: the others take this controller's share at once
         await self.peers.close()
         await self.links.close()
+        await self.membership.close()
 
     def on_change(self, callback: Callable[[], None]) -> None:
         """Call back (on the loop) whenever membership, desired or live state changed."""

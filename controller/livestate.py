@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import re
 import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
@@ -84,6 +85,9 @@ def rpc_reason(exc: grpc.aio.AioRpcError) -> str:
     return text
 
 
+_FAULT_NAME = re.compile(r"^[A-Z_]+: ")  # the supervisord fault an agent's refusal starts with
+
+
 def running_description(proc: apb.ProcessInfo, elapsed: float) -> str:
     """supervisorctl's text for a RUNNING process, `elapsed` seconds after the agent said it."""
     uptime = datetime.timedelta(seconds=max(0, int(proc.now - proc.start + elapsed)))
@@ -108,6 +112,7 @@ class NodeLink:
         self.error = "not connected yet"
         self.run_id = ""
         self.sequence = 0
+        self.sessions = 0  # event streams established: one more after an agent re-exec'd or came back
         self._task: asyncio.Task[None] | None = None
         self._loading: set[asyncio.Task[None]] = set()
         self._taken: LiveState | None = None  # the last state `take` showed
@@ -229,6 +234,29 @@ class NodeLink:
         except grpc.aio.AioRpcError as exc:
             raise AgentCallFailed(rpc_reason(exc), refused=exc.code() in REFUSALS) from None
 
+    async def reexec(self, *, dry_run: bool, timeout: float) -> apb.ReexecResponse:
+        """Ask the agent to re-exec into its installed agent (with `dry_run`: only whether it
+        would). Raises AgentCallFailed, `refused` when the agent refuses (fcgi programs, a failed
+        dry run)."""
+        try:
+            return await self.stub.Reexec(apb.ReexecRequest(dry_run=dry_run), timeout=timeout)
+        except grpc.aio.AioRpcError as exc:
+            reason = _FAULT_NAME.sub("", rpc_reason(exc), count=1)  # "re-exec refused: ..." says it all
+            raise AgentCallFailed(reason, refused=exc.code() != grpc.StatusCode.UNAVAILABLE) from None
+
+    async def ask_info(self, timeout: float) -> tuple[str, int, list[apb.ProcessInfo]]:
+        """The agent's version, pid and every process, read now from the agent (not the streamed
+        view). The info is kept: a re-exec'd agent resumes its stream without the snapshot that
+        would carry it. Raises AgentCallFailed."""
+        try:
+            info = await self.stub.GetInfo(apb.GetInfoRequest(), timeout=timeout)
+            listing = await self.stub.ListProcesses(apb.ListProcessesRequest(), timeout=timeout)
+        except grpc.aio.AioRpcError as exc:
+            raise AgentCallFailed(rpc_reason(exc)) from None
+        self.info = info
+        self.on_change(self)
+        return info.agent_version, info.pid, list(listing.processes)
+
     def snapshot(self) -> list[apb.ProcessInfo]:
         """The processes with RUNNING descriptions brought up to date."""
         now = time.monotonic()
@@ -251,6 +279,7 @@ class NodeLink:
                 call = self.stub.WatchEvents(apb.WatchEventsRequest(after_sequence=self.sequence,
                                                                     agent_run_id=self.run_id))
                 await call.initial_metadata()  # the agent sends its headers as soon as it follows
+                self.sessions += 1
                 if self.info is not None and self.sequence:  # resumed: what we hold is current again
                     self._mark_live()
                 async for event in call:

@@ -1,12 +1,13 @@
 """Which nodes belong to the fleet: their registrations, their leases, and what they run.
 
 `members/<node>` keeps every node ever registered (a silent node is shown down, not
-forgotten); `nodes/<node>` is bound to a lease that the node's heartbeats renew.
+forgotten); `nodes/<node>` is the node's registration, bound to the lease of the controller it
+heartbeats to (registrations.py), and removed when the node falls silent.
 
-A heartbeat is a lease keep-alive, not an etcd write: `nodes/<node>` is written when the node
-gets a new lease or heartbeats to another controller, `members/<node>` when what the node says
-of itself changes. The key lives as long as the lease, so every controller knows a node is up
-from its copy of etcd; the time of the last heartbeat is known exactly only where it arrived.
+A heartbeat is not an etcd write: `nodes/<node>` is written when the node registers with a
+controller (first, again after it was silent, or at another controller), `members/<node>` when
+what the node says of itself changes. Every controller knows a node is up from its copy of
+etcd; the time of the last heartbeat is known exactly only where it arrived.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from . import audit, records
 from .errors import InvalidArgument
 from .mirror import Change
 from .records import MemberRecord, NodeRecord, decode, encode
+from .registrations import RegistrationLease, SilenceWatch
 from .store import Put, Store
 
 log = logging.getLogger("fleetvisor.controller")
@@ -56,12 +58,18 @@ class Membership:
         self.store = store
         self.controller_id = controller_id
         self.node_ttl = node_ttl
-        self._leases: dict[str, int] = {}
+        self.lease = RegistrationLease(store.client, node_ttl)
         self._heard: dict[str, float] = {}  # heartbeats this controller recorded, by node
         self._gone: dict[str, float] = {}  # for nodes whose key expired: about when they were last heard
         self._applied_here: dict[str, str] = {}  # see applied()
         self._pushed_here: set[str] = set()  # see local()
-        self._decoded: dict[str, tuple[bytes, MemberRecord]] = {}  # see members()
+        self._decoded: dict[str, tuple[bytes | None, MemberRecord]] = {}  # see _decode()
+        self._silence = SilenceWatch(store, controller_id, node_ttl, lambda name: self._heard.get(name, 0.0),
+                                     self.lease)
+
+    async def close(self) -> None:
+        await self._silence.close()
+        await self.lease.close()
 
     def on_mirror(self, changes: list[Change]) -> bool:
         """Follow the mirror; True when the set or the addresses of members may have changed."""
@@ -80,35 +88,38 @@ class Membership:
                 if change.value is None:  # forgotten (admin.py): nothing of it stays here
                     self._heard.pop(name, None)
                     self._gone.pop(name, None)
-                    self._leases.pop(name, None)
                 members_changed = True
         return members_changed
 
     # -- reading ---------------------------------------------------------------------------------
 
     def members(self) -> dict[str, MemberRecord]:
-        """Every member, decoded once per value: this is read on every reconcile pass and status
-        call, and decoding hundreds of records each time was most of the controller's CPU at a
-        few hundred nodes (seen with benchmarks/simulator)."""
+        """Every member, decoded once per value (see member())."""
         result = {}
-        cache = self._decoded
         for key, raw in self.store.items(records.MEMBERS).items():
             name = key[len(records.MEMBERS):]
-            hit = cache.get(name)
-            if hit is not None and hit[0] == raw:
-                result[name] = hit[1]
-                continue
-            member = decode(MemberRecord, raw)
+            member = self._decode(name, raw)
             if member is not None:
-                cache[name] = (raw, member)
                 result[name] = member
-        if len(cache) > len(result):  # forgotten (or now unreadable) members
-            for name in cache.keys() - result.keys():
-                del cache[name]
+        if len(self._decoded) > len(result):  # forgotten (or now unreadable) members
+            for name in self._decoded.keys() - result.keys():
+                del self._decoded[name]
         return dict(sorted(result.items()))
 
     def member(self, name: str) -> MemberRecord | None:
-        return decode(MemberRecord, self.store.get(records.member_key(name)))
+        return self._decode(name, self.store.get(records.member_key(name)))
+
+    def _decode(self, name: str, raw: bytes | None) -> MemberRecord | None:
+        """A member record, decoded once per value: members are read on every reconcile pass,
+        status and config status call, and decoding thousands of records each time was most of
+        the controller's CPU at a few hundred nodes (seen with benchmarks/simulator)."""
+        hit = self._decoded.get(name)
+        if hit is not None and hit[0] == raw:
+            return hit[1]
+        member = decode(MemberRecord, raw)
+        if member is not None:
+            self._decoded[name] = (raw, member)
+        return member
 
     def node_record(self, name: str) -> NodeRecord | None:
         return decode(NodeRecord, self.store.get(records.node_key(name)))
@@ -119,7 +130,7 @@ class Membership:
         copy was last current (a heartbeat came within the TTL before it)."""
         now = time.time() if now is None else now
         heard = self._heard.get(name, 0.0)
-        if self.node_record(name) is None:
+        if not self._registered(name):
             return max(heard, self._gone.get(name, 0.0))
         mirror = self.store.mirror
         return max(heard, now if mirror.connected else mirror.lost_at)
@@ -128,7 +139,11 @@ class Membership:
         """Registered and heard from within the TTL. The key alone is not enough: while etcd is
         away nothing expires the lease, and this controller's copy keeps the key."""
         now = time.time() if now is None else now
-        return self.node_record(name) is not None and now - self.last_alive(name, now) <= self.node_ttl
+        return self._registered(name) and now - self.last_alive(name, now) <= self.node_ttl
+
+    def _registered(self, name: str) -> bool:
+        """Whether the node's lease-bound key is in this controller's copy (its value unread)."""
+        return self.store.get(records.node_key(name)) is not None
 
     def select(self, labels: dict[str, str]) -> dict[str, MemberRecord]:
         return {n: m for n, m in self.members().items() if records.labels_match(m.labels, labels)}
@@ -154,8 +169,9 @@ class Membership:
     # -- heartbeats ------------------------------------------------------------------------------
 
     async def heartbeat(self, beat: Heartbeat, peer_host: str, who: str = "") -> None:
-        """Record the node (members/), and renew its lease-bound registration (nodes/). A new
-        address of a known node, or one another live node uses, is logged and audited."""
+        """Record the node (members/) and its registration here (nodes/), each only if it changed,
+        and the time. A new address of a known node, or one another live node uses, is logged and
+        audited."""
         name = beat.node
         old = self.member(name)
         address = dial_address(beat.address, peer_host)
@@ -172,7 +188,7 @@ class Membership:
             cluster_id=beat.cluster_id, local_revision=beat.local_revision,
             local_sections=list(beat.local_sections))
         record = self.node_record(name)
-        lease = await self._renew_lease(name, record)
+        lease = await self.lease.get()
         puts = []
         if record is None or record.lease != lease or record.controller_id != self.controller_id:
             puts.append(Put(records.node_key(name), encode(NodeRecord(lease, time.time(), self.controller_id)),
@@ -183,7 +199,8 @@ class Membership:
                 log.info("node %s registered from %s", name, member.address)
         if puts:
             await self.store.compare_and_put(puts, visible=False)
-        self._heard[name] = time.time()
+        self._heard[name] = now = time.time()
+        self._silence.note(name, now)
 
     async def _note_address(self, name: str, old: str, new: str, who: str) -> None:
         notes = []
@@ -198,15 +215,3 @@ class Membership:
             log.warning("%s (heartbeat from %s)", text, who or "unknown")
             await audit.record(self.store.client, self.store.prefix, audit.entry(
                 who, action, {"node": name, "old": old, "new": new}, not others, text, self.controller_id))
-
-    async def _renew_lease(self, name: str, record: NodeRecord | None) -> int:
-        lease = self._leases.get(name) or (record.lease if record else 0)
-        client = self.store.client
-        if lease:
-            reply = await client.refresh_lease(lease)
-            if reply is not None and reply.TTL > 0:
-                self._leases[name] = lease
-                return lease
-        granted = await client.lease(self.node_ttl)
-        self._leases[name] = lease = int(granted.id)
-        return lease

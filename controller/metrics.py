@@ -131,7 +131,10 @@ class ReconcileCollector(Collector):
                                  "Seconds until the next push to a node whose pushes failed", labels=["node"])
         for node, seconds in sorted(self.reconciler.backoff().items()):
             wait.add_metric([node], seconds)
-        yield from (pushes, wait)
+        passes = CounterMetricFamily("fleetvisor_controller_reconcile_passes",
+                                     "Passes over every node by this controller's reconciler (as leader)",
+                                     value=self.reconciler.passes)
+        yield from (pushes, wait, passes)
 
 
 class OperationsCollector(Collector):

@@ -1,4 +1,5 @@
-"""Durable fleet operations: rolling restarts and rolling config rollouts, run by the leader.
+"""Durable fleet operations: rolling restarts, rolling config rollouts and rolling agent
+upgrades, run by the leader.
 
 An operation is stored under `ops/<id>` with its whole plan (ordered batches of nodes) and
 each node's step state (opmodel.py), and it is saved after every step. Only the leader
@@ -13,6 +14,12 @@ down at a time; inside a batch the nodes act in parallel. A node is done when ev
 of the group is RUNNING (with a new pid, for a restart) and has stayed so for `healthy_for`.
 How the stored state changes is transitions.py's; this engine watches the fleet, turns what it
 sees into events, and carries out the actions.
+
+An agent upgrade re-execs each node's agent into the installed one (AgentService.Reexec): the
+agent as it was (version, pid, run, every process's pid and state) and the version it must come
+back with are stored before the re-exec is sent; a leader that takes over a step whose re-exec
+may have gone out sends it again (a second re-exec keeps every process, as the first did). The
+node is done when the agent answers again and upgradegate.py's gate has held for `healthy_for`.
 """
 
 from __future__ import annotations
@@ -21,16 +28,17 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 
-from . import opmodel, planning, records, transitions
+from . import opmodel, planning, records, transitions, upgradegate
+from .backoff import Backoff
 from .configstore import RolloutPlanner
 from .errors import Conflict, InvalidArgument, NotFound, NotLeader, Unavailable
 from .fleet import Fleet
 from .livestate import NodeLink
-from .opmodel import Kind, Operation, OpState, Spec, StepState
-from .processes import AgentCallFailed
+from .opmodel import AgentMark, Kind, Operation, OpState, Spec, StepState
+from .processes import AgentCallFailed, ProcessView
 from .store import Put
 from .transitions import EndRollout, Event, RevertNode, WithdrawRollout
 
@@ -67,6 +75,7 @@ class Operations:
         self._locks: dict[str, asyncio.Lock] = {}
         self._runners: dict[str, asyncio.Task[None]] = {}
         self._wake = asyncio.Event()
+        self._decoded: dict[str, tuple[bytes, Operation]] = {}  # see _decode()
         fleet.on_change(self._wake.set)
 
     # -- reading (any controller) ------------------------------------------------------------
@@ -76,18 +85,32 @@ class Operations:
         raw = self.store.get(key)
         if raw is None:
             raise NotFound(f"no such operation: {op_id}")
-        return opmodel.decode(raw, key)
+        return self._decode(key, raw)
 
     def list(self, everything: bool) -> list[Operation]:
         """The operations this controller can read; one it cannot (from a newer controller, or
         corrupt) is left out (unreadable.py says so in the log)."""
         ops = []
-        for key, raw in sorted(self.store.items(records.OPS).items()):
+        stored = self.store.items(records.OPS)
+        for key, raw in sorted(stored.items()):
             try:
-                ops.append(opmodel.decode(raw, key))
+                ops.append(self._decode(key, raw))
             except Unavailable:
                 pass
+        for key in self._decoded.keys() - stored.keys():  # records deleted since
+            del self._decoded[key]
         return [op for op in ops if everything or op.state not in opmodel.ENDED]
+
+    def _decode(self, key: str, raw: bytes) -> Operation:
+        """The operation of a record, decoded once per value: every status summary and metrics
+        scrape reads all of them. What this returns is shared, and read only (transitions.apply
+        changes a copy)."""
+        hit = self._decoded.get(key)
+        if hit is not None and hit[0] == raw:
+            return hit[1]
+        op = opmodel.decode(raw, key)
+        self._decoded[key] = (raw, op)
+        return op
 
     # -- planning ----------------------------------------------------------------------------
 
@@ -112,6 +135,17 @@ class Operations:
             raise NotFound(f"no node runs a group named {spec.group}")
         return new_operation(replace(spec, kind=Kind.ROLLING_RESTART), nodes, author, message,
                              now=time.time(), op_id=new_id())
+
+    def plan_upgrade(self, spec: Spec, author: str, message: str) -> Operation:
+        """Every node that is up of those the selector's globs and labels pick (every node
+        without either)."""
+        membership = self.fleet.membership
+        members = {name: m.labels for name, m in membership.members().items()}
+        down = {name for name in members if not membership.is_up(name)}
+        nodes = planning.select_nodes(members, spec.selector.nodes, spec.selector.labels, down)
+        picked = records.Selector(tuple(nodes), dict(spec.selector.labels))
+        return new_operation(replace(spec, kind=Kind.AGENT_UPGRADE, group="", selector=picked), nodes, author,
+                             message, now=time.time(), op_id=new_id())
 
     def gates(self, op: Operation) -> dict[str, str]:
         """A rolling restart's gate for its group, from what its nodes run now."""
@@ -244,6 +278,8 @@ class Operations:
         try:
             if op.spec.kind == Kind.CONFIG_ROLLOUT:
                 await self._rollout_step(op_id, node)
+            elif op.spec.kind == Kind.AGENT_UPGRADE:
+                await self._upgrade_step(op_id, node)
             else:
                 await self._restart_step(op_id, node)
         except StepFailed as exc:
@@ -259,9 +295,7 @@ class Operations:
         group = op.spec.group
         step = op.step(node)
         deadline = time.monotonic() + op.spec.timeout_seconds
-        link = self.fleet.links.get(node)
-        if link is None or not link.reachable:
-            raise StepFailed(f"not reachable: {link.error if link else 'no address known'}")
+        link = self._reachable(node)
         current = {p.pid for p in link.processes.values() if p.group == group and p.pid}
         send = transitions.restart_needed(step, current)
         if step.state == StepState.PENDING:
@@ -276,18 +310,25 @@ class Operations:
         if not self._still_running(op_id):
             return
         await self.update(op_id, transitions.StepWaiting(node))
-        await self._wait_healthy(op_id, node, {group}, pids_before, deadline)
+        await self._wait_healthy(op_id, node, _group_health({group}, pids_before), deadline)
 
-    async def _wait_healthy(self, op_id: str, node: str, groups: set[str], pids_before: set[int],
+    def _reachable(self, node: str) -> NodeLink:
+        link = self.fleet.links.get(node)
+        if link is None or not link.reachable:
+            raise StepFailed(f"not reachable: {link.error if link else 'no address known'}")
+        return link
+
+    async def _wait_healthy(self, op_id: str, node: str, judge: Callable[[NodeLink], planning.Health],
                             deadline: float) -> None:
-        """Until every process of `groups` on `node` has been RUNNING for healthy_for."""
+        """Until `judge` has found the node healthy (for a restart or a rollout: every process of
+        its groups RUNNING) for healthy_for."""
         spec = self._now(op_id).spec
         since: float | None = None
         while self._still_running(op_id):
             link = self.fleet.links.get(node)
             now = time.monotonic()
             if link is not None and link.reachable:
-                look = planning.health(link.processes.values(), groups, pids_before)
+                look = judge(link)
                 if look.failure:
                     raise StepFailed(look.failure)
             else:
@@ -329,14 +370,12 @@ class Operations:
         if self._now(op_id).step(node).retries:
             await self._start_fatal(node, groups, deadline)
         await self.update(op_id, transitions.StepWaiting(node))
-        await self._wait_healthy(op_id, node, groups, set(), deadline)
+        await self._wait_healthy(op_id, node, _group_health(groups, set()), deadline)
 
     async def _start_fatal(self, node: str, groups: set[str], deadline: float) -> None:
         """A retried step: the revision may already be applied, so applying it restarted nothing;
         start what gave up (FATAL) for the operator's retry to mean something."""
-        link = self.fleet.links.get(node)
-        if link is None or not link.reachable:
-            raise StepFailed(f"not reachable: {link.error if link else 'no address known'}")
+        link = self._reachable(node)
         fatal = planning.gave_up(link.processes.values(), groups)
         if not fatal:
             return
@@ -354,9 +393,111 @@ class Operations:
         if bad:
             raise StepFailed(f"{action} failed: {'; '.join(bad)}")
 
+    # -- an agent upgrade on one node ----------------------------------------------------------------
+
+    async def _upgrade_step(self, op_id: str, node: str) -> None:
+        spec = self._now(op_id).spec
+        deadline = time.monotonic() + spec.timeout_seconds
+        link = self._reachable(node)
+        if self._now(op_id).step(node).state == StepState.PENDING:
+            await self.update(op_id, transitions.StepStarted(node, time.time(),
+                                                             agent=await self._mark_agent(link, spec, deadline)))
+        if not self._still_running(op_id):  # paused or aborted meanwhile: the re-exec waits for a resume
+            return
+        if self._now(op_id).step(node).state == StepState.ACTING:
+            sessions = link.sessions
+            try:
+                await link.reexec(dry_run=False, timeout=_left(deadline))
+            except AgentCallFailed as exc:
+                if exc.refused:
+                    raise StepFailed(f"re-exec failed: {exc}") from None
+                # unavailable: the answer may have been lost with the handover; the gate tells
+            if not self._still_running(op_id):
+                return
+            await self.update(op_id, transitions.StepWaiting(node))
+            await self._wait_handover(node, link, sessions, deadline)
+        recorded = self._now(op_id).step(node).agent
+        if recorded is None:  # a record from a leader that did not store it: nothing to judge by
+            raise StepFailed("the step has no record of the agent before its re-exec; resume to retry it")
+        version, pid, processes = await self._ask_until(node, deadline)
+        seen = upgradegate.AgentSeen(version, pid, self._reachable(node).run_id, upgradegate.held(processes))
+        if failure := upgradegate.judge(recorded, seen):
+            raise StepFailed(failure)
+        await self.update(op_id, transitions.AgentBack(node, version))
+        await self._wait_reported(node, version, deadline)
+        await self._wait_healthy(op_id, node, _agent_health(recorded), deadline)
+
+    async def _mark_agent(self, link: NodeLink, spec: Spec, deadline: float) -> AgentMark:
+        """The agent as it is, and the version it must come back with (the dry run's, unless the
+        operator expects one); StepFailed when the agent refuses the dry run or names another."""
+        try:
+            version, pid, processes = await link.ask_info(_left(deadline))
+        except AgentCallFailed as exc:
+            raise StepFailed(f"cannot read the agent: {exc}") from None
+        try:
+            probed = await link.reexec(dry_run=True, timeout=_left(deadline))
+            expected = upgradegate.expected_version(spec.expect_version, probed.agent_version)
+        except AgentCallFailed as exc:
+            raise StepFailed(str(exc) if exc.refused else f"re-exec dry run: {exc}") from None
+        except upgradegate.VersionRefused as exc:
+            raise StepFailed(str(exc)) from None
+        before = upgradegate.AgentSeen(version, pid, link.run_id, upgradegate.held(processes))
+        return upgradegate.mark(before, expected)
+
+    async def _wait_handover(self, node: str, link: NodeLink, sessions: int, deadline: float) -> None:
+        """Until the node's event stream broke (the old agent exec'd) and came back: the agent is
+        UNAVAILABLE for a moment in between, which is expected."""
+        while True:
+            now = self.fleet.links.get(node)
+            if now is not None and now.reachable and (now is not link or now.sessions > sessions):
+                return
+            if time.monotonic() >= deadline:
+                why = link.error or "its event stream never broke, so the old agent still runs"
+                raise StepFailed(f"the agent did not come back after its re-exec: {why}")
+            await self.fleet.wait_change(_left(deadline))
+
+    async def _ask_until(self, node: str, deadline: float) -> tuple[str, int, Sequence[ProcessView]]:
+        """GetInfo and ListProcesses, retried with capped backoff until the agent answers."""
+        backoff = Backoff(initial=0.05, cap=1.0)
+        while True:
+            try:
+                return await self._reachable(node).ask_info(_left(deadline))
+            except (AgentCallFailed, StepFailed) as exc:
+                if time.monotonic() + backoff.current >= deadline:
+                    raise StepFailed(f"the agent did not answer after its re-exec: {exc}") from None
+            await asyncio.sleep(backoff.next())
+
+    async def _wait_reported(self, node: str, version: str, deadline: float) -> None:
+        """Until the node's record (what status and the node list show) has the agent's new
+        version: its next heartbeat brings it."""
+        while (member := self.fleet.membership.member(node)) is not None and member.agent_version != version:
+            if time.monotonic() >= deadline:
+                raise StepFailed(f"the controller still reports agent version {member.agent_version}, "
+                                 f"the agent says {version}")
+            await self.fleet.wait_change(_left(deadline))
+
     # -- failures ------------------------------------------------------------------------------
 
     async def _failed(self, op_id: str, node: str, error: str) -> None:
         op = await self.update(op_id, transitions.StepFailed(node, error, time.time()))
         reverted = op.step(node).state == StepState.REVERTED
         log.warning("operation %s: %s failed: %s%s", op_id, node, error, " (reverted)" if reverted else "")
+
+
+def _left(deadline: float) -> float:
+    """Seconds to a monotonic deadline, never less than a short call's worth."""
+    return max(0.05, deadline - time.monotonic())
+
+
+def _group_health(groups: set[str], pids_before: set[int]) -> Callable[[NodeLink], planning.Health]:
+    return lambda link: planning.health(link.processes.values(), groups, pids_before)
+
+
+def _agent_health(recorded: AgentMark) -> Callable[[NodeLink], planning.Health]:
+    """The upgrade gate on the live view: the agent as streamed, its version as last asked."""
+    def judge(link: NodeLink) -> planning.Health:
+        version = link.info.agent_version if link.info is not None else ""
+        pid = link.info.pid if link.info is not None else 0
+        return upgradegate.health(recorded, upgradegate.AgentSeen(version, pid, link.run_id,
+                                                                  upgradegate.held(link.processes.values())))
+    return judge

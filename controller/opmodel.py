@@ -26,6 +26,7 @@ class Kind(StrEnum):
     UNSPECIFIED = "OPERATION_KIND_UNSPECIFIED"
     ROLLING_RESTART = "ROLLING_RESTART"
     CONFIG_ROLLOUT = "CONFIG_ROLLOUT"
+    AGENT_UPGRADE = "AGENT_UPGRADE"
 
 
 class OpState(StrEnum):
@@ -82,12 +83,34 @@ class Spec:
     config_name: str = ""
     config_revision: int = 0
     previous_revision: int = 0
+    expect_version: str = ""  # AGENT_UPGRADE: empty, the version each installed agent names in its dry run
 
     def with_defaults(self) -> Spec:
         return replace(
             self, healthy_for_seconds=self.healthy_for_seconds if self.healthy_for_seconds > 0 else DEFAULT_HEALTHY_FOR,
             timeout_seconds=self.timeout_seconds if self.timeout_seconds > 0 else DEFAULT_TIMEOUT,
             on_failure=OnFailure.PAUSE if self.on_failure == OnFailure.UNSPECIFIED else self.on_failure)
+
+
+@dataclass
+class Held:
+    """AGENT_UPGRADE: one process as the agent had it before the re-exec."""
+
+    namespec: str
+    pid: int
+    state: str  # supervisord's state name
+
+
+@dataclass
+class AgentMark:
+    """AGENT_UPGRADE: the agent of a node before its re-exec, and what it must come back as."""
+
+    version_before: str = ""
+    version_expected: str = ""
+    pid: int = 0
+    run_id: str = ""  # the journal's run identity: a re-exec keeps it, a restart does not
+    held: list[Held] = field(default_factory=list)
+    version_after: str = ""
 
 
 @dataclass
@@ -100,6 +123,7 @@ class Step:
     done_at: float = 0.0
     pids_before: list[int] = field(default_factory=list)
     retries: int = 0  # times an operator resumed the operation to retry this step
+    agent: AgentMark | None = None  # AGENT_UPGRADE, once recorded (before the re-exec is sent)
 
 
 @dataclass
@@ -203,7 +227,18 @@ def _step(data: object) -> Step:
     return Step(**{**d, "state": StepState(d.get("state", StepState.UNSPECIFIED)),
                    "started_at": float(d.get("started_at", 0)), "healthy_at": float(d.get("healthy_at", 0)),
                    "done_at": float(d.get("done_at", 0)),
-                   "pids_before": [int(p) for p in d.get("pids_before", ())], "retries": int(d.get("retries", 0))})
+                   "pids_before": [int(p) for p in d.get("pids_before", ())], "retries": int(d.get("retries", 0)),
+                   "agent": _agent(d["agent"]) if d.get("agent") is not None else None})
+
+
+def _agent(data: object) -> AgentMark:
+    d = _known(AgentMark, data)
+    return AgentMark(**{**d, "pid": int(d.get("pid", 0)), "held": [_held(h) for h in d.get("held", ())]})
+
+
+def _held(data: object) -> Held:
+    d = _known(Held, data)
+    return Held(**{**d, "pid": int(d.get("pid", 0))})
 
 
 def _operation(data: object) -> Operation:

@@ -6,12 +6,14 @@ Nothing here does I/O or reads a clock; the engine (operations.py) feeds it fact
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from enum import IntEnum
+from fnmatch import fnmatchcase
 
-from .errors import InvalidArgument
+from .errors import FailedPrecondition, InvalidArgument, NotFound
 from .processes import ProcessView, ProcState
+from .records import labels_match
 
 
 class PlanError(InvalidArgument):
@@ -56,6 +58,37 @@ def plan(nodes: Iterable[str], size: int, canary: int = 0) -> list[list[str]]:
         ordered = ordered[canary:]
     batches += [ordered[i:i + size] for i in range(0, len(ordered), size)]
     return batches
+
+
+def select_nodes(members: Mapping[str, Mapping[str, str]], globs: Iterable[str], labels: Mapping[str, str],
+                 down: Collection[str] = ()) -> list[str]:
+    """The members (name -> labels) that one of `globs` names (every member when none is given)
+    and that carry `labels`, by name, but for those `down` (a node that is gone would stop the
+    operation at its turn). A glob that names no member is refused (NotFound), so that a typo
+    never shrinks the operation silently; so is a selection of nothing, and a node named
+    exactly that is down (FailedPrecondition)."""
+    globs = list(globs)
+    for pattern in globs:
+        if pattern == _literal(pattern) and pattern in down:
+            raise FailedPrecondition(f"node {pattern} is down; once it is back, try again (or forget it: "
+                                     f"fleetctl nodes forget {pattern})")
+        if not any(fnmatchcase(name, pattern) for name in members):
+            raise NotFound(f"no such node: {pattern}" if pattern == _literal(pattern)
+                           else f"no node matches {pattern}")
+    matched = sorted(name for name, have in members.items()
+                     if (not globs or any(fnmatchcase(name, g) for g in globs))
+                     and labels_match(dict(have), dict(labels)))
+    picked = [name for name in matched if name not in down]
+    if not picked:
+        wanted = " ".join([*globs, *(f"{k}={v}" for k, v in sorted(labels.items()))])
+        if matched:
+            raise FailedPrecondition(f"every node that matches {wanted} is down" if wanted else "every node is down")
+        raise NotFound(f"no node matches {wanted}" if wanted else "no node is registered")
+    return picked
+
+
+def _literal(pattern: str) -> str:
+    return "".join(c for c in pattern if c not in "*?[]")
 
 
 BAD = {ProcState.BACKOFF, ProcState.FATAL, ProcState.EXITED}

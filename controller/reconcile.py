@@ -50,18 +50,24 @@ class Reconciler:
         self._retry_at: dict[str, float] = {}
         self._failures: dict[str, int] = {}
         self._noting: dict[str, asyncio.Task[None]] = {}
+        self._pushed = 0  # pushes finished: one can make another pass worth it
+        self.passes = 0  # for /metrics
         # pushes per (node, failed), for /metrics: plain ints, formatted only when scraped
         self.pushes: dict[tuple[str, bool], int] = {}
         fleet.on_change(self._wake.set)
 
     async def run(self) -> None:
         try:
+            seen: tuple[object, ...] = ()
+            due = 0.0
             while True:
                 self._wake.clear()
                 began = time.monotonic()
-                delay = self._pass()
+                inputs = self._inputs()
+                if inputs != seen or began >= due:  # a process flap, say, changes nothing a pass reads
+                    seen, due = inputs, began + self._pass()
                 try:  # not wait_for: on 3.11 it can swallow the cancel that ends leadership
-                    async with asyncio.timeout(delay):
+                    async with asyncio.timeout(max(0.0, due - time.monotonic())):
                         await self._wake.wait()
                 except TimeoutError:
                     pass
@@ -74,8 +80,16 @@ class Reconciler:
             self._in_flight.clear()
             self._noting.clear()
 
+    def _inputs(self) -> tuple[object, ...]:
+        """What a pass depends on besides the clock: etcd's state (the mirror's revision), the
+        pushes finished here, and which nodes this controller reaches."""
+        links = self.fleet.links.links
+        return (self.fleet.store.mirror.revision, self._pushed, len(links),
+                frozenset(name for name, link in links.items() if not link.reachable))
+
     def _pass(self) -> float:
         """Start a push for every node that needs one; return the seconds until the next retry."""
+        self.passes += 1
         now = time.monotonic()
         configs = self.fleet.configs
         current = configs.current_configs()
@@ -133,6 +147,7 @@ class Reconciler:
             error = str(exc)
         finally:
             self._in_flight.pop(name, None)
+            self._pushed += 1
         if refused:
             error = "; ".join(f"config {config} refused: {why}" for config, why in refused.items())
         failures = self._failures.get(name, 0) + 1 if error else 0

@@ -5,9 +5,10 @@ are plain dataclasses so the logic that reads them never sees etcd or JSON.
 
     members/<node>             MemberRecord: every node ever registered (no lease: a silent
                                node is shown down, not forgotten)
-    nodes/<node>               NodeRecord: the live registration, attached to a lease renewed by
-                               the node's heartbeats (written again only for a new lease or
-                               another controller)
+    nodes/<node>               NodeRecord: the live registration, attached to the lease of the
+                               controller the node heartbeats to, deleted there once the node is
+                               silent for the TTL (registrations.py); written again only for a
+                               new lease or another controller
     configs/<name>/revs/<n>    RevisionRecord: immutable
     assignments/<name>         AssignmentRecord: the current revision of a config and where it goes
     reconcile/<node>           ReconcileRecord: the leader's last push to the node and its outcome
@@ -210,8 +211,8 @@ class MemberRecord:
 
 @dataclass(frozen=True)
 class NodeRecord:
-    lease: int
-    last_heartbeat: float  # when this lease was attached (heartbeats renew the lease, not the record)
+    lease: int  # the controller's registration lease
+    last_heartbeat: float  # when the node registered on it (later heartbeats write nothing)
     controller_id: str = ""  # the controller the node heartbeats to
 
 

@@ -518,6 +518,8 @@ class ControllerServicer(pb_grpc.ControllerServiceServicer):
     # -- operations ------------------------------------------------------------------------------
 
     async def StartOperation(self, request: pb.StartOperationRequest, context: Context) -> pb.Operation:
+        if request.spec.kind == pb.AGENT_UPGRADE:
+            return await self._start_upgrade(request, context)
         if not request.dry_run:
             _writing("ops.rolling-restart", {"group": request.spec.group[:100], "message": request.message[:200]})
         if request.spec.kind not in (pb.OPERATION_KIND_UNSPECIFIED, pb.ROLLING_RESTART):
@@ -536,6 +538,29 @@ class ControllerServicer(pb_grpc.ControllerServiceServicer):
                 "batch": spec.batch, "max_unavailable": spec.max_unavailable, "message": request.message}
         return operation_message(await self._write(
             context, "StartOperation", "ops.rolling-restart", args, lambda: self.operations.create(planned),
+            lambda op: f"operation {op.id}: {len(op.batches)} batches"))
+
+    async def _start_upgrade(self, request: pb.StartOperationRequest, context: Context) -> pb.Operation:
+        """A rolling agent upgrade: planned first (the globs and labels name the nodes), then
+        deploy on each whole node, as the agents' own Reexec requires."""
+        selector = request.spec.selector
+        args: dict[str, object] = {"nodes": list(selector.nodes)[:100], "labels": dict(selector.labels),
+                                   "expect_version": request.spec.expect_version[:100],
+                                   "message": request.message[:200]}
+        if not request.dry_run:
+            _writing("ops.rolling-upgrade", args)
+        spec = await self._core(context, lambda: spec_of(request.spec))
+        planned = await self._core(context, lambda: self.operations.plan_upgrade(spec, caller(context),
+                                                                                 request.message))
+        members = self.fleet.membership.members()
+        await self._check(context, "StartOperation", lambda: self.checks.whole_nodes(
+            guard.current(), [members[n] for n in _nodes(planned) if n in members]))
+        if request.dry_run:
+            planned.id = ""
+            return operation_message(planned)
+        args["batch"], args["max_unavailable"] = spec.batch, spec.max_unavailable
+        return operation_message(await self._write(
+            context, "StartOperation", "ops.rolling-upgrade", args, lambda: self.operations.create(planned),
             lambda op: f"operation {op.id}: {len(op.batches)} batches"))
 
     async def ListOperations(self, request: pb.ListOperationsRequest, context: Context) -> pb.ListOperationsResponse:
@@ -579,10 +604,15 @@ class ControllerServicer(pb_grpc.ControllerServiceServicer):
             await self.fleet.wait_change(STATUS_PERIOD, since=seen)
 
     async def _check_operation(self, context: Context, method: str, op_id: str) -> None:
-        """Deploy on the operation's selector (and, for a restart, its group)."""
+        """Deploy on the operation's selector (and, for a restart, its group; for an agent
+        upgrade, on each of its whole nodes)."""
         def check() -> None:
-            spec = self.operations.get(op_id).spec
-            if spec.kind is opmodel.Kind.ROLLING_RESTART:
+            op = self.operations.get(op_id)
+            spec = op.spec
+            if spec.kind is opmodel.Kind.AGENT_UPGRADE:
+                members = self.fleet.membership.members()
+                self.checks.whole_nodes(guard.current(), [members[n] for n in _nodes(op) if n in members])
+            elif spec.kind is opmodel.Kind.ROLLING_RESTART:
                 self.checks.deploy_group(guard.current(), spec.selector, spec.group)
             else:
                 self.checks.deploy(guard.current(), spec.selector, ())
@@ -766,7 +796,8 @@ def spec_of(spec: pb.OperationSpec) -> opmodel.Spec:
         batch=spec.batch, max_unavailable=spec.max_unavailable, healthy_for_seconds=spec.healthy_for_seconds,
         timeout_seconds=spec.timeout_seconds, on_failure=opmodel.OnFailure(pb.OnFailure.Name(spec.on_failure)),
         canary=spec.canary, auto_revert=spec.auto_revert, config_name=spec.config_name,
-        config_revision=spec.config_revision, previous_revision=spec.previous_revision)
+        config_revision=spec.config_revision, previous_revision=spec.previous_revision,
+        expect_version=spec.expect_version)
 
 
 def operation_message(op: opmodel.Operation) -> pb.Operation:
@@ -776,15 +807,22 @@ def operation_message(op: opmodel.Operation) -> pb.Operation:
         max_unavailable=s.max_unavailable, healthy_for_seconds=s.healthy_for_seconds,
         timeout_seconds=s.timeout_seconds, on_failure=pb.OnFailure.Value(s.on_failure), canary=s.canary,
         auto_revert=s.auto_revert, config_name=s.config_name, config_revision=s.config_revision,
-        previous_revision=s.previous_revision)
+        previous_revision=s.previous_revision, expect_version=s.expect_version)
     return pb.Operation(
         id=op.id, spec=spec, state=pb.OperationState.Value(op.state), current_batch=op.current_batch,
         reason=op.reason, author=op.author, message=op.message, created_at=op.created_at,
         updated_at=op.updated_at, controller_id=op.controller_id,
         batches=[pb.OperationBatch(nodes=[pb.NodeStep(
             node=step.node, state=pb.NodeStepState.Value(step.state), error=step.error, started_at=step.started_at,
-            healthy_at=step.healthy_at, done_at=step.done_at, pids_before=step.pids_before)
-            for step in batch.nodes]) for batch in op.batches])
+            healthy_at=step.healthy_at, done_at=step.done_at, pids_before=step.pids_before,
+            **_agent_versions(step.agent)) for step in batch.nodes]) for batch in op.batches])
+
+
+def _agent_versions(agent: opmodel.AgentMark | None) -> dict[str, str]:
+    if agent is None:
+        return {}
+    return {"agent_version_before": agent.version_before, "agent_version_expected": agent.version_expected,
+            "agent_version_after": agent.version_after}
 
 
 def _nodes(op: opmodel.Operation) -> list[str]:

@@ -142,14 +142,18 @@ def node_problems(node: NodeInfo) -> list[Problem]:
     return found
 
 
+_KIND_WORD = {opmodel.Kind.ROLLING_RESTART: "rolling restart", opmodel.Kind.CONFIG_ROLLOUT: "config rollout",
+              opmodel.Kind.AGENT_UPGRADE: "rolling agent upgrade"}
+
+
 def operation_problem(op: opmodel.Operation, now: float) -> Problem | None:
     """A paused operation waits for a person; a failed one is news for a day."""
     recent_failure = op.state == opmodel.OpState.FAILED and now - op.updated_at < FAILED_OPERATION_WINDOW
     if op.state != opmodel.OpState.PAUSED and not recent_failure:
         return None
-    what = op.spec.group or op.spec.config_name
-    kind = "rolling restart" if op.spec.kind == opmodel.Kind.ROLLING_RESTART else "config rollout"
-    detail = f"{kind} of {what}: {op.reason}" if op.reason else f"{kind} of {what}"
+    what = op.spec.group or op.spec.config_name  # an agent upgrade has neither
+    head = _KIND_WORD.get(op.spec.kind, "operation") + (f" of {what}" if what else "")
+    detail = f"{head}: {op.reason}" if op.reason else head
     return Problem(Kind.OPERATION, subject=op.id, state=op.state.value, detail=detail, since=op.updated_at)
 
 

@@ -11,7 +11,7 @@ import copy
 from dataclasses import dataclass
 
 from .errors import InvalidArgument
-from .opmodel import ENDED, SETTLED, Kind, OnFailure, Operation, OpState, Step, StepState
+from .opmodel import ENDED, SETTLED, AgentMark, Kind, OnFailure, Operation, OpState, Step, StepState
 
 # -- events ----------------------------------------------------------------------------------------
 
@@ -35,11 +35,20 @@ class StepStarted:
     node: str
     at: float
     pids_before: tuple[int, ...] = ()
+    agent: AgentMark | None = None  # AGENT_UPGRADE: the agent as it was, and the version it must come back with
 
 
 @dataclass(frozen=True)
 class StepWaiting:
     node: str
+
+
+@dataclass(frozen=True)
+class AgentBack:
+    """AGENT_UPGRADE: the agent answers again, reporting `version`."""
+
+    node: str
+    version: str
 
 
 @dataclass(frozen=True)
@@ -66,7 +75,8 @@ class Finished:
     """Every batch is done."""
 
 
-Event = Pause | Resume | Abort | StepStarted | StepWaiting | StepHealthy | StepFailed | BatchSettled | Finished
+Event = (Pause | Resume | Abort | StepStarted | StepWaiting | AgentBack | StepHealthy | StepFailed | BatchSettled
+         | Finished)
 
 
 # -- actions (done by the engine before it stores the new state) -------------------------------------
@@ -126,11 +136,17 @@ def apply(op: Operation, event: Event) -> tuple[Operation, list[Action]]:
             _skip_pending(op)
             if op.spec.kind == Kind.CONFIG_ROLLOUT:
                 actions.append(WithdrawRollout(f"operation {op.id} aborted: {op.reason}"))
-        case StepStarted(node, at, pids):
+        case StepStarted(node, at, pids, agent):
             step = op.step(node)
             step.state, step.started_at, step.pids_before, step.error = StepState.ACTING, at, list(pids), ""
+            if agent is not None:
+                step.agent = copy.deepcopy(agent)
         case StepWaiting(node):
             op.step(node).state = StepState.WAITING
+        case AgentBack(node, version):
+            recorded = op.step(node).agent
+            if recorded is not None:
+                recorded.version_after = version
         case StepHealthy(node, healthy_at, at):
             step = op.step(node)
             step.state, step.healthy_at, step.done_at = StepState.DONE, healthy_at, at

@@ -17,6 +17,14 @@ from typing import TypeVar
 T = TypeVar("T")
 
 
+def tried_in_order(node: str, controllers: list[str]) -> list[str]:
+    """The `controllers=` list that makes agent `node` try `controllers` in this order: an agent
+    starts at a place of the list chosen by its name (agent/heartbeat.py `home`)."""
+    from fleetvisor.agent.heartbeat import home  # only the tests that start agents need it
+    start = home(node, len(controllers))
+    return [controllers[(i - start) % len(controllers)] for i in range(len(controllers))]
+
+
 def free_port() -> int:
     """A loopback TCP port nobody listens on right now."""
     with socket.socket() as sock:

@@ -150,10 +150,10 @@ class AgentServicer(pb_grpc.AgentServiceServicer):
     async def Reexec(self, request: pb.ReexecRequest, context: grpc.aio.ServicerContext) -> pb.ReexecResponse:
         await self.access.on_whole_node(context, DEPLOY)
         try:
-            await operations.reexec_daemon(self.core, _caller(context), dry_run=request.dry_run)
+            version = await operations.reexec_daemon(self.core, _caller(context), dry_run=request.dry_run)
         except FaultError as exc:
             await self._fail(context, exc)
-        return pb.ReexecResponse(pid=os.getpid())
+        return pb.ReexecResponse(pid=os.getpid(), agent_version=version)
 
     async def ListProcesses(self, request: pb.ListProcessesRequest,
                             context: grpc.aio.ServicerContext) -> pb.ListProcessesResponse:

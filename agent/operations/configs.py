@@ -88,14 +88,13 @@ async def restart_daemon(core: Supervisor, caller: Caller) -> bool:
     return True
 
 
-async def reexec_daemon(core: Supervisor, caller: Caller, *, dry_run: bool = False) -> bool:
+async def reexec_daemon(core: Supervisor, caller: Caller, *, dry_run: bool = False) -> str:
     """Re-exec the agent in place: every process keeps running (see reexec.trigger).
-    `dry_run`: only the checks."""
+    `dry_run`: only the checks. Returns the agent version the new agent names ("" if unsaid)."""
     ensure_running(core)
     if core.reexec is None:
         raise FaultError(Fault.FAILED, "re-exec is not available in this agent")
-    await core.reexec.request(caller, dry_run=dry_run)
-    return True
+    return await core.reexec.request(caller, dry_run=dry_run)
 
 
 def shutdown(core: Supervisor, caller: Caller) -> bool:

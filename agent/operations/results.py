@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -9,7 +10,17 @@ from ..faults import Fault
 from ..states import ProcessState, SupervisorState
 from .names import make_namespec
 
-AGENT_VERSION = "0.1.0"
+
+def _installed_version() -> str:
+    """fleetvisor's version as its installed distribution says: what a package upgrade changes,
+    and what a re-exec's dry run names (a rolling upgrade expects it back)."""
+    try:
+        return importlib.metadata.version("fleetvisor")
+    except importlib.metadata.PackageNotFoundError:  # a source tree that was never installed
+        return "0.1.0"
+
+
+AGENT_VERSION = _installed_version()
 API_VERSION = "3.0"
 SUPERVISOR_VERSION = "4.3.0"  # the supervisord the agent stands in for (-v, getSupervisorVersion)
 

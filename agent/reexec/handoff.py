@@ -18,6 +18,7 @@ from .state import STATE_VERSION, HandoffState, dumps
 RESUME_FLAG = "--resume"
 PROBE_FLAG = "--reexec-probe"
 PROBE_ANSWER = "fleetvisor-agent reexec-probe ok state-version "
+PROBE_VERSION = "agent-version"  # after the state version: the new agent's own version (older ones omit it)
 PROBE_TIMEOUT = 30.0
 STATE_FILE = "reexec.json"
 # Held back from the old agent's last loop pass until the new one handles them: a blocked
@@ -37,9 +38,14 @@ def own_command() -> list[str]:
     return [sys.executable, *sys.orig_argv[1:prefix]]
 
 
-def probe(command: list[str], argv: list[str]) -> None:
+def probe_answer(state_version: int, agent_version: str) -> str:
+    return f"{PROBE_ANSWER}{state_version} {PROBE_VERSION} {agent_version}\n"
+
+
+def probe(command: list[str], argv: list[str]) -> str:
     """Run `command argv --reexec-probe`: it must load the same config and read this state
-    format. Blocks (run it off the loop). Raises ProbeFailed."""
+    format. Returns the agent version it names ("" if it does not say). Blocks (run it off the
+    loop). Raises ProbeFailed."""
     try:
         done = subprocess.run([*command, *argv, PROBE_FLAG], stdin=subprocess.DEVNULL, capture_output=True,
                               timeout=PROBE_TIMEOUT, close_fds=True)
@@ -50,13 +56,15 @@ def probe(command: list[str], argv: list[str]) -> None:
         said = (done.stderr or done.stdout).decode(errors="replace").strip().splitlines()
         raise ProbeFailed(f"{' '.join(command)} failed its dry run (exit status {done.returncode})"
                           + (f": {said[0]}" if said else ""))
+    words = out[len(PROBE_ANSWER):].split()
     try:
-        version = int(out[len(PROBE_ANSWER):].split()[0])
+        version = int(words[0])
     except (ValueError, IndexError):
         raise ProbeFailed(f"{' '.join(command)} answered its dry run with {out!r}") from None
     if version < STATE_VERSION:
         raise ProbeFailed(f"{' '.join(command)} reads handoff format {version} only; this agent writes "
                           f"{STATE_VERSION}")
+    return words[2] if len(words) > 2 and words[1] == PROBE_VERSION else ""
 
 
 def write_state(state_dir: str, state: HandoffState) -> str:

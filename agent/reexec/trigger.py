@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import NoReturn
 
 from ..caller import Caller
 from ..config.errors import ConfigError
@@ -33,26 +34,28 @@ class Reexec:
         self.plan = plan
         self._busy = False
 
-    async def request(self, caller: Caller, *, dry_run: bool = False) -> None:
+    async def request(self, caller: Caller, *, dry_run: bool = False) -> str:
         """Check that the new agent can take over, then start the handover (the answer to the
-        caller goes out before the exec); with `dry_run`, only check. Raises FaultError."""
+        caller goes out before the exec); with `dry_run`, only check. Returns the agent version
+        the new agent named in its dry run ("" if it did not say). Raises FaultError."""
         if self._busy or self.core.handing_over:
             raise FaultError(Fault.FAILED, "a re-exec is already under way")
         self._busy = True
         try:
-            await self._check()
+            version = await self._check()
         finally:
             self._busy = False
         if self.core.mood != SupervisorState.RUNNING:  # a shutdown began during the checks
             raise FaultError(Fault.SHUTDOWN_STATE)
         if dry_run:
-            return
+            return version
         who = f" (asked over {caller.kind}{' by ' + caller.name if caller.name else ''})"
         self.core.log.info(f"re-exec: handing {sum(1 for p in self.core.all_processes() if p.pid)} running "
                            f"processes over to {' '.join(self.plan.command)}{who}")
         self.core.begin_handover()
+        return version
 
-    async def _check(self) -> None:
+    async def _check(self) -> str:
         why = unsupported(self.core)
         if why is not None:
             self._refuse(why)
@@ -66,10 +69,10 @@ class Reexec:
             self._refuse(f"the config file differs from the running config (groups {names}); "
                          "apply it first (supervisorctl update)")
         try:
-            await asyncio.to_thread(probe, self.plan.command, self.plan.argv)
+            return await asyncio.to_thread(probe, self.plan.command, self.plan.argv)
         except ProbeFailed as exc:
             self._refuse(str(exc))
 
-    def _refuse(self, why: str) -> None:
+    def _refuse(self, why: str) -> NoReturn:
         self.core.log.error(f"re-exec refused: {why}")
         raise FaultError(Fault.FAILED, f"re-exec refused: {why}")

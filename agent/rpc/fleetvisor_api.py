@@ -29,4 +29,5 @@ class FleetvisorNamespace:
         @param boolean dry_run  only check that a re-exec would be carried out
         @return boolean result  true once the handover has begun (or the checks passed)
         """
-        return await ops.reexec_daemon(self.core, self.caller, dry_run=dry_run)
+        await ops.reexec_daemon(self.core, self.caller, dry_run=dry_run)
+        return True

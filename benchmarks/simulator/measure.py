@@ -24,22 +24,12 @@ import grpc
 from fleetvisor.v1 import controller_pb2 as pb
 from fleetvisor.v1.controller_pb2_grpc import ControllerServiceStub
 
-from ..daemons import usage
+from ..daemons import children_of, usage
 from ..fleet_scale import Fleet, wait
 from ..scenarios import percentile
 
 ROOT = Path(__file__).resolve().parents[2]
 RUNNING = 18  # autostarted processes per node in the default table
-
-
-def children(pid: int) -> list[int]:
-    found = []
-    for task in Path(f"/proc/{pid}/task").glob("*"):
-        try:
-            found += [int(c) for c in (task / "children").read_text().split()]
-        except OSError:
-            pass
-    return found
 
 
 def cpu(pids: list[int]) -> dict[int, float]:
@@ -102,8 +92,8 @@ def measure(size: int, procs: int, window: float, samples: int, timeout: float, 
         threading.Thread(target=lines.extend, args=(sim.stdout,), daemon=True).start()
         converged = converge(stub, size, timeout)
         ctl = fleet.controller.pid
-        etcd = children(ctl)
-        workers = children(sim.pid)
+        etcd = children_of(ctl)
+        workers = children_of(sim.pid)
         before, start = cpu([ctl, *etcd, *workers]), time.monotonic()
         latencies = []
         gap = window / samples

@@ -27,7 +27,7 @@ import grpc
 
 from fleetvisor.agent.config.model import FleetvisorConfig, GroupConfig
 from fleetvisor.agent.grpcapi.server import CallCount
-from fleetvisor.agent.heartbeat import Heartbeat, Schedule
+from fleetvisor.agent.heartbeat import Heartbeat, Schedule, home
 from fleetvisor.agent.journal import Journal
 from fleetvisor.agent.mainlog import Level, MainLog
 from fleetvisor.agent.operations.results import AGENT_VERSION
@@ -162,7 +162,8 @@ class VirtualNode:
         fv = FleetvisorConfig(node=self.name, labels=tuple(self.identity.labels.items()),
                               grpc_listen=(self.identity.host, self.port))
         quiet = MainLog(None, maxbytes=0, backups=0, level=Level.CRIT)
-        self.heartbeat = Heartbeat(fv, self.describe, quiet, schedule=Schedule(self.identity.controllers),
+        self.heartbeat = Heartbeat(fv, self.describe, quiet, schedule=Schedule(
+            self.identity.controllers, index=home(self.name, len(self.identity.controllers))),
                                    tls=self.tls, keeper=self.keeper)
         self.heartbeat.start()
 

@@ -17,8 +17,9 @@ import grpc
 from fleetvisor.v1 import controller_pb2 as pb
 from fleetvisor.v1 import controller_pb2_grpc as pb_grpc
 
+from benchmarks.daemons import children_of
 from tests.integration.harness import Daemon, write_config
-from tests.support import free_port, wait_for
+from tests.support import free_port, tried_in_order, wait_for
 
 CLUSTER = "test"  # certificates for the harness's controllers name it
 CONTROLLER = [sys.executable, "-m", "fleetvisor.controller"]
@@ -126,14 +127,15 @@ stopwaitsecs=2
 
 class Agent:
     def __init__(self, base: Path, node: str, controllers: list[str], *, labels: str = "",
-                 programs: str | None = None, fleetvisor_extra: str = "") -> None:
+                 programs: str | None = None, fleetvisor_extra: str = "", extra_args: tuple[str, ...] = ()) -> None:
         self.node = node
+        self.extra_args = extra_args  # of the agent's command line (--reexec-command NEW, say)
         self.dir = base / node
         self.dir.mkdir(parents=True, exist_ok=True)
         self.grpc_port = free_port()
         self.address = f"127.0.0.1:{self.grpc_port}"
         body = AGENT_CONFIG.format(node=node, labels=labels, grpc_port=self.grpc_port,
-                                   controllers=",".join(controllers),
+                                   controllers=",".join(tried_in_order(node, controllers)),
                                    programs=SLEEPER.format(name="app") if programs is None else programs,
                                    fleetvisor_extra=fleetvisor_extra)
         self.config = write_config(self.dir, body)
@@ -142,7 +144,7 @@ class Agent:
         self.start()
 
     def start(self) -> None:
-        self.daemon = Daemon(self.config)
+        self.daemon = Daemon(self.config, extra_args=self.extra_args)
 
     def stop(self) -> None:
         if self.daemon is not None and self.daemon.proc.poll() is None:
@@ -162,16 +164,6 @@ class Agent:
             except ProcessLookupError:
                 pass
         self.orphans.clear()
-
-
-def children_of(pid: int) -> list[int]:
-    found = []
-    for task in Path(f"/proc/{pid}/task").glob("*"):
-        try:
-            found += [int(c) for c in (task / "children").read_text().split()]
-        except OSError:
-            pass
-    return found
 
 
 def fleetctl(controller: str, *args: str, timeout: float = 30) -> subprocess.CompletedProcess:

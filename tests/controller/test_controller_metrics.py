@@ -5,6 +5,8 @@ from __future__ import annotations
 import subprocess
 import urllib.request
 
+import grpc
+
 from prometheus_client.parser import text_string_to_metric_families
 
 from fleetvisor.v1 import controller_pb2 as pb
@@ -25,6 +27,39 @@ def grpc_count(samples: dict, method: str) -> float:
     return sum(v for (name, labels), v in samples.items()
                if name == "fleetvisor_controller_grpc_request_duration_seconds_count"
                and dict(labels).get("method") == method and dict(labels).get("code") == "OK")
+
+
+FLAPPER = """
+[program:flapper]
+command=sh -c "sleep 0.2; exit 1"
+startsecs=0
+autorestart=true
+stdout_logfile=NONE
+"""
+
+
+def test_a_flapping_process_does_not_make_the_reconciler_read_the_fleet_again(fleet: Fleet) -> None:
+    """Process states are no input of config reconciliation: the leader's reconciler passes over
+    every node when something it reads changed, not on every event of a live stream."""
+    port = free_port()
+    ctl = fleet.controller(extra=("--metrics-listen", f"127.0.0.1:{port}"))
+    fleet.agent("node-a", ctl, programs=FLAPPER)
+    passes = ("fleetvisor_controller_reconcile_passes_total", ())
+    wait_for(lambda: scrape(port).get(passes, 0) > 0, 15, "the leader's first reconcile pass")
+
+    pids: set[int] = set()
+
+    def runs() -> int:
+        try:
+            status = ctl.status("node-a:flapper")
+        except grpc.RpcError:  # not registered yet
+            return 0
+        pids.update(p.pid for n in status.nodes for p in n.processes if p.pid)
+        return len(pids)
+    wait_for(lambda: runs() >= 2, 30, "node-a followed, its process flapping")
+    before, seen = scrape(port)[passes], len(pids)
+    wait_for(lambda: runs() >= seen + 10, 60, "ten more runs of the flapping process")
+    assert scrape(port)[passes] - before <= 2, "a process flap woke a reconcile pass"
 
 
 def test_controller_metrics_follow_the_fleet(fleet: Fleet) -> None:

@@ -193,6 +193,8 @@ def test_scoped_operators_viewers_and_readers(fleet, pki, tmp_path):
     # a rolling restart is a deploy on its selector and group: bob deploys extra* only
     refused(f.run(BOB, "rolling-restart", "web", "--label", "role=web", "--dry-run"),
             "may not deploy on group web of role=web")
+    # a rolling agent upgrade is a deploy on each whole node, as the agents' own Reexec
+    refused(f.run(BOB, "rolling-upgrade", "web-*", "--dry-run"), "may not deploy the whole node web-1")
 
     # a viewer sees everything and may change nothing; rita reads only role=db nodes
     assert [n["node"]["name"] for n in f.json("status", user=VIC)["nodes"]] == ["db-1", "web-1"]
@@ -229,7 +231,7 @@ def test_scoped_operators_viewers_and_readers(fleet, pki, tmp_path):
     denied = f.denied()
     assert {e["who"] for e in denied} == {BOB, VIC, RITA}
     assert sum(e["who"] == RITA for e in denied) == 7
-    assert sum(e["who"] == BOB for e in denied) == 9
+    assert sum(e["who"] == BOB for e in denied) == 10
     assert all(e["result"].endswith("no policy grants it") for e in denied)
 
     # a revoked certificate is refused from the next call on, without a restart, and a stream

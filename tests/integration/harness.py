@@ -19,6 +19,24 @@ AGENT = [sys.executable, "-m", "fleetvisor.agent"]
 SUPERVISORD = [str(Path(sys.executable).parent / "supervisord")]
 TIMESTAMP = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} ")
 
+# The head of an agent's config: a unix socket for the stock supervisorctl, and the main log,
+# pidfile and child logs in the config's own directory.
+AGENT_HEAD = """
+[unix_http_server]
+file=%(here)s/supervisor.sock
+
+[rpcinterface:supervisor]
+supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface
+
+[supervisorctl]
+serverurl=unix://%(here)s/supervisor.sock
+
+[supervisord]
+logfile=%(here)s/main.log
+pidfile=%(here)s/supervisord.pid
+childlogdir=%(here)s
+"""
+
 
 def write_config(directory: Path, body: str, name: str = "supervisord.conf") -> Path:
     path = directory / name

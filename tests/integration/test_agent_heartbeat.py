@@ -25,7 +25,7 @@ from fleetvisor.v1 import agent_pb2_grpc as apb_grpc
 from fleetvisor.v1 import controller_pb2 as pb
 from fleetvisor.v1 import controller_pb2_grpc as pb_grpc
 
-from tests.support import free_port, wait_for
+from tests.support import free_port, tried_in_order, wait_for
 
 from .harness import Daemon, write_config
 
@@ -240,14 +240,14 @@ def test_failover_to_the_next_controller_of_the_list(daemons, recorders, tmp_pat
     nobody = f"127.0.0.1:{free_port()}"
     a = recorders(interval=0.1).start()
     b = recorders(interval=0.1).start()
-    daemon, _ = start_agent(daemons, tmp_path, [nobody, a.address, b.address])
-    # the first of the list is down: the second is tried at once, without a warning
+    daemon, _ = start_agent(daemons, tmp_path, tried_in_order("node-hb", [nobody, a.address, b.address]))
+    # the first it tries is down: the next is tried at once, without a warning
     daemon.wait_line(rf"INFO registered with controller {a.address}$")
-    wait_for(lambda: a.count() >= 3, 5, "heartbeats to the second controller")
+    wait_for(lambda: a.count() >= 3, 5, "heartbeats to the second controller tried")
     assert b.count() == 0
     a.stop()
     daemon.wait_line(rf"INFO registered with controller {b.address}$")
-    wait_for(lambda: b.count() >= 3, 5, "heartbeats to the third controller")
+    wait_for(lambda: b.count() >= 3, 5, "heartbeats to the third controller tried")
     assert count(daemon, "cannot reach any controller") == 0
     assert b.requests()[0].agent_run_id == a.requests()[0].agent_run_id
     no_tracebacks(daemon)

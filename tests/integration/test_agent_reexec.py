@@ -26,7 +26,7 @@ from fleetvisor.v1 import agent_pb2 as pb
 from fleetvisor.v1 import agent_pb2_grpc as pb_grpc
 from tests.support import free_port, pid_alive, wait_for
 
-from .harness import Daemon, write_config
+from .harness import AGENT_HEAD, Daemon, write_config
 
 PROGRAMS = Path(__file__).parent / "programs"
 LISTENERS = Path(__file__).parent / "listeners"
@@ -34,24 +34,7 @@ CTL = str(Path(sys.executable).parent / "supervisorctl")
 WRITERS = 4
 SLEEPERS = 94  # with the writers, the victim and the listener: 100 programs
 
-# Every agent here: a unix socket for the stock supervisorctl, the main log in the test's directory.
-BASE = """
-[unix_http_server]
-file=%(here)s/agent.sock
-
-[rpcinterface:supervisor]
-supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface
-
-[supervisorctl]
-serverurl=unix://%(here)s/agent.sock
-
-[supervisord]
-logfile=%(here)s/main.log
-pidfile=%(here)s/agent.pid
-childlogdir=%(here)s
-"""
-
-CONFIG = BASE + f"""
+CONFIG = AGENT_HEAD + f"""
 [inet_http_server]
 port=127.0.0.1:{{http_port}}
 
@@ -247,7 +230,7 @@ def test_reexec_keeps_every_program_its_output_and_the_event_stream(tmp_path):
         agent.stop()
 
 
-FAILING = BASE + """
+FAILING = AGENT_HEAD + """
 [program:sleeper]
 command=sleep 100092
 process_name=sleeper_%(process_num)02d
@@ -270,7 +253,7 @@ def sleepers(tmp_path: Path, body: str = FAILING, wrapper: Path | None = None,
 
 
 def _unix_rpc(config: Path) -> xmlrpc.client.ServerProxy:
-    transport = SupervisorTransport(None, None, f"unix://{config.parent / 'agent.sock'}")
+    transport = SupervisorTransport(None, None, f"unix://{config.parent / 'supervisor.sock'}")
     return xmlrpc.client.ServerProxy("http://127.0.0.1", transport=transport)
 
 
@@ -313,15 +296,15 @@ def test_a_config_that_changed_or_has_fcgi_programs_is_refused(tmp_path):
 def test_sockets_are_served_by_the_same_process_without_a_new_bind(tmp_path):
     """The unix socket file is the one the first agent made (same inode): handed over, not re-bound."""
     with sleepers(tmp_path) as (config, agent, _):
-        inode = os.stat(tmp_path / "agent.sock").st_ino
+        inode = os.stat(tmp_path / "supervisor.sock").st_ino
         assert _reexec(config) is True
         agent.wait_line(r"re-exec: took over 3 running processes", 60)
-        assert os.stat(tmp_path / "agent.sock").st_ino == inode
+        assert os.stat(tmp_path / "supervisor.sock").st_ino == inode
         probe = socket.socket(socket.AF_UNIX)
-        probe.connect(str(tmp_path / "agent.sock"))
+        probe.connect(str(tmp_path / "supervisor.sock"))
         probe.close()
         assert ctl(config, "status").returncode == 0
-    assert not (tmp_path / "agent.sock").exists()  # the last agent still removes its own file
+    assert not (tmp_path / "supervisor.sock").exists()  # the last agent still removes its own file
 
 
 GRPC_AGENT = FAILING + """

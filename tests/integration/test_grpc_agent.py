@@ -18,23 +18,9 @@ from fleetvisor.v1 import agent_pb2 as pb
 from fleetvisor.v1 import agent_pb2_grpc as pb_grpc
 from tests.support import free_port, wait_for
 
-from .harness import Daemon, write_config
+from .harness import AGENT_HEAD, Daemon, write_config
 
-BASE = """
-[unix_http_server]
-file=%(here)s/supervisor.sock
-
-[rpcinterface:supervisor]
-supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface
-
-[supervisorctl]
-serverurl=unix://%(here)s/supervisor.sock
-
-[supervisord]
-logfile=%(here)s/main.log
-pidfile=%(here)s/supervisord.pid
-childlogdir=%(here)s
-
+BASE = AGENT_HEAD + """
 [fleetvisor]
 node=node-a
 labels=role=web,zone=z1

@@ -20,6 +20,8 @@ import pytest
 
 from fleetvisor.cli.certs import issue, make_ca
 
+from tests.support import tried_in_order
+
 from .netns import PYTHON, Driver, NetnsUnavailable, Proc, Topology, wait_for
 
 HOSTS = {"etcd": 2, "ctl-a": 11, "ctl-b": 12, "n1": 21, "n2": 22, "n3": 23, "n4": 24, "driver": 100}
@@ -100,7 +102,7 @@ class Agent:
         self.address = f"{fleet.topo.addr(node)}:{AGENT_PORT}"
         self.dir = fleet.base / node
         self.dir.mkdir(parents=True, exist_ok=True)
-        controllers = ",".join(fleet.controllers[c] for c in CONTROLLERS)
+        controllers = ",".join(tried_in_order(node, [fleet.controllers[c] for c in CONTROLLERS]))
         self.config = self.dir / "supervisord.conf"
         self.config.write_text(AGENT_CONFIG.format(node=node, address=fleet.topo.addr(node), port=AGENT_PORT,
                                                    controllers=controllers, pki=fleet.pki).lstrip())

@@ -81,6 +81,18 @@ def test_deploy_needs_the_selector_every_program_and_its_user_covered():
     assert run_as_name(None) == "root" and run_as_name("0") == "root"
 
 
+def test_an_agent_upgrade_needs_deploy_on_each_whole_node():
+    """As the agents' own Reexec: deploy scoped to some programs is not enough, nor to other nodes."""
+    whole = Authorizer([make("web-admins", ["deploy"], groups=["web"], labels={"role": "web"})])
+    c = Checks(lambda: whole)
+    c.whole_nodes(BOB, [WEB])
+    with pytest.raises(PermissionDenied, match="may not deploy the whole node db-1"):
+        c.whole_nodes(BOB, [WEB, DB])
+    with pytest.raises(PermissionDenied, match="may not deploy the whole node web-1"):
+        checks().whole_nodes(BOB, [WEB])  # its grant covers web:* only
+    c.whole_nodes(LOCAL, [WEB, DB])
+
+
 def test_reads_are_filtered_to_the_scope():
     c = checks()
     assert not c.sees_all(BOB) and c.sees_all(LOCAL)

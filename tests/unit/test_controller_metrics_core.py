@@ -27,6 +27,7 @@ def test_metrics_listen_is_loopback_unless_opted_in() -> None:
 class FakeReconciler:
     def __init__(self) -> None:
         self.pushes = {("web-1", True): 3, ("web-1", False): 1}
+        self.passes = 7
 
     def backoff(self) -> dict[str, float]:
         return {"web-1": 4.0}
@@ -39,3 +40,4 @@ def test_reconcile_figures() -> None:
     assert 'fleetvisor_controller_reconcile_attempts_total{node="web-1",outcome="failure"} 3.0' in text
     assert 'fleetvisor_controller_reconcile_attempts_total{node="web-1",outcome="success"} 1.0' in text
     assert 'fleetvisor_controller_reconcile_backoff_seconds{node="web-1"} 4.0' in text
+    assert "fleetvisor_controller_reconcile_passes_total 7.0" in text

@@ -11,7 +11,7 @@ import pytest
 from fleetvisor.agent.config.errors import ConfigError
 from fleetvisor.agent.config.parser import load
 from fleetvisor.agent.heartbeat import (DEFAULT_INTERVAL, MIN_INTERVAL, Schedule, Transition,
-                                        answered_by, describe_error, format_address)
+                                        answered_by, describe_error, format_address, home)
 
 
 class Clock:
@@ -180,3 +180,11 @@ def test_a_controllers_own_answer_is_kept_whole():
                                      details=details)
     assert answered_by(transport) == ""
     assert describe_error(transport) == "UNAVAILABLE: Failed to connect to remote host: Connection refused"
+
+
+def test_a_fleet_starts_spread_over_its_controllers_each_node_always_at_the_same_one():
+    names = [f"web-{i:04d}" for i in range(3000)]
+    homes = [home(n, 3) for n in names]
+    assert homes == [home(n, 3) for n in names]  # the same at every start
+    assert all(900 <= homes.count(i) <= 1100 for i in range(3)), [homes.count(i) for i in range(3)]
+    assert {home(n, 1) for n in names} == {0}

@@ -348,7 +348,8 @@ async function opsView(root) {
   await listPage(root, "Operations", ["id", "kind", "what", "state", "batch", "author", "created"], "ListOperations", { all: true },
     (r) => (r.operations || []).map((op) => el("tr", { "data-op": op.id },
       el("td", {}, el("a", { href: "#/op/" + op.id, text: op.id })), el("td", { text: op.spec.kind }),
-      el("td", { text: op.spec.group || op.spec.config_name }), el("td", {}, stateSpan(op.state)),
+      el("td", { text: op.spec.group || op.spec.config_name || (op.spec.expect_version ? "agent " + op.spec.expect_version : "agent") }),
+      el("td", {}, stateSpan(op.state)),
       el("td", { text: op.current_batch + 1 + "/" + op.batches.length }), el("td", { text: op.author }),
       el("td", { text: new Date(op.created_at * 1000).toLocaleString() }))));
   return null;
@@ -368,7 +369,9 @@ function opView(root, id) {
     operation(op) {
       const s = document.getElementById("op-state");
       s.textContent = op.state; s.className = "state " + op.state.replace("OP_", "");
-      document.getElementById("op-reason").textContent = (op.spec.group ? "rolling restart of " + op.spec.group : "rollout of " + op.spec.config_name) + (op.reason ? ": " + op.reason : "");
+      const what = op.spec.group ? "rolling restart of " + op.spec.group
+        : op.spec.kind === "AGENT_UPGRADE" ? "rolling agent upgrade" : "rollout of " + op.spec.config_name;
+      document.getElementById("op-reason").textContent = what + (op.reason ? ": " + op.reason : "");
       document.getElementById("op-batches").replaceChildren(...op.batches.map((b, i) => el("div", { class: "batch", "data-batch": String(i) },
         (i === op.current_batch ? "▶ " : "") + "batch " + (i + 1) + ": ",
         ...b.nodes.map((st) => el("span", { class: "step", "data-node": st.node }, st.node + " ", stateSpan(st.state.replace("STEP_", "")), st.error ? " (" + st.error + ")" : "", "  ")))));

@@ -353,7 +353,9 @@ class ReexecRequest(_message.Message):
     def __init__(self, dry_run: _Optional[bool] = ...) -> None: ...
 
 class ReexecResponse(_message.Message):
-    __slots__ = ("pid",)
+    __slots__ = ("pid", "agent_version")
     PID_FIELD_NUMBER: _ClassVar[int]
+    AGENT_VERSION_FIELD_NUMBER: _ClassVar[int]
     pid: int
-    def __init__(self, pid: _Optional[int] = ...) -> None: ...
+    agent_version: str
+    def __init__(self, pid: _Optional[int] = ..., agent_version: _Optional[str] = ...) -> None: ...

@@ -21,6 +21,7 @@ class OperationKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     OPERATION_KIND_UNSPECIFIED: _ClassVar[OperationKind]
     ROLLING_RESTART: _ClassVar[OperationKind]
     CONFIG_ROLLOUT: _ClassVar[OperationKind]
+    AGENT_UPGRADE: _ClassVar[OperationKind]
 
 class OperationState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -56,6 +57,7 @@ SIGNAL: ControlAction
 OPERATION_KIND_UNSPECIFIED: OperationKind
 ROLLING_RESTART: OperationKind
 CONFIG_ROLLOUT: OperationKind
+AGENT_UPGRADE: OperationKind
 OPERATION_STATE_UNSPECIFIED: OperationState
 OP_RUNNING: OperationState
 OP_PAUSED: OperationState
@@ -698,7 +700,7 @@ class ListAuditResponse(_message.Message):
     def __init__(self, entries: _Optional[_Iterable[_Union[AuditEntry, _Mapping]]] = ...) -> None: ...
 
 class OperationSpec(_message.Message):
-    __slots__ = ("kind", "group", "selector", "batch", "max_unavailable", "healthy_for_seconds", "timeout_seconds", "on_failure", "canary", "auto_revert", "config_name", "config_revision", "previous_revision")
+    __slots__ = ("kind", "group", "selector", "batch", "max_unavailable", "healthy_for_seconds", "timeout_seconds", "on_failure", "canary", "auto_revert", "config_name", "config_revision", "previous_revision", "expect_version")
     KIND_FIELD_NUMBER: _ClassVar[int]
     GROUP_FIELD_NUMBER: _ClassVar[int]
     SELECTOR_FIELD_NUMBER: _ClassVar[int]
@@ -712,6 +714,7 @@ class OperationSpec(_message.Message):
     CONFIG_NAME_FIELD_NUMBER: _ClassVar[int]
     CONFIG_REVISION_FIELD_NUMBER: _ClassVar[int]
     PREVIOUS_REVISION_FIELD_NUMBER: _ClassVar[int]
+    EXPECT_VERSION_FIELD_NUMBER: _ClassVar[int]
     kind: OperationKind
     group: str
     selector: Assignment
@@ -725,10 +728,11 @@ class OperationSpec(_message.Message):
     config_name: str
     config_revision: int
     previous_revision: int
-    def __init__(self, kind: _Optional[_Union[OperationKind, str]] = ..., group: _Optional[str] = ..., selector: _Optional[_Union[Assignment, _Mapping]] = ..., batch: _Optional[int] = ..., max_unavailable: _Optional[str] = ..., healthy_for_seconds: _Optional[float] = ..., timeout_seconds: _Optional[float] = ..., on_failure: _Optional[_Union[OnFailure, str]] = ..., canary: _Optional[int] = ..., auto_revert: _Optional[bool] = ..., config_name: _Optional[str] = ..., config_revision: _Optional[int] = ..., previous_revision: _Optional[int] = ...) -> None: ...
+    expect_version: str
+    def __init__(self, kind: _Optional[_Union[OperationKind, str]] = ..., group: _Optional[str] = ..., selector: _Optional[_Union[Assignment, _Mapping]] = ..., batch: _Optional[int] = ..., max_unavailable: _Optional[str] = ..., healthy_for_seconds: _Optional[float] = ..., timeout_seconds: _Optional[float] = ..., on_failure: _Optional[_Union[OnFailure, str]] = ..., canary: _Optional[int] = ..., auto_revert: _Optional[bool] = ..., config_name: _Optional[str] = ..., config_revision: _Optional[int] = ..., previous_revision: _Optional[int] = ..., expect_version: _Optional[str] = ...) -> None: ...
 
 class NodeStep(_message.Message):
-    __slots__ = ("node", "state", "error", "started_at", "healthy_at", "done_at", "pids_before")
+    __slots__ = ("node", "state", "error", "started_at", "healthy_at", "done_at", "pids_before", "agent_version_before", "agent_version_expected", "agent_version_after")
     NODE_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
@@ -736,6 +740,9 @@ class NodeStep(_message.Message):
     HEALTHY_AT_FIELD_NUMBER: _ClassVar[int]
     DONE_AT_FIELD_NUMBER: _ClassVar[int]
     PIDS_BEFORE_FIELD_NUMBER: _ClassVar[int]
+    AGENT_VERSION_BEFORE_FIELD_NUMBER: _ClassVar[int]
+    AGENT_VERSION_EXPECTED_FIELD_NUMBER: _ClassVar[int]
+    AGENT_VERSION_AFTER_FIELD_NUMBER: _ClassVar[int]
     node: str
     state: NodeStepState
     error: str
@@ -743,7 +750,10 @@ class NodeStep(_message.Message):
     healthy_at: float
     done_at: float
     pids_before: _containers.RepeatedScalarFieldContainer[int]
-    def __init__(self, node: _Optional[str] = ..., state: _Optional[_Union[NodeStepState, str]] = ..., error: _Optional[str] = ..., started_at: _Optional[float] = ..., healthy_at: _Optional[float] = ..., done_at: _Optional[float] = ..., pids_before: _Optional[_Iterable[int]] = ...) -> None: ...
+    agent_version_before: str
+    agent_version_expected: str
+    agent_version_after: str
+    def __init__(self, node: _Optional[str] = ..., state: _Optional[_Union[NodeStepState, str]] = ..., error: _Optional[str] = ..., started_at: _Optional[float] = ..., healthy_at: _Optional[float] = ..., done_at: _Optional[float] = ..., pids_before: _Optional[_Iterable[int]] = ..., agent_version_before: _Optional[str] = ..., agent_version_expected: _Optional[str] = ..., agent_version_after: _Optional[str] = ...) -> None: ...
 
 class OperationBatch(_message.Message):
     __slots__ = ("nodes",)
