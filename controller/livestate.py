@@ -116,6 +116,7 @@ class NodeLink:
         self._task: asyncio.Task[None] | None = None
         self._loading: set[asyncio.Task[None]] = set()
         self._taken: LiveState | None = None  # the last state `take` showed
+        self._reported: tuple[str, int] | None = None  # the owner whose `sessions` count was seen last, and it
 
     @property
     def stub(self) -> apb_grpc.AgentServiceStub:
@@ -134,6 +135,9 @@ class NodeLink:
         """Follow the agent's state stream (from the last event seen, if this controller followed
         it before; else from a snapshot)."""
         if self._task is None:
+            if not self.sequence:  # the run id another controller reported: a snapshot, not a resume
+                self.run_id = ""
+            self._reported = None
             self._task = asyncio.create_task(self._follow(), name=f"follow {self.name}")
 
     def stop_following(self, why: str) -> None:
@@ -166,6 +170,12 @@ class NodeLink:
             self.received = dict.fromkeys(self.processes, now)
             self.info = state.info
             self.reachable, self.error, self.state_as_of = state.reachable, state.error, state.state_as_of
+            self.run_id = state.run_id
+            # a new event stream at the owner counts here too (an agent upgrade waits for one);
+            # another owner's count is another count: its first report adds nothing
+            if self._reported is not None and self._reported[0] == state.owner and self._reported[1] != state.sessions:
+                self.sessions += 1
+            self._reported = (state.owner, state.sessions)
             changed = True
         if changed:
             self.on_change(self)
@@ -349,6 +359,9 @@ class LiveState:
     state_as_of: float
     info: apb.AgentInfo | None
     processes: list[apb.ProcessInfo]
+    owner: str = ""  # the controller that reports it
+    run_id: str = ""  # the agent run it follows
+    sessions: int = 0  # the event streams it established to the agent
 
 
 class NodeLinks:

@@ -41,9 +41,10 @@ PEER_CHANNEL_OPTIONS = [*CHANNEL_OPTIONS, ("grpc.keepalive_time_ms", 1000), ("gr
                         ("grpc.max_receive_message_length", MAX_STATUS_MESSAGE_BYTES)]
 
 
-def live_state(node: ppb.LiveNode) -> LiveState:
+def live_state(node: ppb.LiveNode, owner: str) -> LiveState:
     return LiveState(reachable=node.reachable, error=node.error, state_as_of=node.state_as_of,
-                     info=node.info if node.HasField("info") else None, processes=list(node.processes))
+                     info=node.info if node.HasField("info") else None, processes=list(node.processes),
+                     owner=owner, run_id=node.run_id, sessions=node.sessions)
 
 
 class PeerFeed:
@@ -130,7 +131,7 @@ class PeerFeed:
             self.connected, self.error = True, ""
             self._set_gone(False)
         for node in message.nodes:
-            self.states[node.name] = live_state(node)
+            self.states[node.name] = live_state(node, self.id)
             touched.add(node.name)
         for name in message.dropped:
             self.states.pop(name, None)

@@ -28,7 +28,7 @@ def live_node(link: NodeLink) -> ppb.LiveNode:
     """What this controller knows of a node it follows; RUNNING uptimes brought up to now."""
     node = ppb.LiveNode(name=link.name, reachable=link.reachable, error=link.error,
                         state_as_of=time.time() if link.reachable else link.state_as_of,
-                        processes=link.snapshot())
+                        processes=link.snapshot(), run_id=link.run_id, sessions=link.sessions)
     if link.info is not None:
         node.info.CopyFrom(link.info)
     return node

@@ -18,8 +18,9 @@ from fleetvisor.v1 import peer_pb2_grpc as ppb_grpc
 from tests.support import eventually, free_port
 
 
-def report(pid: int) -> ppb.LiveStates:
-    node = ppb.LiveNode(name="web-1", reachable=True, state_as_of=time.time(), processes=[
+def report(pid: int, sessions: int = 1, run_id: str = "run-a") -> ppb.LiveStates:
+    node = ppb.LiveNode(name="web-1", reachable=True, state_as_of=time.time(), run_id=run_id, sessions=sessions,
+                        processes=[
         apb.ProcessInfo(name="app", group="app", namespec="app", state=apb.RUNNING, statename="RUNNING", pid=pid)])
     node.info.node = "web-1"
     return ppb.LiveStates(controller_id="ctl-2", resync=True, nodes=[node])
@@ -108,4 +109,33 @@ def test_a_peer_is_gone_at_once_when_its_port_refuses_and_after_the_grace_when_i
             await refused.close()
             await failing.close()
             await server.stop(None)
+    asyncio.run(run())
+
+
+def test_a_new_event_stream_at_the_owner_counts_here_as_one() -> None:
+    """The leader's agent upgrade waits for the node's event stream to break and come back,
+    also on a node another controller follows: its re-exec shows as one more session here."""
+    async def run() -> None:
+        links = NodeLinks(None, lambda: None)
+        owners = {"web-1": "ctl-2"}
+        links.sync({"web-1": "127.0.0.1:1"}, owners, "ctl-1")
+        link = links.get("web-1")
+        assert link is not None
+        peers = Peers("ctl-1", links, None, grace=60, on_gone=lambda: None)
+        peers.owners = owners
+        feeds = {}
+        for cid in ("ctl-2", "ctl-3"):
+            feeds[cid] = peers.feeds[cid] = PeerFeed(ControllerRecord(cid, "127.0.0.1:3"), None, peers._updated,
+                                                      grace=60, on_gone=lambda: None)
+        feeds["ctl-2"]._apply(report(pid=42, sessions=4))
+        before = link.sessions
+        assert link.run_id == "run-a"
+        feeds["ctl-2"]._apply(report(pid=42, sessions=4))
+        assert link.sessions == before
+        feeds["ctl-2"]._apply(report(pid=43, sessions=5, run_id="run-b"))  # the agent re-exec'd
+        assert link.sessions == before + 1 and link.run_id == "run-b"
+        peers.owners = {"web-1": "ctl-3"}  # moved: another controller's count
+        feeds["ctl-3"]._apply(report(pid=43, sessions=1, run_id="run-b"))
+        assert link.sessions == before + 1
+        await links.close()
     asyncio.run(run())

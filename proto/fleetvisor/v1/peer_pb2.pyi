@@ -12,20 +12,24 @@ class FollowLiveRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class LiveNode(_message.Message):
-    __slots__ = ("name", "reachable", "error", "state_as_of", "info", "processes")
+    __slots__ = ("name", "reachable", "error", "state_as_of", "info", "processes", "run_id", "sessions")
     NAME_FIELD_NUMBER: _ClassVar[int]
     REACHABLE_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
     STATE_AS_OF_FIELD_NUMBER: _ClassVar[int]
     INFO_FIELD_NUMBER: _ClassVar[int]
     PROCESSES_FIELD_NUMBER: _ClassVar[int]
+    RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    SESSIONS_FIELD_NUMBER: _ClassVar[int]
     name: str
     reachable: bool
     error: str
     state_as_of: float
     info: _agent_pb2.AgentInfo
     processes: _containers.RepeatedCompositeFieldContainer[_agent_pb2.ProcessInfo]
-    def __init__(self, name: _Optional[str] = ..., reachable: _Optional[bool] = ..., error: _Optional[str] = ..., state_as_of: _Optional[float] = ..., info: _Optional[_Union[_agent_pb2.AgentInfo, _Mapping]] = ..., processes: _Optional[_Iterable[_Union[_agent_pb2.ProcessInfo, _Mapping]]] = ...) -> None: ...
+    run_id: str
+    sessions: int
+    def __init__(self, name: _Optional[str] = ..., reachable: _Optional[bool] = ..., error: _Optional[str] = ..., state_as_of: _Optional[float] = ..., info: _Optional[_Union[_agent_pb2.AgentInfo, _Mapping]] = ..., processes: _Optional[_Iterable[_Union[_agent_pb2.ProcessInfo, _Mapping]]] = ..., run_id: _Optional[str] = ..., sessions: _Optional[int] = ...) -> None: ...
 
 class LiveStates(_message.Message):
     __slots__ = ("controller_id", "resync", "nodes", "dropped")
