@@ -1,8 +1,8 @@
 """PeerService: this controller's share of the agents' live state, streamed to the other
 controllers (peer.proto). The guard admits controller certificates of the cluster only.
 
-A stream starts with a snapshot of every node this controller follows, in messages of at most
-SNAPSHOT_BATCH nodes, then sends each node again whenever its state changed: changes are
+A stream starts with a snapshot of every node this controller follows, then sends each node
+again whenever its state changed, in messages of at most SNAPSHOT_BATCH nodes: changes are
 coalesced for COALESCE seconds, so a flapping process costs one message per period, and a
 state change reaches another controller's status well within a second.
 """
@@ -21,7 +21,7 @@ from fleetvisor.v1 import peer_pb2_grpc as ppb_grpc
 from .livestate import NodeLink, NodeLinks
 
 COALESCE = 0.05  # seconds changes are gathered before they are sent
-SNAPSHOT_BATCH = 200  # nodes per message of a snapshot (about 0.8 MB with 20 processes each)
+SNAPSHOT_BATCH = 200  # nodes per message at most (about 0.8 MB with 20 processes each)
 
 
 def live_node(link: NodeLink) -> ppb.LiveNode:
@@ -38,7 +38,6 @@ class PeerServicer(ppb_grpc.PeerServiceServicer):
     def __init__(self, links: NodeLinks, controller_id: str) -> None:
         self.links = links
         self.controller_id = controller_id
-        self.streams = 0  # open FollowLive streams (another controller each, normally)
 
     async def FollowLive(self, request: ppb.FollowLiveRequest,
                          context: grpc.aio.ServicerContext) -> AsyncIterator[ppb.LiveStates]:
@@ -50,7 +49,6 @@ class PeerServicer(ppb_grpc.PeerServiceServicer):
             wake.set()
 
         self.links.watchers.append(changed)
-        self.streams += 1
         try:
             followed = self.links.followed()
             sent = {link.name for link in followed}
@@ -63,17 +61,17 @@ class PeerServicer(ppb_grpc.PeerServiceServicer):
                 wake.clear()
                 names = sorted(dirty)
                 dirty.clear()
-                message = ppb.LiveStates(controller_id=self.controller_id)
-                for name in names:
-                    link = self.links.get(name)
-                    if link is not None and link.following:
-                        message.nodes.append(live_node(link))
-                        sent.add(name)
-                    elif name in sent:
-                        message.dropped.append(name)
-                        sent.discard(name)
-                if message.nodes or message.dropped:
-                    yield message
+                for i in range(0, len(names), SNAPSHOT_BATCH):  # a take-over changes hundreds at once
+                    message = ppb.LiveStates(controller_id=self.controller_id)
+                    for name in names[i:i + SNAPSHOT_BATCH]:
+                        link = self.links.get(name)
+                        if link is not None and link.following:
+                            message.nodes.append(live_node(link))
+                            sent.add(name)
+                        elif name in sent:
+                            message.dropped.append(name)
+                            sent.discard(name)
+                    if message.nodes or message.dropped:
+                        yield message
         finally:
-            self.streams -= 1
             self.links.watchers.remove(changed)
