@@ -440,6 +440,12 @@ class Monitor:
         self._started_at = started_at
         self._timer = asyncio.get_running_loop().call_soon(self._start)
 
+    def resume(self, started_at: float, verdict: Verdict) -> None:
+        """Carry on from a previous agent's verdict (a re-exec): probe at once, as when the
+        process entered RUNNING, with no health event for what was already known."""
+        self.running(started_at)
+        self.verdict = verdict
+
     def pause(self) -> None:
         """No more probes, the verdict kept: the agent is handing the process to its next run."""
         if self._timer is not None:

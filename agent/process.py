@@ -584,12 +584,12 @@ class Process:
         return stdin, fds["stdout"], fds["stderr"], pending
 
     def attach(self, pid: int, stdin_fd: int, stdout_fd: int, stderr_fd: int, pending: bytes,
-               gone: bool = False) -> None:
+               gone: bool = False, health: Verdict | None = None) -> None:
         """Watch a running child a previous agent spawned (this process is still its parent).
         The lifecycle's fields are already set. `gone`: it was reaped meanwhile by someone
         else (a wrapper script exec'd in between, say): its exit is reported with an unknown
-        status once the loop runs, after what is left in its pipes. Raises OSError if it
-        cannot be watched."""
+        status once the loop runs, after what is left in its pipes. `health`: the previous
+        agent's verdict, which the checks carry on from. Raises OSError if it cannot be watched."""
         pidfd = -1 if gone else os.pidfd_open(pid)  # a zombie is fine: its exit is reported at once
         logs = [self._open_log(self.config.stdout, self.stdout_logfile, "stdout")]
         if stderr_fd >= 0:
@@ -613,7 +613,7 @@ class Process:
                 except OSError:  # the child closed its stdin meanwhile: the queue is dropped
                     self._close_stdin()
         if self.health is not None and self.state == ProcessState.RUNNING:
-            self.health.running(self.lifecycle.laststart)
+            self.health.resume(self.lifecycle.laststart, health or Verdict())
 
     def read_stdout(self) -> None:
         """Take one chunk of what the child has written on stdout, if any, now rather than

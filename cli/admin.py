@@ -198,6 +198,24 @@ def revoked(obj: Ctx) -> None:
     render.show(obj.json, reply, lambda: view.revocations_table(reply.revoked))
 
 
-TOP_COMMANDS = (acl,)
+# -- dashboard-rotate-key ----------------------------------------------------------------------
+
+@click.command("dashboard-rotate-key")
+@click.pass_obj
+@run_command
+def dashboard_rotate_key(obj: Ctx) -> None:
+    """Give the dashboard's login tokens a new key (admin): every token made before is refused
+    at once, by every controller, and open dashboard pages ask for a new login.
+
+    \b
+    Example:
+      fleetctl dashboard-rotate-key
+    """
+    reply = obj.controller("dashboard-rotate-key").call("RotateDashboardKey", cpb.RotateDashboardKeyRequest())
+    render.show(obj.json, reply, lambda: Text(f"dashboard token key {reply.key_id} in use: log in again "
+                                             "with `fleetctl dashboard-login`"))
+
+
+TOP_COMMANDS = (acl, dashboard_rotate_key)
 NODES_COMMANDS = (forget,)
 CERTS_COMMANDS = (revoke, revoked)

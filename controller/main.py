@@ -331,6 +331,7 @@ async def run(args: argparse.Namespace) -> None:
         peer_servicer = PeerServicer(fleet.links, controller_id)
         ppb_grpc.add_PeerServiceServicer_to_server(peer_servicer, server)
         servicer.tokens = Tokens(await ensure_key(fleet.store), args.cluster)
+        servicer.tokens.follow(fleet.store.mirror)  # for the mirror's lifetime: rotations by any controller
         dashboard = None
         if args.http_listen:
             try:

@@ -313,6 +313,15 @@ class ControllerServicer(pb_grpc.ControllerServiceServicer):
     async def GetStatus(self, request: pb.StatusRequest, context: Context) -> pb.FleetStatus:
         return await self._status(request, context)
 
+    async def status_and_summary(self, request: pb.StatusRequest, context: Context) -> tuple[FleetStatus,
+                                                                                            pb.FleetSummary]:
+        """GetStatus for the dashboard's stream, one call a tick: the rows the caller may read as the
+        core holds them (RUNNING descriptions as the agent sent them: the page counts uptimes) and
+        the summary of those very rows. The dashboard admits it under GetStatus's rule."""
+        status = await self._seen(request, context, described=False)
+        ops = await self._core(context, lambda: self._operations_seen(request, status.nodes))
+        return status, summary_message(summary.summarize(status.nodes, ops, status.now))
+
     async def WatchStatus(self, request: pb.StatusRequest, context: Context) -> AsyncIterator[pb.FleetStatus]:
         while True:
             seen = self.fleet.changes
@@ -728,6 +737,13 @@ class ControllerServicer(pb_grpc.ControllerServiceServicer):
             caller(context), "dashboard.login", {"token_id": claims.token_id, "expires_at": claims.expires_at},
             True, f"dashboard token {claims.token_id} issued", self.fleet.id))
         return pb.DashboardToken(token=token, expires_at=claims.expires_at, url=self.dashboard_url)
+
+    async def RotateDashboardKey(self, request: pb.RotateDashboardKeyRequest,
+                                 context: Context) -> pb.RotateDashboardKeyResponse:
+        key = await self._write(context, "RotateDashboardKey", "dashboard.rotate-key", {},
+                                lambda: tokens.rotate_key(self.fleet.store),
+                                lambda made: f"dashboard token key {tokens.key_id(made)}: older tokens are refused")
+        return pb.RotateDashboardKeyResponse(key_id=tokens.key_id(key))
 
 
 def _forget_summary(node: str, configs: list[str]) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 
+from ..health import Health, Verdict
 from ..leftovers import start_time
 from ..process import Process
 from ..states import ProcessState
@@ -36,12 +37,14 @@ def capture_children(core: Supervisor) -> list[ChildState]:
         life = proc.lifecycle
         stdin, stdout, stderr, pending = proc.detach()
         pid = life.pid
+        verdict = proc.health.verdict if proc.health is not None else Verdict()
         children.append(ChildState(
             namespec=proc.namespec, state=life.state.name, pid=pid,
             started=start_time(pid) if pid else None,
             **{name: getattr(life, name) for name in LIFECYCLE_FIELDS},
             stdin_fd=stdin, stdout_fd=stdout, stderr_fd=stderr, stdin_pending=pending.decode("latin-1"),
-            stdout_logfile=proc.stdout_logfile, stderr_logfile=proc.stderr_logfile))
+            stdout_logfile=proc.stdout_logfile, stderr_logfile=proc.stderr_logfile,
+            health=verdict.health.value, health_failures=verdict.failures, health_message=verdict.message))
     return children
 
 
@@ -93,9 +96,11 @@ def adopt_children(core: Supervisor, children: list[ChildState]) -> int:
             if gone:
                 core.log.warn(f"re-exec: {child.namespec} (pid {child.pid}) was reaped by another process during "
                               "the handover; its exit status is lost")
+            verdict = Verdict(Health(child.health), child.health_failures, child.health_message) \
+                if child.health else Verdict()
             try:
                 proc.attach(child.pid, child.stdin_fd, child.stdout_fd, child.stderr_fd,
-                            child.stdin_pending.encode("latin-1"), gone=gone)
+                            child.stdin_pending.encode("latin-1"), gone=gone, health=verdict)
             except OSError as exc:
                 raise AdoptError(f"{child.namespec}: cannot watch pid {child.pid}: {exc.strerror}") from None
             adopted += not gone

@@ -13,9 +13,16 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-STATE_VERSION = 1
+STATE_VERSION = 2
+
+
+def _v1_to_v2(data: dict[str, Any]) -> dict[str, Any]:
+    """Version 2 added the health checks' verdicts to each child: version 1 had none (unknown)."""
+    return {**data, "version": 2}
+
+
 # version -> function that turns a dict of that version into one of the next version
-_UPGRADES: dict[int, Any] = {}
+_UPGRADES: dict[int, Any] = {1: _v1_to_v2}
 
 
 class StateError(Exception):
@@ -47,6 +54,9 @@ class ChildState:
     stdin_pending: str = ""  # latin-1 text of bytes queued for stdin and not yet taken by the pipe
     stdout_logfile: str | None = None  # the paths in use (AUTO ones are made per run)
     stderr_logfile: str | None = None
+    health: str = ""  # the health check's verdict (agent/health.py Health value), failures in a row, why
+    health_failures: int = 0
+    health_message: str = ""
 
 
 @dataclass(frozen=True)

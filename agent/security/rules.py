@@ -50,6 +50,7 @@ CONTROLLER_RULES: dict[str, str] = {
     "PinNode": DEPLOY,
     "UnpinNode": DEPLOY,
     "MintDashboardToken": READ,  # a login for what the caller may already read; the servicer refuses machines
+    "RotateDashboardKey": ADMIN,
     "ListPolicies": ADMIN,
     "SetPolicy": ADMIN,
     "DeletePolicy": ADMIN,

@@ -20,7 +20,7 @@ import logging
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 
 from aiohttp import web
 from google.protobuf.json_format import ParseDict, ParseError
@@ -35,9 +35,11 @@ from fleetvisor.v1 import controller_pb2 as pb
 
 from ..fleet import Fleet
 from ..leadership import Leadership
+from ..service import staleness_message
 from .auth import ANONYMOUS, COOKIE, Authenticator, Session, Unauthenticated, json_error, same_origin
 from .calls import CallFailed, Calls, to_json
-from .events import COALESCE, PERIOD, TAIL_MAX_BYTES, TAIL_MAX_SECONDS, Model, StreamLimit, Streams, diff, sse
+from .events import COALESCE, PERIOD, TAIL_MAX_BYTES, TAIL_MAX_SECONDS, StreamLimit, Streams, sse
+from .rows import ControlScope, Model, RowCache, diff, split
 
 log = logging.getLogger("fleetvisor.controller")
 
@@ -190,37 +192,72 @@ class Api:
         # as the gRPC guard does for streams: revoking the certificate cuts its open views
         forget = self.calls.gate.follow(session.who, asyncio.current_task())
         try:
-            return await sse(request, _with_session(events, session), _stream_error)
+            return await sse(request, self._with_session(events, session), _stream_error)
         finally:
             forget()
             self.streams.leave(key)
+
+    async def _with_session(self, events: AsyncIterator[tuple[str, Any]],
+                            session: Session) -> AsyncIterator[tuple[str, Any]]:
+        """`events` while the session holds (a token's expiry or a key rotation ends a live view too)."""
+        async for item in events:
+            if reason := self.auth.still_valid(session):
+                yield "error", {"error": reason}
+                return
+            yield item
 
     async def status_events(self, request: web.Request) -> web.StreamResponse:
         return await self._stream(request, self._status(request))
 
     async def _status(self, request: web.Request) -> AsyncIterator[tuple[str, Any]]:
         session: Session = request["session"]
+        who, host = session.who, _host(request)
+        cache = RowCache()
+        scope: ControlScope | None = None
         last: Model | None = None
         controller: dict[str, Any] | None = None
         beat = 0.0
         while True:
             seen = self.fleet.changes
-            status = await self.calls.call(session.who, _host(request), "GetStatus", pb.StatusRequest())
-            summary = await self.calls.call(session.who, _host(request), "GetStatus", pb.StatusRequest(summary=True))
-            model = Model.of(cast(pb.FleetStatus, status), cast(pb.FleetStatus, summary).summary)
-            change = diff(last, model)
-            now = time.monotonic()
-            if len(change) > 1 or change.get("full") or now - beat >= PERIOD:
-                change["heartbeats"] = model.heartbeats
-                change["now"] = time.time()
-                beat = now
+            status, summary = await self.calls.status(who, host, pb.StatusRequest())
+            authorizer = self.calls.gate.authorizer
+            if scope is None or scope.authorizer is not authorizer:
+                scope = ControlScope(authorizer, None if session.anonymous else who)
+            stale = to_json(staleness) if (staleness := staleness_message(status.freshness)) else None
+            digest = to_json(summary)
+            if last is None:  # a first view: the summary and the nodes go out before the rows are built
+                last = cache.head(status, digest, stale, scope)
+                change = diff(None, last)
+                change["more"] = sum(len(n.processes) for n in status.nodes)
+                yield "status", self._timed(change, last, controller := self._controller())
+                beat = time.monotonic()
+            model = None
+            for model in cache.steps(status, digest, stale, scope):
+                if model is None:
+                    await asyncio.sleep(0)  # a big view is built in slices: the loop runs between
+            assert model is not None
+            change = diff(last, model, cache.rebuilt)
+            if time.monotonic() - beat >= PERIOD:  # ages move every second: not with every change
+                self._timed(change, model)
+                beat = time.monotonic()
             if (c := self._controller()) != controller:
                 change["controller"] = controller = c
-            if len(change) > 1 or change["full"]:
-                yield "status", change
+            if len(change) > 1:
+                for message in split(change):
+                    yield "status", message
+                    await asyncio.sleep(0)  # the loop runs between two parts of a big view
             last = model
             await asyncio.sleep(COALESCE)
             await self.fleet.wait_change(PERIOD, since=seen)
+
+    @staticmethod
+    def _timed(change: dict[str, Any], model: Model, controller: dict[str, Any] | None = None) -> dict[str, Any]:
+        """`change` with the heartbeats and this controller's clock (and its facts, when given)."""
+        change["heartbeats"] = model.heartbeats
+        change["now"] = time.time()
+        if controller is not None:
+            change["controller"] = controller
+        return change
 
     async def operation_events(self, request: web.Request) -> web.StreamResponse:
         async def events() -> AsyncIterator[tuple[str, Any]]:
@@ -253,15 +290,6 @@ class Api:
                     return
             yield "end", {"reason": "the log stream ended"}
         return await self._stream(request, events())
-
-
-async def _with_session(events: AsyncIterator[tuple[str, Any]], session: Session) -> AsyncIterator[tuple[str, Any]]:
-    """`events` until the session expires (a token's expiry ends a live view too)."""
-    async for item in events:
-        if session.expires_at and time.time() >= session.expires_at:
-            yield "error", {"error": "the session expired: run `fleetctl dashboard-login` again"}
-            return
-        yield item
 
 
 def _stream_error(exc: Exception) -> str | None:

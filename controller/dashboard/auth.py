@@ -40,6 +40,7 @@ class Session:
     binding: str  # what the CSRF token is bound to: the token id, or the certificate's serial
     how: str      # "token", "certificate" or "anonymous"
     expires_at: float = 0.0
+    key_id: str = ""  # a token's: the key that signed it (a rotation ends the session)
 
     @property
     def anonymous(self) -> bool:
@@ -63,7 +64,17 @@ class Authenticator:
     anonymous_read: bool
 
     def csrf(self, session: Session) -> str:
+        if not self.tokens.key:
+            return ""  # no key, no write: never a guessable token
         return hmac.new(self.tokens.key, f"csrf:{session.how}:{session.binding}".encode(), hashlib.sha256).hexdigest()
+
+    def still_valid(self, session: Session) -> str | None:
+        """Why a session that was good when its live view opened is no longer, or None."""
+        if session.expires_at and time.time() >= session.expires_at:
+            return "the session expired: run `fleetctl dashboard-login` again"
+        if session.how == "token" and session.key_id != self.tokens.key_id:
+            return "the dashboard key was rotated: run `fleetctl dashboard-login` again"
+        return None
 
     def session(self, request: web.Request) -> Session:
         """Raises Unauthenticated (a bad cookie is not passed over for a weaker identity)."""
@@ -90,7 +101,7 @@ class Authenticator:
         if who.role == LOCAL_ROLE and self.gate.mode is not Mode.LOCAL:
             # minted by a controller of this cluster serving plaintext on loopback: not a login here
             raise Unauthenticated("the session is not valid here: a loopback login is for a loopback controller")
-        return Session(who, claims.token_id, "token", claims.expires_at)
+        return Session(who, claims.token_id, "token", claims.expires_at, self.tokens.key_id)
 
     def set_cookie(self, response: web.Response, token: str, expires_at: float) -> None:
         response.set_cookie(COOKIE, token, max_age=max(1, int(expires_at - time.time())), path="/",
@@ -106,8 +117,8 @@ class Authenticator:
             return None  # the login itself: the token is its own proof
         if session.anonymous:
             return "anonymous visitors may only read: log in with `fleetctl dashboard-login`"
-        given = request.headers.get(CSRF_HEADER, "")
-        if not given or not hmac.compare_digest(given, self.csrf(session)):
+        given, expected = request.headers.get(CSRF_HEADER, ""), self.csrf(session)
+        if not given or not expected or not hmac.compare_digest(given, expected):
             return f"missing or wrong {CSRF_HEADER} header: reload the page"
         return None
 

@@ -20,8 +20,10 @@ from fleetvisor.agent.security import guard
 from fleetvisor.agent.security.guard import Gate, Refused
 from fleetvisor.agent.security.identity import Identity
 from fleetvisor.agent.security.rules import CONTROLLER_SERVICE
+from fleetvisor.v1 import controller_pb2 as pb
 
 from ..service import LEADER_METADATA, ControllerServicer
+from ..views import FleetStatus
 
 VIA = "dashboard"  # how the audit log names this face, after the identity
 HTTP_STATUS = {grpc.StatusCode.PERMISSION_DENIED: 403, grpc.StatusCode.UNAUTHENTICATED: 401,
@@ -90,6 +92,12 @@ class Calls:
         await self.admit(who, method)
         result: Message = await getattr(self.servicer, method)(request, Context(host))
         return result
+
+    async def status(self, who: Identity, host: str,
+                     request: pb.StatusRequest) -> tuple[FleetStatus, pb.FleetSummary]:
+        """GetStatus's rows and summary from one look (the status stream's tick), admitted as GetStatus."""
+        await self.admit(who, "GetStatus")
+        return await self.servicer.status_and_summary(request, Context(host))
 
     async def stream(self, who: Identity, host: str, method: str, request: Message) -> AsyncIterator[Message]:
         await self.admit(who, method)

@@ -6,6 +6,11 @@ browser hands it to the dashboard once and keeps a session cookie instead. A tok
 cluster), the certificate serial (so revoking the certificate kills its tokens), an id and the
 expiry: nothing secret. The key lives in etcd under the cluster prefix, made once by whichever
 controller comes first, so every controller of the cluster accepts every controller's tokens.
+
+`fleetctl dashboard-rotate-key` (an admin) writes a new key; every controller follows the key
+through its etcd mirror and from then on refuses tokens signed with the old one, with no grace
+period: a rotation is what one does when a key may have leaked. Sessions end with their token
+(an open live view at its next message); logging in again is the way back.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from dataclasses import dataclass
 from fleetvisor.agent.security.identity import LOCAL_ROLE, Identity, IdentityError, check_name
 
 from .. import records
+from ..mirror import Change, Mirror
 from ..store import Put, Store
 
 log = logging.getLogger("fleetvisor.controller")
@@ -55,6 +61,27 @@ def _unb64(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
+def parse_key(raw: bytes | None) -> bytes | None:
+    """The key a store value holds (hex, at least 32 bytes), or None."""
+    try:
+        key = bytes.fromhex((raw or b"").decode())
+    except (ValueError, UnicodeDecodeError):
+        return None
+    return key if len(key) >= 32 else None
+
+
+def key_id(key: bytes) -> str:
+    """A short fingerprint that names a key in logs and answers, never the key."""
+    return hashlib.sha256(b"fleetvisor dashboard key id:" + key).hexdigest()[:12]
+
+
+async def rotate_key(store: Store) -> bytes:
+    """A new cluster token key, written over the old one (every controller follows it)."""
+    made = secrets.token_bytes(32)
+    await store.compare_and_put([Put(records.DASHBOARD_KEY, made.hex().encode())])
+    return made
+
+
 async def ensure_key(store: Store) -> bytes:
     """The cluster's token key, made here if the store has none yet (one transaction: two
     controllers starting together still agree on one key)."""
@@ -66,11 +93,8 @@ async def ensure_key(store: Store) -> bytes:
     if raw is None:
         got = await store.client.get(store.key(records.DASHBOARD_KEY))
         raw = got.value if got is not None else None
-    try:
-        key = bytes.fromhex((raw or b"").decode())
-    except (ValueError, UnicodeDecodeError):
-        key = b""
-    if len(key) < 32:
+    key = parse_key(raw)
+    if key is None:
         raise RuntimeError(f"the store's {records.DASHBOARD_KEY} key does not hold a token key; delete it to make one")
     return key
 
@@ -90,7 +114,34 @@ class Tokens:
         self.cluster = cluster
         self._clock = clock
 
+    @property
+    def key_id(self) -> str:
+        return key_id(self.key)
+
+    def follow(self, mirror: Mirror) -> Callable[[], None]:
+        """Take the key etcd holds whenever it changes (a rotation by any controller); returns the
+        unsubscribe. A key deleted or unreadable there leaves no key: every token is refused
+        (fail closed) until a good one is written."""
+        def changed(changes: list[Change]) -> None:
+            if any(c.key == records.DASHBOARD_KEY for c in changes):
+                self.use(parse_key(mirror.get(records.DASHBOARD_KEY)))
+        unsubscribe = mirror.subscribe(changed)
+        if (current := parse_key(mirror.get(records.DASHBOARD_KEY))) is not None:
+            self.use(current)  # a rotation between reading the key and subscribing
+        return unsubscribe
+
+    def use(self, key: bytes | None) -> None:
+        if key is None:
+            log.error("the store's %s key holds no token key: dashboard logins are refused until an admin "
+                      "runs `fleetctl dashboard-rotate-key`", records.DASHBOARD_KEY)
+            self.key = b""
+        elif key != self.key:
+            self.key = key
+            log.info("dashboard token key %s in use: tokens signed with any other are refused", self.key_id)
+
     def _sign(self, body: str) -> str:
+        if not self.key:
+            raise TokenError("this cluster has no dashboard token key: an admin runs `fleetctl dashboard-rotate-key`")
         return _b64(hmac.new(self.key, body.encode(), hashlib.sha256).digest())
 
     def mint(self, who: Identity, ttl: float = DEFAULT_TTL) -> tuple[str, Claims]:

@@ -19,6 +19,7 @@ from .fleet_harness import CLUSTER, FLEETCTL, SLEEPER, Agent, Controller
 from .test_fleet_tls import ENV, tls_flags
 
 ADMIN, BOB, VIC, RITA = "alice", "bob", "vic", "rita"
+SCOPED = "sam"  # an operator with no built-in grant: what it may do comes from a policy the test sets
 TALKER = """
 [program:talker]
 command=sh -c 'echo hello-dashboard; exec sleep 1000'
@@ -43,6 +44,7 @@ def make_pki(directory: Path) -> Path:
     issue(directory, BOB, [], role="operator", groups=["admins"], cluster=CLUSTER)
     issue(directory, RITA, [], role="operator", groups=["admins"], cluster=CLUSTER)
     issue(directory, VIC, [], role="viewer", cluster=CLUSTER)
+    issue(directory, SCOPED, [], role="operator", groups=["web1-ops"], cluster=CLUSTER)
     return directory
 
 
@@ -170,6 +172,21 @@ class DashboardFleet:
         tls = tls_flags(self.pki, user) if self.pki is not None and user else ()
         return subprocess.run([*FLEETCTL, "--controller", self.ctl.address, *tls, *args],
                               capture_output=True, text=True, timeout=30, env=ENV)
+
+    def second_controller(self) -> str:
+        """ctl-2, with the fleet's certificate and a dashboard of its own: that dashboard's base URL."""
+        http_port = free_port()
+        other = self.fleet.controller("ctl-2", node_ttl=3, extra=(*tls_flags(self.pki, "ctl-2"),
+                                                                  "--http-listen", f"127.0.0.1:{http_port}"))
+        other.wait_line("fleet dashboard on")
+        return f"https://127.0.0.1:{http_port}"
+
+    def scope_to_web1(self) -> None:
+        """SCOPED reads everywhere and controls the processes of node web-1 only."""
+        for name, verbs, nodes in (("ops-read", ["read"], "*"), ("ops-web1", ["control"], "web-1")):
+            done = self.fleetctl(ADMIN, "acl", "set", name, "--group", "web1-ops", "--nodes", nodes,
+                                 *[f"--verb={v}" for v in verbs])
+            assert done.returncode == 0, done.stderr
 
     def login_url(self, user: str | None, ttl: str = "1h") -> str:
         result = self.fleetctl(user, "dashboard-login", "--ttl", ttl)

@@ -127,6 +127,7 @@ CONTROLLER_REQUESTS: dict[str, object] = {
     "ForgetNode": pb.ForgetNodeRequest(node="nosuch"),
     "RevokeCertificate": pb.RevokeCertificateRequest(serial=""),
     "ListRevocations": pb.ListRevocationsRequest(),
+    "RotateDashboardKey": pb.RotateDashboardKeyRequest(),  # changes the key: no dashboard runs here
 }
 AGENT_REQUESTS: dict[str, object] = {
     "GetInfo": apb.GetInfoRequest(),

@@ -10,9 +10,10 @@ from pathlib import Path
 import pytest
 
 from fleetvisor.agent.security.identity import from_pem
+from fleetvisor.controller.dashboard.rows import PROC_FIELDS
 from tests.support import free_port, wait_for
 
-from .dashboard_harness import ADMIN, BOB, RITA, VIC, DashboardFleet, make_pki
+from .dashboard_harness import ADMIN, BOB, RITA, SCOPED, VIC, DashboardFleet, make_pki
 from .fleet_harness import CONTROLLER, one_line_error
 
 
@@ -152,6 +153,23 @@ def test_machines_may_not_log_in_and_certificates_identify_over_https(dash):
     assert by_cert.rpc("GetStatus").status == 200
 
 
+STATENAME = PROC_FIELDS.index("statename")
+
+
+def first_view(events: list[tuple[str, dict]]) -> dict | None:
+    """The status stream's first view put together: its first message (summary, nodes) and the
+    rows that follow it until none is left to come; None until then."""
+    if not events:
+        return None
+    view = dict(events[0][1])
+    view["procs"] = {}
+    for _, message in events:
+        view["procs"].update(message.get("procs", {}))
+        if not message.get("more"):
+            return view
+    return None
+
+
 def test_status_events_send_the_full_state_then_only_what_changed(dash):
     client = dash.logged_in(ADMIN)
     dash.wait_running(client, "web-1", "app:app")
@@ -164,11 +182,16 @@ def test_status_events_send_the_full_state_then_only_what_changed(dash):
             asked.append(True)
             client.rpc("Control", {"action": "RESTART", "patterns": ["web-2:app:app"], "wait": True})
         return any(not e["full"] and "web-2:app:app" in e.get("procs", {}) and
-                   e["procs"]["web-2:app:app"]["statename"] == "RUNNING" for _, e in events[1:])
+                   e["procs"]["web-2:app:app"][STATENAME] == "RUNNING" for _, e in events[2:])
     events = client.sse("/api/events/status", restarted)
-    first = events[0][1]
-    assert first["full"] and "web-1:crasher:crasher" in first["procs"] and "web-1" in first["nodes"]
-    later = [e for _, e in events[1:] if "procs" in e]
+    head, rows = events[0][1], events[1][1]
+    # the summary and the nodes first, then the rows (here one message of them)
+    assert head["full"] and "web-1" in head["nodes"] and "procs" not in head and head["more"] == 4
+    assert head["nodes"]["web-1"]["processes"] == 2 and head["summary"]["processes"] == 4
+    assert not rows["full"] and "web-1:crasher:crasher" in rows["procs"] and not rows.get("more")
+    assert head["proc_fields"].index("statename") == STATENAME  # rows are lists, their columns named once
+    first = head
+    later = [e for _, e in events[2:] if "procs" in e]
     assert later and all(set(e["procs"]) <= {"web-2:app:app"} for e in later)
     summary = first["summary"]  # the controller's own (controller/summary.py), as fleetctl status shows it
     assert summary["nodes"] == 2 and {g["group"] for g in summary["groups"]} >= {"app", "crasher"}
@@ -258,13 +281,8 @@ def test_config_history_diff_and_rollback_go_through_the_core(dash, tmp_path):
 
 
 def test_a_follower_says_where_the_leader_is_and_its_writes_name_it(dash):
-    http_port = free_port()
-    follower = dash.fleet.controller("ctl-2", node_ttl=3, extra=(
-        "--tls-cert", str(dash.pki / "ctl-2.pem"), "--tls-key", str(dash.pki / "ctl-2.key"),
-        "--tls-ca", str(dash.pki / "ca.pem"), "--http-listen", f"127.0.0.1:{http_port}"))
-    follower.wait_line("fleet dashboard on")
     client = dash.client()
-    client.base = f"https://127.0.0.1:{http_port}"
+    client.base = dash.second_controller()
     assert client.login(dash.login_url(ADMIN)).status == 200  # ctl-1's token, accepted by ctl-2
     wait_for(lambda: client.whoami().json()["controller"]["leader_id"] == "ctl-1", 15, "ctl-2 to see the leader")
     me = client.whoami().json()["controller"]
@@ -304,3 +322,60 @@ def test_an_operation_is_planned_started_paused_resumed_and_aborted_with_live_pr
     assert events[-2][1]["state"] == "OP_ABORTED" and events[-2][1]["reason"]
     actions = [e["action"] for e in audit(dash) if e["who"] == f"{ADMIN} (dashboard)"]
     assert {"ops.rolling-restart", "ops.pause", "ops.resume", "ops.abort"} <= set(actions)
+
+
+CONTROL = PROC_FIELDS.index("control")
+
+
+def test_rows_say_where_a_scoped_operator_may_control_and_the_server_agrees(dash):
+    dash.scope_to_web1()
+    admin = dash.logged_in(ADMIN)
+    for node in ("web-1", "web-2"):
+        dash.wait_running(admin, node, "app:app")
+    sam = dash.logged_in(SCOPED)
+    assert sam.whoami().json()["may"]["control"] is True  # somewhere: the rows say where
+
+    def both_nodes(events) -> bool:
+        return (view := first_view(events)) is not None and {"web-1:app:app", "web-2:app:app"} <= set(view["procs"])
+    first = first_view(sam.sse("/api/events/status", both_nodes))
+    assert first["nodes"]["web-1"]["control"] == "all" and first["nodes"]["web-2"]["control"] == "none"
+    assert first["procs"]["web-1:app:app"][CONTROL] == 1 and first["procs"]["web-2:app:app"][CONTROL] == 0
+    everywhere = first_view(admin.sse("/api/events/status", both_nodes))
+    assert {row[CONTROL] for row in everywhere["procs"].values()} == {1}
+    # the flags are the server's own check: a forged write where the row says no is refused
+    pid = dash.pid(admin, "web-2", "app:app")
+    forged = sam.rpc("Control", {"action": "STOP", "patterns": ["web-2:app:app"], "wait": True})
+    assert forged.status == 403 and "sam" in forged.error and "\n" not in forged.error
+    assert dash.pid(admin, "web-2", "app:app") == pid
+    allowed = sam.rpc("Control", {"action": "RESTART", "patterns": ["web-1:app:app"], "wait": True})
+    assert allowed.status == 200, allowed.body
+
+
+def test_a_rotated_key_refuses_old_tokens_on_every_controller(dash):
+    old_url = dash.login_url(BOB)
+    here, there = dash.client(), dash.client()
+    there.base = dash.second_controller()
+    assert here.login(old_url).status == 200 and there.login(old_url).status == 200
+    # only admins rotate; a refusal changes nothing
+    refused = dash.fleetctl(VIC, "dashboard-rotate-key")
+    assert refused.returncode != 0 and "viewer vic may not admin" in one_line_error(refused)
+    assert there.whoami().status == 200
+    opened: list[bool] = []
+
+    def rotate_midway(events) -> bool:
+        if events and not opened:  # a live view is open on ctl-2: the rotation must end it
+            opened.append(True)
+            rotated = dash.fleetctl(ADMIN, "-o", "json", "dashboard-rotate-key")
+            assert rotated.returncode == 0, rotated.stderr
+        return False
+    ended = there.sse("/api/events/status", rotate_midway, timeout=30)
+    assert opened and ended[-1][0] == "error" and "rotated" in ended[-1][1]["error"]
+    for client in (here, there):
+        wait_for(lambda c=client: c.whoami().status == 401, 15, "the old token to be refused")
+    fresh = dash.client()
+    fresh.base = there.base
+    assert fresh.login(old_url).status == 401  # the old link cannot log in again either
+    assert fresh.login(dash.login_url(BOB)).status == 200  # a new login works on both
+    assert dash.logged_in(BOB).whoami().status == 200
+    entries = dash.logged_in(ADMIN).rpc("ListAudit", {"limit": 0}).json()["entries"]
+    assert any(e["action"] == "dashboard.rotate-key" and e["ok"] and e["who"].startswith(ADMIN) for e in entries)

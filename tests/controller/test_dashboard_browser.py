@@ -12,38 +12,24 @@ import os
 from pathlib import Path
 
 import pytest
-from selenium import webdriver
+
+from benchmarks import chromium
 from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
-from .dashboard_harness import ADMIN, VIC, DashboardFleet, make_pki
+from .dashboard_harness import ADMIN, SCOPED, VIC, DashboardFleet, make_pki
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMEDRIVER = "/usr/bin/chromedriver"
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync",
-         "--disable-dev-shm-usage", "--window-size=1400,900",
-         # the fleet's private CA is not in the browser's store; TLS itself is still used
-         "--ignore-certificate-errors"]
 WAIT = 30.0
 
-HAVE_CHROMIUM = os.access(CHROMIUM, os.X_OK) and os.access(CHROMEDRIVER, os.X_OK)
-pytestmark = pytest.mark.skipif(
-    not HAVE_CHROMIUM,
-    reason=f"needs Debian's chromium and chromium-driver ({CHROMIUM}, {CHROMEDRIVER}); deploy/setup.sh installs them")
+pytestmark = pytest.mark.skipif(not chromium.HAVE_CHROMIUM, reason=chromium.MISSING)
 
 
 @pytest.fixture
 def browser(tmp_path_factory):
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for flag in FLAGS:
-        options.add_argument(flag)
-    options.add_argument(f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}")
     with pytest.MonkeyPatch.context() as env:
         env.setenv("SE_OFFLINE", "true")
-        driver = webdriver.Chrome(options=options, service=webdriver.ChromeService(executable_path=CHROMEDRIVER))
+        driver = chromium.start(tmp_path_factory.mktemp("chromium-profile"))
     try:
         yield driver
     finally:
@@ -162,6 +148,26 @@ def test_a_viewer_sees_no_write_controls_and_its_forged_write_is_refused(browser
     assert dash.pid(client, "web-1", "app:app") == pid
 
 
+def test_a_scoped_operator_sees_controls_only_where_the_server_allows_them(browser, dash):
+    dash.scope_to_web1()  # control on node web-1 only
+    client = dash.logged_in(ADMIN)
+    pids = {node: dash.wait_running(client, node, "app:app") for node in ("web-1", "web-2")}
+    open_as(browser, dash, SCOPED, "node/web-1")
+    until(browser, lambda d: row(d, "web-1:app:app").find_elements(By.CSS_SELECTOR, 'button[data-action="restart"]'),
+          "controls on the node it may control")
+    browser.get(f"{dash.base}/#/node/web-2")
+    until(browser, lambda d: row(d, "web-2:app:app").find_element(By.CSS_SELECTOR, "td.pid").text, "the other node")
+    assert browser.find_elements(By.CSS_SELECTOR, "button.write") == []
+    browser.get(f"{dash.base}/#/group/app")
+    until(browser, lambda d: row(d, "web-2:app:app") and row(d, "web-1:app:app"), "the group on both nodes")
+    assert row(browser, "web-1:app:app").find_elements(By.CSS_SELECTOR, "button.write")
+    assert row(browser, "web-2:app:app").find_elements(By.CSS_SELECTOR, "button.write") == []
+    assert "everywhere" not in browser.find_element(By.ID, "group-actions").text  # not all of the group is its
+    forged = fetch(browser, "/api/rpc/Control", {"action": "STOP", "patterns": ["web-2:app:app"]})
+    assert forged["status"] == 403 and SCOPED in forged["body"]["error"]
+    assert dash.pid(client, "web-2", "app:app") == pids["web-2"]
+
+
 def test_a_write_without_the_csrf_token_is_refused(browser, dash):
     client = dash.logged_in(ADMIN)
     pid = dash.wait_running(client, "web-1", "app:app")
@@ -195,15 +201,9 @@ def test_config_revisions_diff_side_by_side_and_roll_back_with_confirmation(brow
 
 
 def test_banners_for_a_follower_and_for_lost_etcd(browser, dash):
-    from tests.support import free_port
-
-    http_port = free_port()
-    follower = dash.fleet.controller("ctl-2", node_ttl=3, extra=(
-        "--tls-cert", str(dash.pki / "ctl-2.pem"), "--tls-key", str(dash.pki / "ctl-2.key"),
-        "--tls-ca", str(dash.pki / "ca.pem"), "--http-listen", f"127.0.0.1:{http_port}"))
-    follower.wait_line("fleet dashboard on")
+    other = dash.second_controller()
     token = dash.login_url(ADMIN).partition("#token=")[2]
-    browser.get(f"https://127.0.0.1:{http_port}/#token={token}")  # ctl-1's token, on ctl-2's dashboard
+    browser.get(f"{other}/#token={token}")  # ctl-1's token, on ctl-2's dashboard
     banner = until(browser, lambda d: d.find_element(By.ID, "banner") if "follows" in
                    d.find_element(By.ID, "banner").text else None, "the follower banner")
     assert "ctl-1" in banner.text and dash.ctl.address in banner.text

@@ -267,6 +267,34 @@ def _reexec_fault(config: Path) -> xmlrpc.client.Fault:
     return info.value
 
 
+CHECKED = FAILING + """
+[program:checked]
+command=sleep 100092
+startsecs=0
+healthcheck=exec:test ! -e %(here)s/sick
+healthcheck_interval=0.2
+healthcheck_retries=3
+"""
+
+
+def test_health_verdicts_carry_over_the_reexec(tmp_path):
+    """A healthy process is healthy at once in the new agent (no unknown in between, no second
+    'healthy' line or event); failures in a row are counted on from where they were."""
+    with sleepers(tmp_path, body=CHECKED, count=4) as (config, agent, _):
+        agent.wait_line(r"INFO healthy: checked \(health check passed\)")
+        assert _reexec(config) is True
+        agent.wait_line(r"re-exec: took over 4 running processes with their pids", 30)
+        (tmp_path / "sick").touch()
+        agent.wait_line(r"WARN unhealthy: checked \(health check failed 3 times in a row: ", 20)
+        assert len([m for m in agent.messages() if "INFO healthy: checked" in m]) == 1
+        assert _reexec(config) is True
+        agent.wait_line(r"re-exec: took over 4 running processes with their pids", 30, count=2)
+        (tmp_path / "sick").unlink()
+        agent.wait_line(r"INFO healthy: checked \(health check passed\)", 20, count=2)
+        assert len([m for m in agent.messages() if "WARN unhealthy: checked" in m]) == 1
+        agent.assert_no_failures()
+
+
 def test_a_new_agent_that_fails_leaves_everything_as_it_was(tmp_path):
     wrapper = write_wrapper(tmp_path, "#!/bin/sh\necho 'broken install' >&2\nexit 1\n")
     with sleepers(tmp_path, wrapper=wrapper) as (config, agent, before):
@@ -410,7 +438,7 @@ def test_an_unreadable_handoff_file_is_one_line_and_an_ordinary_start(tmp_path):
     agent = Daemon(config, extra_args=("--resume", str(tmp_path / "bad.json")))
     try:
         agent.wait_line(r"CRIT re-exec failed: cannot resume: the handoff file has format version 99; this agent "
-                        r"reads up to 1; starting afresh")
+                        r"reads up to 2; starting afresh")
         wait_for(lambda: len(status_pids(config)) == 3, 20, "3 RUNNING")
         assert not (tmp_path / "bad.json").exists()  # read once, never again
         agent.assert_no_failures()

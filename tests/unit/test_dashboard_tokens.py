@@ -9,7 +9,7 @@ import json
 import pytest
 
 from fleetvisor.agent.security.identity import LOCAL, Identity
-from fleetvisor.controller.dashboard.tokens import MAX_TTL, TokenError, Tokens, refusal
+from fleetvisor.controller.dashboard.tokens import MAX_TTL, TokenError, Tokens, parse_key, refusal
 
 ALICE = Identity("operator", "alice", frozenset({"admins"}), "prod", "1a2b")
 
@@ -79,3 +79,22 @@ def test_the_listener_follows_the_controllers_plaintext_rules() -> None:
         DashboardSettings("0.0.0.0:7443").mode(tls=False)
     with pytest.raises(DashboardConfigError, match="HOST:PORT"):
         DashboardSettings("7443").mode(tls=True)
+
+
+def test_a_new_key_refuses_old_tokens_and_no_key_refuses_all() -> None:
+    tokens = Tokens(b"k" * 32, "prod")
+    old, _ = tokens.mint(ALICE, 60)
+    first = tokens.key_id
+    tokens.use(parse_key((b"n" * 32).hex().encode()))
+    assert tokens.key_id != first and first not in repr(b"k" * 32)
+    with pytest.raises(TokenError, match="signature"):
+        tokens.verify(old)
+    new, _ = tokens.mint(ALICE, 60)
+    assert tokens.verify(new).identity == ALICE
+    tokens.use(parse_key(b"not hex"))  # a key deleted or spoiled in etcd: fail closed
+    for token in (old, new):
+        with pytest.raises(TokenError, match="no dashboard token key"):
+            tokens.verify(token)
+    with pytest.raises(TokenError, match="no dashboard token key"):
+        tokens.mint(ALICE, 60)
+    assert parse_key((b"s" * 16).hex().encode()) is None  # too short to be a key

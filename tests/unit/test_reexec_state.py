@@ -15,11 +15,14 @@ pytestmark = pytest.mark.unit
 # Written by a real agent at format version 1 (a re-exec whose new command copied its handoff
 # file): whatever the format becomes, a new agent must still take over from an agent this old.
 FIXTURE_V1 = Path(__file__).parent.parent / "fixtures" / "reexec" / "state-v1.json"
+# Version 2 (health verdicts), written the same way by the agent that introduced it.
+FIXTURE_V2 = Path(__file__).parent.parent / "fixtures" / "reexec" / "state-v2.json"
 
 
 def test_the_first_format_written_by_a_real_agent_is_read():
     state = read(str(FIXTURE_V1))
-    assert state.version == 1 <= STATE_VERSION
+    assert state.version == STATE_VERSION  # upgraded on reading
+    assert {c.health for c in state.children} == {""}  # version 1 knew no health: unknown
     assert state.argv[:3] == ["-c", "supervisord.conf", "-n"]
     assert [(s.kind, s.host, s.port) for s in state.sockets] == [("inet", "127.0.0.1", 19321)]
     by_name = {c.namespec: c for c in state.children}
@@ -38,11 +41,21 @@ def test_the_first_format_written_by_a_real_agent_is_read():
         + [fd for c in state.children for fd in (c.stdin_fd, c.stdout_fd, c.stderr_fd) if fd >= 0])
 
 
-def test_what_is_written_reads_back_the_same():
-    state = read(str(FIXTURE_V1))
+def test_the_second_format_carries_health_verdicts():
+    state = read(str(FIXTURE_V2))
+    assert state.version == 2
+    by_name = {c.namespec: c for c in state.children}
+    assert (by_name["s:s"].health, by_name["s:s"].health_failures) == ("healthy", 0)
+    assert by_name["idle:idle"].health == "unknown"
+
+
+@pytest.mark.parametrize("fixture", [FIXTURE_V1, FIXTURE_V2])
+def test_what_is_written_reads_back_the_same(fixture):
+    state = read(str(fixture))
     again = loads(dumps(state))
     assert again == state
-    assert json.loads(dumps(again)) == json.loads(FIXTURE_V1.read_text())
+    if state.version == json.loads(fixture.read_text())["version"]:
+        assert json.loads(dumps(again)) == json.loads(fixture.read_text())
 
 
 @pytest.mark.parametrize(("text", "needle"), [

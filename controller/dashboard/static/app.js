@@ -2,8 +2,9 @@
 // createElement/textContent (never innerHTML with data), under a CSP without inline code.
 "use strict";
 
-const S = { me: null, nodes: {}, procs: {}, heartbeats: {}, now: 0, skew: 0, summary: null, stale: null,
-            controller: null, status: null, view: null, streams: [] };
+const S = { me: null, nodes: {}, procs: {}, byNode: {}, fields: [], heartbeats: {}, now: 0, skew: 0, summary: null,
+            stale: null, controller: null, status: null, view: null, streams: [],
+            stats: { messages: 0, ms: 0, rows: 0, firstView: 0 } };  // status messages applied, the time spent on them
 
 function el(tag, attrs, ...kids) {
   const e = document.createElement(tag);
@@ -36,10 +37,37 @@ async function api(method, body) {
 
 function may(verb) { return !!(S.me && S.me.may && S.me.may[verb]); }
 
-function writeButton(label, verb, onclick, attrs) {
-  // the server says what this identity may do; controls it may not use are not shown at all
-  if (!may(verb)) return null;
+function writeButton(label, verb, onclick, attrs, allowed) {
+  // the server says what this identity may do (and, for a row, whether here); controls it may
+  // not use are not shown at all
+  if (!may(verb) || allowed === false) return null;
   return el("button", Object.assign({ type: "button", class: "write", onclick }, attrs || {}), label);
+}
+
+function keyedRows(body, items, keyOf, build, attr) {
+  // tbody shows items in order; a row whose item is unchanged is kept as it is, so an update
+  // touches only the rows that changed
+  const old = new Map();
+  for (const tr of body.children) if (tr.dataset[attr] !== undefined) old.set(tr.dataset[attr], tr);
+  let at = body.firstElementChild;
+  for (const item of items) {
+    const key = keyOf(item), sig = JSON.stringify(item);
+    let tr = old.get(key);
+    old.delete(key);
+    if (!tr || tr.sig !== sig) {
+      const fresh = build(item);
+      fresh.sig = sig;
+      if (tr) {
+        if (at === tr) at = fresh;
+        tr.replaceWith(fresh);
+      }
+      tr = fresh;
+    }
+    if (tr === at) at = at.nextElementSibling;
+    else body.insertBefore(tr, at);
+  }
+  for (const tr of old.values()) tr.remove();
+  for (const tr of [...body.children]) if (tr.dataset[attr] === undefined) tr.remove();
 }
 
 function stream(url, handlers) {
@@ -119,13 +147,29 @@ function banner() {
 
 // -- the live fleet --------------------------------------------------------------------------------
 
+function procObject(key, row) {
+  // a row is a list of S.fields (rows.py PROC_FIELDS); the node is its key's first part
+  const p = { node: key.slice(0, key.indexOf(":")) };
+  for (let i = 0; i < S.fields.length; i++) p[S.fields[i]] = row[i];
+  return p;
+}
+
 function onStatus(change) {
-  if (change.full) { S.nodes = {}; S.procs = {}; }
+  const t0 = performance.now();
+  if (change.full) { S.nodes = {}; S.procs = {}; S.byNode = {}; S.fields = change.proc_fields; }
   Object.assign(S.nodes, change.nodes || {});
   for (const n of change.gone_nodes || []) delete S.nodes[n];
   const changed = Object.keys(change.procs || {});
-  Object.assign(S.procs, change.procs || {});
-  for (const k of change.gone_procs || []) delete S.procs[k];
+  for (const k of changed) {
+    const p = procObject(k, change.procs[k]);
+    S.procs[k] = p;
+    (S.byNode[p.node] || (S.byNode[p.node] = new Set())).add(k);
+  }
+  for (const k of change.gone_procs || []) {
+    const p = S.procs[k];
+    if (p && S.byNode[p.node]) S.byNode[p.node].delete(k);
+    delete S.procs[k];
+  }
   if (change.heartbeats) S.heartbeats = change.heartbeats;
   if (change.now) S.skew = Date.now() / 1000 - change.now;
   if ("stale" in change) S.stale = change.stale;
@@ -133,6 +177,12 @@ function onStatus(change) {
   if (change.controller) S.controller = change.controller;
   banner();
   if (S.view && S.view.update) S.view.update(change, changed);
+  S.stats.messages += 1;
+  S.stats.ms += performance.now() - t0;
+  if (!change.more && !S.stats.rows) {
+    S.stats.rows = Object.keys(S.procs).length;  // every row of the first view is in: the benchmark reads this mark
+    performance.mark("fleetvisor:all-rows");
+  }
 }
 
 function statusStream() {
@@ -173,29 +223,30 @@ function overview(root) {
       const [k, v] = fl.split("=");
       if (!n.labels || n.labels[k] !== v) return false;
     }
-    if (fp && !Object.values(S.procs).some((p) => p.node === n.name && (glob(fp, p.name) || glob(fp, p.group) || glob(fp, p.namespec)))) return false;
+    if (fp && ![...(S.byNode[n.name] || [])].some((k) => { const p = S.procs[k]; return glob(fp, p.name) || glob(fp, p.group) || glob(fp, p.namespec); })) return false;
     return true;
   }
   function drawSummary() {
     const s = S.summary;
     if (!s) return;
-    summary.replaceChildren(el("span", { text: "nodes " + s.nodes_up + "/" + s.nodes + " up" }),
-      el("span", { text: "processes " + s.running + "/" + s.processes + " running" }),
-      el("span", { text: "problems " + s.problems_total }));
-    problems.replaceChildren(...s.problems.map((p) => el("tr", { "data-problem": (p.node || "") + ":" + (p.subject || "") },
+    const line = ["nodes " + s.nodes_up + "/" + s.nodes + " up", "processes " + s.running + "/" + s.processes + " running",
+                  "problems " + s.problems_total];
+    if (summary.textContent !== line.join("")) summary.replaceChildren(...line.map((text) => el("span", { text })));
+    keyedRows(problems, s.problems, (p) => p.kind + ":" + (p.node || "") + ":" + (p.subject || ""), (p) => el("tr",
+      { "data-problem": (p.node || "") + ":" + (p.subject || ""), "data-pkey": p.kind + ":" + (p.node || "") + ":" + (p.subject || "") },
       el("td", { text: p.kind }),
       el("td", {}, p.node ? el("a", { href: "#/node/" + encodeURIComponent(p.node), text: p.node }) : ""),
-      el("td", { text: p.subject || "" }), el("td", {}, stateSpan(p.state || "")), el("td", { text: p.detail || "" }))));
+      el("td", { text: p.subject || "" }), el("td", {}, stateSpan(p.state || "")), el("td", { text: p.detail || "" })), "pkey");
     if (!s.problems.length) problems.append(el("tr", {}, el("td", { colspan: 5, class: "muted", text: "none" })));
-    groups.replaceChildren(...s.groups.map((g) => el("tr", { "data-group": g.group },
+    keyedRows(groups, s.groups, (g) => g.group, (g) => el("tr", { "data-group": g.group },
       el("td", {}, el("a", { href: "#/group/" + encodeURIComponent(g.group), text: g.group })),
       el("td", { text: String(g.running) }), el("td", { text: String(g.total) }),
       // the summary counts what is not plainly RUNNING; the running ones are its `running`
       el("td", {}, g.running ? el("span", {}, stateSpan("RUNNING"), " " + g.running + "  ") : null,
-        ...g.states.map((c) => el("span", {}, stateSpan(c.state), " " + c.count + "  "))))));
+        ...g.states.map((c) => el("span", {}, stateSpan(c.state), " " + c.count + "  ")))), "group");
   }
-  function nodeRow(n) {
-    const count = Object.values(S.procs).filter((p) => p.node === n.name).length;
+  function nodeRow(item) {
+    const n = item.n;
     return el("tr", { "data-node": n.name },
       el("td", {}, el("a", { href: "#/node/" + encodeURIComponent(n.name), text: n.name })),
       el("td", { text: Object.entries(n.labels || {}).map(([k, v]) => k + "=" + v).join(", ") }),
@@ -203,20 +254,34 @@ function overview(root) {
       el("td", { class: n.drift ? "state FATAL" : "", text: (n.applied_revision || "-") + " / " + (n.desired_revision || "-") }),
       el("td", { class: "hb", text: ago(S.heartbeats[n.name]) }),
       el("td", {}, stateSpan(n.up ? "up" : "DOWN")), el("td", {}, stateSpan(n.reachable ? "yes" : "UNREACHABLE")),
-      el("td", { text: String(count) }));
+      el("td", { text: String(item.count) }));
   }
   function drawNodes() {
-    nodes.replaceChildren(...Object.values(S.nodes).filter(keep).sort((a, b) => a.name.localeCompare(b.name)).map(nodeRow));
+    const shown = Object.values(S.nodes).filter(keep).sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+    keyedRows(nodes, shown.map((n) => ({ n, count: n.processes })), (i) => i.n.name, nodeRow, "node");
+  }
+  function heartbeats() {
+    for (const row of nodes.children) {
+      const cell = row.children[4], text = ago(S.heartbeats[row.dataset.node]);
+      if (cell && cell.textContent !== text) cell.textContent = text;
+    }
   }
   filters.addEventListener("input", drawNodes);
-  drawSummary(); drawNodes();
-  return {
-    update(change) {
-      if (change.summary) drawSummary();
-      if (change.full || change.nodes || change.gone_nodes || change.gone_procs) drawNodes();
-      else for (const row of nodes.querySelectorAll("tr[data-node]")) row.querySelector(".hb").textContent = ago(S.heartbeats[row.dataset.node]);
-    },
-  };
+  let drawn = false;
+  function draw(change) {
+    if (change.summary || change.full) drawSummary();
+    if (change.full || change.nodes || change.gone_nodes) drawNodes();
+    if (change.heartbeats) heartbeats();
+    if (!drawn && S.summary) {
+      drawn = true;
+      if (!S.stats.firstView) {  // summary, problems, groups and nodes are on the page: the benchmark reads this mark
+        S.stats.firstView = performance.now();
+        performance.mark("fleetvisor:first-view");
+      }
+    }
+  }
+  draw({ full: true });
+  return { update: draw };
 }
 
 function processRow(p, withNode) {
@@ -228,7 +293,8 @@ function processRow(p, withNode) {
       message(bad.length ? action + " " + spec + ": " + (bad[0].error || (bad[0].results || []).map((x) => x.description).join("; ")) : action + " " + spec + ": done", bad.length > 0);
     } catch (e) { message(action + " " + spec + ": " + e.message, true); }
   };
-  const signal = el("select", { class: "write signal" + (may("control") ? "" : " hidden") },
+  const ctl = may("control") && p.control === 1;  // the server's answer for this process (rows.py)
+  const signal = el("select", { class: "write signal" + (ctl ? "" : " hidden") },
     ...["HUP", "TERM", "INT", "USR1", "USR2", "KILL"].map((s) => el("option", { value: s, text: s })));
   const health = p.health && p.health !== "HEALTH_UNSPECIFIED" ? p.health.replace("HEALTH_", "") + (p.health_message ? ": " + p.health_message : "") : "";
   return el("tr", { "data-process": spec },
@@ -236,11 +302,11 @@ function processRow(p, withNode) {
     el("td", { text: p.namespec }), el("td", {}, stateSpan(p.statename)),
     el("td", { class: "pid", text: p.pid ? String(p.pid) : "" }),
     el("td", { class: "desc", text: uptime(p) }), el("td", { text: health }),
-    el("td", {}, writeButton("start", "control", act("START"), { "data-action": "start" }),
-      writeButton("stop", "control", act("STOP"), { "data-action": "stop" }),
-      writeButton("restart", "control", act("RESTART"), { "data-action": "restart" }),
-      may("control") ? signal : null,
-      writeButton("signal", "control", () => act("SIGNAL", { signal: signal.value })(), { "data-action": "signal" }),
+    el("td", {}, writeButton("start", "control", act("START"), { "data-action": "start" }, ctl),
+      writeButton("stop", "control", act("STOP"), { "data-action": "stop" }, ctl),
+      writeButton("restart", "control", act("RESTART"), { "data-action": "restart" }, ctl),
+      ctl ? signal : null,
+      writeButton("signal", "control", () => act("SIGNAL", { signal: signal.value })(), { "data-action": "signal" }, ctl),
       el("a", { href: "#/tail/" + encodeURIComponent(p.node) + "/" + encodeURIComponent(p.namespec), text: "tail" })));
 }
 
@@ -297,8 +363,20 @@ function groupView(root, group) {
       message(action + " " + group + ": " + (r.nodes || []).length + " node(s) answered", false);
     } catch (e) { message(e.message, true); }
   };
-  root.append(el("p", {}, writeButton("start everywhere", "control", all("START")), writeButton("stop everywhere", "control", all("STOP")),
-    writeButton("restart everywhere", "control", all("RESTART"))));
+  // everywhere: only when the server said every process of the group it shows may be controlled
+  const everywhere = el("p", { id: "group-actions" });
+  let every = null;
+  function drawEverywhere() {
+    const mine = Object.values(S.procs).filter((p) => p.group === group);
+    const now = mine.length > 0 && mine.every((p) => p.control === 1);
+    if (now === every) return;
+    every = now;
+    everywhere.replaceChildren(...[writeButton("start everywhere", "control", all("START"), {}, every),
+      writeButton("stop everywhere", "control", all("STOP"), {}, every),
+      writeButton("restart everywhere", "control", all("RESTART"), {}, every)].filter(Boolean));
+  }
+  drawEverywhere();
+  root.append(everywhere);
   if (may("deploy")) {
     const f = (id, label, value, type) => el("label", {}, label + " ", el("input", { id, value, type: type || "text", size: 8 }));
     const form = el("div", { class: "form", id: "rr-form" }, el("h3", { text: "Rolling restart" }),
@@ -332,7 +410,9 @@ function groupView(root, group) {
         el("button", { type: "button", id: "rr-confirm", onclick: () => rolling(false) }, "Start rolling restart"));
     } catch (e) { view.replaceChildren(el("p", { class: "state FATAL", text: e.message })); }
   }
-  return processTable(root, (p) => p.group === group, true);
+  const procs = processTable(root, (p) => p.group === group, true);
+  return { update(change, changed) { procs.update(change, changed); if (change.full || changed.length || change.gone_procs) drawEverywhere(); },
+           close: procs.close };
 }
 
 async function listPage(root, title, heads, method, request, rows) {
@@ -483,8 +563,12 @@ async function route() {
 
 async function start() {
   await login();
-  const problem = await whoami();
+  const asked = whoami();
+  statusStream();  // opened while whoami is asked: the first view's data is on its way meanwhile
+  const problem = await asked;
   if (problem) {
+    S.status.close();
+    S.status = null;
     document.getElementById("view").replaceChildren(el("h2", { text: "Not logged in" }), el("p", { text: problem }),
       el("p", { text: "Run `fleetctl dashboard-login` and open the link it prints." }));
     return;
@@ -494,7 +578,6 @@ async function start() {
     location.reload();
   });
   banner();
-  statusStream();
   window.addEventListener("hashchange", () => { message("", false); route(); });
   route();
 }

@@ -93,6 +93,16 @@ class DashboardToken(_message.Message):
     url: str
     def __init__(self, token: _Optional[str] = ..., expires_at: _Optional[float] = ..., url: _Optional[str] = ...) -> None: ...
 
+class RotateDashboardKeyRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class RotateDashboardKeyResponse(_message.Message):
+    __slots__ = ("key_id",)
+    KEY_ID_FIELD_NUMBER: _ClassVar[int]
+    key_id: str
+    def __init__(self, key_id: _Optional[str] = ...) -> None: ...
+
 class HeartbeatRequest(_message.Message):
     __slots__ = ("node", "address", "labels", "agent_version", "applied_revision", "agent_run_id", "started_at", "edited_by_hand", "security_revision", "cluster_id", "local_revision", "local_sections")
     class LabelsEntry(_message.Message):

@@ -195,6 +195,11 @@ class ControllerServiceStub:
                 request_serializer=fleetvisor_dot_v1_dot_controller__pb2.DashboardTokenRequest.SerializeToString,
                 response_deserializer=fleetvisor_dot_v1_dot_controller__pb2.DashboardToken.FromString,
                 _registered_method=True)
+        self.RotateDashboardKey = channel.unary_unary(
+                '/fleetvisor.v1.ControllerService/RotateDashboardKey',
+                request_serializer=fleetvisor_dot_v1_dot_controller__pb2.RotateDashboardKeyRequest.SerializeToString,
+                response_deserializer=fleetvisor_dot_v1_dot_controller__pb2.RotateDashboardKeyResponse.FromString,
+                _registered_method=True)
 
 
 class ControllerServiceServicer:
@@ -413,6 +418,14 @@ class ControllerServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RotateDashboardKey(self, request, context):
+        """A new key for those tokens (verb admin): every token signed with the old key is refused
+        from then on, by every controller (each follows the key in etcd), with no grace period.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ControllerServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -575,6 +588,11 @@ def add_ControllerServiceServicer_to_server(servicer, server):
                     servicer.MintDashboardToken,
                     request_deserializer=fleetvisor_dot_v1_dot_controller__pb2.DashboardTokenRequest.FromString,
                     response_serializer=fleetvisor_dot_v1_dot_controller__pb2.DashboardToken.SerializeToString,
+            ),
+            'RotateDashboardKey': grpc.unary_unary_rpc_method_handler(
+                    servicer.RotateDashboardKey,
+                    request_deserializer=fleetvisor_dot_v1_dot_controller__pb2.RotateDashboardKeyRequest.FromString,
+                    response_serializer=fleetvisor_dot_v1_dot_controller__pb2.RotateDashboardKeyResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1441,6 +1459,33 @@ class ControllerService:
             '/fleetvisor.v1.ControllerService/MintDashboardToken',
             fleetvisor_dot_v1_dot_controller__pb2.DashboardTokenRequest.SerializeToString,
             fleetvisor_dot_v1_dot_controller__pb2.DashboardToken.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RotateDashboardKey(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fleetvisor.v1.ControllerService/RotateDashboardKey',
+            fleetvisor_dot_v1_dot_controller__pb2.RotateDashboardKeyRequest.SerializeToString,
+            fleetvisor_dot_v1_dot_controller__pb2.RotateDashboardKeyResponse.FromString,
             options,
             channel_credentials,
             insecure,
