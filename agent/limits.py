@@ -35,3 +35,9 @@ def sections_refusal(sections: Sequence[str]) -> str | None:
     if any(len(s) > MAX_SECTION_CHARS for s in sections):
         return f"a local section name is limited to {MAX_SECTION_CHARS} characters"
     return None
+
+
+# A status reply (fleetctl's GetStatus and WatchStatus) or a message between controllers (a batch
+# of live node states): gRPC's default limit of 4 MiB is a 1000-node fleet's status. The bound is
+# set on the receiving channels; raising it means more memory per reply in fleetctl and controllers.
+MAX_STATUS_MESSAGE_BYTES = 64 * 1024 * 1024

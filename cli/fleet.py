@@ -257,20 +257,25 @@ def audit(obj: Ctx, since: str | None, limit: int) -> None:
 
 
 @click.command()
+@click.option("--controllers", "shares", is_flag=True,
+              help="Also list the running controllers and how many agents' state streams each keeps.")
 @click.pass_obj
 @run_command
-def leader(obj: Ctx) -> int:
+def leader(obj: Ctx, shares: bool) -> int:
     """Which controller leads (carries out writes); exit 1 while none does.
 
-    Any controller of the list may answer: the one that answered is named too.
+    Any controller of the list may answer: the one that answered is named too. The running
+    controllers share the agents' state streams among them (each agent is followed by one);
+    --controllers lists each one's share, as the answering controller sees it.
 
     \b
     Examples:
       fleetctl leader
-      fleetctl --controller ctl-1:7400,ctl-2:7400,ctl-3:7400 leader
+      fleetctl --controller ctl-1:7400,ctl-2:7400,ctl-3:7400 leader --controllers
     """
     reply = obj.controller("leader").call("GetLeader", cpb.GetLeaderRequest())
-    render.show(obj.json, reply, lambda: view.leader_line(reply))
+    render.show(obj.json, reply, lambda: Group(view.leader_line(reply), view.shares_table(reply)) if shares
+                else view.leader_line(reply))
     return 0 if reply.leader_id else 1
 
 

@@ -390,6 +390,22 @@ def audit_detail(detail: str) -> str:
     return " ".join(parts)
 
 
+def shares_table(info: cpb.LeaderInfo) -> Table:
+    """The running controllers and their shares of the agents' state streams."""
+    table = Table(box=None, pad_edge=False)
+    for column in ("CONTROLLER", "ADDRESS", "NODES", "STATE"):
+        table.add_column(column, justify="right" if column == "NODES" else "left")
+    for share in info.controllers:
+        if share.id == info.controller_id:
+            state = Text(f"answered; follows {info.followed_nodes}", style="dim")
+        elif share.connected:
+            state = Text("connected", style="green")
+        else:
+            state = Text(f"not connected: {share.error}", style="red")
+        table.add_row(share.id, share.address, str(share.nodes), state)
+    return table
+
+
 def leader_line(info: cpb.LeaderInfo) -> Text:
     if not info.leader_id:
         return Text(f"no controller leads right now (asked {info.controller_id or 'a controller'})",

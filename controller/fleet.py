@@ -2,38 +2,58 @@
 
 A composition of the parts, each owning one thing: `store` (etcd reads through the mirror,
 compare-and-put writes), `membership` (registrations and leases), `configs` (config revisions
-and what each node should run), `links` (one live link per agent) and `views` (status as
-callers see it). Fleet itself only tells listeners that something changed. Writes are visible
-in the mirror before a call returns.
+and what each node should run), `roster` (the running controllers), `links` (one live link per
+agent: followed here for this controller's share, `assignment`), `peers` (the other
+controllers' shares) and `views` (status as callers see it). Fleet itself only tells listeners
+that something changed. Writes are visible in the mirror before a call returns.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import aetcd
 
 from fleetvisor.agent.security.tlsfiles import TlsMaterial
 
+from .assignment import Assigner, shares
 from .configstore import ConfigStore
 from .livestate import NodeLinks
 from .membership import Membership
 from .mirror import Change, Mirror
 from .overrides import Overrides, ensure_cluster_id
+from .peerlinks import Peers
+from .roster import Roster
 from .store import Store
 from .views import Views
 
 
+@dataclass(frozen=True)
+class Share:
+    """A live controller's share of the agents' state streams, as this controller sees it."""
+
+    id: str
+    address: str
+    nodes: int  # members assigned to it
+    connected: bool  # this controller gets their live state from it (itself: True)
+    error: str = ""
+
+
 class Fleet:
     def __init__(self, client: aetcd.Client, mirror: Mirror, controller_id: str, *, node_ttl: int,
-                 tls: TlsMaterial | None) -> None:
+                 tls: TlsMaterial | None, advertise: str = "", controller_ttl: float = 0) -> None:
+        """`controller_ttl`: how long a dead controller's share stays its own (at most `node_ttl`)."""
         self.id = controller_id
         self.store = Store(client, mirror)
         self.membership = Membership(self.store, controller_id, node_ttl)
         self.configs = ConfigStore(self.store, self.membership)
         self.overrides = Overrides(self.store, self.membership)
+        self.roster = Roster(self.store, controller_id, advertise, min(controller_ttl or node_ttl, node_ttl))
+        self.assigner = Assigner()
         self.links = NodeLinks(tls, self._notify)
+        self.peers = Peers(controller_id, self.links, tls, grace=self.roster.ttl, on_gone=self._sync_links)
         self.views = Views(self.membership, self.configs, self.links, controller_id, self.overrides, mirror)
         self._changed = asyncio.Event()
         self.changes = 0  # counts changes; see wait_change
@@ -50,10 +70,14 @@ class Fleet:
         self.overrides.cluster_id = await ensure_cluster_id(self.store, self.id)
         return self.overrides.cluster_id
 
-    def start(self) -> None:
+    async def start(self) -> None:
+        """Register this controller, and follow its share of the agents."""
+        await self.roster.start()
         self._sync_links()
 
     async def close(self) -> None:
+        await self.roster.close()  # first: the others take this controller's share at once
+        await self.peers.close()
         await self.links.close()
         await self.membership.close()
 
@@ -80,12 +104,28 @@ class Fleet:
             pass
 
     def _on_mirror(self, changes: list[Change]) -> None:
-        if self.membership.on_mirror(changes):
+        members = self.membership.on_mirror(changes)
+        if self.roster.on_mirror(changes) or members:
             self._sync_links()
         self._notify()
 
     def _sync_links(self) -> None:
-        self.links.sync({name: member.address for name, member in self.membership.members().items()})
+        members = self.membership.members()
+        controllers = self.roster.live()
+        owners = self.assigner.update(members, controllers.keys() - self.peers.gone())
+        self.links.sync({name: member.address for name, member in members.items()}, owners, self.id)
+        self.peers.sync(controllers, owners)
+
+    def shares(self) -> list[Share]:
+        """Every live controller's share (one that is gone from here, peerlinks.py, has none)."""
+        counts = shares(self.assigner.owners, self.assigner.controllers)
+        result = []
+        for cid, record in sorted(self.roster.live().items()):
+            feed = self.peers.feeds.get(cid)
+            connected = cid == self.id or (feed is not None and feed.connected)
+            error = "" if connected else (feed.error if feed is not None else "not followed yet")
+            result.append(Share(cid, record.address, counts.get(cid, 0), connected, error))
+        return result
 
     def note_applied(self, name: str, revision: str) -> None:
         """This controller just applied `revision` on node `name`."""

@@ -1,10 +1,12 @@
 """This controller's live view of every registered agent.
 
-One `NodeLink` per node: a gRPC channel (reused for commands) and a follower of the agent's
-WatchEvents stream that keeps the node's processes current. After a lost connection the
-follower reconnects with capped backoff and resumes after the last event it saw; an agent
-that restarted (another run id) or whose journal moved on sends a fresh snapshot instead.
-HTTP/2 keepalive pings notice a silent network cut within a few seconds.
+One `NodeLink` per node: a gRPC channel for commands, dialled when first used, and the node's
+live state. For the nodes this controller follows (its share, assignment.py) a follower of the
+agent's WatchEvents stream keeps the processes current: after a lost connection it reconnects
+with capped backoff and resumes after the last event it saw; an agent that restarted (another
+run id) or whose journal moved on sends a fresh snapshot instead. HTTP/2 keepalive pings notice
+a silent network cut within a few seconds. The state of the other nodes is put in by the
+controller that follows them (peerlinks.py, `take`).
 
 This is the controller's agent client: with service.py, the only module that speaks the
 agent's protobuf. Commands take and return the core's values (processes.py).
@@ -16,7 +18,8 @@ import asyncio
 import datetime
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
 from typing import Any
 
 import grpc
@@ -38,6 +41,8 @@ CHANNEL_OPTIONS = [
     ("grpc.http2.max_pings_without_data", 0),
     ("grpc.initial_reconnect_backoff_ms", 200),
     ("grpc.max_reconnect_backoff_ms", 5000),
+    # a channel dialled for a command to a node another controller follows lets go when unused
+    ("grpc.client_idle_timeout_ms", 60_000),
 ]
 
 
@@ -96,8 +101,9 @@ class NodeLink:
         self.address = address
         self.on_change = on_change
         self.tls = tls
-        self.channel, self.generation = self._dial()
-        self.stub = apb_grpc.AgentServiceStub(self.channel)
+        self._channel: grpc.aio.Channel | None = None
+        self._stub: apb_grpc.AgentServiceStub | None = None
+        self.generation = 0
         self.processes: dict[str, apb.ProcessInfo] = {}
         self.received: dict[str, float] = {}  # namespec -> monotonic time its info arrived
         self.info: apb.AgentInfo | None = None
@@ -109,9 +115,70 @@ class NodeLink:
         self.sessions = 0  # event streams established: one more after an agent re-exec'd or came back
         self._task: asyncio.Task[None] | None = None
         self._loading: set[asyncio.Task[None]] = set()
+        self._taken: LiveState | None = None  # the last state `take` showed
+        self._reported: tuple[str, int] | None = None  # the owner whose `sessions` count was seen last, and it
+
+    @property
+    def stub(self) -> apb_grpc.AgentServiceStub:
+        """The agent's stub; the channel is dialled on first use."""
+        if self._stub is None:
+            self._channel, self.generation = self._dial()
+            self._stub = apb_grpc.AgentServiceStub(self._channel)
+        return self._stub
+
+    @property
+    def following(self) -> bool:
+        """Whether this controller keeps the agent's state stream (the node is in its share)."""
+        return self._task is not None
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._follow(), name=f"follow {self.name}")
+        """Follow the agent's state stream (from the last event seen, if this controller followed
+        it before; else from a snapshot)."""
+        if self._task is None:
+            if not self.sequence:  # the run id another controller reported: a snapshot, not a resume
+                self.run_id = ""
+            self._reported = None
+            self._task = asyncio.create_task(self._follow(), name=f"follow {self.name}")
+
+    def stop_following(self, why: str) -> None:
+        """Another controller follows the node now: until it reports, the state held here is
+        stale, and says `why`. A cancelled follower applies nothing more (it is not running
+        now, and raises at its next await); close() waits for it."""
+        if self._task is not None:
+            self._loading.add(self._task)
+            self._task.add_done_callback(self._loading.discard)
+            self._task = None
+        for task in self._loading:
+            task.cancel()
+        self.run_id, self.sequence = "", 0  # what arrives meanwhile comes from elsewhere
+        self.take(None, why)
+
+    def take(self, state: LiveState | None, why: str = "") -> None:
+        """The node's state as the controller that follows it reports it, or (None) that no
+        current report is at hand, `why`: the processes known stay, shown not current."""
+        if state is not None and state is self._taken:
+            return  # already shown
+        self._taken = state
+        if state is None:
+            if self.reachable:
+                self.state_as_of = time.time()
+            changed = self.reachable or self.error != why
+            self.reachable, self.error = False, why
+        else:
+            now = time.monotonic()
+            self.processes = {p.namespec: p for p in state.processes}
+            self.received = dict.fromkeys(self.processes, now)
+            self.info = state.info
+            self.reachable, self.error, self.state_as_of = state.reachable, state.error, state.state_as_of
+            self.run_id = state.run_id
+            # a new event stream at the owner counts here too (an agent upgrade waits for one);
+            # another owner's count is another count: its first report adds nothing
+            if self._reported is not None and self._reported[0] == state.owner and self._reported[1] != state.sessions:
+                self.sessions += 1
+            self._reported = (state.owner, state.sessions)
+            changed = True
+        if changed:
+            self.on_change(self)
 
     def _dial(self) -> tuple[grpc.aio.Channel, int]:
         """A channel with the controller's current certificate, and that set's generation."""
@@ -128,14 +195,13 @@ class NodeLink:
         """After a failure: a link dialled before a certificate rotation dials again with the
         new set (its reconnects would keep showing the old one, which peers may no longer
         trust). A link that works keeps its connection and streams."""
-        if self.tls is None:
+        if self.tls is None or self._channel is None:
             return
         self.tls.refresh()
         if self.tls.generation == self.generation:
             return
-        old = self.channel
-        self.channel, self.generation = self._dial()
-        self.stub = apb_grpc.AgentServiceStub(self.channel)
+        old = self._channel
+        self._channel, self._stub = None, None  # dialled again at the next use
         await old.close(grace=None)
 
     async def close(self) -> None:
@@ -143,7 +209,8 @@ class NodeLink:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        await self.channel.close()
+        if self._channel is not None:
+            await self._channel.close()
 
     @property
     def has_data(self) -> bool:
@@ -223,7 +290,7 @@ class NodeLink:
                                                                     agent_run_id=self.run_id))
                 await call.initial_metadata()  # the agent sends its headers as soon as it follows
                 self.sessions += 1
-                if self.info is not None:  # resumed: what we hold is current again
+                if self.info is not None and self.sequence:  # resumed: what we hold is current again
                     self._mark_live()
                 async for event in call:
                     self._apply(event)
@@ -283,33 +350,71 @@ class NodeLink:
         self.on_change(self)
 
 
+@dataclass(frozen=True)
+class LiveState:
+    """A node's live state as the controller that follows it reports it (peer.proto LiveNode)."""
+
+    reachable: bool
+    error: str
+    state_as_of: float
+    info: apb.AgentInfo | None
+    processes: list[apb.ProcessInfo]
+    owner: str = ""  # the controller that reports it
+    run_id: str = ""  # the agent run it follows
+    sessions: int = 0  # the event streams it established to the agent
+
+
 class NodeLinks:
-    """One link per member, dialled at its current address, with the controller's current TLS
-    set (`tls`, None for plaintext): links follow certificate rotation when they are made or
-    fail; working ones keep their connection."""
+    """One link per member, at its current address, with the controller's current TLS set
+    (`tls`, None for plaintext): links follow certificate rotation when they are dialled or
+    fail; working ones keep their connection. `watchers` are told the name of each node whose
+    live state changed (the peer streams this controller serves)."""
 
     def __init__(self, tls: TlsMaterial | None, on_change: Callable[[], None]) -> None:
         self.tls = tls
         self.on_change = on_change
         self.links: dict[str, NodeLink] = {}
-        self._closing: set[asyncio.Task[None]] = set()
+        self.watchers: list[Callable[[str], None]] = []
+        self._pending: set[asyncio.Task[None]] = set()
 
     def get(self, name: str) -> NodeLink | None:
         return self.links.get(name)
 
-    def sync(self, addresses: dict[str, str]) -> None:
-        """Follow the members: `addresses` maps each node to where it is reached."""
+    def followed(self) -> list[NodeLink]:
+        return [link for link in self.links.values() if link.following]
+
+    def _changed(self, link: NodeLink) -> None:
+        for watcher in self.watchers:
+            watcher(link.name)
+        self.on_change()
+
+    def _background(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(work)
+        self._pending.add(task)  # held until done: the loop keeps only weak references
+        task.add_done_callback(self._pending.discard)
+
+    def sync(self, addresses: dict[str, str], owners: dict[str, str] | None = None, me: str = "") -> None:
+        """Keep a link per member (`addresses`: where each node is reached) and follow the agents
+        this controller owns (`owners`: each node's controller; None: all of them)."""
         for name in list(self.links):
             if addresses.get(name) != self.links[name].address:
-                closing = asyncio.create_task(self.links.pop(name).close())
-                self._closing.add(closing)  # held until done: the loop keeps only weak references
-                closing.add_done_callback(self._closing.discard)
+                link = self.links.pop(name)
+                self._background(link.close())
+                self._changed(link)  # a peer stream says it follows it no more
         for name, address in addresses.items():
-            if name not in self.links and address:
-                link = NodeLink(name, address, self.tls, lambda _link: self.on_change())
-                self.links[name] = link
+            if name not in self.links:
+                if not address:
+                    continue
+                self.links[name] = NodeLink(name, address, self.tls, self._changed)
+            link = self.links[name]
+            owner = me if owners is None else owners.get(name, "")
+            if owner == me and not link.following:
                 link.start()
+                self._changed(link)
+            elif owner != me and link.following:
+                link.stop_following(f"followed by controller {owner}, which has not reported it yet")
 
     async def close(self) -> None:
         links, self.links = self.links, {}
         await asyncio.gather(*(link.close() for link in links.values()))
+        await asyncio.gather(*self._pending, return_exceptions=True)

@@ -27,6 +27,7 @@ from fleetvisor.agent.grpcapi.standard import Health
 from fleetvisor.agent.security.guard import (
     CONTROLLER_SERVES,
     LOOPBACK,
+    PEER_SERVES,
     Gate,
     Guard,
     InsecureListen,
@@ -34,9 +35,10 @@ from fleetvisor.agent.security.guard import (
     mode_for,
 )
 from fleetvisor.agent.security.identity import Identity
-from fleetvisor.agent.security.rules import CONTROLLER_SERVICE
+from fleetvisor.agent.security.rules import CONTROLLER_SERVICE, PEER_SERVICE
 from fleetvisor.agent.security.tlsfiles import Check, TlsFileError, TlsFiles, TlsMaterial
 from fleetvisor.v1 import controller_pb2 as pb
+from fleetvisor.v1 import peer_pb2_grpc as ppb_grpc
 
 from .acl import Acl
 from .audit import Refusals
@@ -63,6 +65,7 @@ from .metrics import (
 )
 from .mirror import Mirror
 from .operations import Operations
+from .peerservice import PeerServicer
 from .reconcile import Reconciler
 from .records import LEADER, prefix_of
 from .service import ControllerServicer, register
@@ -130,7 +133,8 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     p.add_argument("--node-ttl", type=int, default=10, metavar="SECONDS",
                    help="a node is down this long after its last heartbeat (default %(default)s)")
     p.add_argument("--leader-ttl", type=int, default=5, metavar="SECONDS",
-                   help="another controller leads this long after the leader dies (default %(default)s)")
+                   help="another controller leads, and the others follow a dead controller's share of the agents, "
+                        "this long after it dies (at most --node-ttl; default %(default)s)")
     p.add_argument("--command-timeout", type=float, default=30.0, metavar="SECONDS",
                    help="per-node deadline of fanned-out commands (default %(default)s)")
     p.add_argument("--id", help="this controller's name (default HOSTNAME:PORT)")
@@ -276,6 +280,7 @@ async def run(args: argparse.Namespace) -> None:
         closers.append(client.close)
         host = args.listen.rpartition(":")[0]
         gate = Gate(_mode(host, tls, args.insecure), cluster=args.cluster, roles=CONTROLLER_SERVES,
+                    service_roles={PEER_SERVICE: PEER_SERVES},
                     on_unauthenticated=_unauthenticated)
         server = grpc.aio.server(interceptors=[*interceptors, Guard(gate)],
                                  options=[("grpc.http2.min_recv_ping_interval_without_data_ms", 1000),
@@ -293,10 +298,12 @@ async def run(args: argparse.Namespace) -> None:
         mirror = Mirror(client, prefix)
         await mirror.start()
         closers.append(mirror.close)
-        fleet = Fleet(client, mirror, controller_id, node_ttl=args.node_ttl, tls=tls)
+        # a dead controller's share is taken over when its lease expires: as soon as a new leader leads
+        fleet = Fleet(client, mirror, controller_id, node_ttl=args.node_ttl, tls=tls, advertise=advertise,
+                      controller_ttl=args.leader_ttl)
         cluster_id = await fleet.identify()
-        fleet.start()
         closers.append(fleet.close)
+        await fleet.start()
         acl = Acl(mirror, gate)
         acl.start()
         Unreadable(mirror).start()
@@ -321,6 +328,8 @@ async def run(args: argparse.Namespace) -> None:
         servicer = ControllerServicer(fleet, leadership, operations, node_ttl=args.node_ttl,
                                       command_timeout=args.command_timeout, acl=acl, refusals=refusals)
         register(server, servicer)
+        peer_servicer = PeerServicer(fleet.links, controller_id)
+        ppb_grpc.add_PeerServiceServicer_to_server(peer_servicer, server)
         servicer.tokens = Tokens(await ensure_key(fleet.store), args.cluster)
         servicer.tokens.follow(fleet.store.mirror)  # for the mirror's lifetime: rotations by any controller
         dashboard = None

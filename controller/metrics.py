@@ -99,6 +99,20 @@ class FleetCollector(Collector):
         yield from (drift, attempts, last, held)
         yield GaugeMetricFamily("fleetvisor_controller_leader", "1 while this controller is the leader",
                                 value=1 if self.leadership.is_leader else 0)
+        yield GaugeMetricFamily("fleetvisor_controller_followed_nodes",
+                                "Agents whose state stream this controller keeps (its share of the fleet)",
+                                value=len(self.fleet.links.followed()))
+        peers = GaugeMetricFamily("fleetvisor_controller_peer_connected",
+                                  "1 while this controller gets the live state of the nodes another controller "
+                                  "follows", labels=["controller"])
+        assigned = GaugeMetricFamily("fleetvisor_controller_assigned_nodes",
+                                     "Member nodes each live controller follows, as this controller assigns them",
+                                     labels=["controller"])
+        for share in self.fleet.shares():
+            assigned.add_metric([share.id], share.nodes)
+            if share.id != self.fleet.id:
+                peers.add_metric([share.id], 1 if share.connected else 0)
+        yield from (assigned, peers)
 
 
 class ReconcileCollector(Collector):

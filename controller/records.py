@@ -17,6 +17,9 @@ are plain dataclasses so the logic that reads them never sees etcd or JSON.
     acl/<name>                 an authorization policy (agent/security/policy.py Policy.to_json)
     revoked/<serial>           RevocationRecord: a certificate refused from now on
     leader                     the election key: JSON {"id", "address"}
+    controllers/<id>           ControllerRecord: a running controller and where its peers reach it,
+                               on a lease of its own (roster.py); the live ones share the agents'
+                               state streams among them (assignment.py)
     cluster-id                 ClusterRecord: the identity of this fleet's data, a random id made once
                                (create-if-absent) by the first controller that starts on the store.
                                Agents keep the id of the controller that last applied a revision
@@ -48,6 +51,7 @@ LEADER = "leader"
 CLUSTER_ID = "cluster-id"
 DASHBOARD_KEY = "dashboard/token-key"  # the HMAC key of dashboard tokens: made once, read by every controller
 OVERRIDES = "overrides/"
+CONTROLLERS = "controllers/"
 
 T = TypeVar("T")
 
@@ -91,6 +95,10 @@ def acl_key(name: str) -> str:
 
 def override_key(node: str) -> str:
     return OVERRIDES + node
+
+
+def controller_key(controller_id: str) -> str:
+    return CONTROLLERS + controller_id
 
 
 def revoked_key(serial: str) -> str:
@@ -327,6 +335,13 @@ class RevocationRecord:
     name: str = ""  # what the certificate was issued to, for people to read
     who: str = ""
     time: float = 0.0
+
+
+@dataclass(frozen=True)
+class ControllerRecord:
+    id: str
+    address: str  # its gRPC face as other controllers dial it (--advertise)
+    started_at: float = 0.0
 
 
 @dataclass(frozen=True)

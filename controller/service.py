@@ -340,7 +340,10 @@ class ControllerServicer(pb_grpc.ControllerServiceServicer):
     async def GetLeader(self, request: pb.GetLeaderRequest, context: Context) -> pb.LeaderInfo:
         return pb.LeaderInfo(leader_id=self.leadership.leader_id, leader_address=self.leadership.leader_address,
                              controller_id=self.fleet.id, is_leader=self.leadership.is_leader,
-                             asyncio_tasks=len(asyncio.all_tasks()))
+                             asyncio_tasks=len(asyncio.all_tasks()), followed_nodes=len(self.fleet.links.followed()),
+                             controllers=[pb.ControllerShare(id=s.id, address=s.address, nodes=s.nodes,
+                                                             connected=s.connected, error=s.error)
+                                          for s in self.fleet.shares()])
 
     async def ListConfigs(self, request: pb.ListConfigsRequest, context: Context) -> pb.ListConfigsResponse:
         who = guard.current()

@@ -51,6 +51,7 @@ READERS: dict[str, Callable[[str, bytes], object]] = {
     records.OPS: lambda key, raw: opmodel.decode(raw, key),
     records.CLUSTER_ID: _record(records.ClusterRecord),
     records.OVERRIDES: _record(records.OverrideRecord),
+    records.CONTROLLERS: _record(records.ControllerRecord),
     records.LEADER: _leader,
 }
 

@@ -26,7 +26,7 @@ class NodeInfo:
     labels: dict[str, str] = field(default_factory=dict)
     agent_version: str = ""
     up: bool = False  # heartbeats arrive (the node's registration is alive)
-    reachable: bool = False  # this controller's state stream to the agent is connected
+    reachable: bool = False  # the state stream to the agent is connected (here, or at the controller that follows it)
     last_heartbeat: float = 0.0
     state_as_of: float = 0.0  # unix time the cached process state was last known current
     applied_revision: str = ""

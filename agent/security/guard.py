@@ -63,7 +63,8 @@ def mode_for(host: str, tls: bool, insecure: bool) -> Mode:
 
 
 AGENT_SERVES = frozenset({"controller", "operator", "viewer"})       # never another agent
-CONTROLLER_SERVES = frozenset({"agent", "operator", "viewer"})     # controllers do not call each other
+CONTROLLER_SERVES = frozenset({"agent", "operator", "viewer"})     # controllers do not call each other ...
+PEER_SERVES = frozenset({"controller"})  # ... but for PeerService (controller/peerservice.py), which serves only them
 
 
 def current() -> Identity:
@@ -89,6 +90,8 @@ class Gate:
     cluster: str = ""
     node: str = ""  # an agent's own name: a call a controller meant for another node is refused
     roles: frozenset[str] = frozenset(ROLES)  # the certificate roles this server serves at all
+    # a service served to other roles than `roles` ("fleetvisor.v1.PeerService" -> controllers only)
+    service_roles: Mapping[str, frozenset[str]] = field(default_factory=dict)
     authorizer: Authorizer = field(default_factory=Authorizer)
     revoked: Mapping[str, str] = field(default_factory=dict)
     on_refusal: RefusalHook | None = None
@@ -178,9 +181,11 @@ class Gate:
         self._check_verb(identity, method)
 
     def _check_role(self, identity: Identity, method: str) -> None:
-        if identity.verified and identity.role not in self.roles:
+        service = method.lstrip("/").rpartition("/")[0]
+        roles = self.service_roles.get(service, self.roles)
+        if identity.verified and identity.role not in roles:
             raise Refused(grpc.StatusCode.PERMISSION_DENIED, f"{identity} may not call {method}: "
-                          f"this server serves {', '.join(sorted(self.roles))} certificates only")
+                          f"{service or 'this server'} serves {', '.join(sorted(roles))} certificates only")
 
     def _check_verb(self, identity: Identity, method: str) -> None:
         verb = verb_for(method)

@@ -8,7 +8,8 @@ live in etcd (`acl/<name>`) and reach agents with their heartbeat answers.
 Some grants are built in and need no policy:
 - an operator certificate in group `admins` may do everything everywhere (the bootstrap);
 - a viewer certificate may read everything;
-- a controller certificate may read, control and deploy on agents (it checked the person);
+- a controller certificate may read, control and deploy on agents (it checked the person), and
+  follow the live state other controllers gather (`peer`, their PeerService);
 - an agent certificate may heartbeat for its own node, and nothing else;
 - a plaintext caller on loopback, or off it with `insecure` given, may do everything.
 
@@ -28,6 +29,7 @@ from .identity import INSECURE_ROLE, LOCAL_ROLE, ROLES, Identity, IdentityError,
 READ, CONTROL, DEPLOY, ADMIN = "read", "control", "deploy", "admin"
 VERBS = (READ, CONTROL, DEPLOY, ADMIN)
 HEARTBEAT = "heartbeat"  # an agent reporting for its own node; no policy grants it
+PEER = "peer"  # a controller following another's share of the agents' live state; no policy grants it
 ADMINS_GROUP = "admins"
 ANY_USER = "*"
 ROOT = "root"  # what a program without user= runs as: the agent's user, root in production
@@ -38,11 +40,11 @@ MAX_POLICIES = 1000
 _ALL = frozenset(VERBS)
 CAPS: dict[str, frozenset[str]] = {
     "agent": frozenset({HEARTBEAT}),
-    "controller": frozenset({READ, CONTROL, DEPLOY}),
+    "controller": frozenset({READ, CONTROL, DEPLOY, PEER}),
     "operator": _ALL,
     "viewer": frozenset({READ}),
-    LOCAL_ROLE: _ALL | {HEARTBEAT},
-    INSECURE_ROLE: _ALL | {HEARTBEAT},
+    LOCAL_ROLE: _ALL | {HEARTBEAT, PEER},
+    INSECURE_ROLE: _ALL | {HEARTBEAT, PEER},
 }
 
 

@@ -3,10 +3,11 @@ for every RPC of a service descriptor that has no entry."""
 
 from __future__ import annotations
 
-from .policy import ADMIN, CONTROL, DEPLOY, HEARTBEAT, READ
+from .policy import ADMIN, CONTROL, DEPLOY, HEARTBEAT, PEER, READ
 
 AGENT_SERVICE = "fleetvisor.v1.AgentService"
 CONTROLLER_SERVICE = "fleetvisor.v1.ControllerService"
+PEER_SERVICE = "fleetvisor.v1.PeerService"
 
 AGENT_RULES: dict[str, str] = {
     "GetInfo": READ,
@@ -58,6 +59,11 @@ CONTROLLER_RULES: dict[str, str] = {
     "ListRevocations": ADMIN,
 }
 
+# Between controllers (controller/peerservice.py): served to controller certificates only.
+PEER_RULES: dict[str, str] = {
+    "FollowLive": PEER,
+}
+
 # The standard services (grpcapi/standard.py): reading what a server serves and how it is.
 STANDARD_RULES: dict[str, dict[str, str]] = {
     "grpc.health.v1.Health": {"Check": READ, "Watch": READ, "List": READ},
@@ -65,7 +71,7 @@ STANDARD_RULES: dict[str, dict[str, str]] = {
 }
 
 RULES: dict[str, dict[str, str]] = {AGENT_SERVICE: AGENT_RULES, CONTROLLER_SERVICE: CONTROLLER_RULES,
-                                    **STANDARD_RULES}
+                                    PEER_SERVICE: PEER_RULES, **STANDARD_RULES}
 
 
 def verb_for(full_method: str) -> str | None:

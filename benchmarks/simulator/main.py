@@ -15,6 +15,7 @@ With --control, lines on stdin drive it (for tests, or by hand):
     flap NODE NAMESPEC [backoff]     a RUNNING process crashes (and, with backoff, once more on the way back)
     away NODE SECONDS [reboot]       the node goes away and comes back (as a new agent run with reboot)
     rates FLAPS_PER_S OUTAGES_PER_MIN   change the churn rates (fleet-wide)
+    streams                          each worker prints {"streams": {NODE: open WatchEvents streams}}
 """
 
 from __future__ import annotations
@@ -199,6 +200,8 @@ class Simulator:
         if words[0] == "rates" and len(words) == 3:
             share = len(self.workers)
             targets = [(w, f"rates {float(words[1]) / share} {float(words[2]) / share}\n") for w in self.workers]
+        elif words == ["streams"]:
+            targets = [(w, "streams\n") for w in self.workers]
         elif len(words) >= 2 and words[1] in self.owner:
             targets = [(self.owner[words[1]], line if line.endswith("\n") else line + "\n")]
         else:

@@ -87,6 +87,7 @@ class VirtualNode:
         self.up = False
         self.reboots = 0
         self.heartbeats_before = 0  # sent by the heartbeat tasks of earlier outages
+        self.watchers = 0  # open WatchEvents streams: one per node when controllers share the fleet
         self.heartbeat: Heartbeat | None = None
         # The agent's own TLS set (the server's credentials and the heartbeat's); no check of
         # the certificate's name here: the simulator issued it for this node.

@@ -131,6 +131,14 @@ class VirtualAgentServicer(pb_grpc.AgentServiceServicer):
     async def WatchEvents(self, request: pb.WatchEventsRequest, context: Context) -> AsyncIterator[pb.AgentEvent]:
         """As the agent's: headers at once, a snapshot unless the caller can resume, then
         every change with its sequence number."""
+        self.node.watchers += 1
+        try:
+            async for event in self._events(request, context):
+                yield event
+        finally:
+            self.node.watchers -= 1
+
+    async def _events(self, request: pb.WatchEventsRequest, context: Context) -> AsyncIterator[pb.AgentEvent]:
         await context.send_initial_metadata(())
         journal = self.node.journal
         after = request.after_sequence

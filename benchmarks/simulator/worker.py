@@ -227,6 +227,8 @@ class Worker:
         elif verb == "away":
             node = self.nodes[args[0]]
             self._task(self.away(node, float(args[1]), reboot="reboot" in args[2:]), f"away {node.name}")
+        elif verb == "streams":
+            print(json.dumps({"streams": {name: n.watchers for name, n in self.nodes.items()}}), flush=True)
         elif verb == "rates":
             rates = self.churn.rates
             rates.flaps_per_second, rates.outages_per_minute = float(args[0]), float(args[1])

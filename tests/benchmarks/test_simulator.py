@@ -50,6 +50,18 @@ def procs(status: pb.FleetStatus, name: str) -> dict[str, pb.ProcessInfo]:
     return {p.namespec: p for p in node(status, name).processes}
 
 
+def push_everywhere(ctl: Controller, nodes: int) -> str:
+    """Push a config with one more program to every virtual node; its revision, once every one of
+    the `nodes` runs it."""
+    pushed = ctl.stub.PushConfig(pb.PushConfigRequest(
+        name="simcfg", config_text="[program:pushed]\ncommand=/srv/pushed --serve\n",
+        assignment=pb.Assignment(labels={"sim": "yes"}), message="simulator test"), timeout=30)
+    want = f"simcfg@{pushed.revision.revision}"
+    wait_for(lambda: (lambda listed: len(listed) == nodes and all(n.applied_revision == want for n in listed))(
+        ctl.stub.ConfigStatus(pb.ConfigStatusRequest(), timeout=10).nodes), 60, f"{want} applied on every node")
+    return want
+
+
 def everyone_live(status: pb.FleetStatus, running: int = RUNNING) -> bool:
     return len(status.nodes) == NODES and all(
         n.node.up and n.node.reachable and sum(p.statename == "RUNNING" for p in n.processes) == running
@@ -93,12 +105,7 @@ def test_virtual_fleet_as_the_controller_sees_it(fleet):
     assert len({p.pid for k, p in procs(after, "sim-0001").items() if k in before_pids}) == 4
 
     # a config push reaches every virtual node: applied revision, and its program running
-    pushed = ctl.stub.PushConfig(pb.PushConfigRequest(
-        name="simcfg", config_text="[program:pushed]\ncommand=/srv/pushed --serve\n",
-        assignment=pb.Assignment(labels={"sim": "yes"}), message="simulator test"), timeout=30)
-    want = f"simcfg@{pushed.revision.revision}"
-    wait_for(lambda: (lambda nodes: len(nodes) == NODES and all(n.applied_revision == want for n in nodes))(
-        ctl.stub.ConfigStatus(pb.ConfigStatusRequest(), timeout=10).nodes), 60, f"{want} applied on every node")
+    want = push_everywhere(ctl, NODES)
     wait_status(ctl, lambda s: everyone_live(s, RUNNING + 1) and all(
         procs(s, n.node.name)["pushed"].statename == "RUNNING" for n in s.nodes), 30, "pushed running everywhere")
 

@@ -24,12 +24,14 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from fleetvisor.agent.security.identity import san_uris
 from fleetvisor.agent.security.policy import CONTROL, READ
-from fleetvisor.agent.security.rules import AGENT_RULES, CONTROLLER_RULES
+from fleetvisor.agent.security.rules import AGENT_RULES, CONTROLLER_RULES, PEER_RULES
 from fleetvisor.cli.certs import issue, make_ca
 from fleetvisor.v1 import agent_pb2 as apb
 from fleetvisor.v1 import agent_pb2_grpc as apb_grpc
 from fleetvisor.v1 import controller_pb2 as pb
 from fleetvisor.v1 import controller_pb2_grpc as pb_grpc
+from fleetvisor.v1 import peer_pb2 as ppb
+from fleetvisor.v1 import peer_pb2_grpc as ppb_grpc
 from tests.support import wait_for
 
 from .fleet_harness import CLUSTER, FLEETCTL
@@ -83,11 +85,12 @@ def expected(identity: str, rpc: str, table: dict[str, tuple[str, dict[str, str]
 def test_tls_md_has_a_row_for_every_rpc_and_every_refusal() -> None:
     table, refusals = documented()
     assert set(table) == {f"ControllerService.{m}" for m in CONTROLLER_RULES} | {
-        f"AgentService.{m}" for m in AGENT_RULES}
+        f"AgentService.{m}" for m in AGENT_RULES} | {f"PeerService.{m}" for m in PEER_RULES}
     assert set(refusals) == set(REFUSED)
+    rules = {"ControllerService": CONTROLLER_RULES, "AgentService": AGENT_RULES, "PeerService": PEER_RULES}
     for rpc, (verb, _) in table.items():
         service, method = rpc.split(".")
-        assert verb == (CONTROLLER_RULES if service == "ControllerService" else AGENT_RULES)[method], rpc
+        assert verb == rules[service][method], rpc
 
 
 # Requests that pass authorization but change nothing: unknown names, bad input, dry runs.
@@ -139,12 +142,16 @@ AGENT_REQUESTS: dict[str, object] = {
     "ApplyConfig": apb.ApplyConfigRequest(config_text="", dry_run=True),
     "Reexec": apb.ReexecRequest(dry_run=True),
 }
-STREAMS = {"WatchStatus", "WatchOperation", "TailLog", "WatchEvents"}
+PEER_REQUESTS: dict[str, object] = {
+    "FollowLive": ppb.FollowLiveRequest(),
+}
+STREAMS = {"WatchStatus", "WatchOperation", "TailLog", "WatchEvents", "FollowLive"}
 
 
 def test_every_rpc_has_a_request_here() -> None:
     assert set(CONTROLLER_REQUESTS) == set(CONTROLLER_RULES)
     assert set(AGENT_REQUESTS) == set(AGENT_RULES)
+    assert set(PEER_REQUESTS) == set(PEER_RULES)
 
 
 @dataclass
@@ -255,6 +262,11 @@ def test_role_by_rpc_matrix(matrix_fleet) -> None:
             got = _call(ctl.address, ca, creds, pb_grpc.ControllerServiceStub, method, request)
             if got != want:
                 wrong.append(f"{name} -> ControllerService/{method}: {got}, expected {want}")
+        for method, request in PEER_REQUESTS.items():
+            want = expected(name, f"PeerService.{method}", table, refusals)
+            got = _call(ctl.address, ca, creds, ppb_grpc.PeerServiceStub, method, request)
+            if got != want:
+                wrong.append(f"{name} -> PeerService/{method}: {got}, expected {want}")
         for method, request in AGENT_REQUESTS.items():
             want = expected(name, f"AgentService.{method}", table, refusals)
             node = "web-1" if name == "controller" else ""

@@ -523,6 +523,11 @@ def test_leader_and_writes_sent_to_a_follower_reach_the_leader(fleet, tmp_path):
         f"leader: {leader.name} at {leader.address}  (answered by follower {follower.name})"
     info = fleetctl_json(follower.address, "leader")
     assert info.pop("asyncio_tasks") > 0  # a diagnostic of the answering controller (soak tests)
+    # the two share the one agent's state stream: one of them follows it
+    shares = {c["id"]: (c["address"], c.get("nodes", 0)) for c in info.pop("controllers")}
+    assert shares in ({a.name: (a.address, 1), b.name: (b.address, 0)},
+                      {a.name: (a.address, 0), b.name: (b.address, 1)})
+    assert info.pop("followed_nodes", 0) == shares[follower.name][1]
     assert info == {"leader_id": leader.name, "leader_address": leader.address, "controller_id": follower.name,
                     "is_leader": False}
 

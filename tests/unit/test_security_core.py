@@ -16,7 +16,7 @@ from grpc_reflection.v1alpha import reflection_pb2
 from fleetvisor.agent.security import identity as ident
 from fleetvisor.agent.security import policy as pol
 from fleetvisor.agent.security.rules import RULES, verb_for
-from fleetvisor.v1 import agent_pb2, controller_pb2
+from fleetvisor.v1 import agent_pb2, controller_pb2, peer_pb2
 
 
 def _cert(uris: list[str], cn: str = "x") -> x509.Certificate:
@@ -137,7 +137,8 @@ def test_policy_json_round_trip_and_errors() -> None:
 
 
 @pytest.mark.parametrize("module,service", [(agent_pb2, "AgentService"), (controller_pb2, "ControllerService"),
-                                            (health_pb2, "Health"), (reflection_pb2, "ServerReflection")])
+                                            (peer_pb2, "PeerService"), (health_pb2, "Health"),
+                                            (reflection_pb2, "ServerReflection")])
 def test_every_rpc_has_a_rule(module: object, service: str) -> None:
     descriptor = module.DESCRIPTOR.services_by_name[service]  # type: ignore[attr-defined]
     missing = [m.name for m in descriptor.methods if verb_for(f"/{descriptor.full_name}/{m.name}") is None]
@@ -158,3 +159,21 @@ def test_policies_cross_the_wire_unchanged() -> None:
                       run_as=["www-data"])
     state = pol.PolicySet(3, [policy], {"ab12": "operator mallory"})
     assert wire.state_from_pb(wire.state_to_pb(state)) == state
+
+
+def test_peer_service_serves_controllers_only_and_controllers_nothing_else() -> None:
+    """A controller's guard: PeerService to controller certificates, ControllerService never to them."""
+    from fleetvisor.agent.security.guard import CONTROLLER_SERVES, PEER_SERVES, Gate, Mode, Refused
+    from fleetvisor.agent.security.rules import CONTROLLER_SERVICE, PEER_SERVICE
+
+    gate = Gate(Mode.TLS, cluster="c", roles=CONTROLLER_SERVES, service_roles={PEER_SERVICE: PEER_SERVES})
+    controller = ident.Identity("controller", "ctl-2", cluster="c")
+    peer, status = f"/{PEER_SERVICE}/FollowLive", f"/{CONTROLLER_SERVICE}/GetStatus"
+    gate.permit(controller, peer)
+    with pytest.raises(Refused, match="serves controller certificates only"):
+        gate.permit(ident.Identity("operator", "root", frozenset({"admins"}), "c"), peer)
+    with pytest.raises(Refused, match="serves agent, operator, viewer certificates only"):
+        gate.permit(controller, status)
+    assert not pol.Authorizer([pol.make("peers", pol.VERBS, roles=["operator"])]).may(
+        ident.Identity("operator", "x", cluster="c"), pol.PEER), "no policy grants peer"
+    assert pol.Authorizer().may(ident.LOCAL, pol.PEER)  # plaintext on loopback: as every other verb

@@ -409,18 +409,36 @@ class GetLeaderRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class LeaderInfo(_message.Message):
-    __slots__ = ("leader_id", "leader_address", "controller_id", "is_leader", "asyncio_tasks")
+    __slots__ = ("leader_id", "leader_address", "controller_id", "is_leader", "asyncio_tasks", "followed_nodes", "controllers")
     LEADER_ID_FIELD_NUMBER: _ClassVar[int]
     LEADER_ADDRESS_FIELD_NUMBER: _ClassVar[int]
     CONTROLLER_ID_FIELD_NUMBER: _ClassVar[int]
     IS_LEADER_FIELD_NUMBER: _ClassVar[int]
     ASYNCIO_TASKS_FIELD_NUMBER: _ClassVar[int]
+    FOLLOWED_NODES_FIELD_NUMBER: _ClassVar[int]
+    CONTROLLERS_FIELD_NUMBER: _ClassVar[int]
     leader_id: str
     leader_address: str
     controller_id: str
     is_leader: bool
     asyncio_tasks: int
-    def __init__(self, leader_id: _Optional[str] = ..., leader_address: _Optional[str] = ..., controller_id: _Optional[str] = ..., is_leader: _Optional[bool] = ..., asyncio_tasks: _Optional[int] = ...) -> None: ...
+    followed_nodes: int
+    controllers: _containers.RepeatedCompositeFieldContainer[ControllerShare]
+    def __init__(self, leader_id: _Optional[str] = ..., leader_address: _Optional[str] = ..., controller_id: _Optional[str] = ..., is_leader: _Optional[bool] = ..., asyncio_tasks: _Optional[int] = ..., followed_nodes: _Optional[int] = ..., controllers: _Optional[_Iterable[_Union[ControllerShare, _Mapping]]] = ...) -> None: ...
+
+class ControllerShare(_message.Message):
+    __slots__ = ("id", "address", "nodes", "connected", "error")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    NODES_FIELD_NUMBER: _ClassVar[int]
+    CONNECTED_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    address: str
+    nodes: int
+    connected: bool
+    error: str
+    def __init__(self, id: _Optional[str] = ..., address: _Optional[str] = ..., nodes: _Optional[int] = ..., connected: _Optional[bool] = ..., error: _Optional[str] = ...) -> None: ...
 
 class Assignment(_message.Message):
     __slots__ = ("nodes", "labels")
