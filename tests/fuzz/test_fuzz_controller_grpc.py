@@ -9,6 +9,7 @@ rate-limits per caller - in the controller's log).
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import grpc
@@ -80,7 +81,8 @@ SHAPED = {
 }
 EXAMPLES = {"TailLog": 8, "WatchStatus": 8, "WatchOperation": 8, "Heartbeat": 20, "PushConfig": 30,
             "Control": 25, "StartOperation": 25, "RollbackConfig": 20}
-SETTLE = 20.0
+SETTLE = 60.0
+OPS_QUIET = 1.0  # seconds the operation records must stay as they are (see settle)
 # A request above gRPC's receive limit (4 MiB) is refused by the transport, before any interceptor
 # or the servicer sees it: nothing in the controller can audit it.
 TRANSPORT_LIMIT = "SERVER: Received message larger than max"
@@ -99,6 +101,8 @@ class FuzzFleet:
                                                   options=[("grpc.max_receive_message_length", 1 << 28)])
         self.kv = rpc.KVStub(self.etcd_channel)
         self.prefix = records.prefix_of(CLUSTER).encode()
+        self.ops_seen: dict[bytes, bytes] = {}
+        self.ops_changed = 0.0  # when the operation records were last seen to change (settle)
 
     def keys(self, sub: str) -> dict[bytes, bytes]:
         start = self.prefix + sub.encode()
@@ -114,8 +118,11 @@ class FuzzFleet:
         return int(self.kv.Range(request, timeout=5).count)
 
     def settle(self) -> None:
-        """Until no operation runs and no rollout is under way: what an accepted call started
-        would otherwise go on changing etcd under the next example. Live ones are aborted."""
+        """Until no operation runs, no rollout is under way, and the operation records stopped
+        changing: what an accepted call started would otherwise go on changing etcd under the
+        next example. Live ones are aborted; a step in flight when its operation was aborted
+        (an agent's re-exec, say) still records how it ended, so the records must be quiet for
+        a moment too."""
         stub = self.ctl.stub
 
         def quiet() -> bool:
@@ -127,8 +134,11 @@ class FuzzFleet:
                     pass  # it ended meanwhile
             rollouts = [r for r in self.keys(records.ASSIGNMENTS).values()
                         if (a := records.decode(records.AssignmentRecord, r)) and a.rollout]
-            return not live and not rollouts
-        wait_for(quiet, SETTLE, "no live operation or rollout", interval=0.1)
+            ops = self.keys(records.OPS)
+            if ops != self.ops_seen:  # kept between examples: a quiet fleet waits for nothing
+                self.ops_seen, self.ops_changed = ops, time.monotonic()
+            return not live and not rollouts and time.monotonic() - self.ops_changed >= OPS_QUIET
+        wait_for(quiet, SETTLE, "no live operation or rollout, and operation records unchanged", interval=0.1)
 
     def exercise(self, method: Method, raw: bytes) -> Outcome:
         self.settle()
