@@ -35,15 +35,21 @@ class EventLog:
         self.events: list[tuple[float, str, str, str]] = []  # (time, node, namespec, new state)
         self._lock = threading.Lock()
         self._channels = []
+        self._snapshots: list[threading.Event] = []
         for agent in agents:
             channel = grpc.insecure_channel(agent.address)
             self._channels.append(channel)
             stream = apb_grpc.AgentServiceStub(channel).WatchEvents(apb.WatchEventsRequest())
-            threading.Thread(target=self._read, args=(agent.node, stream), daemon=True).start()
+            self._snapshots.append(threading.Event())
+            threading.Thread(target=self._read, args=(agent.node, stream, self._snapshots[-1]), daemon=True).start()
+        # each stream opens with a snapshot: from then on no change is missed (on a loaded machine
+        # the first restart could otherwise come before a stream is open)
+        wait_for(lambda: all(s.is_set() for s in self._snapshots), 20, "every agent's event stream open")
 
-    def _read(self, node, stream) -> None:
+    def _read(self, node, stream, opened: threading.Event) -> None:
         try:
             for event in stream:
+                opened.set()
                 if event.WhichOneof("kind") == "process_state":
                     proc = event.process_state.process
                     with self._lock:
