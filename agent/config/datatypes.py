@@ -202,6 +202,9 @@ def name(text: str) -> str:
     for char in " :/":
         if char in stripped:
             raise ValueError(f"invalid name {text!r}: it may not contain {char!r}")
+    if control := next((c for c in stripped if ord(c) < 32 or ord(c) == 127), None):
+        # they also name files (AUTO logs), where a NUL cannot go
+        raise ValueError(f"invalid name {text!r}: it may not contain a control character (U+{ord(control):04X})")
     return stripped
 
 

@@ -287,7 +287,11 @@ def _read_text(path: str, max_bytes: int | None = None, limit: int = 0) -> str:
     except UnicodeDecodeError as exc:
         raise ConfigError(f"config file is not UTF-8 text (bad byte at offset {exc.start})",
                           file=path) from None
-    return text.replace("\r\n", "\n").replace("\r", "\n")
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    if "\0" in text:  # no path, name or command can hold one; and the parser uses it itself (_DEFERRED)
+        raise ConfigError("config file contains a NUL character", file=path,
+                          line=text.count("\n", 0, text.index("\0")) + 1)
+    return text
 
 
 def _expand(text: str, names: Mapping[str, object]) -> str:
