@@ -14,9 +14,7 @@ from pathlib import Path
 import pytest
 
 from benchmarks import chromium
-from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
 from selenium.webdriver.common.by import By
-from selenium.webdriver.support.ui import WebDriverWait
 
 from .dashboard_harness import ADMIN, SCOPED, VIC, DashboardFleet, make_pki
 
@@ -27,9 +25,7 @@ pytestmark = pytest.mark.skipif(not chromium.HAVE_CHROMIUM, reason=chromium.MISS
 
 @pytest.fixture
 def browser(tmp_path_factory):
-    with pytest.MonkeyPatch.context() as env:
-        env.setenv("SE_OFFLINE", "true")
-        driver = chromium.start(tmp_path_factory.mktemp("chromium-profile"))
+    driver = chromium.start(tmp_path_factory.mktemp("chromium-profile"))
     try:
         yield driver
     finally:
@@ -42,9 +38,7 @@ def dash(fleet, tmp_path: Path) -> DashboardFleet:
 
 
 def until(driver, condition, what: str):
-    wait = WebDriverWait(driver, WAIT, poll_frequency=0.1,
-                         ignored_exceptions=(NoSuchElementException, StaleElementReferenceException))
-    return wait.until(lambda d: condition(d), message=f"waiting for {what}")
+    return chromium.until(driver, condition, what, WAIT)
 
 
 def open_as(driver, dash: DashboardFleet, user: str, page: str = "") -> None:

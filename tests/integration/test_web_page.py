@@ -13,28 +13,19 @@ import os
 from pathlib import Path
 
 import pytest
-from selenium import webdriver
-from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
+from selenium.common.exceptions import NoSuchElementException
 from selenium.webdriver.common.by import By
-from selenium.webdriver.support.ui import WebDriverWait
 
+from benchmarks import chromium
 from tests.support import free_port, wait_for
 
 from .web_helpers import (LOG_TEXT, PASSWORD, PROGRAMS, USER, Web, rpc, state,
                           wait_all_running, web_config)
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMEDRIVER = "/usr/bin/chromedriver"
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync",
-         "--disable-dev-shm-usage", "--window-size=1280,800"]
 WAIT = 20.0  # seconds a page may take to show what a click did
+WINDOW = "1280,800"
 
-HAVE_CHROMIUM = os.access(CHROMIUM, os.X_OK) and os.access(CHROMEDRIVER, os.X_OK)
-pytestmark = pytest.mark.skipif(
-    not HAVE_CHROMIUM,
-    reason=f"needs Debian's chromium and chromium-driver ({CHROMIUM}, {CHROMEDRIVER}); "
-           "deploy/setup.sh installs them")
+pytestmark = pytest.mark.skipif(not chromium.HAVE_CHROMIUM, reason=chromium.MISSING)
 
 BROWSER_PROGRAMS = PROGRAMS + """
 [program:echoer]
@@ -44,25 +35,9 @@ startsecs=0
 RUNNING_AT_BOOT = ["sleeper", "talker", "worker:worker_0", "worker:worker_1", "echoer"]
 
 
-def _chrome(profile: Path, javascript: bool = True):
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for flag in FLAGS:
-        options.add_argument(flag)
-    options.add_argument(f"--user-data-dir={profile}")
-    if not javascript:
-        options.add_experimental_option(
-            "prefs", {"profile.managed_default_content_settings.javascript": 2})
-    # An explicit driver path: Selenium skips Selenium Manager (and its downloads) entirely.
-    service = webdriver.ChromeService(executable_path=CHROMEDRIVER)
-    return webdriver.Chrome(options=options, service=service)
-
-
 @pytest.fixture(scope="module")
 def browser(tmp_path_factory):
-    with pytest.MonkeyPatch.context() as env:
-        env.setenv("SE_OFFLINE", "true")  # belt and braces: should Selenium Manager ever run
-        driver = _chrome(tmp_path_factory.mktemp("chromium-profile"))
+    driver = chromium.start(tmp_path_factory.mktemp("chromium-profile"), window=WINDOW)
     try:
         yield driver
     finally:
@@ -93,9 +68,7 @@ def agent(tmp_path, daemons, browser):
 
 
 def _until(driver, condition, what: str):
-    wait = WebDriverWait(driver, WAIT, poll_frequency=0.05,
-                         ignored_exceptions=(NoSuchElementException, StaleElementReferenceException))
-    return wait.until(lambda d: condition(d), message=f"waiting for {what}")
+    return chromium.until(driver, condition, what, WAIT, poll=0.05)
 
 
 def _row(driver, namespec: str):
@@ -227,7 +200,7 @@ def test_works_with_javascript_disabled(tmp_path, daemons):
     daemons(web_config(tmp_path, port, programs=BROWSER_PROGRAMS))
     wait_for(Web(port).ready, 15, "the HTTP server")
     wait_all_running(port, RUNNING_AT_BOOT)
-    driver = _chrome(tmp_path / "profile", javascript=False)
+    driver = chromium.start(tmp_path / "profile", javascript=False, window=WINDOW)
     try:
         driver.get("data:text/html,<title>off</title><script>document.title='on'</script>")
         assert driver.title == "off"  # scripts really do not run in this browser
