@@ -72,7 +72,8 @@ class Membership:
         await self.lease.close()
 
     def on_mirror(self, changes: list[Change]) -> bool:
-        """Follow the mirror; True when the set or the addresses of members may have changed."""
+        """Follow the mirror; True when the set or the addresses of members may have changed
+        (nothing else of a member decides which links there are and who follows them)."""
         members_changed = False
         for change in changes:
             if change.key.startswith(records.NODES):
@@ -88,7 +89,14 @@ class Membership:
                 if change.value is None:  # forgotten (admin.py): nothing of it stays here
                     self._heard.pop(name, None)
                     self._gone.pop(name, None)
-                members_changed = True
+                    members_changed = True
+                    continue
+                # a heartbeat's new applied revision rewrites the record too: during a push that is
+                # every node, and re-sharing the links for each was O(nodes) per node
+                before = self._decoded.get(name)
+                after = self._decode(name, change.value)
+                if before is None or after is None or before[1].address != after.address:
+                    members_changed = True
         return members_changed
 
     # -- reading ---------------------------------------------------------------------------------
