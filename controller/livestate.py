@@ -260,12 +260,21 @@ class NodeLink:
         would carry it. Raises AgentCallFailed."""
         try:
             info = await self.stub.GetInfo(apb.GetInfoRequest(), timeout=timeout)
-            listing = await self.stub.ListProcesses(apb.ListProcessesRequest(), timeout=timeout)
         except grpc.aio.AioRpcError as exc:
             raise AgentCallFailed(rpc_reason(exc)) from None
+        processes = await self.ask_processes([], timeout)
         self.info = info
         self.on_change(self)
-        return info.agent_version, info.pid, list(listing.processes)
+        return info.agent_version, info.pid, processes
+
+    async def ask_processes(self, names: list[str], timeout: float) -> list[apb.ProcessInfo]:
+        """The processes `names` (none: all) as the agent has them now, not as streamed here.
+        Raises AgentCallFailed."""
+        try:
+            listing = await self.stub.ListProcesses(apb.ListProcessesRequest(names=names), timeout=timeout)
+        except grpc.aio.AioRpcError as exc:
+            raise AgentCallFailed(rpc_reason(exc)) from None
+        return list(listing.processes)
 
     def snapshot(self) -> list[apb.ProcessInfo]:
         """The processes with RUNNING descriptions brought up to date."""

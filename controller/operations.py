@@ -296,7 +296,16 @@ class Operations:
         step = op.step(node)
         deadline = time.monotonic() + op.spec.timeout_seconds
         link = self._reachable(node)
-        current = {p.pid for p in link.processes.values() if p.group == group and p.pid}
+        # Whether to restart, and the pids a restart must replace, are decided on the agent's own
+        # word: the streamed view may lag (a node followed through a controller just killed), and
+        # a step that took pids from it could judge a restart done that never happened.
+        try:
+            listed = await link.ask_processes([f"{group}:*"], _left(deadline))
+        except AgentCallFailed as exc:
+            raise StepFailed(f"cannot list {group}: {exc}") from None
+        if not self._still_running(op_id):  # paused or aborted meanwhile
+            return
+        current = {p.pid for p in listed if p.pid}
         send = transitions.restart_needed(step, current)
         if step.state == StepState.PENDING:
             # a retry whose restart already happened keeps the pids from before it, to judge the new ones by
