@@ -27,7 +27,9 @@ from .http.server import HttpFace
 from .leftovers import Ledger, boot_id, stop_survivors
 from .mainlog import BootLog, MainLog, level_from_name
 from .operations import AGENT_VERSION, SUPERVISOR_VERSION  # the version clients see
+from .reexec import grpcport
 from .reexec.children import AdoptError, adopt_children, auto_logs_of, capture_children
+from .reexec.grpcport import GRPC
 from .reexec.handoff import (
     PROBE_FLAG,
     RESUME_FLAG,
@@ -395,8 +397,11 @@ async def _serve_config(config: Config, log: MainLog, reloader: _Reloader, liste
     heartbeat = None
     kept_sockets: list[SocketState] = []
     try:
+        held = [s for s in resume.sockets if s.kind == GRPC] if resume is not None else []
+        if grpc_face is None:
+            grpcport.close(held)  # gRPC is no longer configured: what it queued is refused
         if fv is not None and grpc_face is not None:
-            await grpc_face.start(kept.tls)
+            await grpc_face.start(kept.tls, held)
             kept.tls = grpc_face.tls
             if fv.controllers:  # the parser refuses controllers without grpc_listen
                 from .heartbeat import Heartbeat, agent_describer
@@ -410,7 +415,7 @@ async def _serve_config(config: Config, log: MainLog, reloader: _Reloader, liste
                      f"(startup {(time.monotonic() - began) * 1000:.0f} ms)")
         mood = await serve(core, resumed=resume is not None)
         if core.handing_over:  # before the servers close theirs: connections queue meanwhile
-            kept_sockets = keep_sockets(listeners)
+            kept_sockets = keep_sockets(listeners) + (grpc_face.hold() if grpc_face is not None else [])
             await http.drain()
     finally:
         if heartbeat is not None:

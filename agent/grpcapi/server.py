@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
+import socket
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -18,10 +20,12 @@ import grpc
 from fleetvisor.v1 import agent_pb2_grpc as pb_grpc
 
 from ..config.model import FleetvisorConfig
-from ..daemon import StartupError
+from ..daemon import StartupError, remove_quietly
 from ..fleetconfig import FleetConfig
 from ..journal import Journal
 from ..mainlog import MainLog
+from ..reexec import grpcport
+from ..reexec.state import SocketState
 from ..security.guard import AGENT_SERVES, Gate, Guard, InsecureListen, Mode, mode_for
 from ..security.identity import Identity, reissue_hint
 from ..security.keeper import Keeper
@@ -63,12 +67,14 @@ class GrpcFace:
                                                ("grpc.http2.max_ping_strikes", 0)])
         self.servicer = AgentServicer(core, self.journal, fleet, self.access)
         self.port = 0  # the bound port, once started (grpc_listen may name port 0)
+        self.relay: grpcport.Relay | None = None  # after a re-exec: what the old agent's port queued
         pb_grpc.add_AgentServiceServicer_to_server(self.servicer, self.server)
         self.health = Health(self.server, [AGENT_SERVICE])
 
-    async def start(self, previous: TlsMaterial | None = None) -> None:
+    async def start(self, previous: TlsMaterial | None = None, held: list[SocketState] | None = None) -> None:
         """`previous` is the TLS set of the run before a SIGHUP restart: if the files no longer
-        make a usable set, that one is kept (and the reason logged) rather than failing."""
+        make a usable set, that one is kept (and the reason logged) rather than failing.
+        `held`: the port the agent before a re-exec kept queueing (reexec/grpcport.py)."""
         assert self.fv.grpc_listen is not None
         host, port = self.fv.grpc_listen
         address = f"[{host}]:{port}" if ":" in host else f"{host or '0.0.0.0'}:{port}"
@@ -79,24 +85,61 @@ class GrpcFace:
         except InsecureListen as exc:
             raise StartupError(f"{exc}: set tls_cert, tls_key and tls_ca in [fleetvisor] (see deploy/TLS.md), "
                                "or insecure = true to let anyone who reaches the port control this host") from None
+        if not held:
+            _refuse_if_taken(host, port, address)
         try:
             if self.fv.tls_cert and self.fv.tls_key and self.fv.tls_ca:
                 self.tls = self._material(TlsFiles(self.fv.tls_cert, self.fv.tls_key, self.fv.tls_ca), previous)
                 self.gate.cluster = self.tls.current.identity.cluster
-                bound = self.server.add_secure_port(address, self.tls.server_credentials())
+                credentials = self.tls.server_credentials()
+                bound = self.server.add_secure_port(address, credentials)
             else:
+                credentials = None
                 bound = self.server.add_insecure_port(address)
         except (OSError, RuntimeError) as exc:
+            grpcport.close(held or [])
             raise StartupError(f"cannot listen for gRPC on {address}: {exc}") from None
         if not bound:
+            grpcport.close(held or [])
             raise StartupError(f"cannot listen for gRPC on {address}: address in use or not available")
+        relay_to = self._relay_port(credentials) if held else None
         await self.server.start()
         self.health.report({"": SERVING, AGENT_SERVICE: SERVING})
         self.port = bound
+        if held:
+            self.relay = grpcport.Relay(held, relay_to)
+            if relayed := await self.relay.drain():
+                self.log.info(f"re-exec: {relayed} gRPC connection(s) made during the handover relayed to this agent")
         if self.gate.mode is Mode.INSECURE:
             self.log.critical(f"gRPC on {address} is not using TLS (insecure = true): anyone who reaches it "
                               "controls this host")
         self.log.info(f"gRPC AgentService listening on {address} ({self.gate.mode.value})")
+
+    def _relay_port(self, credentials: grpc.ServerCredentials | None) -> str | None:
+        """A unix socket of this server's, in the state dir, for the relayed connections (None:
+        not to be had; what the held port queued is then refused, as without it)."""
+        path = grpcport.relay_path(self.keeper.state_dir)
+        if path is not None:
+            remove_quietly(path)
+            address = f"unix:{path}"
+            try:
+                if (self.server.add_secure_port(address, credentials) if credentials is not None
+                        else self.server.add_insecure_port(address)):
+                    return path
+            except RuntimeError:
+                pass
+        self.log.warn("re-exec: no unix socket for the gRPC connections made during the handover: "
+                      f"they are refused (state dir {self.keeper.state_dir})")
+        return None
+
+    def hold(self) -> list[SocketState]:
+        """Keep the port queueing connections once this server stops, for the next agent."""
+        try:
+            return grpcport.hold(self.port)
+        except OSError as exc:
+            self.log.warn(f"re-exec: the gRPC port cannot be held through the handover ({exc}): "
+                          "clients may be refused for a moment")
+            return []
 
     def _material(self, files: TlsFiles, previous: TlsMaterial | None) -> TlsMaterial:
         loop = asyncio.get_running_loop()
@@ -129,5 +172,29 @@ class GrpcFace:
 
     async def close(self) -> None:
         await self.health.close()
+        if self.relay is not None:
+            await self.relay.close()
         await self.server.stop(grace=1.0)
+        if self.relay is not None and self.relay.target:
+            remove_quietly(self.relay.target)
         self.journal.close()
+
+
+def _refuse_if_taken(host: str, port: int, address: str) -> None:
+    """grpcio binds with SO_REUSEPORT, so a second agent on a port in use would start and
+    silently share it with the first. Checked with a plain bind first (re-exec: grpcport.py)."""
+    if not port:
+        return
+    try:
+        infos = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except OSError:
+        return  # grpcio names the address problem itself
+    for family, kind, proto, _, where in infos:
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # a TIME_WAIT is no owner
+            try:
+                probe.bind(where)
+            except OSError as exc:
+                if exc.errno == errno.EADDRINUSE:
+                    raise StartupError(f"cannot listen for gRPC on {address}: address in use") from None
+

@@ -15,6 +15,7 @@ from dataclasses import replace
 from ..config.model import Config, HttpServerConfig
 from ..http.listeners import Listener, close_listeners, open_listeners
 from ..mainlog import MainLog
+from .grpcport import GRPC
 from .state import SocketState
 
 
@@ -36,7 +37,7 @@ def adopt_sockets(config: Config, kept: list[SocketState], log: MainLog) -> list
     """A Listener for each configured HTTP server: the handed-over socket where one matches,
     a fresh one otherwise (the config's servers are the same unless someone edited the file
     between the check and the exec). Handed-over sockets nobody wants are closed."""
-    unused = list(kept)
+    unused = [k for k in kept if k.kind != GRPC]  # the gRPC server takes its own (grpcport.py)
     listeners: list[Listener] = []
     fresh = []
     for server in config.http_servers:

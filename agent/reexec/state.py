@@ -61,9 +61,10 @@ class ChildState:
 
 @dataclass(frozen=True)
 class SocketState:
-    """A listening HTTP socket handed over open, so no connection is ever refused."""
+    """A listening socket handed over open, so no connection is ever refused: an HTTP server's,
+    or one holding the gRPC port (grpcport.py; an agent that does not know the kind closes it)."""
 
-    kind: str  # "inet" or "unix"
+    kind: str  # "inet" or "unix" (HTTP), or "grpc"
     fd: int
     host: str | None = None
     port: int | None = None

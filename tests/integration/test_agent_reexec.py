@@ -68,12 +68,19 @@ buffer_size=1000
 """
 
 # Run as the new agent: on the real handover (not the dry run) it first kills the victim, which
-# so exits while no agent watches it; then it becomes the agent. (Python, not sh: a shell that
-# runs a command waits for it, and would reap the victim too.)
+# so exits while no agent watches it; then, while no gRPC server runs, it connects to the gRPC
+# port (the connection must be queued, not refused) and writes how that went; then it becomes
+# the agent. (Python, not sh: a shell that runs a command waits for it, and would reap the victim too.)
 WRAPPER = """#!/bin/sh
-exec {python} -c 'import os, sys
+exec {python} -c 'import os, socket, sys
 if "--resume" in sys.argv:
     os.kill(int(open("{dir}/victim.pid").read()), 15)
+    try:
+        socket.create_connection(("127.0.0.1", {grpc_port}), timeout=5).close()
+        outcome = "connected"
+    except OSError as exc:
+        outcome = str(exc)
+    open("{dir}/grpc-during-exec", "w").write(outcome)
 os.execv(sys.executable, [sys.executable, "-m", "fleetvisor.agent", *sys.argv[1:]])' "$@"
 """
 
@@ -136,6 +143,32 @@ class Hammer:
         self._thread.join(30)
 
 
+class GrpcHammer:
+    """GetInfo calls, each on a new channel (a new connection), for as long as it runs: across a
+    re-exec every one must be answered, none refused (UNAVAILABLE) nor cut."""
+
+    def __init__(self, port: int) -> None:
+        self.address = f"127.0.0.1:{port}"
+        self.answered = 0
+        self.failed: list[str] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            with grpc.insecure_channel(self.address) as channel:
+                try:
+                    pb_grpc.AgentServiceStub(channel).GetInfo(pb.GetInfoRequest(), timeout=20)
+                    self.answered += 1
+                except grpc.RpcError as exc:
+                    self.failed.append(f"{exc.code().name}: {exc.details()}")
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(30)
+
+
 def _collect(stream, into: queue.Queue) -> None:
     try:
         for event in stream:
@@ -148,7 +181,7 @@ def test_reexec_keeps_every_program_its_output_and_the_event_stream(tmp_path):
     http_port, grpc_port = free_port(), free_port()
     config = write_config(tmp_path, CONFIG.replace("{http_port}", str(http_port))
                           .replace("{grpc_port}", str(grpc_port)))
-    wrapper = write_wrapper(tmp_path, WRAPPER.format(dir=tmp_path, python=sys.executable))
+    wrapper = write_wrapper(tmp_path, WRAPPER.format(dir=tmp_path, python=sys.executable, grpc_port=grpc_port))
     agent = Daemon(config, extra_args=("--reexec-command", str(wrapper)))
     channel = None
     try:
@@ -168,15 +201,21 @@ def test_reexec_keeps_every_program_its_output_and_the_event_stream(tmp_path):
         assert snapshot.WhichOneof("kind") == "snapshot"
         stream.cancel()
 
-        hammer = Hammer(http_port)
-        wait_for(lambda: hammer.answered > 0, 10, "the hammer's first answer")
+        hammer, grpc_hammer = Hammer(http_port), GrpcHammer(grpc_port)
+        wait_for(lambda: hammer.answered > 0 and grpc_hammer.answered > 0, 10, "the hammers' first answers")
         rpc = xmlrpc.client.ServerProxy(f"http://127.0.0.1:{http_port}/RPC2")
         assert rpc.fleetvisor.reexec() is True
         agent.wait_line(r"re-exec: took over 99 running processes with their pids", 60)
-        answered = hammer.answered
-        wait_for(lambda: hammer.answered > answered + 5, 20, "answers from the new agent")
+        answered, grpc_answered = hammer.answered, grpc_hammer.answered
+        wait_for(lambda: hammer.answered > answered + 5 and grpc_hammer.answered > grpc_answered + 5, 20,
+                 "answers from the new agent")
         hammer.stop()
+        grpc_hammer.stop()
         assert hammer.refused == 0 and hammer.failed == 0
+        assert grpc_hammer.failed == []
+        # a connection made while neither agent served gRPC was queued, then relayed to the new one
+        assert (tmp_path / "grpc-during-exec").read_text() == "connected"
+        agent.wait_line(r"re-exec: [1-9]\d* gRPC connection\(s\) made during the handover relayed", 10)
 
         # the same agent process, every program with its pid; the victim exited meanwhile and
         # was handled as an exit: logged, and restarted per autorestart

@@ -18,7 +18,7 @@ from fleetvisor.v1 import agent_pb2 as pb
 from fleetvisor.v1 import agent_pb2_grpc as pb_grpc
 from tests.support import free_port, wait_for
 
-from .harness import AGENT_HEAD, Daemon, write_config
+from .harness import AGENT, AGENT_HEAD, Daemon, write_config
 
 BASE = AGENT_HEAD + """
 [fleetvisor]
@@ -285,6 +285,18 @@ def test_restarted_agent_comes_back_with_applied_revision(tmp_path):
         assert b.stub.GetConfig(pb.GetConfigRequest(), timeout=10).edited_by_hand
     finally:
         b.stop()
+
+
+def test_a_second_agent_on_a_grpc_port_in_use_refuses_to_start(agent, tmp_path):
+    """grpcio binds with SO_REUSEPORT: unchecked, a second agent would share the first one's port
+    without a word, and each call would go to one of the two at random."""
+    config = write_config(tmp_path, textwrap.dedent(BASE).replace("{port}", str(agent.port)))
+    second = subprocess.run([*AGENT, "-c", str(config), "-n"], capture_output=True, text=True, timeout=60)
+    out = second.stdout + second.stderr
+    assert second.returncode != 0, out
+    assert f"cannot listen for gRPC on 127.0.0.1:{agent.port}: address in use" in out
+    assert "Traceback" not in out
+    assert agent.stub.GetInfo(pb.GetInfoRequest(), timeout=10).node == "node-a"  # the first serves on
 
 
 # -- issue 15 item 5: undecodable requests and unbounded tails ------------------------------------
