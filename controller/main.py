@@ -66,7 +66,7 @@ from .metrics import (
 from .mirror import Mirror
 from .operations import Operations
 from .peerservice import PeerServicer
-from .reconcile import Reconciler
+from .reconcile import MAX_PUSH_CONCURRENCY, PUSH_CONCURRENCY, Reconciler
 from .records import LEADER, prefix_of
 from .service import ControllerServicer, register
 from .serving import report_serving
@@ -137,6 +137,9 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
                         "this long after it dies (at most --node-ttl; default %(default)s)")
     p.add_argument("--command-timeout", type=float, default=30.0, metavar="SECONDS",
                    help="per-node deadline of fanned-out commands (default %(default)s)")
+    p.add_argument("--push-concurrency", type=int, default=PUSH_CONCURRENCY, metavar="N",
+                   help=f"config pushes (ApplyConfig) in flight at once, as the leader (1-{MAX_PUSH_CONCURRENCY}; "
+                        "default %(default)s)")
     p.add_argument("--id", help="this controller's name (default HOSTNAME:PORT)")
     p.add_argument("--compact-interval", type=float, default=CompactionPolicy.interval, metavar="SECONDS",
                    help="the leader compacts etcd's history this often; 0: never, etcd or the operator does "
@@ -176,6 +179,8 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     if args.etcd == "embedded" and (args.etcd_ca or args.etcd_cert or args.etcd_key or args.etcd_user):
         p.error("--etcd-ca, --etcd-cert, --etcd-key and --etcd-user are for an external etcd (--etcd HOST:PORT,...); "
                 "the embedded etcd is plaintext on loopback, without users")
+    if not 1 <= args.push_concurrency <= MAX_PUSH_CONCURRENCY:
+        p.error(f"--push-concurrency must be 1 to {MAX_PUSH_CONCURRENCY}")
     if args.node_ttl < 2 or args.leader_ttl < 2:
         p.error("--node-ttl and --leader-ttl must be at least 2 seconds")
     if args.compact_interval < 0 or args.compact_retention < 1:
@@ -309,7 +314,7 @@ async def run(args: argparse.Namespace) -> None:
         Unreadable(mirror).start()
         refusals = Refusals(client, prefix, controller_id)
         gate.on_refusal = refusals
-        reconciler = Reconciler(fleet)
+        reconciler = Reconciler(fleet, concurrency=args.push_concurrency)
         me = identity(controller_id, advertise)
         operations = Operations(fleet, me)
         election = Election(client, prefix + LEADER, me, args.leader_ttl)
