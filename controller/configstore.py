@@ -54,6 +54,7 @@ class ConfigStore:
     def __init__(self, store: Store, membership: Membership) -> None:
         self.store = store
         self.membership = membership
+        self._reconciles = records.Decoded(ReconcileRecord)
 
     # -- reading ---------------------------------------------------------------------------------
 
@@ -90,7 +91,8 @@ class ConfigStore:
         return result
 
     def reconcile_record(self, name: str) -> ReconcileRecord:
-        return decode(ReconcileRecord, self.store.get(records.reconcile_key(name))) or ReconcileRecord()
+        key = records.reconcile_key(name)
+        return self._reconciles.get(key, self.store.get(key)) or ReconcileRecord()
 
     # -- writing ---------------------------------------------------------------------------------
 

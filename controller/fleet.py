@@ -29,6 +29,8 @@ from .roster import Roster
 from .store import Store
 from .views import Views
 
+SYNC_GAP = 0.05  # seconds: links are re-shared at most this often (see Fleet._on_mirror)
+
 
 @dataclass(frozen=True)
 class Share:
@@ -58,6 +60,7 @@ class Fleet:
         self._changed = asyncio.Event()
         self.changes = 0  # counts changes; see wait_change
         self._listeners: list[Callable[[], None]] = []
+        self._sync_soon: asyncio.TimerHandle | None = None  # see _on_mirror
         mirror.subscribe(self._on_mirror)
 
     @property
@@ -76,6 +79,8 @@ class Fleet:
         self._sync_links()
 
     async def close(self) -> None:
+        if self._sync_soon is not None:
+            self._sync_soon.cancel()
         await self.roster.close()  # first: the others take this controller's share at once
         await self.peers.close()
         await self.links.close()
@@ -105,11 +110,16 @@ class Fleet:
 
     def _on_mirror(self, changes: list[Change]) -> None:
         members = self.membership.on_mirror(changes)
-        if self.roster.on_mirror(changes) or members:
-            self._sync_links()
+        if (self.roster.on_mirror(changes) or members) and self._sync_soon is None:
+            # once for the changes of a short while: nodes registering one by one (a fleet
+            # starting) each re-shared every link, O(nodes) per node
+            self._sync_soon = asyncio.get_running_loop().call_later(SYNC_GAP, self._sync_links)
         self._notify()
 
     def _sync_links(self) -> None:
+        if self._sync_soon is not None:
+            self._sync_soon.cancel()
+            self._sync_soon = None
         members = self.membership.members()
         controllers = self.roster.live()
         owners = self.assigner.update(members, controllers.keys() - self.peers.gone())

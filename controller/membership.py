@@ -64,6 +64,9 @@ class Membership:
         self._applied_here: dict[str, str] = {}  # see applied()
         self._pushed_here: set[str] = set()  # see local()
         self._decoded: dict[str, tuple[bytes | None, MemberRecord]] = {}  # see _decode()
+        self._address_of: dict[str, str] = {}  # member -> its address, and the reverse: see _place()
+        self._by_address: dict[str, set[str]] = {}
+        self._indexed = False
         self._silence = SilenceWatch(store, controller_id, node_ttl, lambda name: self._heard.get(name, 0.0),
                                      self.lease)
 
@@ -74,7 +77,7 @@ class Membership:
     def on_mirror(self, changes: list[Change]) -> bool:
         """Follow the mirror; True when the set or the addresses of members may have changed
         (nothing else of a member decides which links there are and who follows them)."""
-        members_changed = False
+        members_changed = self._index()
         for change in changes:
             if change.key.startswith(records.NODES):
                 name = change.key[len(records.NODES):]
@@ -89,15 +92,44 @@ class Membership:
                 if change.value is None:  # forgotten (admin.py): nothing of it stays here
                     self._heard.pop(name, None)
                     self._gone.pop(name, None)
-                    members_changed = True
-                    continue
+                member = self._decode(name, change.value) if change.value is not None else None
                 # a heartbeat's new applied revision rewrites the record too: during a push that is
                 # every node, and re-sharing the links for each was O(nodes) per node
-                before = self._decoded.get(name)
-                after = self._decode(name, change.value)
-                if before is None or after is None or before[1].address != after.address:
-                    members_changed = True
+                members_changed |= self._place(name, member.address if member is not None else None)
         return members_changed
+
+    def _index(self) -> bool:
+        """Build the address index from the copy once (the mirror may have loaded before this
+        followed it); True when it was built now."""
+        if self._indexed:
+            return False
+        self._indexed = True
+        for name, member in self.members().items():
+            self._place(name, member.address)
+        return True
+
+    def _place(self, name: str, address: str | None) -> bool:
+        """Keep the index of members by address (None: no longer a member); True when the
+        node's address, or its being a member, changed."""
+        old = self._address_of.get(name)
+        if old == address:
+            return False
+        if old is not None:
+            names = self._by_address[old]
+            names.discard(name)
+            if not names:
+                del self._by_address[old]
+        if address is None:
+            del self._address_of[name]
+        else:
+            self._address_of[name] = address
+            self._by_address.setdefault(address, set()).add(name)
+        return True
+
+    def at_address(self, address: str) -> set[str]:
+        """The members last known at `address`, from the index (not a scan of every member)."""
+        self._index()
+        return set(self._by_address.get(address, ()))
 
     # -- reading ---------------------------------------------------------------------------------
 
@@ -214,8 +246,7 @@ class Membership:
         notes = []
         if old:
             notes.append(("node.address", f"node {name} moved from {old} to {new}"))
-        others = [n for n, m in self.members().items()
-                  if n != name and m.address == new and self.is_up(n)]
+        others = sorted(n for n in self.at_address(new) if n != name and self.is_up(n))
         if others:
             notes.append(("node.address-conflict",
                           f"node {name} claims address {new}, which live node {others[0]} uses"))

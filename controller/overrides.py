@@ -44,11 +44,13 @@ class Overrides:
         self.store = store
         self.membership = membership
         self.cluster_id = cluster_id
+        self._records = records.Decoded(OverrideRecord)
 
     # -- reading ---------------------------------------------------------------------------------
 
     def record(self, node: str) -> OverrideRecord:
-        return decode(OverrideRecord, self.store.get(records.override_key(node))) or OverrideRecord()
+        key = records.override_key(node)
+        return self._records.get(key, self.store.get(key)) or OverrideRecord()
 
     def facts(self, member: MemberRecord) -> NodeFacts:
         return NodeFacts(applied=self.membership.applied(member), cluster_id=member.cluster_id,

@@ -133,13 +133,17 @@ class Views:
             if not hits:
                 continue
             link = self.links.get(name)
+            found = (link.snapshot() if described else link.processes.values()) if link else ()
             procs: list[ProcessView] = []
-            for proc in ((link.snapshot() if described else link.processes.values()) if link else ()):
-                wanted = [i for i in hits if parsed[i].matches_process(proc.group, proc.name)]
-                for i in wanted:
-                    matched[i] = True
-                if wanted:
-                    procs.append(proc)
+            if all(parsed[i].spec == "*" for i in hits):  # the whole node: no process to match
+                procs = list(found)
+            else:
+                for proc in found:
+                    wanted = [i for i in hits if parsed[i].matches_process(proc.group, proc.name)]
+                    for i in wanted:
+                        matched[i] = True
+                    if wanted:
+                        procs.append(proc)
             has_data = link is not None and link.has_data
             if any(parsed[i].spec == "*" for i in hits) or not has_data:
                 for i in hits:
