@@ -4,6 +4,7 @@ which write numbered lines to stdout as fast as they can.
 Measured, from the moment `fleetvisor.reexec` is called:
 - the longest an XML-RPC client waited for an answer (calls made back to back, each on a new
   connection, throughout the re-exec; target < 2 s), and how many were refused (must be 0);
+  the same for a gRPC client (GetInfo on a new channel each time: refused means UNAVAILABLE);
 - the checks before the handover (mostly the new agent's dry run), then the time from the
   handover until every process is adopted (the new agent's "took over" main-log line);
 - what the writers' logs lost or repeated (every number must be there once: target 0).
@@ -24,9 +25,15 @@ import tempfile
 import threading
 import time
 import xmlrpc.client
+from collections.abc import Callable
 from pathlib import Path
 
+import grpc
 from supervisor.xmlrpc import SupervisorTransport
+
+from fleetvisor.v1 import agent_pb2 as apb
+from fleetvisor.v1 import agent_pb2_grpc as apb_grpc
+from tests.support import free_port
 
 RESULTS = Path(__file__).parent / "results" / "reexec.json"
 WRITER = """import itertools, os
@@ -35,8 +42,13 @@ for batch in itertools.count():
 """
 
 
-def config_text(directory: Path, programs: int, writers: int) -> str:
+def config_text(directory: Path, programs: int, writers: int, grpc_port: int) -> str:
     return f"""
+[fleetvisor]
+node=bench
+grpc_listen=127.0.0.1:{grpc_port}
+state_dir={directory}/state
+
 [unix_http_server]
 file={directory}/agent.sock
 
@@ -72,11 +84,13 @@ def rpc(sock: Path) -> xmlrpc.client.ServerProxy:
 
 
 class Caller(threading.Thread):
-    """getState back to back, a new connection each: (start, end, ok) of every call."""
+    """`call` back to back, a new connection each: (start, end, ok) of every call, and how many
+    were refused (`refused` tells a refusal from another failure)."""
 
-    def __init__(self, sock: Path) -> None:
+    def __init__(self, call: Callable[[], object], refused: Callable[[Exception], bool]) -> None:
         super().__init__(daemon=True)
-        self.sock = sock
+        self.call = call
+        self.is_refusal = refused
         self.calls: list[tuple[float, float, bool]] = []
         self.refused = 0
         self.done = threading.Event()
@@ -85,12 +99,32 @@ class Caller(threading.Thread):
         while not self.done.is_set():
             start = time.time()
             try:
-                rpc(self.sock).supervisor.getState()
+                self.call()
                 self.calls.append((start, time.time(), True))
-            except ConnectionRefusedError:
-                self.refused += 1
-            except (OSError, xmlrpc.client.Error):
-                self.calls.append((start, time.time(), False))
+            except Exception as exc:  # every failure is counted, one way or the other
+                if self.is_refusal(exc):
+                    self.refused += 1
+                else:
+                    self.calls.append((start, time.time(), False))
+
+    def during(self, since: float) -> dict[str, object]:
+        calls = [c for c in self.calls if c[1] >= since]
+        return {"longest_wait_s": round(max(end - start for start, end, _ in calls), 3), "refused": self.refused,
+                "failed_calls": sum(1 for *_, ok in calls if not ok)}
+
+
+def xmlrpc_caller(sock: Path) -> Caller:
+    return Caller(lambda: rpc(sock).supervisor.getState(), lambda exc: isinstance(exc, ConnectionRefusedError))
+
+
+def grpc_info(address: str) -> None:
+    with grpc.insecure_channel(address) as channel:
+        apb_grpc.AgentServiceStub(channel).GetInfo(apb.GetInfoRequest(), timeout=30)
+
+
+def grpc_caller(address: str) -> Caller:
+    return Caller(lambda: grpc_info(address),
+                  lambda exc: isinstance(exc, grpc.RpcError) and exc.code() == grpc.StatusCode.UNAVAILABLE)
 
 
 def line_time(log: Path, needle: str, deadline: float) -> tuple[float, str]:
@@ -117,7 +151,8 @@ def measure(programs: int, writers: int) -> dict[str, object]:
         directory = Path(tmp)
         (directory / "writer.py").write_text(WRITER)
         conf = directory / "supervisord.conf"
-        conf.write_text(config_text(directory, programs, writers))
+        grpc_address = f"127.0.0.1:{(grpc_port := free_port())}"
+        conf.write_text(config_text(directory, programs, writers, grpc_port))
         sock = directory / "agent.sock"
         agent = subprocess.Popen([sys.executable, "-m", "fleetvisor.agent", "-c", str(conf), "-n", "-s"],
                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -134,8 +169,9 @@ def measure(programs: int, writers: int) -> dict[str, object]:
                     raise SystemExit("the programs did not all start within 300 s")
                 time.sleep(0.1)
             before = {i["name"]: i["pid"] for i in infos}
-            caller = Caller(sock)
-            caller.start()
+            callers = {"xmlrpc": xmlrpc_caller(sock), "grpc": grpc_caller(grpc_address)}
+            for caller in callers.values():
+                caller.start()
             time.sleep(1.0)  # calls answered before, as a baseline
             t0 = time.time()
             assert rpc(sock).fleetvisor.reexec() is True
@@ -143,17 +179,16 @@ def measure(programs: int, writers: int) -> dict[str, object]:
             handing_at, _ = line_time(directory / "main.log", "re-exec: handing", time.monotonic() + 120)
             adopted_at, adopted_line = line_time(directory / "main.log", "re-exec: took over", time.monotonic() + 120)
             time.sleep(2.0)  # calls answered after
-            caller.done.set()
-            caller.join(30)
+            for caller in callers.values():
+                caller.done.set()
+                caller.join(30)
             after = {i["name"]: i["pid"] for i in rpc(sock).supervisor.getAllProcessInfo()}
             rpc(sock).supervisor.stopProcessGroup("writer")
             lost = [check_numbers(directory / f"writer_{n:03d}.log") for n in range(writers)]
-            during = [c for c in caller.calls if c[1] >= t0]
             return {
                 "programs": programs, "writers": writers,
-                "longest_wait_s": round(max(end - start for start, end, _ in during), 3),
-                "refused": caller.refused,
-                "failed_calls": sum(1 for *_, ok in during if not ok),
+                **callers["xmlrpc"].during(t0),
+                **{f"grpc_{key}": value for key, value in callers["grpc"].during(t0).items()},
                 "checks_s": round(answered_at - t0, 3),
                 "adopted_after_handover_s": round(adopted_at - handing_at, 3),
                 "new_agent_says": adopted_line,
@@ -177,6 +212,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     result = measure(args.programs, args.writers)
     result["targets_met"] = (result["longest_wait_s"] < 2.0 and result["refused"] == 0 and result["pids_unchanged"]
+                             and result["grpc_longest_wait_s"] < 2.0 and result["grpc_refused"] == 0
+                             and result["grpc_failed_calls"] == 0
                              and result["missing_lines"] == 0 and result["repeated_lines"] == 0)
     print(json.dumps(result, indent=2))
     args.results.parent.mkdir(parents=True, exist_ok=True)

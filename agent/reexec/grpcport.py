@@ -112,9 +112,7 @@ class Relay:
                 while self.target is not None and self.relayed < MAX_RELAYED:
                     try:
                         conn, _ = sock.accept()
-                    except (BlockingIOError, InterruptedError):
-                        break
-                    except OSError:
+                    except OSError:  # BlockingIOError: nothing more is queued
                         break
                     self.relayed += 1
                     task = asyncio.create_task(self._pipe(conn), name="gRPC relay")
