@@ -263,6 +263,10 @@ def test_a_step_left_mid_way_is_resumed_from_its_record(fleet, tmp_path, stored)
                            batches=[opmodel.Batch([opmodel.Step("n1", state=opmodel.StepState(
                                pb.NodeStepState.Name(stored)), started_at=1.0, agent=mark)])])
     fleet.etcd.put(f"{prefix_of(CLUSTER)}{op_key(op.id)}".encode(), opmodel.encode(op))
+    # written behind the controller's back: GetOperation knows it once the controller's copy does
+    wait_for(lambda: op.id in {o.id for o in ctl.stub.ListOperations(pb.ListOperationsRequest(all=True),
+                                                                      timeout=5).operations},
+             20, "the controller's copy of etcd to hold the operation written there")
     done = wait_op(ctl, op.id, {pb.OP_SUCCEEDED})
     assert done.batches[0].nodes[0].agent_version_after == AGENT_VERSION
     assert handovers(agents[0]) == (1 if stored == pb.STEP_ACTING else 0)

@@ -84,12 +84,13 @@ def test_exec_probe_exit_status_and_last_line_of_output():
 
 def test_exec_probe_over_its_timeout_is_killed_and_reaped():
     started = time.monotonic()
-    assert check(ProbeKind.EXEC, "sh -c 'sleep 30 & wait'", timeout=0.5) == \
+    assert check(ProbeKind.EXEC, "sh -c 'sleep 30.0417 & wait'", timeout=0.5) == \
         "no answer within 0.5s (healthcheck_timeout)"
     assert time.monotonic() - started < 5
 
     def children() -> list[str]:
-        return subprocess.run(["pgrep", "-f", "sleep 30"], capture_output=True, text=True).stdout.split()
+        # exactly this probe's sleep: "sleep 30" also matched other tests' "sleep 300..." under xdist
+        return subprocess.run(["pgrep", "-f", "^sleep 30.0417$"], capture_output=True, text=True).stdout.split()
     wait_for(lambda: not children(), 5, "the probe's process group killed")
 
 
