@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import itertools
 import re
 import time
 from collections.abc import Callable, Coroutine
@@ -88,6 +89,11 @@ def rpc_reason(exc: grpc.aio.AioRpcError) -> str:
 _FAULT_NAME = re.compile(r"^[A-Z_]+: ")  # the supervisord fault an agent's refusal starts with
 
 
+# Serials of changes to the links' processes: one count for every link, so that a link made
+# anew for a node (another address) never looks unchanged to a stream that sent its predecessor.
+_serials = itertools.count(1)
+
+
 def running_description(proc: apb.ProcessInfo, elapsed: float) -> str:
     """supervisorctl's text for a RUNNING process, `elapsed` seconds after the agent said it."""
     uptime = datetime.timedelta(seconds=max(0, int(proc.now - proc.start + elapsed)))
@@ -117,6 +123,25 @@ class NodeLink:
         self._loading: set[asyncio.Task[None]] = set()
         self._taken: LiveState | None = None  # the last state `take` showed
         self._reported: tuple[str, int] | None = None  # the owner whose `sessions` count was seen last, and it
+        # what changed in `processes`, for the peer streams that send only that (changed_since)
+        self.serial = self._replaced = next(_serials)
+        self._changed: dict[str, int] = {}  # namespec -> serial of its last change
+
+    def _note(self, spec: str | None) -> None:
+        """`processes` changed: process `spec` was set, or (None) processes were replaced or removed."""
+        self.serial = next(_serials)
+        if spec is None:
+            self._replaced = self.serial
+            self._changed.clear()
+        else:
+            self._changed[spec] = self.serial
+
+    def changed_since(self, serial: int) -> list[str] | None:
+        """The processes set after `serial` (a value of `serial` read before), or None when some
+        were replaced or removed since: then all of them must be read again."""
+        if serial < self._replaced:
+            return None
+        return [spec for spec, at in self._changed.items() if at > serial]
 
     @property
     def stub(self) -> apb_grpc.AgentServiceStub:
@@ -165,9 +190,8 @@ class NodeLink:
             changed = self.reachable or self.error != why
             self.reachable, self.error = False, why
         else:
-            now = time.monotonic()
-            self.processes = {p.namespec: p for p in state.processes}
-            self.received = dict.fromkeys(self.processes, now)
+            self.processes, self.received = dict(state.processes), dict(state.received)
+            self._note(None)
             self.info = state.info
             self.reachable, self.error, self.state_as_of = state.reachable, state.error, state.state_as_of
             self.run_id = state.run_id
@@ -276,11 +300,12 @@ class NodeLink:
             raise AgentCallFailed(rpc_reason(exc)) from None
         return list(listing.processes)
 
-    def snapshot(self) -> list[apb.ProcessInfo]:
-        """The processes with RUNNING descriptions brought up to date."""
+    def snapshot(self, only: list[str] | None = None) -> list[apb.ProcessInfo]:
+        """The processes (`only` these namespecs, if given) with RUNNING descriptions brought up to date."""
         now = time.monotonic()
         result = []
-        for spec, proc in self.processes.items():
+        for spec in self.processes if only is None else only:
+            proc = self.processes[spec]
             if proc.state == apb.RUNNING:
                 copy = apb.ProcessInfo()  # the cache keeps what the agent said
                 copy.CopyFrom(proc)
@@ -320,11 +345,13 @@ class NodeLink:
         if kind == "snapshot":
             self.processes = {p.namespec: p for p in event.snapshot.processes}
             self.received = dict.fromkeys(self.processes, now)
+            self._note(None)
             self.info = event.snapshot.info
         elif kind in ("process_state", "process_health"):
             proc = getattr(event, kind).process
             self.processes[proc.namespec] = proc
             self.received[proc.namespec] = now
+            self._note(proc.namespec)
         elif kind == "group":
             if event.group.added:
                 loading = asyncio.create_task(self._load_group(event.group.group))
@@ -334,6 +361,7 @@ class NodeLink:
                 for spec in [s for s, p in self.processes.items() if p.group == event.group.group]:
                     del self.processes[spec]
                     del self.received[spec]
+                self._note(None)
         elif kind == "supervisor_state" and self.info is not None:
             self.info.state = event.supervisor_state.state
         self.run_id = event.agent_run_id
@@ -354,8 +382,10 @@ class NodeLink:
             return  # the group went again, or the link did: the next snapshot brings it
         now = time.monotonic()
         for proc in listing.processes:
-            self.processes.setdefault(proc.namespec, proc)
-            self.received.setdefault(proc.namespec, now)
+            if proc.namespec not in self.processes:
+                self.processes[proc.namespec] = proc
+                self.received[proc.namespec] = now
+                self._note(proc.namespec)
         self.on_change(self)
 
 
@@ -367,7 +397,8 @@ class LiveState:
     error: str
     state_as_of: float
     info: apb.AgentInfo | None
-    processes: list[apb.ProcessInfo]
+    processes: dict[str, apb.ProcessInfo]  # by namespec
+    received: dict[str, float]  # namespec -> monotonic time its info arrived here
     owner: str = ""  # the controller that reports it
     run_id: str = ""  # the agent run it follows
     sessions: int = 0  # the event streams it established to the agent

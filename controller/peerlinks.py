@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable, Coroutine, Iterable
 from typing import Any
 
@@ -41,10 +42,18 @@ PEER_CHANNEL_OPTIONS = [*CHANNEL_OPTIONS, ("grpc.keepalive_time_ms", 1000), ("gr
                         ("grpc.max_receive_message_length", MAX_STATUS_MESSAGE_BYTES)]
 
 
-def live_state(node: ppb.LiveNode, owner: str) -> LiveState:
+def live_state(node: ppb.LiveNode, owner: str, before: LiveState | None) -> LiveState:
+    """The state `node` reports; a partial one names only the processes that changed since
+    `before`, the state the same stream reported last."""
+    processes, received = ({}, {}) if before is None or not node.partial else \
+        (dict(before.processes), dict(before.received))
+    now = time.monotonic()
+    for proc in node.processes:
+        processes[proc.namespec] = proc
+        received[proc.namespec] = now
     return LiveState(reachable=node.reachable, error=node.error, state_as_of=node.state_as_of,
-                     info=node.info if node.HasField("info") else None, processes=list(node.processes),
-                     owner=owner, run_id=node.run_id, sessions=node.sessions)
+                     info=node.info if node.HasField("info") else None, processes=processes,
+                     received=received, owner=owner, run_id=node.run_id, sessions=node.sessions)
 
 
 class PeerFeed:
@@ -99,7 +108,7 @@ class PeerFeed:
         while True:
             channel = self._dial()  # again after each failure: it takes a rotated certificate
             try:
-                async for message in ppb_grpc.PeerServiceStub(channel).FollowLive(ppb.FollowLiveRequest()):
+                async for message in ppb_grpc.PeerServiceStub(channel).FollowLive(ppb.FollowLiveRequest(partial=True)):
                     self._apply(message)
                     backoff.reset()
                 reason = "it ended the stream"
@@ -131,7 +140,7 @@ class PeerFeed:
             self.connected, self.error = True, ""
             self._set_gone(False)
         for node in message.nodes:
-            self.states[node.name] = live_state(node, self.id)
+            self.states[node.name] = live_state(node, self.id, self.states.get(node.name))
             touched.add(node.name)
         for name in message.dropped:
             self.states.pop(name, None)

@@ -11,6 +11,7 @@ import grpc
 
 from fleetvisor.controller.livestate import NodeLinks
 from fleetvisor.controller.peerlinks import PeerFeed, Peers
+from fleetvisor.controller.peerservice import PeerServicer
 from fleetvisor.controller.records import ControllerRecord
 from fleetvisor.v1 import agent_pb2 as apb
 from fleetvisor.v1 import peer_pb2 as ppb
@@ -138,4 +139,64 @@ def test_a_new_event_stream_at_the_owner_counts_here_as_one() -> None:
         feeds["ctl-3"]._apply(report(pid=43, sessions=1, run_id="run-b"))
         assert link.sessions == before + 1
         await links.close()
+    asyncio.run(run())
+
+
+def event(sequence: int, **kind: object) -> apb.AgentEvent:
+    return apb.AgentEvent(sequence=sequence, agent_run_id="run-a", **kind)  # type: ignore[arg-type]
+
+
+def proc(name: str, group: str, pid: int) -> apb.ProcessInfo:
+    return apb.ProcessInfo(name=name, group=group, namespec=f"{group}:{name}", state=apb.RUNNING,
+                           statename="RUNNING", pid=pid)
+
+
+def test_a_node_sent_again_carries_only_its_changed_processes_unless_some_went() -> None:
+    """PeerService over a real channel: a snapshot of whole nodes, then partial ones that the
+    follower merges into what it holds; a removal sends the node whole again; a follower that
+    does not ask for partial nodes (an older controller) gets whole ones."""
+    async def run() -> None:
+        owned = NodeLinks(None, lambda: None)
+        owned.sync({"web-1": "127.0.0.1:1"}, None, "ctl-2")
+        link = owned.get("web-1")
+        assert link is not None and link.following and link._task is not None
+        link._task.cancel()  # still following; its events are fed by hand below
+        link._apply(event(1, snapshot=apb.Snapshot(info=apb.AgentInfo(node="web-1"), processes=[
+            proc("a", "app", 10), proc("b", "app", 11), proc("w", "worker", 12)])))
+        server = grpc.aio.server()
+        ppb_grpc.add_PeerServiceServicer_to_server(PeerServicer(owned, "ctl-2"), server)
+        port = server.add_insecure_port("127.0.0.1:0")
+        await server.start()
+        channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
+        try:
+            stub = ppb_grpc.PeerServiceStub(channel)
+            partial, whole = stub.FollowLive(ppb.FollowLiveRequest(partial=True)), stub.FollowLive(ppb.FollowLiveRequest())
+            feed = PeerFeed(ControllerRecord("ctl-2", "unused"), None, lambda *_: None, grace=60, on_gone=lambda: None)
+
+            async def next_node(call: grpc.aio.UnaryStreamCall) -> ppb.LiveNode:
+                message = await asyncio.wait_for(call.read(), 10)
+                assert len(message.nodes) == 1, message
+                if call is partial:
+                    feed._apply(message)
+                return message.nodes[0]
+
+            first = await next_node(partial)
+            assert not first.partial and len(first.processes) == 3
+            assert len((await next_node(whole)).processes) == 3
+
+            link._apply(event(2, process_state=apb.ProcessStateEvent(process=proc("b", "app", 21))))
+            changed = await next_node(partial)
+            assert changed.partial and [p.namespec for p in changed.processes] == ["app:b"]
+            assert {s: p.pid for s, p in feed.states["web-1"].processes.items()} == {
+                "app:a": 10, "app:b": 21, "worker:w": 12}, "the others stay as sent before"
+            assert len((await next_node(whole)).processes) == 3
+
+            link._apply(event(3, group=apb.GroupEvent(group="worker", added=False)))
+            removed = await next_node(partial)
+            assert not removed.partial and sorted(p.pid for p in removed.processes) == [10, 21]
+            assert sorted(feed.states["web-1"].processes) == ["app:a", "app:b"]
+        finally:
+            await channel.close()
+            await server.stop(None)
+            await owned.close()
     asyncio.run(run())

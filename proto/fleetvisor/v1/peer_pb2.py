@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from fleetvisor.v1 import agent_pb2 as fleetvisor_dot_v1_dot_agent__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18\x66leetvisor/v1/peer.proto\x12\rfleetvisor.v1\x1a\x19\x66leetvisor/v1/agent.proto\"\x13\n\x11\x46ollowLiveRequest\"\xc8\x01\n\x08LiveNode\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x11\n\treachable\x18\x02 \x01(\x08\x12\r\n\x05\x65rror\x18\x03 \x01(\t\x12\x13\n\x0bstate_as_of\x18\x04 \x01(\x01\x12&\n\x04info\x18\x05 \x01(\x0b\x32\x18.fleetvisor.v1.AgentInfo\x12-\n\tprocesses\x18\x06 \x03(\x0b\x32\x1a.fleetvisor.v1.ProcessInfo\x12\x0e\n\x06run_id\x18\x07 \x01(\t\x12\x10\n\x08sessions\x18\x08 \x01(\r\"l\n\nLiveStates\x12\x15\n\rcontroller_id\x18\x01 \x01(\t\x12\x0e\n\x06resync\x18\x02 \x01(\x08\x12&\n\x05nodes\x18\x03 \x03(\x0b\x32\x17.fleetvisor.v1.LiveNode\x12\x0f\n\x07\x64ropped\x18\x04 \x03(\t2Z\n\x0bPeerService\x12K\n\nFollowLive\x12 .fleetvisor.v1.FollowLiveRequest\x1a\x19.fleetvisor.v1.LiveStates0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18\x66leetvisor/v1/peer.proto\x12\rfleetvisor.v1\x1a\x19\x66leetvisor/v1/agent.proto\"$\n\x11\x46ollowLiveRequest\x12\x0f\n\x07partial\x18\x01 \x01(\x08\"\xd9\x01\n\x08LiveNode\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x11\n\treachable\x18\x02 \x01(\x08\x12\r\n\x05\x65rror\x18\x03 \x01(\t\x12\x13\n\x0bstate_as_of\x18\x04 \x01(\x01\x12&\n\x04info\x18\x05 \x01(\x0b\x32\x18.fleetvisor.v1.AgentInfo\x12-\n\tprocesses\x18\x06 \x03(\x0b\x32\x1a.fleetvisor.v1.ProcessInfo\x12\x0e\n\x06run_id\x18\x07 \x01(\t\x12\x10\n\x08sessions\x18\x08 \x01(\r\x12\x0f\n\x07partial\x18\t \x01(\x08\"l\n\nLiveStates\x12\x15\n\rcontroller_id\x18\x01 \x01(\t\x12\x0e\n\x06resync\x18\x02 \x01(\x08\x12&\n\x05nodes\x18\x03 \x03(\x0b\x32\x17.fleetvisor.v1.LiveNode\x12\x0f\n\x07\x64ropped\x18\x04 \x03(\t2Z\n\x0bPeerService\x12K\n\nFollowLive\x12 .fleetvisor.v1.FollowLiveRequest\x1a\x19.fleetvisor.v1.LiveStates0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,11 +33,11 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'fleetvisor.v1.peer_pb2', _g
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_FOLLOWLIVEREQUEST']._serialized_start=70
-  _globals['_FOLLOWLIVEREQUEST']._serialized_end=89
-  _globals['_LIVENODE']._serialized_start=92
-  _globals['_LIVENODE']._serialized_end=292
-  _globals['_LIVESTATES']._serialized_start=294
-  _globals['_LIVESTATES']._serialized_end=402
-  _globals['_PEERSERVICE']._serialized_start=404
-  _globals['_PEERSERVICE']._serialized_end=494
+  _globals['_FOLLOWLIVEREQUEST']._serialized_end=106
+  _globals['_LIVENODE']._serialized_start=109
+  _globals['_LIVENODE']._serialized_end=326
+  _globals['_LIVESTATES']._serialized_start=328
+  _globals['_LIVESTATES']._serialized_end=436
+  _globals['_PEERSERVICE']._serialized_start=438
+  _globals['_PEERSERVICE']._serialized_end=528
 # @@protoc_insertion_point(module_scope)

@@ -8,11 +8,13 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class FollowLiveRequest(_message.Message):
-    __slots__ = ()
-    def __init__(self) -> None: ...
+    __slots__ = ("partial",)
+    PARTIAL_FIELD_NUMBER: _ClassVar[int]
+    partial: bool
+    def __init__(self, partial: _Optional[bool] = ...) -> None: ...
 
 class LiveNode(_message.Message):
-    __slots__ = ("name", "reachable", "error", "state_as_of", "info", "processes", "run_id", "sessions")
+    __slots__ = ("name", "reachable", "error", "state_as_of", "info", "processes", "run_id", "sessions", "partial")
     NAME_FIELD_NUMBER: _ClassVar[int]
     REACHABLE_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
@@ -21,6 +23,7 @@ class LiveNode(_message.Message):
     PROCESSES_FIELD_NUMBER: _ClassVar[int]
     RUN_ID_FIELD_NUMBER: _ClassVar[int]
     SESSIONS_FIELD_NUMBER: _ClassVar[int]
+    PARTIAL_FIELD_NUMBER: _ClassVar[int]
     name: str
     reachable: bool
     error: str
@@ -29,7 +32,8 @@ class LiveNode(_message.Message):
     processes: _containers.RepeatedCompositeFieldContainer[_agent_pb2.ProcessInfo]
     run_id: str
     sessions: int
-    def __init__(self, name: _Optional[str] = ..., reachable: _Optional[bool] = ..., error: _Optional[str] = ..., state_as_of: _Optional[float] = ..., info: _Optional[_Union[_agent_pb2.AgentInfo, _Mapping]] = ..., processes: _Optional[_Iterable[_Union[_agent_pb2.ProcessInfo, _Mapping]]] = ..., run_id: _Optional[str] = ..., sessions: _Optional[int] = ...) -> None: ...
+    partial: bool
+    def __init__(self, name: _Optional[str] = ..., reachable: _Optional[bool] = ..., error: _Optional[str] = ..., state_as_of: _Optional[float] = ..., info: _Optional[_Union[_agent_pb2.AgentInfo, _Mapping]] = ..., processes: _Optional[_Iterable[_Union[_agent_pb2.ProcessInfo, _Mapping]]] = ..., run_id: _Optional[str] = ..., sessions: _Optional[int] = ..., partial: _Optional[bool] = ...) -> None: ...
 
 class LiveStates(_message.Message):
     __slots__ = ("controller_id", "resync", "nodes", "dropped")
