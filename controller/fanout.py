@@ -56,7 +56,7 @@ def summary(nodes: Sequence[Outcome]) -> str:
             + (f"; failed: {', '.join(failed)}" if failed else ""))
 
 
-Check = Callable[[list[tuple[MemberRecord, list[ProcessView]]]], None]
+Check = Callable[[list[tuple[MemberRecord, Sequence[ProcessView]]]], None]
 
 
 async def control(fleet: Fleet, command: Command, *, default_timeout: float,

@@ -31,7 +31,7 @@ from fleetvisor.v1 import agent_pb2 as apb
 from fleetvisor.v1 import agent_pb2_grpc as apb_grpc
 
 from .backoff import Backoff
-from .processes import AgentCallFailed, ProcessResult
+from .processes import AgentCallFailed, ProcessList, ProcessResult
 
 # Ping an idle connection every 2 s and give up on it 3 s later: a cut link shows well
 # inside a node's lease TTL. The agent's server allows pings this frequent.
@@ -126,6 +126,7 @@ class NodeLink:
         # what changed in `processes`, for the peer streams that send only that (changed_since)
         self.serial = self._replaced = next(_serials)
         self._changed: dict[str, int] = {}  # namespec -> serial of its last change
+        self._ordered = ProcessList([]), self.serial  # see ordered()
 
     def _note(self, spec: str | None) -> None:
         """`processes` changed: process `spec` was set, or (None) processes were replaced or removed."""
@@ -299,6 +300,14 @@ class NodeLink:
         except grpc.aio.AioRpcError as exc:
             raise AgentCallFailed(rpc_reason(exc)) from None
         return list(listing.processes)
+
+    def ordered(self) -> ProcessList:
+        """The processes by namespec as the agent sent them: one list until one changes."""
+        ordered, serial = self._ordered
+        if serial != self.serial:
+            ordered = ProcessList([self.processes[spec] for spec in sorted(self.processes)])
+            self._ordered = ordered, self.serial
+        return ordered
 
     def snapshot(self, only: list[str] | None = None) -> list[apb.ProcessInfo]:
         """The processes (`only` these namespecs, if given) with RUNNING descriptions brought up to date."""

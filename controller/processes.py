@@ -54,6 +54,18 @@ class ProcessView(Protocol):
     def stop(self) -> float: ...
 
 
+class ProcessList(list["ProcessView"]):
+    """A node's processes in namespec order, as the core keeps them between two changes: the
+    same object until one of them changes, so that what a reader works out from them (a
+    summary's counts, `digest`) can be kept on the list and is dropped with it. Read only."""
+
+    __slots__ = ("digest",)
+
+    def __init__(self, processes: list[ProcessView]) -> None:
+        super().__init__(processes)
+        self.digest: object = None
+
+
 @dataclass(frozen=True)
 class ProcessResult:
     """One process's outcome of a start, stop, restart or signal."""

@@ -15,7 +15,7 @@ from enum import IntEnum
 
 from . import opmodel
 from .nodepolicy import same_revision
-from .processes import ProcessView, ProcState
+from .processes import ProcessList, ProcessView, ProcState
 from .views import NodeInfo, NodeProcesses
 
 UNHEALTHY = "UNHEALTHY"  # RUNNING with a failing health check: a summary category, not a process state
@@ -76,11 +76,11 @@ class GroupSummary:
     problems: int = 0  # processes counted as problems, or on a node that is down or unreachable
     states: dict[str, StateCount] = field(default_factory=dict)
 
-    def count(self, state: str, node: str) -> None:
+    def count(self, state: str, node: str, count: int = 1) -> None:
         entry = self.states.get(state)
         if entry is None:
             entry = self.states[state] = StateCount(state)
-        entry.count += 1
+        entry.count += count
         entry.nodes.add(node)
 
 
@@ -157,8 +157,78 @@ def operation_problem(op: opmodel.Operation, now: float) -> Problem | None:
     return Problem(Kind.OPERATION, subject=op.id, state=op.state.value, detail=detail, since=op.updated_at)
 
 
+@dataclass(frozen=True)
+class _GroupShare:
+    """One node's part of a group's counts."""
+
+    total: int = 0
+    running: int = 0
+    problems: int = 0
+    states: tuple[tuple[str, int], ...] = ()
+
+
+@dataclass(frozen=True)
+class _NodeShare:
+    """One node's part of a summary, worked out once per process list (processes.ProcessList)."""
+
+    current: bool
+    running: int
+    groups: tuple[tuple[str, _GroupShare], ...]
+    problems: tuple[Problem, ...]
+
+
+def _node_share(node: NodeInfo, processes: Sequence[ProcessView], current: bool) -> _NodeShare:
+    groups: dict[str, list[int]] = {}  # group -> [total, running, problems]
+    states: dict[str, dict[str, int]] = {}
+    problems = []
+    running = 0
+    for proc in processes:
+        name = proc.group
+        counts = groups.get(name)
+        if counts is None:
+            counts = groups[name] = [0, 0, 0]
+            states[name] = {}
+        counts[0] += 1
+        if not current:
+            counts[2] += 1
+            states[name][UNREACHABLE] = states[name].get(UNREACHABLE, 0) + 1
+            continue
+        if proc.state == _RUNNING:
+            running += 1
+            counts[1] += 1
+            if proc.health != _HEALTH_UNHEALTHY:
+                continue  # the common case, kept short: plain ints, no call
+        trouble = process_problem(proc)
+        if trouble:
+            counts[2] += 1
+            problems.append(Problem(Kind.PROCESS, node.name, proc.namespec, trouble,
+                                    proc.health_message if trouble == UNHEALTHY else proc.description,
+                                    proc.stop or proc.start))
+        if proc.state != ProcState.RUNNING or trouble:
+            state = trouble or proc.statename
+            states[name][state] = states[name].get(state, 0) + 1
+    return _NodeShare(current, running, tuple(
+        (name, _GroupShare(total, up, trouble, tuple(states[name].items())))
+        for name, (total, up, trouble) in groups.items()), tuple(problems))
+
+
+def _share_of(entry: NodeProcesses) -> _NodeShare:
+    """The node's share, kept on its process list while that list and the node's liveness stay."""
+    current = live(entry.node)
+    processes = entry.processes
+    kept = processes.digest if isinstance(processes, ProcessList) else None
+    if isinstance(kept, _NodeShare) and kept.current == current:
+        return kept
+    share = _node_share(entry.node, processes, current)
+    if isinstance(processes, ProcessList):
+        processes.digest = share
+    return share
+
+
 def summarize(nodes: Sequence[NodeProcesses], operations: Iterable[opmodel.Operation], now: float,
               limit: int = PROBLEM_LIMIT) -> FleetSummary:
+    """One pass over the nodes; a node's processes are looked at only when its list changed
+    (a big fleet's summary is mostly nodes where nothing did)."""
     summary = FleetSummary(nodes=len(nodes))
     groups: dict[str, GroupSummary] = {}
     problems: list[Problem] = []
@@ -168,30 +238,18 @@ def summarize(nodes: Sequence[NodeProcesses], operations: Iterable[opmodel.Opera
         summary.nodes_reachable += node.reachable
         summary.processes += len(entry.processes)
         problems += node_problems(node)
-        current = live(node)
-        for proc in entry.processes:
-            name = proc.group
+        share = _share_of(entry)
+        summary.running += share.running
+        problems += share.problems
+        for name, part in share.groups:
             group = groups.get(name)
             if group is None:
                 group = groups[name] = GroupSummary(name)
-            group.total += 1
-            if not current:
-                group.problems += 1
-                group.count(UNREACHABLE, node.name)
-                continue
-            if proc.state == _RUNNING:
-                summary.running += 1
-                group.running += 1
-                if proc.health != _HEALTH_UNHEALTHY:
-                    continue  # the common case, kept short: plain ints, no call
-            trouble = process_problem(proc)
-            if trouble:
-                group.problems += 1
-                problems.append(Problem(Kind.PROCESS, node.name, proc.namespec, trouble,
-                                        proc.health_message if trouble == UNHEALTHY else proc.description,
-                                        proc.stop or proc.start))
-            if proc.state != ProcState.RUNNING or trouble:
-                group.count(trouble or proc.statename, node.name)
+            group.total += part.total
+            group.running += part.running
+            group.problems += part.problems
+            for state, count in part.states:
+                group.count(state, node.name, count)
     for op in operations:
         if (problem := operation_problem(op, now)) is not None:
             problems.append(problem)

@@ -4,6 +4,7 @@ from the mirror (membership, configs) and the node links (live process state).""
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from . import records, selection
@@ -44,7 +45,7 @@ class NodeInfo:
 @dataclass(frozen=True)
 class NodeProcesses:
     node: NodeInfo
-    processes: list[ProcessView]
+    processes: Sequence[ProcessView]
 
 
 @dataclass(frozen=True)
@@ -111,7 +112,7 @@ class Views:
             pinned=override.pinned, pinned_by=override.pinned_by, cluster_id=member.cluster_id)
 
     def pick(self, patterns: list[str], labels: dict[str, str], *,
-             described: bool = True) -> list[tuple[MemberRecord, list[ProcessView]]]:
+             described: bool = True) -> list[tuple[MemberRecord, Sequence[ProcessView]]]:
         """The nodes and processes that patterns and labels select. An exact node name that is not
         a member, or a process pattern that matches nothing on any node that has data, is NotFound.
         Without `described`, RUNNING processes keep the description the agent sent (a summary
@@ -133,11 +134,10 @@ class Views:
             if not hits:
                 continue
             link = self.links.get(name)
-            found = (link.snapshot() if described else link.processes.values()) if link else ()
-            procs: list[ProcessView] = []
-            if all(parsed[i].spec == "*" for i in hits):  # the whole node: no process to match
-                procs = list(found)
-            else:
+            found: Sequence[ProcessView] = (link.snapshot() if described else link.ordered()) if link else []
+            procs: Sequence[ProcessView] = found  # undescribed: the link's list, which a summary keeps counts on
+            if not all(parsed[i].spec == "*" for i in hits):  # not the whole node: match each process
+                procs = []
                 for proc in found:
                     wanted = [i for i in hits if parsed[i].matches_process(proc.group, proc.name)]
                     for i in wanted:
@@ -148,7 +148,7 @@ class Views:
             if any(parsed[i].spec == "*" for i in hits) or not has_data:
                 for i in hits:
                     matched[i] = matched[i] or parsed[i].spec == "*" or not has_data
-            chosen.append((member, sorted(procs, key=lambda p: p.namespec)))
+            chosen.append((member, sorted(procs, key=lambda p: p.namespec) if described else procs))
         for i, p in enumerate(parsed):
             if not matched[i] and p.spec != "*":
                 raise NotFound(f"no such process: {patterns[i]}")

@@ -289,7 +289,7 @@ class FleetSupervisor:
         args: dict[str, object] = {"patterns": patterns, "signal": signal, "via": f"xmlrpc {method}"}
         targets: dict[str, Sequence[ProcessView]] = {}
 
-        def check(picked: list[tuple[MemberRecord, list[ProcessView]]]) -> None:
+        def check(picked: list[tuple[MemberRecord, Sequence[ProcessView]]]) -> None:
             self._checks.control(self._who, picked)
             targets.update((m.name, procs) for m, procs in picked)
         command = fanout.Command(action=action, patterns=patterns, signal=signal, wait=wait)

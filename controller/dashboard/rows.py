@@ -15,7 +15,7 @@ node for grants that cover whole nodes and per process only where a grant names 
 from __future__ import annotations
 
 import operator
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -156,7 +156,7 @@ class RowCache:
         self.nodes, self.rebuilt = fresh, rebuilt
         yield model
 
-    def _node(self, n: NodeInfo, procs: list[Any], mode: str, had: NodeRows | None,
+    def _node(self, n: NodeInfo, procs: Sequence[Any], mode: str, had: NodeRows | None,
               rebuilt: list[str]) -> tuple[NodeRows, int]:
         """A node's rows, reusing those of records that did not change; how many were built."""
         assert self.scope is not None

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from fleetvisor.controller import summary
 from fleetvisor.controller.opmodel import Batch, Operation, OpState, Spec, Step
 from fleetvisor.controller.opmodel import Kind as OpKind
+from fleetvisor.controller.processes import ProcessList
 from fleetvisor.controller.service import summary_message
 from fleetvisor.controller.views import NodeInfo, NodeProcesses
 from fleetvisor.v1 import agent_pb2 as apb
@@ -151,3 +154,21 @@ def test_counts_add_up_whatever_the_fleet(fleet, limit):
     flagged = sorted(g.group for g in got.groups if g.problems)
     calm = sorted(g.group for g in got.groups if not g.problems)
     assert [g.group for g in got.groups] == flagged + calm
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(nodes, max_size=12, unique_by=lambda n: n.node.name), st.lists(st.booleans(), min_size=12, max_size=12))
+def test_counts_kept_on_a_process_list_are_those_worked_out_anew(fleet, flips):
+    """A node's counts are kept on its process list (processes.ProcessList, the same object
+    until a process changes): summaries from kept counts, also after the node's liveness
+    changed, equal those from plain lists."""
+    kept = [NodeProcesses(n.node, ProcessList(n.processes)) for n in fleet]
+
+    def message(entries):
+        return summary_message(summary.summarize(entries, [], NOW))
+
+    assert message(kept) == message(fleet)
+    assert message(kept) == message(fleet), "again, from the kept counts"
+    moved = [replace(n.node, reachable=not n.node.reachable) if flip else n.node for n, flip in zip(fleet, flips)]
+    assert message([NodeProcesses(m, n.processes) for m, n in zip(moved, kept)]) == \
+        message([NodeProcesses(m, n.processes) for m, n in zip(moved, fleet)])
