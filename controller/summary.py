@@ -12,6 +12,7 @@ import heapq
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from enum import IntEnum
+from typing import Any
 
 from . import opmodel
 from .nodepolicy import same_revision
@@ -157,14 +158,8 @@ def operation_problem(op: opmodel.Operation, now: float) -> Problem | None:
     return Problem(Kind.OPERATION, subject=op.id, state=op.state.value, detail=detail, since=op.updated_at)
 
 
-@dataclass(frozen=True)
-class _GroupShare:
-    """One node's part of a group's counts."""
-
-    total: int = 0
-    running: int = 0
-    problems: int = 0
-    states: tuple[tuple[str, int], ...] = ()
+# A node's part of one group's counts: (group, total, running, problems, ((state, count), ...)).
+_GroupShare = tuple[str, int, int, int, tuple[tuple[str, int], ...]]
 
 
 @dataclass(frozen=True)
@@ -173,26 +168,21 @@ class _NodeShare:
 
     current: bool
     running: int
-    groups: tuple[tuple[str, _GroupShare], ...]
+    groups: tuple[_GroupShare, ...]
     problems: tuple[Problem, ...]
 
 
 def _node_share(node: NodeInfo, processes: Sequence[ProcessView], current: bool) -> _NodeShare:
-    groups: dict[str, list[int]] = {}  # group -> [total, running, problems]
-    states: dict[str, dict[str, int]] = {}
+    groups: dict[str, list[Any]] = {}  # group -> [total, running, problems, {state: count} or None]
     problems = []
     running = 0
     for proc in processes:
-        name = proc.group
-        counts = groups.get(name)
+        counts = groups.get(proc.group)
         if counts is None:
-            counts = groups[name] = [0, 0, 0]
-            states[name] = {}
+            counts = groups[proc.group] = [0, 0, 0, None]
         counts[0] += 1
         if not current:
-            counts[2] += 1
-            states[name][UNREACHABLE] = states[name].get(UNREACHABLE, 0) + 1
-            continue
+            continue  # all of them UNREACHABLE, below
         if proc.state == _RUNNING:
             running += 1
             counts[1] += 1
@@ -206,10 +196,14 @@ def _node_share(node: NodeInfo, processes: Sequence[ProcessView], current: bool)
                                     proc.stop or proc.start))
         if proc.state != ProcState.RUNNING or trouble:
             state = trouble or proc.statename
-            states[name][state] = states[name].get(state, 0) + 1
-    return _NodeShare(current, running, tuple(
-        (name, _GroupShare(total, up, trouble, tuple(states[name].items())))
-        for name, (total, up, trouble) in groups.items()), tuple(problems))
+            states = counts[3] = counts[3] or {}
+            states[state] = states.get(state, 0) + 1
+    if not current:
+        return _NodeShare(False, 0, tuple((name, total, 0, total, ((UNREACHABLE, total),))
+                                          for name, (total, *_) in groups.items()), ())
+    return _NodeShare(True, running, tuple((name, total, up, trouble, tuple(states.items()) if states else ())
+                                           for name, (total, up, trouble, states) in groups.items()),
+                      tuple(problems))
 
 
 def _share_of(entry: NodeProcesses) -> _NodeShare:
@@ -241,14 +235,14 @@ def summarize(nodes: Sequence[NodeProcesses], operations: Iterable[opmodel.Opera
         share = _share_of(entry)
         summary.running += share.running
         problems += share.problems
-        for name, part in share.groups:
+        for name, total, running, trouble, states in share.groups:
             group = groups.get(name)
             if group is None:
                 group = groups[name] = GroupSummary(name)
-            group.total += part.total
-            group.running += part.running
-            group.problems += part.problems
-            for state, count in part.states:
+            group.total += total
+            group.running += running
+            group.problems += trouble
+            for state, count in states:
                 group.count(state, node.name, count)
     for op in operations:
         if (problem := operation_problem(op, now)) is not None:
