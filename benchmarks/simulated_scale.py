@@ -214,7 +214,7 @@ def propagation(fleet: SimFleet, stub: pb_grpc.ControllerServiceStub, generation
     def applied() -> bool:
         nodes = stub.ConfigStatus(pb.ConfigStatusRequest(), timeout=60).nodes
         return len(nodes) == fleet.setup.nodes and all(n.applied_revision == want for n in nodes)
-    until(applied, 120, f"{want} applied on every node", gap=0.2)
+    until(applied, 120, f"{want} applied on every node", gap=0.2 if fleet.setup.nodes <= 1000 else 0.5)
     return round(time.monotonic() - began, 2)
 
 

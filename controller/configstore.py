@@ -26,6 +26,7 @@ from .records import (
 from .store import Put, Store
 
 log = logging.getLogger("fleetvisor.controller")
+_TOP_ASSIGNMENTS, _TOP_CONFIGS = records.ASSIGNMENTS.rstrip("/"), records.CONFIGS.rstrip("/")
 
 # Plans a rollout: (target nodes, new revision, previous revision) -> the operation to store
 RolloutPlanner = Callable[[list[str], int, int], opmodel.Operation]
@@ -55,12 +56,21 @@ class ConfigStore:
         self.store = store
         self.membership = membership
         self._reconciles = records.Decoded(ReconcileRecord)
+        self._current: tuple[tuple[int, ...], dict[str, Current]] = ((), {})  # see current_configs
 
     # -- reading ---------------------------------------------------------------------------------
 
+    def generation(self) -> tuple[int, ...]:
+        """Stays the same while no config, revision or assignment changes."""
+        return self.store.mirror.generation(_TOP_ASSIGNMENTS, _TOP_CONFIGS)
+
     def current_configs(self) -> dict[str, Current]:
-        return configs.current_configs({**self.store.items(records.ASSIGNMENTS),
-                                        **self.store.items(records.CONFIGS)})
+        """Each config's current revision; one dict (read only) until a config or assignment changes."""
+        generation = self.generation()
+        if self._current[0] != generation:
+            self._current = generation, configs.current_configs({**self.store.items(records.ASSIGNMENTS),
+                                                                 **self.store.items(records.CONFIGS)})
+        return self._current[1]
 
     def desired(self, member: MemberRecord, current: dict[str, Current] | None = None) -> Desired:
         return configs.desired_for(member, (self.current_configs() if current is None else current).values())

@@ -24,6 +24,7 @@ from .registrations import RegistrationLease, SilenceWatch
 from .store import Put, Store
 
 log = logging.getLogger("fleetvisor.controller")
+_TOP_MEMBERS = records.MEMBERS.rstrip("/")
 
 
 @dataclass(frozen=True)
@@ -64,6 +65,7 @@ class Membership:
         self._applied_here: dict[str, str] = {}  # see applied()
         self._pushed_here: set[str] = set()  # see local()
         self._decoded: dict[str, tuple[bytes | None, MemberRecord]] = {}  # see _decode()
+        self._members: tuple[tuple[int, ...], dict[str, MemberRecord]] = ((), {})  # see members()
         self._address_of: dict[str, str] = {}  # member -> its address, and the reverse: see _place()
         self._by_address: dict[str, set[str]] = {}
         self._indexed = False
@@ -134,7 +136,14 @@ class Membership:
     # -- reading ---------------------------------------------------------------------------------
 
     def members(self) -> dict[str, MemberRecord]:
-        """Every member, decoded once per value (see member())."""
+        """Every member, by name, decoded once per value (see member()); worked out again only
+        after a member record changed (a status of thousands of nodes reads them each call)."""
+        generation = self.store.mirror.generation(_TOP_MEMBERS)
+        if self._members[0] != generation:
+            self._members = generation, self._read_members()
+        return dict(self._members[1])
+
+    def _read_members(self) -> dict[str, MemberRecord]:
         result = {}
         for key, raw in self.store.items(records.MEMBERS).items():
             name = key[len(records.MEMBERS):]

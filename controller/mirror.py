@@ -86,6 +86,8 @@ class Mirror:
         self.lost_at = 0.0
         self.last_error = ""
         self.reloads = 0  # full re-reads after compaction or a rewound etcd (not the first load)
+        self._epoch = 0  # counts whole copies loaded (see generation)
+        self._generations: dict[str, int] = {}  # a key's first path element -> changes under it
         self.on_connection: list[Callable[[], None]] = []  # called when `connected` changes
 
     # -- reading -------------------------------------------------------------------------------
@@ -103,6 +105,11 @@ class Mirror:
                 break
             found[key] = self._data[key]
         return found
+
+    def generation(self, *tops: str) -> tuple[int, ...]:
+        """A value that stays the same while no key under the top-level folders `tops` (such as
+        "members") changes: a reader may keep what it worked out from them until it moves."""
+        return self._epoch, *(self._generations.get(top, 0) for top in tops)
 
     def subscribe(self, callback: Subscriber) -> Callable[[], None]:
         """Call `callback(changes)` after each update; returns a function that unsubscribes."""
@@ -220,6 +227,8 @@ class Mirror:
             if event.kv.mod_revision <= self.revision:
                 continue  # already applied (never expected: we resume at revision + 1)
             key = self._relative(event.kv.key)
+            top = key.partition("/")[0]
+            self._generations[top] = self._generations.get(top, 0) + 1
             if event.type == rpc.Event.PUT:
                 if key not in self._data:
                     bisect.insort(self._keys, key)
@@ -263,6 +272,7 @@ class Mirror:
     def _replace(self, data: dict[str, bytes]) -> None:
         self._data = data
         self._keys = sorted(data)
+        self._epoch += 1
 
     def _relative(self, key: bytes) -> str:
         return key[len(self._start):].decode("utf-8", "surrogateescape")

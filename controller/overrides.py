@@ -39,6 +39,13 @@ async def ensure_cluster_id(store: Store, controller_id: str) -> str:
     return found.id
 
 
+def held_reason(node: str, override: OverrideRecord, foreign: str) -> str:
+    """Overrides.held, from the node's override record and why it is foreign."""
+    if override.pinned:
+        return f"{node} is pinned: unpin it first (fleetctl nodes unpin {node})"
+    return f"{node} is foreign ({foreign}): adopt it first (fleetctl nodes adopt {node})" if foreign else ""
+
+
 class Overrides:
     def __init__(self, store: Store, membership: Membership, cluster_id: str = "") -> None:
         self.store = store
@@ -76,10 +83,7 @@ class Overrides:
         if member is None:
             return ""
         override = self.record(node)
-        if override.pinned:
-            return f"{node} is pinned: unpin it first (fleetctl nodes unpin {node})"
-        foreign = self.foreign(member, override)
-        return f"{node} is foreign ({foreign}): adopt it first (fleetctl nodes adopt {node})" if foreign else ""
+        return held_reason(node, override, "" if override.pinned else self.foreign(member, override))
 
     async def update(self, node: str, **fields: object) -> OverrideRecord:
         key = records.override_key(node)

@@ -15,9 +15,9 @@ from .livestate import NodeLinks
 from .membership import Membership
 from .mirror import Mirror
 from .nodepolicy import same_revision
-from .overrides import Overrides
+from .overrides import Overrides, held_reason
 from .processes import ProcessView
-from .records import MemberRecord
+from .records import MemberRecord, OverrideRecord, ReconcileRecord
 
 
 @dataclass(frozen=True)
@@ -81,6 +81,18 @@ class NodeConfigStatus:
     held: str = ""  # why nothing is pushed to the node (pinned, foreign); "" when it is reconciled
 
 
+@dataclass(frozen=True)
+class _Facts:
+    inputs: tuple[object, ...]  # the records and values they were worked out from
+    desired: str
+    applied: str
+    refusal: str  # the last push's error while the node is not as desired
+    foreign: str
+    local: bool
+    override: OverrideRecord
+    reconcile: ReconcileRecord
+
+
 class Views:
     def __init__(self, membership: Membership, configs: ConfigStore, links: NodeLinks, controller_id: str,
                  overrides: Overrides, mirror: Mirror | None = None) -> None:
@@ -90,26 +102,47 @@ class Views:
         self.configs = configs
         self.links = links
         self.controller_id = controller_id
+        self._kept: dict[str, _Facts] = {}  # see _facts
+
+    def _facts(self, member: MemberRecord, current: dict[str, Current]) -> _Facts:
+        """What node_info works out from the node's records, kept while they stay the same (a
+        status of thousands of nodes would otherwise work it all out for each, each call)."""
+        name = member.name
+        reconcile = self.configs.reconcile_record(name)
+        override = self.overrides.record(name)
+        applied = self.membership.applied(member)
+        local = self.membership.local(member)
+        inputs = (member, self.configs.generation(), reconcile, override, applied, local, self.overrides.cluster_id)
+        kept = self._kept.get(name)
+        if kept is not None and kept.inputs == inputs:
+            return kept
+        desired = self.configs.desired(member, current).revision
+        refusal = ""
+        if reconcile.last_error and not same_revision(desired, applied):
+            refusal = reconcile.last_error if reconcile.refused else f"config not applied: {reconcile.last_error}"
+        facts = self._kept[name] = _Facts(inputs, desired, applied, refusal, self.overrides.foreign(member, override),
+                                          local, override, reconcile)
+        return facts
 
     def node_info(self, member: MemberRecord, current: dict[str, Current]) -> NodeInfo:
+        facts = self._facts(member, current)
         link = self.links.get(member.name)
         reachable = bool(link and link.reachable)
-        error = link.error if link and not reachable else ""
-        reconcile = self.configs.reconcile_record(member.name)
-        desired = self.configs.desired(member, current).revision
-        applied = self.membership.applied(member)
-        if not error and reconcile.last_error and not same_revision(desired, applied):
-            error = reconcile.last_error if reconcile.refused else f"config not applied: {reconcile.last_error}"
-        override = self.overrides.record(member.name)
         return NodeInfo(
             name=member.name, address=member.address, labels=member.labels, agent_version=member.agent_version,
             up=self.membership.is_up(member.name), reachable=reachable,
             last_heartbeat=self.membership.last_alive(member.name),
             state_as_of=time.time() if reachable else (link.state_as_of if link else 0),
-            applied_revision=applied, desired_revision=desired, error=error,
-            started_at=member.started_at, edited_by_hand=member.edited_by_hand,
-            foreign=self.overrides.foreign(member, override), local_revision=self.membership.local(member),
-            pinned=override.pinned, pinned_by=override.pinned_by, cluster_id=member.cluster_id)
+            applied_revision=facts.applied, desired_revision=facts.desired,
+            error=link.error if link and not reachable else facts.refusal,
+            started_at=member.started_at, edited_by_hand=member.edited_by_hand, foreign=facts.foreign,
+            local_revision=facts.local, pinned=facts.override.pinned, pinned_by=facts.override.pinned_by,
+            cluster_id=member.cluster_id)
+
+    def _forget_gone(self, members: dict[str, MemberRecord]) -> None:
+        """Drop what is kept for nodes that are members no more."""
+        if len(self._kept) > len(members):
+            self._kept = {name: facts for name, facts in self._kept.items() if name in members}
 
     def pick(self, patterns: list[str], labels: dict[str, str], *,
              described: bool = True) -> list[tuple[MemberRecord, Sequence[ProcessView]]]:
@@ -122,6 +155,7 @@ class Views:
         except selection.SelectionError as exc:
             raise NotFound(str(exc)) from None
         members = self.membership.members()
+        self._forget_gone(members)
         for p in parsed:
             if p.exact_node and p.node not in members:
                 raise NotFound(f"no such node: {p.node}")
@@ -173,15 +207,16 @@ class Views:
     def config_status(self) -> list[NodeConfigStatus]:
         current = self.configs.current_configs()
         result = []
-        for name, member in self.membership.members().items():
-            desired = self.configs.desired(member, current).revision
-            applied = self.membership.applied(member)
-            rec = self.configs.reconcile_record(name)
-            in_sync = same_revision(desired, applied)
+        members = self.membership.members()
+        self._forget_gone(members)
+        for name, member in members.items():
+            facts = self._facts(member, current)
+            rec = facts.reconcile
+            in_sync = same_revision(facts.desired, facts.applied)
             result.append(NodeConfigStatus(
-                node=name, desired_revision=desired, applied_revision=applied, in_sync=in_sync,
+                node=name, desired_revision=facts.desired, applied_revision=facts.applied, in_sync=in_sync,
                 last_error="" if in_sync else rec.last_error, last_attempt=rec.last_attempt,
                 attempts=0 if in_sync else rec.attempts, edited_by_hand=member.edited_by_hand,
                 up=self.membership.is_up(name), refused={} if in_sync else rec.refused,
-                held=self.overrides.held(name)))
+                held=held_reason(name, facts.override, facts.foreign)))
         return result

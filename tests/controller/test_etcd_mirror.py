@@ -50,10 +50,13 @@ def test_mirror_loads_then_follows_puts_deletes_and_transactions(etcd: EtcdServe
             assert mirror.get("nodes/a") == b"A" and mirror.get("nodes/zz") is None
             assert rec.batches == []  # the initial load is read with items(), not replayed
 
+            nodes, configs = mirror.generation("nodes"), mirror.generation("configs")
             put = await client.put(f"{P}nodes/c".encode(), b"C")
             await mirror.wait_revision(put.header.revision, timeout=5)
             assert mirror.get("nodes/c") == b"C"  # a writer reads its own write
             assert mirror.revision == put.header.revision
+            assert mirror.generation("nodes") != nodes, "a change under nodes/ moves its generation"
+            assert mirror.generation("configs") == configs, "and no other folder's"
 
             deleted = await client.delete(f"{P}nodes/a".encode())
             await mirror.wait_revision(deleted.header.revision, timeout=5)
@@ -185,6 +188,7 @@ def test_mirror_reloads_after_compaction_and_reports_the_difference(etcd: EtcdSe
         rec = Recorder(mirror)
         try:
             await mirror.start()
+            loaded = mirror.generation("keep")
             etcd.restart()
             # While the mirror is cut off: changes, then compaction removes their history.
             etcd.put(f"{P}change".encode(), b"2")
@@ -199,6 +203,7 @@ def test_mirror_reloads_after_compaction_and_reports_the_difference(etcd: EtcdSe
             assert sorted((c.key, c.value) for c in rec.changes) == [("change", b"2"), ("drop", None),
                                                                      ("new", b"3")]
             assert all(c.revision == mirror.revision for c in rec.changes)
+            assert mirror.generation("keep") != loaded, "a reload moves every folder's generation"
 
             rev = (await client.put(f"{P}later".encode(), b"4")).header.revision
             await mirror.wait_revision(rev, 5)  # and it keeps following afterwards
