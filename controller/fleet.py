@@ -45,11 +45,13 @@ class Share:
 
 class Fleet:
     def __init__(self, client: aetcd.Client, mirror: Mirror, controller_id: str, *, node_ttl: int,
-                 tls: TlsMaterial | None, advertise: str = "", controller_ttl: float = 0) -> None:
-        """`controller_ttl`: how long a dead controller's share stays its own (at most `node_ttl`)."""
+                 tls: TlsMaterial | None, advertise: str = "", controller_ttl: float = 0,
+                 max_heartbeat_rate: float = 0) -> None:
+        """`controller_ttl`: how long a dead controller's share stays its own (at most `node_ttl`);
+        `max_heartbeat_rate`: see Membership."""
         self.id = controller_id
         self.store = Store(client, mirror)
-        self.membership = Membership(self.store, controller_id, node_ttl)
+        self.membership = Membership(self.store, controller_id, node_ttl, max_heartbeat_rate)
         self.configs = ConfigStore(self.store, self.membership)
         self.overrides = Overrides(self.store, self.membership)
         self.roster = Roster(self.store, controller_id, advertise, min(controller_ttl or node_ttl, node_ttl))

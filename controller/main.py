@@ -68,6 +68,7 @@ from .operations import Operations
 from .peerservice import PeerServicer
 from .reconcile import MAX_PUSH_CONCURRENCY, PUSH_CONCURRENCY, Reconciler
 from .records import LEADER, prefix_of
+from .registrations import MAX_HEARTBEAT_RATE
 from .service import ControllerServicer, register
 from .serving import report_serving
 from .unreadable import Unreadable
@@ -132,6 +133,10 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
                         "runs the controller; pass the same DIR every time)")
     p.add_argument("--node-ttl", type=int, default=10, metavar="SECONDS",
                    help="a node is down this long after its last heartbeat (default %(default)s)")
+    p.add_argument("--max-heartbeat-rate", type=float, default=MAX_HEARTBEAT_RATE, metavar="N",
+                   help="heartbeats a second this controller asks for at most: past N x TTL/3 nodes it tells them to "
+                        "heartbeat less often, and a silent node is down after three of their intervals "
+                        "(0: no bound; default %(default)s)")
     p.add_argument("--leader-ttl", type=int, default=5, metavar="SECONDS",
                    help="another controller leads, and the others follow a dead controller's share of the agents, "
                         "this long after it dies (at most --node-ttl; default %(default)s)")
@@ -183,6 +188,8 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         p.error(f"--push-concurrency must be 1 to {MAX_PUSH_CONCURRENCY}")
     if args.node_ttl < 2 or args.leader_ttl < 2:
         p.error("--node-ttl and --leader-ttl must be at least 2 seconds")
+    if not 0 <= args.max_heartbeat_rate <= 1e6:  # NaN fails too
+        p.error("--max-heartbeat-rate must be 0 (no bound) or a positive number of heartbeats a second")
     if args.compact_interval < 0 or args.compact_retention < 1:
         p.error("--compact-interval must be 0 or more seconds and --compact-retention at least 1 revision")
     if args.metrics_insecure and not args.metrics_listen:
@@ -305,7 +312,7 @@ async def run(args: argparse.Namespace) -> None:
         closers.append(mirror.close)
         # a dead controller's share is taken over when its lease expires: as soon as a new leader leads
         fleet = Fleet(client, mirror, controller_id, node_ttl=args.node_ttl, tls=tls, advertise=advertise,
-                      controller_ttl=args.leader_ttl)
+                      controller_ttl=args.leader_ttl, max_heartbeat_rate=args.max_heartbeat_rate)
         cluster_id = await fleet.identify()
         closers.append(fleet.close)
         await fleet.start()
@@ -330,7 +337,7 @@ async def run(args: argparse.Namespace) -> None:
         # resigning revokes our lease: pointless (and a wait for a timeout) without an etcd
         closers.append(lambda: election.close(resign=embedded is None or embedded.running))
         closers.append(leadership.close)
-        servicer = ControllerServicer(fleet, leadership, operations, node_ttl=args.node_ttl,
+        servicer = ControllerServicer(fleet, leadership, operations,
                                       command_timeout=args.command_timeout, acl=acl, refusals=refusals)
         register(server, servicer)
         peer_servicer = PeerServicer(fleet.links, controller_id)

@@ -20,7 +20,7 @@ from . import audit, records
 from .errors import InvalidArgument
 from .mirror import Change
 from .records import MemberRecord, NodeRecord, decode, encode
-from .registrations import RegistrationLease, SilenceWatch
+from .registrations import RegistrationLease, SilenceWatch, pace
 from .store import Put, Store
 
 log = logging.getLogger("fleetvisor.controller")
@@ -55,12 +55,16 @@ def dial_address(announced: str, peer_host: str) -> str:
 
 
 class Membership:
-    def __init__(self, store: Store, controller_id: str, node_ttl: int) -> None:
+    def __init__(self, store: Store, controller_id: str, node_ttl: int, max_heartbeat_rate: float = 0) -> None:
+        """`max_heartbeat_rate`: heartbeats a second this controller asks for at most (0: no
+        bound); past it, the nodes are told to heartbeat less often (registrations.pace)."""
         self.store = store
         self.controller_id = controller_id
         self.node_ttl = node_ttl
+        self.max_heartbeat_rate = max_heartbeat_rate
         self.lease = RegistrationLease(store.client, node_ttl)
         self._heard: dict[str, float] = {}  # heartbeats this controller recorded, by node
+        self._told: dict[str, float] = {}  # the TTL told to each node registered here (see pace)
         self._gone: dict[str, float] = {}  # for nodes whose key expired: about when they were last heard
         self._applied_here: dict[str, str] = {}  # see applied()
         self._pushed_here: set[str] = set()  # see local()
@@ -69,8 +73,7 @@ class Membership:
         self._address_of: dict[str, str] = {}  # member -> its address, and the reverse: see _place()
         self._by_address: dict[str, set[str]] = {}
         self._indexed = False
-        self._silence = SilenceWatch(store, controller_id, node_ttl, lambda name: self._heard.get(name, 0.0),
-                                     self.lease)
+        self._silence = SilenceWatch(store, controller_id, self._due, self.lease)
 
     async def close(self) -> None:
         await self._silence.close()
@@ -84,9 +87,13 @@ class Membership:
             if change.key.startswith(records.NODES):
                 name = change.key[len(records.NODES):]
                 if change.value is None:  # the lease expired: its last renewal was about a TTL ago
-                    self._gone[name] = max(self._heard.get(name, 0.0), time.time() - self.node_ttl)
+                    self._gone[name] = max(self._heard.get(name, 0.0), time.time() - self.ttl_of(name))
+                    self._told.pop(name, None)
                 else:
                     self._gone.pop(name, None)
+                    record = decode(NodeRecord, change.value)
+                    if record is None or record.controller_id != self.controller_id:
+                        self._told.pop(name, None)  # it heartbeats to another controller now
             elif change.key.startswith(records.MEMBERS):  # the node's own word replaces ours
                 name = change.key[len(records.MEMBERS):]
                 self._applied_here.pop(name, None)
@@ -94,6 +101,7 @@ class Membership:
                 if change.value is None:  # forgotten (admin.py): nothing of it stays here
                     self._heard.pop(name, None)
                     self._gone.pop(name, None)
+                    self._told.pop(name, None)
                 member = self._decode(name, change.value) if change.value is not None else None
                 # a heartbeat's new applied revision rewrites the record too: during a push that is
                 # every node, and re-sharing the links for each was O(nodes) per node
@@ -188,7 +196,16 @@ class Membership:
         """Registered and heard from within the TTL. The key alone is not enough: while etcd is
         away nothing expires the lease, and this controller's copy keeps the key."""
         now = time.time() if now is None else now
-        return self._registered(name) and now - self.last_alive(name, now) <= self.node_ttl
+        return self._registered(name) and now - self.last_alive(name, now) <= self.ttl_of(name)
+
+    def ttl_of(self, name: str) -> float:
+        """The TTL the node was told, if it heartbeats here; else the node TTL."""
+        return self._told.get(name, self.node_ttl)
+
+    def _due(self, name: str) -> tuple[float, float]:
+        """When the node registered here is silent for its TTL, and that TTL (registrations.py)."""
+        ttl = self.ttl_of(name)
+        return self._heard.get(name, 0.0) + ttl, ttl
 
     def _registered(self, name: str) -> bool:
         """Whether the node's lease-bound key is in this controller's copy (its value unread)."""
@@ -217,10 +234,10 @@ class Membership:
 
     # -- heartbeats ------------------------------------------------------------------------------
 
-    async def heartbeat(self, beat: Heartbeat, peer_host: str, who: str = "") -> None:
+    async def heartbeat(self, beat: Heartbeat, peer_host: str, who: str = "") -> tuple[float, float]:
         """Record the node (members/) and its registration here (nodes/), each only if it changed,
-        and the time. A new address of a known node, or one another live node uses, is logged and
-        audited."""
+        and the time; return the heartbeat interval and TTL to tell it (registrations.pace). A new
+        address of a known node, or one another live node uses, is logged and audited."""
         name = beat.node
         old = self.member(name)
         address = dial_address(beat.address, peer_host)
@@ -249,7 +266,10 @@ class Membership:
         if puts:
             await self.store.compare_and_put(puts, visible=False)
         self._heard[name] = now = time.time()
-        self._silence.note(name, now)
+        interval, ttl = pace(len(self._told) + (name not in self._told), self.node_ttl, self.max_heartbeat_rate)
+        self._told[name] = ttl
+        self._silence.note(name, now + ttl)
+        return interval, ttl
 
     async def _note_address(self, name: str, old: str, new: str, who: str) -> None:
         notes = []

@@ -25,6 +25,10 @@ from .store import Store
 log = logging.getLogger("fleetvisor.controller")
 
 RETRY = 1.0  # seconds before trying again to delete a silent node's registration etcd refused
+# Heartbeats a second a controller asks for at most, by default (--max-heartbeat-rate): at 1000
+# nodes with the default TTL, one a node every 3.3 s. A heartbeat costs a controller about a
+# millisecond of its loop, so unbounded, 5000 nodes' heartbeats were most of it.
+MAX_HEARTBEAT_RATE = 300.0
 
 
 class RegistrationLease:
@@ -68,24 +72,33 @@ class RegistrationLease:
             await asyncio.gather(self._keeper, return_exceptions=True)
 
 
+def pace(nodes: int, node_ttl: float, max_rate: float) -> tuple[float, float]:
+    """The heartbeat interval and the TTL to tell the `nodes` that heartbeat to a controller: a
+    third of the node TTL, and the TTL; past `max_rate` heartbeats a second, both stretched so
+    that the nodes stay under it (as Nomad scales its heartbeat TTL with the cluster): a
+    controller of thousands of nodes spends its loop on them, not on heartbeats."""
+    interval = max(node_ttl / 3, nodes / max_rate if max_rate > 0 else 0.0)
+    return interval, 3 * interval
+
+
 class SilenceWatch:
     """Deletes the registration of a node that heartbeats here once it has been silent for the
-    TTL: a heap of deadlines, and one task that sleeps until the earliest."""
+    TTL it was told: a heap of deadlines, and one task that sleeps until the earliest."""
 
-    def __init__(self, store: Store, controller_id: str, ttl: int, heard: Callable[[str], float],
+    def __init__(self, store: Store, controller_id: str, due: Callable[[str], tuple[float, float]],
                  lease: RegistrationLease) -> None:
+        """`due(name)`: the node's current deadline (0: none) and the TTL it was told."""
         self.store = store
         self.controller_id = controller_id
-        self.ttl = ttl
-        self.heard = heard
+        self.due = due
         self.lease = lease
         self._deadlines: list[tuple[float, str]] = []
         self._added = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
-    def note(self, name: str, at: float) -> None:
-        """A heartbeat of `name` at `at`: its deadline moves on (older entries are skipped)."""
-        heapq.heappush(self._deadlines, (at + self.ttl, name))
+    def note(self, name: str, deadline: float) -> None:
+        """A heartbeat of `name`: its deadline moves on (older entries are skipped)."""
+        heapq.heappush(self._deadlines, (deadline, name))
         self._added.set()
         if self._task is None:
             self._task = asyncio.create_task(self._run(), name="silent nodes' registrations")
@@ -98,15 +111,16 @@ class SilenceWatch:
                 continue
             when, name = self._deadlines[0]
             wait = when - time.time()
-            if wait > 0:  # deadlines only come later than those already here: no need to wake early
-                await asyncio.sleep(wait)
+            if wait > 0:  # a shorter TTL told meanwhile (fewer nodes) may come due sooner: look again in 1 s
+                await asyncio.sleep(min(wait, 1.0))
                 continue
             heapq.heappop(self._deadlines)
-            if self.heard(name) + self.ttl > when:
+            deadline, ttl = self.due(name)
+            if deadline > when:
                 continue  # heard since: a later deadline is in the heap
-            await self._expire(name)
+            await self._expire(name, ttl)
 
-    async def _expire(self, name: str) -> None:
+    async def _expire(self, name: str, ttl: float) -> None:
         key = node_key(name)
         raw = self.store.get(key)
         record = decode(NodeRecord, raw)
@@ -114,7 +128,7 @@ class SilenceWatch:
             return  # gone already, or registered by another controller (the node moved)
         try:
             if await self.store.compare_and_put([], {key: raw}, deletes=[key], visible=False):
-                log.info("node %s is silent for %ds: its registration is removed", name, self.ttl)
+                log.info("node %s is silent for %ds: its registration is removed", name, ttl)
         except Exception as exc:  # etcd away: again shortly (if the lease expires first, etcd did it)
             log.debug("registration of silent node %s not removed yet: %s", name, exc)
             heapq.heappush(self._deadlines, (time.time() + RETRY, name))

@@ -142,12 +142,11 @@ def register(server: grpc.aio.Server, servicer: ControllerServicer) -> None:
 
 
 class ControllerServicer(pb_grpc.ControllerServiceServicer):
-    def __init__(self, fleet: Fleet, leadership: Leadership, operations: Operations, *, node_ttl: float,
+    def __init__(self, fleet: Fleet, leadership: Leadership, operations: Operations, *,
                  command_timeout: float, acl: Acl | None = None, refusals: audit.Refusals | None = None) -> None:
         self.fleet = fleet
         self.leadership = leadership
         self.operations = operations
-        self.node_ttl = node_ttl
         self.command_timeout = command_timeout
         self.acl = acl
         self.refusals = refusals
@@ -256,11 +255,10 @@ class ControllerServicer(pb_grpc.ControllerServiceServicer):
         try:
             if down := self._etcd_down():
                 raise down
-            await self.fleet.membership.heartbeat(beat, peer_host(context), who=caller(context))
+            interval, ttl = await self.fleet.membership.heartbeat(beat, peer_host(context), who=caller(context))
         except ERRORS as exc:
             await self._fail(context, exc)
-        response = pb.HeartbeatResponse(interval_seconds=self.node_ttl / 3, ttl_seconds=self.node_ttl,
-                                        controller_id=self.fleet.id)
+        response = pb.HeartbeatResponse(interval_seconds=interval, ttl_seconds=ttl, controller_id=self.fleet.id)
         if self.acl is not None and request.security_revision != self.acl.state.revision:
             response.security.CopyFrom(wire.state_to_pb(self.acl.state))
         return response

@@ -7,6 +7,7 @@ import json
 import time
 import urllib.request
 
+from fleetvisor.v1 import controller_pb2 as pb
 from tests.support import wait_for
 
 
@@ -45,3 +46,26 @@ def test_steady_heartbeats_write_nothing_to_etcd(fleet):
     wait_for(lambda: not ctl.node("web-2").up, 20, "web-2 shown down after its lease expired")
     down = ctl.node("web-2")
     assert stopped_at - 5 < down.last_heartbeat <= stopped_at and ctl.node("web-1").up
+
+
+def test_past_the_heartbeat_rate_nodes_are_told_to_beat_less_often_and_kept_up_for_longer(fleet):
+    """--max-heartbeat-rate 2 with a node TTL of 2 s: the first node is told a third of the
+    TTL; once four nodes heartbeat here, each new answer says every 2 s (4 nodes / 2 a second)
+    with a TTL of 6 s, and a node told so stays up past the node TTL and is down after its own."""
+    ctl = fleet.controller(node_ttl=2, extra=("--max-heartbeat-rate", "2"))
+
+    def beat(name: str) -> pb.HeartbeatResponse:
+        return ctl.stub.Heartbeat(pb.HeartbeatRequest(node=name, address="127.0.0.1:1", agent_run_id=name),
+                                  timeout=5)
+
+    first = beat("n-1")
+    assert (round(first.interval_seconds, 2), first.ttl_seconds) == (0.67, 2)
+    for name in ("n-2", "n-3"):
+        beat(name)
+    told = beat("n-4")
+    assert (told.interval_seconds, told.ttl_seconds) == (2, 6)
+    silent_from = time.time()
+    wait_for(lambda: not ctl.node("n-1").up, 10, "n-1, told 2 s, down once silent for them")
+    assert time.time() - silent_from < 6 and ctl.node("n-4").up, "n-4 was told 6 s"
+    wait_for(lambda: not ctl.node("n-4").up, 15, "n-4 down once silent for its 6 s")
+    assert time.time() - silent_from >= 5.5

@@ -22,6 +22,7 @@ from fleetvisor.controller.operations import new_operation
 from fleetvisor.controller.opmodel import Batch, Kind, OnFailure, Operation, OpState, Spec, Step, StepState
 from fleetvisor.controller.processes import ProcState
 from fleetvisor.controller.records import AssignmentRecord, MemberRecord, RevisionRecord, Selector
+from fleetvisor.controller.registrations import pace
 from fleetvisor.controller.service import ControllerServicer, operation_message, spec_of, status_of
 from fleetvisor.v1 import agent_pb2 as apb
 from fleetvisor.v1 import controller_pb2 as pb
@@ -447,7 +448,7 @@ class _Leadership:
 ])
 def test_a_lost_leadership_names_the_leader_for_fleetctl_to_retry_there(leadership, trailers, details):
     fleet = SimpleNamespace(id="ctl-1")
-    servicer = ControllerServicer(fleet, leadership, None, node_ttl=10, command_timeout=5)  # type: ignore[arg-type]
+    servicer = ControllerServicer(fleet, leadership, None, command_timeout=5)  # type: ignore[arg-type]
     context = _Context()
     with pytest.raises(grpc.RpcError):
         asyncio.run(servicer._fail(context, NotLeader("stopped leading")))
@@ -466,3 +467,10 @@ def test_a_new_operation_is_planned_with_the_defaults_filled_in():
     assert op.spec.on_failure == OnFailure.PAUSE and op.spec.timeout_seconds == opmodel.DEFAULT_TIMEOUT
     with pytest.raises(InvalidArgument):
         new_operation(Spec(canary=4), ["a", "b"], "me", "", now=0.0, op_id="x")
+
+
+def test_a_controller_past_its_heartbeat_rate_stretches_interval_and_ttl_alike():
+    assert pace(10, 10, 300) == (10 / 3, 10)  # few nodes: a third of the TTL
+    assert pace(1000, 10, 300) == (10 / 3, 10)  # exactly the rate
+    assert pace(5000, 10, 300) == (5000 / 300, 3 * 5000 / 300)  # 300 a second, a TTL of three intervals
+    assert pace(5000, 10, 0) == (10 / 3, 10)  # 0: no bound
