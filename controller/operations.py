@@ -37,6 +37,7 @@ from .configstore import RolloutPlanner
 from .errors import Conflict, InvalidArgument, NotFound, NotLeader, Unavailable
 from .fleet import Fleet
 from .livestate import NodeLink
+from .mirror import Change
 from .opmodel import AgentMark, Kind, Operation, OpState, Spec, StepState
 from .processes import AgentCallFailed, ProcessView
 from .store import Put
@@ -76,7 +77,13 @@ class Operations:
         self._runners: dict[str, asyncio.Task[None]] = {}
         self._wake = asyncio.Event()
         self._decoded: dict[str, tuple[bytes, Operation]] = {}  # see _decode()
-        fleet.on_change(self._wake.set)
+        self.store.mirror.subscribe(self._on_mirror)
+
+    def _on_mirror(self, changes: list[Change]) -> None:
+        """An operation stored or changed: run() looks for new ones (not on every fleet change:
+        during a push to thousands of nodes that is thousands a second)."""
+        if any(change.key.startswith(records.OPS) for change in changes):
+            self._wake.set()
 
     # -- reading (any controller) ------------------------------------------------------------
 

@@ -171,7 +171,7 @@ class Reconciler:
         else:
             self._failures.pop(name, None)
             self._retry_at.pop(name, None)
-            log.info("config %s applied on %s", revision, name)
+            log.debug("config %s applied on %s", revision, name)  # a push to thousands: ConfigStatus says it
         try:
             await self.fleet.configs.record_reconcile(name, ReconcileRecord(
                 desired=revision, applied=applied, last_error=error, attempts=failures,

@@ -81,6 +81,9 @@ class NodeConfigStatus:
     held: str = ""  # why nothing is pushed to the node (pinned, foreign); "" when it is reconciled
 
 
+_Configs = tuple[tuple[int, ...], dict[str, Current]]  # ConfigStore's generation, and the current configs
+
+
 @dataclass(frozen=True)
 class _Facts:
     inputs: tuple[object, ...]  # the records and values they were worked out from
@@ -104,7 +107,10 @@ class Views:
         self.controller_id = controller_id
         self._kept: dict[str, _Facts] = {}  # see _facts
 
-    def _facts(self, member: MemberRecord, current: dict[str, Current]) -> _Facts:
+    def _configs(self) -> _Configs:
+        return self.configs.generation(), self.configs.current_configs()
+
+    def _facts(self, member: MemberRecord, configs: _Configs) -> _Facts:
         """What node_info works out from the node's records, kept while they stay the same (a
         status of thousands of nodes would otherwise work it all out for each, each call)."""
         name = member.name
@@ -112,7 +118,8 @@ class Views:
         override = self.overrides.record(name)
         applied = self.membership.applied(member)
         local = self.membership.local(member)
-        inputs = (member, self.configs.generation(), reconcile, override, applied, local, self.overrides.cluster_id)
+        generation, current = configs
+        inputs = (member, generation, reconcile, override, applied, local, self.overrides.cluster_id)
         kept = self._kept.get(name)
         if kept is not None and kept.inputs == inputs:
             return kept
@@ -124,8 +131,8 @@ class Views:
                                           local, override, reconcile)
         return facts
 
-    def node_info(self, member: MemberRecord, current: dict[str, Current]) -> NodeInfo:
-        facts = self._facts(member, current)
+    def node_info(self, member: MemberRecord, configs: _Configs) -> NodeInfo:
+        facts = self._facts(member, configs)
         link = self.links.get(member.name)
         reachable = bool(link and link.reachable)
         return NodeInfo(
@@ -195,22 +202,22 @@ class Views:
         return Freshness(True, mirror.lost_at, f"etcd is unavailable at {mirror.endpoints()}: {mirror.last_error}")
 
     def status(self, patterns: list[str], labels: dict[str, str], *, described: bool = True) -> FleetStatus:
-        current = self.configs.current_configs()
-        return FleetStatus([NodeProcesses(self.node_info(member, current), procs)
+        configs = self._configs()
+        return FleetStatus([NodeProcesses(self.node_info(member, configs), procs)
                             for member, procs in self.pick(patterns, labels, described=described)],
                            now=time.time(), controller_id=self.controller_id, freshness=self.freshness())
 
     def nodes(self, labels: dict[str, str]) -> list[NodeInfo]:
-        current = self.configs.current_configs()
-        return [self.node_info(m, current) for m in self.membership.select(labels).values()]
+        configs = self._configs()
+        return [self.node_info(m, configs) for m in self.membership.select(labels).values()]
 
     def config_status(self) -> list[NodeConfigStatus]:
-        current = self.configs.current_configs()
+        configs = self._configs()
         result = []
         members = self.membership.members()
         self._forget_gone(members)
         for name, member in members.items():
-            facts = self._facts(member, current)
+            facts = self._facts(member, configs)
             rec = facts.reconcile
             in_sync = same_revision(facts.desired, facts.applied)
             result.append(NodeConfigStatus(
