@@ -400,8 +400,9 @@ def main(argv: list[str] | None = None) -> int:
             try:
                 result = measure(base, setup, console)
             except (RuntimeError, grpc.RpcError, OSError) as exc:
-                console.print(f"[red]  failed: {str(exc).splitlines()[0]}; logs kept in {base}[/]")
-                results.append({"nodes": nodes, "controllers": controllers, "failed": str(exc).splitlines()[0]})
+                why = f"{exc.code().name}: {exc.details()}" if isinstance(exc, grpc.Call) else str(exc).splitlines()[0]
+                console.print(f"[red]  failed: {why}; logs kept in {base}[/]")
+                results.append({"nodes": nodes, "controllers": controllers, "failed": why})
                 continue
             shutil.rmtree(base, ignore_errors=True)
             print(json.dumps(result), flush=True)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import time
 from collections.abc import Callable
 
 import aetcd
@@ -127,6 +128,7 @@ class Election:
             self._set(False, current.value)
             await self._watch(current.header.revision + 1, leading=False)
             return
+        asked = time.monotonic()  # the lease runs from at most now
         lease = await self._client.lease(max(1, math.ceil(self.ttl)))
         try:
             won, responses = await self._client.transaction(
@@ -153,7 +155,7 @@ class Election:
         self._round_done(backoff)
         self._set(True, self.identity)
         log.info("leading %s (lease %x, revision %d)", self.key, lease.id, revision)
-        await self._lead(lease.id, lease.ttl, revision)
+        await self._lead(lease.id, min(self.ttl, lease.ttl), asked, revision)
 
     def _round_done(self, backoff: Backoff) -> None:
         backoff.reset()
@@ -163,9 +165,9 @@ class Election:
         if self._first_round is not None and not self._first_round.done():
             self._first_round.set_result(None)
 
-    async def _lead(self, lease: int, granted_ttl: int, revision: int) -> None:
+    async def _lead(self, lease: int, ttl: float, asked: float, revision: int) -> None:
         """Renew the lease and watch our key; step down when either fails."""
-        tasks = [asyncio.create_task(self._keepalive(lease, min(self.ttl, granted_ttl) / 3)),
+        tasks = [asyncio.create_task(self._keepalive(lease, ttl, asked)),
                  asyncio.create_task(self._watch(revision + 1, leading=True))]
         try:
             done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
@@ -185,21 +187,27 @@ class Election:
         if error is not None:
             raise LeadershipLost(describe(error)) from error
 
-    async def _keepalive(self, lease: int, interval: float) -> None:
-        """Renew every `interval` (ttl/3); any renewal not answered within one interval fails,
-        which is still before the lease could have expired on the server."""
+    async def _keepalive(self, lease: int, ttl: float, valid_from: float) -> None:
+        """Renew every third of the TTL. The lease holds for `ttl` from the last renewal sent
+        (`valid_from`, monotonic; at first, when the grant was asked for), so a renewal may take
+        until half an interval before that: a leader whose loop is busy (a push to thousands of
+        nodes) keeps leading while its lease is good, not only for one interval. It steps down
+        before the lease could expire on the server, and its writes are fenced on the lease."""
+        interval = ttl / 3
         call = self._client.leasestub.LeaseKeepAlive(metadata=self._client.metadata)
         try:
             while True:
+                sent = time.monotonic()
                 # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation
                 # that lands as the reply arrives, and this loop would outlive close()
-                async with asyncio.timeout(interval):
+                async with asyncio.timeout(max(0.0, valid_from + ttl - interval / 2 - sent)):
                     await call.write(rpc.LeaseKeepAliveRequest(ID=lease))
                     response = await call.read()
                 if response is grpc.aio.EOF:
                     raise LeadershipLost("etcd closed the lease keepalive stream")
                 if response.TTL <= 0:
                     raise LeadershipLost(f"lease {lease:x} expired")
+                valid_from = sent
                 await asyncio.sleep(interval)
         except TimeoutError:
             raise LeadershipLost("lease renewal timed out") from None
