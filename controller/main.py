@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import logging
 import os
 import signal
@@ -426,8 +427,17 @@ async def _until_signalled(tls: TlsMaterial | None, embedded: EmbeddedEtcd | Non
         raise supervised.exception()  # type: ignore[misc]
 
 
+# Young collections every 50,000 allocations, not CPython's 700: a status of thousands of nodes
+# builds tens of thousands of objects, and at 700 nearly all of them reached the oldest generation
+# while still in use, so full collections (0.35-0.4 s each at 5000 nodes, with nothing to free)
+# came every few seconds and were a summary's p99. With these, at 5000 nodes, no collection
+# during a run of summaries took over 20 ms, and the slowest of 60 summaries was 152 ms (530 before).
+GC_THRESHOLDS = (50_000, 20, 100)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
+    gc.set_threshold(*GC_THRESHOLDS)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(message)s")
     logging.getLogger("aetcd").setLevel(logging.WARNING)

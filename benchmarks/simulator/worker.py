@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import json
 import os
 import random
@@ -258,6 +259,9 @@ class Worker:
 
 def main() -> int:
     spec = WorkerSpec.from_json(sys.argv[1])
+    # as the controller's GC_THRESHOLDS (controller/main.py): at 2500 virtual nodes a worker's
+    # full collections took over 1 s each, most of its loop lag
+    gc.set_threshold(50_000, 20, 100)
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(Worker(spec).run())
     return 0
