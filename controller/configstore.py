@@ -26,7 +26,6 @@ from .records import (
 from .store import Put, Store
 
 log = logging.getLogger("fleetvisor.controller")
-_TOP_ASSIGNMENTS, _TOP_CONFIGS = records.ASSIGNMENTS.rstrip("/"), records.CONFIGS.rstrip("/")
 
 # Plans a rollout: (target nodes, new revision, previous revision) -> the operation to store
 RolloutPlanner = Callable[[list[str], int, int], opmodel.Operation]
@@ -62,7 +61,7 @@ class ConfigStore:
 
     def generation(self) -> tuple[int, ...]:
         """Stays the same while no config, revision or assignment changes."""
-        return self.store.mirror.generation(_TOP_ASSIGNMENTS, _TOP_CONFIGS)
+        return self.store.mirror.generation(records.ASSIGNMENTS, records.CONFIGS)
 
     def current_configs(self) -> dict[str, Current]:
         """Each config's current revision; one dict (read only) until a config or assignment changes."""

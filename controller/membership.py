@@ -24,7 +24,6 @@ from .registrations import RegistrationLease, SilenceWatch, pace
 from .store import Put, Store
 
 log = logging.getLogger("fleetvisor.controller")
-_TOP_MEMBERS = records.MEMBERS.rstrip("/")
 
 
 @dataclass(frozen=True)
@@ -146,7 +145,7 @@ class Membership:
     def members(self) -> dict[str, MemberRecord]:
         """Every member, by name, decoded once per value (see member()); worked out again only
         after a member record changed (a status of thousands of nodes reads them each call)."""
-        generation = self.store.mirror.generation(_TOP_MEMBERS)
+        generation = self.store.mirror.generation(records.MEMBERS)
         if self._members[0] != generation:
             self._members = generation, self._read_members()
         return dict(self._members[1])

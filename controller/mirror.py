@@ -106,10 +106,10 @@ class Mirror:
             found[key] = self._data[key]
         return found
 
-    def generation(self, *tops: str) -> tuple[int, ...]:
-        """A value that stays the same while no key under the top-level folders `tops` (such as
-        "members") changes: a reader may keep what it worked out from them until it moves."""
-        return self._epoch, *(self._generations.get(top, 0) for top in tops)
+    def generation(self, *folders: str) -> tuple[int, ...]:
+        """A value that stays the same while no key under the top-level `folders` (such as
+        records.MEMBERS) changes: a reader may keep what it worked out from them until it moves."""
+        return self._epoch, *(self._generations.get(folder.rstrip("/"), 0) for folder in folders)
 
     def subscribe(self, callback: Subscriber) -> Callable[[], None]:
         """Call `callback(changes)` after each update; returns a function that unsubscribes."""
